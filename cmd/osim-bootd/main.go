@@ -1,0 +1,33 @@
+// Command osim-bootd is the boot server appliance. Today it has one mode,
+// `tftp`, which serves a folder with the same engine the appliance uses.
+package main
+
+import (
+	"fmt"
+	"os"
+)
+
+const usage = `osim-bootd: the osim boot server
+
+usage:
+  osim-bootd tftp --root DIR [--listen ADDR:PORT] [flags]   serve a folder over TFTP
+  osim-bootd help                                           this text
+
+Run "osim-bootd tftp -h" for the flags of a mode.
+`
+
+func main() {
+	if len(os.Args) < 2 {
+		fmt.Fprint(os.Stderr, usage)
+		os.Exit(2)
+	}
+	switch os.Args[1] {
+	case "tftp":
+		os.Exit(runTFTP(os.Args[2:]))
+	case "help", "-h", "--help":
+		fmt.Print(usage)
+	default:
+		fmt.Fprintf(os.Stderr, "osim-bootd: unknown mode %q\n\n%s", os.Args[1], usage)
+		os.Exit(2)
+	}
+}

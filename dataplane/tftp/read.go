@@ -1,0 +1,329 @@
+package tftp
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"time"
+
+	"golang.org/x/net/ipv4"
+)
+
+// maxBatch bounds one sendmmsg call; a larger window is sent in several.
+const maxBatch = 64
+
+// conversation is what read and write transfers share: the transfer's own
+// socket, its client, and the retransmit clock.
+type conversation struct {
+	s      *Server
+	conn   *net.UDPConn
+	client netip.AddrPort
+	rbuf   []byte
+	rto    time.Duration
+	base   time.Duration
+	tries  int
+}
+
+// errTransferTimeout ends a transfer that made no progress for its budget.
+var errTransferTimeout = errors.New("no progress within the retry budget")
+
+// clientError is an ERROR packet the client sent us.
+type clientError struct {
+	code ErrorCode
+	msg  string
+}
+
+func (e *clientError) Error() string { return fmt.Sprintf("client sent error %d: %q", e.code, e.msg) }
+
+// recv waits for the next packet from the client until deadline. Packets
+// from any other address or port get error 5 and leave the transfer alone
+// (RFC 1350 section 4). It returns os.ErrDeadlineExceeded on timeout.
+func (c *conversation) recv(deadline time.Time) (reply, []byte, error) {
+	if err := c.conn.SetReadDeadline(deadline); err != nil {
+		return reply{}, nil, err
+	}
+	for {
+		n, from, err := c.conn.ReadFromUDPAddrPort(c.rbuf)
+		if err != nil {
+			return reply{}, nil, err
+		}
+		if from.Port() != c.client.Port() || from.Addr().Unmap() != c.client.Addr() {
+			c.s.m.unknownTID.Inc()
+			var b [64]byte
+			_, _ = c.conn.WriteToUDPAddrPort(appendError(b[:0], ErrUnknownTID, "unknown transfer ID"), from)
+			continue
+		}
+		r, err := parseReply(c.rbuf[:n])
+		if err != nil {
+			c.s.m.malformed.WithLabelValues("transfer").Inc()
+			continue
+		}
+		if r.op == opERROR {
+			return r, c.rbuf[:n], &clientError{code: r.code, msg: errorMessage(c.rbuf[:n])}
+		}
+		return r, c.rbuf[:n], nil
+	}
+}
+
+// backoff records a timeout; it fails once the retry budget is spent.
+func (c *conversation) backoff() error {
+	c.tries++
+	if c.tries > c.s.cfg.Retries {
+		return errTransferTimeout
+	}
+	c.rto = min(c.rto*2, c.s.cfg.MaxTimeout)
+	return nil
+}
+
+func (c *conversation) progress() { c.tries = 0; c.rto = c.base }
+
+func (c *conversation) sendError(code ErrorCode, msg string) {
+	var b [512]byte
+	_, _ = c.conn.WriteToUDPAddrPort(appendError(b[:0], code, msg), c.client)
+}
+
+func isTimeout(err error) bool {
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
+}
+
+// readTransfer sends one file. Its buffers are sized once at the start, so
+// the steady state (ACK in, window out) allocates nothing.
+type readTransfer struct {
+	conversation
+	pc    *ipv4.PacketConn
+	src   blockSource
+	win   window
+	msgs  []ipv4.Message
+	iov   [][]byte
+	hdrs  []byte
+}
+
+func (s *Server) runRead(listener *net.UDPConn, req Request, client netip.AddrPort, local netip.Addr) {
+	start := time.Now()
+	m := s.m
+	m.started.WithLabelValues("read").Inc()
+	log := s.log.With("client", client.String(), "file", req.Filename)
+
+	f, err := s.resolver.Resolve(s.ctx, client, req.Filename)
+	if err != nil {
+		reason, code := refusalFor(err)
+		m.failed.WithLabelValues("read", reason).Inc()
+		s.refuse(listener, client, reason, code, err.Error(), req.Filename)
+		return
+	}
+	defer f.Close()
+	size := f.Size()
+	p, err := Negotiate(req, Limits{MaxBlksize: s.cfg.MaxBlksize, MaxWindow: s.cfg.MaxWindow}, size)
+	if err != nil {
+		reason, code := refusalFor(err)
+		m.failed.WithLabelValues("read", reason).Inc()
+		s.refuse(listener, client, reason, code, err.Error(), req.Filename)
+		return
+	}
+	conn, err := s.bindTransfer(local)
+	if err != nil {
+		m.failed.WithLabelValues("read", "no_port").Inc()
+		s.refuse(listener, client, "no_port", ErrUndefined, "server busy: "+err.Error(), req.Filename)
+		return
+	}
+	defer conn.Close()
+	stop := context.AfterFunc(s.ctx, func() { conn.Close() })
+	defer stop()
+
+	t := &readTransfer{
+		conversation: conversation{s: s, conn: conn, client: client, rbuf: make([]byte, 1024)},
+		pc:           ipv4.NewPacketConn(conn),
+		win:          window{size: uint64(p.Window), rollTo: p.RollTo},
+	}
+	t.base = s.cfg.Timeout
+	if p.Timeout > 0 {
+		t.base = p.Timeout
+	}
+	t.rto = t.base
+	switch b := f.(type) {
+	case interface{ Bytes() []byte }:
+		if !p.Netascii {
+			t.src = &memSource{data: b.Bytes(), bs: uint64(p.Blksize)}
+			break
+		}
+		t.src = newStreamSource(newNetasciiReader(f), p.Blksize, p.Window)
+	default:
+		if p.Netascii {
+			t.src = newStreamSource(newNetasciiReader(f), p.Blksize, p.Window)
+		} else {
+			t.src = newStreamSource(f, p.Blksize, p.Window)
+		}
+	}
+	batch := min(p.Window, maxBatch)
+	t.msgs = make([]ipv4.Message, batch)
+	t.iov = make([][]byte, 2*batch)
+	t.hdrs = make([]byte, 4*batch)
+	ua := net.UDPAddrFromAddrPort(client)
+	for i := range t.msgs {
+		t.msgs[i].Addr = ua
+	}
+	m.blksize.Observe(float64(p.Blksize))
+	m.windowsize.Observe(float64(p.Window))
+
+	err = t.run(p)
+	var ce *clientError
+	switch {
+	case err == nil:
+		m.completed.WithLabelValues("read").Inc()
+		m.duration.WithLabelValues("read").Observe(time.Since(start).Seconds())
+		log.Info("tftp read done", "bytes", size, "blksize", p.Blksize, "window", p.Window,
+			"ms", time.Since(start).Milliseconds())
+	case errors.As(err, &ce) && t.win.acked == 0 && len(p.OACK) > 0:
+		// The client read our OACK and walked away: the UEFI "tsize probe"
+		// (EDK2 asks tsize, aborts with error 8, asks again). Nothing to keep.
+		m.probes.Inc()
+		log.Debug("tftp probe ended by client", "code", int(ce.code))
+	case errors.As(err, &ce):
+		m.failed.WithLabelValues("read", "client_error").Inc()
+		log.Info("tftp read aborted by client", "code", int(ce.code), "msg", ce.msg, "acked", t.win.acked)
+	case errors.Is(err, errTransferTimeout):
+		m.failed.WithLabelValues("read", "timeout").Inc()
+		log.Info("tftp read timed out", "acked", t.win.acked, "retries", s.cfg.Retries)
+	case s.ctx.Err() != nil:
+		m.failed.WithLabelValues("read", "shutdown").Inc()
+		log.Info("tftp read cut by shutdown", "acked", t.win.acked)
+	default:
+		m.failed.WithLabelValues("read", "io_error").Inc()
+		t.sendError(ErrUndefined, "server error")
+		log.Warn("tftp read failed", "err", err, "acked", t.win.acked)
+	}
+}
+
+// run drives the window until the last block is acknowledged.
+func (t *readTransfer) run(p Params) error {
+	if len(p.OACK) > 0 {
+		oack := appendOACK(make([]byte, 0, 128), p.OACK)
+		if err := t.awaitOACK(oack); err != nil {
+			return err
+		}
+	}
+	t.win.last = t.src.lastBlock()
+	if err := t.sendNext(0); err != nil {
+		return err
+	}
+	deadline := time.Now().Add(t.rto)
+	for !t.win.done() {
+		r, _, err := t.recv(deadline)
+		switch {
+		case isTimeout(err):
+			if err := t.backoff(); err != nil {
+				return err
+			}
+			resent := t.win.sent
+			t.win.onTimeout()
+			if err := t.sendNext(resent); err != nil {
+				return err
+			}
+			deadline = time.Now().Add(t.rto)
+			continue
+		case err != nil:
+			return err
+		}
+		if r.op != opACK {
+			t.s.m.malformed.WithLabelValues("transfer").Inc()
+			continue
+		}
+		n, ok := t.win.ack(r.block)
+		prevSent := t.win.sent
+		if !ok || !t.win.onAck(n) {
+			t.s.m.dupAcks.Inc()
+			continue
+		}
+		t.progress()
+		if t.win.done() {
+			break
+		}
+		// An ACK below what we sent reports a gap: those blocks go again.
+		if err := t.sendNext(prevSent); err != nil {
+			return err
+		}
+		deadline = time.Now().Add(t.rto)
+	}
+	return nil
+}
+
+// awaitOACK sends the OACK until the client acknowledges it with ACK 0.
+func (t *readTransfer) awaitOACK(oack []byte) error {
+	for {
+		if _, err := t.conn.WriteToUDPAddrPort(oack, t.client); err != nil {
+			return fmt.Errorf("send OACK: %w", err)
+		}
+		deadline := time.Now().Add(t.rto)
+		for {
+			r, _, err := t.recv(deadline)
+			if isTimeout(err) {
+				break
+			}
+			if err != nil {
+				return err
+			}
+			if r.op == opACK && r.block == 0 {
+				t.progress()
+				return nil
+			}
+			t.s.m.malformed.WithLabelValues("transfer").Inc()
+		}
+		if err := t.backoff(); err != nil {
+			return err
+		}
+		t.s.m.retransmits.Inc()
+	}
+}
+
+// sendNext sends the blocks the window allows now, batched. Blocks up to
+// resentUpTo were sent before and count as retransmits.
+func (t *readTransfer) sendNext(resentUpTo uint64) error {
+	from, upTo := t.win.next()
+	for from <= upTo {
+		k, again := 0, 0
+		var payload int
+		for ; k < len(t.msgs) && from <= upTo; k++ {
+			data, err := t.src.block(from)
+			if err != nil {
+				return err
+			}
+			if l := t.src.lastBlock(); l != 0 {
+				t.win.last = l
+				upTo = min(upTo, l)
+			}
+			h := t.hdrs[4*k : 4*k+4]
+			putDataHeader(h, t.win.wire(from))
+			t.iov[2*k] = h
+			t.iov[2*k+1] = data
+			t.msgs[k].Buffers = t.iov[2*k : 2*k+2]
+			payload += len(data)
+			if from <= resentUpTo {
+				again++
+			}
+			from++
+		}
+		if err := t.writeBatch(t.msgs[:k]); err != nil {
+			return err
+		}
+		t.win.sent = from - 1
+		t.s.m.bytesSent.Add(float64(payload))
+		if again > 0 {
+			t.s.m.retransmits.Add(float64(again))
+		}
+	}
+	return nil
+}
+
+func (t *readTransfer) writeBatch(ms []ipv4.Message) error {
+	for len(ms) > 0 {
+		n, err := t.pc.WriteBatch(ms, 0)
+		if err != nil {
+			return fmt.Errorf("send window: %w", err)
+		}
+		ms = ms[n:]
+	}
+	return nil
+}
