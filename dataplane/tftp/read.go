@@ -93,12 +93,12 @@ func isTimeout(err error) bool {
 // the steady state (ACK in, window out) allocates nothing.
 type readTransfer struct {
 	conversation
-	pc    *ipv4.PacketConn
-	src   blockSource
-	win   window
-	msgs  []ipv4.Message
-	iov   [][]byte
-	hdrs  []byte
+	pc   *ipv4.PacketConn
+	src  blockSource
+	win  window
+	msgs []ipv4.Message
+	iov  [][]byte
+	hdrs []byte
 }
 
 func (s *Server) runRead(listener *net.UDPConn, req Request, client netip.AddrPort, local netip.Addr) {
