@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"os"
 	"time"
 
 	"golang.org/x/net/ipv4"
@@ -84,9 +85,9 @@ func (c *conversation) sendError(code ErrorCode, msg string) {
 	_, _ = c.conn.WriteToUDPAddrPort(appendError(b[:0], code, msg), c.client)
 }
 
+// isTimeout reports a read deadline passing; it must not allocate, it runs per ACK.
 func isTimeout(err error) bool {
-	var ne net.Error
-	return errors.As(err, &ne) && ne.Timeout()
+	return err != nil && errors.Is(err, os.ErrDeadlineExceeded)
 }
 
 // readTransfer sends one file. Its buffers are sized once at the start, so
