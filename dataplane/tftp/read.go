@@ -22,6 +22,7 @@ type conversation struct {
 	conn   *net.UDPConn
 	client netip.AddrPort
 	rbuf   []byte
+	armed  time.Time // deadline set on the socket
 	rto    time.Duration
 	base   time.Duration
 	tries  int
@@ -41,12 +42,23 @@ func (e *clientError) Error() string { return fmt.Sprintf("client sent error %d:
 // recv waits for the next packet from the client until deadline. Packets
 // from any other address or port get error 5 and leave the transfer alone
 // (RFC 1350 section 4). It returns os.ErrDeadlineExceeded on timeout.
+//
+// Re-arming the socket deadline costs a runtime timer update, too much per
+// ACK in lockstep; so an armed deadline that is earlier than asked but close
+// enough stays, and a wake-up before the real deadline re-arms and goes on.
 func (c *conversation) recv(deadline time.Time) (reply, []byte, error) {
-	if err := c.conn.SetReadDeadline(deadline); err != nil {
-		return reply{}, nil, err
-	}
 	for {
+		if c.armed.IsZero() || deadline.Before(c.armed) || deadline.Sub(c.armed) > c.base/4 {
+			if err := c.conn.SetReadDeadline(deadline); err != nil {
+				return reply{}, nil, err
+			}
+			c.armed = deadline
+		}
 		n, from, err := c.conn.ReadFromUDPAddrPort(c.rbuf)
+		if isTimeout(err) && time.Now().Before(deadline) {
+			c.armed = time.Time{}
+			continue
+		}
 		if err != nil {
 			return reply{}, nil, err
 		}
