@@ -81,7 +81,7 @@ func (s *Server) runWrite(listener *net.UDPConn, req Request, client netip.AddrP
 	c.rto = c.base
 	m.blksize.Observe(float64(p.Blksize))
 
-	size, err := c.receive(f, p)
+	size, finalAck, err := c.receive(f, p)
 	if err == nil {
 		err = f.Sync()
 	}
@@ -91,6 +91,10 @@ func (s *Server) runWrite(listener *net.UDPConn, req Request, client netip.AddrP
 		if errors.Is(err, fs.ErrExist) {
 			c.sendError(ErrFileExists, fmt.Sprintf("%q appeared during the upload", name))
 		}
+	}
+	if err == nil {
+		_, _ = c.conn.WriteToUDPAddrPort(finalAck, c.client)
+		c.dally(finalAck)
 	}
 	var ce *clientError
 	switch {
@@ -118,7 +122,9 @@ func (s *Server) runWrite(listener *net.UDPConn, req Request, client netip.AddrP
 }
 
 // receive runs the lockstep DATA/ACK exchange and writes the payload to w.
-func (c *conversation) receive(w *os.File, p Params) (int64, error) {
+// It returns with the final block received but not yet acknowledged; the
+// caller commits the file, then calls finish with the returned ACK.
+func (c *conversation) receive(w *os.File, p Params) (int64, []byte, error) {
 	var (
 		ack    []byte
 		total  int64
@@ -136,24 +142,24 @@ func (c *conversation) receive(w *os.File, p Params) (int64, error) {
 		return err
 	}
 	if err := send(); err != nil {
-		return 0, err
+		return 0, nil, err
 	}
 	deadline := time.Now().Add(c.rto)
 	for {
 		r, _, err := c.recv(deadline)
 		if isTimeout(err) {
 			if err := c.backoff(); err != nil {
-				return total, err
+				return total, nil, err
 			}
 			c.s.m.retransmits.Inc()
 			if err := send(); err != nil {
-				return total, err
+				return total, nil, err
 			}
 			deadline = time.Now().Add(c.rto)
 			continue
 		}
 		if err != nil {
-			return total, err
+			return total, nil, err
 		}
 		if r.op != opDATA || len(r.data) > p.Blksize {
 			c.s.m.malformed.WithLabelValues("transfer").Inc()
@@ -178,20 +184,21 @@ func (c *conversation) receive(w *os.File, p Params) (int64, error) {
 		}
 		total += int64(len(payload))
 		if total > c.s.cfg.MaxUpload {
-			return total, errUploadTooLarge
+			return total, nil, errUploadTooLarge
 		}
 		if _, err := w.Write(payload); err != nil {
-			return total, fmt.Errorf("write upload: %w", err)
+			return total, nil, fmt.Errorf("write upload: %w", err)
 		}
 		c.s.m.bytesRecv.Add(float64(len(r.data)))
 		c.progress()
 		ack = appendAck(ack[:0], r.block)
-		if err := send(); err != nil {
-			return total, err
-		}
 		if len(r.data) < p.Blksize {
-			c.dally(ack)
-			return total, nil
+			// The final ACK waits until the file is in place: a client that
+			// saw success must find its upload there.
+			return total, ack, nil
+		}
+		if err := send(); err != nil {
+			return total, nil, err
 		}
 		deadline = time.Now().Add(c.rto)
 	}
