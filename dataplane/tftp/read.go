@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"golang.org/x/net/ipv4"
+
+	"osim/dataplane/tftp/internal/gso"
 )
 
 // maxBatch bounds one sendmmsg call; a larger window is sent in several.
@@ -112,6 +114,9 @@ type readTransfer struct {
 	msgs []ipv4.Message
 	iov  [][]byte
 	hdrs []byte
+	bs   int
+	gso  *gso.Sender // nil: sendmmsg
+	segs int
 }
 
 func (s *Server) runRead(listener *net.UDPConn, req Request, client netip.AddrPort, local netip.Addr) {
@@ -156,6 +161,7 @@ func (s *Server) runRead(listener *net.UDPConn, req Request, client netip.AddrPo
 		t.base = p.Timeout
 	}
 	t.rto = t.base
+	t.bs = p.Blksize
 	switch b := f.(type) {
 	case interface{ Bytes() []byte }:
 		if !p.Netascii {
@@ -171,6 +177,13 @@ func (s *Server) runRead(listener *net.UDPConn, req Request, client netip.AddrPo
 		}
 	}
 	batch := min(p.Window, maxBatch)
+	if segs := min(gso.MaxSegments, gso.MaxBytes/(p.Blksize+4)); !s.cfg.DisableGSO && !s.gsoOff.Load() && p.Window > 1 && segs > 1 {
+		// One sendmsg per window: the kernel cuts it into datagrams.
+		if g, err := gso.New(conn, client, 2*segs); err == nil {
+			t.gso, t.segs = g, segs
+			batch = min(p.Window, segs)
+		}
+	}
 	t.msgs = make([]ipv4.Message, batch)
 	t.iov = make([][]byte, 2*batch)
 	t.hdrs = make([]byte, 4*batch)
@@ -318,7 +331,7 @@ func (t *readTransfer) sendNext(resentUpTo uint64) error {
 			}
 			from++
 		}
-		if err := t.writeBatch(t.msgs[:k]); err != nil {
+		if err := t.flush(k); err != nil {
 			return err
 		}
 		t.win.sent = from - 1
@@ -328,6 +341,26 @@ func (t *readTransfer) sendNext(resentUpTo uint64) error {
 		}
 	}
 	return nil
+}
+
+// flush sends the k blocks staged in iov and msgs: with GSO as one
+// sendmsg, else with sendmmsg.
+func (t *readTransfer) flush(k int) error {
+	if t.gso != nil {
+		_, err := t.gso.Send(t.iov[:2*k], 4+t.bs)
+		if err == nil {
+			return nil
+		}
+		if !errors.Is(err, gso.ErrUnsupported) {
+			return fmt.Errorf("send window: %w", err)
+		}
+		// The kernel or route refuses UDP_SEGMENT: sendmmsg from now on.
+		if t.s.gsoOff.CompareAndSwap(false, true) {
+			t.s.log.Warn("tftp: UDP GSO refused, falling back to sendmmsg", "err", err)
+		}
+		t.gso = nil
+	}
+	return t.writeBatch(t.msgs[:k])
 }
 
 func (t *readTransfer) writeBatch(ms []ipv4.Message) error {

@@ -12,6 +12,7 @@ import (
 	"net/netip"
 	"os"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/net/ipv4"
@@ -42,6 +43,8 @@ type Config struct {
 	UploadDir string
 	// MaxUpload caps one upload's size. Default 64 MiB.
 	MaxUpload int64
+	// DisableGSO sends windows with sendmmsg only, never UDP GSO.
+	DisableGSO bool
 	// Logger receives one line per transfer; nil discards.
 	Logger *slog.Logger
 	// Metrics to update; nil creates unregistered ones.
@@ -106,6 +109,8 @@ type Server struct {
 	ctx    context.Context // ends every transfer when cancelled
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
+
+	gsoOff atomic.Bool // set once the kernel refused UDP_SEGMENT
 
 	mu        sync.Mutex
 	active    map[transferKey]struct{}
