@@ -177,8 +177,9 @@ func (s *Server) runRead(listener *net.UDPConn, req Request, client netip.AddrPo
 		}
 	}
 	batch := min(p.Window, maxBatch)
-	if segs := min(gso.MaxSegments, gso.MaxBytes/(p.Blksize+4)); !s.cfg.DisableGSO && !s.gsoOff.Load() && p.Window > 1 && segs > 1 {
-		// One sendmsg per window: the kernel cuts it into datagrams.
+	if segs := max(1, min(gso.MaxSegments, gso.MaxBytes/(p.Blksize+4))); !s.cfg.DisableGSO && !s.gsoOff.Load() {
+		// One sendmsg per window: the kernel cuts it into datagrams. In
+		// lockstep it is a plain sendmsg of header and payload, no copy.
 		if g, err := gso.New(conn, client, 2*segs); err == nil {
 			t.gso, t.segs = g, segs
 			batch = min(p.Window, segs)
