@@ -89,6 +89,8 @@ func Negotiate(req Request, lim Limits, size int64) (Params, error) {
 			// RFC 2349: in an RRQ the client sends 0 and we answer the size.
 			// In netascii mode the size on the wire is not the file size, so we
 			// do not claim one.
+			// An empty file is announced as tsize 0, as RFC 2349 says, though
+			// curl refuses that OACK (use --tftp-no-options for empty files).
 			if p.Netascii || size < 0 {
 				continue
 			}

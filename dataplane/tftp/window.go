@@ -31,14 +31,16 @@ func wireNumber(n uint64, rollTo uint16) uint16 {
 // [acked, sent]. It accepts both rollover conventions: whichever one the
 // client follows, the block it means is in that span.
 func (w *window) ack(a uint16) (uint64, bool) {
-	// Fast path, roll to 0: the distance back from sent is modular.
-	if d := uint64(uint16(w.sent) - a); d <= w.sent-w.acked {
-		if w.rollTo == 0 || w.sent <= 65535 {
+	// The negotiated convention first; before the first wrap both agree.
+	// Roll to 0: the distance back from sent is modular.
+	if w.rollTo == 0 || w.sent <= 65535 {
+		if d := uint64(uint16(w.sent) - a); d <= w.sent-w.acked {
 			return w.sent - d, true
 		}
 	}
+	// Roll to 1, negotiated or not: the client counts 65535, 1, 2, ...
 	for n := w.sent; ; n-- {
-		if wireNumber(n, 1) == a || uint16(n) == a {
+		if wireNumber(n, 1) == a {
 			return n, true
 		}
 		if n == w.acked {

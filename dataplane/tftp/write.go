@@ -89,7 +89,11 @@ func (s *Server) runWrite(listener *net.UDPConn, req Request, client netip.AddrP
 		// Link refuses to replace an existing name: no overwrite, even racing.
 		err = s.uploads.Link(tmp, name)
 		if errors.Is(err, fs.ErrExist) {
+			// Another upload of the same name won the race.
+			m.failed.WithLabelValues("write", "exists").Inc()
 			c.sendError(ErrFileExists, fmt.Sprintf("%q appeared during the upload", name))
+			log.Info("tftp write lost a race for the name", "bytes", size)
+			return
 		}
 	}
 	if err == nil {
