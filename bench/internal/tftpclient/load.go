@@ -52,14 +52,12 @@ func (r LoadResult) MBps() float64 {
 // for the last one.
 func Load(ctx context.Context, lc LoadConfig) (LoadResult, error) {
 	conns := make([]*net.UDPConn, 0, lc.Clients)
-	defer func() {
-		for _, c := range conns {
-			c.Close()
-		}
-	}()
 	for i := 0; i < lc.Clients; i++ {
 		c, err := lc.Listen()
 		if err != nil {
+			for _, c := range conns {
+				c.Close()
+			}
 			return LoadResult{}, fmt.Errorf("tftpclient: open socket %d of %d: %w", i+1, lc.Clients, err)
 		}
 		conns = append(conns, c)
@@ -69,6 +67,9 @@ func Load(ctx context.Context, lc LoadConfig) (LoadResult, error) {
 	var wg sync.WaitGroup
 	for i, c := range conns {
 		wg.Go(func() {
+			// Closed as soon as the read ends, as firmware moves on: a server
+			// still sending to the port then gets ICMP port unreachable.
+			defer c.Close()
 			<-start
 			cctx, cancel := context.WithTimeout(ctx, lc.Limit)
 			defer cancel()
