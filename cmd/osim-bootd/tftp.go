@@ -35,6 +35,7 @@ func runTFTP(args []string) int {
 		cacheTotal   = fs.Int64("cache-max-total", 512<<20, "memory cache size, bytes (0 disables the cache)")
 		metricsAddr  = fs.String("metrics-listen", "", "serve Prometheus /metrics on this TCP address")
 		grace        = fs.Duration("grace", 5*time.Second, "on SIGINT/SIGTERM, how long running transfers may finish")
+		spin         = fs.Duration("lockstep-spin", 50*time.Microsecond, "busy-poll this long for the next ACK of a lockstep transfer before sleeping, while few transfers run (negative: never)")
 		logLevel     = fs.String("log-level", "info", "debug, info, warn or error")
 	)
 	if err := fs.Parse(args); err != nil {
@@ -72,7 +73,8 @@ func runTFTP(args []string) int {
 	srv, err := tftp.NewServer(tftp.Config{
 		MaxBlksize: *maxBlksize, MaxWindow: *maxWindow, MaxTransfers: *maxTransfers,
 		MaxPerClient: *maxPerClient, PortLo: lo, PortHi: hi, Timeout: *timeout, Retries: *retries,
-		UploadDir: *uploadDir, MaxUpload: *maxUpload, Logger: log, Metrics: m,
+		LockstepSpin: *spin,
+		UploadDir:    *uploadDir, MaxUpload: *maxUpload, Logger: log, Metrics: m,
 	}, resolver)
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "osim-bootd tftp: %v\n", err)

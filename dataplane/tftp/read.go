@@ -11,6 +11,7 @@ import (
 
 	"golang.org/x/net/ipv4"
 
+	"osim/dataplane/tftp/internal/busypoll"
 	"osim/dataplane/tftp/internal/gso"
 )
 
@@ -25,6 +26,8 @@ type conversation struct {
 	client netip.AddrPort
 	rbuf   []byte
 	armed  time.Time // deadline set on the socket
+	poller *busypoll.Poller
+	spin   time.Duration // busy-poll this long before parking, 0: never
 	rto    time.Duration
 	base   time.Duration
 	tries  int
@@ -56,7 +59,10 @@ func (c *conversation) recv(deadline time.Time) (reply, []byte, error) {
 			}
 			c.armed = deadline
 		}
-		n, from, err := c.conn.ReadFromUDPAddrPort(c.rbuf)
+		n, from, polled, err := c.poll()
+		if !polled && err == nil {
+			n, from, err = c.conn.ReadFromUDPAddrPort(c.rbuf)
+		}
 		if isTimeout(err) && time.Now().Before(deadline) {
 			c.armed = time.Time{}
 			continue
@@ -79,6 +85,26 @@ func (c *conversation) recv(deadline time.Time) (reply, []byte, error) {
 			return r, c.rbuf[:n], &clientError{code: r.code, msg: errorMessage(c.rbuf[:n])}
 		}
 		return r, c.rbuf[:n], nil
+	}
+}
+
+// poll busy-polls the socket for up to c.spin before the caller parks in a
+// blocking read; polled reports whether a datagram was read.
+func (c *conversation) poll() (int, netip.AddrPort, bool, error) {
+	// Only while the transfers fit on half the cores: with more, spinning
+	// would take CPU from the transfers that have work.
+	if c.poller == nil || c.spin <= 0 || c.s.activeN.Load() > c.s.spinMaxActive {
+		return 0, netip.AddrPort{}, false, nil
+	}
+	until := time.Now().Add(c.spin)
+	for {
+		n, from, ok, err := c.poller.TryRead()
+		if ok || err != nil {
+			return n, from, ok, err
+		}
+		if time.Now().After(until) {
+			return 0, netip.AddrPort{}, false, nil
+		}
 	}
 }
 
@@ -162,6 +188,11 @@ func (s *Server) runRead(listener *net.UDPConn, req Request, client netip.AddrPo
 	}
 	t.rto = t.base
 	t.bs = p.Blksize
+	if p.Window == 1 && s.cfg.LockstepSpin > 0 {
+		if pl, err := busypoll.New(conn, t.rbuf); err == nil {
+			t.poller, t.spin = pl, s.cfg.LockstepSpin
+		}
+	}
 	switch b := f.(type) {
 	case interface{ Bytes() []byte }:
 		if !p.Netascii {
