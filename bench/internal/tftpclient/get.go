@@ -2,6 +2,7 @@ package tftpclient
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -71,24 +72,27 @@ func (t *transfer) run(ctx context.Context) error {
 		return err
 	}
 	timeouts := 0
+	ctxDeadline, hasDeadline := ctx.Deadline()
 	for !t.done {
-		if err := ctx.Err(); err != nil {
-			return fmt.Errorf("%w: reading %q at block %d: %w", ErrTimeout, t.cfg.File, t.next(), err)
+		// The read deadline can fire a moment before the context's timer
+		// does: check the clock too, or the loop would spin sending RRQs.
+		if err := ctx.Err(); err != nil || (hasDeadline && !time.Now().Before(ctxDeadline)) {
+			return fmt.Errorf("%w: reading %q from %s at block %d: %w", ErrTimeout, t.cfg.File, t.cfg.Server, t.next(), cmp.Or(err, context.DeadlineExceeded))
 		}
 		wait := t.cfg.Timeout
 		if !t.answered && t.cfg.RRQEvery > 0 {
 			wait = t.cfg.RRQEvery
 		}
 		dl := t.lastEvent.Add(wait)
-		if d, ok := ctx.Deadline(); ok && d.Before(dl) {
-			dl = d
+		if hasDeadline && ctxDeadline.Before(dl) {
+			dl = ctxDeadline
 		}
 		if err := t.conn.SetReadDeadline(dl); err != nil {
 			return fmt.Errorf("tftpclient: set deadline: %w", err)
 		}
 		n, err := t.pc.ReadBatch(t.msgs, 0)
 		if errors.Is(err, os.ErrDeadlineExceeded) {
-			if ctx.Err() != nil {
+			if ctx.Err() != nil || (hasDeadline && !time.Now().Before(ctxDeadline)) {
 				continue
 			}
 			t.res.Timeouts++
