@@ -1,0 +1,68 @@
+package peers
+
+import (
+	"os/exec"
+	"path/filepath"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// startSleep runs `sleep 30` in its own process group, as peers run.
+func startSleep(t *testing.T) *exec.Cmd {
+	t.Helper()
+	cmd := exec.Command("sleep", "30")
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := cmd.Start(); err != nil {
+		t.Skipf("no sleep binary: %v", err)
+	}
+	// Killed at the end; exited() is the one place that waits for it.
+	t.Cleanup(func() { cmd.Process.Kill() })
+	return cmd
+}
+
+func exited(cmd *exec.Cmd) bool {
+	done := make(chan struct{})
+	go func() { cmd.Wait(); close(done) }()
+	select {
+	case <-done:
+		return true
+	case <-time.After(2 * time.Second):
+		return false
+	}
+}
+
+func TestOpenStateEndsPeersAnEarlierRunLeft(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "state.json")
+	old, err := OpenState(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := startSleep(t)
+	old.Add(cmd.Process.Pid, cmd.Args)
+
+	if _, err := OpenState(path); err != nil {
+		t.Fatal(err)
+	}
+	if !exited(cmd) {
+		t.Error("the recorded peer still runs")
+	}
+}
+
+func TestOpenStateSparesAProcessRunningAnotherCommand(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "state.json")
+	old, err := OpenState(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := startSleep(t)
+	// The pid was reused by something else: the command differs.
+	old.Add(cmd.Process.Pid, []string{"/usr/sbin/in.tftpd", "-L"})
+
+	if _, err := OpenState(path); err != nil {
+		t.Fatal(err)
+	}
+	if exited(cmd) {
+		t.Error("a process that is not the recorded peer was ended")
+	}
+}
