@@ -567,15 +567,17 @@ func TestWirePathRefusalsAnswerErrorAndCount(t *testing.T) {
 	}
 }
 
-// twoFreePorts finds two consecutive free UDP ports on 127.0.0.1.
+// twoFreePorts finds two consecutive free UDP ports on 127.0.0.1 below the
+// kernel's ephemeral range, so no client socket of this or another test can
+// be handed one of them while the server needs it.
 func twoFreePorts(t *testing.T) (int, int) {
 	t.Helper()
-	for range 50 {
-		a, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	lo := 20000 + os.Getpid()%5000*2
+	for p := lo; p < lo+2000; p += 2 {
+		a, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1), Port: p})
 		if err != nil {
-			t.Fatal(err)
+			continue
 		}
-		p := a.LocalAddr().(*net.UDPAddr).Port
 		b, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1), Port: p + 1})
 		a.Close()
 		if err == nil {
@@ -621,6 +623,9 @@ func TestWirePortRangeOfTwoLimitsConcurrentTransfers(t *testing.T) {
 			t.Fatalf("transfer %d after the range freed up: %v", i, err)
 		}
 		sameBytes(t, "snponly.efi", res.data, data)
+		// The server frees the port when it reads the final ACK, a moment
+		// after the client returned.
+		ts.waitIdle(t, 5*time.Second)
 	}
 	tids.Range(func(k, _ any) bool {
 		if p := int(k.(uint16)); p < lo || p > hi {
