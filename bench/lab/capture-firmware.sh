@@ -1,0 +1,71 @@
+#!/usr/bin/env bash
+# Boots QEMU guests (legacy BIOS with iPXE's PXE ROM; UEFI with OVMF's own
+# PXE client) on an isolated bridge inside a network namespace of its own,
+# with dnsmasq answering DHCP + TFTP, and records what each firmware sends
+# (DHCP options, TFTP requests) with tcpdump. Needs root and Debian's
+# qemu-system-x86 ipxe-qemu ipxe ovmf dnsmasq-base tcpdump. Nothing leaves
+# the namespace: the bridge has no uplink.
+#
+#   bash bench/lab/capture-firmware.sh [OUTDIR]   (default bench/lab/out)
+set -euo pipefail
+out="${1:-$(dirname "$0")/out}"
+mkdir -p "$out"
+out="$(cd "$out" && pwd)"
+ns="osimlab-$$"
+work="$(mktemp -d)"
+boot_secs="${BOOT_SECS:-60}"
+
+cleanup() {
+	set +e
+	ip netns pids "$ns" 2>/dev/null | xargs -r kill 2>/dev/null
+	sleep 0.5
+	ip netns pids "$ns" 2>/dev/null | xargs -r kill -9 2>/dev/null
+	ip netns del "$ns" 2>/dev/null
+	rm -rf "$work"
+}
+trap cleanup EXIT INT TERM
+
+for bin in qemu-system-x86_64 dnsmasq tcpdump; do
+	command -v "$bin" >/dev/null || { echo "missing $bin: apt-get install qemu-system-x86 ipxe-qemu ipxe ovmf dnsmasq-base tcpdump" >&2; exit 1; }
+done
+
+mkdir -p "$work/tftp"
+cp /usr/lib/ipxe/undionly.kpxe /usr/lib/ipxe/snponly.efi "$work/tftp/"
+# The captured iPXE stage ends here: a script that just stops.
+printf '#!ipxe\necho osim-lab: ipxe reached its script\npoweroff\n' > "$work/tftp/stop.ipxe"
+chmod -R a+rX "$work"
+
+ip netns add "$ns"
+ip -n "$ns" link set lo up
+ip -n "$ns" link add br0 type bridge
+ip -n "$ns" addr add 10.77.0.1/24 dev br0
+ip -n "$ns" link set br0 up
+
+guest() { # name, qemu args...
+	local name="$1"; shift
+	ip -n "$ns" tuntap add dev "tap-$name" mode tap
+	ip -n "$ns" link set "tap-$name" master br0 up
+	ip netns exec "$ns" tcpdump -i br0 -n -s 0 -w "$out/$name.pcap" 'udp and (port 67 or port 68 or port 69 or portrange 30000-30999)' >/dev/null 2>&1 &
+	local tcpd=$!
+	sleep 1
+	timeout "$boot_secs" ip netns exec "$ns" qemu-system-x86_64 -accel tcg -m 256 -display none -serial "file:$out/$name.serial" \
+		-netdev "tap,id=n0,ifname=tap-$name,script=no,downscript=no" "$@" || true
+	sleep 1
+	kill "$tcpd" 2>/dev/null; wait "$tcpd" 2>/dev/null || true
+	ip -n "$ns" link del "tap-$name"
+	tcpdump -r "$out/$name.pcap" -n -vvv > "$out/$name.txt" 2>/dev/null || true
+	echo "== $name: $(grep -c 'BOOTP/DHCP' "$out/$name.txt" || true) DHCP packets, TFTP requests:"
+	grep -Eo 'RRQ "[^"]*" [^)]*' "$out/$name.txt" | sort | uniq -c || true
+}
+
+ip netns exec "$ns" dnsmasq --no-daemon --conf-file=/dev/null --port=0 --bind-interfaces --interface=br0 \
+	--dhcp-range=10.77.0.100,10.77.0.200,1h --enable-tftp --tftp-root="$work/tftp" --tftp-port-range=30000,30999 \
+	--dhcp-match=set:ipxe,175 --dhcp-userclass=set:ipxe2,iPXE \
+	--dhcp-match=set:efi64,option:client-arch,7 --dhcp-match=set:efi64,option:client-arch,9 \
+	--dhcp-boot=tag:!ipxe,tag:!ipxe2,tag:!efi64,undionly.kpxe --dhcp-boot=tag:!ipxe,tag:!ipxe2,tag:efi64,snponly.efi \
+	--dhcp-boot=tag:ipxe2,stop.ipxe --log-dhcp --log-facility="$out/dnsmasq.log" &
+sleep 1
+
+guest bios -device e1000,netdev=n0,mac=52:54:00:77:00:01,romfile=/usr/lib/ipxe/qemu/pxe-e1000.rom -boot n
+guest uefi -bios /usr/share/ovmf/OVMF.fd -device virtio-net-pci,netdev=n0,mac=52:54:00:77:00:02,romfile= -boot n
+echo "captures in $out"
