@@ -7,6 +7,8 @@
 # the namespace: the bridge has no uplink.
 #
 #   bash bench/lab/capture-firmware.sh [OUTDIR]   (default bench/lab/out)
+#   GUESTS="bios" BOOT_SECS=40 ... to run one guest for a given time; with socat
+#   installed the guest's screen is saved as OUTDIR/NAME.ppm at the end.
 set -euo pipefail
 out="${1:-$(dirname "$0")/out}"
 mkdir -p "$out"
@@ -48,8 +50,18 @@ guest() { # name, qemu args...
 	ip netns exec "$ns" tcpdump -i br0 -n -s 0 -w "$out/$name.pcap" 'udp and (port 67 or port 68 or port 69 or portrange 30000-30999)' >/dev/null 2>&1 &
 	local tcpd=$!
 	sleep 1
-	timeout "$boot_secs" ip netns exec "$ns" qemu-system-x86_64 -accel tcg -m 256 -display none -serial "file:$out/$name.serial" \
-		-netdev "tap,id=n0,ifname=tap-$name,script=no,downscript=no" "$@" || true
+	local mon="$work/$name.mon"
+	ip netns exec "$ns" qemu-system-x86_64 -accel tcg -m 256 -display none -serial "file:$out/$name.serial" \
+		-monitor "unix:$mon,server,nowait" \
+		-netdev "tap,id=n0,ifname=tap-$name,script=no,downscript=no" "$@" &
+	local qemu=$!
+	sleep "$boot_secs"
+	# The screen tells what a VGA-only firmware (legacy BIOS) was doing.
+	if command -v socat >/dev/null; then
+		echo "screendump $out/$name.ppm" | socat - "UNIX-CONNECT:$mon" >/dev/null 2>&1 || true
+		sleep 1
+	fi
+	kill "$qemu" 2>/dev/null; wait "$qemu" 2>/dev/null || true
 	sleep 1
 	kill "$tcpd" 2>/dev/null; wait "$tcpd" 2>/dev/null || true
 	ip -n "$ns" link del "tap-$name"
@@ -66,6 +78,7 @@ ip netns exec "$ns" dnsmasq --no-daemon --conf-file=/dev/null --port=0 --bind-in
 	--dhcp-boot=tag:ipxe2,stop.ipxe --log-dhcp --log-facility="$out/dnsmasq.log" &
 sleep 1
 
-guest bios -device e1000,netdev=n0,mac=52:54:00:77:00:01,romfile=/usr/lib/ipxe/qemu/pxe-e1000.rom -boot n
-guest uefi -bios /usr/share/ovmf/OVMF.fd -device virtio-net-pci,netdev=n0,mac=52:54:00:77:00:02,romfile= -boot n
+guests="${GUESTS:-bios uefi}"
+[[ " $guests " == *" bios "* ]] && guest bios -device e1000,netdev=n0,mac=52:54:00:77:00:01,romfile=/usr/lib/ipxe/qemu/pxe-e1000.rom -boot n
+[[ " $guests " == *" uefi "* ]] && guest uefi -bios /usr/share/ovmf/OVMF.fd -device virtio-net-pci,netdev=n0,mac=52:54:00:77:00:02,romfile= -boot n
 echo "captures in $out"
