@@ -1,0 +1,224 @@
+package dhcp
+
+import (
+	"bytes"
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"maps"
+	"net"
+	"net/url"
+	"os"
+	"slices"
+	"strings"
+
+	"gopkg.in/yaml.v3"
+)
+
+// FileConfig is the YAML format of FileBackend. See README.md.
+type FileConfig struct {
+	// HTTPBase is the base URL of the HTTP boot service, e.g.
+	// "http://10.0.0.1:8080"; script and HTTP boot URLs are built on it.
+	HTTPBase string `yaml:"http_base"`
+	// Arches the site boots; each needs a boot file. Default: bios, efi-x64.
+	Arches []string `yaml:"arches"`
+	// BootFiles maps an arch name to its network boot program (TFTP path).
+	BootFiles map[string]string `yaml:"boot_files"`
+	// Unknown is the action for machines not listed: "discovery" or "ignore"
+	// (default).
+	Unknown string `yaml:"unknown"`
+	// DiscoveryScript is the path (under HTTPBase) of the discovery image's
+	// iPXE script. Default "/ipxe/discovery".
+	DiscoveryScript string `yaml:"discovery_script"`
+	// HTTPBootFile is the path (under HTTPBase) of the EFI program that UEFI
+	// HTTP boot clients get. Default: "/" + the efi-x64 boot file.
+	HTTPBootFile string        `yaml:"http_boot_file"`
+	Machines     []FileMachine `yaml:"machines"`
+}
+
+// FileMachine is one machine entry.
+type FileMachine struct {
+	MAC    string `yaml:"mac"`
+	Action string `yaml:"action"`
+	// Script is the path (under HTTPBase) or absolute URL of the machine's
+	// iPXE script. Default "/ipxe/<mac>".
+	Script string `yaml:"script"`
+	// BootFiles overrides the site's boot files per arch name.
+	BootFiles map[string]string `yaml:"boot_files"`
+}
+
+// FileBackend is a Backend read from a YAML file, for standalone runs and
+// tests. It is immutable once loaded.
+type FileBackend struct {
+	byMAC   map[string]Decision
+	unknown Decision // Action 0: report ErrUnknownMAC
+}
+
+// LoadFileBackend reads and validates the YAML file at path.
+func LoadFileBackend(path string) (*FileBackend, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("dhcp: read backend file: %w", err)
+	}
+	fb, err := ParseFileBackend(b)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	return fb, nil
+}
+
+// ParseFileBackend decodes YAML (unknown keys are refused, so a typo is an
+// error, not a silently ignored setting) and validates it.
+func ParseFileBackend(data []byte) (*FileBackend, error) {
+	var cfg FileConfig
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	dec.KnownFields(true)
+	if err := dec.Decode(&cfg); err != nil && !errors.Is(err, io.EOF) {
+		return nil, fmt.Errorf("dhcp: backend file: %w", err)
+	}
+	return NewFileBackend(cfg)
+}
+
+// NewFileBackend validates cfg and builds the backend. Each mistake is
+// reported with the entry and value at fault.
+func NewFileBackend(cfg FileConfig) (*FileBackend, error) {
+	var errs []error
+	fail := func(format string, a ...any) { errs = append(errs, fmt.Errorf("dhcp: backend file: "+format, a...)) }
+
+	base, err := url.Parse(cfg.HTTPBase)
+	if cfg.HTTPBase == "" {
+		fail("http_base is missing (e.g. http://10.0.0.1:8080)")
+	} else if err != nil || (base.Scheme != "http" && base.Scheme != "https") || base.Host == "" {
+		fail("http_base %q is not an absolute http(s) URL", cfg.HTTPBase)
+	}
+	abs := func(p string) string {
+		if strings.Contains(p, "://") {
+			return p
+		}
+		return strings.TrimRight(cfg.HTTPBase, "/") + "/" + strings.TrimLeft(p, "/")
+	}
+
+	arches := cfg.Arches
+	if len(arches) == 0 {
+		arches = []string{"bios", "efi-x64"}
+	}
+	var required []Arch
+	for _, n := range arches {
+		a, err := ParseArchName(n)
+		if err != nil {
+			fail("arches: %v", err)
+			continue
+		}
+		required = append(required, a.Canonical())
+	}
+	site, err := archFiles("boot_files", cfg.BootFiles)
+	if err != nil {
+		errs = append(errs, err)
+	}
+	for _, a := range required {
+		if site[a] == "" {
+			fail("boot_files: missing boot file for arch %s", a)
+		}
+	}
+	httpBoot := cmp.Or(cfg.HTTPBootFile, site[ArchEFIx64])
+
+	fb := &FileBackend{byMAC: make(map[string]Decision, len(cfg.Machines))}
+	switch cfg.Unknown {
+	case "", "ignore":
+	case "discovery":
+		script := cfg.DiscoveryScript
+		if script == "" {
+			script = "/ipxe/discovery"
+		}
+		fb.unknown = Decision{Action: ActionDiscovery, BootFiles: site, ScriptURL: abs(script)}
+		if httpBoot != "" {
+			fb.unknown.HTTPBootURL = abs(httpBoot)
+		}
+	default:
+		fail("unknown: %q is not a policy for unknown machines (want discovery or ignore)", cfg.Unknown)
+	}
+
+	seen := make(map[string]int, len(cfg.Machines))
+	for i, m := range cfg.Machines {
+		where := fmt.Sprintf("machines[%d]", i)
+		mac, err := net.ParseMAC(m.MAC)
+		if err != nil || len(mac) != 6 {
+			fail("%s: bad MAC %q (want six hex bytes like 52:54:00:12:34:56)", where, m.MAC)
+			continue
+		}
+		key := mac.String()
+		where = fmt.Sprintf("machines[%d] (%s)", i, key)
+		if j, dup := seen[key]; dup {
+			fail("%s: duplicate MAC, already in machines[%d]", where, j)
+			continue
+		}
+		seen[key] = i
+		act, err := ParseAction(m.Action)
+		if m.Action == "" {
+			act, err = ActionBootImage, nil
+		}
+		if err != nil {
+			fail("%s: %v", where, err)
+			continue
+		}
+		own, err := archFiles(where+".boot_files", m.BootFiles)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		files := make(map[Arch]string, len(site)+len(own))
+		for a, f := range site {
+			files[a] = f
+		}
+		for a, f := range own {
+			files[a] = f
+		}
+		script := m.Script
+		if script == "" {
+			script = "/ipxe/" + key
+		}
+		d := Decision{Action: act, BootFiles: files, ScriptURL: abs(script)}
+		if hb := cmp.Or(cfg.HTTPBootFile, files[ArchEFIx64]); hb != "" {
+			d.HTTPBootURL = abs(hb)
+		}
+		fb.byMAC[key] = d
+	}
+	if len(errs) > 0 {
+		return nil, errors.Join(errs...)
+	}
+	return fb, nil
+}
+
+// archFiles reads a boot_files map keyed by arch name.
+func archFiles(where string, m map[string]string) (map[Arch]string, error) {
+	out := make(map[Arch]string, len(m))
+	var errs []error
+	for _, n := range slices.Sorted(maps.Keys(m)) {
+		f := m[n]
+		a, err := ParseArchName(n)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("dhcp: backend file: %s: %w", where, err))
+			continue
+		}
+		if strings.TrimSpace(f) == "" {
+			errs = append(errs, fmt.Errorf("dhcp: backend file: %s: missing boot file for arch %s", where, a))
+			continue
+		}
+		out[a.Canonical()] = f
+	}
+	return out, errors.Join(errs...)
+}
+
+// Lookup returns the machine's decision, the discovery decision for an
+// unknown machine if configured, or ErrUnknownMAC.
+func (f *FileBackend) Lookup(_ context.Context, mac net.HardwareAddr, _ Arch) (Decision, error) {
+	if d, ok := f.byMAC[mac.String()]; ok {
+		return d, nil
+	}
+	if f.unknown.Action != 0 {
+		return f.unknown, nil
+	}
+	return Decision{}, fmt.Errorf("dhcp: %s: %w", mac, ErrUnknownMAC)
+}

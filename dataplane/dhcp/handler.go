@@ -1,0 +1,113 @@
+package dhcp
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"net"
+	"time"
+
+	"github.com/insomniacslk/dhcp/dhcpv4"
+)
+
+// MaxPacket is the largest datagram Handle decodes: a 1500-byte Ethernet
+// MTU minus IPv4 and UDP headers. Anything larger is dropped unread.
+const MaxPacket = 1500 - 20 - 8
+
+// Handler runs one received datagram through IsPXE, decode, Inspect, the
+// backend and Decide, and keeps the metrics. It holds no socket.
+type Handler struct {
+	Backend  Backend
+	ServerIP net.IP // our address on the provisioning interface
+	Metrics  *Metrics
+	Log      *slog.Logger     // nil: slog.Default()
+	Now      func() time.Time // nil: time.Now
+	Timeout  time.Duration    // bound on one backend lookup; 0: 2 s
+}
+
+// Result is what Handle made of a datagram.
+type Result struct {
+	Request *dhcpv4.DHCPv4 // nil if the datagram was not decoded
+	Reply   *dhcpv4.DHCPv4 // nil: stay silent
+	Bytes   []byte         // Reply encoded
+	Class   Class          // ClassOther unless Inspect accepted the request
+	Outcome Outcome
+}
+
+// Handle answers raw, received on port at time received.
+func (h *Handler) Handle(ctx context.Context, raw []byte, port int, received time.Time) Result {
+	r := h.handle(ctx, raw, port)
+	if h.Metrics != nil {
+		typ, action := "unknown", "drop"
+		if r.Request != nil {
+			typ = typeLabel(r.Request.MessageType())
+		}
+		if r.Reply != nil {
+			action = "offer"
+			if r.Reply.MessageType() == dhcpv4.MessageTypeAck {
+				action = "ack"
+			}
+		}
+		h.Metrics.packets.WithLabelValues(typ, r.Class.String(), action).Inc()
+		h.Metrics.decisions.WithLabelValues(string(r.Outcome)).Inc()
+		if r.Reply != nil {
+			h.Metrics.latency.Observe(h.now().Sub(received).Seconds())
+		}
+	}
+	return r
+}
+
+func (h *Handler) handle(ctx context.Context, raw []byte, port int) Result {
+	switch {
+	case len(raw) > MaxPacket:
+		return Result{Outcome: OutcomeOversized}
+	case len(raw) <= optionsStart:
+		return Result{Outcome: OutcomeTruncated}
+	case !IsPXE(raw):
+		return Result{Outcome: OutcomeNotPXE}
+	}
+	req, err := dhcpv4.FromBytes(raw)
+	if err != nil {
+		h.log().Debug("dhcp: undecodable PXE packet", "port", port, "len", len(raw), "err", err)
+		return Result{Outcome: OutcomeMalformed}
+	}
+	in := Inbound{ServerIP: h.ServerIP, Port: port}
+	c, o := Inspect(req, in)
+	if o != "" {
+		return Result{Request: req, Outcome: o}
+	}
+	timeout := h.Timeout
+	if timeout == 0 {
+		timeout = 2 * time.Second
+	}
+	lctx, cancel := context.WithTimeout(ctx, timeout)
+	d, err := h.Backend.Lookup(lctx, c.MAC, c.Arch)
+	cancel()
+	if err != nil && !errors.Is(err, ErrUnknownMAC) {
+		h.log().Debug("dhcp: backend lookup", "mac", c.MAC.String(), "arch", c.Arch.String(), "err", err)
+	}
+	reply, o := Decide(req, in, c, d, err)
+	r := Result{Request: req, Reply: reply, Class: c.Class, Outcome: o}
+	file := ""
+	if reply != nil {
+		r.Bytes = reply.ToBytes()
+		file = reply.BootFileNameOption()
+	}
+	h.log().Debug("dhcp: decision", "mac", c.MAC.String(), "xid", req.TransactionID.String(),
+		"arch", c.Arch.String(), "class", c.Class.String(), "port", port, "outcome", string(o), "file", file)
+	return r
+}
+
+func (h *Handler) log() *slog.Logger {
+	if h.Log != nil {
+		return h.Log
+	}
+	return slog.Default()
+}
+
+func (h *Handler) now() time.Time {
+	if h.Now != nil {
+		return h.Now()
+	}
+	return time.Now()
+}

@@ -1,0 +1,144 @@
+package dhcp
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/insomniacslk/dhcp/dhcpv4"
+	"golang.org/x/sys/unix"
+)
+
+// ServerConfig says where the proxy listens and where it answers.
+type ServerConfig struct {
+	DHCPAddr string // listen address for DISCOVERs; default "0.0.0.0:67"
+	BootAddr string // listen address for the boot server exchange; default "0.0.0.0:4011"
+	// Broadcast is where port-67 answers go when the client has no address
+	// yet; default 255.255.255.255:68. Tests point it at a loopback client.
+	Broadcast netip.AddrPort
+	// RelayPort is the port answers to a relay (giaddr) go to; default 67.
+	RelayPort uint16
+	Workers   int // goroutines reading each socket; default 8
+}
+
+// Server is the UDP loop around Handler: read, Handle, write. Every
+// datagram, malformed or not, ends in exactly one outcome of the metrics.
+type Server struct {
+	h         *Handler
+	cfg       ServerConfig
+	dhcp, pxe *net.UDPConn
+}
+
+// NewServer binds both sockets (SO_BROADCAST set, so offers can be broadcast).
+func NewServer(h *Handler, cfg ServerConfig) (*Server, error) {
+	if cfg.DHCPAddr == "" {
+		cfg.DHCPAddr = fmt.Sprintf("0.0.0.0:%d", PortDHCP)
+	}
+	if cfg.BootAddr == "" {
+		cfg.BootAddr = fmt.Sprintf("0.0.0.0:%d", PortBootServer)
+	}
+	if !cfg.Broadcast.IsValid() {
+		cfg.Broadcast = netip.MustParseAddrPort("255.255.255.255:68")
+	}
+	if cfg.RelayPort == 0 {
+		cfg.RelayPort = PortDHCP
+	}
+	if cfg.Workers <= 0 {
+		cfg.Workers = 8
+	}
+	lc := net.ListenConfig{Control: func(_, _ string, c syscall.RawConn) error {
+		var serr error
+		err := c.Control(func(fd uintptr) {
+			serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_BROADCAST, 1)
+		})
+		return errors.Join(err, serr)
+	}}
+	s := &Server{h: h, cfg: cfg}
+	for _, l := range []struct {
+		addr string
+		conn **net.UDPConn
+	}{{cfg.DHCPAddr, &s.dhcp}, {cfg.BootAddr, &s.pxe}} {
+		pc, err := lc.ListenPacket(context.Background(), "udp4", l.addr)
+		if err != nil {
+			s.Close()
+			return nil, fmt.Errorf("dhcp: listen on %s: %w", l.addr, err)
+		}
+		*l.conn = pc.(*net.UDPConn)
+	}
+	return s, nil
+}
+
+// DHCPAddr and BootAddr are the bound addresses (useful with port 0).
+func (s *Server) DHCPAddr() netip.AddrPort { return s.dhcp.LocalAddr().(*net.UDPAddr).AddrPort() }
+
+// BootAddr is the bound address of the port-4011 socket.
+func (s *Server) BootAddr() netip.AddrPort { return s.pxe.LocalAddr().(*net.UDPAddr).AddrPort() }
+
+// Close closes both sockets; Serve returns.
+func (s *Server) Close() error {
+	var errs []error
+	for _, c := range []*net.UDPConn{s.dhcp, s.pxe} {
+		if c != nil {
+			errs = append(errs, c.Close())
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// Serve answers until ctx is done, then closes the sockets.
+func (s *Server) Serve(ctx context.Context) error {
+	stop := context.AfterFunc(ctx, func() { s.Close() })
+	defer stop()
+	var wg sync.WaitGroup
+	for _, l := range []struct {
+		conn *net.UDPConn
+		port int
+	}{{s.dhcp, PortDHCP}, {s.pxe, PortBootServer}} {
+		for range s.cfg.Workers {
+			wg.Go(func() { s.loop(ctx, l.conn, l.port) })
+		}
+	}
+	wg.Wait()
+	return ctx.Err()
+}
+
+func (s *Server) loop(ctx context.Context, conn *net.UDPConn, port int) {
+	buf := make([]byte, MaxPacket+1) // one byte more than accepted: larger datagrams show as oversized
+	for {
+		n, src, err := conn.ReadFromUDPAddrPort(buf)
+		if err != nil {
+			if ctx.Err() == nil && !errors.Is(err, net.ErrClosed) {
+				s.h.log().Warn("dhcp: read", "port", port, "err", err)
+				continue
+			}
+			return
+		}
+		r := s.h.Handle(ctx, buf[:n], port, time.Now())
+		if r.Bytes == nil {
+			continue
+		}
+		dst := s.replyAddr(r.Request, port, src)
+		if _, err := conn.WriteToUDPAddrPort(r.Bytes, dst); err != nil {
+			s.h.log().Debug("dhcp: send", "to", dst.String(), "xid", r.Request.TransactionID.String(), "err", err)
+		}
+	}
+}
+
+// replyAddr picks where an answer goes.
+func (s *Server) replyAddr(req *dhcpv4.DHCPv4, port int, src netip.AddrPort) netip.AddrPort {
+	if port == PortBootServer {
+		return src // PXE 2.1 §2.2 step 6: the ACK goes back to the client's address and port
+	}
+	if a, ok := netip.AddrFromSlice(req.GatewayIPAddr.To4()); ok && !a.IsUnspecified() {
+		return netip.AddrPortFrom(a, s.cfg.RelayPort) // RFC 2131 §4.1: via the relay
+	}
+	if a, ok := netip.AddrFromSlice(req.ClientIPAddr.To4()); ok && !a.IsUnspecified() {
+		return netip.AddrPortFrom(a, 68) // RFC 2131 §4.1: ciaddr set, unicast
+	}
+	return s.cfg.Broadcast // no address yet (yiaddr is 0 in proxy mode): broadcast
+}

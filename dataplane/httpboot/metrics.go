@@ -1,0 +1,39 @@
+package httpboot
+
+import (
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Metrics are the HTTP boot server's Prometheus collectors.
+type Metrics struct {
+	requests      *prometheus.CounterVec
+	bytes         *prometheus.CounterVec
+	duration      *prometheus.HistogramVec
+	renders       *prometheus.CounterVec
+	statusReports *prometheus.CounterVec
+}
+
+// NewMetrics creates the collectors and registers them on reg (nil: not registered).
+func NewMetrics(reg prometheus.Registerer) *Metrics {
+	const ns, sub = "osim", "httpboot"
+	m := &Metrics{
+		requests: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: sub,
+			Name: "requests_total", Help: "HTTP requests answered, by route (script, file, status, other) and status code."},
+			[]string{"route", "code"}),
+		bytes: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: sub,
+			Name: "response_bytes_total", Help: "Response body bytes written, by route."}, []string{"route"}),
+		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{Namespace: ns, Subsystem: sub,
+			Name: "request_duration_seconds", Help: "Time from request to the end of the response, by route.",
+			Buckets: prometheus.ExponentialBuckets(0.0005, 4, 10)}, []string{"route"}),
+		renders: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: sub,
+			Name: "script_renders_total", Help: "iPXE script requests, by outcome (boot, local, unknown_target, bad_mac, invalid, error)."},
+			[]string{"outcome"}),
+		statusReports: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: sub,
+			Name: "status_reports_total", Help: "Installer status reports, by phase accepted, or refused (4xx), sink_error or backend_error (token lookup failed)."},
+			[]string{"phase"}),
+	}
+	if reg != nil {
+		reg.MustRegister(m.requests, m.bytes, m.duration, m.renders, m.statusReports)
+	}
+	return m
+}

@@ -1,0 +1,238 @@
+package httpboot
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"net"
+	"net/url"
+	"path"
+	"strings"
+	"text/template"
+)
+
+// ErrUnsafeValue: a value that would end up in the iPXE script could change
+// its meaning (a newline starts a new command, "${" expands a setting, "||"
+// or "&&" or ";" chain another command, whitespace adds an argument).
+var ErrUnsafeValue = errors.New("unsafe value for an iPXE script")
+
+// CmdlineData is what a Boot's Cmdline template sees.
+//
+//	{{.MAC}}        the target's MAC, 52:54:00:12:34:56
+//	{{.Order}}      the order id
+//	{{.Token}}      the order's status token
+//	{{.StatusURL}}  where the installer POSTs its progress
+//	{{.BaseURL}}    the boot server's HTTP base (may be empty: relative URLs)
+//	{{.Params.x}}   the image parameter x (missing: empty)
+//	{{param "x"}}   the same, but a missing parameter fails the render
+type CmdlineData struct {
+	MAC       string
+	Order     string
+	Token     string
+	StatusURL string
+	BaseURL   string
+	Params    map[string]string
+}
+
+// scriptData feeds the fixed iPXE templates below; every field is checked
+// by safeToken or safeLine before it is printed.
+type scriptData struct {
+	Kernel      string
+	KernelArgs  string
+	Initrds     []initrdLine
+	StatusURL   string
+	OrderTarget string
+}
+
+type initrdLine struct{ Name, URL string }
+
+// The boot script. "initrd=<name>" is always on the kernel command line:
+// Debian's iPXE loading a Linux kernel under UEFI (EFI stub) hands it the
+// initrd only by name, so without it the kernel finds no initramfs.
+var bootScript = template.Must(template.New("boot").Parse(`#!ipxe
+# osim: order {{.OrderTarget}}
+{{range .Initrds}}initrd --name {{.Name}} {{.URL}}
+{{end}}kernel {{.Kernel}}{{range .Initrds}} initrd={{.Name}}{{end}}{{if .KernelArgs}} {{.KernelArgs}}{{end}}
+boot
+`))
+
+// The local-disk scripts. Under UEFI "exit" hands control back to the
+// firmware, which tries its next boot option. Under BIOS (iPXE's
+// ${platform} is "pcbios") the next device may be the network again, so boot
+// the first hard disk explicitly and exit only if that fails.
+const (
+	localScriptEFI = `#!ipxe
+# osim: boot from local disk
+exit
+`
+	localScriptBIOS = `#!ipxe
+# osim: boot from local disk
+sanboot --no-describe --drive 0x80 || exit
+`
+)
+
+// renderScript renders the iPXE script for b. base is the URL prefix of the
+// served files ("" keeps them root-relative, which iPXE resolves against the
+// script's own URL).
+// platform is iPXE's ${platform} ("pcbios", "efi", or "" when not sent).
+func renderScript(b Boot, mac net.HardwareAddr, base, platform string) ([]byte, error) {
+	if b.Local {
+		if platform == "pcbios" {
+			return []byte(localScriptBIOS), nil
+		}
+		return []byte(localScriptEFI), nil
+	}
+	if b.Kernel == "" {
+		return nil, fmt.Errorf("httpboot: target %s: boot decision names no kernel", mac)
+	}
+	if b.Order != "" {
+		if err := checkOrder(b.Order); err != nil {
+			return nil, fmt.Errorf("httpboot: target %s: %w: %w", mac, ErrUnsafeValue, err)
+		}
+	}
+	d := scriptData{OrderTarget: b.Order}
+	var err error
+	if d.Kernel, err = fileURL(base, b.Kernel); err != nil {
+		return nil, fmt.Errorf("httpboot: target %s: kernel: %w", mac, err)
+	}
+	seen := map[string]bool{}
+	for _, in := range b.Initrds {
+		u, err := fileURL(base, in)
+		if err != nil {
+			return nil, fmt.Errorf("httpboot: target %s: initrd: %w", mac, err)
+		}
+		name := initrdName(in)
+		if err := safeToken("initrd name", name); err != nil {
+			return nil, fmt.Errorf("httpboot: target %s: %w", mac, err)
+		}
+		if seen[name] {
+			return nil, fmt.Errorf("httpboot: target %s: two initrds named %q", mac, name)
+		}
+		seen[name] = true
+		d.Initrds = append(d.Initrds, initrdLine{Name: name, URL: u})
+	}
+	statusURL := ""
+	if b.Order != "" {
+		statusURL = strings.TrimSuffix(base, "/") + "/status/" + b.Order
+	}
+	args, err := renderCmdline(b, CmdlineData{
+		MAC: mac.String(), Order: b.Order, Token: b.Token, StatusURL: statusURL,
+		BaseURL: base, Params: b.Params,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("httpboot: target %s: %w", mac, err)
+	}
+	d.KernelArgs = args
+	var out bytes.Buffer
+	if err := bootScript.Execute(&out, d); err != nil {
+		return nil, fmt.Errorf("httpboot: target %s: render script: %w", mac, err)
+	}
+	return out.Bytes(), nil
+}
+
+// renderCmdline executes the image's command line template. Every value the
+// template prints passes safeToken (one argument, nothing iPXE interprets);
+// the result as a whole passes safeLine, so the template text itself cannot
+// add a line or a setting expansion either.
+func renderCmdline(b Boot, d CmdlineData) (string, error) {
+	if b.Cmdline == "" {
+		return "", nil
+	}
+	for k, v := range d.Params {
+		if err := safeToken("parameter "+k, v); err != nil {
+			return "", err
+		}
+	}
+	for _, f := range []struct{ name, v string }{{"mac", d.MAC}, {"token", d.Token}, {"status URL", d.StatusURL}, {"base URL", d.BaseURL}} {
+		if err := safeToken(f.name, f.v); err != nil {
+			return "", err
+		}
+	}
+	t, err := template.New("cmdline").Option("missingkey=zero").Funcs(template.FuncMap{
+		"param": func(k string) (string, error) {
+			v, ok := d.Params[k]
+			if !ok {
+				return "", fmt.Errorf("parameter %q is not set", k)
+			}
+			return v, nil
+		},
+	}).Parse(b.Cmdline)
+	if err != nil {
+		return "", fmt.Errorf("parse command line template: %w", err)
+	}
+	var out strings.Builder
+	if err := t.Execute(&out, d); err != nil {
+		return "", fmt.Errorf("render command line: %w", err)
+	}
+	s := strings.Join(strings.Fields(out.String()), " ")
+	if err := safeLine("command line", s); err != nil {
+		return "", err
+	}
+	return s, nil
+}
+
+// safeToken refuses a value that would not stay one plain argument of an
+// iPXE command: control and non-ASCII bytes (a newline starts a new
+// command), whitespace (a new argument), quotes and backslashes (iPXE's
+// quoting), "$" (setting expansion "${...}"), "#", ";", and "&&" or "||"
+// (iPXE ends a command at a "&&", "||" or ";" argument). A lone "&" or "|"
+// stays: URLs with query strings need it.
+func safeToken(what, v string) error {
+	for i := 0; i < len(v); i++ {
+		c := v[i]
+		if c < 0x21 || c >= 0x7f || strings.IndexByte("\"'\\$;#`", c) >= 0 {
+			return fmt.Errorf("%w: %s %q: byte %q at %d", ErrUnsafeValue, what, v, c, i)
+		}
+	}
+	for _, seq := range []string{"&&", "||"} {
+		if i := strings.Index(v, seq); i >= 0 {
+			return fmt.Errorf("%w: %s %q: %q at %d", ErrUnsafeValue, what, v, seq, i)
+		}
+	}
+	return nil
+}
+
+// safeLine refuses a whole rendered line with anything but single spaces
+// between arguments made of safeToken characters.
+func safeLine(what, v string) error {
+	for _, f := range strings.Split(v, " ") {
+		if err := safeToken(what, f); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// fileURL turns a store name into a URL below base/files/, or checks an
+// absolute http(s) URL.
+func fileURL(base, name string) (string, error) {
+	if strings.HasPrefix(name, "http://") || strings.HasPrefix(name, "https://") {
+		u, err := url.Parse(name)
+		if err != nil || u.Host == "" {
+			return "", fmt.Errorf("%w: %q is not a URL", ErrUnsafeValue, name)
+		}
+		return name, safeToken("URL", name)
+	}
+	clean, err := cleanName(name)
+	if err != nil {
+		return "", err
+	}
+	var b strings.Builder
+	b.WriteString(strings.TrimSuffix(base, "/"))
+	b.WriteString("/files")
+	for _, el := range strings.Split(clean, "/") {
+		b.WriteByte('/')
+		b.WriteString(url.PathEscape(el))
+	}
+	u := b.String()
+	return u, safeToken("URL", u)
+}
+
+// initrdName is the name iPXE gives the initrd image and the kernel looks
+// for: the last path element of the name or URL.
+func initrdName(s string) string {
+	if u, err := url.Parse(s); err == nil && u.Scheme != "" {
+		s = u.Path
+	}
+	return path.Base(s)
+}

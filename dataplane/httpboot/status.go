@@ -1,0 +1,190 @@
+package httpboot
+
+import (
+	"bytes"
+	"context"
+	"crypto/subtle"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"mime"
+	"net/http"
+	"strings"
+	"time"
+)
+
+// Phase is where an installer is.
+type Phase string
+
+// The phases an installer reports.
+const (
+	PhaseInstalling Phase = "installing"
+	PhaseDone       Phase = "done"
+	PhaseFailed     Phase = "failed"
+)
+
+// Status is one validated report from an installer.
+type Status struct {
+	Order    string
+	Phase    Phase
+	Message  string
+	Progress int // percent, 0..100; -1 when the report carried none
+	Client   string
+	Received time.Time
+}
+
+// StatusSink takes validated reports; on a boot server it buffers them as
+// events for the manager. An error makes the handler answer 503 so the
+// installer retries.
+type StatusSink interface {
+	Report(ctx context.Context, s Status) error
+}
+
+// Tokens returns the status token of an order, or ErrUnknownOrder. The
+// handler compares in constant time.
+type Tokens interface {
+	Token(ctx context.Context, order string) (string, error)
+}
+
+// StaticTokens maps order ids to tokens; for standalone runs and tests.
+type StaticTokens map[string]string
+
+// Token returns the order's token or ErrUnknownOrder.
+func (s StaticTokens) Token(_ context.Context, order string) (string, error) {
+	t, ok := s[order]
+	if !ok {
+		return "", fmt.Errorf("%w: %q", ErrUnknownOrder, order)
+	}
+	return t, nil
+}
+
+const (
+	maxStatusBody = 16 << 10
+	maxMessage    = 4096
+	maxOrderLen   = 128
+)
+
+// statusBody is the JSON an installer sends; unknown fields are refused.
+type statusBody struct {
+	Phase    Phase  `json:"phase"`
+	Message  string `json:"message"`
+	Progress *int   `json:"progress"`
+}
+
+// httpError is a refusal with its code; every bad input maps to a 4xx.
+type httpError struct {
+	code int
+	msg  string
+}
+
+func (e *httpError) Error() string { return e.msg }
+
+func refusal(code int, format string, a ...any) *httpError {
+	return &httpError{code: code, msg: fmt.Sprintf(format, a...)}
+}
+
+// serveStatus answers POST /status/{order}: Authorization: Bearer <token>,
+// a JSON body, 204 when the sink took it.
+func (h *Handler) serveStatus(w http.ResponseWriter, r *http.Request) {
+	order := r.PathValue("order")
+	st, herr := h.parseStatus(w, r, order)
+	if herr != nil {
+		h.log.Debug("httpboot: status refused", "order", order, "client", r.RemoteAddr, "code", herr.code, "err", herr.msg)
+		label := "refused"
+		if herr.code >= 500 {
+			label = "backend_error"
+		}
+		h.metrics.statusReports.WithLabelValues(label).Inc()
+		http.Error(w, herr.msg, herr.code)
+		return
+	}
+	if err := h.sink.Report(r.Context(), st); err != nil {
+		h.log.Warn("httpboot: status sink failed", "order", order, "err", err)
+		h.metrics.statusReports.WithLabelValues("sink_error").Inc()
+		w.Header().Set("Retry-After", "5")
+		http.Error(w, fmt.Sprintf("httpboot: status for order %q not stored, retry: %v", order, err), http.StatusServiceUnavailable)
+		return
+	}
+	h.metrics.statusReports.WithLabelValues(string(st.Phase)).Inc()
+	h.log.Info("httpboot: status", "order", order, "phase", st.Phase, "progress", st.Progress, "client", r.RemoteAddr)
+	w.WriteHeader(http.StatusNoContent)
+}
+
+func (h *Handler) parseStatus(w http.ResponseWriter, r *http.Request, order string) (Status, *httpError) {
+	if err := checkOrder(order); err != nil {
+		return Status{}, refusal(http.StatusBadRequest, "%v", err)
+	}
+	if ct := r.Header.Get("Content-Type"); ct != "" {
+		mt, _, err := mime.ParseMediaType(ct)
+		if err != nil || mt != "application/json" {
+			return Status{}, refusal(http.StatusUnsupportedMediaType, "httpboot: status for order %q: content type %q, want application/json", order, ct)
+		}
+	}
+	token, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+	if !ok || token == "" {
+		w.Header().Set("WWW-Authenticate", `Bearer realm="osim"`)
+		return Status{}, refusal(http.StatusUnauthorized, "httpboot: status for order %q: no bearer token", order)
+	}
+	want, err := h.tokens.Token(r.Context(), order)
+	if errors.Is(err, ErrUnknownOrder) {
+		return Status{}, refusal(http.StatusNotFound, "httpboot: status for unknown order %q", order)
+	}
+	if err != nil {
+		return Status{}, refusal(http.StatusServiceUnavailable, "httpboot: status for order %q: token lookup: %v", order, err)
+	}
+	if want == "" || subtle.ConstantTimeCompare([]byte(token), []byte(want)) != 1 {
+		return Status{}, refusal(http.StatusForbidden, "httpboot: status for order %q: token does not match", order)
+	}
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxStatusBody))
+	if err != nil {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			return Status{}, refusal(http.StatusRequestEntityTooLarge, "httpboot: status for order %q: body over %d bytes", order, maxStatusBody)
+		}
+		return Status{}, refusal(http.StatusBadRequest, "httpboot: status for order %q: read body: %v", order, err)
+	}
+	var b statusBody
+	dec := json.NewDecoder(bytes.NewReader(body))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&b); err != nil {
+		return Status{}, refusal(http.StatusBadRequest, "httpboot: status for order %q: body: %v", order, err)
+	}
+	if dec.More() {
+		return Status{}, refusal(http.StatusBadRequest, "httpboot: status for order %q: data after the JSON object", order)
+	}
+	switch b.Phase {
+	case PhaseInstalling, PhaseDone, PhaseFailed:
+	default:
+		return Status{}, refusal(http.StatusUnprocessableEntity, "httpboot: status for order %q: phase %q, want installing, done or failed", order, b.Phase)
+	}
+	if len(b.Message) > maxMessage {
+		return Status{}, refusal(http.StatusUnprocessableEntity, "httpboot: status for order %q: message of %d bytes exceeds %d", order, len(b.Message), maxMessage)
+	}
+	progress := -1
+	if b.Progress != nil {
+		if *b.Progress < 0 || *b.Progress > 100 {
+			return Status{}, refusal(http.StatusUnprocessableEntity, "httpboot: status for order %q: progress %d outside 0..100", order, *b.Progress)
+		}
+		progress = *b.Progress
+	}
+	return Status{Order: order, Phase: b.Phase, Message: b.Message, Progress: progress,
+		Client: r.RemoteAddr, Received: h.now()}, nil
+}
+
+// checkOrder accepts order ids of letters, digits, '.', '_' and '-'.
+func checkOrder(order string) error {
+	if order == "" || len(order) > maxOrderLen {
+		return fmt.Errorf("httpboot: order id of %d bytes, want 1..%d", len(order), maxOrderLen)
+	}
+	if order == "." || order == ".." {
+		return fmt.Errorf("httpboot: order id %q is not a name", order)
+	}
+	for i := 0; i < len(order); i++ {
+		c := order[i]
+		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '.' || c == '_' || c == '-') {
+			return fmt.Errorf("httpboot: order id %q: only letters, digits, '.', '_' and '-'", order)
+		}
+	}
+	return nil
+}
