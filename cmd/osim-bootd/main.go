@@ -1,5 +1,5 @@
-// Command osim-bootd is the boot server appliance. Today it has one mode,
-// `tftp`, which serves a folder with the same engine the appliance uses.
+// Command osim-bootd is the boot server appliance. Modes: `serve` runs DHCP,
+// TFTP and HTTP boot from a config file; `tftp` serves a folder over TFTP.
 package main
 
 import (
@@ -10,6 +10,7 @@ import (
 const usage = `osim-bootd: the osim boot server
 
 usage:
+  osim-bootd serve --config FILE [flags]                    DHCP (proxy), TFTP and HTTP boot together
   osim-bootd tftp --root DIR [--listen ADDR:PORT] [flags]   serve a folder over TFTP
   osim-bootd help                                           this text
 
@@ -22,6 +23,8 @@ func main() {
 		os.Exit(2)
 	}
 	switch os.Args[1] {
+	case "serve":
+		os.Exit(runServe(os.Args[2:]))
 	case "tftp":
 		os.Exit(runTFTP(os.Args[2:]))
 	case "help", "-h", "--help":

@@ -49,10 +49,7 @@ func TestSIGTERMLetsRunningTransferFinish(t *testing.T) {
 		t.Skip("builds the binary")
 	}
 	dir := t.TempDir()
-	bin := filepath.Join(dir, "osim-bootd")
-	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
-		t.Fatalf("build: %v\n%s", err, out)
-	}
+	bin := buildBootd(t)
 	root := filepath.Join(dir, "root")
 	os.Mkdir(root, 0o755)
 	data := bytes.Repeat([]byte("0123456789abcdef"), 512) // 8192 bytes: 16 blocks + empty final
@@ -133,4 +130,25 @@ func TestSIGTERMLetsRunningTransferFinish(t *testing.T) {
 	if !strings.Contains(stderr.String(), "shutting down") {
 		t.Errorf("no shutdown log line:\n%s", stderr.String())
 	}
+}
+
+// buildBootd builds this command into a temporary folder.
+func buildBootd(t *testing.T) string {
+	t.Helper()
+	bin := filepath.Join(t.TempDir(), "osim-bootd")
+	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
+		t.Fatalf("build: %v\n%s", err, out)
+	}
+	return bin
+}
+
+// freeUDPPort returns a port free on 127.0.0.1 at the time of asking.
+func freeUDPPort(t *testing.T) int {
+	t.Helper()
+	c, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	return c.LocalAddr().(*net.UDPAddr).Port
 }

@@ -1,0 +1,175 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"sync"
+	"syscall"
+	"time"
+
+	"osim/dataplane/dhcp"
+	"osim/dataplane/httpboot"
+	"osim/dataplane/tftp"
+	"osim/metrics"
+)
+
+// runServe runs DHCP (proxy), TFTP and HTTP together from a YAML config,
+// flags overriding it.
+func runServe(args []string) int {
+	fs := flag.NewFlagSet("osim-bootd serve", flag.ContinueOnError)
+	var (
+		config   = fs.String("config", "", "YAML config file (see README.md)")
+		address  = fs.String("address", "", "override: the boot server's IPv4 address on the provisioning network")
+		mode     = fs.String("dhcp-mode", "", "override: proxy or full")
+		tftpRoot = fs.String("tftp-root", "", "override: folder served over TFTP")
+		files    = fs.String("http-files", "", "override: folder served under /files/")
+		metricsL = fs.String("metrics-listen", "", "override: serve Prometheus /metrics on this TCP address")
+		grace    = fs.Duration("grace", 5*time.Second, "on SIGINT/SIGTERM, how long running transfers may finish")
+		logLevel = fs.String("log-level", "info", "debug, info, warn or error")
+		check    = fs.Bool("check", false, "check the config, print what would run, and exit")
+	)
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(*logLevel)); err != nil {
+		fmt.Fprintf(os.Stderr, "osim-bootd serve: --log-level %q: want debug, info, warn or error\n", *logLevel)
+		return 2
+	}
+	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+	cfg, err := loadServeConfig(*config)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "osim-bootd serve: %v\n", err)
+		return 2
+	}
+	for dst, v := range map[*string]string{&cfg.Address: *address, &cfg.DHCP.Mode: *mode,
+		&cfg.TFTP.Root: *tftpRoot, &cfg.HTTP.Files: *files, &cfg.MetricsListen: *metricsL} {
+		if v != "" {
+			*dst = v
+		}
+	}
+	w, err := cfg.check()
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "osim-bootd serve: %v\n", err)
+		return 2
+	}
+	if *check {
+		fmt.Printf("dhcp %s on %s and %s, tftp %s from %s, http %s from %s (base %s), %d targets\n",
+			w.dhcpMode, w.dhcpListen, w.bootListen, w.tftpListen, w.tftpRoot, w.httpListen, w.httpFiles, w.baseURL, len(w.backend.Machines))
+		return 0
+	}
+
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	reg := metrics.NewRegistry()
+	if cfg.MetricsListen != "" {
+		a, err := metrics.Serve(ctx, cfg.MetricsListen, reg, log)
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "osim-bootd serve: %v\n", err)
+			return 1
+		}
+		log.Info("metrics serving", "url", "http://"+a.String()+"/metrics")
+	}
+
+	// TFTP
+	tm := tftp.NewMetrics(reg)
+	folder, err := tftp.NewFolderResolver(w.tftpRoot)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "osim-bootd serve: %v\n", err)
+		return 1
+	}
+	defer folder.Close()
+	tsrv, err := tftp.NewServer(tftp.Config{
+		MaxBlksize: cfg.TFTP.MaxBlksize, MaxWindow: cfg.TFTP.MaxWindow, MaxTransfers: cfg.TFTP.MaxTransfers,
+		PortLo: w.portLo, PortHi: w.portHi, Logger: log, Metrics: tm,
+	}, tftp.NewCache(folder, 64<<20, 512<<20, tm))
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "osim-bootd serve: %v\n", err)
+		return 2
+	}
+
+	// HTTP
+	hfiles, err := httpboot.NewFolderFiles(w.httpFiles)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "osim-bootd serve: %v\n", err)
+		return 1
+	}
+	hh, err := httpboot.New(httpboot.Config{Scripts: w.scripts, Files: hfiles, Tokens: w.tokens,
+		Sink: logSink{log}, BaseURL: w.baseURL, Logger: log, Metrics: httpboot.NewMetrics(reg)})
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "osim-bootd serve: %v\n", err)
+		return 2
+	}
+	hln, err := net.Listen("tcp4", w.httpListen)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "osim-bootd serve: http: %v\n", err)
+		return 1
+	}
+	hsrv := &http.Server{Handler: hh, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 60 * time.Second, MaxHeaderBytes: 16 << 10}
+
+	// DHCP
+	backend, err := dhcp.NewFileBackend(w.backend)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "osim-bootd serve: %v\n", err)
+		return 2
+	}
+	dsrv, err := dhcp.NewServer(&dhcp.Handler{Backend: backend, ServerIP: net.IP(w.addr.AsSlice()),
+		Metrics: dhcp.NewMetrics(reg), Log: log}, dhcp.ServerConfig{DHCPAddr: w.dhcpListen, BootAddr: w.bootListen})
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "osim-bootd serve: dhcp: %v\n", err)
+		return 1
+	}
+	defer dsrv.Close()
+
+	log.Info("boot server serving", "address", w.addr.String(), "dhcp_mode", w.dhcpMode, "dhcp", dsrv.DHCPAddr().String(),
+		"proxy", dsrv.BootAddr().String(), "tftp", w.tftpListen, "http", w.baseURL)
+	var wg sync.WaitGroup
+	errc := make(chan error, 3)
+	run := func(name string, f func() error) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := f(); err != nil && !errors.Is(err, http.ErrServerClosed) && ctx.Err() == nil {
+				errc <- fmt.Errorf("%s: %w", name, err)
+			}
+		}()
+	}
+	run("tftp", func() error { return tsrv.ListenAndServe(ctx, w.tftpListen) })
+	run("http", func() error { return hsrv.Serve(hln) })
+	run("dhcp", func() error { return dsrv.Serve(ctx) })
+	code := 0
+	select {
+	case <-ctx.Done():
+	case err := <-errc:
+		log.Error("service stopped", "err", err)
+		code = 1
+		stop()
+	}
+	log.Info("shutting down: no new requests", "grace", grace.String())
+	sctx, cancel := context.WithTimeout(context.Background(), *grace)
+	defer cancel()
+	_ = dsrv.Close()
+	_ = hsrv.Shutdown(sctx)
+	if err := tsrv.Shutdown(sctx); err != nil {
+		log.Warn("grace period over: running transfers cut", "err", err)
+	}
+	wg.Wait()
+	return code
+}
+
+// logSink records installer reports in the log: standalone mode has no
+// manager to forward them to.
+type logSink struct{ log *slog.Logger }
+
+func (l logSink) Report(_ context.Context, s httpboot.Status) error {
+	l.log.Info("installer status", "order", s.Order, "phase", string(s.Phase), "progress", s.Progress,
+		"client", s.Client, "msg", s.Message)
+	return nil
+}

@@ -1,0 +1,196 @@
+package main
+
+import (
+	"bytes"
+	"encoding/binary"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+func TestExampleServeConfigIsValid(t *testing.T) {
+	c, err := loadServeConfig("testdata/serve.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	w, err := c.check()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if w.baseURL != "http://10.0.0.1:8080" || w.tftpListen != "10.0.0.1:69" || w.dhcpMode != "proxy" {
+		t.Errorf("defaults: base %q tftp %q mode %q", w.baseURL, w.tftpListen, w.dhcpMode)
+	}
+	if len(w.backend.Machines) != 3 || len(w.scripts) != 2 || w.tokens["o-1"] != "3b1f0c9e2d" {
+		t.Errorf("targets: %d machines, %d scripts, tokens %v", len(w.backend.Machines), len(w.scripts), w.tokens)
+	}
+	if b := w.scripts["52:54:00:00:00:01"]; b.Params["preseed"] == "" || b.Kernel != "debian/vmlinuz" {
+		t.Errorf("boot of target 1: %+v", b)
+	}
+}
+
+func TestServeConfigNamesEachMistake(t *testing.T) {
+	dir := t.TempDir()
+	base := "address: 10.0.0.1\ntftp: {root: " + dir + "}\nhttp: {files: " + dir + "}\n"
+	cases := []struct{ name, yaml, want string }{
+		{"unknown key", base + "tftpp: {}\n", "field tftpp not found"},
+		{"missing address", "tftp: {root: " + dir + "}\nhttp: {files: " + dir + "}\n", "address: required"},
+		{"bad address", strings.Replace(base, "10.0.0.1", "10.0.0.256", 1), `address: "10.0.0.256" is not an IPv4 address`},
+		{"bad mode", base + "dhcp: {mode: relay}\n", `dhcp.mode: "relay": want proxy or full`},
+		{"missing folder", "address: 10.0.0.1\ntftp: {root: /nonexistent/x}\nhttp: {files: " + dir + "}\n", `tftp.root: "/nonexistent/x" is not a readable folder`},
+		{"bad listen", base + "dhcp: {listen: 'localhost:67'}\n", `dhcp.listen: "localhost:67" is not IPv4:port`},
+		{"bad port range", "address: 10.0.0.1\ntftp: {root: " + dir + ", port_range: '9:1'}\nhttp: {files: " + dir + "}\n", "tftp.port_range"},
+		{"bad mac", base + "targets: [{mac: 'zz', action: local}]\n", `targets[0].mac: "zz" is not an Ethernet MAC address`},
+		{"unknown image", base + "targets: [{mac: '52:54:00:00:00:01', image: nope, order: o, token: t}]\n", `targets[0].image: "nope" is not defined`},
+		{"boot without token", base + "images: {i: {kernel: k}}\ntargets: [{mac: '52:54:00:00:00:01', image: i}]\n", "needs order and token"},
+		{"bad action", base + "targets: [{mac: '52:54:00:00:00:01', action: reboot}]\n", `targets[0].action: "reboot": want boot, local or ignore`},
+		{"image without kernel", base + "images: {i: {initrds: [x]}}\n", "images.i.kernel: required"},
+		{"duplicate mac", base + "targets: [{mac: '52:54:00:00:00:01', action: local}, {mac: '52-54-00-00-00-01', action: ignore}]\n", "boot:"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			p := filepath.Join(t.TempDir(), "c.yaml")
+			os.WriteFile(p, []byte(c.yaml), 0o644)
+			cfg, err := loadServeConfig(p)
+			if err == nil {
+				_, err = cfg.check()
+			}
+			if err == nil || !strings.Contains(err.Error(), c.want) {
+				t.Fatalf("got %v, want an error containing %q", err, c.want)
+			}
+		})
+	}
+}
+
+// TestServeRunsTFTPAndHTTPAndStopsOnSIGTERM runs the real binary on
+// loopback ports: the NBP over TFTP, the target's script and a status
+// report over HTTP, metrics, then SIGTERM and exit 0.
+func TestServeRunsTFTPAndHTTPAndStopsOnSIGTERM(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds the binary")
+	}
+	bin := buildBootd(t)
+	dir := t.TempDir()
+	os.MkdirAll(filepath.Join(dir, "tftp"), 0o755)
+	os.MkdirAll(filepath.Join(dir, "files", "debian"), 0o755)
+	nbp := bytes.Repeat([]byte("nbp!"), 10000)
+	os.WriteFile(filepath.Join(dir, "tftp", "undionly.kpxe"), nbp, 0o644)
+	os.WriteFile(filepath.Join(dir, "files", "debian", "vmlinuz"), []byte("kernel"), 0o644)
+	tcpPort := func() int {
+		l, err := net.Listen("tcp4", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer l.Close()
+		return l.Addr().(*net.TCPAddr).Port
+	}
+	httpPort, metricsPort, tftpPort := tcpPort(), tcpPort(), freeUDPPort(t)
+	cfg := fmt.Sprintf(`address: 127.0.0.1
+metrics_listen: 127.0.0.1:%d
+dhcp: {listen: 127.0.0.1:%d, boot_listen: 127.0.0.1:%d}
+tftp: {root: %s, listen: 127.0.0.1:%d}
+http: {files: %s, listen: 127.0.0.1:%d}
+images: {deb: {kernel: debian/vmlinuz, cmdline: "console=ttyS0 osim.token={{.Token}}"}}
+targets: [{mac: "52:54:00:00:00:01", image: deb, order: o-1, token: tok1}]
+`, metricsPort, freeUDPPort(t), freeUDPPort(t), filepath.Join(dir, "tftp"), tftpPort, filepath.Join(dir, "files"), httpPort)
+	cfgPath := filepath.Join(dir, "serve.yaml")
+	os.WriteFile(cfgPath, []byte(cfg), 0o644)
+	var stderr bytes.Buffer
+	cmd := exec.Command(bin, "serve", "--config", cfgPath)
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer cmd.Process.Kill()
+	base := fmt.Sprintf("http://127.0.0.1:%d", httpPort)
+	var script string
+	for try := 0; ; try++ {
+		resp, err := http.Get(base + "/ipxe/52-54-00-00-00-01")
+		if err == nil {
+			b, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			script = string(b)
+			break
+		}
+		if try == 100 {
+			t.Fatalf("http never came up: %v\n%s", err, stderr.String())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	for _, want := range []string{"#!ipxe", base + "/files/debian/vmlinuz", "osim.token=tok1", "boot"} {
+		if !strings.Contains(script, want) {
+			t.Errorf("script lacks %q:\n%s", want, script)
+		}
+	}
+	resp, err := http.Post(base+"/status/o-1", "application/json", strings.NewReader(`{"phase":"installing"}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusUnauthorized {
+		t.Errorf("status without token: %d, want 401", resp.StatusCode)
+	}
+	// TFTP through the same process.
+	got := tftpGet(t, tftpPort, "undionly.kpxe")
+	if !bytes.Equal(got, nbp) {
+		t.Fatalf("tftp: %d bytes, want %d identical", len(got), len(nbp))
+	}
+	mresp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/metrics", metricsPort))
+	if err != nil {
+		t.Fatal(err)
+	}
+	mb, _ := io.ReadAll(mresp.Body)
+	mresp.Body.Close()
+	for _, want := range []string{`osim_tftp_transfers_completed_total{direction="read"} 1`, "osim_httpboot_", "osim_dhcp_"} {
+		if !strings.Contains(string(mb), want) {
+			t.Errorf("metrics lack %q", want)
+		}
+	}
+	cmd.Process.Signal(syscall.SIGTERM)
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("exit: %v\n%s", err, stderr.String())
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatalf("no exit after SIGTERM\n%s", stderr.String())
+	}
+}
+
+// tftpGet fetches name in lockstep at 512 bytes, the simplest client.
+func tftpGet(t *testing.T, port int, name string) []byte {
+	t.Helper()
+	c, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	srv := &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1), Port: port}
+	c.WriteToUDP(append([]byte{0, 1}, name+"\x00octet\x00"...), srv)
+	var out []byte
+	buf := make([]byte, 600)
+	for block := uint16(1); ; block++ {
+		c.SetReadDeadline(time.Now().Add(3 * time.Second))
+		n, from, err := c.ReadFromUDP(buf)
+		if err != nil {
+			t.Fatalf("tftp block %d: %v", block, err)
+		}
+		if binary.BigEndian.Uint16(buf) != 3 || binary.BigEndian.Uint16(buf[2:]) != block {
+			t.Fatalf("tftp: unexpected % x", buf[:min(n, 8)])
+		}
+		out = append(out, buf[4:n]...)
+		c.WriteToUDP([]byte{0, 4, byte(block >> 8), byte(block)}, from)
+		if n-4 < 512 {
+			return out
+		}
+	}
+}

@@ -1,0 +1,248 @@
+package main
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"maps"
+	"net"
+	"net/netip"
+	"os"
+	"slices"
+	"strings"
+
+	"gopkg.in/yaml.v3"
+
+	"osim/dataplane/dhcp"
+	"osim/dataplane/httpboot"
+)
+
+// serveConfig is the YAML file of `osim-bootd serve` (see README.md).
+type serveConfig struct {
+	// Address is the boot server's IPv4 address on the provisioning
+	// network: DHCP server id and next-server, default host of the URLs.
+	Address       string           `yaml:"address"`
+	MetricsListen string           `yaml:"metrics_listen"`
+	DHCP          dhcpSection      `yaml:"dhcp"`
+	TFTP          tftpSection      `yaml:"tftp"`
+	HTTP          httpSection      `yaml:"http"`
+	Boot          bootSection      `yaml:"boot"`
+	Images        map[string]image `yaml:"images"`
+	Targets       []target         `yaml:"targets"`
+}
+
+type dhcpSection struct {
+	Mode       string `yaml:"mode"`        // proxy (default)
+	Listen     string `yaml:"listen"`      // default 0.0.0.0:67
+	BootListen string `yaml:"boot_listen"` // default 0.0.0.0:4011
+}
+
+type tftpSection struct {
+	Listen       string `yaml:"listen"` // default <address>:69
+	Root         string `yaml:"root"`
+	MaxBlksize   int    `yaml:"max_blksize"`
+	MaxWindow    int    `yaml:"max_window"`
+	MaxTransfers int    `yaml:"max_transfers"`
+	PortRange    string `yaml:"port_range"`
+}
+
+type httpSection struct {
+	Listen  string `yaml:"listen"`   // default <address>:8080
+	BaseURL string `yaml:"base_url"` // default http://<listen>
+	Files   string `yaml:"files"`
+}
+
+// bootSection is the site's boot policy: which NBP per arch, what unknown
+// machines get.
+type bootSection struct {
+	Arches    []string          `yaml:"arches"`
+	BootFiles map[string]string `yaml:"boot_files"`
+	Unknown   string            `yaml:"unknown"`
+}
+
+type image struct {
+	Kernel  string            `yaml:"kernel"`
+	Initrds []string          `yaml:"initrds"`
+	Cmdline string            `yaml:"cmdline"`
+	Params  map[string]string `yaml:"params"`
+}
+
+// target is one machine: boot an image (with an order and its status
+// token), boot its local disk, or be ignored.
+type target struct {
+	MAC    string            `yaml:"mac"`
+	Action string            `yaml:"action"` // boot (default with image), local, ignore
+	Image  string            `yaml:"image"`
+	Params map[string]string `yaml:"params"`
+	Order  string            `yaml:"order"`
+	Token  string            `yaml:"token"`
+}
+
+// loadServeConfig reads and checks the file; every mistake is reported,
+// each with the key it concerns.
+func loadServeConfig(path string) (*serveConfig, error) {
+	var c serveConfig
+	if path != "" {
+		b, err := os.ReadFile(path)
+		if err != nil {
+			return nil, fmt.Errorf("config: %w", err)
+		}
+		dec := yaml.NewDecoder(bytes.NewReader(b))
+		dec.KnownFields(true)
+		if err := dec.Decode(&c); err != nil && !errors.Is(err, io.EOF) {
+			return nil, fmt.Errorf("config %s: %w", path, err)
+		}
+	}
+	return &c, nil
+}
+
+// wiring is a checked configuration, ready for the services.
+type wiring struct {
+	addr       netip.Addr
+	dhcpMode   string
+	dhcpListen string
+	bootListen string
+	tftpListen string
+	httpListen string
+	baseURL    string
+	tftpRoot   string
+	httpFiles  string
+	portLo     int
+	portHi     int
+	backend    dhcp.FileConfig
+	scripts    httpboot.StaticScripts
+	tokens     httpboot.StaticTokens
+}
+
+// check validates c after flags were applied and derives the defaults.
+func (c *serveConfig) check() (*wiring, error) {
+	var errs []string
+	bad := func(key, format string, args ...any) {
+		errs = append(errs, key+": "+fmt.Sprintf(format, args...))
+	}
+	w := &wiring{dhcpMode: c.DHCP.Mode}
+	addr, err := netip.ParseAddr(c.Address)
+	switch {
+	case c.Address == "":
+		bad("address", "required: the boot server's IPv4 address on the provisioning network")
+	case err != nil || !addr.Is4():
+		bad("address", "%q is not an IPv4 address", c.Address)
+	case addr.IsUnspecified() || addr.IsMulticast():
+		bad("address", "%q cannot be a server identifier", c.Address)
+	default:
+		w.addr = addr
+	}
+	switch w.dhcpMode {
+	case "", "proxy":
+		w.dhcpMode = "proxy"
+	case "full":
+		bad("dhcp.mode", "full DHCP mode is not available in this build yet; use proxy")
+	default:
+		bad("dhcp.mode", "%q: want proxy or full", c.DHCP.Mode)
+	}
+	host := c.Address
+	w.dhcpListen = orDefault(c.DHCP.Listen, "0.0.0.0:67")
+	w.bootListen = orDefault(c.DHCP.BootListen, "0.0.0.0:4011")
+	w.tftpListen = orDefault(c.TFTP.Listen, host+":69")
+	w.httpListen = orDefault(c.HTTP.Listen, host+":8080")
+	for _, l := range []struct{ key, set, v string }{{"dhcp.listen", c.DHCP.Listen, w.dhcpListen},
+		{"dhcp.boot_listen", c.DHCP.BootListen, w.bootListen}, {"tftp.listen", c.TFTP.Listen, w.tftpListen},
+		{"http.listen", c.HTTP.Listen, w.httpListen}} {
+		if l.set == "" && !w.addr.IsValid() {
+			continue // derived from a bad address: already reported
+		}
+		if ap, err := netip.ParseAddrPort(l.v); err != nil || !ap.Addr().Is4() {
+			bad(l.key, "%q is not IPv4:port", l.v)
+		}
+	}
+	w.baseURL = orDefault(c.HTTP.BaseURL, "http://"+w.httpListen)
+	if !strings.HasPrefix(w.baseURL, "http://") && !strings.HasPrefix(w.baseURL, "https://") {
+		bad("http.base_url", "%q is not an http(s) URL", w.baseURL)
+	}
+	w.tftpRoot, w.httpFiles = c.TFTP.Root, c.HTTP.Files
+	for _, d := range [][2]string{{"tftp.root", w.tftpRoot}, {"http.files", w.httpFiles}} {
+		if d[1] == "" {
+			bad(d[0], "required: a folder")
+			continue
+		}
+		if st, err := os.Stat(d[1]); err != nil || !st.IsDir() {
+			bad(d[0], "%q is not a readable folder", d[1])
+		}
+	}
+	if w.portLo, w.portHi, err = parsePortRange(c.TFTP.PortRange); err != nil {
+		bad("tftp.port_range", "%v", err)
+	}
+
+	w.backend = dhcp.FileConfig{HTTPBase: w.baseURL, Arches: c.Boot.Arches, BootFiles: c.Boot.BootFiles, Unknown: c.Boot.Unknown}
+	if w.backend.BootFiles == nil {
+		w.backend.BootFiles = map[string]string{"bios": "undionly.kpxe", "efi-x64": "snponly.efi"}
+	}
+	w.scripts, w.tokens = httpboot.StaticScripts{}, httpboot.StaticTokens{}
+	for _, name := range slices.Sorted(maps.Keys(c.Images)) {
+		if c.Images[name].Kernel == "" {
+			bad("images."+name+".kernel", "required")
+		}
+	}
+	for i, t := range c.Targets {
+		key := fmt.Sprintf("targets[%d]", i)
+		mac, err := net.ParseMAC(t.MAC)
+		if err != nil || len(mac) != 6 {
+			bad(key+".mac", "%q is not an Ethernet MAC address", t.MAC)
+			continue
+		}
+		action := t.Action
+		if action == "" {
+			action = "boot"
+		}
+		switch action {
+		case "boot":
+			img, ok := c.Images[t.Image]
+			if !ok {
+				bad(key+".image", "%q is not defined under images", t.Image)
+				continue
+			}
+			if t.Order == "" || t.Token == "" {
+				bad(key, "a target that boots an image needs order and token (the installer's status reports)")
+				continue
+			}
+			if _, dup := w.tokens[t.Order]; dup {
+				bad(key+".order", "%q used twice", t.Order)
+			}
+			params := map[string]string{}
+			for k, v := range img.Params {
+				params[k] = v
+			}
+			for k, v := range t.Params {
+				params[k] = v
+			}
+			w.scripts[mac.String()] = httpboot.Boot{Kernel: img.Kernel, Initrds: img.Initrds, Cmdline: img.Cmdline,
+				Params: params, Order: t.Order, Token: t.Token}
+			w.tokens[t.Order] = t.Token
+		case "local":
+			w.scripts[mac.String()] = httpboot.Boot{Local: true}
+		case "ignore":
+		default:
+			bad(key+".action", "%q: want boot, local or ignore", t.Action)
+			continue
+		}
+		w.backend.Machines = append(w.backend.Machines, dhcp.FileMachine{MAC: mac.String(), Action: action})
+	}
+	if len(errs) == 0 {
+		// The DHCP backend checks its own part (arches, boot files, duplicate MACs).
+		if _, err := dhcp.NewFileBackend(w.backend); err != nil {
+			errs = append(errs, "boot: "+err.Error())
+		}
+	}
+	if len(errs) > 0 {
+		return nil, fmt.Errorf("config has %d mistake(s):\n  %s", len(errs), strings.Join(errs, "\n  "))
+	}
+	return w, nil
+}
+
+func orDefault(v, def string) string {
+	if v == "" {
+		return def
+	}
+	return v
+}
