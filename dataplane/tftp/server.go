@@ -49,6 +49,11 @@ type Config struct {
 	// the cores. Default 50µs; negative never polls. On loopback and a fast
 	// LAN it roughly halves the time per block (bench/RESULTS.md).
 	LockstepSpin time.Duration
+	// ListenUDP opens each transfer's socket; default net.ListenUDP("udp4").
+	// A caller serving inside a network namespace passes one that opens the
+	// socket there: transfers run on other goroutines (other OS threads),
+	// which do not inherit the namespace of the thread that called Serve.
+	ListenUDP func(laddr *net.UDPAddr) (*net.UDPConn, error)
 	// DisableGSO sends windows with sendmmsg only, never UDP GSO.
 	DisableGSO bool
 	// Logger receives one line per transfer; nil discards.
@@ -84,6 +89,9 @@ func (c *Config) setDefaults() error {
 	}
 	if c.MaxUpload == 0 {
 		c.MaxUpload = 64 << 20
+	}
+	if c.ListenUDP == nil {
+		c.ListenUDP = func(laddr *net.UDPAddr) (*net.UDPConn, error) { return net.ListenUDP("udp4", laddr) }
 	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
@@ -336,7 +344,7 @@ func refusalFor(err error) (string, ErrorCode) {
 // on the address the request arrived at, from the configured port range.
 func (s *Server) bindTransfer(local netip.Addr) (*net.UDPConn, error) {
 	if s.cfg.PortLo == 0 {
-		return net.ListenUDP("udp4", net.UDPAddrFromAddrPort(netip.AddrPortFrom(local, 0)))
+		return s.cfg.ListenUDP(net.UDPAddrFromAddrPort(netip.AddrPortFrom(local, 0)))
 	}
 	span := s.cfg.PortHi - s.cfg.PortLo + 1
 	for range span {
@@ -346,7 +354,7 @@ func (s *Server) bindTransfer(local netip.Addr) (*net.UDPConn, error) {
 			s.nextPort = s.cfg.PortLo
 		}
 		s.mu.Unlock()
-		c, err := net.ListenUDP("udp4", net.UDPAddrFromAddrPort(netip.AddrPortFrom(local, uint16(p))))
+		c, err := s.cfg.ListenUDP(net.UDPAddrFromAddrPort(netip.AddrPortFrom(local, uint16(p))))
 		if err == nil {
 			return c, nil
 		}
