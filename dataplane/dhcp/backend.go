@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/netip"
 	"strings"
 )
 
@@ -71,6 +72,9 @@ type Decision struct {
 	// HTTPBootURL is what UEFI HTTP boot clients (option 60 "HTTPClient")
 	// get: the URL of an EFI program.
 	HTTPBootURL string
+	// Address is the machine's reserved IPv4 address in full DHCP mode
+	// (invalid: none, it gets one from the pool).
+	Address netip.Addr
 }
 
 // Arch is a client system architecture type (option 93).

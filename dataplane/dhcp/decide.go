@@ -41,7 +41,13 @@ const (
 )
 
 // Replied reports whether the outcome is a reply rather than silence.
-func (o Outcome) Replied() bool { return o == OutcomeBootImage || o == OutcomeDiscovery }
+func (o Outcome) Replied() bool {
+	switch o {
+	case OutcomeBootImage, OutcomeDiscovery, OutcomeLeaseOffer, OutcomeLeaseAck, OutcomeLeaseNak, OutcomeInform:
+		return true
+	}
+	return false
+}
 
 // Class is how the client asked to boot.
 type Class uint8
@@ -112,21 +118,33 @@ func Inspect(req *dhcpv4.DHCPv4, in Inbound) (Client, Outcome) {
 	if c.Type != want {
 		return Client{}, OutcomeNotOurs
 	}
+	if o := readArchAndUserClass(req, vc, &c); o != "" {
+		return Client{}, o
+	}
+	return c, ""
+}
+
+// readArchAndUserClass fills c.Arch from option 93 (or option 60) and
+// turns a PXE or HTTP class into ClassIPXE when option 77 says iPXE.
+func readArchAndUserClass(req *dhcpv4.DHCPv4, vc string, c *Client) Outcome {
 	if raw := req.Options.Get(dhcpv4.OptionClientSystemArchitectureType); raw != nil {
 		a, err := ParseArchOption(raw)
 		if err != nil {
-			return Client{}, OutcomeBadArch
+			return OutcomeBadArch
 		}
 		c.Arch = a
 	} else {
 		c.Arch = archFromClass(vc)
+	}
+	if c.Class == ClassOther {
+		return ""
 	}
 	for _, uc := range req.UserClass() {
 		if uc == "iPXE" {
 			c.Class = ClassIPXE
 		}
 	}
-	return c, ""
+	return ""
 }
 
 // archFromClass reads "PXEClient:Arch:00007:UNDI:003016", the arch some
@@ -144,11 +162,37 @@ func archFromClass(vc string) Arch {
 // Decide turns the backend's answer for c into a reply, or an Outcome that
 // says why to stay silent. It does no I/O.
 func Decide(req *dhcpv4.DHCPv4, in Inbound, c Client, d Decision, lookupErr error) (*dhcpv4.DHCPv4, Outcome) {
+	file, outcome := bootChoice(c, d, lookupErr)
+	if !outcome.Replied() {
+		return nil, outcome
+	}
+	mt := dhcpv4.MessageTypeOffer
+	if in.Port == PortBootServer {
+		mt = dhcpv4.MessageTypeAck // PXE 2.1 §2.2, step 6
+	}
+	reply, err := dhcpv4.NewReplyFromRequest(req,
+		dhcpv4.WithMessageType(mt),
+		dhcpv4.WithYourIP(net.IPv4zero),   // proxyDHCP hands out no address (PXE 2.1 §2.2, step 2)
+		dhcpv4.WithClientIP(net.IPv4zero), // RFC 2131 §4.3.1 table 3: ciaddr 0 in OFFER/ACK
+		dhcpv4.WithOption(dhcpv4.OptServerIdentifier(in.ServerIP)),
+	)
+	if err != nil {
+		// Only transaction ID generation can fail, and WithReply overrides it.
+		return nil, OutcomeMalformed
+	}
+	withBoot(reply, req, c, file, in.ServerIP)
+	return reply, outcome
+}
+
+// bootChoice turns the backend's answer into the boot file for c and the
+// outcome; an outcome that is not Replied says why to stay silent. Proxy
+// and full mode share it.
+func bootChoice(c Client, d Decision, lookupErr error) (string, Outcome) {
 	if lookupErr != nil {
 		if errors.Is(lookupErr, ErrUnknownMAC) {
-			return nil, OutcomeUnknownMAC
+			return "", OutcomeUnknownMAC
 		}
-		return nil, OutcomeBackendError
+		return "", OutcomeBackendError
 	}
 	var outcome Outcome
 	switch d.Action {
@@ -158,46 +202,35 @@ func Decide(req *dhcpv4.DHCPv4, in Inbound, c Client, d Decision, lookupErr erro
 		outcome = OutcomeDiscovery
 	case ActionBootLocal:
 		// Silence makes PXE firmware give up and try the next boot device.
-		return nil, OutcomeBootLocal
+		return "", OutcomeBootLocal
 	default:
-		return nil, OutcomeIgnore
+		return "", OutcomeIgnore
 	}
 	file := bootFile(c, d)
 	if file == "" {
-		return nil, OutcomeNoBootFile
+		return "", OutcomeNoBootFile
 	}
+	return file, outcome
+}
 
-	mt := dhcpv4.MessageTypeOffer
-	if in.Port == PortBootServer {
-		mt = dhcpv4.MessageTypeAck // PXE 2.1 §2.2, step 6
-	}
+// withBoot adds what a PXE or HTTP boot client needs to boot to reply:
+// next-server, option 60, option 43 (PXE only), option 97 echoed, boot file.
+func withBoot(reply, req *dhcpv4.DHCPv4, c Client, file string, serverIP net.IP) {
 	class := "PXEClient"
 	if c.HTTPBoot {
 		class = "HTTPClient" // UEFI 2.x §24.7: HTTP boot offers echo HTTPClient
 	}
-	mods := []dhcpv4.Modifier{
-		dhcpv4.WithMessageType(mt),
-		dhcpv4.WithYourIP(net.IPv4zero),   // proxyDHCP hands out no address (PXE 2.1 §2.2, step 2)
-		dhcpv4.WithClientIP(net.IPv4zero), // RFC 2131 §4.3.1 table 3: ciaddr 0 in OFFER/ACK
-		dhcpv4.WithServerIP(in.ServerIP),
-		dhcpv4.WithOption(dhcpv4.OptServerIdentifier(in.ServerIP)),
-		dhcpv4.WithOption(dhcpv4.OptClassIdentifier(class)),
-		dhcpv4.WithOptionCopied(req, dhcpv4.OptionClientMachineIdentifier), // PXE 2.1 §2.4: echo option 97
-	}
+	reply.ServerIPAddr = serverIP
+	reply.UpdateOption(dhcpv4.OptClassIdentifier(class))
+	dhcpv4.WithOptionCopied(req, dhcpv4.OptionClientMachineIdentifier)(reply) // PXE 2.1 §2.4: echo option 97
 	if !c.HTTPBoot {
-		mods = append(mods, dhcpv4.WithGeneric(dhcpv4.OptionVendorSpecificInformation, pxeVendorOptions))
-	}
-	reply, err := dhcpv4.NewReplyFromRequest(req, mods...)
-	if err != nil {
-		// Only transaction ID generation can fail, and WithReply overrides it.
-		return nil, OutcomeMalformed
+		reply.UpdateOption(dhcpv4.OptGeneric(dhcpv4.OptionVendorSpecificInformation, pxeVendorOptions))
 	}
 	// The file field holds 127 bytes; longer names (URLs) go in option 67 alone.
 	if len(file) <= 127 {
 		reply.BootFileName = file
 	}
 	reply.UpdateOption(dhcpv4.OptBootFileName(file))
-	return reply, outcome
 }
 
 // pxeVendorOptions is option 43 with PXE_DISCOVERY_CONTROL (sub-option 6)

@@ -9,6 +9,7 @@ import (
 	"io"
 	"maps"
 	"net"
+	"net/netip"
 	"net/url"
 	"os"
 	"slices"
@@ -47,6 +48,9 @@ type FileMachine struct {
 	Script string `yaml:"script"`
 	// BootFiles overrides the site's boot files per arch name.
 	BootFiles map[string]string `yaml:"boot_files"`
+	// Address is the machine's reserved IPv4 address in full DHCP mode
+	// (optional; best outside the pool's dynamic range).
+	Address string `yaml:"address"`
 }
 
 // FileBackend is a Backend read from a YAML file, for standalone runs and
@@ -141,6 +145,7 @@ func NewFileBackend(cfg FileConfig) (*FileBackend, error) {
 	}
 
 	seen := make(map[string]int, len(cfg.Machines))
+	seenAddr := make(map[netip.Addr]int, len(cfg.Machines))
 	for i, m := range cfg.Machines {
 		where := fmt.Sprintf("machines[%d]", i)
 		mac, err := net.ParseMAC(m.MAC)
@@ -180,6 +185,18 @@ func NewFileBackend(cfg FileConfig) (*FileBackend, error) {
 			script = "/ipxe/" + key
 		}
 		d := Decision{Action: act, BootFiles: files, ScriptURL: abs(script)}
+		if m.Address != "" {
+			a, err := netip.ParseAddr(m.Address)
+			if err != nil || !a.Is4() {
+				fail("%s: address %q is not an IPv4 address", where, m.Address)
+				continue
+			}
+			if j, dup := seenAddr[a]; dup {
+				fail("%s: address %s already reserved for machines[%d]", where, a, j)
+				continue
+			}
+			seenAddr[a], d.Address = i, a
+		}
 		if hb := cmp.Or(cfg.HTTPBootFile, files[ArchEFIx64]); hb != "" {
 			d.HTTPBootURL = abs(hb)
 		}

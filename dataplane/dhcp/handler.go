@@ -3,6 +3,7 @@ package dhcp
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net"
 	"time"
@@ -23,6 +24,10 @@ type Handler struct {
 	Log      *slog.Logger     // nil: slog.Default()
 	Now      func() time.Time // nil: time.Now
 	Timeout  time.Duration    // bound on one backend lookup; 0: 2 s
+	// Mode is proxy (default) or full; in full mode Full hands out the
+	// addresses of DHCP on port 67 (port 4011 is answered as in proxy mode).
+	Mode Mode
+	Full *Full
 }
 
 // Result is what Handle made of a datagram.
@@ -44,8 +49,11 @@ func (h *Handler) Handle(ctx context.Context, raw []byte, port int, received tim
 		}
 		if r.Reply != nil {
 			action = "offer"
-			if r.Reply.MessageType() == dhcpv4.MessageTypeAck {
+			switch r.Reply.MessageType() {
+			case dhcpv4.MessageTypeAck:
 				action = "ack"
+			case dhcpv4.MessageTypeNak:
+				action = "nak"
 			}
 		}
 		h.Metrics.packets.WithLabelValues(typ, r.Class.String(), action).Inc()
@@ -63,7 +71,7 @@ func (h *Handler) handle(ctx context.Context, raw []byte, port int) Result {
 		return Result{Outcome: OutcomeOversized}
 	case len(raw) <= optionsStart:
 		return Result{Outcome: OutcomeTruncated}
-	case !IsPXE(raw):
+	case !h.full(port) && !IsPXE(raw):
 		return Result{Outcome: OutcomeNotPXE}
 	}
 	req, err := dhcpv4.FromBytes(raw)
@@ -72,9 +80,30 @@ func (h *Handler) handle(ctx context.Context, raw []byte, port int) Result {
 		return Result{Outcome: OutcomeMalformed}
 	}
 	in := Inbound{ServerIP: h.ServerIP, Port: port}
+	if h.full(port) {
+		return h.handleFull(ctx, req, in)
+	}
 	c, o := Inspect(req, in)
 	if o != "" {
 		return Result{Request: req, Outcome: o}
+	}
+	d, err := h.lookup(ctx, c)
+	reply, o := Decide(req, in, c, d, err)
+	r := Result{Request: req, Reply: reply, Class: c.Class, Outcome: o}
+	file := ""
+	if reply != nil {
+		r.Bytes = reply.ToBytes()
+		file = reply.BootFileNameOption()
+	}
+	h.log().Debug("dhcp: decision", "mac", c.MAC.String(), "xid", req.TransactionID.String(),
+		"arch", c.Arch.String(), "class", c.Class.String(), "port", port, "outcome", string(o), "file", file)
+	return r
+}
+
+// lookup asks the backend about c, bounded by Timeout.
+func (h *Handler) lookup(ctx context.Context, c Client) (Decision, error) {
+	if h.Backend == nil { // full mode may run without one: addresses only
+		return Decision{}, fmt.Errorf("dhcp: %s: no backend: %w", c.MAC, ErrUnknownMAC)
 	}
 	timeout := h.Timeout
 	if timeout == 0 {
@@ -86,16 +115,7 @@ func (h *Handler) handle(ctx context.Context, raw []byte, port int) Result {
 	if err != nil && !errors.Is(err, ErrUnknownMAC) {
 		h.log().Debug("dhcp: backend lookup", "mac", c.MAC.String(), "arch", c.Arch.String(), "err", err)
 	}
-	reply, o := Decide(req, in, c, d, err)
-	r := Result{Request: req, Reply: reply, Class: c.Class, Outcome: o}
-	file := ""
-	if reply != nil {
-		r.Bytes = reply.ToBytes()
-		file = reply.BootFileNameOption()
-	}
-	h.log().Debug("dhcp: decision", "mac", c.MAC.String(), "xid", req.TransactionID.String(),
-		"arch", c.Arch.String(), "class", c.Class.String(), "port", port, "outcome", string(o), "file", file)
-	return r
+	return d, err
 }
 
 func (h *Handler) log() *slog.Logger {

@@ -123,6 +123,9 @@ func (s *Server) loop(ctx context.Context, conn *net.UDPConn, port int) {
 			continue
 		}
 		dst := s.replyAddr(r.Request, port, src)
+		if nakBroadcast(r.Request, r.Reply) {
+			dst = s.cfg.Broadcast
+		}
 		if _, err := conn.WriteToUDPAddrPort(r.Bytes, dst); err != nil {
 			s.h.log().Debug("dhcp: send", "to", dst.String(), "xid", r.Request.TransactionID.String(), "err", err)
 		}

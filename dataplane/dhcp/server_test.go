@@ -12,8 +12,9 @@ import (
 )
 
 // loopbackProxy runs a Server on 127.0.0.1 high ports with broadcasts sent
-// to a loopback client socket, and returns that client.
-func loopbackProxy(t *testing.T, b Backend) (*Server, *Handler, *net.UDPConn) {
+// to a loopback client socket, and returns that client. setup may change
+// the handler before it serves.
+func loopbackProxy(t *testing.T, b Backend, setup ...func(*Handler)) (*Server, *Handler, *net.UDPConn) {
 	t.Helper()
 	client, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
 	if err != nil {
@@ -23,6 +24,9 @@ func loopbackProxy(t *testing.T, b Backend) (*Server, *Handler, *net.UDPConn) {
 	h, _ := newTestHandler(b)
 	h.Now = nil
 	h.ServerIP = net.IPv4(127, 0, 0, 1).To4()
+	for _, f := range setup {
+		f(h)
+	}
 	srv, err := NewServer(h, ServerConfig{
 		DHCPAddr:  "127.0.0.1:0",
 		BootAddr:  "127.0.0.1:0",

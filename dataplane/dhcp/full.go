@@ -1,0 +1,417 @@
+package dhcp
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"time"
+
+	"github.com/insomniacslk/dhcp/dhcpv4"
+)
+
+// Mode is how the service answers on port 67.
+type Mode uint8
+
+// Modes. The zero value is proxy mode.
+const (
+	ModeProxy Mode = iota // proxyDHCP: PXE boot answers only, next to the site's DHCP server
+	ModeFull              // the only DHCP server: addresses from Pools, plus the boot answer for PXE clients
+)
+
+func (m Mode) String() string {
+	if m == ModeFull {
+		return "full"
+	}
+	return "proxy"
+}
+
+// ParseMode reads a mode name as written in configuration files.
+func ParseMode(s string) (Mode, error) {
+	switch s {
+	case "", "proxy":
+		return ModeProxy, nil
+	case "full":
+		return ModeFull, nil
+	}
+	return 0, fmt.Errorf("dhcp: unknown mode %q (want proxy or full)", s)
+}
+
+// Outcomes of full mode.
+const (
+	OutcomeLeaseOffer    Outcome = "lease_offer"    // DHCPOFFER with an address
+	OutcomeLeaseAck      Outcome = "lease_ack"      // DHCPACK: lease bound or extended
+	OutcomeLeaseNak      Outcome = "lease_nak"      // DHCPNAK: the client's notion of its address is wrong
+	OutcomeInform        Outcome = "inform"         // DHCPACK to DHCPINFORM: options only
+	OutcomeDeclined      Outcome = "declined"       // DHCPDECLINE: address quarantined (no reply)
+	OutcomeReleased      Outcome = "released"       // DHCPRELEASE: address freed (no reply)
+	OutcomeNoPool        Outcome = "no_pool"        // no pool serves the client's subnet
+	OutcomePoolExhausted Outcome = "pool_exhausted" // no free address for a DISCOVER
+	OutcomeOtherServer   Outcome = "other_server"   // REQUEST selecting another server's offer
+	OutcomeNoLease       Outcome = "no_lease"       // REQUEST/RELEASE/DECLINE for an address we hold no record of for this client
+	OutcomeLeaseError    Outcome = "lease_error"    // the lease store failed
+)
+
+// ErrPoolExhausted reports that a pool has no free address.
+var ErrPoolExhausted = errors.New("pool exhausted")
+
+// Defaults of Full.
+const (
+	DefaultOfferHold   = 30 * time.Second
+	DefaultDeclineHold = 10 * time.Minute
+)
+
+// Full hands out addresses from Pools, keeping leases in Leases. Its
+// methods are safe for concurrent use: every change is one store
+// transaction.
+type Full struct {
+	Pools       []Pool
+	Leases      LeaseStore
+	Now         func() time.Time // nil: time.Now
+	OfferHold   time.Duration    // how long an offered address waits for its REQUEST; 0: DefaultOfferHold
+	DeclineHold time.Duration    // quarantine of a declined address; 0: DefaultDeclineHold
+	Metrics     *LeaseMetrics    // nil: not counted
+}
+
+func (f *Full) now() time.Time {
+	if f.Now != nil {
+		return f.Now()
+	}
+	return time.Now()
+}
+
+// Respond answers one request in full mode: req arrived on in; reserved is
+// the backend's address for this MAC (invalid: none). A nil reply with a
+// non-replied Outcome means silence; err explains OutcomeLeaseError and
+// OutcomePoolExhausted.
+func (f *Full) Respond(ctx context.Context, req *dhcpv4.DHCPv4, in Inbound, reserved netip.Addr) (*dhcpv4.DHCPv4, Outcome, error) {
+	server := addr4(in.ServerIP)
+	local := server
+	if ci := addr4(req.ClientIPAddr); ci.IsValid() && !ci.IsUnspecified() {
+		local = ci // a bound client (RENEW, INFORM, RELEASE) says where it is
+	}
+	pool, ok := SelectPool(f.Pools, addr4(req.GatewayIPAddr), local)
+	if !ok {
+		return nil, OutcomeNoPool, nil
+	}
+	t := fullTxn{f: f, req: req, pool: pool, server: server, mac: req.ClientHWAddr, now: f.now()}
+	var (
+		reply *dhcpv4.DHCPv4
+		o     Outcome
+		err   error
+	)
+	switch req.MessageType() {
+	case dhcpv4.MessageTypeDiscover:
+		reply, o, err = t.discover(ctx, reserved)
+	case dhcpv4.MessageTypeRequest:
+		reply, o, err = t.request(ctx, in.ServerIP)
+	case dhcpv4.MessageTypeDecline:
+		o, err = t.decline(ctx)
+	case dhcpv4.MessageTypeRelease:
+		o, err = t.release(ctx)
+	case dhcpv4.MessageTypeInform:
+		reply, o = t.reply(dhcpv4.MessageTypeInform, netip.Addr{}, 0), OutcomeInform
+	default:
+		return nil, OutcomeNotOurs, nil
+	}
+	if err != nil && o == "" {
+		o = OutcomeLeaseError
+	}
+	if reply == nil && o.Replied() {
+		o = OutcomeMalformed
+	}
+	f.Metrics.count(o, pool)
+	return reply, o, err
+}
+
+// fullTxn is one request being answered.
+type fullTxn struct {
+	f      *Full
+	req    *dhcpv4.DHCPv4
+	pool   Pool
+	server netip.Addr
+	mac    net.HardwareAddr
+	now    time.Time
+}
+
+// usable reports whether ip may be given to t.mac: no record, a record of
+// this client (not declined), or a record that has expired.
+func (t fullTxn) usable(tx LeaseTx, ip netip.Addr) (bool, error) {
+	l, ok, err := tx.Get(ip)
+	if err != nil || !ok {
+		return err == nil, err
+	}
+	if l.State == LeaseDeclined {
+		return !t.now.Before(l.Expires), nil
+	}
+	return macEqual(l.MAC, t.mac) || !l.Active(t.now), nil
+}
+
+// pick chooses the address to offer: the reservation, else the client's
+// previous address, else the one it asks for (option 50), else the first
+// free address of the range (RFC 2131 §4.3.1).
+func (t fullTxn) pick(tx LeaseTx, reserved netip.Addr) (netip.Addr, error) {
+	dynamic := func(ip netip.Addr) bool {
+		return t.pool.InRange(ip) && ip != t.server && ip != t.pool.Router
+	}
+	var candidates []netip.Addr
+	if reserved.IsValid() && t.pool.Network.Contains(reserved) {
+		candidates = append(candidates, reserved)
+	}
+	prev, ok, err := tx.ByMAC(t.mac)
+	if err != nil {
+		return netip.Addr{}, err
+	}
+	if ok && dynamic(prev) {
+		candidates = append(candidates, prev)
+	}
+	if want := addr4(t.req.RequestedIPAddress()); dynamic(want) {
+		candidates = append(candidates, want)
+	}
+	for _, ip := range candidates {
+		if free, err := t.usable(tx, ip); err != nil || free {
+			return ip, err
+		}
+	}
+	for ip := t.pool.Start; t.pool.InRange(ip); ip = ip.Next() {
+		if !dynamic(ip) {
+			continue
+		}
+		if free, err := t.usable(tx, ip); err != nil || free {
+			return ip, err
+		}
+	}
+	return netip.Addr{}, fmt.Errorf("dhcp: no address for %s in %s (%s-%s): %w", t.mac, t.pool.Network, t.pool.Start, t.pool.End, ErrPoolExhausted)
+}
+
+func (t fullTxn) discover(ctx context.Context, reserved netip.Addr) (*dhcpv4.DHCPv4, Outcome, error) {
+	var ip netip.Addr
+	err := t.f.Leases.Update(ctx, func(tx LeaseTx) error {
+		var err error
+		if ip, err = t.pick(tx, reserved); err != nil {
+			return err
+		}
+		l, ok, err := tx.Get(ip)
+		if err != nil {
+			return err
+		}
+		if ok && l.State == LeaseBound && l.Active(t.now) && macEqual(l.MAC, t.mac) {
+			return nil // already the client's: the offer changes nothing
+		}
+		return tx.Put(Lease{IP: ip, MAC: t.mac, State: LeaseOffered, Expires: t.now.Add(hold(t.f.OfferHold, DefaultOfferHold))})
+	})
+	if errors.Is(err, ErrPoolExhausted) {
+		return nil, OutcomePoolExhausted, err
+	}
+	if err != nil {
+		return nil, OutcomeLeaseError, err
+	}
+	return t.reply(dhcpv4.MessageTypeOffer, ip, t.pool.LeaseTime), OutcomeLeaseOffer, nil
+}
+
+// request answers a DHCPREQUEST in its four states (RFC 2131 §4.3.2).
+func (t fullTxn) request(ctx context.Context, serverIP net.IP) (*dhcpv4.DHCPv4, Outcome, error) {
+	sid, want := t.req.ServerIdentifier(), addr4(t.req.RequestedIPAddress())
+	ciaddr := addr4(t.req.ClientIPAddr)
+	if ciaddr.IsUnspecified() {
+		ciaddr = netip.Addr{}
+	}
+	var ip netip.Addr
+	switch {
+	case sid != nil && !sid.Equal(serverIP):
+		// SELECTING another server's offer: let ours go.
+		err := t.f.Leases.Update(ctx, func(tx LeaseTx) error {
+			prev, ok, err := tx.ByMAC(t.mac)
+			if err != nil || !ok {
+				return err
+			}
+			l, ok, err := tx.Get(prev)
+			if err != nil || !ok || l.State != LeaseOffered || !macEqual(l.MAC, t.mac) {
+				return err
+			}
+			l.State, l.Expires = LeaseReleased, t.now
+			return tx.Put(l)
+		})
+		if err != nil {
+			return nil, OutcomeLeaseError, err
+		}
+		return nil, OutcomeOtherServer, nil
+	case sid != nil && !want.IsValid():
+		return t.nak("selecting without a requested address"), OutcomeLeaseNak, nil
+	case sid != nil: // SELECTING our offer: option 50 must name it
+		ip = want
+	case want.IsValid(): // INIT-REBOOT
+		ip = want
+	case ciaddr.IsValid(): // RENEWING or REBINDING
+		ip = ciaddr
+	default:
+		return t.nak("no requested address"), OutcomeLeaseNak, nil
+	}
+	if !t.pool.Network.Contains(ip) {
+		return t.nak(fmt.Sprintf("%s is not on network %s", ip, t.pool.Network)), OutcomeLeaseNak, nil
+	}
+	var (
+		o   Outcome
+		why string
+	)
+	err := t.f.Leases.Update(ctx, func(tx LeaseTx) error {
+		o, why = "", ""
+		l, ok, err := tx.Get(ip)
+		if err != nil {
+			return err
+		}
+		switch {
+		case !ok && sid != nil:
+			o, why = OutcomeLeaseNak, fmt.Sprintf("%s was not offered to you", ip)
+		case !ok: // RFC 2131 §4.3.2: no record of this client, remain silent
+			o = OutcomeNoLease
+			return nil
+		case !macEqual(l.MAC, t.mac) || l.State == LeaseDeclined:
+			if sid == nil && !l.Active(t.now) {
+				o = OutcomeNoLease // not ours to confirm or deny
+				return nil
+			}
+			o, why = OutcomeLeaseNak, fmt.Sprintf("%s is leased to another client", ip)
+		}
+		if o != "" {
+			return nil
+		}
+		o = OutcomeLeaseAck
+		return tx.Put(Lease{IP: ip, MAC: t.mac, State: LeaseBound, Expires: t.now.Add(t.pool.LeaseTime)})
+	})
+	switch {
+	case err != nil:
+		return nil, OutcomeLeaseError, err
+	case o == OutcomeLeaseNak:
+		return t.nak(why), o, nil
+	case o == OutcomeLeaseAck:
+		return t.reply(dhcpv4.MessageTypeAck, ip, t.pool.LeaseTime), o, nil
+	}
+	return nil, o, nil
+}
+
+// decline quarantines the address the client found in use (RFC 2131 §4.3.3).
+func (t fullTxn) decline(ctx context.Context) (Outcome, error) {
+	ip := addr4(t.req.RequestedIPAddress())
+	if !t.pool.Network.Contains(ip) {
+		return OutcomeNoLease, nil
+	}
+	o := OutcomeNoLease
+	err := t.f.Leases.Update(ctx, func(tx LeaseTx) error {
+		o = OutcomeNoLease
+		l, ok, err := tx.Get(ip)
+		if err != nil || (ok && !macEqual(l.MAC, t.mac)) {
+			return err // another client's address: a stray or forged DECLINE
+		}
+		o = OutcomeDeclined
+		return tx.Put(Lease{IP: ip, State: LeaseDeclined, Expires: t.now.Add(hold(t.f.DeclineHold, DefaultDeclineHold))})
+	})
+	if err != nil {
+		return OutcomeLeaseError, err
+	}
+	return o, nil
+}
+
+// release frees the client's address (RFC 2131 §4.3.4); the record stays
+// so the client gets the same address again if it is still free.
+func (t fullTxn) release(ctx context.Context) (Outcome, error) {
+	ip := addr4(t.req.ClientIPAddr)
+	o := OutcomeNoLease
+	err := t.f.Leases.Update(ctx, func(tx LeaseTx) error {
+		o = OutcomeNoLease
+		l, ok, err := tx.Get(ip)
+		if err != nil || !ok || !macEqual(l.MAC, t.mac) || l.State == LeaseDeclined {
+			return err
+		}
+		o = OutcomeReleased
+		l.State, l.Expires = LeaseReleased, t.now
+		return tx.Put(l)
+	})
+	if err != nil {
+		return OutcomeLeaseError, err
+	}
+	return o, nil
+}
+
+// reply builds an OFFER or ACK (mt Inform: the ACK to an INFORM) for yiaddr
+// with the pool's options (RFC 2131 §4.3.1 table 3, RFC 2132).
+func (t fullTxn) reply(mt dhcpv4.MessageType, yiaddr netip.Addr, lease time.Duration) *dhcpv4.DHCPv4 {
+	ciaddr := net.IPv4zero
+	yi := net.IPv4zero
+	if mt == dhcpv4.MessageTypeInform {
+		mt, ciaddr = dhcpv4.MessageTypeAck, t.req.ClientIPAddr // RFC 2131 §4.3.5: no yiaddr, no lease time
+	} else {
+		yi = yiaddr.AsSlice()
+	}
+	mods := []dhcpv4.Modifier{
+		dhcpv4.WithMessageType(mt),
+		dhcpv4.WithYourIP(yi),
+		dhcpv4.WithClientIP(ciaddr),
+		dhcpv4.WithOption(dhcpv4.OptServerIdentifier(t.server.AsSlice())),
+		dhcpv4.WithOption(dhcpv4.OptSubnetMask(net.CIDRMask(t.pool.Network.Bits(), 32))),
+	}
+	if t.pool.Router.IsValid() {
+		mods = append(mods, dhcpv4.WithOption(dhcpv4.OptRouter(t.pool.Router.AsSlice())))
+	}
+	if len(t.pool.DNS) > 0 {
+		dns := make([]net.IP, len(t.pool.DNS))
+		for i, a := range t.pool.DNS {
+			dns[i] = a.AsSlice()
+		}
+		mods = append(mods, dhcpv4.WithOption(dhcpv4.OptDNS(dns...)))
+	}
+	if t.pool.Domain != "" {
+		mods = append(mods, dhcpv4.WithOption(dhcpv4.OptDomainName(t.pool.Domain)))
+	}
+	if lease > 0 { // RFC 2131 §4.4.5: T1 0.5 and T2 0.875 of the lease
+		mods = append(mods,
+			dhcpv4.WithOption(dhcpv4.OptIPAddressLeaseTime(lease)),
+			dhcpv4.WithOption(dhcpv4.OptRenewTimeValue(lease/2)),
+			dhcpv4.WithOption(dhcpv4.OptRebindingTimeValue(lease*7/8)))
+	}
+	reply, err := dhcpv4.NewReplyFromRequest(t.req, mods...)
+	if err != nil {
+		return nil // only transaction ID generation can fail; Respond reports malformed
+	}
+	return reply
+}
+
+// nak builds a DHCPNAK (RFC 2131 §4.3.2, table 3): no addresses, option 54
+// and a message. Through a relay the broadcast bit is set (§4.1).
+func (t fullTxn) nak(why string) *dhcpv4.DHCPv4 {
+	mods := []dhcpv4.Modifier{
+		dhcpv4.WithMessageType(dhcpv4.MessageTypeNak),
+		dhcpv4.WithYourIP(net.IPv4zero),
+		dhcpv4.WithClientIP(net.IPv4zero),
+		dhcpv4.WithServerIP(net.IPv4zero),
+		dhcpv4.WithOption(dhcpv4.OptServerIdentifier(t.server.AsSlice())),
+		dhcpv4.WithOption(dhcpv4.OptMessage(why)),
+	}
+	if gi := addr4(t.req.GatewayIPAddr); gi.IsValid() && !gi.IsUnspecified() {
+		mods = append(mods, dhcpv4.WithBroadcast(true))
+	}
+	reply, err := dhcpv4.NewReplyFromRequest(t.req, mods...)
+	if err != nil {
+		return nil // as in reply
+	}
+	return reply
+}
+
+func hold(d, def time.Duration) time.Duration {
+	if d > 0 {
+		return d
+	}
+	return def
+}
+
+// addr4 converts a packet address; invalid if absent or not IPv4.
+func addr4(ip net.IP) netip.Addr {
+	a, ok := netip.AddrFromSlice(ip.To4())
+	if !ok {
+		return netip.Addr{}
+	}
+	return a
+}
+
+func macEqual(a, b net.HardwareAddr) bool { return len(a) > 0 && string(a) == string(b) }

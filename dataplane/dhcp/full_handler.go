@@ -1,0 +1,87 @@
+package dhcp
+
+import (
+	"context"
+	"strings"
+
+	"github.com/insomniacslk/dhcp/dhcpv4"
+	"github.com/insomniacslk/dhcp/iana"
+)
+
+// full reports whether a datagram on port goes to full mode.
+func (h *Handler) full(port int) bool { return h.Mode == ModeFull && port == PortDHCP }
+
+// handleFull answers any DHCP client on port 67 in full mode: Full gives
+// the address, and a PXE or HTTP boot client whose backend decision boots
+// also gets the same boot answer as in proxy mode, so one server does both.
+func (h *Handler) handleFull(ctx context.Context, req *dhcpv4.DHCPv4, in Inbound) Result {
+	c, o := inspectFull(req)
+	if o != "" {
+		return Result{Request: req, Outcome: o}
+	}
+	if h.Full == nil {
+		return Result{Request: req, Class: c.Class, Outcome: OutcomeNoPool}
+	}
+	d, lerr := h.lookup(ctx, c)
+	reply, o, err := h.Full.Respond(ctx, req, in, d.Address) // no decision: no reservation
+	if err != nil {
+		h.log().Debug("dhcp: lease", "mac", c.MAC.String(), "xid", req.TransactionID.String(), "outcome", string(o), "err", err)
+	}
+	file := ""
+	if reply != nil && c.Class != ClassOther && (o == OutcomeLeaseOffer || o == OutcomeLeaseAck) {
+		if f, bo := bootChoice(c, d, lerr); bo.Replied() {
+			file = f
+			withBoot(reply, req, c, file, in.ServerIP)
+		}
+	}
+	r := Result{Request: req, Reply: reply, Class: c.Class, Outcome: o}
+	if reply != nil {
+		r.Bytes = reply.ToBytes()
+	}
+	h.log().Debug("dhcp: full", "mac", c.MAC.String(), "xid", req.TransactionID.String(), "type", typeLabel(c.Type),
+		"class", c.Class.String(), "outcome", string(o), "yiaddr", yiaddr(reply), "file", file)
+	return r
+}
+
+// inspectFull is Inspect for full mode: every DHCP client is answered, PXE
+// or not, whatever the message type.
+func inspectFull(req *dhcpv4.DHCPv4) (Client, Outcome) {
+	if req.OpCode != dhcpv4.OpcodeBootRequest {
+		return Client{}, OutcomeNotRequest
+	}
+	if req.HWType != iana.HWTypeEthernet || len(req.ClientHWAddr) != 6 {
+		return Client{}, OutcomeBadHWAddr
+	}
+	c := Client{MAC: req.ClientHWAddr, Type: req.MessageType(), Port: PortDHCP}
+	vc := req.ClassIdentifier()
+	switch {
+	case strings.HasPrefix(vc, "PXEClient"):
+		c.Class = ClassPXE
+	case strings.HasPrefix(vc, "HTTPClient"):
+		c.Class, c.HTTPBoot = ClassHTTP, true
+	}
+	if o := readArchAndUserClass(req, vc, &c); o != "" {
+		if c.Class != ClassOther {
+			return Client{}, o
+		}
+		c.Arch = ArchBIOS // a plain DHCP client's odd option 93 does not matter
+	}
+	return c, ""
+}
+
+func yiaddr(r *dhcpv4.DHCPv4) string {
+	if r == nil {
+		return ""
+	}
+	return r.YourIPAddr.String()
+}
+
+// nakBroadcast reports whether reply is a DHCPNAK to be broadcast: RFC
+// 2131 §4.1, when giaddr is zero the server broadcasts any DHCPNAK.
+func nakBroadcast(req, reply *dhcpv4.DHCPv4) bool {
+	if reply == nil || reply.MessageType() != dhcpv4.MessageTypeNak {
+		return false
+	}
+	gi := addr4(req.GatewayIPAddr)
+	return !gi.IsValid() || gi.IsUnspecified()
+}

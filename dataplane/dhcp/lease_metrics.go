@@ -1,0 +1,83 @@
+package dhcp
+
+import (
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// LeaseMetrics are full mode's collectors. The active-leases gauge reads
+// the store at scrape time, so it is right after a restart too.
+type LeaseMetrics struct {
+	allocations *prometheus.CounterVec
+	naks        *prometheus.CounterVec
+	declines    *prometheus.CounterVec
+	releases    *prometheus.CounterVec
+	exhausted   *prometheus.CounterVec
+}
+
+// NewLeaseMetrics creates the collectors and registers them on reg (nil:
+// not registered). leases and now feed osim_dhcp_leases_active (now nil:
+// time.Now).
+func NewLeaseMetrics(reg prometheus.Registerer, leases LeaseStore, now func() time.Time) *LeaseMetrics {
+	const ns, sub = "osim", "dhcp"
+	counter := func(name, help string) *prometheus.CounterVec {
+		return prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: name, Help: help}, []string{"pool"})
+	}
+	m := &LeaseMetrics{
+		allocations: counter("lease_allocations_total", "Leases bound or extended (DHCPACK with an address), by pool."),
+		naks:        counter("lease_naks_total", "DHCPNAKs sent, by pool."),
+		declines:    counter("lease_declines_total", "Addresses quarantined after a DHCPDECLINE, by pool."),
+		releases:    counter("lease_releases_total", "Addresses freed by a DHCPRELEASE, by pool."),
+		exhausted:   counter("pool_exhausted_total", "DISCOVERs left unanswered because the pool had no free address, by pool."),
+	}
+	if now == nil {
+		now = time.Now
+	}
+	active := prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: ns, Subsystem: sub,
+		Name: "leases_active", Help: "Bound, unexpired leases in the lease store."},
+		func() float64 {
+			n, _ := ActiveLeases(leases, now())
+			return float64(n)
+		})
+	if reg != nil {
+		reg.MustRegister(m.allocations, m.naks, m.declines, m.releases, m.exhausted, active)
+	}
+	return m
+}
+
+// ActiveLeases counts bound, unexpired leases at now.
+func ActiveLeases(s LeaseStore, now time.Time) (int, error) {
+	n := 0
+	err := s.View(func(tx LeaseTx) error {
+		return tx.Each(func(l Lease) error {
+			if l.State == LeaseBound && l.Active(now) {
+				n++
+			}
+			return nil
+		})
+	})
+	return n, err
+}
+
+func (m *LeaseMetrics) count(o Outcome, p Pool) {
+	if m == nil {
+		return
+	}
+	var c *prometheus.CounterVec
+	switch o {
+	case OutcomeLeaseAck:
+		c = m.allocations
+	case OutcomeLeaseNak:
+		c = m.naks
+	case OutcomeDeclined:
+		c = m.declines
+	case OutcomeReleased:
+		c = m.releases
+	case OutcomePoolExhausted:
+		c = m.exhausted
+	default:
+		return
+	}
+	c.WithLabelValues(p.Network.String()).Inc()
+}
