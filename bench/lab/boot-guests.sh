@@ -59,7 +59,10 @@ chmod -R a+rX "$work"
 
 cat > "$work/serve.yaml" <<CFG
 address: 10.77.0.1
-dhcp: {mode: ${MODE:-proxy}}
+dhcp:
+  mode: ${MODE:-proxy}
+  pools: [{network: 10.77.0.0/24, start: 10.77.0.100, end: 10.77.0.200, router: 10.77.0.1, lease_time: 1h}]
+data_dir: $work/data
 tftp: {root: $work/tftp}
 http: {files: $work/files}
 boot: {arches: [bios, efi-x64], boot_files: {bios: undionly.kpxe, efi-x64: snponly.efi}, unknown: ignore}

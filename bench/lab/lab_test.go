@@ -36,7 +36,13 @@ func needLab(t *testing.T) {
 // PXE ROM) and a UEFI guest (OVMF's own PXE client, then snponly.efi) under
 // QEMU TCG, next to a site DHCP server that gives addresses only; each must
 // reach the busybox init of Debian's kernel served by osim-bootd serve.
-func TestRealFirmwareBootsThroughProxyDHCP(t *testing.T) {
+func TestRealFirmwareBootsThroughProxyDHCP(t *testing.T) { runLab(t, "proxy") }
+
+// TestRealFirmwareBootsThroughFullDHCP is the same with osim-bootd as the
+// only DHCP server on the segment, leases in Badger.
+func TestRealFirmwareBootsThroughFullDHCP(t *testing.T) { runLab(t, "full") }
+
+func runLab(t *testing.T, mode string) {
 	if testing.Short() {
 		t.Skip("boots two QEMU guests (about a minute)")
 	}
@@ -52,14 +58,14 @@ func TestRealFirmwareBootsThroughProxyDHCP(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, "bash", filepath.Join(repo, "bench/lab/boot-guests.sh"), out)
-	cmd.Env = append(os.Environ(), "OSIM_BOOTD="+filepath.Join(bin, "osim-bootd"), "BOOT_SECS=300", "MODE=proxy")
+	cmd.Env = append(os.Environ(), "OSIM_BOOTD="+filepath.Join(bin, "osim-bootd"), "BOOT_SECS=300", "MODE="+mode)
 	res, err := cmd.CombinedOutput()
 	t.Logf("lab output:\n%s", res)
 	if err != nil {
 		if b, rerr := os.ReadFile(filepath.Join(out, "osim-bootd.log")); rerr == nil {
 			t.Logf("osim-bootd log tail:\n%s", tail(string(b), 3000))
 		}
-		t.Fatalf("lab: %v", err)
+		t.Fatalf("lab (%s mode): %v", mode, err)
 	}
 	for _, g := range []string{"PASS bios", "PASS uefi"} {
 		if !strings.Contains(string(res), g) {

@@ -14,6 +14,8 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/dgraph-io/badger/v4"
+
 	"osim/dataplane/dhcp"
 	"osim/dataplane/httpboot"
 	"osim/dataplane/tftp"
@@ -120,8 +122,20 @@ func runServe(args []string) int {
 		fmt.Fprintf(os.Stderr, "osim-bootd serve: %v\n", err)
 		return 2
 	}
-	dsrv, err := dhcp.NewServer(&dhcp.Handler{Backend: backend, ServerIP: net.IP(w.addr.AsSlice()),
-		Metrics: dhcp.NewMetrics(reg), Log: log}, dhcp.ServerConfig{DHCPAddr: w.dhcpListen, BootAddr: w.bootListen})
+	dh := &dhcp.Handler{Backend: backend, ServerIP: net.IP(w.addr.AsSlice()), Metrics: dhcp.NewMetrics(reg), Log: log}
+	if w.dhcpMode == "full" {
+		// One Badger per process; the DHCP leases own the lease/ prefix.
+		db, err := badger.Open(badger.DefaultOptions(w.dataDir).WithLogger(nil))
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "osim-bootd serve: open data_dir %q: %v\n", w.dataDir, err)
+			return 1
+		}
+		defer db.Close()
+		leases := dhcp.NewBadgerLeases(db)
+		dh.Mode = dhcp.ModeFull
+		dh.Full = &dhcp.Full{Pools: w.pools, Leases: leases, Metrics: dhcp.NewLeaseMetrics(reg, leases, nil)}
+	}
+	dsrv, err := dhcp.NewServer(dh, dhcp.ServerConfig{DHCPAddr: w.dhcpListen, BootAddr: w.bootListen})
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "osim-bootd serve: dhcp: %v\n", err)
 		return 1

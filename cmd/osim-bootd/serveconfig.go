@@ -22,20 +22,24 @@ import (
 type serveConfig struct {
 	// Address is the boot server's IPv4 address on the provisioning
 	// network: DHCP server id and next-server, default host of the URLs.
-	Address       string           `yaml:"address"`
-	MetricsListen string           `yaml:"metrics_listen"`
-	DHCP          dhcpSection      `yaml:"dhcp"`
-	TFTP          tftpSection      `yaml:"tftp"`
-	HTTP          httpSection      `yaml:"http"`
-	Boot          bootSection      `yaml:"boot"`
-	Images        map[string]image `yaml:"images"`
-	Targets       []target         `yaml:"targets"`
+	Address       string `yaml:"address"`
+	MetricsListen string `yaml:"metrics_listen"`
+	// DataDir holds the process's Badger database (full mode's leases).
+	DataDir string           `yaml:"data_dir"`
+	DHCP    dhcpSection      `yaml:"dhcp"`
+	TFTP    tftpSection      `yaml:"tftp"`
+	HTTP    httpSection      `yaml:"http"`
+	Boot    bootSection      `yaml:"boot"`
+	Images  map[string]image `yaml:"images"`
+	Targets []target         `yaml:"targets"`
 }
 
 type dhcpSection struct {
 	Mode       string `yaml:"mode"`        // proxy (default)
 	Listen     string `yaml:"listen"`      // default 0.0.0.0:67
 	BootListen string `yaml:"boot_listen"` // default 0.0.0.0:4011
+	// Pools are full mode's address ranges, one per subnet served.
+	Pools []dhcp.PoolConfig `yaml:"pools"`
 }
 
 type tftpSection struct {
@@ -111,6 +115,8 @@ type wiring struct {
 	portLo     int
 	portHi     int
 	backend    dhcp.FileConfig
+	pools      []dhcp.Pool
+	dataDir    string
 	scripts    httpboot.StaticScripts
 	tokens     httpboot.StaticTokens
 }
@@ -137,7 +143,19 @@ func (c *serveConfig) check() (*wiring, error) {
 	case "", "proxy":
 		w.dhcpMode = "proxy"
 	case "full":
-		bad("dhcp.mode", "full DHCP mode is not available in this build yet; use proxy")
+		pools, err := dhcp.NewPools(c.DHCP.Pools)
+		switch {
+		case len(c.DHCP.Pools) == 0:
+			bad("dhcp.pools", "full mode needs at least one pool")
+		case err != nil:
+			bad("dhcp.pools", "%v", err)
+		default:
+			w.pools = pools
+		}
+		if c.DataDir == "" {
+			bad("data_dir", "full mode keeps its leases there: required")
+		}
+		w.dataDir = c.DataDir
 	default:
 		bad("dhcp.mode", "%q: want proxy or full", c.DHCP.Mode)
 	}
