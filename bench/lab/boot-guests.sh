@@ -78,9 +78,6 @@ ip -n "$ns" link set lo up
 ip -n "$ns" link add br0 type bridge
 ip -n "$ns" addr add 10.77.0.1/24 dev br0
 ip -n "$ns" link set br0 up
-# osim-bootd broadcasts its offers to 255.255.255.255, which needs a route
-# out of the bridge (the namespace has no other interface).
-ip -n "$ns" route add default dev br0
 # Software checksums: QEMU's e1000 would hand offloaded replies to the guest
 # unfinished and iPXE would drop them (see README.md).
 ip netns exec "$ns" ethtool -K br0 tx off >/dev/null

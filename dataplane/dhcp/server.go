@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/insomniacslk/dhcp/dhcpv4"
+	"golang.org/x/net/ipv4"
 	"golang.org/x/sys/unix"
 )
 
@@ -69,6 +70,11 @@ func NewServer(h *Handler, cfg ServerConfig) (*Server, error) {
 			return nil, fmt.Errorf("dhcp: listen on %s: %w", l.addr, err)
 		}
 		*l.conn = pc.(*net.UDPConn)
+		// IP_PKTINFO: learn each request's interface to answer through it.
+		if err := ipv4.NewPacketConn(*l.conn).SetControlMessage(ipv4.FlagInterface, true); err != nil {
+			s.Close()
+			return nil, fmt.Errorf("dhcp: enable IP_PKTINFO on %s: %w", l.addr, err)
+		}
 	}
 	return s, nil
 }
@@ -109,8 +115,14 @@ func (s *Server) Serve(ctx context.Context) error {
 
 func (s *Server) loop(ctx context.Context, conn *net.UDPConn, port int) {
 	buf := make([]byte, MaxPacket+1) // one byte more than accepted: larger datagrams show as oversized
+	pc := ipv4.NewPacketConn(conn)
+	// The flag lives on this wrapper too: without it ReadFrom returns no
+	// control message even though the socket option is set.
+	if err := pc.SetControlMessage(ipv4.FlagInterface, true); err != nil {
+		s.h.log().Warn("dhcp: IP_PKTINFO", "port", port, "err", err)
+	}
 	for {
-		n, src, err := conn.ReadFromUDPAddrPort(buf)
+		n, cm, from, err := pc.ReadFrom(buf)
 		if err != nil {
 			if ctx.Err() == nil && !errors.Is(err, net.ErrClosed) {
 				s.h.log().Warn("dhcp: read", "port", port, "err", err)
@@ -118,6 +130,12 @@ func (s *Server) loop(ctx context.Context, conn *net.UDPConn, port int) {
 			}
 			return
 		}
+		ua, ok := from.(*net.UDPAddr)
+		if !ok {
+			continue
+		}
+		src := ua.AddrPort()
+		src = netip.AddrPortFrom(src.Addr().Unmap(), src.Port())
 		r := s.h.Handle(ctx, buf[:n], port, time.Now())
 		if r.Bytes == nil {
 			continue
@@ -126,8 +144,15 @@ func (s *Server) loop(ctx context.Context, conn *net.UDPConn, port int) {
 		if nakBroadcast(r.Request, r.Reply) {
 			dst = s.cfg.Broadcast
 		}
-		if _, err := conn.WriteToUDPAddrPort(r.Bytes, dst); err != nil {
-			s.h.log().Debug("dhcp: send", "to", dst.String(), "xid", r.Request.TransactionID.String(), "err", err)
+		// Answer out of the interface the request came in on: a broadcast
+		// to a client without an address must not depend on the routing
+		// table (a provisioning interface often has no route at all).
+		var out *ipv4.ControlMessage
+		if cm != nil && cm.IfIndex > 0 {
+			out = &ipv4.ControlMessage{IfIndex: cm.IfIndex}
+		}
+		if _, err := pc.WriteTo(r.Bytes, out, net.UDPAddrFromAddrPort(dst)); err != nil {
+			s.h.log().Warn("dhcp: send", "to", dst.String(), "xid", r.Request.TransactionID.String(), "err", err)
 		}
 	}
 }

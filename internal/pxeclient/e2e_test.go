@@ -79,9 +79,8 @@ func TestPXEBootOverVeth(t *testing.T) {
 	run(t, append(s, "link", "set", "lo", "up")...)
 	run(t, append(s, "addr", "add", serverIP+"/24", "dev", srvIf)...)
 	run(t, append(s, "link", "set", srvIf, "up")...)
-	// The proxy sends its offers to 255.255.255.255 from an unbound socket:
-	// the kernel needs a route for the limited broadcast.
-	run(t, append(s, "route", "add", "255.255.255.255/32", "dev", srvIf)...)
+	// No route at all in the server namespace: the DHCP server must send
+	// its broadcast offers out of the interface the DISCOVER came in on.
 	run(t, append(c, "link", "set", "lo", "up")...)
 	run(t, append(c, "link", "set", cliIf, "up")...)
 	// Proxy mode: the address is the site DHCP server's business, not ours.
