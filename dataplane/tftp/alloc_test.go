@@ -2,9 +2,7 @@ package tftp
 
 import (
 	"bytes"
-	"context"
 	"encoding/binary"
-	"net"
 	"net/netip"
 	"runtime"
 	"testing"
@@ -24,20 +22,7 @@ func TestSteadyStateDoesNotAllocatePerBlock(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ln, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	go srv.Serve(ctx, ln)
-
-	cl, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cl.Close()
+	srvAddr, cl := serveLoopback(t, srv)
 	cl.SetReadBuffer(4 << 20)
 	const bs, win = 1468, 16
 	fetch := func(name string) (int, uint64) {
@@ -45,7 +30,7 @@ func TestSteadyStateDoesNotAllocatePerBlock(t *testing.T) {
 		var before, after runtime.MemStats
 		runtime.GC()
 		runtime.ReadMemStats(&before)
-		if _, err := cl.WriteToUDP(req, ln.LocalAddr().(*net.UDPAddr)); err != nil {
+		if _, err := cl.WriteToUDP(req, srvAddr); err != nil {
 			t.Fatal(err)
 		}
 		buf := make([]byte, 65536)

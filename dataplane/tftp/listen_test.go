@@ -1,7 +1,6 @@
 package tftp
 
 import (
-	"context"
 	"encoding/binary"
 	"net"
 	"sync/atomic"
@@ -19,17 +18,8 @@ func TestTransferSocketsOpenThroughListenUDPHook(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ln, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	go srv.Serve(ctx, ln)
-	cl, _ := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
-	defer cl.Close()
-	cl.WriteToUDP(rrq(opRRQ, "nbp", "octet"), ln.LocalAddr().(*net.UDPAddr))
+	srvAddr, cl := serveLoopback(t, srv)
+	cl.WriteToUDP(rrq(opRRQ, "nbp", "octet"), srvAddr)
 	buf := make([]byte, 600)
 	cl.SetReadDeadline(time.Now().Add(3 * time.Second))
 	n, from, err := cl.ReadFromUDP(buf)

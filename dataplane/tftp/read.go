@@ -142,7 +142,6 @@ type readTransfer struct {
 	hdrs []byte
 	bs   int
 	gso  *gso.Sender // nil: sendmmsg
-	segs int
 }
 
 func (s *Server) runRead(listener *net.UDPConn, req Request, client netip.AddrPort, local netip.Addr) {
@@ -193,26 +192,21 @@ func (s *Server) runRead(listener *net.UDPConn, req Request, client netip.AddrPo
 			t.poller, t.spin = pl, s.cfg.LockstepSpin
 		}
 	}
-	switch b := f.(type) {
-	case interface{ Bytes() []byte }:
-		if !p.Netascii {
-			t.src = &memSource{data: b.Bytes(), bs: uint64(p.Blksize)}
-			break
-		}
+	// Cached octet files are sent straight from the shared slice; anything
+	// else (netascii, uncached files) streams through a one-window ring.
+	if b, ok := f.(interface{ Bytes() []byte }); ok && !p.Netascii {
+		t.src = &memSource{data: b.Bytes(), bs: uint64(p.Blksize)}
+	} else if p.Netascii {
 		t.src = newStreamSource(newNetasciiReader(f), p.Blksize, p.Window)
-	default:
-		if p.Netascii {
-			t.src = newStreamSource(newNetasciiReader(f), p.Blksize, p.Window)
-		} else {
-			t.src = newStreamSource(f, p.Blksize, p.Window)
-		}
+	} else {
+		t.src = newStreamSource(f, p.Blksize, p.Window)
 	}
 	batch := min(p.Window, maxBatch)
 	if segs := max(1, min(gso.MaxSegments, gso.MaxBytes/(p.Blksize+4))); !s.cfg.DisableGSO && !s.gsoOff.Load() {
 		// One sendmsg per window: the kernel cuts it into datagrams. In
 		// lockstep it is a plain sendmsg of header and payload, no copy.
 		if g, err := gso.New(conn, client, 2*segs); err == nil {
-			t.gso, t.segs = g, segs
+			t.gso = g
 			batch = min(p.Window, segs)
 		}
 	}
@@ -348,9 +342,11 @@ func (t *readTransfer) sendNext(resentUpTo uint64) error {
 			if err != nil {
 				return err
 			}
-			if l := t.src.lastBlock(); l != 0 {
-				t.win.last = l
-				upTo = min(upTo, l)
+			if t.win.last == 0 { // a stream learns its end only when it reads it
+				if l := t.src.lastBlock(); l != 0 {
+					t.win.last = l
+					upTo = min(upTo, l)
+				}
 			}
 			h := t.hdrs[4*k : 4*k+4]
 			putDataHeader(h, t.win.wire(from))

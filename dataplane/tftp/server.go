@@ -248,11 +248,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 }
 
 // Active is the number of transfers in progress.
-func (s *Server) Active() int {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return len(s.active)
-}
+func (s *Server) Active() int { return int(s.activeN.Load()) }
 
 func (s *Server) handleRequest(conn *net.UDPConn, pkt []byte, client netip.AddrPort, local netip.Addr) {
 	req, err := ParseRequest(pkt)
