@@ -40,12 +40,11 @@ func runServe(args []string) int {
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
-	var level slog.Level
-	if err := level.UnmarshalText([]byte(*logLevel)); err != nil {
-		fmt.Fprintf(os.Stderr, "osim-bootd serve: --log-level %q: want debug, info, warn or error\n", *logLevel)
+	log, err := newLogger(*logLevel)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "osim-bootd serve: %v\n", err)
 		return 2
 	}
-	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
 	cfg, err := loadServeConfig(*config)
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "osim-bootd serve: %v\n", err)
@@ -117,12 +116,7 @@ func runServe(args []string) int {
 	hsrv := &http.Server{Handler: hh, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 60 * time.Second, MaxHeaderBytes: 16 << 10}
 
 	// DHCP
-	backend, err := dhcp.NewFileBackend(w.backend)
-	if err != nil {
-		fmt.Fprintf(os.Stderr, "osim-bootd serve: %v\n", err)
-		return 2
-	}
-	dh := &dhcp.Handler{Backend: backend, ServerIP: net.IP(w.addr.AsSlice()), Metrics: dhcp.NewMetrics(reg), Log: log}
+	dh := &dhcp.Handler{Backend: w.files, ServerIP: net.IP(w.addr.AsSlice()), Metrics: dhcp.NewMetrics(reg), Log: log}
 	if w.dhcpMode == "full" {
 		// One Badger per process; the DHCP leases own the lease/ prefix.
 		db, err := badger.Open(badger.DefaultOptions(w.dataDir).WithLogger(nil))

@@ -55,7 +55,7 @@ func TestServeConfigNamesEachMistake(t *testing.T) {
 		{"boot without token", base + "images: {i: {kernel: k}}\ntargets: [{mac: '52:54:00:00:00:01', image: i}]\n", "needs order and token"},
 		{"bad action", base + "targets: [{mac: '52:54:00:00:00:01', action: reboot}]\n", `targets[0].action: "reboot": want boot, local or ignore`},
 		{"image without kernel", base + "images: {i: {initrds: [x]}}\n", "images.i.kernel: required"},
-		{"duplicate mac", base + "targets: [{mac: '52:54:00:00:00:01', action: local}, {mac: '52-54-00-00-00-01', action: ignore}]\n", "boot:"},
+		{"duplicate mac", base + "targets: [{mac: '52:54:00:00:00:01', action: local}, {mac: '52-54-00-00-00-01', action: ignore}]\n", `targets[1].mac: "52-54-00-00-00-01" is targets[0] again`},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

@@ -115,6 +115,7 @@ type wiring struct {
 	portLo     int
 	portHi     int
 	backend    dhcp.FileConfig
+	files      *dhcp.FileBackend // built from backend by check
 	pools      []dhcp.Pool
 	dataDir    string
 	scripts    httpboot.StaticScripts
@@ -202,6 +203,7 @@ func (c *serveConfig) check() (*wiring, error) {
 			bad("images."+name+".kernel", "required")
 		}
 	}
+	seen := map[string]int{}
 	for i, t := range c.Targets {
 		key := fmt.Sprintf("targets[%d]", i)
 		mac, err := net.ParseMAC(t.MAC)
@@ -209,6 +211,11 @@ func (c *serveConfig) check() (*wiring, error) {
 			bad(key+".mac", "%q is not an Ethernet MAC address", t.MAC)
 			continue
 		}
+		if j, dup := seen[mac.String()]; dup {
+			bad(key+".mac", "%q is targets[%d] again", t.MAC, j)
+			continue
+		}
+		seen[mac.String()] = i
 		action := t.Action
 		if action == "" {
 			action = "boot"
@@ -248,7 +255,7 @@ func (c *serveConfig) check() (*wiring, error) {
 	}
 	if len(errs) == 0 {
 		// The DHCP backend checks its own part (arches, boot files, duplicate MACs).
-		if _, err := dhcp.NewFileBackend(w.backend); err != nil {
+		if w.files, err = dhcp.NewFileBackend(w.backend); err != nil {
 			errs = append(errs, "boot: "+err.Error())
 		}
 	}

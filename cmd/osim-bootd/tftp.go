@@ -5,7 +5,6 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"log/slog"
 	"os"
 	"os/signal"
 	"strconv"
@@ -41,12 +40,11 @@ func runTFTP(args []string) int {
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
-	var level slog.Level
-	if err := level.UnmarshalText([]byte(*logLevel)); err != nil {
-		fmt.Fprintf(os.Stderr, "osim-bootd tftp: --log-level %q: want debug, info, warn or error\n", *logLevel)
+	log, err := newLogger(*logLevel)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "osim-bootd tftp: %v\n", err)
 		return 2
 	}
-	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
 	if *root == "" {
 		fmt.Fprintln(os.Stderr, "osim-bootd tftp: --root is required")
 		fs.Usage()
