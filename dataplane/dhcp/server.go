@@ -33,6 +33,9 @@ type Server struct {
 	h         *Handler
 	cfg       ServerConfig
 	dhcp, pxe *net.UDPConn
+	// The same sockets with IP_PKTINFO on: each request's interface is
+	// known, and the answer leaves through it.
+	dhcpPC, pxePC *ipv4.PacketConn
 }
 
 // NewServer binds both sockets (SO_BROADCAST set, so offers can be broadcast).
@@ -63,15 +66,16 @@ func NewServer(h *Handler, cfg ServerConfig) (*Server, error) {
 	for _, l := range []struct {
 		addr string
 		conn **net.UDPConn
-	}{{cfg.DHCPAddr, &s.dhcp}, {cfg.BootAddr, &s.pxe}} {
+		pc   **ipv4.PacketConn
+	}{{cfg.DHCPAddr, &s.dhcp, &s.dhcpPC}, {cfg.BootAddr, &s.pxe, &s.pxePC}} {
 		pc, err := lc.ListenPacket(context.Background(), "udp4", l.addr)
 		if err != nil {
 			s.Close()
 			return nil, fmt.Errorf("dhcp: listen on %s: %w", l.addr, err)
 		}
 		*l.conn = pc.(*net.UDPConn)
-		// IP_PKTINFO: learn each request's interface to answer through it.
-		if err := ipv4.NewPacketConn(*l.conn).SetControlMessage(ipv4.FlagInterface, true); err != nil {
+		*l.pc = ipv4.NewPacketConn(*l.conn)
+		if err := (*l.pc).SetControlMessage(ipv4.FlagInterface, true); err != nil {
 			s.Close()
 			return nil, fmt.Errorf("dhcp: enable IP_PKTINFO on %s: %w", l.addr, err)
 		}
@@ -102,25 +106,19 @@ func (s *Server) Serve(ctx context.Context) error {
 	defer stop()
 	var wg sync.WaitGroup
 	for _, l := range []struct {
-		conn *net.UDPConn
+		pc   *ipv4.PacketConn
 		port int
-	}{{s.dhcp, PortDHCP}, {s.pxe, PortBootServer}} {
+	}{{s.dhcpPC, PortDHCP}, {s.pxePC, PortBootServer}} {
 		for range s.cfg.Workers {
-			wg.Go(func() { s.loop(ctx, l.conn, l.port) })
+			wg.Go(func() { s.loop(ctx, l.pc, l.port) })
 		}
 	}
 	wg.Wait()
 	return ctx.Err()
 }
 
-func (s *Server) loop(ctx context.Context, conn *net.UDPConn, port int) {
+func (s *Server) loop(ctx context.Context, pc *ipv4.PacketConn, port int) {
 	buf := make([]byte, MaxPacket+1) // one byte more than accepted: larger datagrams show as oversized
-	pc := ipv4.NewPacketConn(conn)
-	// The flag lives on this wrapper too: without it ReadFrom returns no
-	// control message even though the socket option is set.
-	if err := pc.SetControlMessage(ipv4.FlagInterface, true); err != nil {
-		s.h.log().Warn("dhcp: IP_PKTINFO", "port", port, "err", err)
-	}
 	for {
 		n, cm, from, err := pc.ReadFrom(buf)
 		if err != nil {
