@@ -20,17 +20,8 @@ boot_secs="${BOOT_SECS:-150}"
 guests="${GUESTS:-bios uefi}"
 marker="OSIM-LAB-BOOTED"
 
-cleanup() {
-	set +e
-	ip netns pids "$ns" 2>/dev/null | xargs -r kill 2>/dev/null
-	sleep 0.5
-	ip netns pids "$ns" 2>/dev/null | xargs -r kill -9 2>/dev/null
-	ip netns pids "$ns-site" 2>/dev/null | xargs -r kill -9 2>/dev/null
-	ip netns del "$ns" 2>/dev/null
-	ip netns del "$ns-site" 2>/dev/null
-	rm -rf "$work"
-}
-trap cleanup EXIT INT TERM
+# shellcheck source=lib.sh
+. "$(dirname "$0")/lib.sh"
 
 kernel="$(ls /boot/vmlinuz-* 2>/dev/null | sort -V | tail -1)"
 [ -n "$kernel" ] || { echo "no kernel in /boot: apt-get install linux-image-amd64" >&2; exit 1; }
@@ -73,14 +64,7 @@ targets:
   - {mac: "52:54:00:77:00:02", image: lab, order: lab-uefi, token: t2}
 CFG
 
-ip netns add "$ns"
-ip -n "$ns" link set lo up
-ip -n "$ns" link add br0 type bridge
-ip -n "$ns" addr add 10.77.0.1/24 dev br0
-ip -n "$ns" link set br0 up
-# Software checksums: QEMU's e1000 would hand offloaded replies to the guest
-# unfinished and iPXE would drop them (see README.md).
-ip netns exec "$ns" ethtool -K br0 tx off >/dev/null
+lab_up
 
 if [ "${MODE:-proxy}" = proxy ]; then
 	# The site's DHCP server, addresses only and no boot options, is another
@@ -101,13 +85,12 @@ sleep 1
 rc=0
 guest() { # name, qemu args...
 	local name="$1"; shift
-	ip -n "$ns" tuntap add dev "tap-$name" mode tap
-	ip -n "$ns" link set "tap-$name" master br0 up
+	lab_tap "$name"
 	local start=$SECONDS
 	timeout "$boot_secs" ip netns exec "$ns" qemu-system-x86_64 -accel tcg -m 512 -display none -no-reboot \
 		-serial "file:$out/$name.serial" \
 		-netdev "tap,id=n0,ifname=tap-$name,script=no,downscript=no" "$@" || true
-	ip -n "$ns" link del "tap-$name"
+	lab_untap "$name"
 	if grep -aq "$marker" "$out/$name.serial"; then
 		echo "PASS $name: booted in $((SECONDS - start)) s: $(grep -a "$marker" "$out/$name.serial" | tr -d '\r')"
 	else

@@ -17,15 +17,8 @@ ns="osimlab-$$"
 work="$(mktemp -d)"
 boot_secs="${BOOT_SECS:-60}"
 
-cleanup() {
-	set +e
-	ip netns pids "$ns" 2>/dev/null | xargs -r kill 2>/dev/null
-	sleep 0.5
-	ip netns pids "$ns" 2>/dev/null | xargs -r kill -9 2>/dev/null
-	ip netns del "$ns" 2>/dev/null
-	rm -rf "$work"
-}
-trap cleanup EXIT INT TERM
+# shellcheck source=lib.sh
+. "$(dirname "$0")/lib.sh"
 
 for bin in qemu-system-x86_64 dnsmasq tcpdump ethtool; do
 	command -v "$bin" >/dev/null || { echo "missing $bin: apt-get install qemu-system-x86 ipxe-qemu ipxe ovmf dnsmasq-base tcpdump ethtool" >&2; exit 1; }
@@ -37,20 +30,11 @@ cp /usr/lib/ipxe/undionly.kpxe /usr/lib/ipxe/snponly.efi "$work/tftp/"
 printf '#!ipxe\necho osim-lab: ipxe reached its script\npoweroff\n' > "$work/tftp/stop.ipxe"
 chmod -R a+rX "$work"
 
-ip netns add "$ns"
-ip -n "$ns" link set lo up
-ip -n "$ns" link add br0 type bridge
-ip -n "$ns" addr add 10.77.0.1/24 dev br0
-ip -n "$ns" link set br0 up
-# Replies leave the bridge with the UDP checksum left to offload; QEMU's e1000
-# hands them to the guest unfinished and iPXE drops them ("bad udp cksum" in
-# the capture, DHCP never completes). Compute checksums in software.
-ip netns exec "$ns" ethtool -K br0 tx off >/dev/null
+lab_up
 
 guest() { # name, qemu args...
 	local name="$1"; shift
-	ip -n "$ns" tuntap add dev "tap-$name" mode tap
-	ip -n "$ns" link set "tap-$name" master br0 up
+	lab_tap "$name"
 	ip netns exec "$ns" tcpdump -i br0 -n -s 0 -w "$out/$name.pcap" 'udp and (port 67 or port 68 or port 69 or portrange 30000-30999)' >/dev/null 2>&1 &
 	local tcpd=$!
 	sleep 1
@@ -68,7 +52,7 @@ guest() { # name, qemu args...
 	kill "$qemu" 2>/dev/null; wait "$qemu" 2>/dev/null || true
 	sleep 1
 	kill "$tcpd" 2>/dev/null; wait "$tcpd" 2>/dev/null || true
-	ip -n "$ns" link del "tap-$name"
+	lab_untap "$name"
 	tcpdump -r "$out/$name.pcap" -n -vvv > "$out/$name.txt" 2>/dev/null || true
 	echo "== $name: $(grep -c 'BOOTP/DHCP' "$out/$name.txt" || true) DHCP packets, TFTP requests:"
 	grep -Eo 'RRQ "[^"]*" [^)]*' "$out/$name.txt" | sort | uniq -c || true

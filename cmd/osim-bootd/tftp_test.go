@@ -56,9 +56,7 @@ func TestSIGTERMLetsRunningTransferFinish(t *testing.T) {
 	os.WriteFile(filepath.Join(root, "nbp"), data, 0o644)
 
 	// Find a free port for the server.
-	probe, _ := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
-	addr := probe.LocalAddr().(*net.UDPAddr)
-	probe.Close()
+	addr := &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1), Port: freeUDPPort(t)}
 	cmd := exec.Command(bin, "tftp", "--root", root, "--listen", addr.String(), "--grace", "5s")
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
