@@ -199,45 +199,10 @@ func inner(t *testing.T) {
 	}
 	go dsrv.Serve(ctx)
 
-	// TFTP on 10.99.0.1:69.
-	res, err := tftp.NewFolderResolver(tftpDir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer res.Close()
 	treg := prometheus.NewRegistry()
-	tsrv, err := tftp.NewServer(tftp.Config{Metrics: tftp.NewMetrics(treg)}, res)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tconn, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.ParseIP(serverIP), Port: 69})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer tconn.Close()
-	go tsrv.Serve(ctx, tconn)
-
-	// HTTP on 10.99.0.1:8080.
-	files, err := httpboot.NewFolderFiles(httpDir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer files.Close()
+	serveTFTP(t, ctx, tftpDir, tftp.NewMetrics(treg))
 	boot := httpboot.Boot{Kernel: "debian/vmlinuz", Initrds: []string{"debian/initrd.gz"}, Cmdline: "console=ttyS0 osim.mac={{.MAC}}"}
-	hh, err := httpboot.New(httpboot.Config{
-		Scripts: httpboot.StaticScripts{macEDK2.String(): boot, macIPXE.String(): boot, macBIOS.String(): boot},
-		Files:   files, Tokens: httpboot.StaticTokens{}, Sink: nopSink{}, BaseURL: httpBase,
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ln, err := net.Listen("tcp4", serverIP+":8080")
-	if err != nil {
-		t.Fatal(err)
-	}
-	hsrv := &http.Server{Handler: hh, ReadHeaderTimeout: 10 * time.Second}
-	go hsrv.Serve(ln)
-	defer hsrv.Close()
+	serveHTTPBoot(t, httpDir, httpboot.StaticScripts{macEDK2.String(): boot, macIPXE.String(): boot, macBIOS.String(): boot})
 
 	ns, err := OpenNetns(os.Getenv(envClientNetns))
 	if err != nil {
@@ -352,4 +317,48 @@ func TestParseScript(t *testing.T) {
 	if _, err := ParseScript("#!ipxe\nboot\n"); err == nil {
 		t.Error("a script without kernel was accepted")
 	}
+}
+
+// serveTFTP serves dir on serverIP:69 until ctx ends or the test does.
+func serveTFTP(t *testing.T, ctx context.Context, dir string, m *tftp.Metrics) {
+	t.Helper()
+	res, err := tftp.NewFolderResolver(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { res.Close() })
+	tsrv, err := tftp.NewServer(tftp.Config{Metrics: m}, res)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tconn, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.ParseIP(serverIP), Port: 69})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { tconn.Close() })
+	go tsrv.Serve(ctx, tconn)
+}
+
+// serveHTTPBoot serves httpboot (scripts, files from dir) on serverIP:8080
+// until the test ends.
+func serveHTTPBoot(t *testing.T, dir string, scripts httpboot.StaticScripts) {
+	t.Helper()
+	files, err := httpboot.NewFolderFiles(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { files.Close() })
+	hh, err := httpboot.New(httpboot.Config{
+		Scripts: scripts, Files: files, Tokens: httpboot.StaticTokens{}, Sink: nopSink{}, BaseURL: httpBase,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp4", serverIP+":8080")
+	if err != nil {
+		t.Fatal(err)
+	}
+	hsrv := &http.Server{Handler: hh, ReadHeaderTimeout: 10 * time.Second}
+	go hsrv.Serve(ln)
+	t.Cleanup(func() { hsrv.Close() })
 }

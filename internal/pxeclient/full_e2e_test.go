@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"net/http"
 	"net/netip"
 	"os"
 	"os/exec"
@@ -165,40 +164,8 @@ func startFullServer(t *testing.T, ctx context.Context, dbDir string, pool dhcp.
 	served.Add(1)
 	go func() { defer served.Done(); dsrv.Serve(dctx) }()
 
-	res, err := tftp.NewFolderResolver(tftpDir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { res.Close() })
-	tsrv, err := tftp.NewServer(tftp.Config{Metrics: tftp.NewMetrics(prometheus.NewRegistry())}, res)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tconn, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.ParseIP(serverIP), Port: 69})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { tconn.Close() })
-	go tsrv.Serve(dctx, tconn)
-
-	files, err := httpboot.NewFolderFiles(httpDir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { files.Close() })
-	hh, err := httpboot.New(httpboot.Config{
-		Scripts: scripts, Files: files, Tokens: httpboot.StaticTokens{}, Sink: nopSink{}, BaseURL: httpBase,
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ln, err := net.Listen("tcp4", serverIP+":8080")
-	if err != nil {
-		t.Fatal(err)
-	}
-	hsrv := &http.Server{Handler: hh, ReadHeaderTimeout: 10 * time.Second}
-	go hsrv.Serve(ln)
-	t.Cleanup(func() { hsrv.Close() })
+	serveTFTP(t, dctx, tftpDir, tftp.NewMetrics(prometheus.NewRegistry()))
+	serveHTTPBoot(t, httpDir, scripts)
 
 	fs.ns, err = OpenNetns("/run/netns/" + fs.cliNS)
 	if err != nil {
