@@ -145,16 +145,29 @@ targets: [{mac: "52:54:00:00:00:01", image: deb, order: o-1, token: tok1}]
 	if !bytes.Equal(got, nbp) {
 		t.Fatalf("tftp: %d bytes, want %d identical", len(got), len(nbp))
 	}
-	mresp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/metrics", metricsPort))
-	if err != nil {
-		t.Fatal(err)
-	}
-	mb, _ := io.ReadAll(mresp.Body)
-	mresp.Body.Close()
-	for _, want := range []string{`osim_tftp_transfers_completed_total{direction="read"} 1`, "osim_httpboot_", "osim_dhcp_"} {
-		if !strings.Contains(string(mb), want) {
-			t.Errorf("metrics lack %q", want)
+	// The server counts the transfer when it reads our final ACK, a moment
+	// after tftpGet returned: scrape until it shows or a second passes.
+	want := []string{`osim_tftp_transfers_completed_total{direction="read"} 1`, "osim_httpboot_", "osim_dhcp_"}
+	var missing []string
+	for deadline := time.Now().Add(time.Second); ; time.Sleep(20 * time.Millisecond) {
+		mresp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/metrics", metricsPort))
+		if err != nil {
+			t.Fatal(err)
 		}
+		mb, _ := io.ReadAll(mresp.Body)
+		mresp.Body.Close()
+		missing = missing[:0]
+		for _, w := range want {
+			if !strings.Contains(string(mb), w) {
+				missing = append(missing, w)
+			}
+		}
+		if len(missing) == 0 || time.Now().After(deadline) {
+			break
+		}
+	}
+	for _, w := range missing {
+		t.Errorf("metrics lack %q", w)
 	}
 	cmd.Process.Signal(syscall.SIGTERM)
 	done := make(chan error, 1)
