@@ -1,0 +1,187 @@
+// Package mdb is the manager's database: targets, boot servers, images and
+// their blobs, installation orders, events, tokens, and the change log boot
+// servers sync from. Store is the contract; Open returns the embedded
+// Badger implementation (a PostgreSQL one can implement Store later).
+//
+// Every write bumps one global revision in the same transaction and
+// appends what changed to the change log, so a boot server that asks for
+// "changes for my site since N" sees each write whole or not at all.
+package mdb
+
+import (
+	"context"
+	"errors"
+	"io"
+	"time"
+
+	"osim/controlplane/api"
+)
+
+// Sentinel errors; the manager maps them to HTTP codes. Errors wrap them
+// with a message naming the object or field (`target t-1f: not found`).
+var (
+	ErrNotFound   = errors.New("not found")            // 404
+	ErrConflict   = errors.New("conflict")             // 409: duplicate MAC, name, live order
+	ErrInvalid    = errors.New("invalid")              // 400/422: bad value
+	ErrTransition = errors.New("forbidden transition") // 409: the state machine says no
+	ErrInUse      = errors.New("in use")               // 409: image used by a live order
+	ErrIncomplete = errors.New("blob incomplete")      // 409/422: image names a blob not fully uploaded
+	ErrChecksum   = errors.New("checksum mismatch")    // 422: uploaded bytes do not hash to the name
+	ErrGone       = errors.New("gone")                 // sync: since is older than the change log; take a snapshot
+)
+
+// Page asks for a page of a listing ordered by id: at most Limit items
+// (0: 100; capped at 1000) with id > After.
+type Page struct {
+	After string
+	Limit int
+}
+
+// TargetQuery filters a target listing.
+type TargetQuery struct {
+	Page
+	Selector api.Selector
+	Site     string
+}
+
+// OrderQuery filters an order listing.
+type OrderQuery struct {
+	Page
+	State  api.OrderState
+	Target string
+	Site   string
+}
+
+// EventQuery filters events: Seq > After, oldest first, at most Limit
+// (0: 100; capped at 1000).
+type EventQuery struct {
+	After  uint64
+	Limit  int
+	Order  string
+	Target string
+	Type   string
+}
+
+// Token is a stored token: the hash of its secret, never the secret.
+type Token struct {
+	api.TokenInfo
+	Hash string // hex sha256 of the secret
+}
+
+// Store is the MDB. All methods are safe for concurrent use. Methods that
+// write return the object as stored (ids, revision and timestamps filled).
+// Validation is the Store's job too: bad input returns ErrInvalid (or
+// ErrConflict) wrapped with a message, and nothing is written.
+type Store interface {
+	// Revision is the current global revision (0 for an empty store).
+	Revision(ctx context.Context) (uint64, error)
+	// WaitRevision blocks until the revision is greater than after or ctx
+	// ends; it returns the revision seen.
+	WaitRevision(ctx context.Context, after uint64) (uint64, error)
+
+	CreateTarget(ctx context.Context, spec api.TargetSpec) (api.Target, error)
+	// CreateTargets creates many in one call, in chunks of at most 1000
+	// per transaction (validated all first: one bad spec writes nothing).
+	CreateTargets(ctx context.Context, specs []api.TargetSpec) ([]api.Target, error)
+	GetTarget(ctx context.Context, id string) (api.Target, error)
+	TargetByMAC(ctx context.Context, mac string) (api.Target, error)
+	ListTargets(ctx context.Context, q TargetQuery) (targets []api.Target, next string, err error)
+	UpdateTarget(ctx context.Context, id string, p api.TargetPatch) (api.Target, error)
+	// SetFacts merges inventory facts into a target.
+	SetFacts(ctx context.Context, id string, facts map[string]string) (api.Target, error)
+	// DeleteTarget refuses (ErrConflict) while the target has a live order.
+	DeleteTarget(ctx context.Context, id string) error
+
+	// Blobs are image files, content-addressed by sha256 (lower-case hex).
+	// WriteBlob appends r at offset to the upload of sha256 whose total
+	// size is size; offset must equal the bytes already received (else
+	// ErrConflict, with the status telling where to resume). When the last
+	// byte arrives the whole blob is hashed: a mismatch discards the upload
+	// and returns ErrChecksum. Uploading a complete blob again is a no-op.
+	WriteBlob(ctx context.Context, sha256 string, size, offset int64, r io.Reader) (api.BlobStatus, error)
+	BlobStatus(ctx context.Context, sha256 string) (api.BlobStatus, error)
+	// OpenBlob opens a complete blob.
+	OpenBlob(ctx context.Context, sha256 string) (Blob, error)
+
+	// CreateImage refuses files whose blobs are not complete (ErrIncomplete)
+	// and a name+version that exists (ErrConflict).
+	CreateImage(ctx context.Context, spec api.ImageSpec) (api.Image, error)
+	GetImage(ctx context.Context, id string) (api.Image, error)
+	ListImages(ctx context.Context, p Page) (images []api.Image, next string, err error)
+	// DeleteImage refuses (ErrInUse) while a live order uses the image.
+	// Blobs no image references any more are removed.
+	DeleteImage(ctx context.Context, id string) error
+
+	// RegisterBootServer creates a boot server and its credential (role
+	// boot-server) in one transaction; the name must be new (ErrConflict).
+	RegisterBootServer(ctx context.Context, req api.RegisterRequest, cred Token) (api.BootServer, error)
+	GetBootServer(ctx context.Context, id string) (api.BootServer, error)
+	ListBootServers(ctx context.Context) ([]api.BootServer, error)
+	// Heartbeat records a boot server's heartbeat. It does not bump the
+	// revision (it changes nothing boot servers sync).
+	Heartbeat(ctx context.Context, id string, hb api.Heartbeat, at time.Time) (api.BootServer, error)
+	DeleteBootServer(ctx context.Context, id string) error
+
+	// CreateOrders validates the request against the store (targets exist,
+	// none has a live order, images exist and are of the right kind),
+	// then writes every order, each with a fresh status token, and moves
+	// each target's CurrentOrder. All or nothing for up to 1000 orders;
+	// larger requests are validated whole, then written in transactions
+	// of at most 1000.
+	CreateOrders(ctx context.Context, req api.OrderRequest) ([]api.Order, error)
+	GetOrder(ctx context.Context, id string) (api.Order, error)
+	ListOrders(ctx context.Context, q OrderQuery) (orders []api.Order, next string, err error)
+	// Transition moves an order (ErrTransition if api.CanTransition says
+	// no) and records an order.state event in the same transaction.
+	Transition(ctx context.Context, id string, to api.OrderState, reason string) (api.Order, error)
+	// Retry starts a new attempt of a failed or cancelled order (pending,
+	// Attempt+1, a new token), if its target has no other live order.
+	Retry(ctx context.Context, id string) (api.Order, error)
+	// CountOrders returns how many orders are in each state.
+	CountOrders(ctx context.Context) (map[api.OrderState]int, error)
+
+	// IngestEvents stores events uploaded by boot server origin, in the
+	// order given, dropping those whose OriginSeq is not above the last one
+	// stored for origin. In the same transaction it applies what the
+	// events mean: order.staged → staged, file.served with an order →
+	// booting, install.status installing/done/failed → installing/done/
+	// failed (the first installing report also moves a booting order;
+	// reports that the state machine refuses are stored, and change
+	// nothing), inventory → the target's facts.
+	IngestEvents(ctx context.Context, origin string, events []api.Event) (api.EventAck, error)
+	// AppendEvent records an event made by the manager itself.
+	AppendEvent(ctx context.Context, e api.Event) (api.Event, error)
+	ListEvents(ctx context.Context, q EventQuery) ([]api.Event, error)
+	// WaitEvents blocks until an event with Seq > after exists or ctx ends.
+	WaitEvents(ctx context.Context, after uint64) error
+	LastEventSeq(ctx context.Context) (uint64, error)
+
+	// Changes returns the changes for site with since < Rev, whole
+	// revisions only, at most about limit (a single revision larger than
+	// limit is returned whole). Revision in the answer is what the caller
+	// is at after applying them: the last revision scanned, which may be
+	// past the last change returned when other sites' changes were
+	// skipped. ErrGone when since is older than the retained log.
+	Changes(ctx context.Context, site string, since uint64, limit int) (api.SyncResponse, error)
+	// Snapshot returns a page of site's whole view (targets, orders that
+	// are live or ended within the retention window, images) after cursor
+	// ("" for the first page); Revision is the revision when the first page
+	// was read (carried in the cursor), Cursor is "" on the last page.
+	Snapshot(ctx context.Context, site string, cursor string, limit int) (api.SyncResponse, error)
+	// CompactLog drops change log entries older than keep revisions.
+	CompactLog(ctx context.Context, keep uint64) error
+
+	CreateToken(ctx context.Context, t Token) error
+	TokenByHash(ctx context.Context, hash string) (Token, error)
+	ListTokens(ctx context.Context) ([]api.TokenInfo, error)
+	DeleteToken(ctx context.Context, id string) error
+
+	Close() error
+}
+
+// Blob is an open, complete blob.
+type Blob interface {
+	io.ReadSeeker
+	io.Closer
+	Size() int64
+}
