@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"strings"
 	"time"
+	"unicode/utf8"
 )
 
 // Phase is where an installer is.
@@ -32,6 +33,10 @@ type Status struct {
 	Progress int // percent, 0..100; -1 when the report carried none
 	Client   string
 	Received time.Time
+	// Facts is the inventory the installer reported with this status
+	// (nil when the body had none): at most 64 keys named like API names,
+	// values of at most 256 bytes.
+	Facts map[string]string
 }
 
 // StatusSink takes validated reports; on a boot server it buffers them as
@@ -63,6 +68,9 @@ const (
 	maxStatusBody = 16 << 10
 	maxMessage    = 4096
 	maxOrderLen   = 128
+	maxFacts      = 64
+	maxFactKey    = 63
+	maxFactValue  = 256
 )
 
 // statusBody is the JSON an installer sends; unknown fields are refused.
@@ -70,6 +78,8 @@ type statusBody struct {
 	Phase    Phase  `json:"phase"`
 	Message  string `json:"message"`
 	Progress *int   `json:"progress"`
+	// Facts is optional inventory: {"cpu_model": "...", "disk0_size": "..."}.
+	Facts map[string]string `json:"facts"`
 }
 
 // httpError is a refusal with its code; every bad input maps to a 4xx.
@@ -168,8 +178,51 @@ func (h *Handler) parseStatus(w http.ResponseWriter, r *http.Request, order stri
 		}
 		progress = *b.Progress
 	}
+	if err := checkFacts(b.Facts); err != nil {
+		return Status{}, refusal(http.StatusUnprocessableEntity, "httpboot: status for order %q: %v", order, err)
+	}
 	return Status{Order: order, Phase: b.Phase, Message: b.Message, Progress: progress,
-		Client: r.RemoteAddr, Received: h.now()}, nil
+		Client: r.RemoteAddr, Received: h.now(), Facts: b.Facts}, nil
+}
+
+// checkFacts accepts at most maxFacts keys of 1-63 of [A-Za-z0-9._-]
+// starting with a letter or digit (the API's names), each value at most
+// maxFactValue bytes of valid UTF-8 without control bytes.
+func checkFacts(facts map[string]string) error {
+	if len(facts) > maxFacts {
+		return fmt.Errorf("facts: %d keys, at most %d", len(facts), maxFacts)
+	}
+	for k, v := range facts {
+		if !validFactKey(k) {
+			return fmt.Errorf("facts: key %q: want 1-%d of letters, digits, '.', '_' and '-', starting with a letter or digit", k, maxFactKey)
+		}
+		if len(v) > maxFactValue {
+			return fmt.Errorf("facts.%s: value of %d bytes exceeds %d", k, len(v), maxFactValue)
+		}
+		if !utf8.ValidString(v) {
+			return fmt.Errorf("facts.%s: value is not valid UTF-8", k)
+		}
+		for _, c := range v {
+			if c < 0x20 || c == 0x7f {
+				return fmt.Errorf("facts.%s: value contains control character %#x", k, c)
+			}
+		}
+	}
+	return nil
+}
+
+func validFactKey(k string) bool {
+	if k == "" || len(k) > maxFactKey {
+		return false
+	}
+	for i := 0; i < len(k); i++ {
+		c := k[i]
+		alnum := 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9'
+		if !alnum && (i == 0 || c != '.' && c != '_' && c != '-') {
+			return false
+		}
+	}
+	return true
 }
 
 // checkOrder accepts order ids of letters, digits, '.', '_' and '-'.

@@ -1,6 +1,7 @@
 package httpboot
 
 import (
+	"fmt"
 	"strings"
 	"testing"
 
@@ -103,5 +104,46 @@ func TestStatusSinkFailureAsksTheInstallerToRetry(t *testing.T) {
 	}
 	if n := testutil.ToFloat64(f.metrics.statusReports.WithLabelValues("sink_error")); n != 1 {
 		t.Errorf("status_reports_total{phase=sink_error} = %v", n)
+	}
+}
+
+func TestStatusFactsAreValidatedAndPassedOn(t *testing.T) {
+	f := newFixture(t)
+	w := f.do("POST", "/status/o-17", []byte(`{"phase":"installing","facts":{"cpu_model":"EPYC 7302","disk0.size":"480G"}}`),
+		"Authorization", "Bearer tok123")
+	if w.Code != 204 {
+		t.Fatalf("code %d body %q", w.Code, w.Body.String())
+	}
+	st := f.sink.reports()[0]
+	if len(st.Facts) != 2 || st.Facts["cpu_model"] != "EPYC 7302" || st.Facts["disk0.size"] != "480G" {
+		t.Fatalf("facts %v", st.Facts)
+	}
+	w = f.do("POST", "/status/o-17", []byte(`{"phase":"done"}`), "Authorization", "Bearer tok123")
+	if st := f.sink.reports()[1]; w.Code != 204 || st.Facts != nil {
+		t.Fatalf("without facts: code %d facts %v", w.Code, st.Facts)
+	}
+
+	many := make([]string, 65)
+	for i := range many {
+		many[i] = fmt.Sprintf(`"k%d":"v"`, i)
+	}
+	for _, tc := range []struct{ name, body, says string }{
+		{"too many keys", `{"phase":"done","facts":{` + strings.Join(many, ",") + `}}`, "65 keys, at most 64"},
+		{"bad key", `{"phase":"done","facts":{"cpu model":"x"}}`, `key "cpu model"`},
+		{"key starting with a dot", `{"phase":"done","facts":{".x":"x"}}`, `key ".x"`},
+		{"empty key", `{"phase":"done","facts":{"":"x"}}`, `key ""`},
+		{"long value", `{"phase":"done","facts":{"k":"` + strings.Repeat("v", 257) + `"}}`, "257 bytes exceeds 256"},
+		{"control byte", `{"phase":"done","facts":{"k":"a\u0001b"}}`, "control character"},
+		{"not strings", `{"phase":"done","facts":{"k":5}}`, "body"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			w := f.do("POST", "/status/o-17", []byte(tc.body), "Authorization", "Bearer tok123")
+			if w.Code/100 != 4 || !strings.Contains(w.Body.String(), tc.says) {
+				t.Errorf("code %d body %q, want 4xx saying %q", w.Code, w.Body.String(), tc.says)
+			}
+		})
+	}
+	if n := len(f.sink.reports()); n != 2 {
+		t.Errorf("sink got %d reports, want 2 (refused ones must not reach it)", n)
 	}
 }
