@@ -2,12 +2,12 @@
 GO      ?= go
 BIN     := bin
 
-.PHONY: all build test test-short vet fmt bench-tftp run clean fuzz
+.PHONY: all build test test-short vet fmt bench-tftp bench-sync run clean fuzz
 
 all: build
 
 build:
-	$(GO) build -o $(BIN)/ ./cmd/...
+	$(GO) build -o $(BIN)/ ./cmd/... ./bench/cmd/...
 
 vet:
 	$(GO) vet ./...
@@ -37,3 +37,9 @@ run: build
 
 clean:
 	rm -rf $(BIN)
+
+# Control plane scale: 100,000 targets + 100,000 orders synced to a fresh
+# boot server (osim-manager and osim-bootd as processes on loopback).
+SYNC_N ?= 100000
+bench-sync: build
+	$(BIN)/osim-syncbench -n $(SYNC_N) -bin $(BIN)

@@ -1,38 +1,121 @@
 #!/usr/bin/env bash
-# `make run` until the manager exists: osim-bootd serve on loopback with a
-# demo config (DHCP on high ports so no root is needed), a demo target whose
-# iPXE script, kernel and initrd you can fetch, and the commands to do it.
-# For real firmware booting through it, see bench/lab/boot-guests.sh (root).
+# `make run`: the whole system on one machine. A manager (Badger MDB) and one
+# boot server (osim-bootd with its agent, Badger copy, full DHCP, TFTP, HTTP)
+# each in its own network namespace, N simulated PXE targets in a third; a
+# demo installer image registered, a mass reimage ordered by label selector,
+# the targets played by the Go PXE client (the one the tests use) until every
+# order is done; then the manager stays up with its URL and an admin token
+# printed until Ctrl-C. Needs root (namespaces); nothing outside the repo and
+# Debian's packages.
+#
+#   OSIM_DEMO_TARGETS=20   how many simulated targets (1..150)
+#   OSIM_DEMO_EXIT=1       exit after the demo instead of keeping the manager up (tests)
+#
+#   [root ns] dmr 10.77.9.1 ── dmg 10.77.9.2 [manager ns: osim-manager :8080]
+#                                      10.77.0.1 ── 10.77.0.2 [boot server ns: osim-bootd]
+#                                                             br0 10.78.0.1 ── N veths ── [targets ns]
 set -euo pipefail
 repo="$(cd "$(dirname "$0")/../.." && pwd)"
-demo="$repo/bin/demo"
-mkdir -p "$demo/tftp" "$demo/files/demo"
-nbp=/usr/lib/ipxe/undionly.kpxe
-if [ -f "$nbp" ]; then cp "$nbp" /usr/lib/ipxe/snponly.efi "$demo/tftp/" 2>/dev/null || true; fi
-[ -f "$demo/tftp/undionly.kpxe" ] || head -c 70000 /dev/urandom > "$demo/tftp/undionly.kpxe"
-[ -f "$demo/tftp/snponly.efi" ] || head -c 180000 /dev/urandom > "$demo/tftp/snponly.efi"
-[ -f "$demo/files/demo/vmlinuz" ] || head -c 8388608 /dev/urandom > "$demo/files/demo/vmlinuz"
-[ -f "$demo/files/demo/initrd.gz" ] || head -c 4194304 /dev/urandom > "$demo/files/demo/initrd.gz"
-cat > "$demo/serve.yaml" <<CFG
-address: 127.0.0.1
-metrics_listen: 127.0.0.1:9169
-dhcp: {mode: proxy, listen: 127.0.0.1:10067, boot_listen: 127.0.0.1:14011}
-tftp: {root: $demo/tftp, listen: 127.0.0.1:6969}
-http: {files: $demo/files, listen: 127.0.0.1:8080}
-images:
-  demo: {kernel: demo/vmlinuz, initrds: [demo/initrd.gz], cmdline: "console=ttyS0 osim.status={{.StatusURL}} osim.token={{.Token}}"}
-targets:
-  - {mac: "52:54:00:00:00:01", image: demo, order: demo-1, token: demo-token}
-  - {mac: "52:54:00:00:00:02", action: local}
+bin="$repo/bin"
+n="${OSIM_DEMO_TARGETS:-20}"
+if [ "$(id -u)" -ne 0 ]; then
+	echo "make run needs root: it builds network namespaces for the manager, the boot server and the targets" >&2
+	exit 2
+fi
+if [ "$n" -lt 1 ] || [ "$n" -gt 150 ]; then
+	echo "OSIM_DEMO_TARGETS must be 1..150 (the demo pool has 150 addresses)" >&2
+	exit 2
+fi
+tag="$$"
+mgr="osimdemo-mgr-$tag" bs="osimdemo-bs-$tag" tg="osimdemo-tg-$tag"
+demo="$(mktemp -d /tmp/osim-demo.XXXXXX)"
+pids=()
+cleanup() {
+	for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+	for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
+	for ns in "$tg" "$bs" "$mgr"; do ip netns del "$ns" 2>/dev/null || true; done
+	ip link del "dmr$tag" 2>/dev/null || true
+	rm -rf "$demo"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# Namespaces and links.
+for ns in "$mgr" "$bs" "$tg"; do ip netns add "$ns"; ip -n "$ns" link set lo up; done
+ip link add "dmr$tag" type veth peer name dmg netns "$mgr"
+ip addr add 10.77.9.1/24 dev "dmr$tag"; ip link set "dmr$tag" up
+ip -n "$mgr" addr add 10.77.9.2/24 dev dmg; ip -n "$mgr" link set dmg up
+ip -n "$mgr" link add up0 type veth peer name up0 netns "$bs"
+ip -n "$mgr" addr add 10.77.0.1/24 dev up0; ip -n "$mgr" link set up0 up
+ip -n "$bs" addr add 10.77.0.2/24 dev up0; ip -n "$bs" link set up0 up
+ip -n "$bs" link add br0 type bridge
+ip -n "$bs" addr add 10.78.0.1/24 dev br0; ip -n "$bs" link set br0 up
+ifs=()
+for i in $(seq 1 "$n"); do
+	ip -n "$bs" link add "p$i" type veth peer name "t$i" netns "$tg"
+	ip -n "$bs" link set "p$i" master br0; ip -n "$bs" link set "p$i" up
+	ip -n "$tg" link set "t$i" address "$(printf '52:54:00:de:%02x:%02x' $((i / 256)) $((i % 256)))"
+	ip -n "$tg" link set "t$i" up
+	ifs+=("t$i")
+done
+
+# The manager: an admin token for us, a join token for the boot server.
+mkdir -p "$demo/manager" "$demo/bootd/tftp"
+admin="$("$bin/osim-manager" token create --role admin --name demo-admin --data-dir "$demo/manager")"
+"$bin/osim-manager" token create --role join --name demo-join --data-dir "$demo/manager" > "$demo/join.token"
+ip netns exec "$mgr" "$bin/osim-manager" serve --listen 0.0.0.0:8080 --data-dir "$demo/manager" \
+	--metrics-listen 0.0.0.0:9170 --heartbeat-interval 2s > "$demo/manager.log" 2>&1 &
+pids+=($!)
+
+# The boot server: iPXE's NBPs from Debian's ipxe package when present.
+for f in undionly.kpxe snponly.efi; do
+	if [ -f "/usr/lib/ipxe/$f" ]; then cp "/usr/lib/ipxe/$f" "$demo/bootd/tftp/"; else head -c 200000 /dev/urandom > "$demo/bootd/tftp/$f"; fi
+done
+cat > "$demo/bootd.yaml" <<CFG
+address: 10.78.0.1
+metrics_listen: 10.77.0.2:9169
+data_dir: $demo/bootd/data
+dhcp:
+  mode: full
+  pools: [{network: 10.78.0.0/24, start: 10.78.0.100, end: 10.78.0.249, lease_time: 1h}]
+tftp: {root: $demo/bootd/tftp}
+http: {listen: 10.78.0.1:8080}
+boot:
+  boot_files: {bios: undionly.kpxe, efi-x64: snponly.efi}
+  unknown: ignore
+manager:
+  url: http://10.77.0.1:8080
+  join_token_file: $demo/join.token
+  name: bootd-demo-1
+  site: demo
 CFG
+ip netns exec "$bs" "$bin/osim-bootd" serve --config "$demo/bootd.yaml" > "$demo/bootd.log" 2>&1 &
+pids+=($!)
+
+url=http://10.77.9.2:8080
+for _ in $(seq 1 100); do
+	curl -sf "$url/healthz" >/dev/null && break
+	sleep 0.1
+done
+echo "manager up at $url; boot server bootd-demo-1 (site demo) on 10.78.0.1; $n targets"
+status=0
+OSIM_TOKEN="$admin" "$bin/osim-demo" --server "$url" --netns "$tg" --ifaces "$(IFS=,; echo "${ifs[*]}")" --site demo || status=$?
+if [ "$status" -ne 0 ]; then
+	echo "--- manager log (last 30 lines)"; tail -n 30 "$demo/manager.log"
+	echo "--- boot server log (last 30 lines)"; tail -n 30 "$demo/bootd.log"
+fi
+if [ "${OSIM_DEMO_EXIT:-0}" = 1 ]; then
+	exit "$status"
+fi
 cat <<MSG
-osim-bootd serve (demo, loopback only; Ctrl-C stops). Try:
-  curl http://127.0.0.1:8080/ipxe/52-54-00-00-00-01                  # the target's iPXE script
-  curl -r 0-99 -o /dev/null -w '%{http_code} %{size_download}\n' http://127.0.0.1:8080/files/demo/vmlinuz
-  tftp 127.0.0.1 6969 -m binary -c get undionly.kpxe /tmp/undionly.kpxe
-  atftp --option 'blksize 1468' --option 'windowsize 16' -g -r snponly.efi -l /tmp/snponly.efi 127.0.0.1 6969
-  curl --oauth2-bearer demo-token --json '{"phase":"installing","progress":10}' http://127.0.0.1:8080/status/demo-1
-  curl -s http://127.0.0.1:9169/metrics | grep ^osim_
-Real firmware through the same server: sudo bash bench/lab/boot-guests.sh (QEMU, about a minute)
+
+The manager stays up until Ctrl-C (everything is removed then):
+  export OSIM_SERVER=$url OSIM_TOKEN=$admin
+  $bin/osimctl targets list
+  $bin/osimctl orders list
+  $bin/osimctl bootservers list
+  $bin/osimctl events tail --follow
+  curl -s http://10.77.9.2:9170/metrics | grep ^osim_manager_
+  Logs: $demo/manager.log $demo/bootd.log
 MSG
-exec "$repo/bin/osim-bootd" serve --config "$demo/serve.yaml"
+wait "${pids[0]}"
