@@ -1,0 +1,254 @@
+package mdb
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/netip"
+	"slices"
+	"time"
+
+	"github.com/dgraph-io/badger/v4"
+
+	"osim/controlplane/api"
+)
+
+func getBootServer(txn *badger.Txn, id string) (api.BootServer, error) {
+	var b api.BootServer
+	ok, err := getJSON(txn, k(pBS, id), &b)
+	if err != nil {
+		return b, err
+	}
+	if !ok {
+		return b, fmt.Errorf("%w: boot server %s", ErrNotFound, id)
+	}
+	return b, nil
+}
+
+func validToken(t *Token) error {
+	if !api.ValidSHA256(t.Hash) {
+		return fmt.Errorf("%w: token hash: not 64 lower-case hex digits", ErrInvalid)
+	}
+	if !slices.Contains(api.Roles, t.Role) {
+		return fmt.Errorf("%w: token role: %q is not a role", ErrInvalid, t.Role)
+	}
+	if t.ID != "" && !api.ValidName(t.ID) {
+		return fmt.Errorf("%w: token id: %q is not valid", ErrInvalid, t.ID)
+	}
+	t.Secret = ""
+	return nil
+}
+
+func (w *wtx) putToken(t *Token) error {
+	if ok, err := exists(w.txn, k(pTokenHash, t.Hash)); err != nil {
+		return err
+	} else if ok {
+		return fmt.Errorf("%w: a token with this hash exists", ErrConflict)
+	}
+	if t.ID == "" {
+		id, err := w.newID("tok-", pToken)
+		if err != nil {
+			return err
+		}
+		t.ID = id
+	} else if ok, err := exists(w.txn, k(pToken, t.ID)); err != nil {
+		return err
+	} else if ok {
+		return fmt.Errorf("%w: token %s exists", ErrConflict, t.ID)
+	}
+	if t.Created.IsZero() {
+		t.Created = w.now
+	}
+	if err := w.setJSON(k(pToken, t.ID), t); err != nil {
+		return err
+	}
+	return w.set(k(pTokenHash, t.Hash), []byte(t.ID))
+}
+
+func (w *wtx) delToken(id string) error {
+	var t Token
+	ok, err := getJSON(w.txn, k(pToken, id), &t)
+	if err != nil {
+		return err
+	}
+	if !ok {
+		return fmt.Errorf("%w: token %s", ErrNotFound, id)
+	}
+	if err := w.del(k(pTokenHash, t.Hash)); err != nil {
+		return err
+	}
+	return w.del(k(pToken, id))
+}
+
+// RegisterBootServer creates a boot server and its credential (cred.Role
+// is forced to boot-server and cred.BootServer to the new id).
+func (d *DB) RegisterBootServer(ctx context.Context, req api.RegisterRequest, cred Token) (b api.BootServer, err error) {
+	if !api.ValidName(req.Name) {
+		return b, fmt.Errorf("%w: name: %q is not a valid boot server name", ErrInvalid, req.Name)
+	}
+	if !api.ValidName(req.Site) {
+		return b, fmt.Errorf("%w: site: %q is not a valid site name", ErrInvalid, req.Site)
+	}
+	for i, a := range req.Addresses {
+		if _, err := netip.ParseAddr(a); err != nil {
+			return b, fmt.Errorf("%w: addresses[%d]: %q is not an IP address", ErrInvalid, i, a)
+		}
+	}
+	for i, s := range req.Subnets {
+		if _, err := netip.ParsePrefix(s); err != nil {
+			return b, fmt.Errorf("%w: subnets[%d]: %q is not a prefix", ErrInvalid, i, s)
+		}
+	}
+	cred.Role = api.RoleBootServer
+	if err := validToken(&cred); err != nil {
+		return b, err
+	}
+	err = d.update(ctx, func(w *wtx) error {
+		if other, ok, err := getString(w.txn, k(pBSName, req.Name)); err != nil {
+			return err
+		} else if ok {
+			return fmt.Errorf("%w: boot server name %s is taken by %s", ErrConflict, req.Name, other)
+		}
+		id, err := w.newID("bs-", pBS)
+		if err != nil {
+			return err
+		}
+		b = api.BootServer{ID: id, Name: req.Name, Site: req.Site, Addresses: slices.Clone(req.Addresses),
+			Subnets: slices.Clone(req.Subnets), Version: req.Version, Revision: w.bump(), Created: w.now}
+		cred.BootServer = id
+		if cred.Name == "" {
+			cred.Name = req.Name
+		}
+		if err := w.putToken(&cred); err != nil {
+			return err
+		}
+		if err := w.setJSON(k(pBS, id), b); err != nil {
+			return err
+		}
+		if err := w.set(k(pBSName, req.Name), []byte(id)); err != nil {
+			return err
+		}
+		_, err = w.putEvent(api.Event{Type: api.EventBootServer, Origin: "",
+			Data: map[string]string{"boot_server": id, "name": req.Name, "site": req.Site}})
+		return err
+	})
+	return b, err
+}
+
+// GetBootServer reads a boot server.
+func (d *DB) GetBootServer(ctx context.Context, id string) (b api.BootServer, err error) {
+	err = d.view(ctx, func(txn *badger.Txn) error { b, err = getBootServer(txn, id); return err })
+	return b, err
+}
+
+// ListBootServers lists every boot server by id.
+func (d *DB) ListBootServers(ctx context.Context) (out []api.BootServer, err error) {
+	err = d.view(ctx, func(txn *badger.Txn) error {
+		return scan(txn, pBS, "", true, func(_ []byte, item *badger.Item) (bool, error) {
+			var b api.BootServer
+			if err := item.Value(func(v []byte) error { return json.Unmarshal(v, &b) }); err != nil {
+				return false, err
+			}
+			out = append(out, b)
+			return true, nil
+		})
+	})
+	return out, err
+}
+
+// Heartbeat records a heartbeat; it does not bump the revision.
+func (d *DB) Heartbeat(ctx context.Context, id string, hb api.Heartbeat, at time.Time) (b api.BootServer, err error) {
+	err = d.update(ctx, func(w *wtx) error {
+		if b, err = getBootServer(w.txn, id); err != nil {
+			return err
+		}
+		b.LastHeartbeat = at.UTC()
+		b.SyncedRevision = hb.SyncedRevision
+		if hb.Version != "" {
+			b.Version = hb.Version
+		}
+		return w.setJSON(k(pBS, id), b)
+	})
+	return b, err
+}
+
+// DeleteBootServer deletes a boot server and its tokens.
+func (d *DB) DeleteBootServer(ctx context.Context, id string) error {
+	return d.update(ctx, func(w *wtx) error {
+		b, err := getBootServer(w.txn, id)
+		if err != nil {
+			return err
+		}
+		var toks []string
+		err = scan(w.txn, pToken, "", true, func(key []byte, item *badger.Item) (bool, error) {
+			var t Token
+			if err := item.Value(func(v []byte) error { return json.Unmarshal(v, &t) }); err != nil {
+				return false, err
+			}
+			if t.BootServer == id {
+				toks = append(toks, t.ID)
+			}
+			return true, nil
+		})
+		if err != nil {
+			return err
+		}
+		for _, t := range toks {
+			if err := w.delToken(t); err != nil {
+				return err
+			}
+		}
+		if err := w.del(k(pBSName, b.Name)); err != nil {
+			return err
+		}
+		w.bump()
+		return w.del(k(pBS, id))
+	})
+}
+
+// CreateToken stores a token (an id is assigned when t.ID is empty). It
+// does not bump the revision.
+func (d *DB) CreateToken(ctx context.Context, t Token) error {
+	if err := validToken(&t); err != nil {
+		return err
+	}
+	return d.update(ctx, func(w *wtx) error { return w.putToken(&t) })
+}
+
+// TokenByHash finds a token by the hash of its secret.
+func (d *DB) TokenByHash(ctx context.Context, hash string) (t Token, err error) {
+	err = d.view(ctx, func(txn *badger.Txn) error {
+		id, ok, err := getString(txn, k(pTokenHash, hash))
+		if err != nil {
+			return err
+		}
+		if !ok {
+			return fmt.Errorf("%w: no token with this hash", ErrNotFound)
+		}
+		if ok, err = getJSON(txn, k(pToken, id), &t); err == nil && !ok {
+			err = fmt.Errorf("%w: token %s", ErrNotFound, id)
+		}
+		return err
+	})
+	return t, err
+}
+
+// ListTokens lists tokens by id (no secrets, no hashes).
+func (d *DB) ListTokens(ctx context.Context) (out []api.TokenInfo, err error) {
+	err = d.view(ctx, func(txn *badger.Txn) error {
+		return scan(txn, pToken, "", true, func(_ []byte, item *badger.Item) (bool, error) {
+			var t Token
+			if err := item.Value(func(v []byte) error { return json.Unmarshal(v, &t) }); err != nil {
+				return false, err
+			}
+			out = append(out, t.TokenInfo)
+			return true, nil
+		})
+	})
+	return out, err
+}
+
+// DeleteToken deletes a token.
+func (d *DB) DeleteToken(ctx context.Context, id string) error {
+	return d.update(ctx, func(w *wtx) error { return w.delToken(id) })
+}

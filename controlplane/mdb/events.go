@@ -1,0 +1,234 @@
+package mdb
+
+import (
+	"context"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+
+	"github.com/dgraph-io/badger/v4"
+
+	"osim/controlplane/api"
+)
+
+// eventChunk is the most events one IngestEvents transaction stores.
+const eventChunk = 500
+
+// IngestEvents stores events from boot server origin and applies what
+// they mean to orders and targets (see Store).
+func (d *DB) IngestEvents(ctx context.Context, origin string, events []api.Event) (api.EventAck, error) {
+	var ack api.EventAck
+	if origin == "" || len(origin) > 128 {
+		return ack, fmt.Errorf("%w: origin: must be 1-128 bytes", ErrInvalid)
+	}
+	for i, e := range events {
+		if e.Type == "" {
+			return ack, fmt.Errorf("%w: events[%d]: type is empty", ErrInvalid, i)
+		}
+		if e.OriginSeq == 0 {
+			return ack, fmt.Errorf("%w: events[%d] %s: origin_seq must be above 0", ErrInvalid, i, e.Type)
+		}
+	}
+	if err := ctx.Err(); err != nil {
+		return ack, err
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	for start := 0; start < len(events) || start == 0; start += eventChunk {
+		end := min(start+eventChunk, len(events))
+		var part api.EventAck
+		err := d.updateLocked(func(w *wtx) error {
+			last, err := getU64(w.txn, k(pOrigin, origin))
+			if err != nil {
+				return err
+			}
+			part = api.EventAck{LastSeq: last}
+			for _, e := range events[start:end] {
+				if e.OriginSeq <= last {
+					part.Duplicates++
+					continue
+				}
+				last = e.OriginSeq
+				e.Origin = origin
+				if err := w.ingest(e); err != nil {
+					return err
+				}
+				part.Accepted++
+			}
+			part.LastSeq = last
+			if part.Accepted == 0 {
+				return nil
+			}
+			return w.set(k(pOrigin, origin), u64(last))
+		})
+		if err != nil {
+			return ack, err
+		}
+		ack.Accepted += part.Accepted
+		ack.Duplicates += part.Duplicates
+		ack.LastSeq = part.LastSeq
+		if end == len(events) {
+			break
+		}
+	}
+	return ack, nil
+}
+
+// ingest stores one event and applies its effects.
+func (w *wtx) ingest(e api.Event) error {
+	var o api.Order
+	haveOrder := false
+	if e.Order != "" {
+		var err error
+		haveOrder, err = getJSON(w.txn, k(pOrder, e.Order), &o)
+		if err != nil {
+			return err
+		}
+		if haveOrder && e.Target == "" {
+			e.Target = o.Target
+		}
+	}
+	if e.Type == api.EventInventory && e.Target == "" && e.MAC != "" {
+		if m, err := api.CanonicalMAC(e.MAC); err == nil {
+			if id, ok, err := getString(w.txn, k(pMAC, m)); err != nil {
+				return err
+			} else if ok {
+				e.Target = id
+			}
+		}
+	}
+	e, err := w.putEvent(e)
+	if err != nil {
+		return err
+	}
+	if e.Type == api.EventInventory && e.Target != "" && len(e.Data) > 0 {
+		if ok, err := exists(w.txn, k(pTarget, e.Target)); err != nil || !ok {
+			return err
+		}
+		_, err := w.mergeFacts(e.Target, e.Data)
+		if err != nil && !isInvalid(err) {
+			return err
+		}
+		return nil
+	}
+	if !haveOrder || o.State.Final() {
+		return nil
+	}
+	var path []api.OrderState
+	switch e.Type {
+	case api.EventOrderStaged:
+		path = []api.OrderState{api.OrderStaged}
+	case api.EventFileServed:
+		path = []api.OrderState{api.OrderBooting}
+	case api.EventInstallStatus:
+		switch e.Phase {
+		case "installing":
+			path = stepsTo(o.State, api.OrderInstalling)
+		case "done":
+			path = stepsTo(o.State, api.OrderDone)
+		case "failed":
+			path = []api.OrderState{api.OrderFailed}
+		}
+	}
+	changed := false
+	if e.Type == api.EventInstallStatus {
+		if e.Progress != o.Progress && e.Progress >= 0 && e.Progress <= 100 {
+			o.Progress, changed = e.Progress, true
+		}
+		if e.Message != "" && e.Message != o.Message {
+			o.Message, changed = e.Message, true
+		}
+	}
+	for _, to := range path {
+		if !api.CanTransition(o.State, to) {
+			break // stored, changes nothing more
+		}
+		reason := e.Type
+		if e.Phase != "" {
+			reason += " " + e.Phase
+		}
+		if to == api.OrderFailed && e.Message != "" {
+			reason = e.Message
+		}
+		if err := w.transition(&o, to, reason, e.Seq); err != nil {
+			return err
+		}
+		changed = false
+	}
+	if changed {
+		return w.putOrder(&o)
+	}
+	return nil
+}
+
+// stepsTo is the forward path from a staged, booting or installing order
+// to to (an installer may report before the boot server's booting event).
+func stepsTo(from, to api.OrderState) []api.OrderState {
+	order := []api.OrderState{api.OrderStaged, api.OrderBooting, api.OrderInstalling, api.OrderDone}
+	var path []api.OrderState
+	on := false
+	for _, s := range order {
+		if on {
+			path = append(path, s)
+			if s == to {
+				return path
+			}
+		}
+		if s == from {
+			on = true
+		}
+	}
+	return []api.OrderState{to} // refused by the state machine
+}
+
+func isInvalid(err error) bool { return err != nil && errors.Is(err, ErrInvalid) }
+
+// AppendEvent records an event made by the manager (Origin is cleared).
+func (d *DB) AppendEvent(ctx context.Context, e api.Event) (api.Event, error) {
+	if e.Type == "" {
+		return e, fmt.Errorf("%w: type is empty", ErrInvalid)
+	}
+	e.Origin, e.OriginSeq = "", 0
+	err := d.update(ctx, func(w *wtx) (err error) {
+		e, err = w.putEvent(e)
+		return err
+	})
+	return e, err
+}
+
+// ListEvents lists events oldest first.
+func (d *DB) ListEvents(ctx context.Context, q EventQuery) (out []api.Event, err error) {
+	limit := limitOf(q.Limit, 100, 1000)
+	err = d.view(ctx, func(txn *badger.Txn) error {
+		after := ""
+		if q.After > 0 {
+			after = string(u64(q.After))
+		}
+		return scan(txn, pEvent, after, true, func(key []byte, item *badger.Item) (bool, error) {
+			if len(key) != len(pEvent)+8 || binary.BigEndian.Uint64(key[len(pEvent):]) <= q.After {
+				return true, nil
+			}
+			var e api.Event
+			if err := item.Value(func(v []byte) error { return json.Unmarshal(v, &e) }); err != nil {
+				return false, err
+			}
+			if (q.Order != "" && e.Order != q.Order) || (q.Target != "" && e.Target != q.Target) || (q.Type != "" && e.Type != q.Type) {
+				return true, nil
+			}
+			out = append(out, e)
+			return len(out) < limit, nil
+		})
+	})
+	return out, err
+}
+
+// WaitEvents blocks until an event with Seq > after exists.
+func (d *DB) WaitEvents(ctx context.Context, after uint64) error {
+	return d.wait(ctx, func() bool { return d.evSeq.Load() > after })
+}
+
+// LastEventSeq returns the highest event seq.
+func (d *DB) LastEventSeq(ctx context.Context) (uint64, error) {
+	return d.evSeq.Load(), ctx.Err()
+}

@@ -1,0 +1,378 @@
+package mdb
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"maps"
+
+	"github.com/dgraph-io/badger/v4"
+
+	"osim/controlplane/api"
+)
+
+func getOrder(txn *badger.Txn, id string) (api.Order, error) {
+	var o api.Order
+	ok, err := getJSON(txn, k(pOrder, id), &o)
+	if err != nil {
+		return o, err
+	}
+	if !ok {
+		return o, fmt.Errorf("%w: order %s", ErrNotFound, id)
+	}
+	return o, nil
+}
+
+// putOrder stores o at this revision, keeps the live-by-site index and
+// logs it for its site (a final order is logged in its final state: it
+// leaves the boot server's view).
+func (w *wtx) putOrder(o *api.Order) error {
+	o.Revision = w.bump()
+	o.Updated = w.now
+	if err := w.setJSON(k(pOrder, o.ID), o); err != nil {
+		return err
+	}
+	live := k(pLiveSite, o.Site, "/", o.ID)
+	if o.State.Live() {
+		if err := w.set(live, nil); err != nil {
+			return err
+		}
+	} else if err := w.del(live); err != nil {
+		return err
+	}
+	c := *o
+	w.logChange(o.Site, api.Change{Kind: api.ChangeOrder, ID: o.ID, Order: &c})
+	return nil
+}
+
+// transition moves o to state to, records the order.state event, and
+// clears the target's CurrentOrder when o becomes final. cause is the seq
+// of the event that caused it (0: an API call).
+func (w *wtx) transition(o *api.Order, to api.OrderState, reason string, cause uint64) error {
+	if !to.Valid() {
+		return fmt.Errorf("%w: state: %q is not an order state", ErrInvalid, to)
+	}
+	if !api.CanTransition(o.State, to) {
+		return fmt.Errorf("%w: order %s: %s → %s", ErrTransition, o.ID, o.State, to)
+	}
+	from := o.State
+	o.State = to
+	o.History = append(o.History, api.Transition{From: from, To: to, At: w.now, Reason: reason, Event: cause})
+	if to == api.OrderFailed && reason != "" {
+		o.Message = reason
+	}
+	if to == api.OrderDone {
+		o.Progress = 100
+	}
+	if _, err := w.putEvent(api.Event{Type: api.EventOrderState, Target: o.Target, Order: o.ID,
+		Phase: string(to), Message: reason, Data: map[string]string{"from": string(from), "to": string(to)}}); err != nil {
+		return err
+	}
+	if err := w.putOrder(o); err != nil {
+		return err
+	}
+	if to.Final() {
+		t, err := getTarget(w.txn, o.Target)
+		if err == nil && t.CurrentOrder == o.ID {
+			t.CurrentOrder = ""
+			return w.putTarget(&t)
+		}
+	}
+	return nil
+}
+
+func getImage(txn *badger.Txn, id string) (api.Image, error) {
+	var im api.Image
+	ok, err := getJSON(txn, k(pImage, id), &im)
+	if err != nil {
+		return im, err
+	}
+	if !ok {
+		return im, fmt.Errorf("%w: image %s", ErrNotFound, id)
+	}
+	return im, nil
+}
+
+// CreateOrders validates the whole request, then writes the orders in
+// transactions of at most 1000.
+func (d *DB) CreateOrders(ctx context.Context, req api.OrderRequest) ([]api.Order, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	n := 0
+	for _, set := range []bool{req.Target != "", len(req.Targets) > 0, req.Selector != ""} {
+		if set {
+			n++
+		}
+	}
+	if n != 1 {
+		return nil, fmt.Errorf("%w: exactly one of target, targets, selector must be set", ErrInvalid)
+	}
+	var sel api.Selector
+	if req.Selector != "" {
+		var err error
+		if sel, err = api.ParseSelector(req.Selector); err != nil {
+			return nil, fmt.Errorf("%w: %v", ErrInvalid, err)
+		}
+	}
+	for key, v := range req.Params {
+		if !api.ValidName(key) {
+			return nil, fmt.Errorf("%w: params: key %q is not valid", ErrInvalid, key)
+		}
+		if len(v) > 4096 {
+			return nil, fmt.Errorf("%w: params.%s: value longer than 4096 bytes", ErrInvalid, key)
+		}
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	var targets []api.Target
+	var boot api.Image
+	err := d.db.View(func(txn *badger.Txn) error {
+		if req.Image == "" {
+			return fmt.Errorf("%w: image: required", ErrInvalid)
+		}
+		im, err := getImage(txn, req.Image)
+		if err != nil {
+			return fmt.Errorf("image: %w", err)
+		}
+		if im.Kind != api.KindOS {
+			return fmt.Errorf("%w: image %s is a %s image, want os", ErrInvalid, im.ID, im.Kind)
+		}
+		if req.BootImage != "" {
+			if boot, err = getImage(txn, req.BootImage); err != nil {
+				return fmt.Errorf("boot_image: %w", err)
+			}
+			if boot.Kind != api.KindBoot {
+				return fmt.Errorf("%w: boot_image %s is a %s image, want boot", ErrInvalid, boot.ID, boot.Kind)
+			}
+		}
+		check := func(label string, t api.Target) error {
+			if t.CurrentOrder != "" {
+				return fmt.Errorf("%w: %s%s: has live order %s", ErrConflict, label, t.ID, t.CurrentOrder)
+			}
+			if req.BootImage != "" && !hasNBP(boot, t.Arch) {
+				return fmt.Errorf("%w: %s%s: boot image %s has no nbp for %s", ErrInvalid, label, t.ID, boot.ID, t.Arch)
+			}
+			return nil
+		}
+		switch {
+		case req.Target != "":
+			t, err := getTarget(txn, req.Target)
+			if err != nil {
+				return fmt.Errorf("target: %w", err)
+			}
+			if err := check("target ", t); err != nil {
+				return err
+			}
+			targets = append(targets, t)
+		case len(req.Targets) > 0:
+			seen := map[string]int{}
+			for i, id := range req.Targets {
+				label := fmt.Sprintf("targets[%d] ", i)
+				if j, dup := seen[id]; dup {
+					return fmt.Errorf("%w: %s%s: also targets[%d]", ErrInvalid, label, id, j)
+				}
+				seen[id] = i
+				var t api.Target
+				ok, err := getJSON(txn, k(pTarget, id), &t)
+				if err != nil {
+					return err
+				}
+				if !ok {
+					return fmt.Errorf("%w: %s%s: no such target", ErrNotFound, label, id)
+				}
+				if err := check(label, t); err != nil {
+					return err
+				}
+				targets = append(targets, t)
+			}
+		default:
+			err := scan(txn, pTarget, "", true, func(_ []byte, item *badger.Item) (bool, error) {
+				var t api.Target
+				if err := item.Value(func(b []byte) error { return json.Unmarshal(b, &t) }); err != nil {
+					return false, err
+				}
+				if !sel.Matches(t.Labels) {
+					return true, nil
+				}
+				if err := check("target ", t); err != nil {
+					return false, err
+				}
+				targets = append(targets, t)
+				return true, nil
+			})
+			if err != nil {
+				return err
+			}
+			if len(targets) == 0 {
+				return fmt.Errorf("%w: selector %q matches no target", ErrNotFound, req.Selector)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	out := make([]api.Order, 0, len(targets))
+	for start := 0; start < len(targets); start += chunkSize {
+		if err := ctx.Err(); err != nil {
+			return out, err
+		}
+		end := min(start+chunkSize, len(targets))
+		err := d.updateLocked(func(w *wtx) error {
+			for _, t := range targets[start:end] {
+				id, err := w.newID("o-", pOrder)
+				if err != nil {
+					return err
+				}
+				tok, err := w.token()
+				if err != nil {
+					return err
+				}
+				o := api.Order{ID: id, Target: t.ID, Site: t.Site, MACs: t.MACs, Arch: t.Arch,
+					Image: req.Image, BootImage: req.BootImage, Params: maps.Clone(req.Params),
+					State: api.OrderPending, Attempt: 1, Token: tok, Created: w.now,
+					History: []api.Transition{{To: api.OrderPending, At: w.now}}}
+				if err := w.putOrder(&o); err != nil {
+					return err
+				}
+				if err := w.set(k(pOrderTgt, t.ID, "/", id), nil); err != nil {
+					return err
+				}
+				t.CurrentOrder = id
+				if err := w.putTarget(&t); err != nil {
+					return err
+				}
+				out = append(out, o)
+			}
+			return nil
+		})
+		if err != nil {
+			return out[:start], err
+		}
+	}
+	return out, nil
+}
+
+func hasNBP(im api.Image, arch string) bool {
+	for _, f := range im.Files {
+		if f.Role == api.RoleNBP && f.Arch == arch {
+			return true
+		}
+	}
+	return false
+}
+
+// GetOrder reads an order.
+func (d *DB) GetOrder(ctx context.Context, id string) (o api.Order, err error) {
+	err = d.view(ctx, func(txn *badger.Txn) error { o, err = getOrder(txn, id); return err })
+	return o, err
+}
+
+// ListOrders lists orders by id, filtered by state, target and site.
+func (d *DB) ListOrders(ctx context.Context, q OrderQuery) (out []api.Order, next string, err error) {
+	limit := limitOf(q.Limit, 100, 1000)
+	if q.State != "" && !q.State.Valid() {
+		return nil, "", fmt.Errorf("%w: state: %q is not an order state", ErrInvalid, q.State)
+	}
+	err = d.view(ctx, func(txn *badger.Txn) error {
+		visit := func(o api.Order) bool {
+			if (q.State != "" && o.State != q.State) || (q.Site != "" && o.Site != q.Site) || (q.Target != "" && o.Target != q.Target) {
+				return true
+			}
+			if len(out) == limit {
+				next = out[len(out)-1].ID
+				return false
+			}
+			out = append(out, o)
+			return true
+		}
+		if q.Target != "" {
+			p := k(pOrderTgt, q.Target, "/")
+			return scan(txn, string(p), q.After, false, func(key []byte, _ *badger.Item) (bool, error) {
+				o, err := getOrder(txn, string(key[len(p):]))
+				if err != nil {
+					return false, err
+				}
+				return visit(o), nil
+			})
+		}
+		return scan(txn, pOrder, q.After, true, func(_ []byte, item *badger.Item) (bool, error) {
+			var o api.Order
+			if err := item.Value(func(b []byte) error { return json.Unmarshal(b, &o) }); err != nil {
+				return false, err
+			}
+			return visit(o), nil
+		})
+	})
+	return out, next, err
+}
+
+// Transition moves an order to another state.
+func (d *DB) Transition(ctx context.Context, id string, to api.OrderState, reason string) (o api.Order, err error) {
+	err = d.update(ctx, func(w *wtx) error {
+		if o, err = getOrder(w.txn, id); err != nil {
+			return err
+		}
+		return w.transition(&o, to, reason, 0)
+	})
+	return o, err
+}
+
+// Retry starts a new attempt of a failed or cancelled order.
+func (d *DB) Retry(ctx context.Context, id string) (o api.Order, err error) {
+	err = d.update(ctx, func(w *wtx) error {
+		if o, err = getOrder(w.txn, id); err != nil {
+			return err
+		}
+		if !api.CanRetry(o.State) {
+			return fmt.Errorf("%w: order %s is %s; only failed or cancelled orders can be retried", ErrTransition, id, o.State)
+		}
+		t, err := getTarget(w.txn, o.Target)
+		if err != nil {
+			return fmt.Errorf("order %s: %w", id, err)
+		}
+		if t.CurrentOrder != "" {
+			return fmt.Errorf("%w: order %s: target %s has live order %s", ErrConflict, id, t.ID, t.CurrentOrder)
+		}
+		tok, err := w.token()
+		if err != nil {
+			return err
+		}
+		from := o.State
+		if t.Site != o.Site { // the old site's view never held the final order; nothing to delete
+			o.Site = t.Site
+		}
+		o.MACs, o.Arch = t.MACs, t.Arch
+		o.State, o.Attempt, o.Token, o.Progress, o.Message = api.OrderPending, o.Attempt+1, tok, 0, ""
+		o.History = append(o.History, api.Transition{From: from, To: api.OrderPending, At: w.now, Reason: "retry"})
+		if _, err := w.putEvent(api.Event{Type: api.EventOrderState, Target: o.Target, Order: o.ID, Phase: string(api.OrderPending),
+			Message: "retry", Data: map[string]string{"from": string(from), "to": string(api.OrderPending)}}); err != nil {
+			return err
+		}
+		if err := w.putOrder(&o); err != nil {
+			return err
+		}
+		t.CurrentOrder = o.ID
+		return w.putTarget(&t)
+	})
+	return o, err
+}
+
+// CountOrders counts orders per state.
+func (d *DB) CountOrders(ctx context.Context) (map[api.OrderState]int, error) {
+	out := map[api.OrderState]int{}
+	err := d.view(ctx, func(txn *badger.Txn) error {
+		return scan(txn, pOrder, "", true, func(_ []byte, item *badger.Item) (bool, error) {
+			var o struct {
+				State api.OrderState `json:"state"`
+			}
+			if err := item.Value(func(b []byte) error { return json.Unmarshal(b, &o) }); err != nil {
+				return false, err
+			}
+			out[o.State]++
+			return true, nil
+		})
+	})
+	return out, err
+}

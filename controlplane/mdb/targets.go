@@ -1,0 +1,316 @@
+package mdb
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"maps"
+
+	"github.com/dgraph-io/badger/v4"
+
+	"osim/controlplane/api"
+)
+
+func getTarget(txn *badger.Txn, id string) (api.Target, error) {
+	var t api.Target
+	ok, err := getJSON(txn, k(pTarget, id), &t)
+	if err != nil {
+		return t, err
+	}
+	if !ok {
+		return t, fmt.Errorf("%w: target %s", ErrNotFound, id)
+	}
+	return t, nil
+}
+
+// putTarget stores t at this revision and logs it for its site.
+func (w *wtx) putTarget(t *api.Target) error {
+	t.Revision = w.bump()
+	t.Updated = w.now
+	if err := w.setJSON(k(pTarget, t.ID), t); err != nil {
+		return err
+	}
+	c := *t
+	w.logChange(t.Site, api.Change{Kind: api.ChangeTarget, ID: t.ID, Target: &c})
+	return nil
+}
+
+// checkMACs returns ErrConflict if a MAC belongs to a target other than self.
+func checkMACs(txn *badger.Txn, macs []string, self, label string) error {
+	for i, m := range macs {
+		owner, ok, err := getString(txn, k(pMAC, m))
+		if err != nil {
+			return err
+		}
+		if ok && owner != self {
+			return fmt.Errorf("%w: %smacs[%d] %s belongs to target %s", ErrConflict, label, i, m, owner)
+		}
+	}
+	return nil
+}
+
+// CreateTarget creates one target.
+func (d *DB) CreateTarget(ctx context.Context, spec api.TargetSpec) (api.Target, error) {
+	ts, err := d.createTargets(ctx, []api.TargetSpec{spec}, false)
+	if err != nil {
+		return api.Target{}, err
+	}
+	return ts[0], nil
+}
+
+// CreateTargets validates every spec, then creates them in transactions
+// of at most 1000.
+func (d *DB) CreateTargets(ctx context.Context, specs []api.TargetSpec) ([]api.Target, error) {
+	return d.createTargets(ctx, specs, true)
+}
+
+func (d *DB) createTargets(ctx context.Context, specs []api.TargetSpec, many bool) ([]api.Target, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	name := func(i int) string {
+		if many {
+			return fmt.Sprintf("specs[%d]: ", i)
+		}
+		return ""
+	}
+	specs = append([]api.TargetSpec(nil), specs...)
+	seen := map[string]int{}
+	for i := range specs {
+		s := &specs[i]
+		s.MACs = append([]string(nil), s.MACs...)
+		if err := s.Validate(); err != nil {
+			return nil, fmt.Errorf("%w: %s%v", ErrInvalid, name(i), err)
+		}
+		for j, m := range s.MACs {
+			if o, dup := seen[m]; dup {
+				return nil, fmt.Errorf("%w: %smacs[%d] %s is also in specs[%d]", ErrConflict, name(i), j, m, o)
+			}
+			seen[m] = i
+		}
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	// Validate against the store before the first write.
+	err := d.db.View(func(txn *badger.Txn) error {
+		for i, s := range specs {
+			if err := checkMACs(txn, s.MACs, "", name(i)); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	out := make([]api.Target, 0, len(specs))
+	for start := 0; start < len(specs); start += chunkSize {
+		if err := ctx.Err(); err != nil {
+			return out, err
+		}
+		end := min(start+chunkSize, len(specs))
+		err := d.updateLocked(func(w *wtx) error {
+			for _, s := range specs[start:end] {
+				id, err := w.newID("t-", pTarget)
+				if err != nil {
+					return err
+				}
+				t := api.Target{ID: id, Hostname: s.Hostname, MACs: s.MACs, Arch: s.Arch, Site: s.Site,
+					Address: s.Address, Labels: s.Labels, Created: w.now}
+				if err := w.putTarget(&t); err != nil {
+					return err
+				}
+				for _, m := range t.MACs {
+					if err := w.set(k(pMAC, m), []byte(id)); err != nil {
+						return err
+					}
+				}
+				if err := w.set(k(pSiteTgt, t.Site, "/", id), nil); err != nil {
+					return err
+				}
+				out = append(out, t)
+			}
+			return nil
+		})
+		if err != nil {
+			return out[:start], err
+		}
+	}
+	return out, nil
+}
+
+// GetTarget reads a target.
+func (d *DB) GetTarget(ctx context.Context, id string) (t api.Target, err error) {
+	err = d.view(ctx, func(txn *badger.Txn) error { t, err = getTarget(txn, id); return err })
+	return t, err
+}
+
+// TargetByMAC finds the target that owns mac (any form CanonicalMAC reads).
+func (d *DB) TargetByMAC(ctx context.Context, mac string) (t api.Target, err error) {
+	m, err := api.CanonicalMAC(mac)
+	if err != nil {
+		return t, fmt.Errorf("%w: mac: %v", ErrInvalid, err)
+	}
+	err = d.view(ctx, func(txn *badger.Txn) error {
+		id, ok, err := getString(txn, k(pMAC, m))
+		if err != nil {
+			return err
+		}
+		if !ok {
+			return fmt.Errorf("%w: no target has MAC %s", ErrNotFound, m)
+		}
+		t, err = getTarget(txn, id)
+		return err
+	})
+	return t, err
+}
+
+// ListTargets lists targets by id, filtered by site and selector.
+func (d *DB) ListTargets(ctx context.Context, q TargetQuery) (out []api.Target, next string, err error) {
+	limit := limitOf(q.Limit, 100, 1000)
+	if q.Site != "" && !api.ValidName(q.Site) {
+		return nil, "", fmt.Errorf("%w: site: %q is not a valid site name", ErrInvalid, q.Site)
+	}
+	err = d.view(ctx, func(txn *badger.Txn) error {
+		visit := func(t api.Target) bool {
+			if !q.Selector.Matches(t.Labels) {
+				return true
+			}
+			if len(out) == limit {
+				next = out[len(out)-1].ID
+				return false
+			}
+			out = append(out, t)
+			return true
+		}
+		if q.Site != "" {
+			p := k(pSiteTgt, q.Site, "/")
+			return scan(txn, string(p), q.After, false, func(key []byte, _ *badger.Item) (bool, error) {
+				t, err := getTarget(txn, string(key[len(p):]))
+				if err != nil {
+					return false, err
+				}
+				return visit(t), nil
+			})
+		}
+		return scan(txn, pTarget, q.After, true, func(_ []byte, item *badger.Item) (bool, error) {
+			var t api.Target
+			if err := item.Value(func(b []byte) error { return json.Unmarshal(b, &t) }); err != nil {
+				return false, err
+			}
+			return visit(t), nil
+		})
+	})
+	return out, next, err
+}
+
+// UpdateTarget applies a patch; moving the target to another site logs a
+// deletion for the old site.
+func (d *DB) UpdateTarget(ctx context.Context, id string, p api.TargetPatch) (t api.Target, err error) {
+	err = d.update(ctx, func(w *wtx) error {
+		t, err = getTarget(w.txn, id)
+		if err != nil {
+			return err
+		}
+		s := api.TargetSpec{Hostname: t.Hostname, MACs: append([]string(nil), t.MACs...), Arch: t.Arch,
+			Site: t.Site, Address: t.Address, Labels: t.Labels}
+		if p.Hostname != nil {
+			s.Hostname = *p.Hostname
+		}
+		if p.MACs != nil {
+			s.MACs = append([]string(nil), (*p.MACs)...)
+		}
+		if p.Arch != nil {
+			s.Arch = *p.Arch
+		}
+		if p.Site != nil {
+			s.Site = *p.Site
+		}
+		if p.Address != nil {
+			s.Address = *p.Address
+		}
+		if p.Labels != nil {
+			s.Labels = maps.Clone(*p.Labels)
+		}
+		if err := s.Validate(); err != nil {
+			return fmt.Errorf("%w: target %s: %v", ErrInvalid, id, err)
+		}
+		if err := checkMACs(w.txn, s.MACs, id, ""); err != nil {
+			return err
+		}
+		for _, m := range t.MACs {
+			if err := w.del(k(pMAC, m)); err != nil {
+				return err
+			}
+		}
+		for _, m := range s.MACs {
+			if err := w.set(k(pMAC, m), []byte(id)); err != nil {
+				return err
+			}
+		}
+		if s.Site != t.Site {
+			if err := w.del(k(pSiteTgt, t.Site, "/", id)); err != nil {
+				return err
+			}
+			if err := w.set(k(pSiteTgt, s.Site, "/", id), nil); err != nil {
+				return err
+			}
+			w.logChange(t.Site, api.Change{Kind: api.ChangeTarget, ID: id, Deleted: true})
+		}
+		t.Hostname, t.MACs, t.Arch, t.Site, t.Address, t.Labels = s.Hostname, s.MACs, s.Arch, s.Site, s.Address, s.Labels
+		return w.putTarget(&t)
+	})
+	return t, err
+}
+
+// SetFacts merges facts into the target's Facts.
+func (d *DB) SetFacts(ctx context.Context, id string, facts map[string]string) (t api.Target, err error) {
+	err = d.update(ctx, func(w *wtx) error {
+		t, err = w.mergeFacts(id, facts)
+		return err
+	})
+	return t, err
+}
+
+func (w *wtx) mergeFacts(id string, facts map[string]string) (api.Target, error) {
+	t, err := getTarget(w.txn, id)
+	if err != nil {
+		return t, err
+	}
+	for key := range facts {
+		if key == "" || len(key) > 128 {
+			return t, fmt.Errorf("%w: facts: key %q must be 1-128 bytes", ErrInvalid, key)
+		}
+	}
+	if t.Facts == nil {
+		t.Facts = map[string]string{}
+	}
+	maps.Copy(t.Facts, facts)
+	return t, w.putTarget(&t)
+}
+
+// DeleteTarget deletes a target without a live order.
+func (d *DB) DeleteTarget(ctx context.Context, id string) error {
+	return d.update(ctx, func(w *wtx) error {
+		t, err := getTarget(w.txn, id)
+		if err != nil {
+			return err
+		}
+		if t.CurrentOrder != "" {
+			return fmt.Errorf("%w: target %s has live order %s", ErrConflict, id, t.CurrentOrder)
+		}
+		for _, m := range t.MACs {
+			if err := w.del(k(pMAC, m)); err != nil {
+				return err
+			}
+		}
+		if err := w.del(k(pSiteTgt, t.Site, "/", id)); err != nil {
+			return err
+		}
+		if err := w.del(k(pTarget, id)); err != nil {
+			return err
+		}
+		w.logChange(t.Site, api.Change{Kind: api.ChangeTarget, ID: id, Deleted: true})
+		return nil
+	})
+}
