@@ -1,0 +1,49 @@
+// Command osim-manager is the osim manager: the MDB and its HTTP API.
+// Modes: `serve` runs the API; `token` makes and lists tokens offline on
+// the data directory.
+package main
+
+import (
+	"fmt"
+	"log/slog"
+	"os"
+)
+
+const usage = `osim-manager: the osim manager (MDB and API)
+
+usage:
+  osim-manager serve --data-dir DIR [--listen ADDR] [flags]      serve the API
+  osim-manager token create --role ROLE [--name N] --data-dir DIR  make a token offline, print its secret
+  osim-manager token list --data-dir DIR                          list tokens offline
+  osim-manager help                                               this text
+
+Run "osim-manager serve -h" for the flags of a mode. Flags may also come
+from the environment: OSIM_MANAGER_<FLAG> with - as _ (OSIM_MANAGER_DATA_DIR).
+`
+
+func main() {
+	if len(os.Args) < 2 {
+		fmt.Fprint(os.Stderr, usage)
+		os.Exit(2)
+	}
+	switch os.Args[1] {
+	case "serve":
+		os.Exit(runServe(os.Args[2:]))
+	case "token", "tokens":
+		os.Exit(runToken(os.Args[2:]))
+	case "help", "-h", "--help":
+		fmt.Print(usage)
+	default:
+		fmt.Fprintf(os.Stderr, "osim-manager: unknown mode %q\n\n%s", os.Args[1], usage)
+		os.Exit(2)
+	}
+}
+
+// newLogger is the text logger on stderr every mode uses.
+func newLogger(level string) (*slog.Logger, error) {
+	var l slog.Level
+	if err := l.UnmarshalText([]byte(level)); err != nil {
+		return nil, fmt.Errorf("--log-level %q: want debug, info, warn or error", level)
+	}
+	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: l})), nil
+}

@@ -1,0 +1,205 @@
+package main
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	"osim/controlplane/api"
+	"osim/controlplane/manager"
+	"osim/controlplane/mdb"
+	"osim/metrics"
+)
+
+// envDefaults sets every flag not given on the command line from
+// OSIM_MANAGER_<NAME> (dashes as underscores), if set.
+func envDefaults(fs *flag.FlagSet) error {
+	given := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { given[f.Name] = true })
+	var err error
+	fs.VisitAll(func(f *flag.Flag) {
+		if given[f.Name] || err != nil {
+			return
+		}
+		env := "OSIM_MANAGER_" + strings.ToUpper(strings.ReplaceAll(f.Name, "-", "_"))
+		if v, ok := os.LookupEnv(env); ok {
+			if e := f.Value.Set(v); e != nil {
+				err = fmt.Errorf("%s=%q: %w", env, v, e)
+			}
+		}
+	})
+	return err
+}
+
+// openStore opens the MDB in dir and explains a lock held by another process.
+func openStore(dir string, log *slog.Logger, hint string) (*mdb.DB, error) {
+	if dir == "" {
+		return nil, errors.New("--data-dir is required")
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("data dir: %w", err)
+	}
+	db, err := mdb.Open(dir, mdb.Options{Logger: log})
+	if err != nil {
+		if strings.Contains(strings.ToLower(err.Error()), "lock") {
+			return nil, fmt.Errorf("%w\nthe data dir %s is in use, most likely by a running osim-manager serve%s", err, dir, hint)
+		}
+		return nil, err
+	}
+	return db, nil
+}
+
+func runServe(args []string) int {
+	fs := flag.NewFlagSet("osim-manager serve", flag.ContinueOnError)
+	var (
+		listen    = fs.String("listen", "127.0.0.1:8080", "serve the API on this TCP address")
+		dataDir   = fs.String("data-dir", "", "the MDB's directory (Badger database and blobs)")
+		metricsL  = fs.String("metrics-listen", "", "serve Prometheus /metrics on this TCP address (empty: not served)")
+		tlsCert   = fs.String("tls-cert", "", "TLS certificate (PEM); with --tls-key serve HTTPS")
+		tlsKey    = fs.String("tls-key", "", "TLS private key (PEM)")
+		bootstrap = fs.String("bootstrap-token-file", "", "if the MDB has no admin token, make one and write its secret to this file (0600)")
+		logLevel  = fs.String("log-level", "info", "debug, info, warn or error")
+		hbEvery   = fs.Duration("heartbeat-interval", 10*time.Second, "expected boot server heartbeat interval: stale after 3, down after 10 missed")
+		grace     = fs.Duration("grace", 5*time.Second, "on SIGINT/SIGTERM, how long running requests may finish")
+	)
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	if err := envDefaults(fs); err != nil {
+		fmt.Fprintf(os.Stderr, "osim-manager serve: %v\n", err)
+		return 2
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(os.Stderr, "osim-manager serve: unexpected arguments %q\n", fs.Args())
+		return 2
+	}
+	log, err := newLogger(*logLevel)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "osim-manager serve: %v\n", err)
+		return 2
+	}
+	if (*tlsCert == "") != (*tlsKey == "") {
+		fmt.Fprintln(os.Stderr, "osim-manager serve: --tls-cert and --tls-key go together")
+		return 2
+	}
+	var tlsConf *tls.Config
+	if *tlsCert != "" {
+		cert, err := tls.LoadX509KeyPair(*tlsCert, *tlsKey)
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "osim-manager serve: TLS: %v\n", err)
+			return 2
+		}
+		tlsConf = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+	}
+
+	db, err := openStore(*dataDir, log, "; stop it first")
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "osim-manager serve: %v\n", err)
+		return 1
+	}
+	defer func() {
+		if err := db.Close(); err != nil {
+			log.Error("closing the MDB", "err", err)
+		}
+	}()
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+
+	if *bootstrap != "" {
+		if err := bootstrapAdmin(ctx, db, *bootstrap, log); err != nil {
+			fmt.Fprintf(os.Stderr, "osim-manager serve: --bootstrap-token-file: %v\n", err)
+			return 1
+		}
+	}
+	reg := metrics.NewRegistry()
+	srv, err := manager.New(manager.Config{Store: db, Logger: log, Registry: reg, HeartbeatInterval: *hbEvery})
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "osim-manager serve: %v\n", err)
+		return 1
+	}
+	if *metricsL != "" {
+		a, err := metrics.Serve(ctx, *metricsL, reg, log)
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "osim-manager serve: %v\n", err)
+			return 1
+		}
+		log.Info("metrics serving", "url", "http://"+a.String()+"/metrics")
+	}
+	ln, err := net.Listen("tcp", *listen)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "osim-manager serve: listen on %q: %v\n", *listen, err)
+		return 1
+	}
+	scheme := "http"
+	if tlsConf != nil {
+		scheme = "https"
+		ln = tls.NewListener(ln, tlsConf)
+	}
+	hs := &http.Server{
+		Handler:           srv.Handler(),
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	}
+	url := scheme + "://" + ln.Addr().String()
+	fmt.Printf("osim-manager serving %s%s/\n", url, api.Prefix)
+	log.Info("serving", "url", url, "data_dir", *dataDir)
+	errc := make(chan error, 1)
+	go func() { errc <- hs.Serve(ln) }()
+	select {
+	case err := <-errc:
+		log.Error("server stopped", "err", err)
+		return 1
+	case <-ctx.Done():
+	}
+	log.Info("shutting down", "grace", *grace)
+	sctx, cancel := context.WithTimeout(context.Background(), *grace)
+	defer cancel()
+	if err := hs.Shutdown(sctx); err != nil {
+		log.Warn("shutdown: requests still running were cut", "err", err)
+	}
+	return 0
+}
+
+// bootstrapAdmin makes an admin token when the MDB has none and writes
+// its secret to file (0600). With an admin token already there it leaves
+// the file alone.
+func bootstrapAdmin(ctx context.Context, store mdb.Store, file string, log *slog.Logger) error {
+	toks, err := store.ListTokens(ctx)
+	if err != nil {
+		return err
+	}
+	for _, t := range toks {
+		if t.Role == api.RoleAdmin {
+			log.Info("bootstrap: an admin token exists; not making another", "token", t.ID, "file", file)
+			return nil
+		}
+	}
+	if err := os.MkdirAll(filepath.Dir(file), 0o700); err != nil {
+		return err
+	}
+	info, err := manager.CreateToken(ctx, store, api.RoleAdmin, "bootstrap", time.Now())
+	if err != nil {
+		return err
+	}
+	tmp := file + ".tmp"
+	if err := os.WriteFile(tmp, []byte(info.Secret+"\n"), 0o600); err != nil {
+		return err
+	}
+	if err := os.Rename(tmp, file); err != nil {
+		return err
+	}
+	log.Info("bootstrap: admin token created", "token", info.ID, "file", file)
+	return nil
+}

@@ -1,0 +1,463 @@
+package manager
+
+import (
+	"errors"
+	"fmt"
+	"net/http"
+	"strings"
+
+	"osim/controlplane/api"
+	"osim/controlplane/mdb"
+)
+
+// ---- targets ----
+
+func (s *Server) createTarget(w http.ResponseWriter, r *http.Request, _ *principal) {
+	var spec api.TargetSpec
+	if err := decode(w, r, s.cfg.MaxBody, &spec); err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	t, err := s.store.CreateTarget(r.Context(), spec)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusCreated, t)
+}
+
+func (s *Server) listTargets(w http.ResponseWriter, r *http.Request, _ *principal) {
+	pg, err := page(r)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	q := mdb.TargetQuery{Page: pg, Site: r.URL.Query().Get("site")}
+	if q.Selector, err = api.ParseSelector(r.URL.Query().Get("selector")); err != nil {
+		s.fail(w, r, errorf(http.StatusBadRequest, "query %v", err))
+		return
+	}
+	ts, next, err := s.store.ListTargets(r.Context(), q)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	if ts == nil {
+		ts = []api.Target{}
+	}
+	writeJSON(w, http.StatusOK, api.TargetList{Targets: ts, Next: next})
+}
+
+// resolveTarget finds {id}: a target id, or any of its MACs in any form
+// net.ParseMAC reads.
+func (s *Server) resolveTarget(r *http.Request) (api.Target, error) {
+	id := r.PathValue("id")
+	if mac, err := api.CanonicalMAC(id); err == nil {
+		t, err := s.store.TargetByMAC(r.Context(), mac)
+		if !errors.Is(err, mdb.ErrNotFound) {
+			return t, err
+		}
+	}
+	return s.store.GetTarget(r.Context(), id)
+}
+
+func (s *Server) getTarget(w http.ResponseWriter, r *http.Request, _ *principal) {
+	t, err := s.resolveTarget(r)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, t)
+}
+
+func (s *Server) updateTarget(w http.ResponseWriter, r *http.Request, _ *principal) {
+	var p api.TargetPatch
+	if err := decode(w, r, s.cfg.MaxBody, &p); err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	t, err := s.resolveTarget(r)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	t, err = s.store.UpdateTarget(r.Context(), t.ID, p)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, t)
+}
+
+func (s *Server) deleteTarget(w http.ResponseWriter, r *http.Request, _ *principal) {
+	t, err := s.resolveTarget(r)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	if err := s.store.DeleteTarget(r.Context(), t.ID); err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
+}
+
+// ---- images ----
+
+func (s *Server) createImage(w http.ResponseWriter, r *http.Request, _ *principal) {
+	var spec api.ImageSpec
+	if err := decode(w, r, s.cfg.MaxBody, &spec); err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	img, err := s.store.CreateImage(r.Context(), spec)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusCreated, img)
+}
+
+// ImageList is the answer of GET /api/v1/images.
+type ImageList struct {
+	Images []api.Image `json:"images"`
+	Next   string      `json:"next,omitempty"`
+}
+
+func (s *Server) listImages(w http.ResponseWriter, r *http.Request, _ *principal) {
+	pg, err := page(r)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	imgs, next, err := s.store.ListImages(r.Context(), pg)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	if imgs == nil {
+		imgs = []api.Image{}
+	}
+	writeJSON(w, http.StatusOK, ImageList{Images: imgs, Next: next})
+}
+
+func (s *Server) getImage(w http.ResponseWriter, r *http.Request, _ *principal) {
+	img, err := s.store.GetImage(r.Context(), r.PathValue("id"))
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, img)
+}
+
+func (s *Server) deleteImage(w http.ResponseWriter, r *http.Request, _ *principal) {
+	if err := s.store.DeleteImage(r.Context(), r.PathValue("id")); err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
+}
+
+// ---- boot servers ----
+
+// health says how a boot server is doing from its last heartbeat (or its
+// registration, before the first one).
+func (s *Server) health(bs api.BootServer) string {
+	last := bs.LastHeartbeat
+	if last.IsZero() {
+		last = bs.Created
+	}
+	age := s.now().Sub(last)
+	switch {
+	case age >= downAfterBeats*s.cfg.HeartbeatInterval:
+		return api.HealthDown
+	case age >= staleAfterBeats*s.cfg.HeartbeatInterval:
+		return api.HealthStale
+	}
+	return api.HealthHealthy
+}
+
+func (s *Server) withHealth(bs api.BootServer) api.BootServer {
+	bs.Health = s.health(bs)
+	return bs
+}
+
+func (s *Server) register(w http.ResponseWriter, r *http.Request, p *principal) {
+	var req api.RegisterRequest
+	if err := decode(w, r, s.cfg.MaxBody, &req); err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	if !api.ValidName(req.Name) {
+		s.fail(w, r, errorf(http.StatusBadRequest, "name: %q is not a valid boot server name", req.Name))
+		return
+	}
+	stored, info, err := MintToken(api.RoleBootServer, "", "", s.now())
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	bs, err := s.store.RegisterBootServer(r.Context(), req, stored)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	s.log.Info("boot server registered", "boot_server", bs.ID, "name", bs.Name, "site", bs.Site, "join_token", p.ID)
+	writeJSON(w, http.StatusCreated, api.RegisterResponse{BootServer: s.withHealth(bs), Token: info.Secret})
+}
+
+// callerBootServer is the boot server a boot-server token is bound to.
+func callerBootServer(p *principal) (string, error) {
+	if p.BootServer == "" {
+		return "", errorf(http.StatusForbidden, "token %s is not bound to a boot server", p.ID)
+	}
+	return p.BootServer, nil
+}
+
+func (s *Server) heartbeat(w http.ResponseWriter, r *http.Request, p *principal) {
+	id, err := callerBootServer(p)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	var hb api.Heartbeat
+	if err := decode(w, r, s.cfg.MaxBody, &hb); err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	bs, err := s.store.Heartbeat(r.Context(), id, hb, s.now())
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	s.noteSynced(id, hb.SyncedRevision)
+	writeJSON(w, http.StatusOK, s.withHealth(bs))
+}
+
+// BootServerList is the answer of GET /api/v1/bootservers.
+type BootServerList struct {
+	BootServers []api.BootServer `json:"boot_servers"`
+}
+
+func (s *Server) listBootServers(w http.ResponseWriter, r *http.Request, _ *principal) {
+	bss, err := s.store.ListBootServers(r.Context())
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	out := make([]api.BootServer, 0, len(bss))
+	for _, bs := range bss {
+		out = append(out, s.withHealth(bs))
+	}
+	writeJSON(w, http.StatusOK, BootServerList{BootServers: out})
+}
+
+func (s *Server) getBootServer(w http.ResponseWriter, r *http.Request, _ *principal) {
+	bs, err := s.store.GetBootServer(r.Context(), r.PathValue("id"))
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, s.withHealth(bs))
+}
+
+func (s *Server) deleteBootServer(w http.ResponseWriter, r *http.Request, p *principal) {
+	id := r.PathValue("id")
+	if err := s.store.DeleteBootServer(r.Context(), id); err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	// Revoke its credentials (the store may have done so already).
+	toks, err := s.store.ListTokens(r.Context())
+	if err != nil {
+		s.fail(w, r, fmt.Errorf("boot server %s deleted, listing its tokens: %w", id, err))
+		return
+	}
+	for _, t := range toks {
+		if t.BootServer != id {
+			continue
+		}
+		if err := s.store.DeleteToken(r.Context(), t.ID); err != nil && !errors.Is(err, mdb.ErrNotFound) {
+			s.fail(w, r, fmt.Errorf("boot server %s deleted, revoking token %s: %w", id, t.ID, err))
+			return
+		}
+	}
+	s.syncMu.Lock()
+	delete(s.syncedRevs, id)
+	s.syncMu.Unlock()
+	s.log.Info("boot server deleted", "boot_server", id, "by", p.ID)
+	w.WriteHeader(http.StatusNoContent)
+}
+
+// ---- orders ----
+
+// userOrder hides the installer's status token from user-facing answers.
+func userOrder(o api.Order) api.Order {
+	o.Token = ""
+	return o
+}
+
+func userOrders(os []api.Order) []api.Order {
+	out := make([]api.Order, len(os))
+	for i, o := range os {
+		out[i] = userOrder(o)
+	}
+	return out
+}
+
+func (s *Server) createOrders(w http.ResponseWriter, r *http.Request, p *principal) {
+	var req api.OrderRequest
+	if err := decode(w, r, s.cfg.MaxBody, &req); err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	n := 0
+	for _, set := range []bool{req.Target != "", len(req.Targets) > 0, req.Selector != ""} {
+		if set {
+			n++
+		}
+	}
+	if n != 1 {
+		s.fail(w, r, errorf(http.StatusBadRequest, "exactly one of target, targets, selector must be set (got %d)", n))
+		return
+	}
+	if req.Selector != "" {
+		sel, err := api.ParseSelector(req.Selector)
+		if err != nil {
+			s.fail(w, r, errorf(http.StatusBadRequest, "%v", err))
+			return
+		}
+		if sel.Empty() {
+			s.fail(w, r, errorf(http.StatusBadRequest, "selector: %q selects every target; name at least one label", req.Selector))
+			return
+		}
+	}
+	if req.Image == "" {
+		s.fail(w, r, errorf(http.StatusBadRequest, "image: required"))
+		return
+	}
+	orders, err := s.store.CreateOrders(r.Context(), req)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	s.log.Info("orders created", "count", len(orders), "image", req.Image, "selector", req.Selector, "by", p.ID)
+	writeJSON(w, http.StatusCreated, api.OrderList{Orders: userOrders(orders)})
+}
+
+func (s *Server) listOrders(w http.ResponseWriter, r *http.Request, _ *principal) {
+	pg, err := page(r)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	qv := r.URL.Query()
+	q := mdb.OrderQuery{Page: pg, State: api.OrderState(qv.Get("state")), Target: qv.Get("target"), Site: qv.Get("site")}
+	if q.State != "" && !q.State.Valid() {
+		states := make([]string, len(api.OrderStates))
+		for i, st := range api.OrderStates {
+			states[i] = string(st)
+		}
+		s.fail(w, r, errorf(http.StatusBadRequest, "query state: %q is not one of %s", q.State, strings.Join(states, ", ")))
+		return
+	}
+	orders, next, err := s.store.ListOrders(r.Context(), q)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, api.OrderList{Orders: userOrders(orders), Next: next})
+}
+
+func (s *Server) getOrder(w http.ResponseWriter, r *http.Request, _ *principal) {
+	o, err := s.store.GetOrder(r.Context(), r.PathValue("id"))
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, userOrder(o))
+}
+
+func (s *Server) cancelOrder(w http.ResponseWriter, r *http.Request, p *principal) {
+	reason := "cancelled by " + tokenLabel(p)
+	o, err := s.store.Transition(r.Context(), r.PathValue("id"), api.OrderCancelled, reason)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	s.log.Info("order cancelled", "order", o.ID, "by", p.ID)
+	writeJSON(w, http.StatusOK, userOrder(o))
+}
+
+func (s *Server) retryOrder(w http.ResponseWriter, r *http.Request, p *principal) {
+	o, err := s.store.Retry(r.Context(), r.PathValue("id"))
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	s.log.Info("order retried", "order", o.ID, "attempt", o.Attempt, "by", p.ID)
+	writeJSON(w, http.StatusOK, userOrder(o))
+}
+
+func tokenLabel(p *principal) string {
+	if p.Name != "" {
+		return fmt.Sprintf("%s (%s)", p.Name, p.ID)
+	}
+	return "token " + p.ID
+}
+
+// ---- tokens ----
+
+func (s *Server) createToken(w http.ResponseWriter, r *http.Request, p *principal) {
+	var req api.TokenRequest
+	if err := decode(w, r, s.cfg.MaxBody, &req); err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	info, err := CreateToken(r.Context(), s.store, req.Role, req.Name, s.now())
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	s.log.Info("token created", "token", info.ID, "role", info.Role, "name", info.Name, "by", p.ID)
+	writeJSON(w, http.StatusCreated, info)
+}
+
+// TokenList is the answer of GET /api/v1/tokens.
+type TokenList struct {
+	Tokens []api.TokenInfo `json:"tokens"`
+}
+
+func (s *Server) listTokens(w http.ResponseWriter, r *http.Request, _ *principal) {
+	toks, err := s.store.ListTokens(r.Context())
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	for i := range toks {
+		toks[i].Secret = ""
+	}
+	if toks == nil {
+		toks = []api.TokenInfo{}
+	}
+	writeJSON(w, http.StatusOK, TokenList{Tokens: toks})
+}
+
+func (s *Server) deleteToken(w http.ResponseWriter, r *http.Request, p *principal) {
+	id := r.PathValue("id")
+	if err := s.store.DeleteToken(r.Context(), id); err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	s.log.Info("token deleted", "token", id, "by", p.ID)
+	w.WriteHeader(http.StatusNoContent)
+}
+
+// noteSynced records the revision a boot server said it holds.
+func (s *Server) noteSynced(id string, rev uint64) {
+	s.syncMu.Lock()
+	if rev > s.syncedRevs[id] {
+		s.syncedRevs[id] = rev
+	}
+	s.syncMu.Unlock()
+}

@@ -1,0 +1,123 @@
+package manager
+
+import (
+	"context"
+	"strconv"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"osim/controlplane/api"
+	"osim/metrics"
+)
+
+const subsystem = "manager"
+
+type serverMetrics struct {
+	requests        *prometheus.CounterVec
+	duration        *prometheus.HistogramVec
+	syncClients     prometheus.Gauge
+	eventsIngested  prometheus.Counter
+	eventsDuplicate prometheus.Counter
+}
+
+func newServerMetrics(s *Server, reg prometheus.Registerer) (*serverMetrics, error) {
+	m := &serverMetrics{
+		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: metrics.Namespace, Subsystem: subsystem, Name: "api_requests_total",
+			Help: "API requests by route (the mux pattern) and status code.",
+		}, []string{"route", "code"}),
+		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Namespace: metrics.Namespace, Subsystem: subsystem, Name: "api_request_duration_seconds",
+			Help:    "API request latency by route; long-polls included.",
+			Buckets: []float64{.001, .005, .01, .05, .1, .5, 1, 5, 30, 60},
+		}, []string{"route"}),
+		syncClients: prometheus.NewGauge(prometheus.GaugeOpts{
+			Namespace: metrics.Namespace, Subsystem: subsystem, Name: "sync_clients",
+			Help: "Sync long-polls waiting for a change.",
+		}),
+		eventsIngested: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: metrics.Namespace, Subsystem: subsystem, Name: "events_ingested_total",
+			Help: "Events uploaded by boot servers and stored.",
+		}),
+		eventsDuplicate: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: metrics.Namespace, Subsystem: subsystem, Name: "events_duplicate_total",
+			Help: "Uploaded events dropped as already stored (origin sequence seen).",
+		}),
+	}
+	if reg == nil {
+		return m, nil
+	}
+	for _, c := range []prometheus.Collector{m.requests, m.duration, m.syncClients,
+		m.eventsIngested, m.eventsDuplicate, &storeCollector{s: s}} {
+		if err := reg.Register(c); err != nil {
+			return nil, err
+		}
+	}
+	return m, nil
+}
+
+func (m *serverMetrics) observe(route string, code int, d time.Duration) {
+	m.requests.WithLabelValues(route, strconv.Itoa(code)).Inc()
+	m.duration.WithLabelValues(route).Observe(d.Seconds())
+}
+
+// storeCollector reads the store at scrape time.
+type storeCollector struct{ s *Server }
+
+var (
+	descOrders = prometheus.NewDesc(prometheus.BuildFQName(metrics.Namespace, subsystem, "orders"),
+		"Orders by state.", []string{"state"}, nil)
+	descBootServers = prometheus.NewDesc(prometheus.BuildFQName(metrics.Namespace, subsystem, "boot_servers"),
+		"Registered boot servers by health.", []string{"health"}, nil)
+	descRevision = prometheus.NewDesc(prometheus.BuildFQName(metrics.Namespace, subsystem, "revision"),
+		"The MDB's current revision.", nil, nil)
+	descSyncLag = prometheus.NewDesc(prometheus.BuildFQName(metrics.Namespace, subsystem, "sync_lag_revisions"),
+		"Current revision minus the one the boot server last synced from or reported.", []string{"boot_server"}, nil)
+)
+
+func (c *storeCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- descOrders
+	ch <- descBootServers
+	ch <- descRevision
+	ch <- descSyncLag
+}
+
+func (c *storeCollector) Collect(ch chan<- prometheus.Metric) {
+	s := c.s
+	ctx, cancel := context.WithTimeout(context.Background(), collectTimeout)
+	defer cancel()
+	rev, err := s.store.Revision(ctx)
+	if err != nil {
+		ch <- prometheus.NewInvalidMetric(descRevision, err)
+		return
+	}
+	ch <- prometheus.MustNewConstMetric(descRevision, prometheus.GaugeValue, float64(rev))
+	if counts, err := s.store.CountOrders(ctx); err != nil {
+		ch <- prometheus.NewInvalidMetric(descOrders, err)
+	} else {
+		for _, st := range api.OrderStates {
+			ch <- prometheus.MustNewConstMetric(descOrders, prometheus.GaugeValue, float64(counts[st]), string(st))
+		}
+	}
+	bss, err := s.store.ListBootServers(ctx)
+	if err != nil {
+		ch <- prometheus.NewInvalidMetric(descBootServers, err)
+		return
+	}
+	health := map[string]int{api.HealthHealthy: 0, api.HealthStale: 0, api.HealthDown: 0}
+	s.syncMu.Lock()
+	defer s.syncMu.Unlock()
+	for _, bs := range bss {
+		health[s.health(bs)]++
+		synced := max(bs.SyncedRevision, s.syncedRevs[bs.ID])
+		lag := uint64(0)
+		if rev > synced {
+			lag = rev - synced
+		}
+		ch <- prometheus.MustNewConstMetric(descSyncLag, prometheus.GaugeValue, float64(lag), bs.ID)
+	}
+	for h, n := range health {
+		ch <- prometheus.MustNewConstMetric(descBootServers, prometheus.GaugeValue, float64(n), h)
+	}
+}

@@ -1,0 +1,199 @@
+package manager
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"time"
+
+	"osim/controlplane/api"
+	"osim/controlplane/mdb"
+)
+
+// listEvents pages through events; with ?wait= it long-polls until an
+// event past ?after= matches or the wait ends.
+func (s *Server) listEvents(w http.ResponseWriter, r *http.Request, _ *principal) {
+	after, _, err := queryUint(r, "after")
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	limit, err := queryLimit(r, 100, 1000)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	wait, err := queryWait(r, s.cfg.SyncWaitMax)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	qv := r.URL.Query()
+	q := mdb.EventQuery{After: after, Limit: limit, Order: qv.Get("order"), Target: qv.Get("target"), Type: qv.Get("type")}
+	evs, err := s.store.ListEvents(r.Context(), q)
+	if err == nil && len(evs) == 0 && wait > 0 {
+		ctx, cancel := context.WithTimeout(r.Context(), wait)
+		evs, err = s.waitEvents(ctx, q)
+		cancel()
+	}
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	out := api.EventList{Events: evs, Last: after}
+	if out.Events == nil {
+		out.Events = []api.Event{}
+	}
+	if n := len(evs); n > 0 {
+		out.Last = evs[n-1].Seq
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
+// waitEvents waits for events matching q until ctx ends (then: none, no
+// error). Other events wake it too; it skips past them.
+func (s *Server) waitEvents(ctx context.Context, q mdb.EventQuery) ([]api.Event, error) {
+	seen := q.After
+	for {
+		err := s.store.WaitEvents(ctx, seen)
+		if ctx.Err() != nil {
+			return nil, nil // the wait ended: nothing new
+		}
+		if err != nil {
+			return nil, err
+		}
+		evs, err := s.store.ListEvents(ctx, q)
+		if err != nil || len(evs) > 0 {
+			if ctx.Err() != nil {
+				return nil, nil
+			}
+			return evs, err
+		}
+		last, err := s.store.LastEventSeq(ctx)
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil, nil
+			}
+			return nil, err
+		}
+		seen = max(seen, last)
+	}
+}
+
+func (s *Server) uploadEvents(w http.ResponseWriter, r *http.Request, p *principal) {
+	id, err := callerBootServer(p)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	var b api.EventBatch
+	if err := decode(w, r, eventsBodyFactor*s.cfg.MaxBody, &b); err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	if len(b.Events) > MaxEventBatch {
+		s.fail(w, r, errorf(http.StatusRequestEntityTooLarge, "events: %d in one batch is over the limit of %d", len(b.Events), MaxEventBatch))
+		return
+	}
+	ack, err := s.store.IngestEvents(r.Context(), id, b.Events)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	s.metrics.eventsIngested.Add(float64(ack.Accepted))
+	s.metrics.eventsDuplicate.Add(float64(ack.Duplicates))
+	writeJSON(w, http.StatusOK, ack)
+}
+
+// sync answers a boot server's change stream for its site: incremental
+// (?since=N, long-polling with ?wait=) or a snapshot page (?snapshot=C,
+// and since=0 or a since older than the change log).
+func (s *Server) sync(w http.ResponseWriter, r *http.Request, p *principal) {
+	id, err := callerBootServer(p)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	qv := r.URL.Query()
+	since, hasSince, err := queryUint(r, "since")
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	cursor, hasCursor := qv.Get("snapshot"), qv.Has("snapshot")
+	if hasSince == hasCursor {
+		s.fail(w, r, errorf(http.StatusBadRequest, "exactly one of the queries since and snapshot must be set"))
+		return
+	}
+	limit, err := queryLimit(r, DefaultSyncLimit, MaxSyncLimit)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	wait, err := queryWait(r, s.cfg.SyncWaitMax)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	ctx := r.Context()
+	bs, err := s.store.GetBootServer(ctx, id)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	var resp api.SyncResponse
+	switch {
+	case hasCursor:
+		if cursor == "" {
+			s.fail(w, r, errorf(http.StatusBadRequest, "query snapshot: empty cursor (start a snapshot with since=0)"))
+			return
+		}
+		resp, err = s.store.Snapshot(ctx, bs.Site, cursor, limit)
+	case since == 0:
+		resp, err = s.store.Snapshot(ctx, bs.Site, "", limit)
+	default:
+		s.noteSynced(id, since)
+		resp, err = s.changes(ctx, bs.Site, since, limit, wait)
+		if errors.Is(err, mdb.ErrGone) {
+			s.log.Info("sync: change log passed the boot server; sending a snapshot", "boot_server", id, "since", since)
+			resp, err = s.store.Snapshot(ctx, bs.Site, "", limit)
+		}
+	}
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	if resp.Changes == nil {
+		resp.Changes = []api.Change{}
+	}
+	writeJSON(w, http.StatusOK, resp)
+}
+
+// changes returns the changes for site since since, waiting up to wait
+// for the first one.
+func (s *Server) changes(ctx context.Context, site string, since uint64, limit int, wait time.Duration) (api.SyncResponse, error) {
+	resp, err := s.store.Changes(ctx, site, since, limit)
+	if err != nil || len(resp.Changes) > 0 || wait <= 0 {
+		return resp, err
+	}
+	s.metrics.syncClients.Inc()
+	defer s.metrics.syncClients.Dec()
+	wctx, cancel := context.WithTimeout(ctx, wait)
+	defer cancel()
+	for {
+		if _, err := s.store.WaitRevision(wctx, max(resp.Revision, since)); err != nil {
+			if wctx.Err() != nil && ctx.Err() == nil {
+				return resp, nil // the wait ended: nothing new
+			}
+			return resp, err
+		}
+		next, err := s.store.Changes(ctx, site, since, limit)
+		if err != nil {
+			return next, err
+		}
+		resp = next
+		if len(resp.Changes) > 0 {
+			return resp, nil
+		}
+	}
+}
