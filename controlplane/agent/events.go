@@ -1,0 +1,149 @@
+package agent
+
+import (
+	"context"
+	"encoding/binary"
+	"encoding/json"
+	"fmt"
+
+	"github.com/dgraph-io/badger/v4"
+
+	"osim/controlplane/api"
+)
+
+// Emit buffers e for the manager: it is in Badger, with the next
+// OriginSeq, before Emit returns; the uploader sends it when the manager
+// is reachable. A zero Time becomes the clock's now.
+func (a *Agent) Emit(e api.Event) error { return a.emitWith(nil, e) }
+
+// emitWith writes events and whatever extra writes in one transaction.
+func (a *Agent) emitWith(extra func(*badger.Txn) error, evs ...api.Event) error {
+	a.emitMu.Lock()
+	defer a.emitMu.Unlock()
+	err := a.db.Update(func(txn *badger.Txn) error {
+		seq, err := getU64(txn, keyEvSeq)
+		if err != nil {
+			return err
+		}
+		for _, e := range evs {
+			seq++
+			e.Seq, e.Origin, e.OriginSeq = 0, "", seq
+			if e.Time.IsZero() {
+				e.Time = a.now()
+			}
+			if err := setJSON(txn, evqKey(seq), e); err != nil {
+				return err
+			}
+		}
+		if err := txn.Set(keyEvSeq, u64(seq)); err != nil {
+			return err
+		}
+		if extra != nil {
+			return extra(txn)
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("agent: buffering %d event(s): %w", len(evs), err)
+	}
+	for _, e := range evs {
+		a.m.eventsEmitted.WithLabelValues(e.Type).Inc()
+	}
+	a.m.addPending(int64(len(evs)))
+	wake(a.evWake)
+	return nil
+}
+
+func (a *Agent) countPending() (int, error) {
+	n := 0
+	err := a.db.View(func(txn *badger.Txn) error {
+		it := txn.NewIterator(badger.IteratorOptions{Prefix: prefixEvq})
+		defer it.Close()
+		for it.Rewind(); it.Valid(); it.Next() {
+			n++
+		}
+		return nil
+	})
+	return n, err
+}
+
+// readBatch returns up to UploadBatch buffered events, lowest seq first.
+func (a *Agent) readBatch() ([]api.Event, error) {
+	var out []api.Event
+	err := a.db.View(func(txn *badger.Txn) error {
+		it := txn.NewIterator(badger.IteratorOptions{Prefix: prefixEvq, PrefetchValues: true, PrefetchSize: 100})
+		defer it.Close()
+		for it.Rewind(); it.Valid() && len(out) < a.cfg.UploadBatch; it.Next() {
+			var e api.Event
+			if err := it.Item().Value(func(b []byte) error { return json.Unmarshal(b, &e) }); err != nil {
+				return fmt.Errorf("agent: decode %x: %w", it.Item().Key(), err)
+			}
+			out = append(out, e)
+		}
+		return nil
+	})
+	return out, err
+}
+
+// forget deletes the buffered events with OriginSeq <= last.
+func (a *Agent) forget(last uint64) (int, error) {
+	n, err := deleteKeys(a.db, prefixEvq, func(k []byte) bool {
+		return len(k) != len(prefixEvq)+8 || binary.BigEndian.Uint64(k[len(prefixEvq):]) > last
+	})
+	if err == nil {
+		a.m.addPending(-int64(n))
+	}
+	return n, err
+}
+
+// uploadLoop sends buffered events in seq order, forgets what the manager
+// acknowledged, backs off while it is unreachable, and sleeps until Emit
+// wakes it when the buffer is empty.
+func (a *Agent) uploadLoop(ctx context.Context) {
+	bo := a.newBackoff()
+	for ctx.Err() == nil {
+		batch, err := a.readBatch()
+		if err != nil {
+			a.log.Error("agent: reading the event buffer", "err", err)
+			if !sleep(ctx, bo.next()) {
+				return
+			}
+			continue
+		}
+		if len(batch) == 0 {
+			select {
+			case <-ctx.Done():
+				return
+			case <-a.evWake:
+			}
+			continue
+		}
+		ack, err := a.cfg.Client.UploadEvents(ctx, api.EventBatch{Events: batch})
+		if err != nil {
+			if ctx.Err() != nil {
+				return
+			}
+			a.m.reachable.Set(0)
+			a.log.Debug("agent: event upload failed", "events", len(batch), "first", batch[0].OriginSeq, "err", err)
+			if !sleep(ctx, bo.next()) {
+				return
+			}
+			continue
+		}
+		a.m.reachable.Set(1)
+		n, err := a.forget(ack.LastSeq)
+		if err != nil {
+			a.log.Error("agent: forgetting acknowledged events", "last_seq", ack.LastSeq, "err", err)
+		}
+		a.m.eventsUploaded.Add(float64(n))
+		if n == 0 {
+			// The manager took none of them: do not spin on the same batch.
+			a.log.Warn("agent: manager acknowledged no event of the batch", "first", batch[0].OriginSeq, "last_seq", ack.LastSeq)
+			if !sleep(ctx, bo.next()) {
+				return
+			}
+			continue
+		}
+		bo.reset()
+	}
+}

@@ -1,0 +1,301 @@
+package agent
+
+import (
+	"context"
+	"fmt"
+	"maps"
+	"net"
+	"net/netip"
+	"os"
+	"strings"
+	"time"
+
+	"osim/controlplane/api"
+	"osim/dataplane/dhcp"
+	"osim/dataplane/httpboot"
+	"osim/dataplane/tftp"
+)
+
+// The seams the dataplane calls; each answers from the local view only.
+var (
+	_ dhcp.Backend        = (*Agent)(nil)
+	_ httpboot.Scripts    = (*Agent)(nil)
+	_ httpboot.Files      = (*Agent)(nil)
+	_ httpboot.Tokens     = (*Agent)(nil)
+	_ httpboot.StatusSink = (*Agent)(nil)
+	_ tftp.Resolver       = (*Agent)(nil)
+)
+
+// seenEvery is how often one MAC may produce a dhcp.seen event.
+const seenEvery = 10 * time.Second
+
+// lookupLocked finds the target of mac and its live order (a.mu held).
+func (a *Agent) lookupLocked(mac string) (t api.Target, o api.Order, known, hasOrder bool) {
+	id, known := a.v.byMAC[mac]
+	if !known {
+		return t, o, false, false
+	}
+	t = a.v.targets[id]
+	if oid, ok := a.v.byTgt[id]; ok {
+		o, hasOrder = a.v.orders[oid]
+	}
+	return t, o, true, hasOrder
+}
+
+// fileName is how a staged image file is named to TFTP and HTTP clients.
+func fileName(image, name string) string { return "images/" + image + "/" + name }
+
+func (a *Agent) scriptURL(mac string) string {
+	return strings.TrimRight(a.cfg.BaseURL, "/") + "/ipxe/" + mac
+}
+
+// Lookup is the dhcp.Backend: staged, booting or installing orders boot
+// their installer; pending orders stay silent until staged; known targets
+// without a live order boot locally; unknown MACs get Config.Unknown.
+func (a *Agent) Lookup(_ context.Context, mac net.HardwareAddr, _ dhcp.Arch) (dhcp.Decision, error) {
+	m := mac.String()
+	a.mu.RLock()
+	t, o, known, hasOrder := a.lookupLocked(m)
+	var boot map[dhcp.Arch]string
+	if hasOrder && answers(o.State) {
+		boot = a.bootFilesLocked(o)
+	}
+	a.mu.RUnlock()
+	a.seenDHCP(m, t.ID, o.ID)
+
+	if !known {
+		switch a.cfg.Unknown {
+		case 0:
+			return dhcp.Decision{}, fmt.Errorf("%w: %s", dhcp.ErrUnknownMAC, m)
+		case dhcp.ActionDiscovery:
+			return dhcp.Decision{Action: dhcp.ActionDiscovery, BootFiles: a.cfg.DefaultBootFiles,
+				ScriptURL: strings.TrimRight(a.cfg.BaseURL, "/") + "/ipxe/discovery"}, nil
+		}
+		return dhcp.Decision{Action: a.cfg.Unknown}, nil
+	}
+	var d dhcp.Decision
+	switch {
+	case hasOrder && answers(o.State):
+		d = dhcp.Decision{Action: dhcp.ActionBootImage, BootFiles: boot, ScriptURL: a.scriptURL(m)}
+	case hasOrder:
+		d = dhcp.Decision{Action: dhcp.ActionIgnore} // pending: silent until staged
+	default:
+		d = dhcp.Decision{Action: dhcp.ActionBootLocal}
+	}
+	if ad, err := netip.ParseAddr(t.Address); err == nil && ad.Is4() {
+		d.Address = ad
+	}
+	return d, nil
+}
+
+// bootFilesLocked names the NBP per arch: the order's boot image's nbp
+// files, or the boot server's own when it has none.
+func (a *Agent) bootFilesLocked(o api.Order) map[dhcp.Arch]string {
+	if img, ok := a.v.images[o.BootImage]; ok && o.BootImage != "" {
+		out := map[dhcp.Arch]string{}
+		for _, f := range img.Files {
+			if f.Role != api.RoleNBP {
+				continue
+			}
+			arch, err := dhcp.ParseArchName(f.Arch)
+			if err != nil {
+				continue
+			}
+			out[arch.Canonical()] = fileName(img.ID, f.Name)
+		}
+		if len(out) > 0 {
+			return out
+		}
+	}
+	return a.cfg.DefaultBootFiles
+}
+
+// seenDHCP emits dhcp.seen at most once per MAC per seenEvery.
+func (a *Agent) seenDHCP(mac, target, order string) {
+	now := a.now()
+	a.seenMu.Lock()
+	last, ok := a.seen[mac]
+	if ok && now.Sub(last) < seenEvery {
+		a.seenMu.Unlock()
+		return
+	}
+	a.seen[mac] = now
+	if len(a.seen) > 4096 {
+		for k, t := range a.seen {
+			if now.Sub(t) >= seenEvery {
+				delete(a.seen, k)
+			}
+		}
+	}
+	a.seenMu.Unlock()
+	if err := a.Emit(api.Event{Type: api.EventDHCPSeen, Time: now, Target: target, MAC: mac, Order: order}); err != nil {
+		a.log.Warn("agent: dhcp.seen not buffered", "mac", mac, "err", err)
+	}
+}
+
+// Script is the httpboot.Scripts: the installer of a staged, booting or
+// installing order; local boot for other known targets.
+func (a *Agent) Script(_ context.Context, mac net.HardwareAddr) (httpboot.Boot, error) {
+	m := mac.String()
+	a.mu.RLock()
+	t, o, known, hasOrder := a.lookupLocked(m)
+	img, haveImg := a.v.images[o.Image]
+	a.mu.RUnlock()
+	if !known {
+		return httpboot.Boot{}, fmt.Errorf("%w: %s", httpboot.ErrUnknownTarget, m)
+	}
+	if !hasOrder || !answers(o.State) {
+		return httpboot.Boot{Local: true}, nil
+	}
+	if !haveImg {
+		return httpboot.Boot{}, fmt.Errorf("agent: order %s of %s: image %q is not in the local view", o.ID, m, o.Image)
+	}
+	b := httpboot.Boot{Cmdline: img.Cmdline, Order: o.ID, Token: o.Token, Params: map[string]string{}}
+	maps.Copy(b.Params, img.Defaults)
+	maps.Copy(b.Params, o.Params)
+	for _, f := range img.Files {
+		switch f.Role {
+		case api.RoleKernel:
+			if b.Kernel == "" {
+				b.Kernel = fileName(img.ID, f.Name)
+			}
+		case api.RoleInitrd:
+			b.Initrds = append(b.Initrds, fileName(img.ID, f.Name))
+		}
+	}
+	if b.Kernel == "" {
+		return httpboot.Boot{}, fmt.Errorf("agent: order %s of %s: image %s has no kernel file", o.ID, m, img.ID)
+	}
+	if err := a.Emit(api.Event{Type: api.EventFileServed, Target: t.ID, MAC: m, Order: o.ID,
+		Data: map[string]string{"file": "ipxe/" + m}}); err != nil {
+		a.log.Warn("agent: file.served not buffered", "mac", m, "order", o.ID, "err", err)
+	}
+	return b, nil
+}
+
+// stagedFile finds images/<id>/<name> in the view: its blob path, or
+// found=false when the name is not an image file of the view.
+func (a *Agent) stagedFile(name string) (f api.ImageFile, found bool) {
+	rest, ok := strings.CutPrefix(name, "images/")
+	if !ok {
+		return f, false
+	}
+	id, fname, ok := strings.Cut(rest, "/")
+	if !ok {
+		return f, false
+	}
+	a.mu.RLock()
+	img, ok := a.v.images[id]
+	a.mu.RUnlock()
+	if !ok {
+		return f, false
+	}
+	for _, f := range img.Files {
+		if f.Name == fname && api.ValidSHA256(f.SHA256) {
+			return f, true
+		}
+	}
+	return f, false
+}
+
+// blobFile is a staged blob served over HTTP and TFTP.
+type blobFile struct {
+	*os.File
+	size int64
+	mod  time.Time
+	sha  string
+}
+
+func (b *blobFile) Size() int64        { return b.size }
+func (b *blobFile) ModTime() time.Time { return b.mod }
+func (b *blobFile) ETag() string       { return `"` + b.sha + `"` }
+func (b *blobFile) CacheKey() string   { return "blob:" + b.sha }
+
+func (a *Agent) openBlob(f api.ImageFile) (*blobFile, error) {
+	fh, err := os.Open(a.blobPath(f.SHA256))
+	if err != nil {
+		return nil, err
+	}
+	st, err := fh.Stat()
+	if err != nil || st.Size() != f.Size {
+		fh.Close()
+		return nil, fmt.Errorf("blob %s is not complete", f.SHA256)
+	}
+	return &blobFile{File: fh, size: st.Size(), mod: st.ModTime(), sha: f.SHA256}, nil
+}
+
+// Open is the httpboot.Files: images/<image-id>/<name> from the staged
+// blobs, anything else from FallbackFiles.
+func (a *Agent) Open(ctx context.Context, name string) (httpboot.File, error) {
+	if f, ok := a.stagedFile(name); ok {
+		b, err := a.openBlob(f)
+		if err != nil {
+			return nil, fmt.Errorf("%w: %s not staged: %v", httpboot.ErrNotFound, name, err)
+		}
+		return b, nil
+	}
+	if a.cfg.FallbackFiles == nil {
+		return nil, fmt.Errorf("%w: %s", httpboot.ErrNotFound, name)
+	}
+	return a.cfg.FallbackFiles.Open(ctx, name)
+}
+
+// Resolve is the tftp.Resolver: images/<image-id>/<name> from the staged
+// blobs, anything else from Fallback; a served file is reported.
+func (a *Agent) Resolve(ctx context.Context, client netip.AddrPort, name string) (tftp.File, error) {
+	clean, err := tftp.CleanName(name)
+	if err != nil {
+		return nil, err
+	}
+	var out tftp.File
+	if f, ok := a.stagedFile(clean); ok {
+		b, err := a.openBlob(f)
+		if err != nil {
+			return nil, fmt.Errorf("%w: %s not staged: %v", tftp.ErrFileNotFound, clean, err)
+		}
+		out = b
+	} else if a.cfg.Fallback == nil {
+		return nil, fmt.Errorf("%w: %q", tftp.ErrFileNotFound, clean)
+	} else if out, err = a.cfg.Fallback.Resolve(ctx, client, name); err != nil {
+		return nil, err
+	}
+	if err := a.Emit(api.Event{Type: api.EventFileServed, Data: map[string]string{"file": clean, "client": client.String()}}); err != nil {
+		a.log.Warn("agent: file.served not buffered", "file", clean, "client", client.String(), "err", err)
+	}
+	return out, nil
+}
+
+// Token is the httpboot.Tokens: live orders' tokens; an order that ended
+// or is unknown here is refused.
+func (a *Agent) Token(_ context.Context, order string) (string, error) {
+	a.mu.RLock()
+	o, ok := a.v.orders[order]
+	a.mu.RUnlock()
+	if !ok {
+		return "", fmt.Errorf("%w: %q", httpboot.ErrUnknownOrder, order)
+	}
+	return o.Token, nil
+}
+
+// Report is the httpboot.StatusSink: an install.status event, plus an
+// inventory event when the installer sent facts, buffered together.
+func (a *Agent) Report(_ context.Context, s httpboot.Status) error {
+	a.mu.RLock()
+	o := a.v.orders[s.Order]
+	mac := ""
+	if t, ok := a.v.targets[o.Target]; ok && len(t.MACs) > 0 {
+		mac = t.MACs[0]
+	} else if len(o.MACs) > 0 {
+		mac = o.MACs[0]
+	}
+	a.mu.RUnlock()
+	ev := api.Event{Type: api.EventInstallStatus, Time: s.Received, Order: s.Order, Target: o.Target, MAC: mac,
+		Phase: string(s.Phase), Progress: max(s.Progress, 0), Message: s.Message,
+		Data: map[string]string{"client": s.Client}}
+	evs := []api.Event{ev}
+	if len(s.Facts) > 0 {
+		evs = append(evs, api.Event{Type: api.EventInventory, Time: s.Received, Order: s.Order, Target: o.Target,
+			MAC: mac, Data: maps.Clone(s.Facts)})
+	}
+	return a.emitWith(nil, evs...)
+}

@@ -1,0 +1,304 @@
+package agent
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/dgraph-io/badger/v4"
+
+	"osim/controlplane/api"
+)
+
+func (a *Agent) blobPath(sha string) string    { return filepath.Join(a.cfg.BlobDir, "sha256", sha) }
+func (a *Agent) partialPath(sha string) string { return filepath.Join(a.cfg.BlobDir, "partial", sha) }
+
+// staged reports whether the blob of f is stored completely.
+func (a *Agent) staged(f api.ImageFile) bool {
+	st, err := os.Stat(a.blobPath(f.SHA256))
+	return err == nil && st.Mode().IsRegular() && st.Size() == f.Size
+}
+
+// stageLoop stages pending orders whenever the view changes, retrying
+// failures with backoff, and collects unreferenced blobs.
+func (a *Agent) stageLoop(ctx context.Context) {
+	bo := a.newBackoff()
+	failed := map[string]string{} // order/attempt → last reason reported
+	var gcSeq uint64
+	for ctx.Err() == nil {
+		seq := a.viewSeq.Load()
+		retry := a.stagePass(ctx, failed)
+		if seq != gcSeq {
+			if err := a.collectBlobs(); err != nil {
+				a.log.Warn("agent: blob GC", "err", err)
+			} else {
+				gcSeq = seq
+			}
+		}
+		var timer *time.Timer
+		var fire <-chan time.Time
+		if retry {
+			timer = time.NewTimer(bo.next())
+			fire = timer.C
+		} else {
+			bo.reset()
+		}
+		select {
+		case <-ctx.Done():
+		case <-a.stageWake:
+		case <-fire:
+		}
+		if timer != nil {
+			timer.Stop()
+		}
+	}
+}
+
+// stagePass downloads what pending orders need and queues order.staged
+// for each order whose blobs are all here; true when something failed.
+func (a *Agent) stagePass(ctx context.Context, failed map[string]string) (retry bool) {
+	type job struct {
+		order api.Order
+		files []api.ImageFile
+		err   error
+	}
+	var jobs []job
+	a.mu.RLock()
+	for _, o := range a.v.orders {
+		if o.State != api.OrderPending {
+			continue
+		}
+		j := job{order: o}
+		for _, id := range []string{o.Image, o.BootImage} {
+			if id == "" {
+				continue
+			}
+			img, ok := a.v.images[id]
+			if !ok {
+				j.err = fmt.Errorf("image %q is not in this boot server's view", id)
+				break
+			}
+			j.files = append(j.files, img.Files...)
+		}
+		jobs = append(jobs, j)
+	}
+	a.mu.RUnlock()
+	slices.SortFunc(jobs, func(x, y job) int { return strings.Compare(x.order.ID, y.order.ID) })
+
+	blobErr := map[string]error{} // one try per blob per pass
+	for _, j := range jobs {
+		if ctx.Err() != nil {
+			return false
+		}
+		o := j.order
+		key := o.ID + "/" + strconv.Itoa(o.Attempt)
+		err := j.err
+		for _, f := range j.files {
+			if err != nil {
+				break
+			}
+			if a.staged(f) {
+				continue
+			}
+			e, tried := blobErr[f.SHA256]
+			if !tried {
+				e = a.fetchBlob(ctx, f)
+				blobErr[f.SHA256] = e
+			}
+			if e != nil {
+				err = fmt.Errorf("file %s: %w", f.Name, e)
+			}
+		}
+		if ctx.Err() != nil {
+			return false
+		}
+		if err != nil {
+			retry = true
+			reason := err.Error()
+			a.log.Warn("agent: staging failed", "order", o.ID, "attempt", o.Attempt, "err", reason)
+			if failed[key] != reason {
+				ev := api.Event{Type: api.EventStageFailed, Order: o.ID, Target: o.Target, Message: reason,
+					Data: map[string]string{"attempt": strconv.Itoa(o.Attempt)}}
+				if e := a.Emit(ev); e == nil {
+					failed[key] = reason
+				}
+			}
+			continue
+		}
+		delete(failed, key)
+		if err := a.markStaged(o); err != nil {
+			a.log.Error("agent: queueing order.staged", "order", o.ID, "err", err)
+			retry = true
+		}
+	}
+	return retry
+}
+
+// markStaged queues order.staged once per order and attempt: the marker
+// and the event are one transaction.
+func (a *Agent) markStaged(o api.Order) error {
+	k := stagedKey(o.ID, o.Attempt)
+	var done bool
+	err := a.db.View(func(txn *badger.Txn) error {
+		_, err := txn.Get(k)
+		if errors.Is(err, badger.ErrKeyNotFound) {
+			return nil
+		}
+		done = err == nil
+		return err
+	})
+	if err != nil || done {
+		return err
+	}
+	a.log.Info("agent: order staged", "order", o.ID, "attempt", o.Attempt)
+	return a.emitWith(func(txn *badger.Txn) error { return txn.Set(k, nil) },
+		api.Event{Type: api.EventOrderStaged, Order: o.ID, Target: o.Target,
+			Data: map[string]string{"attempt": strconv.Itoa(o.Attempt)}})
+}
+
+// fetchBlob downloads f, trying StageRetries times with backoff.
+func (a *Agent) fetchBlob(ctx context.Context, f api.ImageFile) error {
+	if !api.ValidSHA256(f.SHA256) || f.Size < 0 {
+		return fmt.Errorf("blob %q of %d bytes: not a valid sha256 and size", f.SHA256, f.Size)
+	}
+	bo := a.newBackoff()
+	var err error
+	for try := 1; try <= a.cfg.StageRetries; try++ {
+		if err = a.download(ctx, f); err == nil {
+			return nil
+		}
+		a.m.stageFailures.Inc()
+		a.log.Debug("agent: blob download failed", "sha256", f.SHA256, "try", try, "err", err)
+		if try == a.cfg.StageRetries || !sleep(ctx, bo.next()) {
+			break
+		}
+	}
+	return err
+}
+
+// download resumes BlobDir/partial/<sha> from its length, verifies size
+// and sha256, fsyncs and renames it to BlobDir/sha256/<sha>. A partial
+// that does not verify is removed so the next try starts over.
+func (a *Agent) download(ctx context.Context, f api.ImageFile) error {
+	pp := a.partialPath(f.SHA256)
+	fh, err := os.OpenFile(pp, os.O_RDWR|os.O_CREATE, 0o644)
+	if err != nil {
+		return fmt.Errorf("blob %s: %w", f.SHA256, err)
+	}
+	defer fh.Close()
+	st, err := fh.Stat()
+	if err != nil {
+		return fmt.Errorf("blob %s: %w", f.SHA256, err)
+	}
+	off := st.Size()
+	if off > f.Size {
+		if err := fh.Truncate(0); err != nil {
+			return fmt.Errorf("blob %s: %w", f.SHA256, err)
+		}
+		off = 0
+	}
+	if _, err := fh.Seek(off, io.SeekStart); err != nil {
+		return fmt.Errorf("blob %s: %w", f.SHA256, err)
+	}
+	if off < f.Size || f.Size == 0 {
+		w := &limitedWriter{w: fh, left: f.Size - off, count: a.m.blobBytes.Add}
+		_, err := a.cfg.Client.DownloadBlob(ctx, f.SHA256, off, w)
+		if api.IsStatus(err, http.StatusRequestedRangeNotSatisfiable) {
+			_ = os.Remove(pp)
+		}
+		if err != nil {
+			return fmt.Errorf("blob %s from byte %d: %w", f.SHA256, off, err)
+		}
+	}
+	if _, err := fh.Seek(0, io.SeekStart); err != nil {
+		return fmt.Errorf("blob %s: %w", f.SHA256, err)
+	}
+	h := sha256.New()
+	n, err := io.Copy(h, fh)
+	if err != nil {
+		return fmt.Errorf("blob %s: reading back: %w", f.SHA256, err)
+	}
+	if got := hex.EncodeToString(h.Sum(nil)); n != f.Size || got != f.SHA256 {
+		_ = os.Remove(pp)
+		return fmt.Errorf("blob %s: got %d bytes hashing to %s, want %d bytes: discarded", f.SHA256, n, got, f.Size)
+	}
+	if err := fh.Sync(); err != nil {
+		return fmt.Errorf("blob %s: fsync: %w", f.SHA256, err)
+	}
+	if err := os.Rename(pp, a.blobPath(f.SHA256)); err != nil {
+		return fmt.Errorf("blob %s: %w", f.SHA256, err)
+	}
+	if d, err := os.Open(filepath.Dir(a.blobPath(f.SHA256))); err == nil {
+		_ = d.Sync()
+		d.Close()
+	}
+	a.m.blobsStaged.Inc()
+	a.log.Info("agent: blob staged", "sha256", f.SHA256, "size", f.Size)
+	return nil
+}
+
+// limitedWriter refuses bytes past the blob's announced size.
+type limitedWriter struct {
+	w     io.Writer
+	left  int64
+	count func(float64)
+}
+
+func (l *limitedWriter) Write(p []byte) (int, error) {
+	if int64(len(p)) > l.left {
+		return 0, fmt.Errorf("more bytes than the blob's size")
+	}
+	n, err := l.w.Write(p)
+	l.left -= int64(n)
+	l.count(float64(n))
+	return n, err
+}
+
+// collectBlobs removes staged and partial blobs that no image in the view
+// references, and the staged markers of orders that left the view. It
+// runs on the staging goroutine, so no download is in progress.
+func (a *Agent) collectBlobs() error {
+	keep := map[string]bool{}
+	orders := map[string]bool{}
+	a.mu.RLock()
+	for _, img := range a.v.images {
+		for _, f := range img.Files {
+			keep[f.SHA256] = true
+		}
+	}
+	for id := range a.v.orders {
+		orders[id] = true
+	}
+	a.mu.RUnlock()
+	for _, d := range []string{"sha256", "partial"} {
+		ents, err := os.ReadDir(filepath.Join(a.cfg.BlobDir, d))
+		if err != nil {
+			return err
+		}
+		for _, e := range ents {
+			if keep[e.Name()] {
+				continue
+			}
+			if err := os.Remove(filepath.Join(a.cfg.BlobDir, d, e.Name())); err != nil {
+				return err
+			}
+			a.log.Info("agent: blob collected", "sha256", e.Name(), "dir", d)
+		}
+	}
+	_, err := deleteKeys(a.db, prefixStaged, func(k []byte) bool {
+		rest := string(k[len(prefixStaged):])
+		i := strings.LastIndexByte(rest, '/')
+		return i > 0 && orders[rest[:i]]
+	})
+	return err
+}
