@@ -447,3 +447,13 @@ func (s *Server) healthz(w http.ResponseWriter, r *http.Request, _ *principal) {
 	}
 	writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 }
+
+// routeRoles returns the roles allowed on "METHOD /path".
+func (s *Server) routeRoles(pattern string) []string {
+	for _, rt := range s.routes {
+		if rt.pattern() == pattern {
+			return rt.roles
+		}
+	}
+	return nil
+}
