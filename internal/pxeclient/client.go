@@ -23,6 +23,8 @@ const (
 	PhaseScript    = "http-script"
 	PhaseKernel    = "http-kernel"
 	PhaseInitrd    = "http-initrd"
+	PhaseInstall   = "install" // the simulated installer, timed as a whole
+	PhaseStatus    = "status"  // a status call the status endpoint refused
 	phaseMaxStages = 4
 )
 
@@ -61,6 +63,9 @@ type Config struct {
 	// Do runs socket-opening calls where the client lives (Netns.Do);
 	// nil: here.
 	Do func(func() error) error
+	// Install, when set, runs the simulated installer after the kernel
+	// and initrds are fetched; nil: Boot stops there.
+	Install *InstallConfig
 }
 
 // Offer is one DHCPOFFER seen.
@@ -104,6 +109,11 @@ type Result struct {
 	Files  []Fetched
 	Script string // the iPXE script's text
 	Phases []Timing
+	// Installed is the final phase the installer reported (done or
+	// failed); empty when no install ran or its reports did not get through.
+	Installed string
+	// StatusCalls counts the status POSTs sent, retries included.
+	StatusCalls int
 }
 
 // Boot runs the chain until the kernel and initrds are fetched, or until a

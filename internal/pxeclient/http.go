@@ -17,6 +17,9 @@ import (
 type Script struct {
 	Kernel  string   // URL as written
 	Initrds []string // URLs as written, in order
+	// Cmdline is the rest of the kernel line after the URL: the kernel
+	// command line, as the installer will see it in /proc/cmdline.
+	Cmdline string
 }
 
 // ParseScript reads the kernel and initrd lines of an iPXE script. Options
@@ -44,6 +47,7 @@ func ParseScript(text string) (Script, error) {
 			continue
 		}
 		var arg string
+		rest := 0
 		for i := 1; i < len(f); i++ {
 			if strings.HasPrefix(f[i], "-") {
 				if !strings.Contains(f[i], "=") && (f[i] == "--name" || f[i] == "-n") {
@@ -52,6 +56,7 @@ func ParseScript(text string) (Script, error) {
 				continue
 			}
 			arg = f[i]
+			rest = i + 1
 			break
 		}
 		if arg == "" {
@@ -61,6 +66,7 @@ func ParseScript(text string) (Script, error) {
 			s.Initrds = append(s.Initrds, arg)
 		} else {
 			s.Kernel = arg
+			s.Cmdline = strings.Join(f[rest:], " ")
 		}
 	}
 	if s.Kernel == "" {
@@ -158,5 +164,11 @@ func (c *client) httpStage(ctx context.Context, fw *Firmware, scriptURL string) 
 			return err
 		}
 	}
-	return fetch(PhaseKernel, "kernel", s.Kernel)
+	if err := fetch(PhaseKernel, "kernel", s.Kernel); err != nil {
+		return err
+	}
+	if c.cfg.Install == nil {
+		return nil
+	}
+	return c.timed(fw, PhaseInstall, func() error { return c.install(ctx, fw, s.Cmdline) })
 }

@@ -1,0 +1,192 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+
+	"osim/controlplane/api"
+)
+
+func bootserversList(a *app, args []string) error {
+	fs := a.flags("bootservers.list", "usage: osimctl bootservers list\n")
+	if _, err := a.parse(fs, args, 0, 0); err != nil {
+		return err
+	}
+	bs, err := a.client.ListBootServers(a.ctx)
+	if err != nil {
+		return err
+	}
+	if a.json() {
+		if bs == nil {
+			bs = []api.BootServer{}
+		}
+		return a.printJSON(struct {
+			BootServers []api.BootServer `json:"boot_servers"`
+		}{bs})
+	}
+	now := a.now()
+	rows := make([][]string, 0, len(bs))
+	for _, b := range bs {
+		rows = append(rows, []string{b.Name, b.Site, b.Health, age(now, b.LastHeartbeat), fmt.Sprint(b.SyncedRevision), b.Version, b.ID})
+	}
+	a.table([]string{"NAME", "SITE", "HEALTH", "HEARTBEAT", "SYNCED", "VERSION", "ID"}, rows)
+	return nil
+}
+
+func eventsTail(a *app, args []string) error {
+	const help = `usage: osimctl events tail [--follow] [--order O] [--target T] [--type TY] [--after N]
+
+Prints the events after N (default 0: all), oldest first. With --follow, keeps waiting for new
+ones (long-poll) until interrupted. With -o json: the event list as the API returns it, or,
+with --follow, one event object per line.
+`
+	fs := a.flags("events.tail", help)
+	follow := fs.Bool("follow", false, "keep printing new events")
+	fs.BoolVar(follow, "f", false, "short for --follow")
+	var f api.EventFilter
+	fs.StringVar(&f.Order, "order", "", "only this order's events")
+	fs.StringVar(&f.Target, "target", "", "only this target's events")
+	fs.StringVar(&f.Type, "type", "", "only events of this type (e.g. order.state, install.status)")
+	after := fs.Uint64("after", 0, "start after this sequence number")
+	if _, err := a.parse(fs, args, 0, 0); err != nil {
+		return err
+	}
+	f.Limit = 1000
+	var all api.EventList
+	all.Last = *after
+	tw := !a.json()
+	if tw {
+		fmt.Fprintf(a.stdout, "%-8s %-19s %-15s %-12s %-12s %-17s %s\n", "SEQ", "TIME", "TYPE", "ORDER", "TARGET", "MAC", "DETAIL")
+	}
+	cur := *after
+	for {
+		if *follow {
+			f.Wait = a.longPoll()
+		}
+		l, err := a.client.ListEvents(a.ctx, cur, f)
+		if err != nil {
+			if *follow && a.ctx.Err() != nil {
+				return nil
+			}
+			return err
+		}
+		for _, e := range l.Events {
+			switch {
+			case a.json() && *follow:
+				b, _ := json.Marshal(e)
+				fmt.Fprintln(a.stdout, string(b))
+			case a.json():
+				all.Events = append(all.Events, e)
+			default:
+				fmt.Fprintf(a.stdout, "%-8d %-19s %-15s %-12s %-12s %-17s %s\n", e.Seq, fmtTime(e.Time), e.Type,
+					dash(e.Order), dash(e.Target), dash(e.MAC), eventDetail(e))
+			}
+		}
+		if l.Last > cur {
+			cur = l.Last
+		}
+		all.Last = cur
+		if !*follow && len(l.Events) == 0 {
+			break
+		}
+	}
+	if a.json() {
+		if all.Events == nil {
+			all.Events = []api.Event{}
+		}
+		return a.printJSON(all)
+	}
+	return nil
+}
+
+func dash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}
+
+func eventDetail(e api.Event) string {
+	s := ""
+	if e.Phase != "" {
+		s += e.Phase + " "
+	}
+	if e.Type == api.EventInstallStatus && e.Phase == "installing" {
+		s += fmt.Sprintf("%d%% ", e.Progress)
+	}
+	s += e.Message
+	if len(e.Data) > 0 {
+		if s != "" {
+			s += " "
+		}
+		s += formatKV(e.Data)
+	}
+	return s
+}
+
+func tokensCreate(a *app, args []string) error {
+	fs := a.flags("tokens.create", "usage: osimctl tokens create --role admin|operator|viewer|boot-server|join [--name N]\n")
+	var r api.TokenRequest
+	fs.StringVar(&r.Role, "role", "", "role of the token")
+	fs.StringVar(&r.Name, "name", "", "a name to recognise it by")
+	if _, err := a.parse(fs, args, 0, 0); err != nil {
+		return err
+	}
+	valid := false
+	for _, v := range api.Roles {
+		valid = valid || v == r.Role
+	}
+	if !valid {
+		return usagef("osimctl tokens create", "--role %q: want one of admin, operator, viewer, boot-server, join", r.Role)
+	}
+	t, err := a.client.CreateToken(a.ctx, r)
+	if err != nil {
+		return err
+	}
+	if a.json() {
+		return a.printJSON(t)
+	}
+	a.fields([][2]string{{"id", t.ID}, {"role", t.Role}, {"name", t.Name}, {"token", t.Secret}})
+	fmt.Fprintln(a.stderr, "The token is shown only now; store it.")
+	return nil
+}
+
+func tokensList(a *app, args []string) error {
+	fs := a.flags("tokens.list", "usage: osimctl tokens list\n")
+	if _, err := a.parse(fs, args, 0, 0); err != nil {
+		return err
+	}
+	ts, err := a.client.ListTokens(a.ctx)
+	if err != nil {
+		return err
+	}
+	if a.json() {
+		if ts == nil {
+			ts = []api.TokenInfo{}
+		}
+		return a.printJSON(struct {
+			Tokens []api.TokenInfo `json:"tokens"`
+		}{ts})
+	}
+	rows := make([][]string, 0, len(ts))
+	for _, t := range ts {
+		rows = append(rows, []string{t.ID, t.Role, t.Name, t.BootServer, fmtTime(t.Created)})
+	}
+	a.table([]string{"ID", "ROLE", "NAME", "BOOT SERVER", "CREATED"}, rows)
+	return nil
+}
+
+func tokensRm(a *app, args []string) error {
+	fs := a.flags("tokens.rm", "usage: osimctl tokens rm ID\n")
+	pos, err := a.parse(fs, args, 1, 1)
+	if err != nil {
+		return err
+	}
+	if err := a.client.DeleteToken(a.ctx, pos[0]); err != nil {
+		return err
+	}
+	if !a.json() {
+		fmt.Fprintf(a.stdout, "revoked token %s\n", pos[0])
+	}
+	return nil
+}

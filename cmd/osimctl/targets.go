@@ -1,0 +1,273 @@
+package main
+
+import (
+	"encoding/csv"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"osim/controlplane/api"
+)
+
+func targetRows(ts []api.Target) [][]string {
+	rows := make([][]string, 0, len(ts))
+	for _, t := range ts {
+		rows = append(rows, []string{t.ID, t.Hostname, t.Site, t.Arch, strings.Join(t.MACs, ","), t.Address, formatKV(t.Labels), t.CurrentOrder})
+	}
+	return rows
+}
+
+var targetHeader = []string{"ID", "HOSTNAME", "SITE", "ARCH", "MACS", "ADDRESS", "LABELS", "ORDER"}
+
+func (a *app) showTarget(t api.Target) error {
+	if a.json() {
+		return a.printJSON(t)
+	}
+	a.fields([][2]string{
+		{"id", t.ID}, {"hostname", t.Hostname}, {"macs", strings.Join(t.MACs, ", ")}, {"arch", t.Arch},
+		{"site", t.Site}, {"address", t.Address}, {"labels", formatKV(t.Labels)}, {"facts", formatKV(t.Facts)},
+		{"order", t.CurrentOrder}, {"revision", fmt.Sprint(t.Revision)},
+		{"created", fmtTime(t.Created)}, {"updated", fmtTime(t.Updated)},
+	})
+	return nil
+}
+
+func targetsAdd(a *app, args []string) error {
+	const help = "usage: osimctl targets add --hostname H --mac M [--mac M2] [--arch A] --site S [--address IP] [--label k=v ...]\n"
+	fs := a.flags("targets.add", help)
+	var spec api.TargetSpec
+	var macs multi
+	labels := kvFlag{}
+	fs.StringVar(&spec.Hostname, "hostname", "", "host name (RFC 1123)")
+	fs.Var(&macs, "mac", "MAC address (repeat for more NICs)")
+	fs.StringVar(&spec.Arch, "arch", "bios", "firmware: "+strings.Join(api.Arches, ", "))
+	fs.StringVar(&spec.Site, "site", "", "site whose boot servers serve it")
+	fs.StringVar(&spec.Address, "address", "", "IPv4 address (optional)")
+	fs.Var(labels, "label", "label k=v (repeatable)")
+	if _, err := a.parse(fs, args, 0, 0); err != nil {
+		return err
+	}
+	spec.MACs = macs
+	if len(labels) > 0 {
+		spec.Labels = labels
+	}
+	if err := spec.Validate(); err != nil {
+		return usagef("osimctl targets add", "targets add: %v", err)
+	}
+	t, err := a.client.CreateTarget(a.ctx, spec)
+	if err != nil {
+		return err
+	}
+	return a.showTarget(t)
+}
+
+func targetsList(a *app, args []string) error {
+	fs := a.flags("targets.list", "usage: osimctl targets list [--selector SEL] [--site S] [--limit N] [--all]\n")
+	sel := fs.String("selector", "", "label selector, e.g. rack=r1,env!=prod")
+	site := fs.String("site", "", "only this site")
+	limit := fs.Int("limit", 100, "page size")
+	all := fs.Bool("all", false, "follow every page")
+	if _, err := a.parse(fs, args, 0, 0); err != nil {
+		return err
+	}
+	if *sel != "" {
+		if _, err := api.ParseSelector(*sel); err != nil {
+			return usagef("osimctl targets list", "--selector: %v", err)
+		}
+	}
+	var out api.TargetList
+	after := ""
+	for {
+		page, err := a.client.ListTargets(a.ctx, *sel, *site, after, *limit)
+		if err != nil {
+			return err
+		}
+		out.Targets = append(out.Targets, page.Targets...)
+		out.Next = page.Next
+		if !*all || page.Next == "" {
+			break
+		}
+		after = page.Next
+	}
+	if out.Targets == nil {
+		out.Targets = []api.Target{}
+	}
+	if a.json() {
+		return a.printJSON(out)
+	}
+	a.table(targetHeader, targetRows(out.Targets))
+	if out.Next != "" {
+		fmt.Fprintf(a.stderr, "(more targets: --all, or a larger --limit)\n")
+	}
+	return nil
+}
+
+func targetsShow(a *app, args []string) error {
+	fs := a.flags("targets.show", "usage: osimctl targets show ID|MAC\n")
+	pos, err := a.parse(fs, args, 1, 1)
+	if err != nil {
+		return err
+	}
+	t, err := a.client.GetTarget(a.ctx, pos[0])
+	if err != nil {
+		return err
+	}
+	return a.showTarget(t)
+}
+
+func targetsRm(a *app, args []string) error {
+	fs := a.flags("targets.rm", "usage: osimctl targets rm ID|MAC\n")
+	pos, err := a.parse(fs, args, 1, 1)
+	if err != nil {
+		return err
+	}
+	id := pos[0]
+	if _, err := api.CanonicalMAC(id); err == nil {
+		t, err := a.client.GetTarget(a.ctx, id)
+		if err != nil {
+			return err
+		}
+		id = t.ID
+	}
+	if err := a.client.DeleteTarget(a.ctx, id); err != nil {
+		return err
+	}
+	if !a.json() {
+		fmt.Fprintf(a.stdout, "deleted target %s\n", id)
+	}
+	return nil
+}
+
+// importCSVHeader is the CSV columns targets import reads (a header row
+// naming them comes first; order is free, hostname, macs and site are
+// required). macs and labels separate items with ';'.
+var importCSVHeader = []string{"hostname", "macs", "arch", "site", "address", "labels"}
+
+func targetsImport(a *app, args []string) error {
+	const help = `usage: osimctl targets import FILE.csv|FILE.json
+
+CSV: a header row with columns hostname, macs, site and optionally arch, address, labels;
+macs and labels separate items with ';' (52:54:00:00:00:01;52:54:00:00:00:02, rack=r1;env=lab).
+JSON: an array of target specs as the API takes them ({"hostname":..,"macs":[..],"site":..}).
+Every row is checked before any is created; then each is created, and failures are reported
+per row (exit 1 if any).
+`
+	fs := a.flags("targets.import", help)
+	pos, err := a.parse(fs, args, 1, 1)
+	if err != nil {
+		return err
+	}
+	f, err := os.Open(pos[0])
+	if err != nil {
+		return usagef("osimctl targets import", "%v", err)
+	}
+	defer f.Close()
+	var specs []api.TargetSpec
+	switch strings.ToLower(filepath.Ext(pos[0])) {
+	case ".json":
+		if err := json.NewDecoder(f).Decode(&specs); err != nil {
+			return usagef("osimctl targets import", "%s: %v", pos[0], err)
+		}
+	case ".csv":
+		if specs, err = readTargetsCSV(f); err != nil {
+			return usagef("osimctl targets import", "%s: %v", pos[0], err)
+		}
+	default:
+		return usagef("osimctl targets import", "%s: want a .csv or .json file", pos[0])
+	}
+	var bad []string
+	for i := range specs {
+		if err := specs[i].Validate(); err != nil {
+			bad = append(bad, fmt.Sprintf("%s: entry %d (%s): %v", pos[0], i+1, specs[i].Hostname, err))
+		}
+	}
+	if len(bad) > 0 {
+		return usagef("osimctl targets import", "nothing imported:\n  %s", strings.Join(bad, "\n  "))
+	}
+	var created []api.Target
+	failed := 0
+	for i, s := range specs {
+		t, err := a.client.CreateTarget(a.ctx, s)
+		if err != nil {
+			failed++
+			fmt.Fprintf(a.stderr, "osimctl: entry %d (%s): %v\n", i+1, s.Hostname, err)
+			continue
+		}
+		created = append(created, t)
+	}
+	if a.json() {
+		if err := a.printJSON(api.TargetList{Targets: append([]api.Target{}, created...)}); err != nil {
+			return err
+		}
+	} else {
+		a.table(targetHeader, targetRows(created))
+	}
+	if failed > 0 {
+		return fmt.Errorf("targets import: %d of %d entries failed", failed, len(specs))
+	}
+	return nil
+}
+
+func readTargetsCSV(r io.Reader) ([]api.TargetSpec, error) {
+	cr := csv.NewReader(r)
+	cr.TrimLeadingSpace = true
+	cr.FieldsPerRecord = -1
+	head, err := cr.Read()
+	if err != nil {
+		return nil, fmt.Errorf("reading the header row: %w", err)
+	}
+	col := map[string]int{}
+	for i, h := range head {
+		h = strings.ToLower(strings.TrimSpace(h))
+		known := false
+		for _, k := range importCSVHeader {
+			known = known || k == h
+		}
+		if !known {
+			return nil, fmt.Errorf("header: unknown column %q (want %s)", h, strings.Join(importCSVHeader, ", "))
+		}
+		col[h] = i
+	}
+	for _, req := range []string{"hostname", "macs", "site"} {
+		if _, ok := col[req]; !ok {
+			return nil, fmt.Errorf("header: no %q column", req)
+		}
+	}
+	var specs []api.TargetSpec
+	for line := 2; ; line++ {
+		rec, err := cr.Read()
+		if errors.Is(err, io.EOF) {
+			return specs, nil
+		}
+		if err != nil {
+			return nil, err
+		}
+		get := func(name string) string {
+			if i, ok := col[name]; ok && i < len(rec) {
+				return strings.TrimSpace(rec[i])
+			}
+			return ""
+		}
+		s := api.TargetSpec{Hostname: get("hostname"), Arch: get("arch"), Site: get("site"), Address: get("address")}
+		for m := range strings.SplitSeq(get("macs"), ";") {
+			if m = strings.TrimSpace(m); m != "" {
+				s.MACs = append(s.MACs, m)
+			}
+		}
+		if l := get("labels"); l != "" {
+			s.Labels = map[string]string{}
+			for kv := range strings.SplitSeq(l, ";") {
+				k, v, ok := strings.Cut(strings.TrimSpace(kv), "=")
+				if !ok {
+					return nil, fmt.Errorf("line %d: label %q: want k=v", line, kv)
+				}
+				s.Labels[k] = v
+			}
+		}
+		specs = append(specs, s)
+	}
+}
