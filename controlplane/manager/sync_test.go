@@ -1,0 +1,297 @@
+package manager
+
+import (
+	"testing"
+	"time"
+
+	dto "github.com/prometheus/client_model/go"
+
+	"osim/controlplane/api"
+)
+
+// testCounter reads one sample of the registry (counter or gauge) whose
+// labels include want; -1 when there is none.
+func testCounter(t *testing.T, e *env, name string, want map[string]string) float64 {
+	t.Helper()
+	mfs, err := e.reg.Gather()
+	if err != nil {
+		t.Fatalf("gather: %v", err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() != name {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			if !hasLabels(m, want) {
+				continue
+			}
+			switch {
+			case m.Counter != nil:
+				return m.Counter.GetValue()
+			case m.Gauge != nil:
+				return m.Gauge.GetValue()
+			case m.Histogram != nil:
+				return float64(m.Histogram.GetSampleCount())
+			}
+		}
+	}
+	return -1
+}
+
+func hasLabels(m *dto.Metric, want map[string]string) bool {
+	got := map[string]string{}
+	for _, l := range m.GetLabel() {
+		got[l.GetName()] = l.GetValue()
+	}
+	for k, v := range want {
+		if got[k] != v {
+			return false
+		}
+	}
+	return true
+}
+
+func TestSyncSnapshotThenIncrementalForOwnSiteOnly(t *testing.T) {
+	e := newEnv(t)
+	ctx := t.Context()
+	s1, img := e.seed("s1", 3, nil, 1)
+	e.seed("s2", 2, nil, 2)
+	bs := e.client(api.RoleBootServer)
+
+	snap, err := bs.Sync(ctx, 0, 0, 0)
+	if err != nil || !snap.Snapshot || snap.Revision == 0 {
+		t.Fatalf("since=0: %+v %v", snap, err)
+	}
+	changes := snap.Changes
+	for cur := snap.Cursor; cur != ""; {
+		page, err := bs.SyncSnapshot(ctx, cur, 2)
+		if err != nil {
+			t.Fatal(err)
+		}
+		changes = append(changes, page.Changes...)
+		cur = page.Cursor
+	}
+	targets, images := 0, 0
+	for _, c := range changes {
+		switch c.Kind {
+		case api.ChangeTarget:
+			targets++
+			if c.Target == nil || c.Target.Site != "s1" {
+				t.Fatalf("snapshot has another site's target: %+v", c.Target)
+			}
+		case api.ChangeImage:
+			images++
+		}
+	}
+	if targets != len(s1) || images != 1 {
+		t.Fatalf("snapshot: %d targets, %d images; want %d and 1", targets, images, len(s1))
+	}
+
+	// Changes in both sites: the caller sees its own only, orders with their token.
+	op := e.client(api.RoleOperator)
+	if _, err := op.CreateTarget(ctx, api.TargetSpec{Hostname: "other", MACs: []string{"52:54:00:ff:00:02"}, Site: "s2"}); err != nil {
+		t.Fatal(err)
+	}
+	orders, err := op.CreateOrders(ctx, api.OrderRequest{Target: s1[0].ID, Image: img.ID})
+	if err != nil {
+		t.Fatal(err)
+	}
+	inc, err := bs.Sync(ctx, snap.Revision, 0, 0)
+	if err != nil || inc.Snapshot {
+		t.Fatalf("incremental: %+v %v", inc, err)
+	}
+	sawOrder := false
+	for _, c := range inc.Changes {
+		if c.Rev <= snap.Revision {
+			t.Fatalf("change %+v is not past %d", c, snap.Revision)
+		}
+		if c.Target != nil && c.Target.Site != "s1" {
+			t.Fatalf("incremental has another site's target: %+v", c.Target)
+		}
+		if c.Kind == api.ChangeOrder && c.ID == orders[0].ID {
+			sawOrder = true
+			if c.Order == nil || c.Order.Token == "" {
+				t.Fatalf("sync order without its token: %+v", c.Order)
+			}
+		}
+	}
+	if !sawOrder {
+		t.Fatalf("incremental misses the new order: %+v", inc.Changes)
+	}
+	rev := inc.Revision
+
+	// Long-poll: nothing for s1 yet; another site's change does not end it,
+	// ours does.
+	type result struct {
+		r   api.SyncResponse
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		r, err := bs.Sync(ctx, rev, 30*time.Second, 0)
+		done <- result{r, err}
+	}()
+	waitFor(t, func() bool { return testCounter(t, e, "osim_manager_sync_clients", nil) == 1 })
+	if _, err := op.CreateTarget(ctx, api.TargetSpec{Hostname: "other2", MACs: []string{"52:54:00:ff:00:03"}, Site: "s2"}); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case r := <-done:
+		t.Fatalf("long-poll ended on another site's change: %+v %v", r.r, r.err)
+	case <-time.After(300 * time.Millisecond):
+	}
+	nt, err := op.CreateTarget(ctx, api.TargetSpec{Hostname: "mine", MACs: []string{"52:54:00:ff:00:04"}, Site: "s1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case r := <-done:
+		if r.err != nil || len(r.r.Changes) != 1 || r.r.Changes[0].ID != nt.ID {
+			t.Fatalf("long-poll: %+v %v", r.r, r.err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("long-poll did not return after a change for the site")
+	}
+	if n := testCounter(t, e, "osim_manager_sync_clients", nil); n != 0 {
+		t.Fatalf("sync_clients %v after the poll", n)
+	}
+
+	for _, c := range []struct{ q, msg string }{
+		{"", "exactly one"},
+		{"?since=1&snapshot=x", "exactly one"},
+		{"?since=x", "since"},
+		{"?snapshot=", "cursor"},
+		{"?since=1&wait=soon", "wait"},
+	} {
+		wantError(t, e.as(api.RoleBootServer, "GET", "/api/v1/sync"+c.q, ""), 400, c.msg)
+	}
+}
+
+func waitFor(t *testing.T, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatal("condition not met in 10s")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+func TestSyncSinceOlderThanTheLogAnswersASnapshot(t *testing.T) {
+	e := newEnv(t)
+	ctx := t.Context()
+	e.seed("s1", 3, nil, 1)
+	rev, _ := e.store.Revision(ctx)
+	if err := e.store.CompactLog(ctx, 1); err != nil {
+		t.Fatal(err)
+	}
+	r, err := e.client(api.RoleBootServer).Sync(ctx, 1, 0, 0)
+	if err != nil || !r.Snapshot || r.Revision < rev {
+		t.Fatalf("since=1 after compaction: snapshot %v rev %d (%v), want a snapshot at >= %d", r.Snapshot, r.Revision, err, rev)
+	}
+}
+
+func TestHeartbeatHealthAndDelete(t *testing.T) {
+	e := newEnv(t)
+	ctx := t.Context()
+	bs := e.client(api.RoleBootServer)
+	got, err := bs.Heartbeat(ctx, api.Heartbeat{SyncedRevision: 3, Version: "v9"})
+	if err != nil || got.ID != e.bs.ID || got.Health != api.HealthHealthy || got.SyncedRevision != 3 || !got.LastHeartbeat.Equal(e.clock.Now()) {
+		t.Fatalf("heartbeat: %+v %v", got, err)
+	}
+	viewer := e.client(api.RoleViewer)
+	for _, c := range []struct {
+		after time.Duration
+		want  string
+	}{{29 * time.Second, api.HealthHealthy}, {2 * time.Second, api.HealthStale}, {70 * time.Second, api.HealthDown}} {
+		e.clock.Advance(c.after)
+		l, err := viewer.ListBootServers(ctx)
+		if err != nil || len(l) != 1 || l[0].Health != c.want {
+			t.Fatalf("after +%v: %+v %v, want %s", c.after, l, err, c.want)
+		}
+		if n := testCounter(t, e, "osim_manager_boot_servers", map[string]string{"health": c.want}); n != 1 {
+			t.Fatalf("boot_servers{health=%s} = %v", c.want, n)
+		}
+	}
+	r := e.as(api.RoleViewer, "GET", "/api/v1/bootservers/"+e.bs.ID, "")
+	if r.code != 200 {
+		t.Fatalf("get boot server: %d %s", r.code, r.body)
+	}
+	wantError(t, e.as(api.RoleBootServer, "POST", "/api/v1/bootservers/heartbeat", `{"synced_revision":"x"}`), 400, "synced_revision")
+	// Registering the same name again conflicts; a bad site is named.
+	join := e.client(api.RoleJoin)
+	_, err = join.Register(ctx, api.RegisterRequest{Name: "bs1", Site: "s1"})
+	mustStatus(t, err, 409)
+	wantError(t, e.as(api.RoleJoin, "POST", "/api/v1/bootservers/register", `{"name":"bs2","site":"no site"}`), 400, "site")
+
+	wantError(t, e.as(api.RoleAdmin, "DELETE", "/api/v1/bootservers/nothing", ""), 404, "")
+}
+
+func TestDeletingABootServerRevokesItsToken(t *testing.T) {
+	e := newEnv(t)
+	ctx := t.Context()
+	bs := e.client(api.RoleBootServer)
+	if _, err := bs.Heartbeat(ctx, api.Heartbeat{}); err != nil {
+		t.Fatal(err)
+	}
+	if r := e.as(api.RoleAdmin, "DELETE", "/api/v1/bootservers/"+e.bs.ID, ""); r.code != 204 {
+		t.Fatalf("delete: %d %s", r.code, r.body)
+	}
+	_, err := bs.Heartbeat(ctx, api.Heartbeat{})
+	mustStatus(t, err, 401)
+	wantError(t, e.as(api.RoleAdmin, "DELETE", "/api/v1/bootservers/"+e.bs.ID, ""), 404, "")
+	toks, _ := e.client(api.RoleAdmin).ListTokens(ctx)
+	for _, tk := range toks {
+		if tk.BootServer == e.bs.ID {
+			t.Fatalf("token %s of the deleted boot server remains", tk.ID)
+		}
+	}
+}
+
+func TestMetricsCarryRouteAndStoreLabels(t *testing.T) {
+	e := newEnv(t)
+	ctx := t.Context()
+	ts, img := e.seed("s1", 2, nil, 1)
+	op := e.client(api.RoleOperator)
+	if _, err := op.CreateOrders(ctx, api.OrderRequest{Targets: []string{ts[0].ID, ts[1].ID}, Image: img.ID}); err != nil {
+		t.Fatal(err)
+	}
+	_, _ = op.GetTarget(ctx, ts[0].ID)
+	_, _ = op.GetTarget(ctx, "nothing")
+	e.do("GET", "/api/v1/targets", "", "")
+	e.as(api.RoleViewer, "GET", "/nowhere", "")
+	if _, err := e.client(api.RoleBootServer).Heartbeat(ctx, api.Heartbeat{SyncedRevision: 1}); err != nil {
+		t.Fatal(err)
+	}
+	rev, _ := e.store.Revision(ctx)
+	for _, c := range []struct {
+		name   string
+		labels map[string]string
+		want   float64
+	}{
+		{"osim_manager_api_requests_total", map[string]string{"route": "GET /api/v1/targets/{id}", "code": "200"}, 1},
+		{"osim_manager_api_requests_total", map[string]string{"route": "GET /api/v1/targets/{id}", "code": "404"}, 1},
+		{"osim_manager_api_requests_total", map[string]string{"route": "GET /api/v1/targets", "code": "401"}, 1},
+		{"osim_manager_api_requests_total", map[string]string{"route": "POST /api/v1/orders", "code": "201"}, 1},
+		{"osim_manager_api_requests_total", map[string]string{"route": "unmatched", "code": "404"}, 1},
+		{"osim_manager_api_request_duration_seconds", map[string]string{"route": "GET /api/v1/targets/{id}"}, 2},
+		{"osim_manager_orders", map[string]string{"state": "pending"}, 2},
+		{"osim_manager_orders", map[string]string{"state": "done"}, 0},
+		{"osim_manager_boot_servers", map[string]string{"health": "healthy"}, 1},
+		{"osim_manager_revision", nil, float64(rev)},
+		{"osim_manager_sync_lag_revisions", map[string]string{"boot_server": e.bs.ID}, float64(rev - 1)},
+		{"osim_manager_sync_clients", nil, 0},
+	} {
+		if got := testCounter(t, e, c.name, c.labels); got != c.want {
+			t.Errorf("%s%v = %v, want %v", c.name, c.labels, got, c.want)
+		}
+	}
+	// A sync moves the lag.
+	if _, err := e.client(api.RoleBootServer).Sync(ctx, rev, 0, 0); err != nil {
+		t.Fatal(err)
+	}
+	if got := testCounter(t, e, "osim_manager_sync_lag_revisions", map[string]string{"boot_server": e.bs.ID}); got != 0 {
+		t.Errorf("lag after sync = %v, want 0", got)
+	}
+}
