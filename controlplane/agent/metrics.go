@@ -7,25 +7,27 @@ import (
 )
 
 type agentMetrics struct {
-	syncedRevision  prometheus.Gauge
-	syncRequests    *prometheus.CounterVec
-	snapshots       prometheus.Counter
-	reachable       prometheus.Gauge
-	eventsPending   prometheus.Gauge
-	eventsEmitted   *prometheus.CounterVec
-	eventsUploaded  prometheus.Counter
-	blobsStaged     prometheus.Counter
-	blobBytes       prometheus.Counter
-	stageFailures   prometheus.Counter
-	ordersLive      prometheus.Gauge
-	pending         atomicInt
+	syncedRevision prometheus.Gauge
+	syncRequests   *prometheus.CounterVec
+	snapshots      prometheus.Counter
+	reachable      prometheus.Gauge
+	eventsPending  prometheus.Gauge
+	eventsEmitted  *prometheus.CounterVec
+	eventsUploaded prometheus.Counter
+	blobsStaged    prometheus.Counter
+	blobBytes      prometheus.Counter
+	stageFailures  prometheus.Counter
+	ordersLive     prometheus.Gauge
+	pending        atomicInt
 }
 
 func newMetrics(reg prometheus.Registerer) (*agentMetrics, error) {
 	opts := func(name, help string) prometheus.Opts {
 		return prometheus.Opts{Namespace: "osim", Subsystem: "agent", Name: name, Help: help}
 	}
-	g := func(name, help string) prometheus.Gauge { return prometheus.NewGauge(prometheus.GaugeOpts(opts(name, help))) }
+	g := func(name, help string) prometheus.Gauge {
+		return prometheus.NewGauge(prometheus.GaugeOpts(opts(name, help)))
+	}
 	c := func(name, help string) prometheus.Counter {
 		return prometheus.NewCounter(prometheus.CounterOpts(opts(name, help)))
 	}

@@ -16,27 +16,27 @@ import (
 
 // Badger layout. The agent owns agent/ and evq/.
 //
-//	agent/cred                 JSON credential (boot server id and token)
-//	agent/rev                  synced revision N (uint64 big-endian)
-//	agent/gen                  current generation of the view (uint64)
-//	agent/g<gen>/t/<id>        target JSON
-//	agent/g<gen>/m/<mac>       target id (MAC index)
-//	agent/g<gen>/o/<id>        live order JSON
-//	agent/g<gen>/i/<id>        image JSON
-//	agent/staged/<order>/<n>   order.staged was queued for attempt n
-//	agent/evseq                last OriginSeq handed out
-//	evq/<seq big-endian>       an event waiting for upload
+//	agent/cred                JSON credential (boot server id and token)
+//	agent/rev                 synced revision N (uint64 big-endian)
+//	agent/gen                 current generation of the view (uint64)
+//	agent/g/<gen>/t/<id>      target JSON
+//	agent/g/<gen>/m/<mac>     target id (MAC index)
+//	agent/g/<gen>/o/<id>      live order JSON
+//	agent/g/<gen>/i/<id>      image JSON
+//	agent/staged/<order>/<n>  order.staged was queued for attempt n
+//	agent/evseq               last OriginSeq handed out
+//	evq/<seq big-endian>      an event waiting for upload
 var (
 	keyCred      = []byte("agent/cred")
 	keyRev       = []byte("agent/rev")
 	keyGen       = []byte("agent/gen")
 	keyEvSeq     = []byte("agent/evseq")
-	prefixGens   = []byte("agent/g")
+	prefixGens   = []byte("agent/g/")
 	prefixStaged = []byte("agent/staged/")
 	prefixEvq    = []byte("evq/")
 )
 
-func genPrefix(gen uint64) []byte { return fmt.Appendf(nil, "agent/g%016x/", gen) }
+func genPrefix(gen uint64) []byte { return fmt.Appendf(nil, "agent/g/%016x/", gen) }
 
 func objKey(gen uint64, kind byte, id string) []byte {
 	k := genPrefix(gen)
