@@ -190,7 +190,7 @@ func TestImageNeedsCompleteBlobs(t *testing.T) {
 		t.Fatal(err)
 	}
 	spec := api.ImageSpec{Name: "debian", Version: "12", Kind: api.KindOS, Arch: "efi-x64",
-		Files: []api.ImageFile{kernel, {Name: "initrd.img", SHA256: isha, Size: 4000, Role: api.RoleInitrd}},
+		Files:   []api.ImageFile{kernel, {Name: "initrd.img", SHA256: isha, Size: 4000, Role: api.RoleInitrd}},
 		Cmdline: "console=ttyS0"}
 	_, err := op.CreateImage(ctx, spec)
 	mustStatus(t, err, 409)
