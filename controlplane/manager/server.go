@@ -290,6 +290,7 @@ func (s *Server) fail(w http.ResponseWriter, r *http.Request, err error) {
 		if errors.Is(err, context.Canceled) || errors.Is(r.Context().Err(), context.Canceled) {
 			// The client went away; nobody reads the answer.
 			s.log.Debug("request canceled", "method", r.Method, "path", r.URL.Path, "err", err)
+			w.WriteHeader(499) // nginx's "client closed request", for the metrics
 			return
 		}
 		s.log.Error("request failed", "method", r.Method, "path", r.URL.Path, "err", err)
