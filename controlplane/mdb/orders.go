@@ -340,10 +340,8 @@ func (d *DB) Retry(ctx context.Context, id string) (o api.Order, err error) {
 			return err
 		}
 		from := o.State
-		if t.Site != o.Site { // the old site's view never held the final order; nothing to delete
-			o.Site = t.Site
-		}
-		o.MACs, o.Arch = t.MACs, t.Arch
+		// The new attempt follows the target; no site held the final order.
+		o.Site, o.MACs, o.Arch = t.Site, t.MACs, t.Arch
 		o.State, o.Attempt, o.Token, o.Progress, o.Message = api.OrderPending, o.Attempt+1, tok, 0, ""
 		o.History = append(o.History, api.Transition{From: from, To: api.OrderPending, At: w.now, Reason: "retry"})
 		if _, err := w.putEvent(api.Event{Type: api.EventOrderState, Target: o.Target, Order: o.ID, Phase: string(api.OrderPending),

@@ -161,7 +161,9 @@ type Store interface {
 	// limit is returned whole). Revision in the answer is what the caller
 	// is at after applying them: the last revision scanned, which may be
 	// past the last change returned when other sites' changes were
-	// skipped. ErrGone when since is older than the retained log.
+	// skipped. ErrGone when since is older than the retained log, when
+	// since is 0 and the store is not empty, or when since is ahead of the
+	// store's revision: the caller takes a snapshot.
 	Changes(ctx context.Context, site string, since uint64, limit int) (api.SyncResponse, error)
 	// Snapshot returns a page of site's whole view (targets, orders that
 	// are live or ended within the retention window, images) after cursor
