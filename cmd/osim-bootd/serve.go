@@ -10,12 +10,15 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"sync"
 	"syscall"
 	"time"
 
 	"github.com/dgraph-io/badger/v4"
 
+	"osim/controlplane/agent"
+	"osim/controlplane/api"
 	"osim/dataplane/dhcp"
 	"osim/dataplane/httpboot"
 	"osim/dataplane/tftp"
@@ -62,8 +65,12 @@ func runServe(args []string) int {
 		return 2
 	}
 	if *check {
-		fmt.Printf("dhcp %s on %s and %s, tftp %s from %s, http %s from %s (base %s), %d targets\n",
-			w.dhcpMode, w.dhcpListen, w.bootListen, w.tftpListen, w.tftpRoot, w.httpListen, w.httpFiles, w.baseURL, len(w.backend.Machines))
+		targets := fmt.Sprintf("%d targets", len(w.backend.Machines))
+		if w.manager != nil {
+			targets = fmt.Sprintf("targets of site %s from manager %s as %s", w.manager.Site, w.manager.URL, w.manager.Name)
+		}
+		fmt.Printf("dhcp %s on %s and %s, tftp %s from %s, http %s from %s (base %s), %s\n",
+			w.dhcpMode, w.dhcpListen, w.bootListen, w.tftpListen, w.tftpRoot, w.httpListen, w.httpFiles, w.baseURL, targets)
 		return 0
 	}
 
@@ -79,31 +86,68 @@ func runServe(args []string) int {
 		log.Info("metrics serving", "url", "http://"+a.String()+"/metrics")
 	}
 
-	// TFTP
-	tm := tftp.NewMetrics(reg)
+	// One Badger per process: full mode's leases own lease/, the agent
+	// agent/ and evq/.
+	var db *badger.DB
+	if w.dhcpMode == "full" || w.manager != nil {
+		db, err = badger.Open(badger.DefaultOptions(w.dataDir).WithLogger(nil))
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "osim-bootd serve: open data_dir %q: %v\n", w.dataDir, err)
+			return 1
+		}
+		defer db.Close()
+	}
+
+	// The local folders: everything in standalone mode, the fallback for
+	// what is not a staged image file in manager mode.
 	folder, err := tftp.NewFolderResolver(w.tftpRoot)
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "osim-bootd serve: %v\n", err)
 		return 1
 	}
 	defer folder.Close()
+	hfiles, err := httpboot.NewFolderFiles(w.httpFiles)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "osim-bootd serve: %v\n", err)
+		return 1
+	}
+	var (
+		resolver  tftp.Resolver       = folder
+		httpFiles httpboot.Files      = hfiles
+		scripts   httpboot.Scripts    = w.scripts
+		tokens    httpboot.Tokens     = w.tokens
+		sink      httpboot.StatusSink = logSink{log}
+		backend   dhcp.Backend        = w.files
+		ag        *agent.Agent
+	)
+	if w.manager != nil {
+		ag, err = agent.New(agent.Config{DB: db, BlobDir: filepath.Join(w.dataDir, "blobs"),
+			Client:    api.NewClient(w.manager.URL, "", w.manager.InsecureTLS),
+			JoinToken: w.joinToken, Name: w.manager.Name, Site: w.manager.Site,
+			Addresses: []string{w.addr.String()}, BaseURL: w.baseURL,
+			DefaultBootFiles: w.bootFiles, Unknown: w.unknown, Fallback: folder, FallbackFiles: hfiles,
+			Logger: log, Registry: reg})
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "osim-bootd serve: agent: %v\n", err)
+			return 1
+		}
+		resolver, httpFiles, scripts, tokens, sink, backend = ag, ag, ag, ag, ag, ag
+	}
+
+	// TFTP
+	tm := tftp.NewMetrics(reg)
 	tsrv, err := tftp.NewServer(tftp.Config{
 		MaxBlksize: cfg.TFTP.MaxBlksize, MaxWindow: cfg.TFTP.MaxWindow, MaxTransfers: cfg.TFTP.MaxTransfers,
 		PortLo: w.portLo, PortHi: w.portHi, Logger: log, Metrics: tm,
-	}, tftp.NewCache(folder, 64<<20, 512<<20, tm))
+	}, tftp.NewCache(resolver, 64<<20, 512<<20, tm))
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "osim-bootd serve: %v\n", err)
 		return 2
 	}
 
 	// HTTP
-	hfiles, err := httpboot.NewFolderFiles(w.httpFiles)
-	if err != nil {
-		fmt.Fprintf(os.Stderr, "osim-bootd serve: %v\n", err)
-		return 1
-	}
-	hh, err := httpboot.New(httpboot.Config{Scripts: w.scripts, Files: hfiles, Tokens: w.tokens,
-		Sink: logSink{log}, BaseURL: w.baseURL, Logger: log, Metrics: httpboot.NewMetrics(reg)})
+	hh, err := httpboot.New(httpboot.Config{Scripts: scripts, Files: httpFiles, Tokens: tokens,
+		Sink: sink, BaseURL: w.baseURL, Logger: log, Metrics: httpboot.NewMetrics(reg)})
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "osim-bootd serve: %v\n", err)
 		return 2
@@ -116,15 +160,8 @@ func runServe(args []string) int {
 	hsrv := &http.Server{Handler: hh, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 60 * time.Second, MaxHeaderBytes: 16 << 10}
 
 	// DHCP
-	dh := &dhcp.Handler{Backend: w.files, ServerIP: net.IP(w.addr.AsSlice()), Metrics: dhcp.NewMetrics(reg), Log: log}
+	dh := &dhcp.Handler{Backend: backend, ServerIP: net.IP(w.addr.AsSlice()), Metrics: dhcp.NewMetrics(reg), Log: log}
 	if w.dhcpMode == "full" {
-		// One Badger per process; the DHCP leases own the lease/ prefix.
-		db, err := badger.Open(badger.DefaultOptions(w.dataDir).WithLogger(nil))
-		if err != nil {
-			fmt.Fprintf(os.Stderr, "osim-bootd serve: open data_dir %q: %v\n", w.dataDir, err)
-			return 1
-		}
-		defer db.Close()
 		leases := dhcp.NewBadgerLeases(db)
 		dh.Mode = dhcp.ModeFull
 		dh.Full = &dhcp.Full{Pools: w.pools, Leases: leases, Metrics: dhcp.NewLeaseMetrics(reg, leases, nil)}
@@ -139,7 +176,7 @@ func runServe(args []string) int {
 	log.Info("boot server serving", "address", w.addr.String(), "dhcp_mode", w.dhcpMode, "dhcp", dsrv.DHCPAddr().String(),
 		"proxy", dsrv.BootAddr().String(), "tftp", w.tftpListen, "http", w.baseURL)
 	var wg sync.WaitGroup
-	errc := make(chan error, 3)
+	errc := make(chan error, 4)
 	run := func(name string, f func() error) {
 		wg.Add(1)
 		go func() {
@@ -152,6 +189,10 @@ func runServe(args []string) int {
 	run("tftp", func() error { return tsrv.ListenAndServe(ctx, w.tftpListen) })
 	run("http", func() error { return hsrv.Serve(hln) })
 	run("dhcp", func() error { return dsrv.Serve(ctx) })
+	if ag != nil {
+		log.Info("agent syncing from the manager", "url", w.manager.URL, "name", w.manager.Name, "site", w.manager.Site)
+		run("agent", func() error { return ag.Run(ctx) })
+	}
 	code := 0
 	select {
 	case <-ctx.Done():

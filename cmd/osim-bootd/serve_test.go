@@ -14,6 +14,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"osim/dataplane/dhcp"
 )
 
 func TestExampleServeConfigIsValid(t *testing.T) {
@@ -33,6 +35,53 @@ func TestExampleServeConfigIsValid(t *testing.T) {
 	}
 	if b := w.scripts["52:54:00:00:00:01"]; b.Params["preseed"] == "" || b.Kernel != "debian/vmlinuz" {
 		t.Errorf("boot of target 1: %+v", b)
+	}
+}
+
+func TestExampleManagerConfigIsValid(t *testing.T) {
+	c, err := loadServeConfig("testdata/serve-manager.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	w, err := c.check()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if w.manager == nil || w.manager.Site != "lab" || w.joinToken != "join-0123456789" || w.dataDir != "/var/lib/osim-bootd" {
+		t.Errorf("manager wiring: %+v, join token %q, data_dir %q", w.manager, w.joinToken, w.dataDir)
+	}
+	if w.bootFiles[dhcp.ArchBIOS] != "undionly.kpxe" || w.bootFiles[dhcp.ArchEFIx64] != "snponly.efi" || w.unknown != dhcp.ActionIgnore {
+		t.Errorf("boot policy: %v, unknown %v", w.bootFiles, w.unknown)
+	}
+}
+
+func TestManagerConfigNamesEachMistake(t *testing.T) {
+	dir := t.TempDir()
+	base := "address: 10.0.0.1\ndata_dir: " + dir + "\ntftp: {root: " + dir + "}\nhttp: {files: " + dir + "}\n"
+	mgr := "manager: {url: 'https://m:8443', join_token: j, name: bs1, site: lab}\n"
+	cases := []struct{ name, yaml, want string }{
+		{"targets with manager", base + mgr + "targets: [{mac: '52:54:00:00:00:01', action: local}]\n", "targets: must be empty with manager"},
+		{"images with manager", base + mgr + "images: {i: {kernel: k}}\n", "images: must be empty with manager"},
+		{"no data_dir", strings.Replace(base, "data_dir: "+dir+"\n", "", 1) + mgr, "data_dir: manager mode keeps"},
+		{"bad url", base + "manager: {url: 'manager:8443', join_token: j, name: bs1, site: lab}\n", `manager.url: "manager:8443"`},
+		{"both tokens", base + "manager: {url: 'https://m', join_token: j, join_token_file: /x, name: bs1, site: lab}\n", "not both"},
+		{"missing token file", base + "manager: {url: 'https://m', join_token_file: /nonexistent/t, name: bs1, site: lab}\n", "manager.join_token_file"},
+		{"bad name", base + "manager: {url: 'https://m', join_token: j, name: 'a b', site: lab}\n", `manager.name: "a b"`},
+		{"no site", base + "manager: {url: 'https://m', join_token: j, name: bs1}\n", `manager.site: ""`},
+		{"unknown key", base + "manager: {url: 'https://m', token: j, name: bs1, site: lab}\n", "field token not found"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			p := filepath.Join(t.TempDir(), "c.yaml")
+			os.WriteFile(p, []byte(c.yaml), 0o644)
+			cfg, err := loadServeConfig(p)
+			if err == nil {
+				_, err = cfg.check()
+			}
+			if err == nil || !strings.Contains(err.Error(), c.want) {
+				t.Fatalf("got %v, want an error containing %q", err, c.want)
+			}
+		})
 	}
 }
 

@@ -8,12 +8,14 @@ import (
 	"maps"
 	"net"
 	"net/netip"
+	"net/url"
 	"os"
 	"slices"
 	"strings"
 
 	"gopkg.in/yaml.v3"
 
+	"osim/controlplane/api"
 	"osim/dataplane/dhcp"
 	"osim/dataplane/httpboot"
 )
@@ -32,6 +34,19 @@ type serveConfig struct {
 	Boot    bootSection      `yaml:"boot"`
 	Images  map[string]image `yaml:"images"`
 	Targets []target         `yaml:"targets"`
+	// Manager, when set, makes the targets, images and orders come from
+	// the manager through the agent; Images and Targets must stay empty.
+	Manager *managerSection `yaml:"manager"`
+}
+
+// managerSection connects the boot server to a manager.
+type managerSection struct {
+	URL           string `yaml:"url"`
+	JoinToken     string `yaml:"join_token"`      // used once, to register
+	JoinTokenFile string `yaml:"join_token_file"` // or read it from this file
+	Name          string `yaml:"name"`            // this boot server's name
+	Site          string `yaml:"site"`            // the site whose targets it serves
+	InsecureTLS   bool   `yaml:"insecure_tls"`    // skip TLS verification (labs)
 }
 
 type dhcpSection struct {
@@ -120,6 +135,11 @@ type wiring struct {
 	dataDir    string
 	scripts    httpboot.StaticScripts
 	tokens     httpboot.StaticTokens
+	// manager mode (manager set): the agent answers instead of the file.
+	manager   *managerSection
+	joinToken string
+	bootFiles map[dhcp.Arch]string
+	unknown   dhcp.Action
 }
 
 // check validates c after flags were applied and derives the defaults.
@@ -193,6 +213,9 @@ func (c *serveConfig) check() (*wiring, error) {
 		bad("tftp.port_range", "%v", err)
 	}
 
+	if c.Manager != nil {
+		c.checkManager(w, bad)
+	}
 	w.backend = dhcp.FileConfig{HTTPBase: w.baseURL, Arches: c.Boot.Arches, BootFiles: c.Boot.BootFiles, Unknown: c.Boot.Unknown}
 	if w.backend.BootFiles == nil {
 		w.backend.BootFiles = map[string]string{"bios": "undionly.kpxe", "efi-x64": "snponly.efi"}
@@ -263,6 +286,65 @@ func (c *serveConfig) check() (*wiring, error) {
 		return nil, fmt.Errorf("config has %d mistake(s):\n  %s", len(errs), strings.Join(errs, "\n  "))
 	}
 	return w, nil
+}
+
+// checkManager validates the manager section and what it excludes.
+func (c *serveConfig) checkManager(w *wiring, bad func(key, format string, args ...any)) {
+	m := c.Manager
+	w.manager = m
+	if u, err := url.Parse(m.URL); m.URL == "" || err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		bad("manager.url", "%q is not an http(s) URL of the manager", m.URL)
+	}
+	switch {
+	case m.JoinToken != "" && m.JoinTokenFile != "":
+		bad("manager.join_token", "set join_token or join_token_file, not both")
+	case m.JoinTokenFile != "":
+		b, err := os.ReadFile(m.JoinTokenFile)
+		if err != nil {
+			bad("manager.join_token_file", "%v", err)
+		} else if w.joinToken = strings.TrimSpace(string(b)); w.joinToken == "" {
+			bad("manager.join_token_file", "%q is empty", m.JoinTokenFile)
+		}
+	default:
+		// Empty is fine once registered: the credential is in data_dir.
+		w.joinToken = m.JoinToken
+	}
+	if !api.ValidName(m.Name) {
+		bad("manager.name", "%q: want 1-63 of A-Z a-z 0-9 . _ -", m.Name)
+	}
+	if !api.ValidName(m.Site) {
+		bad("manager.site", "%q: want 1-63 of A-Z a-z 0-9 . _ -", m.Site)
+	}
+	if c.DataDir == "" {
+		bad("data_dir", "manager mode keeps the synced MDB, the event buffer and the blobs there: required")
+	}
+	w.dataDir = c.DataDir
+	if len(c.Targets) > 0 {
+		bad("targets", "must be empty with manager: targets come from the manager")
+	}
+	if len(c.Images) > 0 {
+		bad("images", "must be empty with manager: images come from the manager")
+	}
+	bootFiles := c.Boot.BootFiles
+	if bootFiles == nil {
+		bootFiles = map[string]string{"bios": "undionly.kpxe", "efi-x64": "snponly.efi"}
+	}
+	w.bootFiles = map[dhcp.Arch]string{}
+	for _, name := range slices.Sorted(maps.Keys(bootFiles)) {
+		a, err := dhcp.ParseArchName(name)
+		if err != nil {
+			bad("boot.boot_files."+name, "%v", err)
+			continue
+		}
+		w.bootFiles[a.Canonical()] = bootFiles[name]
+	}
+	if c.Boot.Unknown != "" {
+		a, err := dhcp.ParseAction(c.Boot.Unknown)
+		if err != nil || (a != dhcp.ActionIgnore && a != dhcp.ActionDiscovery) {
+			bad("boot.unknown", "%q: want discovery or ignore", c.Boot.Unknown)
+		}
+		w.unknown = a
+	}
 }
 
 func orDefault(v, def string) string {

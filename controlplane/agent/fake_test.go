@@ -136,9 +136,13 @@ func (f *fakeManager) put(c api.Change) {
 func (f *fakeManager) putTarget(t api.Target) {
 	f.put(api.Change{Kind: api.ChangeTarget, ID: t.ID, Target: &t})
 }
-func (f *fakeManager) putOrder(o api.Order) { f.put(api.Change{Kind: api.ChangeOrder, ID: o.ID, Order: &o}) }
-func (f *fakeManager) putImage(i api.Image) { f.put(api.Change{Kind: api.ChangeImage, ID: i.ID, Image: &i}) }
-func (f *fakeManager) del(kind, id string)  { f.put(api.Change{Kind: kind, ID: id, Deleted: true}) }
+func (f *fakeManager) putOrder(o api.Order) {
+	f.put(api.Change{Kind: api.ChangeOrder, ID: o.ID, Order: &o})
+}
+func (f *fakeManager) putImage(i api.Image) {
+	f.put(api.Change{Kind: api.ChangeImage, ID: i.ID, Image: &i})
+}
+func (f *fakeManager) del(kind, id string) { f.put(api.Change{Kind: kind, ID: id, Deleted: true}) }
 
 // truncate forgets the log: every since below the current revision now
 // gets a snapshot.
