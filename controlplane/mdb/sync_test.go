@@ -59,6 +59,22 @@ func TestEveryWriteBumpsRevisionOnceAndReachesItsSite(t *testing.T) {
 	if len(ch) != 1 || ch[0].Deleted || ch[0].Target.Site != "lyon" {
 		t.Fatalf("lyon after move %+v", ch)
 	}
+	// A live order moves with its target.
+	o2 := must[[]api.Order](t)(d.CreateOrders(ctx, api.OrderRequest{Target: tg.ID, Image: im.ID}))[0]
+	r1 := rev(t, d)
+	site = "paris"
+	must[api.Target](t)(d.UpdateTarget(ctx, tg.ID, api.TargetPatch{Site: &site}))
+	ch, _ = allChanges(t, d, "lyon", r1)
+	if len(ch) != 2 || !ch[0].Deleted || !ch[1].Deleted {
+		t.Fatalf("lyon after moving a target with an order: %+v", ch)
+	}
+	ch, _ = allChanges(t, d, "paris", r1)
+	if len(ch) != 2 || ch[0].Order == nil || ch[0].Order.ID != o2.ID || ch[0].Order.Site != "paris" || ch[1].Target == nil {
+		t.Fatalf("paris after moving a target with an order: %+v", ch)
+	}
+	if os, _, _ := d.ListOrders(ctx, OrderQuery{Site: "paris", State: api.OrderPending}); len(os) != 1 {
+		t.Fatalf("moved order not listed at paris: %+v", os)
+	}
 	// Heartbeat and tokens do not bump; registering does.
 	bs := must[api.BootServer](t)(d.RegisterBootServer(ctx, api.RegisterRequest{Name: "bs1", Site: "paris"}, Token{Hash: shaOf([]byte("s"))}))
 	r0 := rev(t, d)
@@ -70,7 +86,7 @@ func TestEveryWriteBumpsRevisionOnceAndReachesItsSite(t *testing.T) {
 		t.Fatal("heartbeat or token bumped the revision")
 	}
 	resp, err := d.Changes(ctx, "paris", 6, 0)
-	if err != nil || resp.Revision != r0 || len(resp.Changes) != 0 {
+	if err != nil || resp.Revision != r0 || len(resp.Changes) != 2 { // the move back at r1+1
 		t.Fatalf("changes past a registration: %+v %v", resp, err)
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"maps"
+	"slices"
 
 	"github.com/dgraph-io/badger/v4"
 
@@ -256,6 +257,24 @@ func (d *DB) UpdateTarget(ctx context.Context, id string, p api.TargetPatch) (t 
 				return err
 			}
 			w.logChange(t.Site, api.Change{Kind: api.ChangeTarget, ID: id, Deleted: true})
+		}
+		if t.CurrentOrder != "" && (s.Site != t.Site || s.Arch != t.Arch || !slices.Equal(s.MACs, t.MACs)) {
+			// The live order follows its target: the boot servers answer
+			// DHCP from the order's MACs and arch, at the order's site.
+			o, err := getOrder(w.txn, t.CurrentOrder)
+			if err != nil {
+				return err
+			}
+			if o.Site != s.Site {
+				if err := w.del(k(pLiveSite, o.Site, "/", o.ID)); err != nil {
+					return err
+				}
+				w.logChange(o.Site, api.Change{Kind: api.ChangeOrder, ID: o.ID, Deleted: true})
+			}
+			o.Site, o.MACs, o.Arch = s.Site, s.MACs, s.Arch
+			if err := w.putOrder(&o); err != nil {
+				return err
+			}
 		}
 		t.Hostname, t.MACs, t.Arch, t.Site, t.Address, t.Labels = s.Hostname, s.MACs, s.Arch, s.Site, s.Address, s.Labels
 		return w.putTarget(&t)
