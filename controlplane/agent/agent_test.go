@@ -388,8 +388,8 @@ func TestStagingVerifiesSHA256AndQueuesStagedOnce(t *testing.T) {
 			t.Errorf("blob %s: %d bytes, %v", f.Name, len(b), err)
 		}
 	}
-	if n := testutil.ToFloat64(e.a.m.blobsStaged); n != 2 {
-		t.Errorf("blobs_staged_total = %v, want 2", n)
+	if n := testutil.ToFloat64(e.a.m.blobsStaged); n != 3 {
+		t.Errorf("blobs_staged_total = %v, want 3 (kernel, initrd, the staged order's NBP)", n)
 	}
 
 	// A retried order is a new attempt: staged again.
@@ -406,7 +406,7 @@ func TestStagingVerifiesSHA256AndQueuesStagedOnce(t *testing.T) {
 func TestStagingResumesAPartialDownload(t *testing.T) {
 	e := newEnv(t, nil)
 	e.register()
-	osImg, _ := e.world()
+	osImg, bootImg := e.world()
 	e.sync()
 	initrd := osImg.Files[1]
 	data := e.fm.blobs[initrd.SHA256]
@@ -428,7 +428,9 @@ func TestStagingResumesAPartialDownload(t *testing.T) {
 	if !found {
 		t.Errorf("the manager saw ranges %q, want bytes=1000-", ranges)
 	}
-	if n := testutil.ToFloat64(e.a.m.blobBytes); n != float64(len(data)-1000+int(osImg.Files[0].Size)) {
+	// The kernel, the rest of the initrd and the boot image's NBP (the
+	// staged order needs it here too).
+	if n := testutil.ToFloat64(e.a.m.blobBytes); n != float64(len(data)-1000+int(osImg.Files[0].Size)+int(bootImg.Files[0].Size)) {
 		t.Errorf("blob_bytes_downloaded_total = %v", n)
 	}
 }

@@ -29,7 +29,7 @@ func (a *Agent) staged(f api.ImageFile) bool {
 	return err == nil && st.Mode().IsRegular() && st.Size() == f.Size
 }
 
-// stageLoop stages pending orders whenever the view changes, retrying
+// stageLoop stages live orders whenever the view changes, retrying
 // failures with backoff, and collects unreferenced blobs.
 func (a *Agent) stageLoop(ctx context.Context) {
 	bo := a.newBackoff()
@@ -64,8 +64,8 @@ func (a *Agent) stageLoop(ctx context.Context) {
 	}
 }
 
-// stagePass downloads what pending orders need and queues order.staged
-// for each order whose blobs are all here; true when something failed.
+// stagePass downloads what live orders need and queues order.staged for
+// each pending order whose blobs are all here; true when something failed.
 func (a *Agent) stagePass(ctx context.Context, failed map[string]string) (retry bool) {
 	type job struct {
 		order api.Order
@@ -75,9 +75,9 @@ func (a *Agent) stagePass(ctx context.Context, failed map[string]string) (retry 
 	var jobs []job
 	a.mu.RLock()
 	for _, o := range a.v.orders {
-		if o.State != api.OrderPending {
-			continue
-		}
+		// Orders past pending need their blobs here too (this boot server
+		// may have joined late or lost its disk); only pending ones get
+		// order.staged.
 		j := job{order: o}
 		for _, id := range []string{o.Image, o.BootImage} {
 			if id == "" {
@@ -126,7 +126,7 @@ func (a *Agent) stagePass(ctx context.Context, failed map[string]string) (retry 
 			retry = true
 			reason := err.Error()
 			a.log.Warn("agent: staging failed", "order", o.ID, "attempt", o.Attempt, "err", reason)
-			if failed[key] != reason {
+			if o.State == api.OrderPending && failed[key] != reason {
 				ev := api.Event{Type: api.EventStageFailed, Order: o.ID, Target: o.Target, Message: reason,
 					Data: map[string]string{"attempt": strconv.Itoa(o.Attempt)}}
 				if e := a.Emit(ev); e == nil {
@@ -136,6 +136,9 @@ func (a *Agent) stagePass(ctx context.Context, failed map[string]string) (retry 
 			continue
 		}
 		delete(failed, key)
+		if o.State != api.OrderPending {
+			continue
+		}
 		if err := a.markStaged(o); err != nil {
 			a.log.Error("agent: queueing order.staged", "order", o.ID, "err", err)
 			retry = true
