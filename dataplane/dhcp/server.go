@@ -25,6 +25,17 @@ type ServerConfig struct {
 	// RelayPort is the port answers to a relay (giaddr) go to; default 67.
 	RelayPort uint16
 	Workers   int // goroutines reading each socket; default 8
+	// Guard, when set, sees every datagram before the handler; false
+	// drops it unanswered (and uncounted by the DHCP metrics: the guard
+	// counts its own). nil: everything goes to the handler.
+	Guard Guard
+}
+
+// Guard judges a raw datagram received on port (PortDHCP or
+// PortBootServer) before any decoding: xdp.Program implements it, as the
+// userspace stand-in for its XDP program.
+type Guard interface {
+	Admit(raw []byte, port int) bool
 }
 
 // Server is the UDP loop around Handler: read, Handle, write. Every
@@ -134,6 +145,9 @@ func (s *Server) loop(ctx context.Context, pc *ipv4.PacketConn, port int) {
 		}
 		src := ua.AddrPort()
 		src = netip.AddrPortFrom(src.Addr().Unmap(), src.Port())
+		if s.cfg.Guard != nil && !s.cfg.Guard.Admit(buf[:n], port) {
+			continue
+		}
 		r := s.h.Handle(ctx, buf[:n], port, time.Now())
 		if r.Bytes == nil {
 			continue

@@ -1,0 +1,62 @@
+package xdp
+
+import (
+	"context"
+	"log/slog"
+	"net"
+	"time"
+)
+
+// PolicySource is where the MAC policy comes from: the boot server's
+// local store (controlplane/agent implements it; this package does not
+// import it).
+type PolicySource interface {
+	// LiveMACs are the MACs of the targets this boot server knows: the
+	// allow list.
+	LiveMACs() []net.HardwareAddr
+	// PolicyChanged returns a channel that receives (or is closed) when
+	// the lists may have changed since the call.
+	PolicyChanged() <-chan struct{}
+}
+
+// DenySource is a PolicySource that also keeps a deny list.
+type DenySource interface {
+	DeniedMACs() []net.HardwareAddr
+}
+
+// PolicySetter is what KeepPolicy updates: a Program or a Classifier.
+type PolicySetter interface {
+	SetPolicy(allow, deny []net.HardwareAddr) error
+}
+
+// ResyncEvery is how often KeepPolicy rereads the lists without a change signal.
+const ResyncEvery = 30 * time.Second
+
+// KeepPolicy copies src's lists into dst now and after every change
+// signal (at once: within 1 s of a change), until ctx is done.
+func KeepPolicy(ctx context.Context, src PolicySource, dst PolicySetter, log *slog.Logger) {
+	if log == nil {
+		log = slog.Default()
+	}
+	t := time.NewTicker(ResyncEvery)
+	defer t.Stop()
+	for {
+		changed := src.PolicyChanged() // before reading: a change during the read is not lost
+		allow := src.LiveMACs()
+		var deny []net.HardwareAddr
+		if d, ok := src.(DenySource); ok {
+			deny = d.DeniedMACs()
+		}
+		if err := dst.SetPolicy(allow, deny); err != nil {
+			log.Error("xdp: policy update", "allow", len(allow), "deny", len(deny), "err", err)
+		} else {
+			log.Debug("xdp: policy updated", "allow", len(allow), "deny", len(deny))
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-changed:
+		case <-t.C:
+		}
+	}
+}
