@@ -98,6 +98,8 @@ type Agent struct {
 	stageWake chan struct{}
 	viewSeq   atomic.Uint64 // bumps on every view change, for blob GC
 
+	syncLimit int // reduced after a sync answer too large for one txn; sync goroutine only
+
 	seenMu sync.Mutex
 	seen   map[string]time.Time // MAC → last dhcp.seen
 }

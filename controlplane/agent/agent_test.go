@@ -6,12 +6,14 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/netip"
 	"os"
 	"path/filepath"
 	"reflect"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -46,6 +48,8 @@ type env struct {
 	a     *Agent
 	clock *fakeClock
 	mod   func(*Config)
+	// memTable, when set, makes Badger's transactions small.
+	memTable int64
 }
 
 func newEnv(t *testing.T, mod func(*Config)) *env {
@@ -61,7 +65,11 @@ func newEnv(t *testing.T, mod func(*Config)) *env {
 
 func (e *env) open() {
 	e.t.Helper()
-	db, err := badger.Open(badger.DefaultOptions(filepath.Join(e.dir, "db")).WithLogger(nil))
+	opts := badger.DefaultOptions(filepath.Join(e.dir, "db")).WithLogger(nil)
+	if e.memTable > 0 {
+		opts = opts.WithMemTableSize(e.memTable).WithValueThreshold(64 << 10)
+	}
+	db, err := badger.Open(opts)
 	if err != nil {
 		e.t.Fatal(err)
 	}
@@ -139,8 +147,7 @@ func ids[T any](xs []T) []string {
 // localEvents lists the events still buffered in Badger.
 func (e *env) localEvents(typ string) []api.Event {
 	e.t.Helper()
-	e.a.cfg.UploadBatch = 1 << 20
-	evs, err := e.a.readBatch()
+	evs, err := e.a.readBatch(1 << 20)
 	if err != nil {
 		e.t.Fatal(err)
 	}
@@ -264,6 +271,31 @@ func TestIncrementalChangesApplyAndRestartResumesFromN(t *testing.T) {
 	}
 	if n := testutil.ToFloat64(e.a.m.snapshots); n != 0 {
 		t.Errorf("restart took %v snapshots, want 0 (it resumes from N)", n)
+	}
+}
+
+func TestAnAnswerTooLargeForOneTransactionIsAskedForInParts(t *testing.T) {
+	e := newEnv(t, nil)
+	e.memTable = 1 << 20 // transactions of about 150 kB
+	e.restart()
+	e.register()
+	e.fm.putTarget(target("t-first", "52:54:00:00:ff:ff"))
+	e.sync() // a snapshot; then incremental
+	big := map[string]string{}
+	for i := 0; i < 20; i++ {
+		big[fmt.Sprintf("label%02d", i)] = strings.Repeat("v", 60)
+	}
+	for i := 0; i < 400; i++ {
+		tg := target(fmt.Sprintf("t-%03d", i), fmt.Sprintf("52:54:00:00:%02x:%02x", i>>8, i&0xff))
+		tg.Labels = big
+		e.fm.putTarget(tg)
+	}
+	for e.a.Revision() < e.fm.rev {
+		e.sync()
+	}
+	e.checkView()
+	if limits := e.fm.syncLimits; len(limits) < 2 || limits[0] != 0 || limits[1] == 0 || limits[len(limits)-1] == 0 {
+		t.Errorf("sync limits asked %v, want smaller limits after the first answer", limits)
 	}
 }
 
@@ -514,6 +546,31 @@ func TestEventsBufferedWhileTheManagerIsDownArriveExactlyOnce(t *testing.T) {
 	_ = e.a.Emit(api.Event{Type: api.EventDHCPSeen})
 	if evs := e.localEvents(""); len(evs) != 1 || evs[0].OriginSeq != 41 {
 		t.Errorf("after restart: %+v, want origin_seq 41", evs)
+	}
+}
+
+func TestAnEventTheManagerRefusesIsDroppedAloneNotTheBuffer(t *testing.T) {
+	e := newEnv(t, nil)
+	e.register()
+	e.fm.set(func(f *fakeManager) { f.reject = "bogus" })
+	for i := 0; i < 9; i++ {
+		typ := api.EventDHCPSeen
+		if i == 5 {
+			typ = "bogus"
+		}
+		if err := e.a.Emit(api.Event{Type: typ}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); e.a.uploadLoop(ctx) }()
+	waitFor(t, "8 events at the manager", func() bool { return len(e.fm.eventsOf(api.EventDHCPSeen)) == 8 })
+	waitFor(t, "empty buffer", func() bool { return testutil.ToFloat64(e.a.m.eventsPending) == 0 })
+	cancel()
+	<-done
+	if n := len(e.fm.eventsOf("bogus")); n != 0 {
+		t.Errorf("the refused event arrived %d times", n)
 	}
 }
 

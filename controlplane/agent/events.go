@@ -4,7 +4,9 @@ import (
 	"context"
 	"encoding/binary"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"net/http"
 
 	"github.com/dgraph-io/badger/v4"
 
@@ -67,13 +69,13 @@ func (a *Agent) countPending() (int, error) {
 	return n, err
 }
 
-// readBatch returns up to UploadBatch buffered events, lowest seq first.
-func (a *Agent) readBatch() ([]api.Event, error) {
+// readBatch returns up to n buffered events, lowest seq first.
+func (a *Agent) readBatch(n int) ([]api.Event, error) {
 	var out []api.Event
 	err := a.db.View(func(txn *badger.Txn) error {
 		it := txn.NewIterator(badger.IteratorOptions{Prefix: prefixEvq, PrefetchValues: true, PrefetchSize: 100})
 		defer it.Close()
-		for it.Rewind(); it.Valid() && len(out) < a.cfg.UploadBatch; it.Next() {
+		for it.Rewind(); it.Valid() && len(out) < n; it.Next() {
 			var e api.Event
 			if err := it.Item().Value(func(b []byte) error { return json.Unmarshal(b, &e) }); err != nil {
 				return fmt.Errorf("agent: decode %x: %w", it.Item().Key(), err)
@@ -101,8 +103,9 @@ func (a *Agent) forget(last uint64) (int, error) {
 // wakes it when the buffer is empty.
 func (a *Agent) uploadLoop(ctx context.Context) {
 	bo := a.newBackoff()
+	size := a.cfg.UploadBatch
 	for ctx.Err() == nil {
-		batch, err := a.readBatch()
+		batch, err := a.readBatch(size)
 		if err != nil {
 			a.log.Error("agent: reading the event buffer", "err", err)
 			if !sleep(ctx, bo.next()) {
@@ -119,6 +122,19 @@ func (a *Agent) uploadLoop(ctx context.Context) {
 			continue
 		}
 		ack, err := a.cfg.Client.UploadEvents(ctx, api.EventBatch{Events: batch})
+		if rejected(err) {
+			// The manager refuses the batch itself, retrying it as it is
+			// would block the buffer forever: halve it until the event it
+			// refuses is alone, then drop that one.
+			a.m.reachable.Set(1)
+			if len(batch) > 1 {
+				size = max(1, len(batch)/2)
+				continue
+			}
+			a.log.Error("agent: the manager refuses an event; dropping it", "origin_seq", batch[0].OriginSeq,
+				"type", batch[0].Type, "err", err)
+			ack, err = api.EventAck{LastSeq: batch[0].OriginSeq}, nil
+		}
 		if err != nil {
 			if ctx.Err() != nil {
 				return
@@ -145,5 +161,21 @@ func (a *Agent) uploadLoop(ctx context.Context) {
 			continue
 		}
 		bo.reset()
+		size = a.cfg.UploadBatch
 	}
+}
+
+// rejected reports whether the manager refused an upload for its content
+// (a retry of the same batch cannot succeed), not for being unavailable
+// or for the credential.
+func rejected(err error) bool {
+	var e *api.Error
+	if !errors.As(err, &e) {
+		return false
+	}
+	switch e.Code {
+	case http.StatusBadRequest, http.StatusRequestEntityTooLarge, http.StatusUnprocessableEntity:
+		return true
+	}
+	return false
 }

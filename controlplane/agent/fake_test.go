@@ -22,24 +22,26 @@ type fakeManager struct {
 	t   *testing.T
 	srv *httptest.Server
 
-	mu        sync.Mutex
-	rev       uint64
-	changes   []api.Change // the log, oldest first
-	minRev    uint64       // since < minRev is too old: snapshot
-	targets   map[string]api.Target
-	orders    map[string]api.Order
-	images    map[string]api.Image
-	notify    chan struct{}
-	pageSize  int
-	failPage  int // snapshot page number (2, 3, …) answered 500
-	down      bool
-	registers int
-	syncSince []uint64
-	events    map[uint64]api.Event
-	received  int // events received (duplicates included)
-	blobs     map[string][]byte
-	corrupt   map[string]bool
-	ranges    []string
+	mu         sync.Mutex
+	rev        uint64
+	changes    []api.Change // the log, oldest first
+	minRev     uint64       // since < minRev is too old: snapshot
+	targets    map[string]api.Target
+	orders     map[string]api.Order
+	images     map[string]api.Image
+	notify     chan struct{}
+	pageSize   int
+	failPage   int // snapshot page number (2, 3, …) answered 500
+	down       bool
+	reject     string // event type answered 422 (the whole batch)
+	registers  int
+	syncSince  []uint64
+	syncLimits []int
+	events     map[uint64]api.Event
+	received   int // events received (duplicates included)
+	blobs      map[string][]byte
+	corrupt    map[string]bool
+	ranges     []string
 }
 
 const (
@@ -242,11 +244,18 @@ func (f *fakeManager) sync(w http.ResponseWriter, r *http.Request) {
 		}
 		f.mu.Lock()
 	}
+	limit, _ := strconv.Atoi(q.Get("limit"))
+	f.syncLimits = append(f.syncLimits, limit)
 	resp := api.SyncResponse{Revision: f.rev}
 	for _, c := range f.changes {
-		if c.Rev > since {
-			resp.Changes = append(resp.Changes, c)
+		if c.Rev <= since {
+			continue
 		}
+		if limit > 0 && len(resp.Changes) == limit { // one change per revision: whole revisions
+			resp.Revision = resp.Changes[limit-1].Rev
+			break
+		}
+		resp.Changes = append(resp.Changes, c)
 	}
 	f.mu.Unlock()
 	writeJSON(w, 200, resp)
@@ -260,6 +269,12 @@ func (f *fakeManager) upload(w http.ResponseWriter, r *http.Request) {
 	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	for _, e := range b.Events {
+		if f.reject != "" && e.Type == f.reject {
+			writeJSON(w, 422, api.Error{Code: 422, Message: "events: type " + e.Type + " is not known"})
+			return
+		}
+	}
 	var ack api.EventAck
 	for _, e := range b.Events {
 		f.received++

@@ -14,6 +14,10 @@ import (
 	"osim/controlplane/api"
 )
 
+// maxReducedLimit: a sync limit reduced after a too-large answer grows
+// back by doubling and is dropped (the configured limit again) past this.
+const maxReducedLimit = 10000
+
 // syncLoop long-polls the manager and applies what it answers.
 func (a *Agent) syncLoop(ctx context.Context) {
 	bo := a.newBackoff()
@@ -39,6 +43,9 @@ func (a *Agent) syncLoop(ctx context.Context) {
 // or takes the whole snapshot when the manager answers with one.
 func (a *Agent) syncOnce(ctx context.Context) error {
 	limit := a.cfg.SyncLimit
+	if a.syncLimit > 0 {
+		limit = a.syncLimit
+	}
 	for {
 		since := a.Revision()
 		resp, err := a.cfg.Client.Sync(ctx, since, a.cfg.SyncWait, limit)
@@ -57,11 +64,18 @@ func (a *Agent) syncOnce(ctx context.Context) error {
 		if errors.Is(err, badger.ErrTxnTooBig) && len(resp.Changes) > 1 {
 			// Ask again for less: the manager still answers whole revisions.
 			limit = max(1, len(resp.Changes)/2)
+			a.syncLimit = limit
 			a.log.Warn("agent: sync answer too large for one transaction, asking for less", "changes", len(resp.Changes), "limit", limit)
 			continue
 		}
 		if err != nil {
 			return err
+		}
+		if a.syncLimit > 0 {
+			// Grow back after a too-large answer, to the configured limit.
+			if a.syncLimit *= 2; a.syncLimit > maxReducedLimit {
+				a.syncLimit = 0
+			}
 		}
 		if len(resp.Changes) == 0 {
 			a.m.syncRequests.WithLabelValues("empty").Inc()
