@@ -49,6 +49,13 @@ type XdpMacKey struct {
 	Pad uint16
 }
 
+type XdpScratch struct {
+	_  structs.HostLayout
+	B  [1024]uint8
+	Vc uint32
+	Uc uint32
+}
+
 // Names of all BPF objects in the ELF.
 //
 // Used for safe lookups in a Collection or CollectionSpec.
@@ -58,6 +65,7 @@ const (
 	XdpMapConfigMap = "config_map"
 	XdpMapCounters  = "counters"
 	XdpMapPolicy    = "policy"
+	XdpMapScratch   = "scratch"
 	XdpProgXdpPxe   = "xdp_pxe"
 )
 
@@ -115,6 +123,7 @@ type XdpMapSpecs struct {
 	ConfigMap *ebpf.MapSpec `ebpf:"config_map"`
 	Counters  *ebpf.MapSpec `ebpf:"counters"`
 	Policy    *ebpf.MapSpec `ebpf:"policy"`
+	Scratch   *ebpf.MapSpec `ebpf:"scratch"`
 }
 
 // XdpVariableSpecs contains global variables before they are loaded into the kernel.
@@ -148,6 +157,7 @@ type XdpMaps struct {
 	ConfigMap *ebpf.Map `ebpf:"config_map"`
 	Counters  *ebpf.Map `ebpf:"counters"`
 	Policy    *ebpf.Map `ebpf:"policy"`
+	Scratch   *ebpf.Map `ebpf:"scratch"`
 }
 
 func (m *XdpMaps) Close() error {
@@ -157,6 +167,7 @@ func (m *XdpMaps) Close() error {
 		m.ConfigMap,
 		m.Counters,
 		m.Policy,
+		m.Scratch,
 	)
 }
 

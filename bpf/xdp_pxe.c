@@ -67,7 +67,7 @@ struct config {
 	__u32 admit_rate;    /* new clients per second; 0: no admission limit */
 	__u32 admit_burst;
 	__u32 _pad1;
-	__u64 clock_ns;      /* 0: bpf_ktime_get_ns(); else the clock (tests) */
+	__u64 clock_ns;      /* 0: bpf_ktime_get_coarse_ns(); else the clock (tests) */
 };
 
 struct bucket {
@@ -122,83 +122,100 @@ struct {
 
 /* forget_bounds leaves x in [0, 511] as far as the verifier knows (the
  * mask gives the value bits, the OR raises the maximum to what they allow):
- * walk_option then starts every round with the same range for the offset,
- * whatever the path, and its states converge after a few rounds instead of
- * growing with every option. x must already be below 512. */
+ * every round of the option walk then starts with the same range for the
+ * offset, whatever the path, so the verifier prunes the paths of one round
+ * instead of following each through all 64. x must already be below 512. */
 #define forget_bounds(x) asm volatile("%0 &= 0x1ff; %0 |= 0" : "+r"(x))
 
-struct walk {
-	struct xdp_md *ctx;
-	__u64 base; /* offset of the options field in the packet */
-	__u64 off;  /* of the next option, within the options field */
-	__u64 vc;   /* option 60: 0 not seen, 1 PXEClient, 2 HTTPClient, 3 other */
-	__u64 uc;   /* option 77: 0 not seen, 1 iPXE, 2 other */
+/* The options field, copied out of the packet for the walk: an index into
+ * a map value is what the verifier bounds cheaply, and a packet pointer per
+ * option made its states differ in every round. */
+struct scratch {
+	__u8 b[1024]; /* any offset below 512 plus an option header and 10 bytes fits */
+	/* what the walk found, kept here rather than in registers: the
+	 * verifier does not track map contents, so the findings do not
+	 * multiply its states */
+	__u32 vc; /* option 60: 0 not seen, 1 PXEClient, 2 HTTPClient, 3 other */
+	__u32 uc; /* option 77: 0 not seen, 1 iPXE, 2 other */
 };
 
-/* walk_option reads the option at w->off; 1 stops the walk. It runs under
- * bpf_loop, so the verifier checks its body once, not once per option. */
-static long walk_option(__u32 n, struct walk *w)
-{
-	void *data = (void *)(long)w->ctx->data;
-	void *end = (void *)(long)w->ctx->data_end;
-	__u64 base = w->base, off = w->off;
-	if (base > 512 || off >= OPT_BYTES)
-		return 1;
-	__u8 *o = data + base + off;
-	if ((void *)(o + 1) > end)
-		return 1;
-	__u8 code = o[0];
-	if (code == 0) { /* pad */
-		off++;
-		forget_bounds(off);
-		w->off = off;
-		return 0;
-	}
-	if (code == 255) /* end */
-		return 1;
-	if (off + 1 >= OPT_BYTES || (void *)(o + 2) > end)
-		return 1;
-	__u64 l = o[1];
-	__u64 next = off + 2 + l;
-	if (next > OPT_BYTES || (void *)(o + 2 + l) > end)
-		return 1;
-	__u8 *v = o + 2;
-	if (code == 60 && !w->vc) {
-		w->vc = 3;
-		if (l >= 9 && (void *)(v + 9) <= end && v[0] == 'P' && v[1] == 'X' && v[2] == 'E' && v[3] == 'C' &&
-		    v[4] == 'l' && v[5] == 'i' && v[6] == 'e' && v[7] == 'n' && v[8] == 't')
-			w->vc = 1;
-		else if (l >= 10 && (void *)(v + 10) <= end && v[0] == 'H' && v[1] == 'T' && v[2] == 'T' &&
-			 v[3] == 'P' && v[4] == 'C' && v[5] == 'l' && v[6] == 'i' && v[7] == 'e' && v[8] == 'n' &&
-			 v[9] == 't')
-			w->vc = 2;
-	} else if (code == 77 && !w->uc) {
-		/* "iPXE" as iPXE sends it, or an RFC 3004 list whose first
-		 * entry is "iPXE" */
-		w->uc = 2;
-		if (l == 4 && (void *)(v + 4) <= end && v[0] == 'i' && v[1] == 'P' && v[2] == 'X' && v[3] == 'E')
-			w->uc = 1;
-		else if (l >= 5 && (void *)(v + 5) <= end && v[0] == 4 && v[1] == 'i' && v[2] == 'P' && v[3] == 'X' &&
-			 v[4] == 'E')
-			w->uc = 1;
-	}
-	forget_bounds(next);
-	w->off = next;
-	return 0;
-}
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct scratch);
+} scratch SEC(".maps");
 
 /* walk_options classifies by the options that start at offset base of the
- * packet. A global function: the verifier checks it once, on its own, not
- * once for every path that leads to it. */
+ * packet: the first option 60 and the first option 77, at most OPT_MAX
+ * options within OPT_BYTES, stopping at the end option or at the first
+ * option that does not fit. A global function: the verifier checks it
+ * once, on its own, not once for every path that leads to it. */
 __attribute__((noinline)) int walk_options(struct xdp_md *ctx, __u32 base)
 {
-	struct walk w = {.ctx = ctx, .base = base};
-	bpf_loop(OPT_MAX, walk_option, &w, 0);
-	if (w.vc != 1 && w.vc != 2)
+	void *data = (void *)(long)ctx->data;
+	void *end = (void *)(long)ctx->data_end;
+	__u32 zero = 0;
+	struct scratch *s = bpf_map_lookup_elem(&scratch, &zero);
+	if (!s || base > 512)
 		return C_DHCP;
-	if (w.uc == 1)
+	__u64 len = (__u64)(end - data);
+	if (len <= base)
+		return C_DHCP;
+	len -= base;
+	if (len > OPT_BYTES)
+		len = OPT_BYTES;
+	asm volatile("" : "+r"(len)); /* keep the check below as the verifier needs it: 1..312 */
+	if (len < 1 || len > OPT_BYTES)
+		return C_DHCP;
+	if (bpf_xdp_load_bytes(ctx, base, s->b, len))
+		return C_DHCP;
+	__u8 *b = s->b;
+	__u64 off = 0;
+	s->vc = 0;
+	s->uc = 0;
+	for (int n = 0; n < OPT_MAX; n++) {
+		if (off >= len)
+			break;
+		__u8 code = b[off];
+		if (code == 0) { /* pad */
+			off++;
+			forget_bounds(off);
+			continue;
+		}
+		if (code == 255 || off + 1 >= len) /* end, or no room for the length */
+			break;
+		__u64 l = b[off + 1];
+		__u64 next = off + 2 + l;
+		if (next > len)
+			break;
+		__u8 *v = b + off + 2;
+		if (code == 60 && !s->vc) {
+			s->vc = 3;
+			if (l >= 9 && v[0] == 'P' && v[1] == 'X' && v[2] == 'E' && v[3] == 'C' && v[4] == 'l' &&
+			    v[5] == 'i' && v[6] == 'e' && v[7] == 'n' && v[8] == 't')
+				s->vc = 1;
+			else if (l >= 10 && v[0] == 'H' && v[1] == 'T' && v[2] == 'T' && v[3] == 'P' && v[4] == 'C' &&
+				 v[5] == 'l' && v[6] == 'i' && v[7] == 'e' && v[8] == 'n' && v[9] == 't')
+				s->vc = 2;
+		} else if (code == 77 && !s->uc) {
+			/* "iPXE" as iPXE sends it, or an RFC 3004 list whose first
+			 * entry is "iPXE" */
+			s->uc = 2;
+			if (l == 4 && v[0] == 'i' && v[1] == 'P' && v[2] == 'X' && v[3] == 'E')
+				s->uc = 1;
+			else if (l >= 5 && v[0] == 4 && v[1] == 'i' && v[2] == 'P' && v[3] == 'X' && v[4] == 'E')
+				s->uc = 1;
+		}
+		off = next;
+		forget_bounds(off);
+	}
+	__u32 vc = s->vc, uc = s->uc;
+	if (vc != 1 && vc != 2)
+		return C_DHCP;
+	if (uc == 1)
 		return C_IPXE;
-	return w.vc == 1 ? C_PXE : C_HTTP;
+	return vc == 1 ? C_PXE : C_HTTP;
 }
 
 /* dhcp_class reads a datagram to the DHCP or proxyDHCP port, whose payload
@@ -309,7 +326,7 @@ static __always_inline __u32 judge(const struct config *cfg, __u32 cls, struct m
 	}
 	if (!cfg->rate)
 		return V_PASS;
-	__u64 now = cfg->clock_ns ? cfg->clock_ns : bpf_ktime_get_ns();
+	__u64 now = cfg->clock_ns ? cfg->clock_ns : bpf_ktime_get_coarse_ns();
 	struct bucket *b = bpf_map_lookup_elem(&buckets, mk);
 	if (b)
 		return take(b, now, cfg->rate, cfg->burst) ? V_PASS : V_DROP_RATE;

@@ -69,6 +69,20 @@ func Load(cfg Config) (*Program, error) {
 	return p, nil
 }
 
+// Userspace returns a Program in userspace mode without trying XDP: the
+// Classifier guards the DHCP service (for a boot server told not to use
+// XDP, or one without the privileges).
+func Userspace(cfg Config, log *slog.Logger) (*Program, error) {
+	if log == nil {
+		log = slog.Default()
+	}
+	c, err := NewClassifier(cfg)
+	if err != nil {
+		return nil, err
+	}
+	return &Program{mode: ModeUserspace, log: log, cfg: cfg, user: c}, nil
+}
+
 // Attach loads the program and attaches it to ifname in driver mode, else
 // in generic mode. If neither works (no CAP_BPF, no such interface, an old
 // kernel), it logs why once, at warn, and returns a Program in userspace
@@ -84,11 +98,7 @@ func Attach(ifname string, cfg Config, log *slog.Logger) (*Program, error) {
 	fallback := func(why error) (*Program, error) {
 		log.Warn("xdp: not attached, the userspace classifier guards the DHCP service instead",
 			"interface", ifname, "err", why)
-		c, err := NewClassifier(cfg)
-		if err != nil {
-			return nil, err
-		}
-		return &Program{mode: ModeUserspace, log: log, cfg: cfg, user: c}, nil
+		return Userspace(cfg, log)
 	}
 	ifc, err := net.InterfaceByName(ifname)
 	if err != nil {
