@@ -97,9 +97,17 @@ for _ in $(seq 1 100); do
 	curl -sf "$url/healthz" >/dev/null && break
 	sleep 0.1
 done
+sleep 0.5
+for i in 0 1; do
+	if ! kill -0 "${pids[$i]}" 2>/dev/null; then
+		echo "the $([ $i = 0 ] && echo manager || echo boot server) exited at start:" >&2
+		cat "$demo/manager.log" "$demo/bootd.log" >&2
+		exit 1
+	fi
+done
 echo "manager up at $url; boot server bootd-demo-1 (site demo) on 10.78.0.1; $n targets"
 status=0
-OSIM_TOKEN="$admin" "$bin/osim-demo" --server "$url" --netns "$tg" --ifaces "$(IFS=,; echo "${ifs[*]}")" --site demo || status=$?
+OSIM_TOKEN="$admin" "$bin/osim-demo" --server "$url" --netns "$tg" --ifaces "$(IFS=,; echo "${ifs[*]}")" --site demo --timeout "${OSIM_DEMO_TIMEOUT:-5m}" || status=$?
 if [ "$status" -ne 0 ]; then
 	echo "--- manager log (last 30 lines)"; tail -n 30 "$demo/manager.log"
 	echo "--- boot server log (last 30 lines)"; tail -n 30 "$demo/bootd.log"

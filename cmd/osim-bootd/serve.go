@@ -106,14 +106,18 @@ func runServe(args []string) int {
 		return 1
 	}
 	defer folder.Close()
-	hfiles, err := httpboot.NewFolderFiles(w.httpFiles)
-	if err != nil {
-		fmt.Fprintf(os.Stderr, "osim-bootd serve: %v\n", err)
-		return 1
+	var hfiles httpboot.Files // nil: none (manager mode without http.files)
+	if w.httpFiles != "" {
+		ff, err := httpboot.NewFolderFiles(w.httpFiles)
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "osim-bootd serve: %v\n", err)
+			return 1
+		}
+		hfiles = ff
 	}
 	var (
 		resolver  tftp.Resolver       = folder
-		httpFiles httpboot.Files      = hfiles
+		httpFiles                     = hfiles
 		scripts   httpboot.Scripts    = w.scripts
 		tokens    httpboot.Tokens     = w.tokens
 		sink      httpboot.StatusSink = logSink{log}

@@ -202,6 +202,11 @@ func (c *serveConfig) check() (*wiring, error) {
 	w.tftpRoot, w.httpFiles = c.TFTP.Root, c.HTTP.Files
 	for _, d := range [][2]string{{"tftp.root", w.tftpRoot}, {"http.files", w.httpFiles}} {
 		if d[1] == "" {
+			// With a manager, image files come from it: a local folder
+			// of extra HTTP files is optional.
+			if d[0] == "http.files" && c.Manager != nil {
+				continue
+			}
 			bad(d[0], "required: a folder")
 			continue
 		}
