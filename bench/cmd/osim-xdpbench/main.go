@@ -77,7 +77,9 @@ func main() {
 }
 
 // clientMAC is the i-th real client.
-func clientMAC(i int) net.HardwareAddr { return net.HardwareAddr{0x52, 0x54, 0x00, 0x97, byte(i >> 8), byte(i)} }
+func clientMAC(i int) net.HardwareAddr {
+	return net.HardwareAddr{0x52, 0x54, 0x00, 0x97, byte(i >> 8), byte(i)}
+}
 
 // --- 1. ns per packet ---
 
@@ -150,9 +152,6 @@ func micro(w io.Writer, repeat int) error {
 		}
 		fmt.Fprintln(w)
 	}
-	// A flood packet: a new random MAC each time is not possible in
-	// Benchmark (one frame); an unknown MAC after admission is spent
-	// costs the same lookups.
 	fmt.Fprintln(w)
 	return nil
 }
