@@ -33,7 +33,7 @@ type XdpConfig struct {
 	Burst      uint32
 	AdmitRate  uint32
 	AdmitBurst uint32
-	Pad1       uint32
+	PolicyN    uint32
 	ClockNs    uint64
 }
 
@@ -43,17 +43,16 @@ type XdpCounter struct {
 	Bytes   uint64
 }
 
+type XdpFindings struct {
+	_  structs.HostLayout
+	Vc uint32
+	Uc uint32
+}
+
 type XdpMacKey struct {
 	_   structs.HostLayout
 	Mac [6]uint8
 	Pad uint16
-}
-
-type XdpScratch struct {
-	_  structs.HostLayout
-	B  [1024]uint8
-	Vc uint32
-	Uc uint32
 }
 
 // Names of all BPF objects in the ELF.

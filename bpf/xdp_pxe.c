@@ -66,7 +66,7 @@ struct config {
 	__u32 burst;         /* per client */
 	__u32 admit_rate;    /* new clients per second; 0: no admission limit */
 	__u32 admit_burst;
-	__u32 _pad1;
+	__u32 policy_n;      /* entries in the policy map; 0: skip its lookup */
 	__u64 clock_ns;      /* 0: bpf_ktime_get_coarse_ns(); else the clock (tests) */
 };
 
@@ -127,14 +127,10 @@ struct {
  * instead of following each through all 64. x must already be below 512. */
 #define forget_bounds(x) asm volatile("%0 &= 0x1ff; %0 |= 0" : "+r"(x))
 
-/* The options field, copied out of the packet for the walk: an index into
- * a map value is what the verifier bounds cheaply, and a packet pointer per
- * option made its states differ in every round. */
-struct scratch {
-	__u8 b[1024]; /* any offset below 512 plus an option header and 10 bytes fits */
-	/* what the walk found, kept here rather than in registers: the
-	 * verifier does not track map contents, so the findings do not
-	 * multiply its states */
+/* What the option walk found, kept in a map value rather than in
+ * registers: the verifier does not track map contents, so the findings do
+ * not multiply its states (in registers they made the walk unverifiable). */
+struct findings {
 	__u32 vc; /* option 60: 0 not seen, 1 PXEClient, 2 HTTPClient, 3 other */
 	__u32 uc; /* option 77: 0 not seen, 1 iPXE, 2 other */
 };
@@ -143,68 +139,66 @@ struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
 	__uint(max_entries, 1);
 	__type(key, __u32);
-	__type(value, struct scratch);
+	__type(value, struct findings);
 } scratch SEC(".maps");
 
-/* walk_options classifies by the options that start at offset base of the
- * packet: the first option 60 and the first option 77, at most OPT_MAX
- * options within OPT_BYTES, stopping at the end option or at the first
- * option that does not fit. A global function: the verifier checks it
- * once, on its own, not once for every path that leads to it. */
 __attribute__((noinline)) int walk_options(struct xdp_md *ctx, __u32 base)
 {
+	__u32 zero = 0;
+	struct findings *s = bpf_map_lookup_elem(&scratch, &zero);
+	__u64 b = base;
+	asm volatile("%0 &= 0x3ff" : "+r"(b)); /* bounded in the register the pointer math uses */
+	if (!s || b > 512)
+		return C_DHCP;
 	void *data = (void *)(long)ctx->data;
 	void *end = (void *)(long)ctx->data_end;
-	__u32 zero = 0;
-	struct scratch *s = bpf_map_lookup_elem(&scratch, &zero);
-	if (!s || base > 512)
-		return C_DHCP;
-	__u64 len = (__u64)(end - data);
-	if (len <= base)
-		return C_DHCP;
-	len -= base;
-	if (len > OPT_BYTES)
-		len = OPT_BYTES;
-	asm volatile("" : "+r"(len)); /* keep the check below as the verifier needs it: 1..312 */
-	if (len < 1 || len > OPT_BYTES)
-		return C_DHCP;
-	if (bpf_xdp_load_bytes(ctx, base, s->b, len))
-		return C_DHCP;
-	__u8 *b = s->b;
-	__u64 off = 0;
+	__u8 *opts = data + b;
+	/* off = 0, but not as far as the verifier knows: with a variable
+	 * offset from the first option on, no check in the loop narrows opts
+	 * itself (which would make the states of all later rounds differ) */
+	__u64 off;
+	asm volatile("%0 = %1; %0 -= %1" : "=r"(off) : "r"(b));
+	forget_bounds(off);
 	s->vc = 0;
 	s->uc = 0;
 	for (int n = 0; n < OPT_MAX; n++) {
-		if (off >= len)
+		if (off >= OPT_BYTES)
 			break;
-		__u8 code = b[off];
+		__u8 *o = opts + off;
+		if ((void *)(o + 2) > end) {
+			if ((void *)(o + 1) <= end && o[0] == 0) { off++; forget_bounds(off); continue; }
+			break;
+		}
+		__u8 code = o[0];
 		if (code == 0) { /* pad */
 			off++;
 			forget_bounds(off);
 			continue;
 		}
-		if (code == 255 || off + 1 >= len) /* end, or no room for the length */
+		if (code == 255 || off + 1 >= OPT_BYTES) /* end */
 			break;
-		__u64 l = b[off + 1];
+		__u64 l = o[1];
 		__u64 next = off + 2 + l;
-		if (next > len)
+		if (next > OPT_BYTES)
 			break;
-		__u8 *v = b + off + 2;
+		__u8 *v = o + 2;
+		if ((void *)(v + l) > end)
+			break;
 		if (code == 60 && !s->vc) {
 			s->vc = 3;
-			if (l >= 9 && v[0] == 'P' && v[1] == 'X' && v[2] == 'E' && v[3] == 'C' && v[4] == 'l' &&
-			    v[5] == 'i' && v[6] == 'e' && v[7] == 'n' && v[8] == 't')
+			if (l >= 9 && (void *)(v + 9) <= end && v[0] == 'P' && v[1] == 'X' && v[2] == 'E' && v[3] == 'C' &&
+			    v[4] == 'l' && v[5] == 'i' && v[6] == 'e' && v[7] == 'n' && v[8] == 't')
 				s->vc = 1;
-			else if (l >= 10 && v[0] == 'H' && v[1] == 'T' && v[2] == 'T' && v[3] == 'P' && v[4] == 'C' &&
-				 v[5] == 'l' && v[6] == 'i' && v[7] == 'e' && v[8] == 'n' && v[9] == 't')
+			else if (l >= 10 && (void *)(v + 10) <= end && v[0] == 'H' && v[1] == 'T' && v[2] == 'T' &&
+				 v[3] == 'P' && v[4] == 'C' && v[5] == 'l' && v[6] == 'i' && v[7] == 'e' && v[8] == 'n' &&
+				 v[9] == 't')
 				s->vc = 2;
 		} else if (code == 77 && !s->uc) {
-			/* "iPXE" as iPXE sends it, or an RFC 3004 list whose first
-			 * entry is "iPXE" */
 			s->uc = 2;
-			if (l == 4 && v[0] == 'i' && v[1] == 'P' && v[2] == 'X' && v[3] == 'E')
+			if (l == 4 && (void *)(v + 4) <= end && v[0] == 'i' && v[1] == 'P' && v[2] == 'X' && v[3] == 'E')
 				s->uc = 1;
-			else if (l >= 5 && v[0] == 4 && v[1] == 'i' && v[2] == 'P' && v[3] == 'X' && v[4] == 'E')
+			else if (l >= 5 && (void *)(v + 5) <= end && v[0] == 4 && v[1] == 'i' && v[2] == 'P' &&
+				 v[3] == 'X' && v[4] == 'E')
 				s->uc = 1;
 		}
 		off = next;
@@ -314,7 +308,7 @@ static __always_inline __u32 judge(const struct config *cfg, __u32 cls, struct m
 	if (!has_mac)
 		return V_PASS;
 	int allowed = 0;
-	__u8 *pol = bpf_map_lookup_elem(&policy, mk);
+	__u8 *pol = cfg->policy_n ? bpf_map_lookup_elem(&policy, mk) : 0;
 	if (pol) {
 		if (*pol == P_DENY)
 			return V_DROP_DENY;

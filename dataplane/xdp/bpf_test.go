@@ -51,7 +51,7 @@ func newTwins(t *testing.T, cfg Config) *twins {
 
 func (tw *twins) tick(d time.Duration) {
 	tw.now = tw.now.Add(d)
-	if err := tw.bpf.writeConfig(uint64(tw.now.UnixNano())); err != nil {
+	if err := tw.bpf.setClock(uint64(tw.now.UnixNano())); err != nil {
 		panic(err)
 	}
 }

@@ -33,10 +33,11 @@ type Program struct {
 	cfg  Config
 
 	// BPF (nil in userspace mode)
-	objs *bpf.XdpObjects
-	lnk  link.Link
-	mu   sync.Mutex        // serializes map updates
-	pol  map[[6]byte]uint8 // what the policy map holds
+	objs  *bpf.XdpObjects
+	lnk   link.Link
+	mu    sync.Mutex        // serializes map updates
+	pol   map[[6]byte]uint8 // what the policy map holds
+	clock uint64            // the config map's clock_ns: 0 is bpf_ktime_get_coarse_ns (tests set it)
 
 	user *Classifier // userspace mode
 }
@@ -62,7 +63,7 @@ func Load(cfg Config) (*Program, error) {
 		return nil, fmt.Errorf("xdp: load: %w", err)
 	}
 	p := &Program{mode: ModeLoaded, log: slog.Default(), cfg: cfg, objs: objs, pol: map[[6]byte]uint8{}}
-	if err := p.writeConfig(0); err != nil {
+	if err := p.writeConfig(); err != nil {
 		objs.Close()
 		return nil, err
 	}
@@ -170,6 +171,13 @@ func (p *Program) SetPolicy(allow, deny []net.HardwareAddr) error {
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	// While entries change, the program must look them up: policy_n is
+	// raised before and set to the final count after.
+	if len(want) > 0 && len(p.pol) == 0 {
+		if err := p.putConfig(1); err != nil {
+			return err
+		}
+	}
 	for k, v := range p.pol {
 		if _, ok := want[k]; !ok {
 			if err := p.objs.Policy.Delete(bpf.XdpMacKey{Mac: k}); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
@@ -186,7 +194,7 @@ func (p *Program) SetPolicy(allow, deny []net.HardwareAddr) error {
 		}
 		p.pol[k] = v
 	}
-	return nil
+	return p.putConfig(len(p.pol))
 }
 
 // SetUnknown changes the policy for clients on neither list.
@@ -200,17 +208,31 @@ func (p *Program) SetUnknown(u Unknown) error {
 	p.mu.Lock()
 	p.cfg.Unknown = u
 	p.mu.Unlock()
-	return p.writeConfig(0)
+	return p.writeConfig()
 }
 
-// writeConfig puts p.cfg into the config map; clock 0 means bpf_ktime_get_ns.
-func (p *Program) writeConfig(clock uint64) error {
+// setClock sets the program's clock (ns; 0: the kernel's). For tests.
+func (p *Program) setClock(ns uint64) error {
+	p.mu.Lock()
+	p.clock = ns
+	p.mu.Unlock()
+	return p.writeConfig()
+}
+
+// writeConfig puts p.cfg into the config map.
+func (p *Program) writeConfig() error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	return p.putConfig(len(p.pol))
+}
+
+// putConfig writes the config map with policyN as the policy map's size; p.mu held.
+func (p *Program) putConfig(policyN int) error {
 	c := bpf.XdpConfig{
 		Unknown: uint8(p.cfg.Unknown), DhcpPort: p.cfg.Ports.DHCP, ProxyPort: p.cfg.Ports.Proxy,
 		TftpPort: p.cfg.Ports.TFTP, TftpLo: p.cfg.Ports.TFTPLow, TftpHi: p.cfg.Ports.TFTPHigh,
-		Rate: p.cfg.Rate, Burst: p.cfg.Burst, AdmitRate: p.cfg.AdmitRate, AdmitBurst: p.cfg.AdmitBurst, ClockNs: clock,
+		Rate: p.cfg.Rate, Burst: p.cfg.Burst, AdmitRate: p.cfg.AdmitRate, AdmitBurst: p.cfg.AdmitBurst, ClockNs: p.clock,
+		PolicyN: uint32(policyN),
 	}
 	for i, a := range p.cfg.Actions {
 		c.Action[i] = uint8(a)
