@@ -142,6 +142,11 @@ struct {
 	__type(value, struct findings);
 } scratch SEC(".maps");
 
+/* walk_options classifies by the options that start at offset base of the
+ * packet: the first option 60 and the first option 77, at most OPT_MAX
+ * options (pads count) within OPT_BYTES, stopping at the end option or at
+ * the first option that does not fit. A global function: the verifier
+ * checks it once, on its own, not once for every path that leads to it. */
 __attribute__((noinline)) int walk_options(struct xdp_md *ctx, __u32 base)
 {
 	__u32 zero = 0;
@@ -165,8 +170,12 @@ __attribute__((noinline)) int walk_options(struct xdp_md *ctx, __u32 base)
 		if (off >= OPT_BYTES)
 			break;
 		__u8 *o = opts + off;
-		if ((void *)(o + 2) > end) {
-			if ((void *)(o + 1) <= end && o[0] == 0) { off++; forget_bounds(off); continue; }
+		if ((void *)(o + 2) > end) { /* the last byte: only a pad goes on */
+			if ((void *)(o + 1) <= end && o[0] == 0) {
+				off++;
+				forget_bounds(off);
+				continue;
+			}
 			break;
 		}
 		__u8 code = o[0];
@@ -194,6 +203,8 @@ __attribute__((noinline)) int walk_options(struct xdp_md *ctx, __u32 base)
 				 v[9] == 't')
 				s->vc = 2;
 		} else if (code == 77 && !s->uc) {
+			/* "iPXE" as iPXE sends it, or an RFC 3004 list whose first
+			 * entry is "iPXE" */
 			s->uc = 2;
 			if (l == 4 && (void *)(v + 4) <= end && v[0] == 'i' && v[1] == 'P' && v[2] == 'X' && v[3] == 'E')
 				s->uc = 1;

@@ -2,7 +2,7 @@
 /*
  * The few kernel and libbpf definitions xdp_pxe.c needs, vendored so the
  * build depends on no header path: UAPI values from linux/bpf.h, the map
- * definition macros of libbpf's bpf_helpers.h, and four helpers by their
+ * definition macros of libbpf's bpf_helpers.h, and three helpers by their
  * stable numbers (enum bpf_func_id).
  */
 #ifndef OSIM_BPF_MIN_H
@@ -39,7 +39,6 @@ enum xdp_action { XDP_ABORTED = 0, XDP_DROP, XDP_PASS, XDP_TX, XDP_REDIRECT };
 static void *(*bpf_map_lookup_elem)(void *map, const void *key) = (void *)1;
 static long (*bpf_map_update_elem)(void *map, const void *key, const void *value, __u64 flags) = (void *)2;
 static __u64 (*bpf_ktime_get_coarse_ns)(void) = (void *)160;
-static long (*bpf_xdp_load_bytes)(struct xdp_md *xdp_md, __u32 offset, void *buf, __u32 len) = (void *)189;
 
 #define bpf_htons(x) ((__u16)__builtin_bswap16(x)) /* little-endian targets only (bpfel) */
 #define bpf_ntohs(x) bpf_htons(x)
