@@ -11,11 +11,13 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"runtime/debug"
 	"sync"
 	"syscall"
 	"time"
 
 	"github.com/dgraph-io/badger/v4"
+	"github.com/dgraph-io/badger/v4/options"
 
 	"osim/controlplane/agent"
 	"osim/controlplane/api"
@@ -39,9 +41,13 @@ func runServe(args []string) int {
 		grace    = fs.Duration("grace", 5*time.Second, "on SIGINT/SIGTERM, how long running transfers may finish")
 		logLevel = fs.String("log-level", "info", "debug, info, warn or error")
 		check    = fs.Bool("check", false, "check the config, print what would run, and exit")
+		memLimit = fs.Int("memory-limit-mib", 320, "soft limit of the Go heap in MiB (runtime/debug.SetMemoryLimit): the GC works harder near it instead of doubling the heap; 0: none. GOMEMLIMIT, when set, wins")
 	)
 	if err := fs.Parse(args); err != nil {
 		return 2
+	}
+	if *memLimit > 0 && os.Getenv("GOMEMLIMIT") == "" {
+		debug.SetMemoryLimit(int64(*memLimit) << 20)
 	}
 	log, err := newLogger(*logLevel)
 	if err != nil {
@@ -90,7 +96,7 @@ func runServe(args []string) int {
 	// agent/ and evq/.
 	var db *badger.DB
 	if w.dhcpMode == "full" || w.manager != nil {
-		db, err = badger.Open(badger.DefaultOptions(w.dataDir).WithLogger(nil))
+		db, err = badger.Open(bootdBadgerOptions(w.dataDir))
 		if err != nil {
 			fmt.Fprintf(os.Stderr, "osim-bootd serve: open data_dir %q: %v\n", w.dataDir, err)
 			return 1
@@ -225,4 +231,28 @@ func (l logSink) Report(_ context.Context, s httpboot.Status) error {
 	l.log.Info("installer status", "order", s.Order, "phase", string(s.Phase), "progress", s.Progress,
 		"client", s.Client, "msg", s.Message)
 	return nil
+}
+
+// bootdBadgerOptions size Badger for an appliance: Badger's defaults (five
+// 64 MiB memtables, a 256 MiB block cache, four compactors building
+// compressed tables) alone took more than the 500 MiB a boot server holding
+// 100,000 targets and orders may use (bench/RESULTS.md, bench-sync). The
+// values are small JSON: no compression, no block cache (reads go through
+// the mmapped tables). Writes
+// are not fsynced: a killed process loses nothing (the page cache keeps
+// it); a power cut may lose the last moments of leases and events.
+func bootdBadgerOptions(dir string) badger.Options {
+	return badger.DefaultOptions(dir).
+		WithLogger(nil).
+		WithNumVersionsToKeep(1).
+		WithMemTableSize(8 << 20).
+		WithBaseTableSize(1 << 20).
+		WithNumMemtables(2).
+		WithNumLevelZeroTables(3).
+		WithNumLevelZeroTablesStall(8).
+		WithNumCompactors(2).
+		WithCompression(options.None).
+		WithBlockCacheSize(0).
+		WithIndexCacheSize(16 << 20).
+		WithValueLogFileSize(64 << 20)
 }

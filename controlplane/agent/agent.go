@@ -178,7 +178,7 @@ func New(cfg Config) (*Agent, error) {
 	if n > 0 {
 		a.log.Info("agent: removed an unfinished snapshot", "keys", n)
 	}
-	if a.v, err = loadView(a.db, a.gen); err != nil {
+	if a.v, err = loadView(a.db, a.gen, false); err != nil {
 		return nil, err
 	}
 	if found {

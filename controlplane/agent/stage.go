@@ -67,68 +67,81 @@ func (a *Agent) stageLoop(ctx context.Context) {
 // stagePass downloads what live orders need and queues order.staged for
 // each pending order whose blobs are all here; true when something failed.
 func (a *Agent) stagePass(ctx context.Context, failed map[string]string) (retry bool) {
-	type job struct {
-		order api.Order
-		files []api.ImageFile
-		err   error
+	// Orders share images: a mass reimage is thousands of orders over one
+	// or two images. Work per distinct (image, boot image) pair, and keep
+	// per order only what the events need.
+	type imagePair [2]string
+	type orderRef struct {
+		id, target string
+		attempt    int
+		pending    bool
+		pair       imagePair
 	}
-	var jobs []job
+	var refs []orderRef
+	pairFiles := map[imagePair][]api.ImageFile{}
+	pairErr := map[imagePair]error{}
 	a.mu.RLock()
 	for _, o := range a.v.orders {
 		// Orders past pending need their blobs here too (this boot server
 		// may have joined late or lost its disk); only pending ones get
 		// order.staged.
-		j := job{order: o}
-		for _, id := range []string{o.Image, o.BootImage} {
+		p := imagePair{o.Image, o.BootImage}
+		refs = append(refs, orderRef{id: o.ID, target: o.Target, attempt: o.Attempt, pending: o.State == api.OrderPending, pair: p})
+		if _, seen := pairFiles[p]; seen || pairErr[p] != nil {
+			continue
+		}
+		var files []api.ImageFile
+		for _, id := range p {
 			if id == "" {
 				continue
 			}
 			img, ok := a.v.images[id]
 			if !ok {
-				j.err = fmt.Errorf("image %q is not in this boot server's view", id)
+				pairErr[p] = fmt.Errorf("image %q is not in this boot server's view", id)
 				break
 			}
-			j.files = append(j.files, img.Files...)
+			files = append(files, img.Files...)
 		}
-		jobs = append(jobs, j)
+		if pairErr[p] == nil {
+			pairFiles[p] = files
+		}
 	}
 	a.mu.RUnlock()
-	slices.SortFunc(jobs, func(x, y job) int { return strings.Compare(x.order.ID, y.order.ID) })
+	slices.SortFunc(refs, func(x, y orderRef) int { return strings.Compare(x.id, y.id) })
 
 	blobErr := map[string]error{} // one try per blob per pass
-	for _, j := range jobs {
-		if ctx.Err() != nil {
-			return false
-		}
-		o := j.order
-		key := o.ID + "/" + strconv.Itoa(o.Attempt)
-		err := j.err
-		for _, f := range j.files {
-			if err != nil {
-				break
-			}
-			if a.staged(f) {
-				continue
+	for p, files := range pairFiles {
+		for _, f := range files {
+			if ctx.Err() != nil {
+				return false
 			}
 			e, tried := blobErr[f.SHA256]
 			if !tried {
-				e = a.fetchBlob(ctx, f)
+				if !a.staged(f) {
+					e = a.fetchBlob(ctx, f)
+				}
 				blobErr[f.SHA256] = e
 			}
 			if e != nil {
-				err = fmt.Errorf("file %s: %w", f.Name, e)
+				pairErr[p] = fmt.Errorf("file %s: %w", f.Name, e)
+				break
 			}
 		}
-		if ctx.Err() != nil {
-			return false
-		}
-		if err != nil {
+	}
+	if ctx.Err() != nil {
+		return false
+	}
+
+	var ready []orderRef // pending orders whose blobs are all here
+	for _, o := range refs {
+		key := o.id + "/" + strconv.Itoa(o.attempt)
+		if err := pairErr[o.pair]; err != nil {
 			retry = true
 			reason := err.Error()
-			a.log.Warn("agent: staging failed", "order", o.ID, "attempt", o.Attempt, "err", reason)
-			if o.State == api.OrderPending && failed[key] != reason {
-				ev := api.Event{Type: api.EventStageFailed, Order: o.ID, Target: o.Target, Message: reason,
-					Data: map[string]string{"attempt": strconv.Itoa(o.Attempt)}}
+			a.log.Warn("agent: staging failed", "order", o.id, "attempt", o.attempt, "err", reason)
+			if o.pending && failed[key] != reason {
+				ev := api.Event{Type: api.EventStageFailed, Order: o.id, Target: o.target, Message: reason,
+					Data: map[string]string{"attempt": strconv.Itoa(o.attempt)}}
 				if e := a.Emit(ev); e == nil {
 					failed[key] = reason
 				}
@@ -136,37 +149,78 @@ func (a *Agent) stagePass(ctx context.Context, failed map[string]string) (retry 
 			continue
 		}
 		delete(failed, key)
-		if o.State != api.OrderPending {
-			continue
+		if o.pending {
+			ready = append(ready, o)
 		}
-		if err := a.markStaged(o); err != nil {
-			a.log.Error("agent: queueing order.staged", "order", o.ID, "err", err)
+	}
+	// A mass reimage stages thousands of orders at once: queue their
+	// events in transactions of stageBatch, not one each.
+	for len(ready) > 0 && ctx.Err() == nil {
+		n := min(len(ready), stageBatch)
+		batch := make([]stageRef, n)
+		for i, o := range ready[:n] {
+			batch[i] = stageRef{order: o.id, target: o.target, attempt: o.attempt}
+		}
+		if err := a.markStaged(batch); err != nil {
+			a.log.Error("agent: queueing order.staged", "orders", n, "err", err)
 			retry = true
 		}
+		ready = ready[n:]
 	}
 	return retry
 }
 
-// markStaged queues order.staged once per order and attempt: the marker
-// and the event are one transaction.
-func (a *Agent) markStaged(o api.Order) error {
-	k := stagedKey(o.ID, o.Attempt)
-	var done bool
+// stageRef is an order that is ready: its blobs are all staged.
+type stageRef struct {
+	order, target string
+	attempt       int
+}
+
+// stageBatch is how many order.staged events one transaction queues.
+const stageBatch = 500
+
+// markStaged queues order.staged once per order and attempt: the markers
+// and the events are one transaction. Only the stage loop calls it, so
+// the check before the write stays true.
+func (a *Agent) markStaged(orders []stageRef) error {
+	var todo []stageRef
 	err := a.db.View(func(txn *badger.Txn) error {
-		_, err := txn.Get(k)
-		if errors.Is(err, badger.ErrKeyNotFound) {
-			return nil
+		for _, o := range orders {
+			_, err := txn.Get(stagedKey(o.order, o.attempt))
+			switch {
+			case errors.Is(err, badger.ErrKeyNotFound):
+				todo = append(todo, o)
+			case err != nil:
+				return err
+			}
 		}
-		done = err == nil
-		return err
+		return nil
 	})
-	if err != nil || done {
+	if err != nil || len(todo) == 0 {
 		return err
 	}
-	a.log.Info("agent: order staged", "order", o.ID, "attempt", o.Attempt)
-	return a.emitWith(func(txn *badger.Txn) error { return txn.Set(k, nil) },
-		api.Event{Type: api.EventOrderStaged, Order: o.ID, Target: o.Target,
-			Data: map[string]string{"attempt": strconv.Itoa(o.Attempt)}})
+	evs := make([]api.Event, len(todo))
+	for i, o := range todo {
+		evs[i] = api.Event{Type: api.EventOrderStaged, Order: o.order, Target: o.target,
+			Data: map[string]string{"attempt": strconv.Itoa(o.attempt)}}
+	}
+	err = a.emitWith(func(txn *badger.Txn) error {
+		for _, o := range todo {
+			if err := txn.Set(stagedKey(o.order, o.attempt), nil); err != nil {
+				return err
+			}
+		}
+		return nil
+	}, evs...)
+	if err != nil {
+		return err
+	}
+	if len(todo) == 1 {
+		a.log.Info("agent: order staged", "order", todo[0].order, "attempt", todo[0].attempt)
+	} else {
+		a.log.Info("agent: orders staged", "count", len(todo), "first", todo[0].order)
+	}
+	return nil
 }
 
 // fetchBlob downloads f, trying StageRetries times with backoff.

@@ -107,6 +107,9 @@ type view struct {
 	orders  map[string]api.Order
 	byTgt   map[string]string // target id → its live order id
 	images  map[string]api.Image
+	// full keeps whole objects; the seams' mirror drops what they never
+	// read (labels, facts, order history) to stay small at 100,000 targets.
+	full bool
 }
 
 func newView() *view {
@@ -132,7 +135,13 @@ func (v *view) apply(c api.Change) {
 			delete(v.targets, c.ID)
 		}
 		if !c.Deleted && c.Target != nil {
-			v.targets[c.ID] = *c.Target
+			// The seams need neither labels nor facts: keep the mirror
+			// small (100,000 targets), Badger has the whole object.
+			t := *c.Target
+			if !v.full {
+				t.Labels, t.Facts = nil, nil
+			}
+			v.targets[c.ID] = t
 			for _, m := range c.Target.MACs {
 				v.byMAC[canonMAC(m)] = c.ID
 			}
@@ -145,7 +154,11 @@ func (v *view) apply(c api.Change) {
 			delete(v.orders, c.ID)
 		}
 		if !orderLeaves(c) {
-			v.orders[c.ID] = *c.Order
+			o := *c.Order
+			if !v.full {
+				o.History = nil
+			}
+			v.orders[c.ID] = o
 			v.byTgt[c.Order.Target] = c.ID
 		}
 	case api.ChangeImage:
@@ -210,8 +223,9 @@ func applyTxn(txn *badger.Txn, gen uint64, c api.Change) error {
 }
 
 // loadView reads generation gen from the store.
-func loadView(db *badger.DB, gen uint64) (*view, error) {
+func loadView(db *badger.DB, gen uint64, full bool) (*view, error) {
 	v := newView()
+	v.full = full
 	p := genPrefix(gen)
 	err := db.View(func(txn *badger.Txn) error {
 		it := txn.NewIterator(badger.IteratorOptions{Prefix: p, PrefetchValues: true, PrefetchSize: 100})
@@ -293,7 +307,7 @@ func (a *Agent) readView() (targets []api.Target, orders []api.Order, images []a
 	if err != nil {
 		return nil, nil, nil, 0, err
 	}
-	v, err := loadView(a.db, gen)
+	v, err := loadView(a.db, gen, true)
 	if err != nil {
 		return nil, nil, nil, 0, err
 	}

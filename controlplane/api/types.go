@@ -293,9 +293,9 @@ type TargetList struct {
 
 // Event types.
 const (
-	EventDHCPSeen      = "dhcp.seen"       // a target's firmware asked for DHCP
-	EventFileServed    = "file.served"     // a boot file went out (TFTP NBP or iPXE script)
-	EventOrderStaged   = "order.staged"    // the boot server holds the order's blobs
+	EventDHCPSeen      = "dhcp.seen"    // a target's firmware asked for DHCP
+	EventFileServed    = "file.served"  // a boot file went out (TFTP NBP or iPXE script)
+	EventOrderStaged   = "order.staged" // the boot server holds the order's blobs
 	EventStageFailed   = "order.stage_failed"
 	EventInstallStatus = "install.status"  // installer progress; Phase says which
 	EventInventory     = "inventory"       // facts reported by the target

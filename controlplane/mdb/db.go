@@ -68,6 +68,9 @@ type DB struct {
 
 	blobMu    sync.Mutex
 	blobLocks map[string]*sync.Mutex
+
+	countMu     sync.Mutex
+	orderCounts map[api.OrderState]int // orders per state, as committed
 }
 
 var _ Store = (*DB)(nil)
@@ -153,6 +156,11 @@ func New(bdb *badger.DB, opts Options) (*DB, error) {
 	})
 	if err != nil {
 		return nil, fmt.Errorf("mdb: load counters: %w", err)
+	}
+	// Orders per state are counted once here, then kept by every commit:
+	// the manager's metrics ask on every scrape.
+	if d.orderCounts, err = d.scanOrderCounts(); err != nil {
+		return nil, fmt.Errorf("mdb: count orders: %w", err)
 	}
 	return d, nil
 }
@@ -309,6 +317,20 @@ type wtx struct {
 	// of the same object in one transaction replaces the first.
 	changes []logEntry
 	pos     map[string]int
+	// orderDelta is how this transaction changes the orders per state.
+	orderDelta map[api.OrderState]int
+}
+
+// countOrder records an order entering state to from state from ("": a
+// new order) for CountOrders.
+func (w *wtx) countOrder(from, to api.OrderState) {
+	if w.orderDelta == nil {
+		w.orderDelta = map[api.OrderState]int{}
+	}
+	if from != "" {
+		w.orderDelta[from]--
+	}
+	w.orderDelta[to]++
 }
 
 type logEntry struct {
@@ -438,6 +460,13 @@ func (w *wtx) commit() error {
 	}
 	if w.evs {
 		w.d.evSeq.Store(w.evSeq)
+	}
+	if len(w.orderDelta) > 0 {
+		w.d.countMu.Lock()
+		for st, n := range w.orderDelta {
+			w.d.orderCounts[st] += n
+		}
+		w.d.countMu.Unlock()
 	}
 	w.d.wake()
 	if w.rev != 0 {

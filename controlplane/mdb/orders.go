@@ -57,6 +57,7 @@ func (w *wtx) transition(o *api.Order, to api.OrderState, reason string, cause u
 	}
 	from := o.State
 	o.State = to
+	w.countOrder(from, to)
 	o.History = append(o.History, api.Transition{From: from, To: to, At: w.now, Reason: reason, Event: cause})
 	if to == api.OrderFailed && reason != "" {
 		o.Message = reason
@@ -236,6 +237,7 @@ func (d *DB) CreateOrders(ctx context.Context, req api.OrderRequest) ([]api.Orde
 				if err := w.putOrder(&o); err != nil {
 					return err
 				}
+				w.countOrder("", api.OrderPending)
 				if err := w.set(k(pOrderTgt, t.ID, "/", id), nil); err != nil {
 					return err
 				}
@@ -344,6 +346,7 @@ func (d *DB) Retry(ctx context.Context, id string) (o api.Order, err error) {
 		o.Site, o.MACs, o.Arch = t.Site, t.MACs, t.Arch
 		o.State, o.Attempt, o.Token, o.Progress, o.Message = api.OrderPending, o.Attempt+1, tok, 0, ""
 		o.History = append(o.History, api.Transition{From: from, To: api.OrderPending, At: w.now, Reason: "retry"})
+		w.countOrder(from, api.OrderPending)
 		if _, err := w.putEvent(api.Event{Type: api.EventOrderState, Target: o.Target, Order: o.ID, Phase: string(api.OrderPending),
 			Message: "retry", Data: map[string]string{"from": string(from), "to": string(api.OrderPending)}}); err != nil {
 			return err
@@ -357,10 +360,27 @@ func (d *DB) Retry(ctx context.Context, id string) (o api.Order, err error) {
 	return o, err
 }
 
-// CountOrders counts orders per state.
+// CountOrders returns the orders per state, kept up to date by every
+// commit (no scan).
 func (d *DB) CountOrders(ctx context.Context) (map[api.OrderState]int, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	d.countMu.Lock()
+	defer d.countMu.Unlock()
+	out := make(map[api.OrderState]int, len(d.orderCounts))
+	for st, n := range d.orderCounts {
+		if n != 0 {
+			out[st] = n
+		}
+	}
+	return out, nil
+}
+
+// scanOrderCounts counts orders per state by reading them all (at open).
+func (d *DB) scanOrderCounts() (map[api.OrderState]int, error) {
 	out := map[api.OrderState]int{}
-	err := d.view(ctx, func(txn *badger.Txn) error {
+	err := d.db.View(func(txn *badger.Txn) error {
 		return scan(txn, pOrder, "", true, func(_ []byte, item *badger.Item) (bool, error) {
 			var o struct {
 				State api.OrderState `json:"state"`

@@ -233,3 +233,57 @@ func TestCreateOrdersLargeRequestChunks(t *testing.T) {
 		t.Fatalf("%d orders, revision %d → %d", len(os), r0, rev(t, d))
 	}
 }
+
+// TestCountOrdersKeptByCommitsMatchesAScan drives orders through creation,
+// event-driven and API transitions, a refused transition and a retry, and
+// checks after each step and after a reopen that the counts CountOrders keeps
+// equal a full scan.
+func TestCountOrdersKeptByCommitsMatchesAScan(t *testing.T) {
+	ctx := context.Background()
+	d, dir := openTest(t)
+	ts := mustTargets(t, d, "paris", 0, 6)
+	im := osImage(t, d, "debian")
+	var ids []string
+	for _, tg := range ts {
+		ids = append(ids, tg.ID)
+	}
+	made := must[[]api.Order](t)(d.CreateOrders(ctx, api.OrderRequest{Targets: ids, Image: im.ID}))
+	check := func(step string, d *DB, want map[api.OrderState]int) {
+		t.Helper()
+		kept := must[map[api.OrderState]int](t)(d.CountOrders(ctx))
+		scanned, err := d.scanOrderCounts()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, st := range api.OrderStates {
+			if kept[st] != scanned[st] || kept[st] != want[st] {
+				t.Fatalf("%s: kept %v, scan %v, want %v", step, kept, scanned, want)
+			}
+		}
+	}
+	check("created", d, map[api.OrderState]int{api.OrderPending: 6})
+	ev := []api.Event{
+		{OriginSeq: 1, Type: api.EventOrderStaged, Order: made[0].ID},
+		{OriginSeq: 2, Type: api.EventOrderStaged, Order: made[1].ID},
+		{OriginSeq: 3, Type: api.EventInstallStatus, Order: made[1].ID, Phase: "installing"},
+		{OriginSeq: 4, Type: api.EventInstallStatus, Order: made[1].ID, Phase: "done"},
+		{OriginSeq: 5, Type: api.EventInstallStatus, Order: made[2].ID, Phase: "done"}, // refused: pending
+	}
+	must[api.EventAck](t)(d.IngestEvents(ctx, "bs-1", ev))
+	check("events", d, map[api.OrderState]int{api.OrderPending: 4, api.OrderStaged: 1, api.OrderDone: 1})
+	must[api.Order](t)(d.Transition(ctx, made[3].ID, api.OrderCancelled, "operator"))
+	if _, err := d.Transition(ctx, made[3].ID, api.OrderStaged, ""); err == nil {
+		t.Fatal("cancelled → staged accepted")
+	}
+	check("cancel", d, map[api.OrderState]int{api.OrderPending: 3, api.OrderStaged: 1, api.OrderDone: 1, api.OrderCancelled: 1})
+	must[api.Order](t)(d.Retry(ctx, made[3].ID))
+	want := map[api.OrderState]int{api.OrderPending: 4, api.OrderStaged: 1, api.OrderDone: 1}
+	check("retry", d, want)
+	d.Close()
+	d2, err := Open(dir, Options{Logger: quietLogger()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d2.Close()
+	check("reopened", d2, want)
+}
