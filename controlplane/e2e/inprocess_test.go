@@ -1,0 +1,232 @@
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net/http/httptest"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/dgraph-io/badger/v4"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"osim/controlplane/agent"
+	"osim/controlplane/api"
+	"osim/controlplane/manager"
+	"osim/controlplane/mdb"
+)
+
+// runningAgent is an in-process agent on its own Badger.
+type runningAgent struct {
+	a      *agent.Agent
+	db     *badger.DB
+	reg    *prometheus.Registry
+	cancel context.CancelFunc
+	done   chan error
+}
+
+func startAgent(t *testing.T, dir, url, join, name, site string) *runningAgent {
+	t.Helper()
+	db, err := badger.Open(badger.DefaultOptions(filepath.Join(dir, "db")).WithLogger(nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	reg := prometheus.NewRegistry()
+	a, err := agent.New(agent.Config{DB: db, BlobDir: filepath.Join(dir, "blobs"), Client: api.NewClient(url, "", false),
+		JoinToken: join, Name: name, Site: site, BaseURL: "http://127.0.0.1:1", Registry: reg,
+		SyncWait: 2 * time.Second, HeartbeatInterval: 200 * time.Millisecond,
+		BackoffMin: 10 * time.Millisecond, BackoffMax: 200 * time.Millisecond})
+	if err != nil {
+		db.Close()
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	ra := &runningAgent{a: a, db: db, reg: reg, cancel: cancel, done: make(chan error, 1)}
+	go func() { ra.done <- a.Run(ctx) }()
+	t.Cleanup(ra.close)
+	return ra
+}
+
+// close stops Run and closes the Badger (idempotent).
+func (r *runningAgent) close() {
+	if r.cancel == nil {
+		return
+	}
+	r.cancel()
+	r.cancel = nil
+	<-r.done
+	r.db.Close()
+}
+
+// waitConverged waits until the agent's persisted view equals the
+// manager's view of its site at the manager's current revision.
+func waitConverged(t *testing.T, store mdb.Store, ra *runningAgent, site string) {
+	t.Helper()
+	waitFor(t, 30*time.Second, "site "+site+" to converge", func() (bool, string) {
+		select {
+		case err := <-ra.done:
+			t.Fatalf("agent of %s stopped: %v", site, err)
+		default:
+		}
+		rev, err := store.Revision(context.Background())
+		if err != nil {
+			return false, err.Error()
+		}
+		want := managerView(t, store, site)
+		got, arev := agentView(t, ra.a)
+		if arev != rev {
+			return false, fmt.Sprintf("agent at revision %d, manager at %d", arev, rev)
+		}
+		if d := diffViews(want, got); d != "" {
+			return false, d
+		}
+		return true, ""
+	})
+}
+
+// TestSyncInProcess runs a manager (manager.New over mdb.Open behind
+// httptest) and two agents of sites A and B, makes targets, an image,
+// orders and updates (a target moves from A to B, an order is cancelled,
+// a target deleted), and checks that each agent's persisted view equals
+// mdb.SiteView of its site, tokens included. Then one agent is closed,
+// changes are made, and it reopens on the same Badger: it resumes from
+// its revision without a snapshot and converges.
+func TestSyncInProcess(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	store, err := mdb.Open(t.TempDir(), mdb.Options{Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { store.Close() })
+	srv, err := manager.New(manager.Config{Store: store, Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	hs := httptest.NewServer(srv.Handler())
+	t.Cleanup(hs.Close)
+	admin, err := manager.CreateToken(ctx, store, api.RoleAdmin, "e2e", time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	join, err := manager.CreateToken(ctx, store, api.RoleJoin, "e2e-join", time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := api.NewClient(hs.URL, admin.Secret, false)
+	img := uploadImage(t, c, "deb", []byte(strings.Repeat("kernel ", 5000)))
+
+	dirA, dirB := t.TempDir(), t.TempDir()
+	agA := startAgent(t, dirA, hs.URL, join.Secret, "bs-a", "A")
+	agB := startAgent(t, dirB, hs.URL, join.Secret, "bs-b", "B")
+
+	var targets []api.Target
+	for i := range 12 {
+		site := "A"
+		if i%2 == 1 {
+			site = "B"
+		}
+		tg, err := c.CreateTarget(ctx, api.TargetSpec{Hostname: fmt.Sprintf("node-%02d", i), Site: site, Arch: "bios",
+			MACs: []string{fmt.Sprintf("02:e2:00:00:00:%02x", i)}, Labels: map[string]string{"grp": fmt.Sprintf("g%d", i%3), "site": site}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		targets = append(targets, tg)
+	}
+	// Orders by selector, per site: grp=g0 at A, grp=g1 at B.
+	if _, err := c.CreateOrders(ctx, api.OrderRequest{Selector: "grp=g0,site=A", Image: img.ID}); err != nil {
+		t.Fatal(err)
+	}
+	obs, err := c.CreateOrders(ctx, api.OrderRequest{Selector: "grp=g1,site=B", Image: img.ID, Params: map[string]string{"disk": "sda"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(obs) == 0 {
+		t.Fatal("no orders at B")
+	}
+	waitConverged(t, store, agA, "A")
+	waitConverged(t, store, agB, "B")
+	// The sync carries the installer's token (the user API strips it).
+	_, ords, _, _, _ := agB.a.View()
+	for _, o := range ords {
+		if o.Token == "" {
+			t.Errorf("order %s reached the boot server without its token", o.ID)
+		}
+	}
+
+	// Updates: move a target with a live order from A to B, cancel an
+	// order, delete a target.
+	var moved api.Target
+	for _, tg := range targets {
+		if tg.Site == "A" && tg.Labels["grp"] == "g0" {
+			moved = tg
+			break
+		}
+	}
+	siteB := "B"
+	if _, err := c.UpdateTarget(ctx, moved.ID, api.TargetPatch{Site: &siteB}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.CancelOrder(ctx, obs[0].ID); err != nil {
+		t.Fatal(err)
+	}
+	for _, tg := range targets {
+		if tg.Labels["grp"] == "g2" && tg.Site == "A" {
+			if err := c.DeleteTarget(ctx, tg.ID); err != nil {
+				t.Fatal(err)
+			}
+			break
+		}
+	}
+	waitConverged(t, store, agA, "A")
+	waitConverged(t, store, agB, "B")
+	if _, ords, _, _, _ := agB.a.View(); !hasTargetOrder(ords, moved.ID) {
+		t.Errorf("the moved target's live order did not follow it to B")
+	}
+
+	// Restart: close B, change things, reopen on the same Badger.
+	revBefore := agB.a.Revision()
+	agB.close()
+	for i := range 5 {
+		if _, err := c.CreateTarget(ctx, api.TargetSpec{Hostname: fmt.Sprintf("late-%d", i), Site: "B", Arch: "efi-x64",
+			MACs: []string{fmt.Sprintf("02:e2:00:00:01:%02x", i)}, Labels: map[string]string{"grp": "late"}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := c.CreateOrders(ctx, api.OrderRequest{Selector: "grp=late", Image: img.ID}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.RetryOrder(ctx, obs[0].ID); err != nil {
+		t.Fatal(err)
+	}
+	agB2 := startAgent(t, dirB, hs.URL, join.Secret, "bs-b", "B")
+	if got := agB2.a.Revision(); got != revBefore {
+		t.Errorf("reopened agent at revision %d, closed at %d", got, revBefore)
+	}
+	waitConverged(t, store, agB2, "B")
+	waitConverged(t, store, agA, "A")
+	if n := gathered(t, agB2.reg, "osim_agent_snapshot_total"); n != 0 {
+		t.Errorf("the reopened agent took %v snapshot(s); it should have resumed from revision %d", n, revBefore)
+	}
+	if n := gathered(t, agB2.reg, "osim_agent_sync_requests_total", "result", "snapshot"); n != 0 {
+		t.Errorf("the reopened agent was answered %v snapshot(s)", n)
+	}
+	if n := gathered(t, agB2.reg, "osim_agent_sync_requests_total", "result", "changes"); n == 0 {
+		t.Errorf("the reopened agent applied no incremental changes")
+	}
+	if n := gathered(t, agA.reg, "osim_agent_snapshot_total"); n != 1 {
+		t.Errorf("agent A took %v snapshots, want exactly the first one", n)
+	}
+}
+
+func hasTargetOrder(orders []api.Order, target string) bool {
+	for _, o := range orders {
+		if o.Target == target {
+			return true
+		}
+	}
+	return false
+}
