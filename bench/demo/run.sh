@@ -83,6 +83,7 @@ http: {listen: 10.78.0.1:8080}
 boot:
   boot_files: {bios: undionly.kpxe, efi-x64: snponly.efi}
   unknown: ignore
+xdp: {interface: br0}   # PXE DHCP classified and rate-limited at the NIC (generic XDP on the bridge)
 manager:
   url: http://10.77.0.1:8080
   join_token_file: $demo/join.token
@@ -112,6 +113,10 @@ if [ "$status" -ne 0 ]; then
 	echo "--- manager log (last 30 lines)"; tail -n 30 "$demo/manager.log"
 	echo "--- boot server log (last 30 lines)"; tail -n 30 "$demo/bootd.log"
 fi
+echo "--- boot server: XDP and DHCP counters"
+ip netns exec "$bs" curl -s http://10.77.0.2:9169/metrics |
+	grep -E '^osim_xdp_(mode|packets_total)|^osim_dhcp_packets_total|^osim_agent_(synced_revision|events_uploaded_total)' |
+	grep -v ' 0$' || true
 if [ "${OSIM_DEMO_EXIT:-0}" = 1 ]; then
 	exit "$status"
 fi

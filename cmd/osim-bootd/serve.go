@@ -24,6 +24,7 @@ import (
 	"osim/dataplane/dhcp"
 	"osim/dataplane/httpboot"
 	"osim/dataplane/tftp"
+	"osim/dataplane/xdp"
 	"osim/metrics"
 )
 
@@ -176,7 +177,35 @@ func runServe(args []string) int {
 		dh.Mode = dhcp.ModeFull
 		dh.Full = &dhcp.Full{Pools: w.pools, Leases: leases, Metrics: dhcp.NewLeaseMetrics(reg, leases, nil)}
 	}
-	dsrv, err := dhcp.NewServer(dh, dhcp.ServerConfig{DHCPAddr: w.dhcpListen, BootAddr: w.bootListen})
+	scfg := dhcp.ServerConfig{DHCPAddr: w.dhcpListen, BootAddr: w.bootListen}
+	var guard *xdp.Program
+	if w.xdp != nil {
+		// Attach falls back to the userspace classifier (one warning)
+		// when the program cannot attach; either way it guards DHCP.
+		if w.xdpIface != "" {
+			guard, err = xdp.Attach(w.xdpIface, *w.xdp, log)
+		} else {
+			guard, err = xdp.Userspace(*w.xdp, log)
+		}
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "osim-bootd serve: xdp: %v\n", err)
+			return 1
+		}
+		defer guard.Close() // detaches the program
+		if err := reg.Register(guard); err != nil {
+			fmt.Fprintf(os.Stderr, "osim-bootd serve: xdp metrics: %v\n", err)
+			return 1
+		}
+		scfg.Guard = guard
+		if ag != nil {
+			go xdp.KeepPolicy(ctx, ag, guard, log)
+		} else if err := guard.SetPolicy(w.files.BootMACs(), nil); err != nil {
+			fmt.Fprintf(os.Stderr, "osim-bootd serve: xdp policy: %v\n", err)
+			return 1
+		}
+		log.Info("xdp guard", "mode", guard.Mode(), "interface", w.xdpIface, "unknown", w.xdp.Unknown.String())
+	}
+	dsrv, err := dhcp.NewServer(dh, scfg)
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "osim-bootd serve: dhcp: %v\n", err)
 		return 1

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"osim/dataplane/dhcp"
+	"osim/dataplane/xdp"
 )
 
 func TestExampleServeConfigIsValid(t *testing.T) {
@@ -104,6 +105,10 @@ func TestServeConfigNamesEachMistake(t *testing.T) {
 		{"boot without token", base + "images: {i: {kernel: k}}\ntargets: [{mac: '52:54:00:00:00:01', image: i}]\n", "needs order and token"},
 		{"bad action", base + "targets: [{mac: '52:54:00:00:00:01', action: reboot}]\n", `targets[0].action: "reboot": want boot, local or ignore`},
 		{"image without kernel", base + "images: {i: {initrds: [x]}}\n", "images.i.kernel: required"},
+		{"xdp unknown", base + "xdp: {unknown: maybe}\n", `xdp.unknown: "maybe": want pass, drop or discovery`},
+		{"xdp class", base + "xdp: {drop_classes: [dhcp, smtp]}\n", `xdp.drop_classes[1]: "smtp" is not a traffic class`},
+		{"xdp interface", base + "xdp: {interface: nosuchnic0}\n", `xdp.interface: "nosuchnic0"`},
+		{"xdp burst", base + "xdp: {rate: 5, burst: 0}\n", "xdp.burst: 0 with a rate"},
 		{"duplicate mac", base + "targets: [{mac: '52:54:00:00:00:01', action: local}, {mac: '52-54-00-00-00-01', action: ignore}]\n", `targets[1].mac: "52-54-00-00-00-01" is targets[0] again`},
 	}
 	for _, c := range cases {
@@ -118,6 +123,38 @@ func TestServeConfigNamesEachMistake(t *testing.T) {
 				t.Fatalf("got %v, want an error containing %q", err, c.want)
 			}
 		})
+	}
+}
+
+// TestXDPSectionUsesTheBoundPortsAndAModeDefault checks that the XDP
+// classifier is told the ports the services really bind, and that unknown
+// clients pass in full mode (this server hands out the addresses) but get
+// the discovery policy in proxy mode.
+func TestXDPSectionUsesTheBoundPortsAndAModeDefault(t *testing.T) {
+	dir := t.TempDir()
+	base := "address: 10.0.0.1\ntftp: {root: " + dir + ", listen: 10.0.0.1:6969, port_range: '20000:20099'}\nhttp: {files: " + dir + "}\n" +
+		"dhcp: {listen: 0.0.0.0:1067, boot_listen: 0.0.0.0:14011}\n"
+	for _, c := range []struct {
+		yaml    string
+		unknown xdp.Unknown
+	}{
+		{base + "xdp: {}\n", xdp.UnknownDiscovery},
+		{strings.Replace(base, "dhcp: {", "data_dir: "+dir+"\ndhcp: {mode: full, pools: [{network: 10.0.0.0/24, start: 10.0.0.100, end: 10.0.0.200}], ", 1) + "xdp: {rate: 0}\n", xdp.UnknownPass},
+	} {
+		p := filepath.Join(t.TempDir(), "c.yaml")
+		os.WriteFile(p, []byte(c.yaml), 0o644)
+		cfg, err := loadServeConfig(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		w, err := cfg.check()
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := xdp.Ports{DHCP: 1067, Proxy: 14011, TFTP: 6969, TFTPLow: 20000, TFTPHigh: 20099}
+		if w.xdp == nil || w.xdp.Ports != want || w.xdp.Unknown != c.unknown {
+			t.Fatalf("xdp config %+v, want ports %+v and unknown %v", w.xdp, want, c.unknown)
+		}
 	}
 }
 

@@ -18,6 +18,7 @@ import (
 	"osim/controlplane/api"
 	"osim/dataplane/dhcp"
 	"osim/dataplane/httpboot"
+	"osim/dataplane/xdp"
 )
 
 // serveConfig is the YAML file of `osim-bootd serve` (see README.md).
@@ -37,6 +38,22 @@ type serveConfig struct {
 	// Manager, when set, makes the targets, images and orders come from
 	// the manager through the agent; Images and Targets must stay empty.
 	Manager *managerSection `yaml:"manager"`
+	// XDP, when set, classifies and rate-limits PXE DHCP before the DHCP
+	// service: an XDP program on Interface, or the same rules in Go
+	// when Interface is empty or the program cannot attach.
+	XDP *xdpSection `yaml:"xdp"`
+}
+
+// xdpSection configures dataplane/xdp (see its README).
+type xdpSection struct {
+	Interface   string   `yaml:"interface"`    // provisioning NIC; empty: the userspace guard only
+	Unknown     string   `yaml:"unknown"`      // pass, drop, discovery; default: discovery (proxy), pass (full)
+	Rate        *uint32  `yaml:"rate"`         // packets/s per client (chaddr); 0: no per-client limit; default 2
+	Burst       *uint32  `yaml:"burst"`        // default 10
+	AdmitRate   *uint32  `yaml:"admit_rate"`   // new clients per second not on the allow list; 0: unlimited; default 100
+	AdmitBurst  *uint32  `yaml:"admit_burst"`  // default 200
+	Clients     int      `yaml:"clients"`      // size of the bucket table; default 65536
+	DropClasses []string `yaml:"drop_classes"` // e.g. [dhcp] when nothing here answers other DHCP
 }
 
 // managerSection connects the boot server to a manager.
@@ -140,6 +157,9 @@ type wiring struct {
 	joinToken string
 	bootFiles map[dhcp.Arch]string
 	unknown   dhcp.Action
+	// xdp is set when the config has an xdp section.
+	xdp      *xdp.Config
+	xdpIface string
 }
 
 // check validates c after flags were applied and derives the defaults.
@@ -220,6 +240,9 @@ func (c *serveConfig) check() (*wiring, error) {
 
 	if c.Manager != nil {
 		c.checkManager(w, bad)
+	}
+	if c.XDP != nil {
+		c.checkXDP(w, bad)
 	}
 	w.backend = dhcp.FileConfig{HTTPBase: w.baseURL, Arches: c.Boot.Arches, BootFiles: c.Boot.BootFiles, Unknown: c.Boot.Unknown}
 	if w.backend.BootFiles == nil {
@@ -357,4 +380,71 @@ func orDefault(v, def string) string {
 		return def
 	}
 	return v
+}
+
+// checkXDP validates the xdp section into an xdp.Config whose ports are the
+// ones the services bind (XDP sees the real port numbers).
+func (c *serveConfig) checkXDP(w *wiring, bad func(key, format string, args ...any)) {
+	x := c.XDP
+	cfg := xdp.DefaultConfig()
+	port := func(hostport string) uint16 {
+		ap, err := netip.ParseAddrPort(hostport)
+		if err != nil {
+			return 0 // reported by the listen checks
+		}
+		return ap.Port()
+	}
+	cfg.Ports = xdp.Ports{DHCP: port(w.dhcpListen), Proxy: port(w.bootListen), TFTP: port(w.tftpListen)}
+	if w.portLo > 0 {
+		cfg.Ports.TFTPLow, cfg.Ports.TFTPHigh = uint16(w.portLo), uint16(w.portHi)
+	}
+	unknown := x.Unknown
+	if unknown == "" {
+		// In full mode this service hands out the addresses: unknown
+		// machines' plain DHCP must pass. In proxy mode only their PXE
+		// requests matter (discovery).
+		unknown = "discovery"
+		if w.dhcpMode == "full" {
+			unknown = "pass"
+		}
+	}
+	u, err := xdp.ParseUnknown(unknown)
+	if err != nil {
+		bad("xdp.unknown", "%q: want pass, drop or discovery", x.Unknown)
+	}
+	cfg.Unknown = u
+	for dst, v := range map[*uint32]*uint32{&cfg.Rate: x.Rate, &cfg.Burst: x.Burst, &cfg.AdmitRate: x.AdmitRate, &cfg.AdmitBurst: x.AdmitBurst} {
+		if v != nil {
+			*dst = *v
+		}
+	}
+	for _, r := range []struct {
+		key string
+		v   uint32
+	}{{"xdp.rate", cfg.Rate}, {"xdp.admit_rate", cfg.AdmitRate}} {
+		if r.v > xdp.MaxRate {
+			bad(r.key, "%d: at most %d", r.v, xdp.MaxRate)
+		}
+	}
+	if cfg.Rate > 0 && cfg.Burst == 0 {
+		bad("xdp.burst", "0 with a rate: every packet would be over its limit")
+	}
+	if x.Clients < 0 {
+		bad("xdp.clients", "%d: want a positive table size", x.Clients)
+	}
+	cfg.Clients = x.Clients
+	for i, name := range x.DropClasses {
+		cls, ok := xdp.ParseClass(name)
+		if !ok {
+			bad(fmt.Sprintf("xdp.drop_classes[%d]", i), "%q is not a traffic class", name)
+			continue
+		}
+		cfg.Actions[cls] = xdp.ActionDrop
+	}
+	if x.Interface != "" {
+		if _, err := net.InterfaceByName(x.Interface); err != nil {
+			bad("xdp.interface", "%q: %v", x.Interface, err)
+		}
+	}
+	w.xdp, w.xdpIface = &cfg, x.Interface
 }

@@ -239,3 +239,19 @@ func (f *FileBackend) Lookup(_ context.Context, mac net.HardwareAddr, _ Arch) (D
 	}
 	return Decision{}, fmt.Errorf("dhcp: %s: %w", mac, ErrUnknownMAC)
 }
+
+// BootMACs returns the machines told to boot an image, sorted: the allow
+// list of a MAC policy (dataplane/xdp) in standalone runs.
+func (f *FileBackend) BootMACs() []net.HardwareAddr {
+	var out []net.HardwareAddr
+	for m, d := range f.byMAC {
+		if d.Action != ActionBootImage {
+			continue
+		}
+		if mac, err := net.ParseMAC(m); err == nil {
+			out = append(out, mac)
+		}
+	}
+	slices.SortFunc(out, func(a, b net.HardwareAddr) int { return bytes.Compare(a, b) })
+	return out
+}
