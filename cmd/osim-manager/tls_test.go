@@ -1,0 +1,139 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"math/big"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"osim/controlplane/api"
+)
+
+// selfSigned writes a certificate for 127.0.0.1 and its key, PEM.
+func selfSigned(t *testing.T, dir string) (certFile, keyFile string, pool *x509.CertPool) {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "osim-manager test"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
+		IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)}, KeyUsage: x509.KeyUsageDigitalSignature,
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}, IsCA: true, BasicConstraintsValid: true}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kb, err := x509.MarshalECPrivateKey(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	certFile, keyFile = filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
+	os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o644)
+	os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kb}), 0o600)
+	cert, _ := x509.ParseCertificate(der)
+	pool = x509.NewCertPool()
+	pool.AddCert(cert)
+	return certFile, keyFile, pool
+}
+
+// TestServeOverTLSRequiresTheCertificateAndAToken runs
+// serve with a certificate: HTTPS works for a client trusting it, the API
+// still wants a token, and a plain-HTTP request gets no API answer.
+func TestServeOverTLSRequiresTheCertificateAndAToken(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds the binary")
+	}
+	bin := buildManager(t)
+	dir := t.TempDir()
+	certFile, keyFile, pool := selfSigned(t, dir)
+	tokFile := filepath.Join(dir, "admin.token")
+	cmd := exec.Command(bin, "serve", "--listen", "127.0.0.1:0", "--data-dir", filepath.Join(dir, "data"),
+		"--tls-cert", certFile, "--tls-key", keyFile, "--bootstrap-token-file", tokFile)
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd.Stderr = testLog{t}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer cmd.Process.Kill() //nolint:errcheck // if the test fails before SIGTERM
+	first := make(chan string, 1)
+	go func() {
+		sc := bufio.NewScanner(stdout)
+		if sc.Scan() {
+			first <- sc.Text()
+		}
+	}()
+	var base string
+	select {
+	case l := <-first:
+		i := strings.Index(l, "https://")
+		if i < 0 {
+			t.Fatalf("first line %q has no https URL", l)
+		}
+		base = strings.TrimSuffix(strings.TrimSuffix(l[i:], "/"), api.Prefix)
+	case <-time.After(30 * time.Second):
+		t.Fatal("serve printed no URL in 30s")
+	}
+	secret, err := os.ReadFile(tokFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	trusting := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}, Timeout: 10 * time.Second}
+	resp, err := trusting.Get(base + "/healthz")
+	if err != nil {
+		t.Fatalf("healthz over TLS: %v", err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("healthz over TLS: %d", resp.StatusCode)
+	}
+	// An untrusting client refuses the certificate.
+	if _, err := http.Get(base + "/healthz"); err == nil {
+		t.Fatal("a client without the certificate accepted it")
+	}
+	// Plain HTTP on the TLS port gets no API answer.
+	plain := strings.Replace(base, "https://", "http://", 1)
+	if resp, err := http.Get(plain + "/api/v1/targets"); err == nil {
+		resp.Body.Close()
+		if resp.StatusCode == http.StatusOK {
+			t.Fatal("plain HTTP on the TLS listener answered the API")
+		}
+	}
+	c := &api.Client{BaseURL: base, HTTP: trusting}
+	if _, err := c.ListTargets(context.Background(), "", "", "", 0); !api.IsStatus(err, http.StatusUnauthorized) {
+		t.Fatalf("no token over TLS: %v, want 401", err)
+	}
+	c.Token = strings.TrimSpace(string(secret))
+	if _, err := c.ListTargets(context.Background(), "", "", "", 0); err != nil {
+		t.Fatalf("with the admin token over TLS: %v", err)
+	}
+	cmd.Process.Signal(syscall.SIGTERM)
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("exit after SIGTERM: %v", err)
+		}
+	case <-time.After(15 * time.Second):
+		t.Fatal("no exit after SIGTERM")
+	}
+}
