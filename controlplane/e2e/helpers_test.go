@@ -285,24 +285,71 @@ func scrape(url, series string) (float64, bool) {
 	return 0, false
 }
 
+// Listening ports are picked below the kernel's ephemeral range, so a
+// process restarted on its port (the manager after SIGKILL) does not find
+// it taken by some outgoing connection meanwhile; each is handed out once.
+var (
+	portMu    sync.Mutex
+	portsUsed = map[int]bool{}
+	portNext  int
+)
+
+func pickPort(t *testing.T, free func(port int) bool) int {
+	t.Helper()
+	portMu.Lock()
+	defer portMu.Unlock()
+	lo := 32768
+	if b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range"); err == nil {
+		if f := strings.Fields(string(b)); len(f) == 2 {
+			if v, err := strconv.Atoi(f[0]); err == nil {
+				lo = v
+			}
+		}
+	}
+	const base = 12000
+	if lo-base < 2000 {
+		t.Fatalf("ephemeral ports start at %d: no room below for the test's listeners", lo)
+	}
+	if portNext == 0 {
+		portNext = base + os.Getpid()%(lo-base)
+	}
+	for range lo - base {
+		p := portNext
+		portNext++
+		if portNext >= lo {
+			portNext = base
+		}
+		if !portsUsed[p] && free(p) {
+			portsUsed[p] = true
+			return p
+		}
+	}
+	t.Fatal("no free port")
+	return 0
+}
+
 func freeTCP(t *testing.T) int {
 	t.Helper()
-	l, err := net.Listen("tcp4", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
+	return pickPort(t, func(p int) bool {
+		l, err := net.Listen("tcp4", fmt.Sprintf("127.0.0.1:%d", p))
+		if err != nil {
+			return false
+		}
+		l.Close()
+		return true
+	})
 }
 
 func freeUDP(t *testing.T) int {
 	t.Helper()
-	c, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	return c.LocalAddr().(*net.UDPAddr).Port
+	return pickPort(t, func(p int) bool {
+		c, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1), Port: p})
+		if err != nil {
+			return false
+		}
+		c.Close()
+		return true
+	})
 }
 
 // lockedBuffer collects a process's output across restarts.
