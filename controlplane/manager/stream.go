@@ -180,6 +180,19 @@ func (s *Server) changes(ctx context.Context, site string, since uint64, limit i
 	defer s.metrics.syncClients.Dec()
 	wctx, cancel := context.WithTimeout(ctx, wait)
 	defer cancel()
+	// When only other sites changed, answer within otherSitesLag so the
+	// caller's revision (and the lag metric, and its heartbeat) move on,
+	// without a wake-up per foreign write.
+	capped := false
+	capWait := func() {
+		if !capped && resp.Revision > since {
+			capped = true
+			var c2 context.CancelFunc
+			wctx, c2 = context.WithTimeout(wctx, otherSitesLag)
+			_ = c2 // released with the parent's cancel
+		}
+	}
+	capWait()
 	for {
 		if _, err := s.store.WaitRevision(wctx, max(resp.Revision, since)); err != nil {
 			if wctx.Err() != nil && ctx.Err() == nil {
@@ -191,9 +204,14 @@ func (s *Server) changes(ctx context.Context, site string, since uint64, limit i
 		if err != nil {
 			return next, err
 		}
-		resp = next
-		if len(resp.Changes) > 0 {
-			return resp, nil
+		if len(next.Changes) > 0 {
+			return next, nil
 		}
+		resp = next
+		capWait()
 	}
 }
+
+// otherSitesLag bounds how long a sync long-poll holds back an answer
+// that only moves the caller past other sites' revisions.
+const otherSitesLag = 2 * time.Second

@@ -295,3 +295,51 @@ func TestMetricsCarryRouteAndStoreLabels(t *testing.T) {
 		t.Errorf("lag after sync = %v, want 0", got)
 	}
 }
+
+// TestSyncLongPollMovesPastOtherSitesWithinTheirLag: when only another
+// site changes, a long-poll does not wait its whole time: it answers
+// within otherSitesLag with no changes and the new revision, so an
+// up-to-date boot server's revision (and the lag metric) moves on.
+func TestSyncLongPollMovesPastOtherSitesWithinTheirLag(t *testing.T) {
+	e := newEnv(t)
+	ctx := t.Context()
+	e.seed("s1", 1, nil, 1)
+	e.seed("s2", 1, nil, 2)
+	bs := e.client(api.RoleBootServer) // site s1
+	first, err := bs.Sync(ctx, 0, 0, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rev := first.Revision
+	for first.Cursor != "" {
+		if first, err = bs.SyncSnapshot(ctx, first.Cursor, 0); err != nil {
+			t.Fatal(err)
+		}
+	}
+	op := e.client(api.RoleOperator)
+	done := make(chan api.SyncResponse, 1)
+	go func() {
+		r, err := bs.Sync(ctx, rev, 30*time.Second, 0)
+		if err != nil {
+			t.Error(err)
+		}
+		done <- r
+	}()
+	waitFor(t, func() bool { return testCounter(t, e, "osim_manager_sync_clients", nil) == 1 })
+	t0 := time.Now()
+	other, err := op.CreateTarget(ctx, api.TargetSpec{Hostname: "other", MACs: []string{"52:54:00:ff:00:09"}, Site: "s2"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case r := <-done:
+		if len(r.Changes) != 0 || r.Revision < other.Revision {
+			t.Fatalf("answer %+v: want no changes at revision >= %d", r, other.Revision)
+		}
+		if took := time.Since(t0); took > otherSitesLag+3*time.Second {
+			t.Fatalf("answered after %v", took)
+		}
+	case <-time.After(otherSitesLag + 5*time.Second):
+		t.Fatalf("long-poll still waiting %v after another site's change", otherSitesLag+5*time.Second)
+	}
+}
