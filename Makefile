@@ -51,9 +51,11 @@ generate:
 	$(GO) generate ./bpf/...
 
 # XDP fast path (issue 5), as root: ns per packet per class through
-# BPF_PROG_TEST_RUN, then a random-MAC DHCP storm over veth with the DHCP
-# server's CPU and real clients' offer latency, userspace alone vs XDP.
+# BPF_PROG_TEST_RUN, then a random-MAC DHCP storm over veth against the
+# real `osim-bootd serve`: its CPU and real clients' offer latency, without
+# an xdp section, with `xdp: {}` (Go guard) and with XDP attached.
 XDP_WINDOW ?= 10s
 bench-xdp:
 	$(GO) build -o $(BIN)/osim-xdpbench ./bench/cmd/osim-xdpbench
-	$(BIN)/osim-xdpbench -window $(XDP_WINDOW) $(BENCH_ARGS)
+	$(GO) build -o $(BIN)/osim-bootd ./cmd/osim-bootd
+	$(BIN)/osim-xdpbench -bootd $(BIN)/osim-bootd -window $(XDP_WINDOW) $(BENCH_ARGS)

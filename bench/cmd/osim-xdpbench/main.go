@@ -3,10 +3,11 @@
 //  1. ns per packet per class through BPF_PROG_TEST_RUN (Program.Benchmark);
 //  2. a DHCP storm: random-MAC PXE DISCOVERs flooded over a veth (AF_PACKET,
 //     as fast as one core sends) while real PXE clients (internal/pxeclient)
-//     boot from the other side, with the DHCP server in its own process:
-//     its CPU seconds and the clients' offer latency, once with the
-//     userspace path alone, once with the userspace classifier as guard,
-//     once with XDP attached.
+//     boot from the other side, served by the real `osim-bootd serve`
+//     (standalone, the clients as targets): its CPU seconds (from /proc)
+//     and the clients' offer latency, once without an xdp section (the
+//     userspace path alone), once with `xdp: {}` (the Go guard only), once
+//     with `xdp: {interface: ...}` (the XDP program attached).
 //
 // `make bench-xdp` runs it; the figures go into bench/RESULTS.md.
 package main
@@ -18,7 +19,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"log/slog"
 	"net"
 	"os"
 	"os/exec"
@@ -32,28 +32,17 @@ import (
 	"golang.org/x/sys/unix"
 
 	xdpbench "osim/bench/xdp"
-	"osim/dataplane/dhcp"
-	"osim/dataplane/tftp"
 	"osim/dataplane/xdp"
 	"osim/internal/pxeclient"
 )
 
 func main() {
-	serve := flag.String("serve", "", "internal: run the DHCP+TFTP server in this namespace with this path: none, guard or xdp")
-	ifname := flag.String("if", "", "internal: the server's interface")
-	ip := flag.String("ip", "", "internal: the server's address")
+	bootd := flag.String("bootd", "bin/osim-bootd", "the osim-bootd binary the storm runs")
 	clients := flag.Int("clients", 20, "real clients (MACs on the allow list), booted round robin")
 	window := flag.Duration("window", 10*time.Second, "how long each storm lasts")
 	repeat := flag.Int("repeat", 1_000_000, "runs per Program.Benchmark")
 	out := flag.String("out", "", "also write the report (markdown) here")
 	flag.Parse()
-	if *serve != "" {
-		if err := runServer(*serve, *ifname, *ip, *clients); err != nil {
-			fmt.Fprintln(os.Stderr, "osim-xdpbench server:", err)
-			os.Exit(1)
-		}
-		return
-	}
 	if os.Geteuid() != 0 {
 		fmt.Fprintln(os.Stderr, "osim-xdpbench: needs root (BPF, network namespaces)")
 		os.Exit(1)
@@ -64,7 +53,15 @@ func main() {
 		fmt.Fprintln(os.Stderr, "osim-xdpbench:", err)
 		os.Exit(1)
 	}
-	if err := storms(w, *clients, *window); err != nil {
+	bin, err := filepath.Abs(*bootd)
+	if err == nil {
+		_, err = os.Stat(bin)
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "osim-xdpbench: -bootd:", err)
+		os.Exit(1)
+	}
+	if err := storms(w, bin, *clients, *window); err != nil {
 		fmt.Fprintln(os.Stderr, "osim-xdpbench:", err)
 		os.Exit(1)
 	}
@@ -183,33 +180,42 @@ func fixLengths(f []byte, dport uint16) []byte {
 // --- 2. the storm ---
 
 type stormResult struct {
-	path              string
-	mode              string
-	floodCPU          float64 // server process CPU seconds during the flood-only window
-	cpu               float64 // server process CPU seconds during the window with real clients
-	sent              uint64
-	boots, served     int
-	p50, p99, max     time.Duration
-	xdpPass, xdpDrops uint64
+	path          string
+	mode          string
+	floodCPU      float64 // osim-bootd's CPU seconds during the flood-only window
+	cpu           float64 // osim-bootd's CPU seconds during the window with real clients
+	sent          uint64
+	boots, served int
+	p50, p99, max time.Duration
 }
 
-func storms(w io.Writer, clients int, window time.Duration) error {
+// The storm's three osim-bootd configurations.
+var paths = []struct{ path, name string }{
+	{"none", "osim-bootd, no `xdp:` section (userspace path alone)"},
+	{"guard", "osim-bootd, `xdp: {}` (Go guard only, no program)"},
+	{"xdp", "osim-bootd, `xdp: {interface: <veth>}` (XDP attached, %s)"},
+}
+
+func storms(w io.Writer, bootd string, clients int, window time.Duration) error {
 	var res []stormResult
-	for _, path := range []string{"none", "guard", "xdp"} {
-		r, err := storm(path, clients, window)
+	for _, p := range paths {
+		r, err := storm(bootd, p.path, clients, window)
 		if err != nil {
-			return fmt.Errorf("storm with %s: %w", path, err)
+			return fmt.Errorf("storm with %s: %w", p.path, err)
 		}
 		res = append(res, r)
 	}
-	fmt.Fprintf(w, "### DHCP storm: random-MAC PXE DISCOVERs over veth; %s of flood alone, then %s of flood while %d real clients boot\n\n", window, window, clients)
-	fmt.Fprintln(w, "| server path | flood frames/s | server CPU s, flood alone | vs userspace alone | server CPU s, flood + boots | real boots | served | offer p50 | offer p99 | offer max |")
-	fmt.Fprintln(w, "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
-	base := res[0].floodCPU
-	for _, r := range res {
-		name := map[string]string{"none": "userspace path alone", "guard": "userspace classifier as guard", "xdp": "XDP attached (" + r.mode + ")"}[r.path]
-		fmt.Fprintf(w, "| %s | %.0f | %.2f | %.0f%% | %.2f | %d | %d | %s | %s | %s |\n", name, float64(r.sent)/window.Seconds(), r.floodCPU,
-			100*r.floodCPU/base, r.cpu, r.boots, r.served, ms(r.p50), ms(r.p99), ms(r.max))
+	fmt.Fprintf(w, "### DHCP storm: random-MAC PXE DISCOVERs over veth; %s of flood alone, then %s of flood while real clients (%d MACs) boot\n\n", window, window, clients)
+	fmt.Fprintln(w, "| server | flood frames/s | osim-bootd CPU s, flood alone | vs userspace alone | osim-bootd CPU s, flood + boots | vs userspace alone | real boots | served | offer p50 | offer p99 | offer max |")
+	fmt.Fprintln(w, "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+	base, base2 := res[0].floodCPU, res[0].cpu
+	for i, r := range res {
+		name := paths[i].name
+		if strings.Contains(name, "%s") {
+			name = fmt.Sprintf(name, r.mode)
+		}
+		fmt.Fprintf(w, "| %s | %.0f | %.2f | %.0f%% | %.2f | %.0f%% | %d | %d | %s | %s | %s |\n", name, float64(r.sent)/window.Seconds(), r.floodCPU,
+			100*r.floodCPU/base, r.cpu, 100*r.cpu/base2, r.boots, r.served, ms(r.p50), ms(r.p99), ms(r.max))
 	}
 	fmt.Fprintln(w)
 	return nil
@@ -217,40 +223,162 @@ func storms(w io.Writer, clients int, window time.Duration) error {
 
 func ms(d time.Duration) string { return fmt.Sprintf("%.2f ms", float64(d.Microseconds())/1000) }
 
-func storm(path string, clients int, window time.Duration) (stormResult, error) {
+// bootdConfig writes osim-bootd's standalone config into dir: the real
+// clients as targets booting an image (so they are on the allow list),
+// unknown machines ignored, and the xdp section of path.
+func bootdConfig(dir, path string, lab *xdpbench.Lab, clients int) (string, error) {
+	for _, d := range []string{"tftp", "files"} {
+		if err := os.MkdirAll(filepath.Join(dir, d), 0o755); err != nil {
+			return "", err
+		}
+	}
+	if err := os.WriteFile(filepath.Join(dir, "tftp", "snponly.efi"), make([]byte, 16<<10), 0o644); err != nil {
+		return "", err
+	}
+	if err := os.WriteFile(filepath.Join(dir, "files", "vmlinuz"), make([]byte, 1<<10), 0o644); err != nil {
+		return "", err
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "address: %s\ndhcp: {mode: proxy}\ntftp: {root: %s}\nhttp: {files: %s}\n", lab.ServerIP,
+		filepath.Join(dir, "tftp"), filepath.Join(dir, "files"))
+	b.WriteString("boot:\n  arches: [bios, efi-x64]\n  boot_files: {bios: undionly.kpxe, efi-x64: snponly.efi}\n  unknown: ignore\n")
+	b.WriteString("images:\n  bench: {kernel: vmlinuz, cmdline: console=ttyS0}\ntargets:\n")
+	for i := range clients {
+		fmt.Fprintf(&b, "  - {mac: %s, action: boot, image: bench, order: o-%d, token: t%d}\n", clientMAC(i), i, i)
+	}
+	switch path {
+	case "guard":
+		b.WriteString("xdp: {}\n")
+	case "xdp":
+		fmt.Fprintf(&b, "xdp: {interface: %s}\n", lab.ServerIf)
+	}
+	f := filepath.Join(dir, "serve.yaml")
+	return f, os.WriteFile(f, []byte(b.String()), 0o644)
+}
+
+// cpuSeconds is the user + system time of process pid and all its threads
+// (/proc/pid/stat, fields 14 and 15, in clock ticks of 1/100 s).
+func cpuSeconds(pid int) (float64, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0, err
+	}
+	s := string(b)
+	f := strings.Fields(s[strings.LastIndexByte(s, ')')+1:]) // f[0] is field 3
+	if len(f) < 13 {
+		return 0, fmt.Errorf("/proc/%d/stat: %q", pid, s)
+	}
+	u, err1 := strconv.ParseUint(f[11], 10, 64)
+	k, err2 := strconv.ParseUint(f[12], 10, 64)
+	if err := errors.Join(err1, err2); err != nil {
+		return 0, err
+	}
+	return float64(u+k) / 100, nil
+}
+
+// startBootd runs `osim-bootd serve` in the lab's server namespace and
+// waits until DHCP and TFTP serve. It returns the process, its mode of
+// XDP (from the log), and a function that stops it.
+func startBootd(bootd, config string, lab *xdpbench.Lab) (pid int, mode string, stop func(), err error) {
+	cmd := exec.Command("ip", "netns", "exec", lab.Server, bootd, "serve", "--config", config, "--log-level", "info")
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		return 0, "", nil, err
+	}
+	if err := cmd.Start(); err != nil {
+		return 0, "", nil, err
+	}
+	stop = func() {
+		cmd.Process.Signal(unix.SIGTERM)
+		done := make(chan struct{})
+		go func() { cmd.Wait(); close(done) }()
+		select {
+		case <-done:
+		case <-time.After(10 * time.Second):
+			cmd.Process.Kill()
+			<-done
+		}
+	}
+	// `ip netns exec` execs the command: the pid is osim-bootd's.
+	pid = cmd.Process.Pid
+	ready := make(chan string, 1)
+	go func() {
+		lines := bufio.NewScanner(stderr)
+		dhcpUp, tftpUp, mode := false, false, "userspace path alone"
+		for lines.Scan() {
+			l := lines.Text()
+			switch {
+			case strings.Contains(l, `msg="boot server serving"`):
+				dhcpUp = true
+			case strings.Contains(l, `msg="tftp serving"`):
+				tftpUp = true
+			case strings.Contains(l, `msg="xdp guard"`):
+				if i := strings.Index(l, " mode="); i >= 0 {
+					mode = strings.Fields(l[i+6:])[0]
+				}
+			case strings.Contains(l, "level=WARN") || strings.Contains(l, "level=ERROR"):
+				if !strings.Contains(l, "tftp read") {
+					fmt.Fprintln(os.Stderr, "osim-bootd:", l)
+				}
+			}
+			if dhcpUp && tftpUp && mode != "" {
+				ready <- mode
+				mode = ""
+			}
+		}
+		close(ready)
+	}()
+	select {
+	case m, ok := <-ready:
+		if !ok {
+			stop()
+			return 0, "", nil, errors.New("osim-bootd exited before serving")
+		}
+		mode = m
+	case <-time.After(30 * time.Second):
+		stop()
+		return 0, "", nil, errors.New("osim-bootd did not serve within 30 s")
+	}
+	exe, err := os.Readlink(fmt.Sprintf("/proc/%d/exe", pid))
+	if err != nil || filepath.Base(exe) != filepath.Base(bootd) {
+		stop()
+		return 0, "", nil, fmt.Errorf("pid %d is %q, not osim-bootd (%v)", pid, exe, err)
+	}
+	return pid, mode, stop, nil
+}
+
+func storm(bootd, path string, clients int, window time.Duration) (stormResult, error) {
 	r := stormResult{path: path}
 	lab, err := xdpbench.NewLab(strconv.Itoa(os.Getpid()))
 	if err != nil {
 		return r, err
 	}
 	defer lab.Close()
-	self, err := os.Executable()
+	dir, err := os.MkdirTemp("", "osim-xdpbench")
 	if err != nil {
 		return r, err
 	}
-	cmd := exec.Command("ip", "netns", "exec", lab.Server, self, "-serve", path, "-if", lab.ServerIf, "-ip", lab.ServerIP,
-		"-clients", strconv.Itoa(clients))
-	cmd.Stderr = os.Stderr
-	stdin, _ := cmd.StdinPipe()
-	stdout, _ := cmd.StdoutPipe()
-	if err := cmd.Start(); err != nil {
+	defer os.RemoveAll(dir)
+	config, err := bootdConfig(dir, path, lab, clients)
+	if err != nil {
 		return r, err
 	}
-	defer func() { stdin.Close(); cmd.Wait() }()
-	lines := bufio.NewScanner(stdout)
-	ask := func(q string) (string, error) {
-		if _, err := fmt.Fprintln(stdin, q); err != nil {
-			return "", err
-		}
-		if !lines.Scan() {
-			return "", fmt.Errorf("server gone: %v", lines.Err())
-		}
-		return lines.Text(), nil
+	pid, mode, stop, err := startBootd(bootd, config, lab)
+	if err != nil {
+		return r, err
 	}
-	if !lines.Scan() || !strings.HasPrefix(lines.Text(), "ready") {
-		return r, fmt.Errorf("server did not start: %q", lines.Text())
+	defer stop()
+	r.mode = mode
+	if path == "xdp" && mode != xdp.ModeDriver && mode != xdp.ModeGeneric {
+		return r, fmt.Errorf("XDP did not attach (mode %q)", mode)
 	}
-	r.mode = strings.TrimSpace(strings.TrimPrefix(lines.Text(), "ready"))
+	cpu := func() float64 {
+		c, err := cpuSeconds(pid)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "osim-xdpbench:", err)
+		}
+		return c
+	}
 
 	ns, err := pxeclient.OpenNetns(lab.ClientPath())
 	if err != nil {
@@ -264,20 +392,11 @@ func storm(path string, clients int, window time.Duration) (stormResult, error) 
 	go func() { flooded <- xdpbench.Flood(ctx, lab.ClientIf, ns.Do, &sent) }()
 	time.Sleep(500 * time.Millisecond)
 	// Window 1: the flood alone.
-	f0, err := ask("cpu")
-	if err != nil {
-		return r, err
-	}
+	f0 := cpu()
 	time.Sleep(window)
-	f1, err := ask("cpu")
-	if err != nil {
-		return r, err
-	}
+	r.floodCPU = cpu() - f0
 	// Window 2: the flood and the real clients.
-	cpu0, err := ask("cpu")
-	if err != nil {
-		return r, err
-	}
+	cpu0 := cpu()
 	sent0 := sent.Load()
 	fw := pxeclient.EDK2x64
 	fw.Next = nil
@@ -304,103 +423,15 @@ func storm(path string, clients int, window time.Duration) (stormResult, error) 
 			}
 		}
 	}
-	cpu1, err := ask("cpu")
-	if err != nil {
-		return r, err
-	}
+	r.cpu = cpu() - cpu0
 	r.sent = sent.Load() - sent0
 	cancel()
 	if err := <-flooded; err != nil {
 		return r, err
 	}
-	c0, _ := strconv.ParseFloat(cpu0, 64)
-	c1, _ := strconv.ParseFloat(cpu1, 64)
-	r.cpu = c1 - c0
-	g0, _ := strconv.ParseFloat(f0, 64)
-	g1, _ := strconv.ParseFloat(f1, 64)
-	r.floodCPU = g1 - g0
 	if len(lat) > 0 {
 		slices.Sort(lat)
 		r.p50, r.p99, r.max = lat[len(lat)/2], lat[(len(lat)*99)/100], lat[len(lat)-1]
 	}
 	return r, nil
-}
-
-// runServer is the boot server's DHCP and TFTP, as osim-bootd runs them,
-// in its own process so that its CPU time is its own. It answers "cpu"
-// lines on stdin with its CPU seconds so far.
-func runServer(path, ifname, ip string, clients int) error {
-	slog.SetDefault(slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})))
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	var allow []net.HardwareAddr
-	var machines []dhcp.FileMachine
-	for i := range clients {
-		allow = append(allow, clientMAC(i))
-		machines = append(machines, dhcp.FileMachine{MAC: clientMAC(i).String(), Action: "boot"})
-	}
-	backend, err := dhcp.NewFileBackend(dhcp.FileConfig{HTTPBase: "http://" + ip + ":8080",
-		BootFiles: map[string]string{"bios": "undionly.kpxe", "efi-x64": "snponly.efi"}, Unknown: "ignore", Machines: machines})
-	if err != nil {
-		return err
-	}
-	scfg := dhcp.ServerConfig{Workers: 2}
-	mode := "userspace"
-	switch path {
-	case "guard":
-		p, err := xdp.Userspace(xdp.DefaultConfig(), nil)
-		if err != nil {
-			return err
-		}
-		p.SetPolicy(allow, nil)
-		scfg.Guard = p
-	case "xdp":
-		p, err := xdp.Attach(ifname, xdp.DefaultConfig(), nil)
-		if err != nil {
-			return err
-		}
-		defer p.Close()
-		if p.Mode() == xdp.ModeUserspace {
-			return errors.New("XDP did not attach")
-		}
-		p.SetPolicy(allow, nil)
-		scfg.Guard = p
-		mode = p.Mode()
-	}
-	srv, err := dhcp.NewServer(&dhcp.Handler{Backend: backend, ServerIP: net.ParseIP(ip)}, scfg)
-	if err != nil {
-		return err
-	}
-	go srv.Serve(ctx)
-	dir, err := os.MkdirTemp("", "osim-xdpbench")
-	if err != nil {
-		return err
-	}
-	defer os.RemoveAll(dir)
-	if err := os.WriteFile(filepath.Join(dir, "snponly.efi"), make([]byte, 16<<10), 0o644); err != nil {
-		return err
-	}
-	res, err := tftp.NewFolderResolver(dir)
-	if err != nil {
-		return err
-	}
-	defer res.Close()
-	tsrv, err := tftp.NewServer(tftp.Config{}, res)
-	if err != nil {
-		return err
-	}
-	tconn, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.ParseIP(ip), Port: 69})
-	if err != nil {
-		return err
-	}
-	defer tconn.Close()
-	go tsrv.Serve(ctx, tconn)
-	fmt.Println("ready", mode)
-	in := bufio.NewScanner(os.Stdin)
-	for in.Scan() {
-		var ru unix.Rusage
-		unix.Getrusage(unix.RUSAGE_SELF, &ru)
-		fmt.Printf("%.3f\n", time.Duration(ru.Utime.Nano()+ru.Stime.Nano()).Seconds())
-	}
-	return nil
 }
