@@ -4,7 +4,6 @@ package main
 
 import (
 	"fmt"
-	"log/slog"
 	"os"
 )
 
@@ -34,13 +33,4 @@ func main() {
 		fmt.Fprintf(os.Stderr, "osim-bootd: unknown mode %q\n\n%s", os.Args[1], usage)
 		os.Exit(2)
 	}
-}
-
-// newLogger is the text logger on stderr every mode uses.
-func newLogger(level string) (*slog.Logger, error) {
-	var l slog.Level
-	if err := l.UnmarshalText([]byte(level)); err != nil {
-		return nil, fmt.Errorf("--log-level %q: want debug, info, warn or error", level)
-	}
-	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: l})), nil
 }

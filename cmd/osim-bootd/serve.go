@@ -25,6 +25,7 @@ import (
 	"osim/dataplane/httpboot"
 	"osim/dataplane/tftp"
 	"osim/dataplane/xdp"
+	"osim/internal/logging"
 	"osim/metrics"
 )
 
@@ -50,7 +51,7 @@ func runServe(args []string) int {
 	if *memLimit > 0 && os.Getenv("GOMEMLIMIT") == "" {
 		debug.SetMemoryLimit(int64(*memLimit) << 20)
 	}
-	log, err := newLogger(*logLevel)
+	log, err := logging.New(*logLevel)
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "osim-bootd serve: %v\n", err)
 		return 2

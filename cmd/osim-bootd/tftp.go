@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"osim/dataplane/tftp"
+	"osim/internal/logging"
 	"osim/metrics"
 )
 
@@ -40,7 +41,7 @@ func runTFTP(args []string) int {
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
-	log, err := newLogger(*logLevel)
+	log, err := logging.New(*logLevel)
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "osim-bootd tftp: %v\n", err)
 		return 2

@@ -5,7 +5,6 @@ package main
 
 import (
 	"fmt"
-	"log/slog"
 	"os"
 )
 
@@ -37,13 +36,4 @@ func main() {
 		fmt.Fprintf(os.Stderr, "osim-manager: unknown mode %q\n\n%s", os.Args[1], usage)
 		os.Exit(2)
 	}
-}
-
-// newLogger is the text logger on stderr every mode uses.
-func newLogger(level string) (*slog.Logger, error) {
-	var l slog.Level
-	if err := l.UnmarshalText([]byte(level)); err != nil {
-		return nil, fmt.Errorf("--log-level %q: want debug, info, warn or error", level)
-	}
-	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: l})), nil
 }

@@ -32,37 +32,8 @@ func TestServeBootstrapsAnAdminAndShutsDownOnSIGTERM(t *testing.T) {
 	dir := t.TempDir()
 	data := filepath.Join(dir, "data")
 	tokFile := filepath.Join(dir, "admin.token")
-	cmd := exec.Command(bin, "serve", "--listen", "127.0.0.1:0", "--data-dir", data,
+	cmd, base := startServe(t, bin, "--listen", "127.0.0.1:0", "--data-dir", data,
 		"--bootstrap-token-file", tokFile, "--metrics-listen", "127.0.0.1:0", "--log-level", "debug")
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd.Stderr = testLog{t}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer cmd.Process.Kill() //nolint:errcheck // if the test fails before SIGTERM
-	lines := make(chan string, 10)
-	go func() {
-		sc := bufio.NewScanner(stdout)
-		for sc.Scan() {
-			lines <- sc.Text()
-		}
-		close(lines)
-	}()
-	var base string
-	select {
-	case l := <-lines:
-		// "osim-manager serving http://127.0.0.1:PORT/api/v1/"
-		i := strings.Index(l, "http://")
-		if i < 0 {
-			t.Fatalf("first line %q has no URL", l)
-		}
-		base = strings.TrimSuffix(strings.TrimSuffix(l[i:], "/"), api.Prefix)
-	case <-time.After(30 * time.Second):
-		t.Fatal("serve printed no URL in 30s")
-	}
 	secret, err := os.ReadFile(tokFile)
 	if err != nil {
 		t.Fatal(err)
@@ -93,19 +64,7 @@ func TestServeBootstrapsAnAdminAndShutsDownOnSIGTERM(t *testing.T) {
 		t.Fatalf("token create on a locked data dir: %v\n%s", err, out)
 	}
 
-	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
-		t.Fatal(err)
-	}
-	werr := make(chan error, 1)
-	go func() { werr <- cmd.Wait() }()
-	select {
-	case err := <-werr:
-		if err != nil {
-			t.Fatalf("serve exited with %v after SIGTERM", err)
-		}
-	case <-time.After(20 * time.Second):
-		t.Fatal("serve did not exit within 20s of SIGTERM")
-	}
+	stopServe(t, cmd)
 
 	// Offline now: token create and list work on the data dir.
 	out, err = exec.Command(bin, "token", "create", "--role", "operator", "--name", "ci", "--data-dir", data).Output()
@@ -165,4 +124,59 @@ type testLog struct{ t *testing.T }
 func (l testLog) Write(b []byte) (int, error) {
 	l.t.Log(strings.TrimRight(string(b), "\n"))
 	return len(b), nil
+}
+
+// startServe runs `osim-manager serve args...` and returns it with the base
+// URL (http or https, without /api/v1) from the line it prints first. The
+// process is killed when the test ends, if it still runs.
+func startServe(t *testing.T, bin string, args ...string) (*exec.Cmd, string) {
+	t.Helper()
+	cmd := exec.Command(bin, append([]string{"serve"}, args...)...)
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd.Stderr = testLog{t}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill() }) //nolint:errcheck // already gone when the test stopped it
+	first := make(chan string, 1)
+	go func() {
+		sc := bufio.NewScanner(stdout)
+		if sc.Scan() {
+			first <- sc.Text()
+		}
+		io.Copy(io.Discard, stdout) //nolint:errcheck // keep the pipe drained
+	}()
+	select {
+	case l := <-first:
+		// "osim-manager serving http://127.0.0.1:PORT/api/v1/"
+		i := strings.Index(l, "http")
+		if i < 0 {
+			t.Fatalf("first line %q has no URL", l)
+		}
+		return cmd, strings.TrimSuffix(strings.TrimSuffix(l[i:], "/"), api.Prefix)
+	case <-time.After(30 * time.Second):
+		t.Fatal("serve printed no URL in 30s")
+	}
+	return nil, ""
+}
+
+// stopServe sends SIGTERM and wants exit 0 within 20 s.
+func stopServe(t *testing.T, cmd *exec.Cmd) {
+	t.Helper()
+	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	werr := make(chan error, 1)
+	go func() { werr <- cmd.Wait() }()
+	select {
+	case err := <-werr:
+		if err != nil {
+			t.Fatalf("serve exited with %v after SIGTERM", err)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("serve did not exit within 20s of SIGTERM")
+	}
 }

@@ -19,6 +19,7 @@ import (
 	"osim/controlplane/api"
 	"osim/controlplane/manager"
 	"osim/controlplane/mdb"
+	"osim/internal/logging"
 	"osim/metrics"
 )
 
@@ -84,7 +85,7 @@ func runServe(args []string) int {
 		fmt.Fprintf(os.Stderr, "osim-manager serve: unexpected arguments %q\n", fs.Args())
 		return 2
 	}
-	log, err := newLogger(*logLevel)
+	log, err := logging.New(*logLevel)
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "osim-manager serve: %v\n", err)
 		return 2

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bufio"
 	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
@@ -14,10 +13,8 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -63,34 +60,10 @@ func TestServeOverTLSRequiresTheCertificateAndAToken(t *testing.T) {
 	dir := t.TempDir()
 	certFile, keyFile, pool := selfSigned(t, dir)
 	tokFile := filepath.Join(dir, "admin.token")
-	cmd := exec.Command(bin, "serve", "--listen", "127.0.0.1:0", "--data-dir", filepath.Join(dir, "data"),
+	cmd, base := startServe(t, bin, "--listen", "127.0.0.1:0", "--data-dir", filepath.Join(dir, "data"),
 		"--tls-cert", certFile, "--tls-key", keyFile, "--bootstrap-token-file", tokFile)
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd.Stderr = testLog{t}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer cmd.Process.Kill() //nolint:errcheck // if the test fails before SIGTERM
-	first := make(chan string, 1)
-	go func() {
-		sc := bufio.NewScanner(stdout)
-		if sc.Scan() {
-			first <- sc.Text()
-		}
-	}()
-	var base string
-	select {
-	case l := <-first:
-		i := strings.Index(l, "https://")
-		if i < 0 {
-			t.Fatalf("first line %q has no https URL", l)
-		}
-		base = strings.TrimSuffix(strings.TrimSuffix(l[i:], "/"), api.Prefix)
-	case <-time.After(30 * time.Second):
-		t.Fatal("serve printed no URL in 30s")
+	if !strings.HasPrefix(base, "https://") {
+		t.Fatalf("serve with a certificate printed %q, want an https URL", base)
 	}
 	secret, err := os.ReadFile(tokFile)
 	if err != nil {
@@ -125,15 +98,5 @@ func TestServeOverTLSRequiresTheCertificateAndAToken(t *testing.T) {
 	if _, err := c.ListTargets(context.Background(), "", "", "", 0); err != nil {
 		t.Fatalf("with the admin token over TLS: %v", err)
 	}
-	cmd.Process.Signal(syscall.SIGTERM)
-	done := make(chan error, 1)
-	go func() { done <- cmd.Wait() }()
-	select {
-	case err := <-done:
-		if err != nil {
-			t.Fatalf("exit after SIGTERM: %v", err)
-		}
-	case <-time.After(15 * time.Second):
-		t.Fatal("no exit after SIGTERM")
-	}
+	stopServe(t, cmd)
 }

@@ -5,7 +5,6 @@
 package e2e
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"crypto/sha256"
@@ -33,6 +32,7 @@ import (
 	"osim/controlplane/agent"
 	"osim/controlplane/api"
 	"osim/controlplane/mdb"
+	"osim/metrics"
 )
 
 // binDir holds osim-manager and osim-bootd, built once by TestMain (empty
@@ -264,25 +264,11 @@ func gathered(t *testing.T, reg prometheus.Gatherer, name string, labels ...stri
 	return v
 }
 
-// scrape reads the sample series (a name, or a name with its labels as
-// printed, e.g. `osim_manager_orders{state="staged"}`) from a /metrics
-// URL; ok is false when unreachable or absent.
+// scrape reads a series from a /metrics URL (metrics.Scrape); ok is false
+// when unreachable or absent.
 func scrape(url, series string) (float64, bool) {
-	c := http.Client{Timeout: 2 * time.Second}
-	resp, err := c.Get(url)
-	if err != nil {
-		return 0, false
-	}
-	defer resp.Body.Close()
-	sc := bufio.NewScanner(resp.Body)
-	sc.Buffer(make([]byte, 1<<20), 1<<20)
-	for sc.Scan() {
-		if rest, ok := strings.CutPrefix(sc.Text(), series+" "); ok {
-			v, err := strconv.ParseFloat(strings.TrimSpace(rest), 64)
-			return v, err == nil
-		}
-	}
-	return 0, false
+	v, err := metrics.Scrape(context.Background(), url, series)
+	return v, err == nil
 }
 
 // Listening ports are picked below the kernel's ephemeral range, so a

@@ -9,7 +9,6 @@
 package main
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"crypto/sha256"
@@ -22,12 +21,13 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
-	"strings"
 	"syscall"
 	"time"
 
+	"osim/bench/internal/procstat"
 	"osim/controlplane/api"
 	"osim/controlplane/mdb"
+	"osim/metrics"
 )
 
 func main() {
@@ -122,26 +122,26 @@ manager: {url: %s, join_token_file: %s, name: bench-bootd, site: bench}
 		if err := ctx.Err(); err != nil {
 			return fmt.Errorf("after %v: synced %v staged %v: %w (logs in %s)", time.Since(start), synced, staged, err, work)
 		}
-		if hwm := vmHWM(boot.Process.Pid); hwm > peak {
+		if hwm, _ := procstat.HWM(boot.Process.Pid); hwm > peak {
 			peak = hwm
 		}
-		anon, file := rss(boot.Process.Pid)
+		anon, file, _ := procstat.RSS(boot.Process.Pid)
 		peakAnon, peakFile = max(peakAnon, anon), max(peakFile, file)
 		if synced == 0 {
-			if v, ok := scrape(fmt.Sprintf("http://127.0.0.1:%d/metrics", bootMetrics), "osim_agent_synced_revision"); ok && uint64(v) >= rev {
+			if v, err := metrics.Scrape(ctx, fmt.Sprintf("http://127.0.0.1:%d/metrics", bootMetrics), "osim_agent_synced_revision"); err == nil && uint64(v) >= rev {
 				synced = time.Since(start)
 				fmt.Printf("boot server synced revision %d after %v, RSS peak so far %d MiB\n", rev, synced.Round(time.Millisecond), peak>>20)
 			}
 		}
 		if staged == 0 {
-			if v, ok := scrape(fmt.Sprintf("http://127.0.0.1:%d/metrics", mgrMetrics), `osim_manager_orders{state="staged"}`); ok && int(v) == n {
+			if v, err := metrics.Scrape(ctx, fmt.Sprintf("http://127.0.0.1:%d/metrics", mgrMetrics), `osim_manager_orders{state="staged"}`); err == nil && int(v) == n {
 				staged = time.Since(start)
 				fmt.Printf("all %d orders staged after %v\n", n, staged.Round(time.Millisecond))
 			}
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	if hwm := vmHWM(boot.Process.Pid); hwm > peak {
+	if hwm, _ := procstat.HWM(boot.Process.Pid); hwm > peak {
 		peak = hwm
 	}
 	fmt.Printf("\n| targets | orders | sync to revision | all orders staged | boot server peak RSS (VmHWM) | of which anonymous / file-mapped (sampled peaks) |\n|---|---|---|---|---|---|\n")
@@ -223,62 +223,6 @@ func waitHTTP(ctx context.Context, u string) error {
 		case <-time.After(50 * time.Millisecond):
 		}
 	}
-}
-
-// scrape returns the value of the first sample line starting with name.
-func scrape(u, name string) (float64, bool) {
-	resp, err := http.Get(u)
-	if err != nil {
-		return 0, false
-	}
-	defer resp.Body.Close()
-	sc := bufio.NewScanner(resp.Body)
-	sc.Buffer(make([]byte, 1<<20), 1<<20)
-	for sc.Scan() {
-		line := sc.Text()
-		if rest, ok := strings.CutPrefix(line, name+" "); ok {
-			v, err := strconv.ParseFloat(strings.TrimSpace(rest), 64)
-			return v, err == nil
-		}
-	}
-	return 0, false
-}
-
-// vmHWM is the process's peak resident set in bytes.
-func vmHWM(pid int) int64 {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
-	if err != nil {
-		return 0
-	}
-	for _, line := range strings.Split(string(b), "\n") {
-		if rest, ok := strings.CutPrefix(line, "VmHWM:"); ok {
-			kb, _ := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(rest), "kB")), 10, 64)
-			return kb << 10
-		}
-	}
-	return 0
-}
-
-// rss returns the process's resident anonymous memory and resident
-// file-backed mappings (Badger mmaps its tables and value log) in bytes.
-func rss(pid int) (anon, file int64) {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
-	if err != nil {
-		return 0, 0
-	}
-	for _, line := range strings.Split(string(b), "\n") {
-		k, v, ok := strings.Cut(line, ":")
-		if !ok || (k != "RssAnon" && k != "RssFile") {
-			continue
-		}
-		kb, _ := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), 10, 64)
-		if k == "RssAnon" {
-			anon = kb << 10
-		} else {
-			file = kb << 10
-		}
-	}
-	return anon, file
 }
 
 func freeTCP() int {

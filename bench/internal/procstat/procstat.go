@@ -110,6 +110,16 @@ func HWM(pid int) (int64, error) {
 	return kb << 10, err
 }
 
+// RSS is pid's resident set now, split into anonymous memory and
+// file-backed mappings (mmapped databases count there), in bytes.
+func RSS(pid int) (anon, file int64, err error) {
+	if anon, err = statusKB(pid, "RssAnon"); err != nil {
+		return 0, 0, err
+	}
+	file, err = statusKB(pid, "RssFile")
+	return anon << 10, file << 10, err
+}
+
 // ResetHWM sets pid's VmHWM back to its current RSS, so the next HWM is
 // the peak of what follows ("5" in clear_refs, proc(5)).
 func ResetHWM(pid int) error {
