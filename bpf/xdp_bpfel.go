@@ -19,6 +19,14 @@ type XdpBucket struct {
 	Last   uint64
 }
 
+type XdpClient struct {
+	_   structs.HostLayout
+	B   XdpBucket
+	Gen uint32
+	Pol uint8
+	Pad [3]uint8
+}
+
 type XdpConfig struct {
 	_          structs.HostLayout
 	Action     [8]uint8
@@ -34,6 +42,8 @@ type XdpConfig struct {
 	AdmitRate  uint32
 	AdmitBurst uint32
 	PolicyN    uint32
+	PolicyGen  uint32
+	Pad1       uint32
 	ClockNs    uint64
 }
 

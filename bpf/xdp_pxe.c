@@ -67,6 +67,8 @@ struct config {
 	__u32 admit_rate;    /* new clients per second; 0: no admission limit */
 	__u32 admit_burst;
 	__u32 policy_n;      /* entries in the policy map; 0: skip its lookup */
+	__u32 policy_gen;    /* changes with every write of this map, after the policy map's */
+	__u32 _pad1;
 	__u64 clock_ns;      /* 0: bpf_ktime_get_coarse_ns(); else the clock (tests) */
 };
 
@@ -74,6 +76,17 @@ struct bucket {
 	__u64 tokens; /* in 1e-9 packets */
 	__u64 last;   /* clock at the last refill, ns */
 };
+
+/* A client's entry in the bucket LRU: its token bucket, and its policy
+ * as read from the policy map while config.policy_gen was gen, so that a
+ * known client costs one hash lookup, not two. */
+struct client {
+	struct bucket b;
+	__u32 gen;
+	__u8 pol; /* 0: not in the policy map; else POL_FOUND | its value */
+	__u8 _pad[3];
+};
+#define POL_FOUND 0x80
 
 struct counter {
 	__u64 packets;
@@ -103,7 +116,7 @@ struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
 	__uint(max_entries, 65536); /* set by the loader */
 	__type(key, struct mac_key);
-	__type(value, struct bucket);
+	__type(value, struct client);
 } buckets SEC(".maps");
 
 struct {
@@ -309,6 +322,13 @@ static __always_inline int take(struct bucket *b, __u64 now, __u64 rate, __u64 b
 	return 1;
 }
 
+/* policy_of reads mk's entry of the policy map: 0 if it has none. */
+static __always_inline __u8 policy_of(const struct config *cfg, struct mac_key *mk)
+{
+	__u8 *pol = cfg->policy_n ? bpf_map_lookup_elem(&policy, mk) : 0;
+	return pol ? POL_FOUND | *pol : 0;
+}
+
 static __always_inline __u32 judge(const struct config *cfg, __u32 cls, struct mac_key *mk, int has_mac)
 {
 	asm volatile("" : "+r"(cls)); /* keep the check: the verifier cannot see what walk_options returns */
@@ -318,12 +338,24 @@ static __always_inline __u32 judge(const struct config *cfg, __u32 cls, struct m
 		return V_DROP_CLASS;
 	if (!has_mac)
 		return V_PASS;
-	int allowed = 0;
-	__u8 *pol = cfg->policy_n ? bpf_map_lookup_elem(&policy, mk) : 0;
+	/* The client's bucket carries its policy, valid while the config's
+	 * generation is the one it was read under (read once: a config write
+	 * in between must not label an older read as current). */
+	__u32 gen = *(volatile __u32 *)&cfg->policy_gen;
+	struct client *cl = cfg->rate ? bpf_map_lookup_elem(&buckets, mk) : 0;
+	__u8 pol;
+	if (cl && cl->gen == gen) {
+		pol = cl->pol;
+	} else {
+		pol = policy_of(cfg, mk);
+		if (cl) {
+			cl->pol = pol;
+			cl->gen = gen;
+		}
+	}
 	if (pol) {
-		if (*pol == P_DENY)
+		if (pol == (POL_FOUND | P_DENY))
 			return V_DROP_DENY;
-		allowed = *pol == P_ALLOW;
 	} else if (cfg->unknown == U_DROP) {
 		return V_DROP_UNKNOWN;
 	} else if (cfg->unknown == U_DISCOVERY && cls != C_PXE && cls != C_HTTP && cls != C_IPXE && cls != C_PROXY) {
@@ -332,17 +364,16 @@ static __always_inline __u32 judge(const struct config *cfg, __u32 cls, struct m
 	if (!cfg->rate)
 		return V_PASS;
 	__u64 now = cfg->clock_ns ? cfg->clock_ns : bpf_ktime_get_coarse_ns();
-	struct bucket *b = bpf_map_lookup_elem(&buckets, mk);
-	if (b)
-		return take(b, now, cfg->rate, cfg->burst) ? V_PASS : V_DROP_RATE;
-	if (!allowed && cfg->admit_rate) {
+	if (cl)
+		return take(&cl->b, now, cfg->rate, cfg->burst) ? V_PASS : V_DROP_RATE;
+	if (pol != (POL_FOUND | P_ALLOW) && cfg->admit_rate) {
 		__u32 zero = 0;
 		struct bucket *a = bpf_map_lookup_elem(&admission, &zero);
 		if (a && !take(a, now, cfg->admit_rate, cfg->admit_burst))
 			return V_DROP_ADMISSION;
 	}
-	struct bucket nb = {.tokens = cfg->burst ? (__u64)(cfg->burst - 1) * NS : 0, .last = now};
-	bpf_map_update_elem(&buckets, mk, &nb, BPF_ANY);
+	struct client nc = {.b = {.tokens = cfg->burst ? (__u64)(cfg->burst - 1) * NS : 0, .last = now}, .gen = gen, .pol = pol};
+	bpf_map_update_elem(&buckets, mk, &nc, BPF_ANY);
 	return V_PASS;
 }
 

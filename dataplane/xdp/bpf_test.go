@@ -205,3 +205,40 @@ func TestTokenBucketAndAdmission(t *testing.T) {
 	}
 	expect("after an hour: not more", disc(real), VerdictDropRate)
 }
+
+// TestPolicyCachedInBucket: the BPF program keeps a client's policy in its
+// bucket entry, tagged with the config's policy generation; every SetPolicy
+// must still show at once, whichever list the client moves to.
+func TestPolicyCachedInBucket(t *testing.T) {
+	cfg := DefaultConfig()
+	cfg.Ports = testPorts
+	cfg.Rate, cfg.Burst = 1000, 1000
+	tw := newTwins(t, cfg)
+	plain := frame(bootp(macA, msgType(3), end()), 67, nil, nil)
+	pxe := frame(bootp(macA, vendor("PXEClient"), end()), 67, nil, nil)
+	for i, step := range []struct {
+		allow, deny []net.HardwareAddr
+		plain, pxe  Verdict
+	}{
+		{nil, nil, VerdictDropUnknown, VerdictPass}, // bucket made while unknown
+		{[]net.HardwareAddr{macA}, nil, VerdictPass, VerdictPass},
+		{nil, []net.HardwareAddr{macA}, VerdictDropDeny, VerdictDropDeny},
+		{[]net.HardwareAddr{macB}, nil, VerdictDropUnknown, VerdictPass},
+		{[]net.HardwareAddr{macA, macB}, nil, VerdictPass, VerdictPass},
+		{[]net.HardwareAddr{macA}, []net.HardwareAddr{macA}, VerdictDropDeny, VerdictDropDeny}, // on both: denied
+		{nil, nil, VerdictDropUnknown, VerdictPass},
+	} {
+		tw.setPolicy(t, step.allow, step.deny)
+		for range 2 { // the second time from the bucket's cache
+			if _, v := tw.run(t, "plain DHCP", plain); v != step.plain {
+				t.Errorf("step %d: plain DHCP %s, want %s", i, v, step.plain)
+			}
+			if _, v := tw.run(t, "PXE", pxe); v != step.pxe {
+				t.Errorf("step %d: PXE %s, want %s", i, v, step.pxe)
+			}
+		}
+		if err := tw.bpf.SetUnknown(UnknownDiscovery); err != nil { // a config write that is not a policy change
+			t.Fatal(err)
+		}
+	}
+}

@@ -38,6 +38,7 @@ type Program struct {
 	mu    sync.Mutex        // serializes map updates
 	pol   map[[6]byte]uint8 // what the policy map holds
 	clock uint64            // the config map's clock_ns: 0 is bpf_ktime_get_coarse_ns (tests set it)
+	gen   uint32            // the config map's policy_gen: changes with every write
 
 	user *Classifier // userspace mode
 }
@@ -226,9 +227,13 @@ func (p *Program) writeConfig() error {
 	return p.putConfig(len(p.pol))
 }
 
-// putConfig writes the config map with policyN as the policy map's size; p.mu held.
+// putConfig writes the config map with policyN as the policy map's size,
+// and a new policy_gen: the program's clients re-read their policy from the
+// policy map (they keep it in their bucket entry, tagged with policy_gen).
+// Every change of the policy map is followed by a putConfig. p.mu held.
 func (p *Program) putConfig(policyN int) error {
-	c := bpf.XdpConfig{
+	p.gen++
+	c := bpf.XdpConfig{PolicyGen: p.gen,
 		Unknown: uint8(p.cfg.Unknown), DhcpPort: p.cfg.Ports.DHCP, ProxyPort: p.cfg.Ports.Proxy,
 		TftpPort: p.cfg.Ports.TFTP, TftpLo: p.cfg.Ports.TFTPLow, TftpHi: p.cfg.Ports.TFTPHigh,
 		Rate: p.cfg.Rate, Burst: p.cfg.Burst, AdmitRate: p.cfg.AdmitRate, AdmitBurst: p.cfg.AdmitBurst, ClockNs: p.clock,
