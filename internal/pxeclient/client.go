@@ -66,6 +66,19 @@ type Config struct {
 	// Install, when set, runs the simulated installer after the kernel
 	// and initrds are fetched; nil: Boot stops there.
 	Install *InstallConfig
+	// Shared, when set, carries DHCP over one socket shared by many
+	// simulated targets (SharedDHCP) instead of binding port 68 per
+	// client; replies are told apart by chaddr (MAC must be set).
+	Shared *SharedDHCP
+	// ClientIP, when valid, is the address the site's DHCP server gave
+	// this target (proxy mode): sent as ciaddr on port 4011 and used as
+	// the source of TFTP and HTTP, instead of the interface's address.
+	ClientIP netip.Addr
+	// BindLease makes TFTP and HTTP use the address a DHCPACK leased as
+	// their source (full mode with many targets on one interface: the
+	// addresses must be local there, e.g. by a "local" route, see
+	// SharedDHCP).
+	BindLease bool
 }
 
 // Offer is one DHCPOFFER seen.
@@ -173,6 +186,15 @@ type client struct {
 	cfg  Config
 	res  *Result
 	http *http.Client
+	bind netip.Addr // source address of TFTP and HTTP (BindLease)
+}
+
+// source is the address TFTP and HTTP sockets bind to; invalid: any.
+func (c *client) source() netip.Addr {
+	if c.bind.IsValid() {
+		return c.bind
+	}
+	return c.cfg.ClientIP
 }
 
 // timed runs f as one phase and records its duration.

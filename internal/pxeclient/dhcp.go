@@ -19,7 +19,10 @@ import (
 var bcast67 = &net.UDPAddr{IP: net.IPv4bcast, Port: 67}
 
 // open68 binds 0.0.0.0:68 on the interface, as firmware does.
-func (c *client) open68() (*net.UDPConn, error) {
+func (c *client) open68() (dhcpConn, error) {
+	if c.cfg.Shared != nil {
+		return c.cfg.Shared.attach(c.cfg.MAC)
+	}
 	var conn *net.UDPConn
 	err := c.cfg.Do(func() error {
 		lc := net.ListenConfig{Control: func(_, _ string, rc syscall.RawConn) error {
@@ -48,6 +51,9 @@ func (c *client) open68() (*net.UDPConn, error) {
 // localAddr is the interface's first IPv4 address (set by the site's DHCP
 // lease in proxy mode, or by OnLease in full mode).
 func (c *client) localAddr() (netip.Addr, error) {
+	if c.cfg.ClientIP.IsValid() {
+		return c.cfg.ClientIP, nil
+	}
 	var a netip.Addr
 	err := c.cfg.Do(func() error {
 		ifc, err := net.InterfaceByName(c.cfg.Interface)
@@ -95,7 +101,7 @@ func (c *client) packet(fw *Firmware, mt dhcpv4.MessageType, xid dhcpv4.Transact
 
 // collect reads replies to xid of the wanted types until deadline; after the
 // first one it waits at most window more (0: returns at the first).
-func collect(ctx context.Context, conn *net.UDPConn, xid dhcpv4.TransactionID, deadline time.Time, window time.Duration, want ...dhcpv4.MessageType) ([]*dhcpv4.DHCPv4, error) {
+func collect(ctx context.Context, conn dhcpConn, xid dhcpv4.TransactionID, deadline time.Time, window time.Duration, want ...dhcpv4.MessageType) ([]*dhcpv4.DHCPv4, error) {
 	var got []*dhcpv4.DHCPv4
 	buf := make([]byte, 1500)
 	for {
@@ -151,7 +157,7 @@ func isProxyOffer(m *dhcpv4.DHCPv4) bool {
 
 // exchange sends p to dst and waits per the schedule for one reply of the
 // wanted types, sending again after each wait.
-func (c *client) exchange(ctx context.Context, conn *net.UDPConn, p *dhcpv4.DHCPv4, dst *net.UDPAddr, want ...dhcpv4.MessageType) (*dhcpv4.DHCPv4, error) {
+func (c *client) exchange(ctx context.Context, conn dhcpConn, p *dhcpv4.DHCPv4, dst *net.UDPAddr, want ...dhcpv4.MessageType) (*dhcpv4.DHCPv4, error) {
 	for _, wait := range c.cfg.Schedule {
 		if _, err := conn.WriteToUDP(p.ToBytes(), dst); err != nil {
 			return nil, fmt.Errorf("send %s to %s: %w", p.MessageType(), dst, err)
@@ -231,6 +237,9 @@ func (c *client) dhcp(ctx context.Context, fw *Firmware) (*Stage, error) {
 				return fmt.Errorf("NAK from %s: %s", ack.ServerIdentifier(), ack.Message())
 			}
 			st.Lease = addrOf(ack.YourIPAddr)
+			if c.cfg.BindLease {
+				c.bind = st.Lease
+			}
 			if f := bootFile(ack); f != "" {
 				st.BootFile, st.Server = f, addrOf(ack.ServerIPAddr)
 			}

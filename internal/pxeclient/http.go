@@ -78,6 +78,9 @@ func ParseScript(text string) (Script, error) {
 func (c *client) httpClient() *http.Client {
 	if c.http == nil {
 		d := &net.Dialer{Timeout: 10 * time.Second}
+		if a := c.source(); a.IsValid() {
+			d.LocalAddr = &net.TCPAddr{IP: a.AsSlice()}
+		}
 		c.http = &http.Client{Timeout: 5 * time.Minute, Transport: &http.Transport{
 			DisableKeepAlives: true,
 			DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {

@@ -84,7 +84,7 @@ func (c *client) udp() (*net.UDPConn, error) {
 	var conn *net.UDPConn
 	err := c.cfg.Do(func() error {
 		var err error
-		conn, err = net.ListenUDP("udp4", &net.UDPAddr{})
+		conn, err = net.ListenUDP("udp4", &net.UDPAddr{IP: c.source().AsSlice()})
 		return err
 	})
 	return conn, err
