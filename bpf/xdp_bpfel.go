@@ -43,7 +43,7 @@ type XdpConfig struct {
 	AdmitBurst uint32
 	PolicyN    uint32
 	PolicyGen  uint32
-	Pad1       uint32
+	JiffyNs    uint32
 	ClockNs    uint64
 }
 

@@ -39,6 +39,7 @@ enum xdp_action { XDP_ABORTED = 0, XDP_DROP, XDP_PASS, XDP_TX, XDP_REDIRECT };
 static void *(*bpf_map_lookup_elem)(void *map, const void *key) = (void *)1;
 static long (*bpf_map_update_elem)(void *map, const void *key, const void *value, __u64 flags) = (void *)2;
 static __u64 (*bpf_ktime_get_coarse_ns)(void) = (void *)160;
+static __u64 (*bpf_jiffies64)(void) = (void *)118;
 
 #define bpf_htons(x) ((__u16)__builtin_bswap16(x)) /* little-endian targets only (bpfel) */
 #define bpf_ntohs(x) bpf_htons(x)

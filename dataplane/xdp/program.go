@@ -237,6 +237,7 @@ func (p *Program) putConfig(policyN int) error {
 		Unknown: uint8(p.cfg.Unknown), DhcpPort: p.cfg.Ports.DHCP, ProxyPort: p.cfg.Ports.Proxy,
 		TftpPort: p.cfg.Ports.TFTP, TftpLo: p.cfg.Ports.TFTPLow, TftpHi: p.cfg.Ports.TFTPHigh,
 		Rate: p.cfg.Rate, Burst: p.cfg.Burst, AdmitRate: p.cfg.AdmitRate, AdmitBurst: p.cfg.AdmitBurst, ClockNs: p.clock,
+		JiffyNs: jiffyNanos(),
 		PolicyN: uint32(policyN),
 	}
 	for i, a := range p.cfg.Actions {
