@@ -1,0 +1,425 @@
+package mass
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"osim/bench/internal/procstat"
+	"osim/controlplane/api"
+	"osim/internal/pxeclient"
+)
+
+// Options is one osim-bench run.
+type Options struct {
+	N        int           // targets
+	UEFI     float64       // share of UEFI targets (EDK2 → iPXE snponly); the rest BIOS (iPXE ROM)
+	Spread   time.Duration // power-on spread: target i starts at i*Spread/N
+	NBP      int           // bytes of each NBP served over TFTP
+	Kernel   int           // bytes of the kernel over HTTP
+	Initrd   int           // bytes of the initrd over HTTP
+	Steps    int           // installer progress reports between the first and the last
+	Timeout  time.Duration // the whole run, setup included
+	Bin      string        // folder holding osim-manager and osim-bootd
+	Progress io.Writer     // progress line (rewritten in place when a terminal); nil: none
+	TTY      bool
+	Log      io.Writer // setup messages; nil: none
+}
+
+func (o *Options) defaults() {
+	if o.N <= 0 {
+		o.N = 200
+	}
+	if o.NBP <= 0 {
+		o.NBP = 256 << 10
+	}
+	if o.Kernel <= 0 {
+		o.Kernel = 6 << 20
+	}
+	if o.Initrd <= 0 {
+		o.Initrd = 2 << 20
+	}
+	if o.Timeout <= 0 {
+		o.Timeout = 3 * time.Minute
+	}
+	if o.Log == nil {
+		o.Log = io.Discard
+	}
+}
+
+// target is one simulated machine.
+type target struct {
+	i   int
+	mac net.HardwareAddr
+	fw  pxeclient.Firmware
+	// filled by the run
+	start, end time.Time
+	res        *pxeclient.Result
+	err        error
+}
+
+func macOf(i int) net.HardwareAddr {
+	return net.HardwareAddr{0x52, 0x54, 0x00, 0xbe, byte(i >> 8), byte(i)}
+}
+
+func (t *target) arch() string {
+	if t.fw.Arch == 7 {
+		return "efi-x64"
+	}
+	return "bios"
+}
+
+func makeTargets(n int, uefi float64) []*target {
+	ts := make([]*target, n)
+	acc := 0.0
+	for i := range ts {
+		ts[i] = &target{i: i, mac: macOf(i), fw: pxeclient.IPXEBIOS}
+		acc += uefi
+		if acc >= 1 {
+			acc--
+			ts[i].fw = pxeclient.EDK2x64
+		}
+	}
+	return ts
+}
+
+// Run is a mass reimage against a manager and osim-bootd (full DHCP) it
+// starts in a fresh lab.
+func Run(ctx context.Context, o Options) (*Report, error) {
+	o.defaults()
+	if o.N > MaxTargets {
+		return nil, fmt.Errorf("mass: at most %d targets (the pool)", MaxTargets)
+	}
+	ctx, cancel := context.WithTimeout(ctx, o.Timeout)
+	defer cancel()
+	t0 := time.Now()
+	lab, err := NewLab(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer lab.Close()
+	rep := &Report{Mode: "full", Targets: o.N, UEFI: o.UEFI, Spread: o.Spread.Seconds(),
+		NBPBytes: o.NBP, KernelBytes: o.Kernel, InitrdBytes: o.Initrd, Started: t0.UTC().Format(time.RFC3339)}
+
+	// The manager, an admin token for us and a join token for the boot server.
+	mgrDir, bsDir := filepath.Join(lab.Dir, "manager"), filepath.Join(lab.Dir, "bootd")
+	tftpRoot := filepath.Join(bsDir, "tftp")
+	if err := os.MkdirAll(tftpRoot, 0o755); err != nil {
+		return nil, err
+	}
+	mgrBin, bsBin := filepath.Join(o.Bin, "osim-manager"), filepath.Join(o.Bin, "osim-bootd")
+	admin, err := exec.CommandContext(ctx, mgrBin, "token", "create", "--role", "admin", "--name", "bench-admin", "--data-dir", mgrDir).Output()
+	if err != nil {
+		return nil, fmt.Errorf("mass: admin token: %w", err)
+	}
+	join, err := exec.CommandContext(ctx, mgrBin, "token", "create", "--role", "join", "--name", "bench-join", "--data-dir", mgrDir).Output()
+	if err != nil {
+		return nil, fmt.Errorf("mass: join token: %w", err)
+	}
+	joinFile := filepath.Join(lab.Dir, "join.token")
+	if err := os.WriteFile(joinFile, join, 0o600); err != nil {
+		return nil, err
+	}
+	mgr, err := lab.Start("osim-manager", mgrBin, "serve", "--listen", "127.0.0.1:8080", "--data-dir", mgrDir,
+		"--heartbeat-interval", "2s", "--log-level", "warn")
+	if err != nil {
+		return nil, err
+	}
+	if err := lab.WaitHTTP(ctx, mgr, "http://127.0.0.1:8080/healthz"); err != nil {
+		return nil, err
+	}
+	// NBPs: random bytes of the asked size (the targets hash, never run them).
+	rng := rand.NewChaCha8([32]byte{'o', 's', 'i', 'm', 'b'})
+	for _, f := range []string{"undionly.kpxe", "snponly.efi"} {
+		b := make([]byte, o.NBP)
+		rng.Read(b)
+		if err := os.WriteFile(filepath.Join(tftpRoot, f), b, 0o644); err != nil {
+			return nil, err
+		}
+	}
+	cfg := fmt.Sprintf(`address: %s
+metrics_listen: 127.0.0.1:9169
+data_dir: %s
+dhcp:
+  mode: full
+  pools: [{network: 10.78.0.0/16, start: %s, end: %s, lease_time: 1h}]
+tftp: {root: %s}
+http: {listen: %s:8080}
+boot:
+  boot_files: {bios: undionly.kpxe, efi-x64: snponly.efi}
+  unknown: ignore
+manager:
+  url: http://127.0.0.1:8080
+  join_token_file: %s
+  name: bench-bootd
+  site: bench
+`, serverAddr, filepath.Join(bsDir, "data"), poolFirst, poolLast, tftpRoot, serverAddr, joinFile)
+	cfgPath := filepath.Join(lab.Dir, "bootd.yaml")
+	if err := os.WriteFile(cfgPath, []byte(cfg), 0o644); err != nil {
+		return nil, err
+	}
+	bs, err := lab.Start("osim-bootd", bsBin, "serve", "--config", cfgPath)
+	if err != nil {
+		return nil, err
+	}
+	metricsURL := "http://127.0.0.1:9169/metrics"
+	if err := lab.WaitHTTP(ctx, bs, metricsURL); err != nil {
+		return nil, err
+	}
+	c := api.NewClient("http://127.0.0.1:8080", strings.TrimSpace(string(admin)), false)
+	c.HTTP = lab.HTTP()
+
+	img, err := registerImage(ctx, c, rng, o.Kernel, o.Initrd)
+	if err != nil {
+		return nil, err
+	}
+	ts := makeTargets(o.N, o.UEFI)
+	if err := registerTargets(ctx, c, ts); err != nil {
+		return nil, err
+	}
+	orders, err := c.CreateOrders(ctx, api.OrderRequest{Selector: "bench=mass", Image: img.ID})
+	if err != nil {
+		return nil, fmt.Errorf("mass: mass reimage order: %w", err)
+	}
+	if len(orders) != o.N {
+		return nil, fmt.Errorf("mass: %d orders created for %d targets", len(orders), o.N)
+	}
+	fmt.Fprintf(o.Log, "%d targets, %d orders; waiting for the boot server to stage them\n", o.N, len(orders))
+	tStage := time.Now()
+	if err := waitOrders(ctx, c, func(n map[api.OrderState]int) bool { return n[api.OrderPending] == 0 }); err != nil {
+		return nil, fmt.Errorf("mass: staging: %w", err)
+	}
+	// The boot server learns the orders through its sync; give its copy a
+	// moment to be applied after the manager marks them staged.
+	time.Sleep(500 * time.Millisecond)
+	rep.SetupSeconds = time.Since(t0).Seconds()
+	rep.StageSeconds = time.Since(tStage).Seconds()
+
+	cpu0, _ := procstat.CPU(bs.PID())
+	shared, err := pxeclient.OpenSharedDHCP("vc", lab.ClientDo)
+	if err != nil {
+		return nil, err
+	}
+	defer shared.Close()
+	bootStart := time.Now()
+	runTargets(ctx, o, ts, func(t *target) pxeclient.Config {
+		return pxeclient.Config{Interface: "vc", MAC: t.mac, Firmware: t.fw, Do: lab.ClientDo,
+			Shared: shared, BindLease: true,
+			Install: &pxeclient.InstallConfig{Steps: o.Steps, Delay: 100 * time.Millisecond}}
+	})
+	rep.BootSeconds = time.Since(bootStart).Seconds()
+	// The orders reach done once the boot server's events are uploaded.
+	var states map[api.OrderState]int
+	werr := waitOrders(ctx, c, func(n map[api.OrderState]int) bool {
+		states = n
+		return n[api.OrderDone]+n[api.OrderFailed]+n[api.OrderCancelled] == o.N
+	})
+	rep.OrdersSeconds = time.Since(bootStart).Seconds()
+	rep.Orders = map[string]int{}
+	for k, v := range states {
+		rep.Orders[string(k)] = v
+	}
+	if werr != nil {
+		rep.Notes = append(rep.Notes, fmt.Sprintf("orders did not all end: %v", werr))
+	}
+	cpu1, _ := procstat.CPU(bs.PID())
+	rep.Server = ServerUsage{Name: "osim-bootd", CPUSeconds: (cpu1 - cpu0).Seconds()}
+	if hwm, err := procstat.HWM(bs.PID()); err == nil {
+		rep.Server.PeakRSSMiB = float64(hwm) / (1 << 20)
+	}
+	if mc, err := procstat.CPU(mgr.PID()); err == nil {
+		rep.Manager.CPUSeconds = mc.Seconds()
+	}
+	if hwm, err := procstat.HWM(mgr.PID()); err == nil {
+		rep.Manager.Name, rep.Manager.PeakRSSMiB = "osim-manager", float64(hwm)/(1<<20)
+	}
+	sm, err := scrape(ctx, lab.HTTP(), metricsURL)
+	if err != nil {
+		return nil, err
+	}
+	rep.fill(ts, bootStart, shared)
+	rep.checkWith(sm, shared, countClients(ts), true)
+	rep.TotalSeconds = time.Since(t0).Seconds()
+	return rep, nil
+}
+
+func registerImage(ctx context.Context, c *api.Client, rng *rand.ChaCha8, kernelN, initrdN int) (api.Image, error) {
+	spec := api.ImageSpec{Name: "bench-installer", Version: "1", Kind: api.KindOS, Arch: "efi-x64",
+		Cmdline:  "console=ttyS0 osim.status={{.StatusURL}} osim.token={{.Token}}",
+		Defaults: map[string]string{}}
+	for _, f := range []struct {
+		name, role string
+		n          int
+	}{{"vmlinuz", api.RoleKernel, kernelN}, {"initrd.img", api.RoleInitrd, initrdN}} {
+		b := make([]byte, f.n)
+		rng.Read(b)
+		sum := sha256.Sum256(b)
+		sha := hex.EncodeToString(sum[:])
+		if _, err := c.UploadBlob(ctx, sha, int64(len(b)), bytes.NewReader(b), 4<<20); err != nil {
+			return api.Image{}, fmt.Errorf("mass: uploading %s: %w", f.name, err)
+		}
+		spec.Files = append(spec.Files, api.ImageFile{Name: f.name, SHA256: sha, Size: int64(len(b)), Role: f.role})
+	}
+	img, err := c.CreateImage(ctx, spec)
+	if err != nil {
+		return img, fmt.Errorf("mass: image: %w", err)
+	}
+	return img, nil
+}
+
+func registerTargets(ctx context.Context, c *api.Client, ts []*target) error {
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	var first error
+	next := atomic.Int64{}
+	for range 16 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				i := int(next.Add(1) - 1)
+				if i >= len(ts) {
+					return
+				}
+				t := ts[i]
+				_, err := c.CreateTarget(ctx, api.TargetSpec{Hostname: fmt.Sprintf("bench-%04d", i), MACs: []string{t.mac.String()},
+					Arch: t.arch(), Site: "bench", Labels: map[string]string{"bench": "mass"}})
+				if err != nil {
+					mu.Lock()
+					if first == nil {
+						first = fmt.Errorf("mass: target %d: %w", i, err)
+					}
+					mu.Unlock()
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	return first
+}
+
+// waitOrders counts the orders by state every 300 ms until done says so.
+func waitOrders(ctx context.Context, c *api.Client, done func(map[api.OrderState]int) bool) error {
+	for {
+		n := map[api.OrderState]int{}
+		after := ""
+		for {
+			page, err := c.ListOrders(ctx, "", "", "bench", after, 1000)
+			if err != nil {
+				return err
+			}
+			for _, o := range page.Orders {
+				n[o.State]++
+			}
+			if page.Next == "" {
+				break
+			}
+			after = page.Next
+		}
+		if done(n) {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("%w (orders by state: %v)", ctx.Err(), n)
+		case <-time.After(300 * time.Millisecond):
+		}
+	}
+}
+
+// runTargets powers the targets on (target i at i*Spread/N) and waits for
+// every one to end, showing progress.
+func runTargets(ctx context.Context, o Options, ts []*target, cfg func(*target) pxeclient.Config) {
+	var wg sync.WaitGroup
+	var ended, failed atomic.Int64
+	start := time.Now()
+	for _, t := range ts {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			at := start
+			if o.Spread > 0 {
+				at = start.Add(time.Duration(int64(o.Spread) * int64(t.i) / int64(len(ts))))
+			}
+			select {
+			case <-time.After(time.Until(at)):
+			case <-ctx.Done():
+				t.err = ctx.Err()
+				ended.Add(1)
+				failed.Add(1)
+				return
+			}
+			t.start = time.Now()
+			t.res, t.err = pxeclient.Boot(ctx, cfg(t))
+			t.end = time.Now()
+			if t.err != nil {
+				failed.Add(1)
+			}
+			ended.Add(1)
+		}()
+	}
+	stop := make(chan struct{})
+	var pw sync.WaitGroup
+	if o.Progress != nil {
+		pw.Add(1)
+		go func() {
+			defer pw.Done()
+			tick := time.NewTicker(250 * time.Millisecond)
+			defer tick.Stop()
+			last := int64(-1)
+			for {
+				select {
+				case <-stop:
+					progressLine(o, len(ts), ended.Load(), failed.Load(), start, true)
+					return
+				case <-tick.C:
+					if e := ended.Load(); o.TTY || e/int64(max(1, len(ts)/10)) != last {
+						last = e / int64(max(1, len(ts)/10))
+						progressLine(o, len(ts), e, failed.Load(), start, false)
+					}
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(stop)
+	pw.Wait()
+}
+
+func progressLine(o Options, n int, ended, failed int64, start time.Time, final bool) {
+	const width = 40
+	fill := int(ended) * width / max(1, n)
+	bar := strings.Repeat("#", fill) + strings.Repeat(".", width-fill)
+	line := fmt.Sprintf("[%s] %d/%d ended, %d failed, %.1fs", bar, ended, n, failed, time.Since(start).Seconds())
+	switch {
+	case o.TTY && final:
+		fmt.Fprintf(o.Progress, "\r%s\n", line)
+	case o.TTY:
+		fmt.Fprintf(o.Progress, "\r%s", line)
+	default:
+		fmt.Fprintln(o.Progress, line)
+	}
+}
+
+// failure sorts a target's error into its phase.
+func failure(t *target) (phase, reason string) {
+	var pe *pxeclient.PhaseError
+	if errors.As(t.err, &pe) {
+		return pe.Stage + "/" + pe.Phase, pe.Err.Error()
+	}
+	return "run", t.err.Error()
+}
