@@ -38,6 +38,12 @@ type Report struct {
 	Server  ServerUsage `json:"server"`
 	Manager ServerUsage `json:"manager,omitempty"`
 
+	// DHCPServerMeanMs is the boot server's mean time from receiving a
+	// DHCP request to its encoded reply (its own histogram).
+	DHCPServerMeanMs float64 `json:"dhcp_server_mean_ms"`
+	// ServerUDP is the server namespace's UDP counters over the boot window.
+	ServerUDP UDPStats `json:"server_ns_udp"`
+
 	Counters   []Counter `json:"counters"`
 	Mismatches int       `json:"counter_mismatches"`
 	Notes      []string  `json:"notes,omitempty"`
@@ -176,9 +182,9 @@ func (r *Report) fill(ts []*target, bootStart time.Time, shared *pxeclient.Share
 
 // clientCounts adds up what the clients did, by the server's vocabulary.
 type clientCounts struct {
-	probes, nbps, nbpBytes         int64
-	scripts, files, fileBytes      int64
-	statusCalls                    int64
+	probes, nbps, nbpBytes    int64
+	scripts, files, fileBytes int64
+	statusCalls               int64
 }
 
 func countClients(ts []*target) clientCounts {
@@ -224,6 +230,9 @@ func (r *Report) checkWith(sm Samples, shared *pxeclient.SharedDHCP, c clientCou
 		add("DHCPOFFER received / sent", float64(shared.Received(2)), sm.Sum("osim_dhcp_packets_total", "action", "offer"), `osim_dhcp_packets_total{action="offer"}`)
 		add("DHCPACK received / sent", float64(shared.Received(5)), sm.Sum("osim_dhcp_packets_total", "action", "ack"), `osim_dhcp_packets_total{action="ack"}`)
 	}
+	if sum, n := sm.Sum("osim_dhcp_reply_latency_seconds_sum"), sm.Sum("osim_dhcp_reply_latency_seconds_count"); n > 0 {
+		r.DHCPServerMeanMs = sum / n * 1000
+	}
 	add("TFTP tsize probes", float64(c.probes), sm.Sum("osim_tftp_tsize_probes_total"), "osim_tftp_tsize_probes_total")
 	add("TFTP transfers started", float64(c.probes+c.nbps), sm.Sum("osim_tftp_transfers_started_total", "direction", "read"), `osim_tftp_transfers_started_total{direction="read"}`)
 	add("TFTP transfers completed", float64(c.nbps), sm.Sum("osim_tftp_transfers_completed_total", "direction", "read"), `osim_tftp_transfers_completed_total{direction="read"}`)
@@ -265,13 +274,14 @@ func (r *Report) Print(w io.Writer) {
 		d := r.Phases[k]
 		fmt.Fprintf(tw, "  %s (n=%d)\tp50 %.3fs  p95 %.3fs  p99 %.3fs  max %.3fs\n", k, d.N, d.P50, d.P95, d.P99, d.Max)
 	}
-	fmt.Fprintf(tw, "DHCP replies/s\t%.0f\n", r.DHCPRepliesPerSec)
+	fmt.Fprintf(tw, "DHCP replies/s\t%.0f (server's mean handling time %.2f ms)\n", r.DHCPRepliesPerSec, r.DHCPServerMeanMs)
 	fmt.Fprintf(tw, "TFTP MB/s\t%.1f\n", r.TFTPMBps)
 	fmt.Fprintf(tw, "HTTP MB/s\t%.1f\n", r.HTTPMBps)
 	fmt.Fprintf(tw, "%s\tCPU %.2fs over the boot window, peak RSS %.1f MiB\n", r.Server.Name, r.Server.CPUSeconds, r.Server.PeakRSSMiB)
 	if r.Manager.Name != "" {
 		fmt.Fprintf(tw, "%s\tCPU %.2fs (whole run), peak RSS %.1f MiB\n", r.Manager.Name, r.Manager.CPUSeconds, r.Manager.PeakRSSMiB)
 	}
+	fmt.Fprintf(tw, "server ns UDP\tin %d, RcvbufErrors %d, InErrors %d\n", r.ServerUDP.InDatagrams, r.ServerUDP.RcvbufErrors, r.ServerUDP.InErrors)
 	fmt.Fprintf(tw, "wall\tsetup %.1fs (staging %.1fs), boot %.1fs, orders done at %.1fs, total %.1fs\n",
 		r.SetupSeconds, r.StageSeconds, r.BootSeconds, r.OrdersSeconds, r.TotalSeconds)
 	tw.Flush()
