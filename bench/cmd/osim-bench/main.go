@@ -8,7 +8,6 @@
 // counters checked against what the clients counted. Needs root.
 //
 //	osim-bench -n 2000 -spread 1s -json out.json
-//	osim-bench -mass   # bench-mass: DHCP+NBP against osim-bootd and dnsmasq (proxy mode)
 package main
 
 import (
@@ -40,7 +39,6 @@ func run() int {
 	flag.DurationVar(&o.Timeout, "timeout", 170*time.Second, "give up after this long (setup included)")
 	flag.StringVar(&o.Bin, "bin", filepath.Dir(exe), "folder with osim-manager and osim-bootd")
 	jsonOut := flag.String("json", "", "write the report as JSON to this file")
-	massMode := flag.Bool("mass", false, "peer comparison (bench-mass): DHCP + NBP only, proxy mode, osim-bootd vs dnsmasq")
 	flag.Parse()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
@@ -49,33 +47,18 @@ func run() int {
 		o.TTY = true
 	}
 	o.Log = os.Stderr
-	var out any
 	status := 0
-	if *massMode {
-		cmp, err := mass.Compare(ctx, o)
-		if err != nil {
-			fmt.Fprintf(os.Stderr, "osim-bench: %v\n", err)
-			return 1
-		}
-		cmp.Print(os.Stdout)
-		out = cmp
-		if !cmp.OK() {
-			status = 1
-		}
-	} else {
-		rep, err := mass.Run(ctx, o)
-		if err != nil {
-			fmt.Fprintf(os.Stderr, "osim-bench: %v\n", err)
-			return 1
-		}
-		rep.Print(os.Stdout)
-		out = rep
-		if rep.Failed > 0 || rep.Mismatches > 0 {
-			status = 1
-		}
+	rep, err := mass.Run(ctx, o)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "osim-bench: %v\n", err)
+		return 1
+	}
+	rep.Print(os.Stdout)
+	if rep.Failed > 0 || rep.Mismatches > 0 {
+		status = 1
 	}
 	if *jsonOut != "" {
-		b, _ := json.MarshalIndent(out, "", "  ")
+		b, _ := json.MarshalIndent(rep, "", "  ")
 		if err := os.WriteFile(*jsonOut, append(b, '\n'), 0o644); err != nil {
 			fmt.Fprintf(os.Stderr, "osim-bench: %v\n", err)
 			return 1
