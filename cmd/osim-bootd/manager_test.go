@@ -171,6 +171,13 @@ http: {files: %s, listen: 127.0.0.1:%d}
 		code, b := get("/files/images/img-os/vmlinuz")
 		return code == 200 && bytes.Equal(b, kernel)
 	})
+	// Staging fetches blob by blob: the kernel being there says nothing
+	// of the boot image's NBP.
+	nbpSum := sha256.Sum256(nbp)
+	waitUntil("the staged NBP", func() bool {
+		_, err := os.Stat(filepath.Join(dir, "data", "blobs", "sha256", hex.EncodeToString(nbpSum[:])))
+		return err == nil
+	})
 	if got := tftpGet(t, tftpPort, "images/img-boot/undionly.kpxe"); !bytes.Equal(got, nbp) {
 		t.Errorf("tftp NBP: %d bytes", len(got))
 	}
