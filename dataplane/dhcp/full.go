@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"sync"
 	"time"
 
 	"github.com/insomniacslk/dhcp/dhcpv4"
@@ -72,6 +73,37 @@ type Full struct {
 	OfferHold   time.Duration    // how long an offered address waits for its REQUEST; 0: DefaultOfferHold
 	DeclineHold time.Duration    // quarantine of a declined address; 0: DefaultDeclineHold
 	Metrics     *LeaseMetrics    // nil: not counted
+
+	// cursors remember, per pool (keyed by its first address), where the
+	// search for a free address resumes: just after the last one handed
+	// out. Walking from the start of the range each time cost the k-th
+	// new client k lease reads (8 ms a DISCOVER at 2,000 clients).
+	curMu   sync.Mutex
+	cursors map[netip.Addr]netip.Addr
+}
+
+// cursor is where the search for a free address in p starts.
+func (f *Full) cursor(p Pool) netip.Addr {
+	f.curMu.Lock()
+	defer f.curMu.Unlock()
+	if c, ok := f.cursors[p.Start]; ok && p.InRange(c) {
+		return c
+	}
+	return p.Start
+}
+
+// advance moves p's cursor past ip, wrapping at the end of the range.
+func (f *Full) advance(p Pool, ip netip.Addr) {
+	next := ip.Next()
+	if !p.InRange(next) {
+		next = p.Start
+	}
+	f.curMu.Lock()
+	defer f.curMu.Unlock()
+	if f.cursors == nil {
+		f.cursors = map[netip.Addr]netip.Addr{}
+	}
+	f.cursors[p.Start] = next
 }
 
 func (f *Full) now() time.Time {
@@ -149,8 +181,10 @@ func (t fullTxn) usable(tx LeaseTx, ip netip.Addr) (bool, error) {
 }
 
 // pick chooses the address to offer: the reservation, else the client's
-// previous address, else the one it asks for (option 50), else the first
-// free address of the range (RFC 2131 §4.3.1).
+// previous address, else the one it asks for (option 50), else a free
+// address of the range (RFC 2131 §4.3.1): the next one after the last
+// handed out, wrapping around once, so a burst of new clients costs about
+// one lease read each.
 func (t fullTxn) pick(tx LeaseTx, reserved netip.Addr) (netip.Addr, error) {
 	dynamic := func(ip netip.Addr) bool {
 		return t.pool.InRange(ip) && ip != t.server && ip != t.pool.Router
@@ -174,12 +208,23 @@ func (t fullTxn) pick(tx LeaseTx, reserved netip.Addr) (netip.Addr, error) {
 			return ip, err
 		}
 	}
-	for ip := t.pool.Start; t.pool.InRange(ip); ip = ip.Next() {
-		if !dynamic(ip) {
-			continue
+	start := t.f.cursor(t.pool)
+	for ip := start; ; {
+		if dynamic(ip) {
+			free, err := t.usable(tx, ip)
+			if err != nil {
+				return netip.Addr{}, err
+			}
+			if free {
+				t.f.advance(t.pool, ip)
+				return ip, nil
+			}
 		}
-		if free, err := t.usable(tx, ip); err != nil || free {
-			return ip, err
+		if ip = ip.Next(); !t.pool.InRange(ip) {
+			ip = t.pool.Start
+		}
+		if ip == start {
+			break
 		}
 	}
 	return netip.Addr{}, fmt.Errorf("dhcp: no address for %s in %s (%s-%s): %w", t.mac, t.pool.Network, t.pool.Start, t.pool.End, ErrPoolExhausted)

@@ -373,3 +373,67 @@ func TestSelectPool(t *testing.T) {
 		}
 	}
 }
+
+// countingLeases counts the lease reads of the transactions run through it.
+type countingLeases struct {
+	LeaseStore
+	gets int
+}
+
+type countingTx struct {
+	LeaseTx
+	n *int
+}
+
+func (c countingTx) Get(ip netip.Addr) (Lease, bool, error) {
+	*c.n++
+	return c.LeaseTx.Get(ip)
+}
+
+func (c *countingLeases) Update(ctx context.Context, fn func(LeaseTx) error) error {
+	return c.LeaseStore.Update(ctx, func(tx LeaseTx) error { return fn(countingTx{tx, &c.gets}) })
+}
+
+// TestFullNewClientsCostAboutOneLeaseReadEach: the search for a free
+// address resumes after the last one handed out, so a burst of 1,000 new
+// clients does not walk the range from its start each time (the k-th
+// client used to read k leases), and it wraps around to addresses freed
+// behind it.
+func TestFullNewClientsCostAboutOneLeaseReadEach(t *testing.T) {
+	clk := newClock()
+	f := newFull(t, clk, localPool("10.0.0.1", "10.0.3.250"))
+	cl := &countingLeases{LeaseStore: f.Leases}
+	f.Leases = cl
+	const n = 1000
+	seen := map[string]bool{}
+	for i := range n {
+		mac := net.HardwareAddr{0x02, 0, 0, 0, byte(i >> 8), byte(i)}
+		reply, o := respond(t, f, dhcpMsg(t, mac, dhcpv4.MessageTypeDiscover))
+		if o != OutcomeLeaseOffer || seen[yi(reply)] {
+			t.Fatalf("client %d: %q, %s (seen before: %v)", i, o, yi(reply), seen[yi(reply)])
+		}
+		seen[yi(reply)] = true
+	}
+	// Each DISCOVER reads the address it picks and the lease it writes
+	// over: 2 per client, not 1+2+...+n.
+	if cl.gets > 3*n {
+		t.Fatalf("%d lease reads for %d new clients, want about %d", cl.gets, n, 2*n)
+	}
+
+	// Wrapping: a three-address pool, all offered; once the first offer
+	// expires, the next new client gets it back.
+	f2 := newFull(t, clk, localPool("10.0.0.100", "10.0.0.102"))
+	for i, want := range []string{"10.0.0.100", "10.0.0.101", "10.0.0.102"} {
+		mac := net.HardwareAddr{0x02, 1, 0, 0, 0, byte(i)}
+		if reply, o := respond(t, f2, dhcpMsg(t, mac, dhcpv4.MessageTypeDiscover)); o != OutcomeLeaseOffer || yi(reply) != want {
+			t.Fatalf("client %d: %q %s, want %s", i, o, yi(reply), want)
+		}
+	}
+	if _, o := respond(t, f2, dhcpMsg(t, net.HardwareAddr{0x02, 1, 0, 0, 0, 9}, dhcpv4.MessageTypeDiscover)); o != OutcomePoolExhausted {
+		t.Fatalf("fourth client in a full pool: %q", o)
+	}
+	clk.Advance(DefaultOfferHold + time.Second)
+	if reply, o := respond(t, f2, dhcpMsg(t, net.HardwareAddr{0x02, 1, 0, 0, 0, 10}, dhcpv4.MessageTypeDiscover)); o != OutcomeLeaseOffer || yi(reply) != "10.0.0.100" {
+		t.Fatalf("after the offers expired: %q %s, want 10.0.0.100 (wrapped)", o, yi(reply))
+	}
+}

@@ -13,6 +13,8 @@ import (
 	"github.com/insomniacslk/dhcp/dhcpv4"
 	"golang.org/x/net/ipv4"
 	"golang.org/x/sys/unix"
+
+	"osim/internal/udpbuf"
 )
 
 // ServerConfig says where the proxy listens and where it answers.
@@ -25,6 +27,11 @@ type ServerConfig struct {
 	// RelayPort is the port answers to a relay (giaddr) go to; default 67.
 	RelayPort uint16
 	Workers   int // goroutines reading each socket; default 8
+	// ReadBuffer is each socket's receive buffer in bytes; default 4 MiB.
+	// A rack powering on sends thousands of DISCOVERs within a second,
+	// and firmware retries in step (4, 8, 16, 32 s): the kernel default
+	// (~208 KiB, ~500 requests) drops the rest before a worker reads them.
+	ReadBuffer int
 	// Guard, when set, sees every datagram before the handler; false
 	// drops it unanswered (and uncounted by the DHCP metrics: the guard
 	// counts its own). nil: everything goes to the handler.
@@ -66,6 +73,9 @@ func NewServer(h *Handler, cfg ServerConfig) (*Server, error) {
 	if cfg.Workers <= 0 {
 		cfg.Workers = 8
 	}
+	if cfg.ReadBuffer <= 0 {
+		cfg.ReadBuffer = 4 << 20
+	}
 	lc := net.ListenConfig{Control: func(_, _ string, c syscall.RawConn) error {
 		var serr error
 		err := c.Control(func(fd uintptr) {
@@ -85,6 +95,7 @@ func NewServer(h *Handler, cfg ServerConfig) (*Server, error) {
 			return nil, fmt.Errorf("dhcp: listen on %s: %w", l.addr, err)
 		}
 		*l.conn = pc.(*net.UDPConn)
+		udpbuf.RaiseReadBuffer(*l.conn, cfg.ReadBuffer)
 		*l.pc = ipv4.NewPacketConn(*l.conn)
 		if err := (*l.pc).SetControlMessage(ipv4.FlagInterface, true); err != nil {
 			s.Close()

@@ -4,11 +4,13 @@ import (
 	"context"
 	"net"
 	"net/netip"
+	"os"
 	"testing"
 	"time"
 
 	"github.com/insomniacslk/dhcp/dhcpv4"
 	"github.com/prometheus/client_golang/prometheus/testutil"
+	"golang.org/x/sys/unix"
 )
 
 // loopbackProxy runs a Server on 127.0.0.1 high ports with broadcasts sent
@@ -141,6 +143,32 @@ func TestReplyAddressFollowsRFC2131(t *testing.T) {
 	for _, c := range cases {
 		if got := s.replyAddr(c.req, c.port, src).String(); got != c.want {
 			t.Errorf("%s: %s, want %s", c.name, got, c.want)
+		}
+	}
+}
+
+// TestServerSocketsHoldARackPoweringOn: both sockets get a receive buffer
+// of ReadBuffer (4 MiB by default, room for thousands of DISCOVERs), not
+// the kernel default, which drops a rack's burst before a worker reads it.
+func TestServerSocketsHoldARackPoweringOn(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("SO_RCVBUFFORCE past net.core.rmem_max needs root")
+	}
+	h, _ := newTestHandler(fakeBackend{d: bootImage})
+	srv, err := NewServer(h, ServerConfig{DHCPAddr: "127.0.0.1:0", BootAddr: "127.0.0.1:0"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Close()
+	for _, c := range []*net.UDPConn{srv.dhcp, srv.pxe} {
+		rc, err := c.SyscallConn()
+		if err != nil {
+			t.Fatal(err)
+		}
+		var got int
+		rc.Control(func(fd uintptr) { got, _ = unix.GetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_RCVBUF) })
+		if got < 4<<20 {
+			t.Errorf("%s: receive buffer %d bytes, want at least 4 MiB", c.LocalAddr(), got)
 		}
 	}
 }

@@ -18,6 +18,8 @@ import (
 
 	"golang.org/x/net/ipv4"
 	"golang.org/x/sys/unix"
+
+	"osim/internal/udpbuf"
 )
 
 // Config tunes the engine. Zero values take the defaults documented on each field.
@@ -185,7 +187,7 @@ func (s *Server) ListenAndServe(ctx context.Context, addr string) error {
 // Serve reads requests from conn until ctx ends, then returns nil without
 // waiting for running transfers (see Shutdown). conn is not closed.
 func (s *Server) Serve(ctx context.Context, conn *net.UDPConn) error {
-	raiseReadBuffer(conn, 8<<20)
+	udpbuf.RaiseReadBuffer(conn, 8<<20)
 	local := conn.LocalAddr().(*net.UDPAddr)
 	localIP, _ := netip.AddrFromSlice(local.IP)
 	localIP = localIP.Unmap()
@@ -359,21 +361,4 @@ func (s *Server) bindTransfer(local netip.Addr) (*net.UDPConn, error) {
 		}
 	}
 	return nil, fmt.Errorf("no free port in %d:%d", s.cfg.PortLo, s.cfg.PortHi)
-}
-
-// raiseReadBuffer grows the socket's receive buffer so a burst of requests
-// from a rack powering on is queued, not dropped. As root it passes the
-// sysctl cap (SO_RCVBUFFORCE); otherwise it gets what the kernel allows.
-func raiseReadBuffer(conn *net.UDPConn, n int) {
-	rc, err := conn.SyscallConn()
-	if err != nil {
-		return
-	}
-	var serr error
-	_ = rc.Control(func(fd uintptr) {
-		serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_RCVBUFFORCE, n)
-	})
-	if serr != nil {
-		_ = conn.SetReadBuffer(n)
-	}
 }
