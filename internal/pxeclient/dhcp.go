@@ -262,7 +262,11 @@ func (c *client) dhcp(ctx context.Context, fw *Firmware) (*Stage, error) {
 			if err != nil {
 				return err
 			}
-			req, err := c.packet(fw, dhcpv4.MessageTypeRequest, xid, dhcpv4.WithClientIP(local.AsSlice()))
+			mods := []dhcpv4.Modifier{dhcpv4.WithClientIP(local.AsSlice())}
+			if item := bootItem(proxyOffer); item != nil {
+				mods = append(mods, dhcpv4.WithGeneric(dhcpv4.OptionVendorSpecificInformation, item))
+			}
+			req, err := c.packet(fw, dhcpv4.MessageTypeRequest, xid, mods...)
 			if err != nil {
 				return err
 			}

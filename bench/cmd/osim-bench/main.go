@@ -7,7 +7,14 @@
 // throughput, the boot server's CPU and peak RSS, and its Prometheus
 // counters checked against what the clients counted. Needs root.
 //
+// With -compare it is the peer comparison instead: the same targets (MACs,
+// BIOS/UEFI mix, power-on pattern, addresses as a site's DHCP would give)
+// through DHCP + NBP only against osim-bootd in proxy mode, dnsmasq as
+// proxyDHCP + TFTP at its defaults, and dnsmasq with --tftp-max raised,
+// one after the other; time-to-NBP and failures side by side, as ratios.
+//
 //	osim-bench -n 2000 -spread 1s -json out.json
+//	osim-bench -compare -n 2000 -json compare.json
 package main
 
 import (
@@ -18,6 +25,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"time"
 
@@ -39,6 +47,8 @@ func run() int {
 	flag.DurationVar(&o.Timeout, "timeout", 170*time.Second, "give up after this long (setup included)")
 	flag.StringVar(&o.Bin, "bin", filepath.Dir(exe), "folder with osim-manager and osim-bootd")
 	jsonOut := flag.String("json", "", "write the report as JSON to this file")
+	compare := flag.Bool("compare", false, "peer comparison, DHCP + NBP only: osim-bootd (proxy mode), dnsmasq, dnsmasq with --tftp-max raised (-timeout: per server)")
+	servers := flag.String("servers", "", "with -compare: comma-separated subset of osim-bootd,dnsmasq,dnsmasq-tftp-max")
 	flag.Parse()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
@@ -47,6 +57,9 @@ func run() int {
 		o.TTY = true
 	}
 	o.Log = os.Stderr
+	if *compare {
+		return runCompare(ctx, o, *servers, *jsonOut)
+	}
 	status := 0
 	rep, err := mass.Run(ctx, o)
 	if err != nil {
@@ -65,4 +78,33 @@ func run() int {
 		}
 	}
 	return status
+}
+
+func runCompare(ctx context.Context, o mass.Options, servers, jsonOut string) int {
+	co := mass.CompareOptions{N: o.N, UEFI: o.UEFI, Spread: o.Spread, NBP: o.NBP, Timeout: o.Timeout,
+		Bin: o.Bin, Progress: o.Progress, TTY: o.TTY, Log: o.Log}
+	if servers != "" {
+		co.Servers = strings.Split(servers, ",")
+	}
+	rep, err := mass.Compare(ctx, co)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "osim-bench: %v\n", err)
+		return 1
+	}
+	rep.Print(os.Stdout)
+	if jsonOut != "" {
+		b, _ := json.MarshalIndent(rep, "", "  ")
+		if err := os.WriteFile(jsonOut, append(b, '\n'), 0o644); err != nil {
+			fmt.Fprintf(os.Stderr, "osim-bench: %v\n", err)
+			return 1
+		}
+	}
+	// dnsmasq's failures are findings; osim-bootd's, or a server that could
+	// not be run, fail the bench.
+	for _, r := range rep.Runs {
+		if r.Error != "" || (r.Server == mass.ServerBootd && (r.Failed > 0 || r.Mismatches > 0)) {
+			return 1
+		}
+	}
+	return 0
 }

@@ -1,0 +1,450 @@
+package mass
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"osim/bench/internal/procstat"
+	"osim/internal/pxeclient"
+)
+
+// Servers of the peer comparison, in the order Compare runs them.
+const (
+	ServerBootd      = "osim-bootd"
+	ServerDnsmasq    = "dnsmasq"
+	ServerDnsmasqMax = "dnsmasq-tftp-max"
+)
+
+// DnsmasqBinary is where Debian installs dnsmasq.
+const DnsmasqBinary = "/usr/sbin/dnsmasq"
+
+// CompareOptions is one peer comparison: the same targets, one server
+// after the other, DHCP + NBP only.
+type CompareOptions struct {
+	N      int
+	UEFI   float64       // share of UEFI (EDK2) targets; the rest are BIOS PXE ROMs
+	Spread time.Duration // power-on spread, as in Options
+	NBP    int           // bytes of each NBP
+	// Timeout bounds each server's run, setup included.
+	Timeout  time.Duration
+	Bin      string   // folder holding osim-bootd
+	Servers  []string // default: all three
+	Progress io.Writer
+	TTY      bool
+	Log      io.Writer
+}
+
+// CompareReport is what Compare measured; it is also the -json output.
+type CompareReport struct {
+	Started  string      `json:"started"`
+	Targets  int         `json:"targets"`
+	UEFI     float64     `json:"uefi_share"`
+	Spread   float64     `json:"power_on_spread_s"`
+	NBPBytes int         `json:"nbp_bytes"`
+	Runs     []*NBPRun   `json:"runs"`
+	Ratios   []Ratio     `json:"ratios"`
+	Verdict  string      `json:"verdict"`
+	Met      bool        `json:"target_met"`
+	PerMAC   []TargetNBP `json:"per_target"`
+	Seconds  float64     `json:"total_s"`
+}
+
+// NBPRun is one server's figures.
+type NBPRun struct {
+	Server  string `json:"server"`
+	Command string `json:"command"`
+	Error   string `json:"error,omitempty"` // the run could not be made
+
+	Reached   int             `json:"reached_nbp"`
+	Failed    int             `json:"failed"`
+	ByPhase   map[string]int  `json:"failures_by_phase,omitempty"`
+	Failures  []Failure       `json:"failures,omitempty"`
+	TimeToNBP Dist            `json:"time_to_nbp_s"` // power-on to the NBP's last block, over the targets that got it
+	Phases    map[string]Dist `json:"phases_s"`
+
+	DHCPSent     map[string]int64 `json:"dhcp_sent"`     // by message type, retries included
+	DHCPReceived map[string]int64 `json:"dhcp_received"` // by message type
+	TFTPMBps     float64          `json:"tftp_mb_per_s"`
+	Usage        ServerUsage      `json:"server_usage"`
+	ServerUDP    UDPStats         `json:"server_ns_udp"`
+	Counters     []Counter        `json:"counters,omitempty"` // osim-bootd only
+	Mismatches   int              `json:"counter_mismatches"`
+	Notes        []string         `json:"notes,omitempty"`
+	BootSeconds  float64          `json:"boot_s"`
+	TotalSeconds float64          `json:"total_s"`
+
+	times []float64 // per target, -1: failed
+}
+
+// Ratio is how many times shorter osim-bootd's time-to-NBP is than a peer's.
+type Ratio struct {
+	Versus string  `json:"versus"`
+	P50    float64 `json:"p50"` // peer's p50 / osim-bootd's p50
+	P99    float64 `json:"p99"`
+}
+
+// TargetNBP is one target's time-to-NBP against each server (-1: failed).
+type TargetNBP struct {
+	MAC      string    `json:"mac"`
+	Firmware string    `json:"firmware"`
+	Seconds  []float64 `json:"seconds"` // in the order of Runs
+}
+
+// compareTargets are the targets of Run, stopped after the first stage:
+// UEFI targets are EDK2 (tsize probe, then blksize 1468 windowsize 4), BIOS
+// targets a plain PXE ROM (blksize 1432 + tsize, lockstep) that loads an
+// NBP: the iPXE ROM of Run gets a script URL from osim-bootd, no NBP.
+func compareTargets(n int, uefi float64) []*target {
+	ts := makeTargets(n, uefi)
+	for _, t := range ts {
+		if t.fw.Arch == 7 {
+			t.fw = pxeclient.EDK2x64
+		} else {
+			t.fw = pxeclient.BIOSPXE
+		}
+		t.fw.Next = nil
+	}
+	return ts
+}
+
+// Compare runs the same targets (MACs, firmware mix, power-on pattern and
+// addresses) through DHCP + NBP against osim-bootd in proxy mode, dnsmasq
+// as proxyDHCP + TFTP at its defaults, and dnsmasq with --tftp-max raised
+// to fit, each in a fresh lab, one after the other.
+func Compare(ctx context.Context, o CompareOptions) (*CompareReport, error) {
+	if o.N <= 0 {
+		o.N = 200
+	}
+	if o.N > MaxTargets {
+		return nil, fmt.Errorf("mass: at most %d targets (the site's addresses)", MaxTargets)
+	}
+	if o.NBP <= 0 {
+		o.NBP = 256 << 10
+	}
+	if o.Timeout <= 0 {
+		o.Timeout = 150 * time.Second
+	}
+	if o.Log == nil {
+		o.Log = io.Discard
+	}
+	if len(o.Servers) == 0 {
+		o.Servers = []string{ServerBootd, ServerDnsmasq, ServerDnsmasqMax}
+	}
+	t0 := time.Now()
+	rep := &CompareReport{Started: t0.UTC().Format(time.RFC3339), Targets: o.N, UEFI: o.UEFI,
+		Spread: o.Spread.Seconds(), NBPBytes: o.NBP}
+	for _, s := range o.Servers {
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		fmt.Fprintf(o.Log, "--- %s: %d targets, DHCP + NBP\n", s, o.N)
+		run, err := compareOne(ctx, o, s)
+		if err != nil {
+			run = &NBPRun{Server: s, Error: err.Error()}
+			fmt.Fprintf(o.Log, "%s: %v\n", s, err)
+		}
+		rep.Runs = append(rep.Runs, run)
+	}
+	rep.summarise(o.N)
+	rep.Seconds = time.Since(t0).Seconds()
+	return rep, nil
+}
+
+func compareOne(ctx context.Context, o CompareOptions, server string) (*NBPRun, error) {
+	ctx, cancel := context.WithTimeout(ctx, o.Timeout)
+	defer cancel()
+	t0 := time.Now()
+	lab, err := NewLab(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer lab.Close()
+	// The servers drop to nobody (dnsmasq) or not: either way the root
+	// must be readable by all.
+	if err := os.Chmod(lab.Dir, 0o755); err != nil {
+		return nil, err
+	}
+	root := filepath.Join(lab.Dir, "tftp")
+	files := filepath.Join(lab.Dir, "files")
+	for _, d := range []string{root, files} {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			return nil, err
+		}
+	}
+	rng := rand.NewChaCha8([32]byte{'o', 's', 'i', 'm', 'b'})
+	for _, f := range []string{"undionly.kpxe", "snponly.efi"} {
+		b := make([]byte, o.NBP)
+		rng.Read(b)
+		if err := os.WriteFile(filepath.Join(root, f), b, 0o644); err != nil {
+			return nil, err
+		}
+	}
+	ts := compareTargets(o.N, o.UEFI)
+	run := &NBPRun{Server: server}
+	var proc *Proc
+	metricsURL := ""
+	switch server {
+	case ServerBootd:
+		cfgPath, err := writeProxyConfig(lab.Dir, root, files, ts)
+		if err != nil {
+			return nil, err
+		}
+		argv := []string{filepath.Join(o.Bin, "osim-bootd"), "serve", "--config", cfgPath, "--log-level", "warn"}
+		run.Command = "osim-bootd serve --log-level warn, proxy mode, " + strconv.Itoa(o.N) + " targets (action boot) in its config, TFTP and DHCP at their defaults"
+		if proc, err = lab.Start("osim-bootd", argv...); err != nil {
+			return nil, err
+		}
+		metricsURL = "http://127.0.0.1:9169/metrics"
+		if err := lab.WaitHTTP(ctx, proc, metricsURL); err != nil {
+			return nil, err
+		}
+	case ServerDnsmasq, ServerDnsmasqMax:
+		if _, err := os.Stat(DnsmasqBinary); err != nil {
+			return nil, fmt.Errorf("mass: %s missing (apt-get install dnsmasq-base)", DnsmasqBinary)
+		}
+		argv := dnsmasqArgs(root, server == ServerDnsmasqMax, o.N)
+		run.Command = strings.Join(argv, " ")
+		if proc, err = lab.Start(server, argv...); err != nil {
+			return nil, err
+		}
+		if err := waitDnsmasq(ctx, proc); err != nil {
+			return nil, err
+		}
+	default:
+		return nil, fmt.Errorf("mass: unknown server %q (want %s, %s or %s)", server, ServerBootd, ServerDnsmasq, ServerDnsmasqMax)
+	}
+
+	cpu0, _ := procstat.CPU(proc.PID())
+	udp0 := lab.serverUDP()
+	shared, err := pxeclient.OpenSharedDHCP("vc", lab.ClientDo)
+	if err != nil {
+		return nil, err
+	}
+	defer shared.Close()
+	bootStart := time.Now()
+	runTargets(ctx, Options{Spread: o.Spread, Progress: o.Progress, TTY: o.TTY}, ts, func(t *target) pxeclient.Config {
+		// proxyDHCP: the site's DHCP server gave each target its address
+		// (here: target i has 10.78.16.1+i, local in the client namespace).
+		return pxeclient.Config{Interface: "vc", MAC: t.mac, Firmware: t.fw, Do: lab.ClientDo,
+			Shared: shared, ClientIP: clientIP(t.i)}
+	})
+	run.BootSeconds = time.Since(bootStart).Seconds()
+	cpu1, _ := procstat.CPU(proc.PID())
+	run.ServerUDP = lab.serverUDP().minus(udp0)
+	run.Usage = ServerUsage{Name: server, CPUSeconds: (cpu1 - cpu0).Seconds()}
+	if hwm, err := procstat.HWM(proc.PID()); err == nil {
+		run.Usage.PeakRSSMiB = float64(hwm) / (1 << 20)
+	}
+	if proc.Exited() {
+		run.Notes = append(run.Notes, fmt.Sprintf("%s exited during the run: %s", server, proc.Tail()))
+	}
+	run.fill(ts, shared)
+	if run.ServerUDP.RcvbufErrors > 0 {
+		run.Notes = append(run.Notes, fmt.Sprintf("the server namespace's kernel dropped %d UDP datagrams on full receive buffers (RcvbufErrors)", run.ServerUDP.RcvbufErrors))
+	}
+	if metricsURL != "" {
+		sctx, scancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		defer scancel()
+		sm, err := scrape(sctx, lab.HTTP(), metricsURL)
+		if err != nil {
+			run.Notes = append(run.Notes, err.Error())
+			run.Mismatches++
+		} else {
+			r := &Report{}
+			r.checkWith(sm, shared, countClients(ts), false)
+			run.Counters, run.Mismatches = r.Counters, r.Mismatches
+			run.Notes = append(run.Notes, r.Notes...)
+		}
+	}
+	if strings.Contains(proc.Tail(), "restricting maximum simultaneous TFTP transfers") {
+		run.Notes = append(run.Notes, "dnsmasq lowered --tftp-max to its file descriptor limit: "+proc.Tail())
+	}
+	run.TotalSeconds = time.Since(t0).Seconds()
+	return run, nil
+}
+
+// dnsmasqArgs runs dnsmasq as proxyDHCP (PXE 2.1 §2.2: no addresses, the
+// site's DHCP gives them) and TFTP on the server end of the veth; raiseMax
+// lifts --tftp-max (default 50) to the targets plus headroom.
+func dnsmasqArgs(root string, raiseMax bool, n int) []string {
+	args := []string{DnsmasqBinary,
+		"--no-daemon",           // foreground, logs to stderr
+		"--conf-file=/dev/null", // nothing from /etc/dnsmasq.conf
+		"--pid-file=",           // none
+		"--port=0",              // no DNS
+		"--interface=vs", "--bind-interfaces",
+		"--dhcp-range=10.78.0.0,proxy,255.255.0.0",
+		"--pxe-service=x86PC,osim-bench,undionly.kpxe",
+		"--pxe-service=X86-64_EFI,osim-bench,snponly.efi",
+		"--enable-tftp", "--tftp-root=" + root,
+		"--quiet-dhcp", "--quiet-tftp", // as osim-bootd at warn: no line per request
+	}
+	if raiseMax {
+		args = append(args, "--tftp-max="+strconv.Itoa(n+100))
+	}
+	return args
+}
+
+// waitDnsmasq waits for dnsmasq's TFTP line in its log (it has no health
+// endpoint; it binds every socket before logging it).
+func waitDnsmasq(ctx context.Context, p *Proc) error {
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		b, _ := os.ReadFile(p.Log)
+		if strings.Contains(string(b), "TFTP root is") {
+			return nil
+		}
+		if p.Exited() {
+			return fmt.Errorf("mass: dnsmasq exited at start: %s", p.Tail())
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("mass: dnsmasq not ready after 10 s: %s", p.Tail())
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
+
+// writeProxyConfig is osim-bootd's standalone proxy-mode config: every
+// target known (action boot, with an order and a token), the NBPs by arch.
+func writeProxyConfig(dir, root, files string, ts []*target) (string, error) {
+	var b strings.Builder
+	fmt.Fprintf(&b, `address: %s
+metrics_listen: 127.0.0.1:9169
+dhcp: {mode: proxy}
+tftp: {root: %s}
+http: {listen: %s:8080, files: %s}
+boot:
+  boot_files: {bios: undionly.kpxe, efi-x64: snponly.efi}
+  unknown: ignore
+images:
+  bench: {kernel: vmlinuz, initrds: [initrd.img], cmdline: console=ttyS0}
+targets:
+`, serverAddr, root, serverAddr, files)
+	for _, t := range ts {
+		fmt.Fprintf(&b, "  - {mac: %q, image: bench, order: o-%04d, token: t-%04d}\n", t.mac.String(), t.i, t.i)
+	}
+	p := filepath.Join(dir, "bootd-proxy.yaml")
+	return p, os.WriteFile(p, []byte(b.String()), 0o644)
+}
+
+var dhcpNames = map[uint8]string{1: "discover", 2: "offer", 3: "request", 5: "ack", 6: "nak"}
+
+// fill computes one server's figures from its targets.
+func (r *NBPRun) fill(ts []*target, shared *pxeclient.SharedDHCP) {
+	var times []float64
+	phases := map[string][]float64{}
+	var tw window
+	var tftpBytes int64
+	r.ByPhase = map[string]int{}
+	r.times = make([]float64, len(ts))
+	for i, t := range ts {
+		r.times[i] = -1
+		if t.err != nil {
+			r.Failed++
+			ph, why := failure(t)
+			r.ByPhase[ph]++
+			r.Failures = append(r.Failures, Failure{Target: t.mac.String(), Phase: ph, Reason: why})
+		} else {
+			r.Reached++
+			d := t.end.Sub(t.start).Seconds()
+			times = append(times, d)
+			r.times[i] = d
+		}
+		if t.res == nil {
+			continue
+		}
+		at := t.start
+		for _, p := range t.res.Phases {
+			end := at.Add(p.Duration)
+			phases[p.Phase] = append(phases[p.Phase], p.Duration.Seconds())
+			if p.Phase == pxeclient.PhaseTFTP || p.Phase == pxeclient.PhaseTsize {
+				tw.add(at, end)
+			}
+			at = end
+		}
+		for _, f := range t.res.Files {
+			tftpBytes += f.Size
+		}
+	}
+	r.TimeToNBP = dist(times)
+	r.Phases = map[string]Dist{}
+	for k, v := range phases {
+		r.Phases[k] = dist(v)
+	}
+	if tw.secs() > 0 {
+		r.TFTPMBps = float64(tftpBytes) / 1e6 / tw.secs()
+	}
+	r.DHCPSent, r.DHCPReceived = map[string]int64{}, map[string]int64{}
+	for t, name := range dhcpNames {
+		if n := shared.Sent(t); n > 0 {
+			r.DHCPSent[name] = n
+		}
+		if n := shared.Received(t); n > 0 {
+			r.DHCPReceived[name] = n
+		}
+	}
+}
+
+// summarise computes the ratios, the verdict and the per-target table.
+func (c *CompareReport) summarise(n int) {
+	var bootd *NBPRun
+	for _, r := range c.Runs {
+		if r.Server == ServerBootd && r.Error == "" {
+			bootd = r
+		}
+	}
+	var vsMax *Ratio
+	if bootd != nil && bootd.Reached > 0 {
+		for _, r := range c.Runs {
+			if r == bootd || r.Error != "" || r.Reached == 0 {
+				continue
+			}
+			c.Ratios = append(c.Ratios, Ratio{Versus: r.Server,
+				P50: r.TimeToNBP.P50 / max(bootd.TimeToNBP.P50, 1e-9),
+				P99: r.TimeToNBP.P99 / max(bootd.TimeToNBP.P99, 1e-9)})
+			if r.Server == ServerDnsmasqMax {
+				vsMax = &c.Ratios[len(c.Ratios)-1]
+			}
+		}
+	}
+	switch {
+	case bootd == nil:
+		c.Verdict = "not measured: osim-bootd did not run"
+	case vsMax == nil:
+		c.Verdict = "not measured: dnsmasq with --tftp-max raised did not run or reached no NBP"
+	default:
+		c.Met = vsMax.P99 >= 3 && bootd.Failed == 0
+		verdict := "not met"
+		if c.Met {
+			verdict = "met"
+		}
+		c.Verdict = fmt.Sprintf("%s: p99 time-to-NBP %.2fx shorter than dnsmasq --tftp-max (target ≥ 3x), osim-bootd failures %d (target 0)",
+			verdict, vsMax.P99, bootd.Failed)
+	}
+	for i := range n {
+		t := TargetNBP{MAC: macOf(i).String()}
+		for _, r := range c.Runs {
+			v := -1.0
+			if i < len(r.times) {
+				v = r.times[i]
+			}
+			t.Seconds = append(t.Seconds, v)
+		}
+		c.PerMAC = append(c.PerMAC, t)
+	}
+	ts := compareTargets(n, c.UEFI)
+	for i := range c.PerMAC {
+		c.PerMAC[i].Firmware = ts[i].fw.Name
+	}
+}
