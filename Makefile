@@ -65,10 +65,21 @@ bench-xdp:
 # and osim-bootd (full DHCP) that osim-bench starts in its own namespaces;
 # NBP 256 KiB over TFTP, kernel + initrd 8 MiB over HTTP; the boot server's
 # counters checked against the clients'. Bounded: 170 s, cleans up itself.
+# Then the peer comparison: the same MASS_N targets through DHCP + NBP only
+# (proxyDHCP, the site's addresses static) against osim-bootd in proxy
+# mode, dnsmasq at its defaults and dnsmasq with --tftp-max raised
+# (osim-bench -compare; bounded: 150 s per server). Both run; either
+# failing fails the target.
 MASS_N ?= 2000
 bench-mass: build
-	$(BIN)/osim-bench -n $(MASS_N) -json $(BIN)/bench-mass.json $(BENCH_ARGS)
+	s=0; \
+	$(BIN)/osim-bench -n $(MASS_N) -json $(BIN)/bench-mass.json $(BENCH_ARGS) || s=1; \
+	$(BIN)/osim-bench -compare -n $(MASS_N) -json $(BIN)/bench-mass-compare.json $(BENCH_ARGS) || s=1; \
+	exit $$s
 
 # The same with 200 targets: a quick smoke run.
 bench-mass-smoke: build
-	$(BIN)/osim-bench -n 200 -timeout 90s $(BENCH_ARGS)
+	s=0; \
+	$(BIN)/osim-bench -n 200 -timeout 90s $(BENCH_ARGS) || s=1; \
+	$(BIN)/osim-bench -compare -n 200 -timeout 60s $(BENCH_ARGS) || s=1; \
+	exit $$s

@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"osim/bench/internal/procstat"
@@ -73,12 +74,15 @@ type NBPRun struct {
 	DHCPReceived map[string]int64 `json:"dhcp_received"` // by message type
 	TFTPMBps     float64          `json:"tftp_mb_per_s"`
 	Usage        ServerUsage      `json:"server_usage"`
-	ServerUDP    UDPStats         `json:"server_ns_udp"`
-	Counters     []Counter        `json:"counters,omitempty"` // osim-bootd only
-	Mismatches   int              `json:"counter_mismatches"`
-	Notes        []string         `json:"notes,omitempty"`
-	BootSeconds  float64          `json:"boot_s"`
-	TotalSeconds float64          `json:"total_s"`
+	// ClientCPUSeconds is this process's CPU over the boot window: the
+	// simulated targets share the machine with the server.
+	ClientCPUSeconds float64   `json:"clients_cpu_s"`
+	ServerUDP        UDPStats  `json:"server_ns_udp"`
+	Counters         []Counter `json:"counters,omitempty"` // osim-bootd only
+	Mismatches       int       `json:"counter_mismatches"`
+	Notes            []string  `json:"notes,omitempty"`
+	BootSeconds      float64   `json:"boot_s"`
+	TotalSeconds     float64   `json:"total_s"`
 
 	times []float64 // per target, -1: failed
 }
@@ -222,6 +226,7 @@ func compareOne(ctx context.Context, o CompareOptions, server string) (*NBPRun, 
 	}
 
 	cpu0, _ := procstat.CPU(proc.PID())
+	self0 := selfCPU()
 	udp0 := lab.serverUDP()
 	shared, err := pxeclient.OpenSharedDHCP("vc", lab.ClientDo)
 	if err != nil {
@@ -237,6 +242,8 @@ func compareOne(ctx context.Context, o CompareOptions, server string) (*NBPRun, 
 	})
 	run.BootSeconds = time.Since(bootStart).Seconds()
 	cpu1, _ := procstat.CPU(proc.PID())
+	self1 := selfCPU()
+	run.ClientCPUSeconds = (self1 - self0).Seconds()
 	run.ServerUDP = lab.serverUDP().minus(udp0)
 	run.Usage = ServerUsage{Name: server, CPUSeconds: (cpu1 - cpu0).Seconds()}
 	if hwm, err := procstat.HWM(proc.PID()); err == nil {
@@ -447,4 +454,14 @@ func (c *CompareReport) summarise(n int) {
 	for i := range c.PerMAC {
 		c.PerMAC[i].Firmware = ts[i].fw.Name
 	}
+}
+
+// selfCPU is this process's own user + system time (its threads, not its
+// children: the servers are children).
+func selfCPU() time.Duration {
+	var ru syscall.Rusage
+	if syscall.Getrusage(syscall.RUSAGE_SELF, &ru) != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }

@@ -45,6 +45,7 @@ func (c *CompareReport) Print(w io.Writer) {
 	}
 	row("TFTP MB/s", func(r *NBPRun) string { return fmt.Sprintf("%.1f", r.TFTPMBps) })
 	row("server CPU (boot window)", func(r *NBPRun) string { return fmt.Sprintf("%.2f s", r.Usage.CPUSeconds) })
+	row("clients CPU (osim-bench)", func(r *NBPRun) string { return fmt.Sprintf("%.2f s", r.ClientCPUSeconds) })
 	row("server peak RSS", func(r *NBPRun) string { return fmt.Sprintf("%.1f MiB", r.Usage.PeakRSSMiB) })
 	row("server ns UDP RcvbufErrors", func(r *NBPRun) string { return fmt.Sprint(r.ServerUDP.RcvbufErrors) })
 	row("wall (boot / with setup)", func(r *NBPRun) string { return fmt.Sprintf("%.1f / %.1f s", r.BootSeconds, r.TotalSeconds) })
