@@ -62,3 +62,62 @@ func TestSNMPUDPParse(t *testing.T) {
 		t.Errorf("got %+v", s)
 	}
 }
+
+// TestCompareDrivesTheSameTargetsAgainstEachServer is osim-bench -compare
+// at CI size: 20 targets through DHCP + NBP against osim-bootd in proxy
+// mode and dnsmasq (where installed), every target reaching its NBP, the
+// per-target table lined up by MAC, nothing left behind.
+func TestCompareDrivesTheSameTargetsAgainstEachServer(t *testing.T) {
+	if os.Geteuid() != 0 {
+		if os.Getenv("CI") == "true" {
+			t.Fatal("needs root (network namespaces); CI runs as root")
+		}
+		t.Skip("needs root (network namespaces)")
+	}
+	bin := t.TempDir()
+	root, err := filepath.Abs("../..")
+	if err != nil {
+		t.Fatal(err)
+	}
+	build := exec.Command("go", "build", "-o", bin+"/", "./cmd/osim-bootd")
+	build.Dir = root
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	servers := []string{ServerBootd}
+	if _, err := os.Stat(DnsmasqBinary); err == nil {
+		servers = append(servers, ServerDnsmasq, ServerDnsmasqMax)
+	} else {
+		t.Logf("%s missing: osim-bootd only", DnsmasqBinary)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	rep, err := Compare(ctx, CompareOptions{N: 20, UEFI: 0.5, Spread: 200 * time.Millisecond, NBP: 64 << 10,
+		Bin: bin, Timeout: 25 * time.Second, Servers: servers})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var b strings.Builder
+	rep.Print(&b)
+	t.Log(b.String())
+	if len(rep.Runs) != len(servers) {
+		t.Fatalf("%d runs for %d servers", len(rep.Runs), len(servers))
+	}
+	for _, r := range rep.Runs {
+		if r.Error != "" || r.Reached != 20 || r.Failed != 0 {
+			t.Errorf("%s: error %q, reached %d, failed %d: %+v", r.Server, r.Error, r.Reached, r.Failed, r.Failures)
+		}
+	}
+	if r := rep.Runs[0]; r.Mismatches != 0 || len(r.Counters) == 0 {
+		t.Errorf("osim-bootd: %d counter mismatches over %d counters: %+v", r.Mismatches, len(r.Counters), r.Counters)
+	}
+	if len(rep.PerMAC) != 20 || len(rep.PerMAC[0].Seconds) != len(servers) || rep.PerMAC[1].Firmware != "edk2-efi-x64" {
+		t.Errorf("per-target table: %+v", rep.PerMAC[:min(2, len(rep.PerMAC))])
+	}
+	if len(servers) == 3 && len(rep.Ratios) != 2 {
+		t.Errorf("ratios %+v, want one per dnsmasq run", rep.Ratios)
+	}
+	if out, _ := exec.Command("ip", "netns", "list").Output(); strings.Contains(string(out), fmt.Sprintf("-%d", os.Getpid())) {
+		t.Errorf("namespaces left behind: %s", out)
+	}
+}
