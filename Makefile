@@ -2,7 +2,7 @@
 GO      ?= go
 BIN     := bin
 
-.PHONY: all build test test-short vet fmt bench-tftp bench-sync run clean fuzz bench-xdp generate bench-mass bench-mass-smoke
+.PHONY: all build test test-short vet fmt bench-tftp bench-sync run clean fuzz bench-xdp generate bench-mass bench-mass-smoke bench-dhcp
 
 all: build
 
@@ -83,3 +83,13 @@ bench-mass-smoke: build
 	$(BIN)/osim-bench -n 200 -timeout 90s $(BENCH_ARGS) || s=1; \
 	$(BIN)/osim-bench -compare -n 200 -timeout 60s $(BENCH_ARGS) || s=1; \
 	exit $$s
+
+# Full DHCP mode against ISC Kea (issue 6), as root: perfdhcp (kea-admin)
+# drives osim-bootd (full mode, Badger leases) and kea-dhcp4 (memfile) in
+# turn, each in its own namespace: the highest DORA rate sustained 10 s
+# with no drops, latencies, then the same after a restart with all leases
+# present (lease counts and addresses checked). About 4 minutes.
+bench-dhcp:
+	$(GO) build -o $(BIN)/osim-dhcpbench ./bench/cmd/osim-dhcpbench
+	$(GO) build -o $(BIN)/osim-bootd ./cmd/osim-bootd
+	$(BIN)/osim-dhcpbench -bootd $(BIN)/osim-bootd -out $(BIN)/bench-dhcp.md $(BENCH_ARGS)

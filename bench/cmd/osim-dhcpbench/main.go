@@ -1,0 +1,153 @@
+// osim-dhcpbench compares osim-bootd in full DHCP mode with ISC Kea's
+// kea-dhcp4 (memfile leases) under ISC's own load tool, perfdhcp (issue 6),
+// as root: for each server in turn, in a server network namespace joined
+// by a veth to perfdhcp's, the highest DORA rate it sustains with no drops
+// and perfdhcp's latencies, then a restart on the same lease store and the
+// same again with clients that all hold leases (checked: the server's lease
+// count before and after, every client gets its address back).
+//
+// `make bench-dhcp` runs it; the markdown report goes to stdout and -out.
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"syscall"
+	"time"
+
+	"osim/bench/dhcpbench"
+)
+
+func main() {
+	if len(os.Args) == 3 && os.Args[1] == "fetch" {
+		os.Exit(fetch(os.Args[2])) // re-executed inside the server namespace
+	}
+	bootd := flag.String("bootd", "bin/osim-bootd", "the osim-bootd binary")
+	kea := flag.String("kea", "/usr/sbin/kea-dhcp4", "the kea-dhcp4 binary")
+	perfdhcp := flag.String("perfdhcp", "/usr/sbin/perfdhcp", "the perfdhcp binary (Debian: kea-admin)")
+	servers := flag.String("servers", "osim,kea", "which servers, in order: osim, kea")
+	start := flag.Int("start", 1000, "first rate probed, DORA/s")
+	maxRate := flag.Int("max", 64000, "highest rate probed, DORA/s")
+	probe := flag.Duration("probe", 2*time.Second, "length of a search probe")
+	sustain := flag.Duration("sustain", 10*time.Second, "length of the run that confirms a rate")
+	pin := flag.Bool("pin", true, "pin the server to CPU 0 and perfdhcp to CPU 1 (needs 2 CPUs)")
+	out := flag.String("out", "", "also write the markdown report here")
+	flag.Parse()
+	if os.Geteuid() != 0 {
+		fmt.Fprintln(os.Stderr, "osim-dhcpbench: needs root (network namespaces)")
+		os.Exit(1)
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, *bootd, *kea, *perfdhcp, *servers, *pin, *out, dhcpbench.Config{
+		Start: *start, Max: *maxRate, Probe: *probe, Sustain: *sustain, Log: os.Stderr}); err != nil {
+		fmt.Fprintln(os.Stderr, "osim-dhcpbench:", err)
+		os.Exit(1)
+	}
+}
+
+func run(ctx context.Context, bootd, kea, perfdhcp, servers string, pin bool, out string, cfg dhcpbench.Config) error {
+	self, err := os.Executable()
+	if err != nil {
+		return err
+	}
+	for _, b := range []*string{&bootd, &kea, &perfdhcp} {
+		p, err := exec.LookPath(*b)
+		if err != nil {
+			return fmt.Errorf("%s: %w (perfdhcp and kea-dhcp4: apt-get install kea-admin kea-dhcp4-server)", *b, err)
+		}
+		if *b, err = filepath.Abs(p); err != nil {
+			return err
+		}
+	}
+	srvCPU, pdCPU := -1, -1
+	if pin {
+		if runtime.NumCPU() < 2 {
+			return fmt.Errorf("-pin needs 2 CPUs, this machine has %d", runtime.NumCPU())
+		}
+		srvCPU, pdCPU = 0, 1
+	}
+	dir, err := os.MkdirTemp("", "osim-dhcpbench")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(dir)
+	lab, err := dhcpbench.NewLab()
+	if err != nil {
+		return err
+	}
+	defer lab.Close()
+	fetchIn := func(ctx context.Context, ns, url string) (string, error) {
+		b, err := exec.CommandContext(ctx, "ip", "netns", "exec", ns, self, "fetch", url).Output()
+		return string(b), err
+	}
+	pd := dhcpbench.Perfdhcp{Lab: lab, Path: perfdhcp, CPU: pdCPU}
+	var res []*dhcpbench.Result
+	for _, name := range strings.Split(servers, ",") {
+		var srv dhcpbench.Server
+		switch strings.TrimSpace(name) {
+		case "osim":
+			srv = &dhcpbench.Bootd{Lab: lab, Bin: bootd, Dir: filepath.Join(dir, "osim"), CPU: srvCPU, Fetch: fetchIn}
+		case "kea":
+			srv = &dhcpbench.Kea{Lab: lab, Bin: kea, Dir: filepath.Join(dir, "kea"), CPU: srvCPU}
+		default:
+			return fmt.Errorf("-servers: unknown %q (want osim, kea)", name)
+		}
+		r, err := dhcpbench.Measure(ctx, cfg, pd, srv)
+		if err != nil {
+			return fmt.Errorf("%s: %w", srv.Name(), err)
+		}
+		res = append(res, r)
+	}
+	pv, _ := exec.Command(perfdhcp, "-v").Output() // "VERSION: 2.2.0"
+	pver := strings.TrimSpace(strings.TrimPrefix(strings.TrimSpace(string(pv)), "VERSION:"))
+	how := fmt.Sprintf("`make bench-dhcp` (`osim-dhcpbench`), as root on %d CPUs: each server in turn in its own network namespace, perfdhcp %s "+
+		"in another, joined by a veth; perfdhcp acts as a relay (`-l %s`: giaddr set, from port 67), so both servers answer by unicast to it. "+
+		"One /%d subnet, pool %s–%s (about a million addresses: never the limit), lease time %s on both, a fresh lease store per server. %s",
+		runtime.NumCPU(), pver, dhcpbench.RelayIP, dhcpbench.Network.Bits(), dhcpbench.PoolStart, dhcpbench.PoolEnd,
+		dhcpbench.LeaseTime, pinNote(pin))
+	var w io.Writer = os.Stdout
+	var f *os.File
+	if out != "" {
+		if f, err = os.Create(out); err != nil {
+			return err
+		}
+		defer f.Close()
+		w = io.MultiWriter(os.Stdout, f)
+	}
+	dhcpbench.Report(w, cfg, how, res)
+	return nil
+}
+
+func pinNote(pin bool) string {
+	if pin {
+		return "The server is pinned to CPU 0 and perfdhcp to CPU 1 (`taskset`), so the load generator does not take the server's CPU."
+	}
+	return "Nothing pinned: server and perfdhcp share the CPUs."
+}
+
+// fetch prints the body of url (run inside a namespace by the bench).
+func fetch(url string) int {
+	c := http.Client{Timeout: 10 * time.Second}
+	resp, err := c.Get(url)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		fmt.Fprintln(os.Stderr, resp.Status)
+		return 1
+	}
+	io.Copy(os.Stdout, resp.Body)
+	return 0
+}
