@@ -63,12 +63,15 @@ type NBPRun struct {
 	Command string `json:"command"`
 	Error   string `json:"error,omitempty"` // the run could not be made
 
-	Reached   int             `json:"reached_nbp"`
-	Failed    int             `json:"failed"`
-	ByPhase   map[string]int  `json:"failures_by_phase,omitempty"`
-	Failures  []Failure       `json:"failures,omitempty"`
-	TimeToNBP Dist            `json:"time_to_nbp_s"` // power-on to the NBP's last block, over the targets that got it
-	Phases    map[string]Dist `json:"phases_s"`
+	Reached   int            `json:"reached_nbp"`
+	Failed    int            `json:"failed"`
+	ByPhase   map[string]int `json:"failures_by_phase,omitempty"`
+	Failures  []Failure      `json:"failures,omitempty"`
+	TimeToNBP Dist           `json:"time_to_nbp_s"` // power-on to the NBP's last block, over the targets that got it
+	// P99Never: the 99th percentile over all targets, failures counted as
+	// never reaching the NBP, is a failure (more than 1% failed).
+	P99Never bool            `json:"p99_over_all_targets_is_never"`
+	Phases   map[string]Dist `json:"phases_s"`
 
 	DHCPSent     map[string]int64 `json:"dhcp_sent"`     // by message type, retries included
 	DHCPReceived map[string]int64 `json:"dhcp_received"` // by message type
@@ -76,13 +79,16 @@ type NBPRun struct {
 	Usage        ServerUsage      `json:"server_usage"`
 	// ClientCPUSeconds is this process's CPU over the boot window: the
 	// simulated targets share the machine with the server.
-	ClientCPUSeconds float64   `json:"clients_cpu_s"`
-	ServerUDP        UDPStats  `json:"server_ns_udp"`
-	Counters         []Counter `json:"counters,omitempty"` // osim-bootd only
-	Mismatches       int       `json:"counter_mismatches"`
-	Notes            []string  `json:"notes,omitempty"`
-	BootSeconds      float64   `json:"boot_s"`
-	TotalSeconds     float64   `json:"total_s"`
+	ClientCPUSeconds float64 `json:"clients_cpu_s"`
+	// MachineBusy is the share of all CPUs busy over the boot window
+	// (/proc/stat): 1 means the run was CPU-bound, whoever used it.
+	MachineBusy  float64   `json:"machine_cpu_busy"`
+	ServerUDP    UDPStats  `json:"server_ns_udp"`
+	Counters     []Counter `json:"counters,omitempty"` // osim-bootd only
+	Mismatches   int       `json:"counter_mismatches"`
+	Notes        []string  `json:"notes,omitempty"`
+	BootSeconds  float64   `json:"boot_s"`
+	TotalSeconds float64   `json:"total_s"`
 
 	times []float64 // per target, -1: failed
 }
@@ -227,6 +233,7 @@ func compareOne(ctx context.Context, o CompareOptions, server string) (*NBPRun, 
 
 	cpu0, _ := procstat.CPU(proc.PID())
 	self0 := selfCPU()
+	busy0, total0 := machineCPU()
 	udp0 := lab.serverUDP()
 	shared, err := pxeclient.OpenSharedDHCP("vc", lab.ClientDo)
 	if err != nil {
@@ -243,6 +250,10 @@ func compareOne(ctx context.Context, o CompareOptions, server string) (*NBPRun, 
 	run.BootSeconds = time.Since(bootStart).Seconds()
 	cpu1, _ := procstat.CPU(proc.PID())
 	self1 := selfCPU()
+	busy1, total1 := machineCPU()
+	if total1 > total0 {
+		run.MachineBusy = float64(busy1-busy0) / float64(total1-total0)
+	}
 	run.ClientCPUSeconds = (self1 - self0).Seconds()
 	run.ServerUDP = lab.serverUDP().minus(udp0)
 	run.Usage = ServerUsage{Name: server, CPUSeconds: (cpu1 - cpu0).Seconds()}
@@ -385,6 +396,8 @@ func (r *NBPRun) fill(ts []*target, shared *pxeclient.SharedDHCP) {
 		}
 	}
 	r.TimeToNBP = dist(times)
+	// Failures sort last: p99 falls on one when more than 1% failed.
+	r.P99Never = int(0.99*float64(len(ts))+0.5) > r.Reached
 	r.Phases = map[string]Dist{}
 	for k, v := range phases {
 		r.Phases[k] = dist(v)
@@ -464,4 +477,25 @@ func selfCPU() time.Duration {
 		return 0
 	}
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// machineCPU is the busy and total jiffies of all CPUs so far.
+func machineCPU() (busy, total int64) {
+	b, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return 0, 0
+	}
+	line, _, _ := strings.Cut(string(b), "\n")
+	f := strings.Fields(line)
+	for i, v := range f[1:] {
+		n, _ := strconv.ParseInt(v, 10, 64)
+		if i >= 8 { // guest times are already in user
+			break
+		}
+		total += n
+		if i != 3 && i != 4 { // idle, iowait
+			busy += n
+		}
+	}
+	return busy, total
 }
