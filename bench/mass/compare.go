@@ -34,9 +34,12 @@ type CompareOptions struct {
 	Spread time.Duration // power-on spread, as in Options
 	NBP    int           // bytes of each NBP
 	// Timeout bounds each server's run, setup included.
-	Timeout  time.Duration
-	Bin      string   // folder holding osim-bootd
-	Servers  []string // default: all three
+	Timeout time.Duration
+	Bin     string   // folder holding osim-bootd
+	Servers []string // default: all three
+	// Rounds runs the servers in turn this many times (default 1); the
+	// figures are pooled over the rounds, the ratios also given per round.
+	Rounds   int
 	Progress io.Writer
 	TTY      bool
 	Log      io.Writer
@@ -44,22 +47,27 @@ type CompareOptions struct {
 
 // CompareReport is what Compare measured; it is also the -json output.
 type CompareReport struct {
-	Started  string      `json:"started"`
-	Targets  int         `json:"targets"`
-	UEFI     float64     `json:"uefi_share"`
-	Spread   float64     `json:"power_on_spread_s"`
-	NBPBytes int         `json:"nbp_bytes"`
-	Runs     []*NBPRun   `json:"runs"`
-	Ratios   []Ratio     `json:"ratios"`
-	Verdict  string      `json:"verdict"`
-	Met      bool        `json:"target_met"`
-	PerMAC   []TargetNBP `json:"per_target"`
-	Seconds  float64     `json:"total_s"`
+	Started  string    `json:"started"`
+	Targets  int       `json:"targets"`
+	UEFI     float64   `json:"uefi_share"`
+	Spread   float64   `json:"power_on_spread_s"`
+	NBPBytes int       `json:"nbp_bytes"`
+	Rounds   int       `json:"rounds"`
+	Runs     []*NBPRun `json:"runs"`   // every round's, in the order run
+	Pooled   []*NBPRun `json:"pooled"` // per server, over the rounds (Runs when one round)
+	Ratios   []Ratio   `json:"ratios"` // from Pooled
+	// RoundRatios are the ratios of each round alone (more than one round).
+	RoundRatios []Ratio     `json:"round_ratios,omitempty"`
+	Verdict     string      `json:"verdict"`
+	Met         bool        `json:"target_met"`
+	PerMAC      []TargetNBP `json:"per_target"`
+	Seconds     float64     `json:"total_s"`
 }
 
 // NBPRun is one server's figures.
 type NBPRun struct {
 	Server  string `json:"server"`
+	Round   int    `json:"round,omitempty"`
 	Command string `json:"command"`
 	Error   string `json:"error,omitempty"` // the run could not be made
 
@@ -95,6 +103,7 @@ type NBPRun struct {
 
 // Ratio is how many times shorter osim-bootd's time-to-NBP is than a peer's.
 type Ratio struct {
+	Round  int     `json:"round,omitempty"`
 	Versus string  `json:"versus"`
 	P50    float64 `json:"p50"` // peer's p50 / osim-bootd's p50
 	P99    float64 `json:"p99"`
@@ -147,20 +156,28 @@ func Compare(ctx context.Context, o CompareOptions) (*CompareReport, error) {
 	if len(o.Servers) == 0 {
 		o.Servers = []string{ServerBootd, ServerDnsmasq, ServerDnsmasqMax}
 	}
+	if o.Rounds <= 0 {
+		o.Rounds = 1
+	}
 	t0 := time.Now()
 	rep := &CompareReport{Started: t0.UTC().Format(time.RFC3339), Targets: o.N, UEFI: o.UEFI,
-		Spread: o.Spread.Seconds(), NBPBytes: o.NBP}
-	for _, s := range o.Servers {
-		if err := ctx.Err(); err != nil {
-			return nil, err
+		Spread: o.Spread.Seconds(), NBPBytes: o.NBP, Rounds: o.Rounds}
+	for round := 1; round <= o.Rounds; round++ {
+		for _, s := range o.Servers {
+			if err := ctx.Err(); err != nil {
+				return nil, err
+			}
+			fmt.Fprintf(o.Log, "--- round %d/%d, %s: %d targets, DHCP + NBP\n", round, o.Rounds, s, o.N)
+			run, err := compareOne(ctx, o, s)
+			if err != nil {
+				run = &NBPRun{Server: s, Error: err.Error()}
+				fmt.Fprintf(o.Log, "%s: %v\n", s, err)
+			}
+			if o.Rounds > 1 {
+				run.Round = round
+			}
+			rep.Runs = append(rep.Runs, run)
 		}
-		fmt.Fprintf(o.Log, "--- %s: %d targets, DHCP + NBP\n", s, o.N)
-		run, err := compareOne(ctx, o, s)
-		if err != nil {
-			run = &NBPRun{Server: s, Error: err.Error()}
-			fmt.Fprintf(o.Log, "%s: %v\n", s, err)
-		}
-		rep.Runs = append(rep.Runs, run)
 	}
 	rep.summarise(o.N)
 	rep.Seconds = time.Since(t0).Seconds()
@@ -416,26 +433,114 @@ func (r *NBPRun) fill(ts []*target, shared *pxeclient.SharedDHCP) {
 	}
 }
 
-// summarise computes the ratios, the verdict and the per-target table.
-func (c *CompareReport) summarise(n int) {
-	var bootd *NBPRun
-	for _, r := range c.Runs {
+// ratios of each other server's run to osim-bootd's among runs.
+func ratios(runs []*NBPRun) (bootd *NBPRun, out []Ratio) {
+	for _, r := range runs {
 		if r.Server == ServerBootd && r.Error == "" {
 			bootd = r
 		}
 	}
-	var vsMax *Ratio
-	if bootd != nil && bootd.Reached > 0 {
+	if bootd == nil || bootd.Reached == 0 {
+		return bootd, nil
+	}
+	for _, r := range runs {
+		if r == bootd || r.Error != "" || r.Reached == 0 {
+			continue
+		}
+		out = append(out, Ratio{Round: r.Round, Versus: r.Server,
+			P50: r.TimeToNBP.P50 / max(bootd.TimeToNBP.P50, 1e-9),
+			P99: r.TimeToNBP.P99 / max(bootd.TimeToNBP.P99, 1e-9)})
+	}
+	return bootd, out
+}
+
+// pool merges one server's rounds: counts summed, time-to-NBP over every
+// target of every round, CPU and busy share averaged, peak RSS the highest.
+func pool(server string, runs []*NBPRun) *NBPRun {
+	p := &NBPRun{Server: server, ByPhase: map[string]int{}}
+	var times []float64
+	n, all := 0, 0
+	for _, r := range runs {
+		if r.Error != "" {
+			p.Error = r.Error
+			continue
+		}
+		n++
+		p.Command = r.Command
+		p.Reached += r.Reached
+		p.Failed += r.Failed
+		for k, v := range r.ByPhase {
+			p.ByPhase[k] += v
+		}
+		for _, t := range r.times {
+			all++
+			if t >= 0 {
+				times = append(times, t)
+			}
+		}
+		p.Usage.Name = r.Usage.Name
+		p.Usage.CPUSeconds += r.Usage.CPUSeconds
+		p.Usage.PeakRSSMiB = max(p.Usage.PeakRSSMiB, r.Usage.PeakRSSMiB)
+		p.ClientCPUSeconds += r.ClientCPUSeconds
+		p.MachineBusy += r.MachineBusy
+		p.ServerUDP.InDatagrams += r.ServerUDP.InDatagrams
+		p.ServerUDP.RcvbufErrors += r.ServerUDP.RcvbufErrors
+		p.ServerUDP.InErrors += r.ServerUDP.InErrors
+		p.Mismatches += r.Mismatches
+		p.TFTPMBps += r.TFTPMBps
+		p.BootSeconds += r.BootSeconds
+		p.TotalSeconds += r.TotalSeconds
+	}
+	if n == 0 {
+		return p
+	}
+	p.Error = ""
+	f := float64(n)
+	p.Usage.CPUSeconds /= f
+	p.ClientCPUSeconds /= f
+	p.MachineBusy /= f
+	p.TFTPMBps /= f
+	p.BootSeconds /= f
+	p.TotalSeconds /= f
+	p.TimeToNBP = dist(times)
+	p.P99Never = int(0.99*float64(all)+0.5) > p.Reached
+	return p
+}
+
+// summarise pools the rounds and computes the ratios, the verdict and the
+// per-target table.
+func (c *CompareReport) summarise(n int) {
+	if c.Rounds <= 1 {
+		c.Pooled = c.Runs
+	} else {
+		var order []string
+		by := map[string][]*NBPRun{}
 		for _, r := range c.Runs {
-			if r == bootd || r.Error != "" || r.Reached == 0 {
-				continue
+			if by[r.Server] == nil {
+				order = append(order, r.Server)
 			}
-			c.Ratios = append(c.Ratios, Ratio{Versus: r.Server,
-				P50: r.TimeToNBP.P50 / max(bootd.TimeToNBP.P50, 1e-9),
-				P99: r.TimeToNBP.P99 / max(bootd.TimeToNBP.P99, 1e-9)})
-			if r.Server == ServerDnsmasqMax {
-				vsMax = &c.Ratios[len(c.Ratios)-1]
+			by[r.Server] = append(by[r.Server], r)
+		}
+		for _, s := range order {
+			c.Pooled = append(c.Pooled, pool(s, by[s]))
+		}
+		for round := 1; round <= c.Rounds; round++ {
+			var rs []*NBPRun
+			for _, r := range c.Runs {
+				if r.Round == round {
+					rs = append(rs, r)
+				}
 			}
+			_, rr := ratios(rs)
+			c.RoundRatios = append(c.RoundRatios, rr...)
+		}
+	}
+	bootd, rs := ratios(c.Pooled)
+	c.Ratios = rs
+	var vsMax *Ratio
+	for i := range c.Ratios {
+		if c.Ratios[i].Versus == ServerDnsmasqMax {
+			vsMax = &c.Ratios[i]
 		}
 	}
 	switch {
@@ -444,7 +549,7 @@ func (c *CompareReport) summarise(n int) {
 	case vsMax == nil:
 		c.Verdict = "not measured: dnsmasq with --tftp-max raised did not run or reached no NBP"
 	default:
-		c.Met = vsMax.P99 >= 3 && bootd.Failed == 0
+		c.Met = vsMax.P99 >= 3 && bootd.Failed == 0 && bootd.Error == ""
 		verdict := "not met"
 		if c.Met {
 			verdict = "met"

@@ -48,6 +48,7 @@ func run() int {
 	flag.StringVar(&o.Bin, "bin", filepath.Dir(exe), "folder with osim-manager and osim-bootd")
 	jsonOut := flag.String("json", "", "write the report as JSON to this file")
 	compare := flag.Bool("compare", false, "peer comparison, DHCP + NBP only: osim-bootd (proxy mode), dnsmasq, dnsmasq with --tftp-max raised (-timeout: per server)")
+	rounds := flag.Int("rounds", 1, "with -compare: run the servers in turn this many times; figures pooled over the rounds")
 	servers := flag.String("servers", "", "with -compare: comma-separated subset of osim-bootd,dnsmasq,dnsmasq-tftp-max")
 	flag.Parse()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -58,7 +59,7 @@ func run() int {
 	}
 	o.Log = os.Stderr
 	if *compare {
-		return runCompare(ctx, o, *servers, *jsonOut)
+		return runCompare(ctx, o, *servers, *rounds, *jsonOut)
 	}
 	status := 0
 	rep, err := mass.Run(ctx, o)
@@ -80,8 +81,8 @@ func run() int {
 	return status
 }
 
-func runCompare(ctx context.Context, o mass.Options, servers, jsonOut string) int {
-	co := mass.CompareOptions{N: o.N, UEFI: o.UEFI, Spread: o.Spread, NBP: o.NBP, Timeout: o.Timeout,
+func runCompare(ctx context.Context, o mass.Options, servers string, rounds int, jsonOut string) int {
+	co := mass.CompareOptions{N: o.N, UEFI: o.UEFI, Spread: o.Spread, NBP: o.NBP, Timeout: o.Timeout, Rounds: rounds,
 		Bin: o.Bin, Progress: o.Progress, TTY: o.TTY, Log: o.Log}
 	if servers != "" {
 		co.Servers = strings.Split(servers, ",")
