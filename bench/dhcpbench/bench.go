@@ -148,7 +148,8 @@ func search(ctx context.Context, cfg Config, pd Perfdhcp, p *Proc, name string, 
 		if !r.Clean() {
 			verdict = r.Why()
 		}
-		logf("%s: %d/s for %s: %s (DO avg %s, RA avg %s)", name, rate, d, verdict, r.DO.Avg, r.RA.Avg)
+		logf("%s: %d/s for %s: %s (DO avg %s max %s, RA avg %s max %s; socket overflows: server %d, perfdhcp %d; server CPU %.2f s)",
+			name, rate, d, verdict, r.DO.Avg, r.DO.Max, r.RA.Avg, r.RA.Max, r.RcvbufErrors, r.ClientRcvbufErrors, c.Seconds())
 		// Let a server that fell behind drain its socket before the next run.
 		time.Sleep(500 * time.Millisecond)
 		return r, c, nil

@@ -90,3 +90,36 @@ func removeStale() {
 		exec.Command("ip", "netns", "del", f[0]).Run()
 	}
 }
+
+// UDPRcvbufErrors is the server namespace's count of UDP datagrams dropped
+// because a socket's receive buffer was full (/proc/net/snmp, Udp:
+// RcvbufErrors): drops the server never saw.
+func (l *Lab) UDPRcvbufErrors() (int, error) { return rcvbufErrors(l.Server) }
+
+// ClientRcvbufErrors is the same count in perfdhcp's namespace: answers
+// perfdhcp did not read in time.
+func (l *Lab) ClientRcvbufErrors() (int, error) { return rcvbufErrors(l.Client) }
+
+func rcvbufErrors(ns string) (int, error) {
+	out, err := exec.Command("ip", "netns", "exec", ns, "cat", "/proc/net/snmp").Output()
+	if err != nil {
+		return 0, fmt.Errorf("dhcpbench: /proc/net/snmp in %s: %w", ns, err)
+	}
+	var names []string
+	for _, line := range strings.Split(string(out), "\n") {
+		f := strings.Fields(line)
+		if len(f) == 0 || f[0] != "Udp:" {
+			continue
+		}
+		if names == nil {
+			names = f
+			continue
+		}
+		for i, n := range names {
+			if n == "RcvbufErrors" && i < len(f) {
+				return strconv.Atoi(f[i])
+			}
+		}
+	}
+	return 0, fmt.Errorf("dhcpbench: no Udp RcvbufErrors in /proc/net/snmp of %s", ns)
+}

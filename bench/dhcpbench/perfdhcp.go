@@ -38,7 +38,13 @@ type Run struct {
 	DO, RA   Exchange
 	Leases   map[uint64]string // MAC -> address, from the ACKs (-x l)
 	Duration time.Duration     // wall time of the perfdhcp process
-	Output   string            // perfdhcp's summary (without the per-packet lines), for failures
+	// RcvbufErrors is how many datagrams the server namespace dropped for
+	// a full socket buffer during the run (-1: unknown).
+	RcvbufErrors int
+	// ClientRcvbufErrors: the same in perfdhcp's namespace (answers lost
+	// because perfdhcp did not read them in time).
+	ClientRcvbufErrors int
+	Output             string // perfdhcp's summary (without the per-packet lines), for failures
 }
 
 // Achieved is the DISCOVER rate perfdhcp actually sent.
@@ -102,6 +108,8 @@ func (p Perfdhcp) Run(ctx context.Context, l Load) (Run, error) {
 	}
 	var stderr strings.Builder
 	cmd.Stderr = &stderr
+	rb0, rberr := p.Lab.UDPRcvbufErrors()
+	cb0, cberr := p.Lab.ClientRcvbufErrors()
 	start := time.Now()
 	if err := cmd.Start(); err != nil {
 		return Run{}, fmt.Errorf("dhcpbench: start perfdhcp: %w", err)
@@ -111,6 +119,13 @@ func (p Perfdhcp) Run(ctx context.Context, l Load) (Run, error) {
 	werr := cmd.Wait()
 	r.Duration = time.Since(start)
 	r.Load = l
+	r.RcvbufErrors, r.ClientRcvbufErrors = -1, -1
+	if cb1, err := p.Lab.ClientRcvbufErrors(); err == nil && cberr == nil {
+		r.ClientRcvbufErrors = cb1 - cb0
+	}
+	if rb1, err := p.Lab.UDPRcvbufErrors(); err == nil && rberr == nil {
+		r.RcvbufErrors = rb1 - rb0
+	}
 	if perr != nil {
 		return r, fmt.Errorf("dhcpbench: perfdhcp %s: %w; stderr: %s", strings.Join(argv[4:], " "), perr, stderr.String())
 	}

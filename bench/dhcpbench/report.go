@@ -22,16 +22,16 @@ func Report(w io.Writer, cfg Config, how string, res []*Result) {
 		"(perfdhcp's drop time 1 s, -W 1 s so answers in flight at the end count) and perfdhcp sending at least 97%% of the rate asked. "+
 		"Latencies are perfdhcp's min/avg/max/std dev of that run; p50/p99 are computed from its per-packet timestamps (`-x t`).\n\n",
 		cfg.Probe, cfg.Start, cfg.Sustain)
-	fmt.Fprintln(w, "| server | phase | sustained DORA/s | DISCOVER-OFFER ms: min / avg / p50 / p99 / max (std) | REQUEST-ACK ms: min / avg / p50 / p99 / max (std) | server CPU s in the sustained run | CPU µs per DORA | server CPU s, whole phase | probes |")
-	fmt.Fprintln(w, "|---|---|---:|---|---|---:|---:|---:|---|")
+	fmt.Fprintln(w, "| server | phase | sustained DORA/s | DISCOVER-OFFER ms: min / avg / p50 / p99 / max (std) | REQUEST-ACK ms: min / avg / p50 / p99 / max (std) | server CPU s in the sustained run | CPU µs per DORA | server CPU s, whole phase | probes | the failed runs' drops: total / server socket full / perfdhcp socket full |")
+	fmt.Fprintln(w, "|---|---|---:|---|---|---:|---:|---:|---|---|")
 	for _, r := range res {
 		for _, ph := range []Phase{r.Fresh, r.Restart} {
 			perDORA := "–"
 			if n := ph.Sustained.RA.Received; n > 0 {
 				perDORA = fmt.Sprintf("%.0f", float64(ph.SustainedCPU.Microseconds())/float64(n))
 			}
-			fmt.Fprintf(w, "| %s | %s | %s | %s | %s | %.2f | %s | %.2f | %s |\n", r.Server, ph.Name, rate(ph),
-				lat(ph.Sustained.DO), lat(ph.Sustained.RA), ph.SustainedCPU.Seconds(), perDORA, ph.CPU.Seconds(), probes(ph))
+			fmt.Fprintf(w, "| %s | %s | %s | %s | %s | %.2f | %s | %.2f | %s | %s |\n", r.Server, ph.Name, rate(ph),
+				lat(ph.Sustained.DO), lat(ph.Sustained.RA), ph.SustainedCPU.Seconds(), perDORA, ph.CPU.Seconds(), probes(ph), failed(ph))
 		}
 	}
 	fmt.Fprintln(w)
@@ -123,6 +123,22 @@ func lat(e Exchange) string {
 		return "–"
 	}
 	return fmt.Sprintf("%s / %s / %s / %s / %s (%s)", msf(e.Min), msf(e.Avg), msf(e.P50), msf(e.P99), msf(e.Max), msf(e.Std))
+}
+
+// failed sums the drops of the runs that failed, and where the kernel
+// counted datagrams dropped for a full socket buffer: the server's (it
+// fell behind) or perfdhcp's (the load generator fell behind).
+func failed(ph Phase) string {
+	drops, srv, pd := 0, 0, 0
+	for _, r := range ph.Probes {
+		if r.Clean() {
+			continue
+		}
+		drops += r.DO.Drops + r.RA.Drops
+		srv += max(r.RcvbufErrors, 0)
+		pd += max(r.ClientRcvbufErrors, 0)
+	}
+	return fmt.Sprintf("%d / %d / %d", drops, srv, pd)
 }
 
 // probes lists the search's runs: rate and ✓ or ✗.

@@ -41,6 +41,7 @@ func main() {
 	sustain := flag.Duration("sustain", 10*time.Second, "length of the run that confirms a rate")
 	pin := flag.Bool("pin", true, "pin the server to CPU 0 and perfdhcp to CPU 1 (needs 2 CPUs)")
 	out := flag.String("out", "", "also write the markdown report here")
+	keep := flag.Bool("keep", false, "keep the work folder (configs, logs, lease stores) and print its path")
 	flag.Parse()
 	if os.Geteuid() != 0 {
 		fmt.Fprintln(os.Stderr, "osim-dhcpbench: needs root (network namespaces)")
@@ -48,14 +49,14 @@ func main() {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	if err := run(ctx, *bootd, *kea, *perfdhcp, *servers, *pin, *out, dhcpbench.Config{
+	if err := run(ctx, *bootd, *kea, *perfdhcp, *servers, *pin, *keep, *out, dhcpbench.Config{
 		Start: *start, Max: *maxRate, Probe: *probe, Sustain: *sustain, Log: os.Stderr}); err != nil {
 		fmt.Fprintln(os.Stderr, "osim-dhcpbench:", err)
 		os.Exit(1)
 	}
 }
 
-func run(ctx context.Context, bootd, kea, perfdhcp, servers string, pin bool, out string, cfg dhcpbench.Config) error {
+func run(ctx context.Context, bootd, kea, perfdhcp, servers string, pin, keep bool, out string, cfg dhcpbench.Config) error {
 	self, err := os.Executable()
 	if err != nil {
 		return err
@@ -80,7 +81,11 @@ func run(ctx context.Context, bootd, kea, perfdhcp, servers string, pin bool, ou
 	if err != nil {
 		return err
 	}
-	defer os.RemoveAll(dir)
+	if keep {
+		fmt.Fprintln(os.Stderr, "osim-dhcpbench: work folder", dir)
+	} else {
+		defer os.RemoveAll(dir)
+	}
 	lab, err := dhcpbench.NewLab()
 	if err != nil {
 		return err
