@@ -9,7 +9,7 @@ import (
 
 // Config bounds the rate search.
 type Config struct {
-	Start   int           // first rate probed (DORA/s); the restart phase starts at half the fresh result
+	Start   int           // first rate probed (DORA/s); the restart phase starts at the fresh result
 	Max     int           // highest rate probed
 	Probe   time.Duration // length of a search probe
 	Sustain time.Duration // length of the run that confirms a rate: "sustained"
@@ -103,7 +103,7 @@ func Measure(ctx context.Context, cfg Config, pd Perfdhcp, srv Server) (*Result,
 	renew := func(rate int, d time.Duration) Load {
 		return Load{Rate: rate, Period: d, BaseMAC: baseMAC, Clients: clients}
 	}
-	start := max(res.Fresh.Rate/2, cfg.Start/4, 50)
+	start := max(res.Fresh.Rate, cfg.Start/4, 50)
 	res.Restart, err = search(ctx, cfg, pd, p, "after restart, clients holding leases", start, renew, func(r Run) {
 		for mac, ip := range r.Leases {
 			switch old, ok := known[mac]; {
@@ -127,7 +127,7 @@ func Measure(ctx context.Context, cfg Config, pd Perfdhcp, srv Server) (*Result,
 
 // search finds the highest rate with no drops: doubling from start until
 // a probe fails, bisecting to within 10%, then confirming with a run of
-// cfg.Sustain (stepping down 10% if it fails, four times at most).
+// cfg.Sustain (stepping down 10% if it fails, three times at most).
 func search(ctx context.Context, cfg Config, pd Perfdhcp, p *Proc, name string, start int,
 	load func(rate int, d time.Duration) Load, seen func(Run), logf func(string, ...any)) (Phase, error) {
 	ph := Phase{Name: name}
@@ -195,7 +195,7 @@ func search(ctx context.Context, cfg Config, pd Perfdhcp, p *Proc, name string, 
 			hi = rate
 		}
 	}
-	for range 4 {
+	for range 3 {
 		if lo == 0 {
 			break
 		}

@@ -37,7 +37,7 @@ func main() {
 	servers := flag.String("servers", "osim,kea", "which servers, in order: osim, kea")
 	start := flag.Int("start", 1000, "first rate probed, DORA/s")
 	maxRate := flag.Int("max", 64000, "highest rate probed, DORA/s")
-	probe := flag.Duration("probe", 2*time.Second, "length of a search probe")
+	probe := flag.Duration("probe", 1500*time.Millisecond, "length of a search probe")
 	sustain := flag.Duration("sustain", 10*time.Second, "length of the run that confirms a rate")
 	pin := flag.Bool("pin", true, "pin the server to CPU 0 and perfdhcp to CPU 1 (needs 2 CPUs)")
 	out := flag.String("out", "", "also write the markdown report here")
