@@ -96,7 +96,7 @@ func (p Perfdhcp) Run(ctx context.Context, l Load) (Run, error) {
 		argv = append(argv, "taskset", "-c", strconv.Itoa(p.CPU))
 	}
 	argv = append(argv, bin, "-4", "-l", RelayIP.String(),
-		"-r", strconv.Itoa(l.Rate), "-p", strconv.FormatFloat(l.Period.Seconds(), 'f', -1, 64),
+		"-r", strconv.Itoa(l.Rate), "-p", strconv.Itoa(int(l.Period.Seconds())), // whole seconds only
 		"-R", strconv.Itoa(l.Clients), "-b", "mac="+macString(l.BaseMAC),
 		"-W", strconv.FormatInt(exitWait.Microseconds(), 10), "-x", "tl", ServerIP.String())
 	cctx, cancel := context.WithTimeout(ctx, l.Period+exitWait+30*time.Second)

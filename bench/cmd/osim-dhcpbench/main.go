@@ -37,12 +37,18 @@ func main() {
 	servers := flag.String("servers", "osim,kea", "which servers, in order: osim, kea")
 	start := flag.Int("start", 1000, "first rate probed, DORA/s")
 	maxRate := flag.Int("max", 64000, "highest rate probed, DORA/s")
-	probe := flag.Duration("probe", 1500*time.Millisecond, "length of a search probe")
-	sustain := flag.Duration("sustain", 10*time.Second, "length of the run that confirms a rate")
+	probe := flag.Duration("probe", 2*time.Second, "length of a search probe (whole seconds: perfdhcp's -p)")
+	sustain := flag.Duration("sustain", 10*time.Second, "length of the run that confirms a rate (whole seconds)")
 	pin := flag.Bool("pin", true, "pin the server to CPU 0 and perfdhcp to CPU 1 (needs 2 CPUs)")
 	out := flag.String("out", "", "also write the markdown report here")
 	keep := flag.Bool("keep", false, "keep the work folder (configs, logs, lease stores) and print its path")
 	flag.Parse()
+	for _, d := range []*time.Duration{probe, sustain} {
+		if *d < time.Second || *d%time.Second != 0 {
+			fmt.Fprintln(os.Stderr, "osim-dhcpbench: -probe and -sustain are whole seconds (perfdhcp's -p takes an integer)")
+			os.Exit(2)
+		}
+	}
 	if os.Geteuid() != 0 {
 		fmt.Fprintln(os.Stderr, "osim-dhcpbench: needs root (network namespaces)")
 		os.Exit(1)
