@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -205,13 +204,8 @@ func compareOne(ctx context.Context, o CompareOptions, server string) (*NBPRun, 
 			return nil, err
 		}
 	}
-	rng := rand.NewChaCha8([32]byte{'o', 's', 'i', 'm', 'b'})
-	for _, f := range []string{"undionly.kpxe", "snponly.efi"} {
-		b := make([]byte, o.NBP)
-		rng.Read(b)
-		if err := os.WriteFile(filepath.Join(root, f), b, 0o644); err != nil {
-			return nil, err
-		}
+	if err := writeNBPs(root, o.NBP); err != nil {
+		return nil, err
 	}
 	ts := compareTargets(o.N, o.UEFI)
 	run := &NBPRun{Server: server}

@@ -141,14 +141,8 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 	if err := lab.WaitHTTP(ctx, mgr, "http://127.0.0.1:8080/healthz"); err != nil {
 		return nil, err
 	}
-	// NBPs: random bytes of the asked size (the targets hash, never run them).
-	rng := rand.NewChaCha8([32]byte{'o', 's', 'i', 'm', 'b'})
-	for _, f := range []string{"undionly.kpxe", "snponly.efi"} {
-		b := make([]byte, o.NBP)
-		rng.Read(b)
-		if err := os.WriteFile(filepath.Join(tftpRoot, f), b, 0o644); err != nil {
-			return nil, err
-		}
+	if err := writeNBPs(tftpRoot, o.NBP); err != nil {
+		return nil, err
 	}
 	cfg := fmt.Sprintf(`address: %s
 metrics_listen: 127.0.0.1:9169
@@ -182,6 +176,7 @@ manager:
 	c := api.NewClient("http://127.0.0.1:8080", strings.TrimSpace(string(admin)), false)
 	c.HTTP = lab.HTTP()
 
+	rng := rand.NewChaCha8([32]byte{'o', 's', 'i', 'm', 'k'}) // kernel and initrd bytes
 	img, err := registerImage(ctx, c, rng, o.Kernel, o.Initrd)
 	if err != nil {
 		return nil, err
@@ -444,4 +439,18 @@ func failure(t *target) (phase, reason string) {
 		return pe.Stage + "/" + pe.Phase, pe.Err.Error()
 	}
 	return "run", t.err.Error()
+}
+
+// writeNBPs writes undionly.kpxe and snponly.efi of size bytes into dir:
+// the same random bytes every run (the targets hash them, never run them).
+func writeNBPs(dir string, size int) error {
+	rng := rand.NewChaCha8([32]byte{'o', 's', 'i', 'm', 'b'})
+	for _, f := range []string{"undionly.kpxe", "snponly.efi"} {
+		b := make([]byte, size)
+		rng.Read(b)
+		if err := os.WriteFile(filepath.Join(dir, f), b, 0o644); err != nil {
+			return err
+		}
+	}
+	return nil
 }
