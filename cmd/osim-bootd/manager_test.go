@@ -7,15 +7,12 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -117,13 +114,7 @@ func TestServeWithManagerBootsFromTheSyncedStore(t *testing.T) {
 	dir := t.TempDir()
 	os.MkdirAll(filepath.Join(dir, "tftp"), 0o755)
 	os.MkdirAll(filepath.Join(dir, "files"), 0o755)
-	l, err := net.Listen("tcp4", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	httpPort := l.Addr().(*net.TCPAddr).Port
-	l.Close()
-	tftpPort := freeUDPPort(t)
+	httpPort, tftpPort := freeTCPPort(t), freeUDPPort(t)
 	cfg := fmt.Sprintf(`address: 127.0.0.1
 data_dir: %s
 manager: {url: %q, join_token: join-1, name: bs1, site: lab}
@@ -131,15 +122,7 @@ dhcp: {listen: 127.0.0.1:%d, boot_listen: 127.0.0.1:%d}
 tftp: {root: %s, listen: 127.0.0.1:%d}
 http: {files: %s, listen: 127.0.0.1:%d}
 `, filepath.Join(dir, "data"), msrv.URL, freeUDPPort(t), freeUDPPort(t), filepath.Join(dir, "tftp"), tftpPort, filepath.Join(dir, "files"), httpPort)
-	cfgPath := filepath.Join(dir, "serve.yaml")
-	os.WriteFile(cfgPath, []byte(cfg), 0o644)
-	var stderr bytes.Buffer
-	cmd := exec.Command(bin, "serve", "--config", cfgPath)
-	cmd.Stderr = &stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer cmd.Process.Kill()
+	cmd, stderr := startServe(t, bin, dir, cfg)
 	base := fmt.Sprintf("http://127.0.0.1:%d", httpPort)
 	get := func(path string) (int, []byte) {
 		resp, err := http.Get(base + path)
@@ -197,15 +180,5 @@ http: {files: %s, listen: 127.0.0.1:%d}
 		return mm.has(api.EventInstallStatus, "o-a") && mm.has(api.EventInventory, "o-a")
 	})
 
-	cmd.Process.Signal(syscall.SIGTERM)
-	done := make(chan error, 1)
-	go func() { done <- cmd.Wait() }()
-	select {
-	case err := <-done:
-		if err != nil {
-			t.Fatalf("exit: %v\n%s", err, stderr.String())
-		}
-	case <-time.After(10 * time.Second):
-		t.Fatalf("no exit after SIGTERM\n%s", stderr.String())
-	}
+	stopWithSIGTERM(t, cmd, stderr)
 }

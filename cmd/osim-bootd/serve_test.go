@@ -8,10 +8,8 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -56,21 +54,12 @@ func TestExampleManagerConfigIsValid(t *testing.T) {
 	}
 }
 
-func TestManagerConfigNamesEachMistake(t *testing.T) {
-	dir := t.TempDir()
-	base := "address: 10.0.0.1\ndata_dir: " + dir + "\ntftp: {root: " + dir + "}\nhttp: {files: " + dir + "}\n"
-	mgr := "manager: {url: 'https://m:8443', join_token: j, name: bs1, site: lab}\n"
-	cases := []struct{ name, yaml, want string }{
-		{"targets with manager", base + mgr + "targets: [{mac: '52:54:00:00:00:01', action: local}]\n", "targets: must be empty with manager"},
-		{"images with manager", base + mgr + "images: {i: {kernel: k}}\n", "images: must be empty with manager"},
-		{"no data_dir", strings.Replace(base, "data_dir: "+dir+"\n", "", 1) + mgr, "data_dir: manager mode keeps"},
-		{"bad url", base + "manager: {url: 'manager:8443', join_token: j, name: bs1, site: lab}\n", `manager.url: "manager:8443"`},
-		{"both tokens", base + "manager: {url: 'https://m', join_token: j, join_token_file: /x, name: bs1, site: lab}\n", "not both"},
-		{"missing token file", base + "manager: {url: 'https://m', join_token_file: /nonexistent/t, name: bs1, site: lab}\n", "manager.join_token_file"},
-		{"bad name", base + "manager: {url: 'https://m', join_token: j, name: 'a b', site: lab}\n", `manager.name: "a b"`},
-		{"no site", base + "manager: {url: 'https://m', join_token: j, name: bs1}\n", `manager.site: ""`},
-		{"unknown key", base + "manager: {url: 'https://m', token: j, name: bs1, site: lab}\n", "field token not found"},
-	}
+// configCase is a config that loadServeConfig or check must refuse with
+// an error containing want.
+type configCase struct{ name, yaml, want string }
+
+func wantConfigErrors(t *testing.T, cases []configCase) {
+	t.Helper()
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			p := filepath.Join(t.TempDir(), "c.yaml")
@@ -86,10 +75,28 @@ func TestManagerConfigNamesEachMistake(t *testing.T) {
 	}
 }
 
+func TestManagerConfigNamesEachMistake(t *testing.T) {
+	dir := t.TempDir()
+	base := "address: 10.0.0.1\ndata_dir: " + dir + "\ntftp: {root: " + dir + "}\nhttp: {files: " + dir + "}\n"
+	mgr := "manager: {url: 'https://m:8443', join_token: j, name: bs1, site: lab}\n"
+	cases := []configCase{
+		{"targets with manager", base + mgr + "targets: [{mac: '52:54:00:00:00:01', action: local}]\n", "targets: must be empty with manager"},
+		{"images with manager", base + mgr + "images: {i: {kernel: k}}\n", "images: must be empty with manager"},
+		{"no data_dir", strings.Replace(base, "data_dir: "+dir+"\n", "", 1) + mgr, "data_dir: manager mode keeps"},
+		{"bad url", base + "manager: {url: 'manager:8443', join_token: j, name: bs1, site: lab}\n", `manager.url: "manager:8443"`},
+		{"both tokens", base + "manager: {url: 'https://m', join_token: j, join_token_file: /x, name: bs1, site: lab}\n", "not both"},
+		{"missing token file", base + "manager: {url: 'https://m', join_token_file: /nonexistent/t, name: bs1, site: lab}\n", "manager.join_token_file"},
+		{"bad name", base + "manager: {url: 'https://m', join_token: j, name: 'a b', site: lab}\n", `manager.name: "a b"`},
+		{"no site", base + "manager: {url: 'https://m', join_token: j, name: bs1}\n", `manager.site: ""`},
+		{"unknown key", base + "manager: {url: 'https://m', token: j, name: bs1, site: lab}\n", "field token not found"},
+	}
+	wantConfigErrors(t, cases)
+}
+
 func TestServeConfigNamesEachMistake(t *testing.T) {
 	dir := t.TempDir()
 	base := "address: 10.0.0.1\ntftp: {root: " + dir + "}\nhttp: {files: " + dir + "}\n"
-	cases := []struct{ name, yaml, want string }{
+	cases := []configCase{
 		{"unknown key", base + "tftpp: {}\n", "field tftpp not found"},
 		{"missing address", "tftp: {root: " + dir + "}\nhttp: {files: " + dir + "}\n", "address: required"},
 		{"bad address", strings.Replace(base, "10.0.0.1", "10.0.0.256", 1), `address: "10.0.0.256" is not an IPv4 address`},
@@ -111,19 +118,7 @@ func TestServeConfigNamesEachMistake(t *testing.T) {
 		{"xdp burst", base + "xdp: {rate: 5, burst: 0}\n", "xdp.burst: 0 with a rate"},
 		{"duplicate mac", base + "targets: [{mac: '52:54:00:00:00:01', action: local}, {mac: '52-54-00-00-00-01', action: ignore}]\n", `targets[1].mac: "52-54-00-00-00-01" is targets[0] again`},
 	}
-	for _, c := range cases {
-		t.Run(c.name, func(t *testing.T) {
-			p := filepath.Join(t.TempDir(), "c.yaml")
-			os.WriteFile(p, []byte(c.yaml), 0o644)
-			cfg, err := loadServeConfig(p)
-			if err == nil {
-				_, err = cfg.check()
-			}
-			if err == nil || !strings.Contains(err.Error(), c.want) {
-				t.Fatalf("got %v, want an error containing %q", err, c.want)
-			}
-		})
-	}
+	wantConfigErrors(t, cases)
 }
 
 // TestXDPSectionUsesTheBoundPortsAndAModeDefault checks that the XDP
@@ -172,15 +167,7 @@ func TestServeRunsTFTPAndHTTPAndStopsOnSIGTERM(t *testing.T) {
 	nbp := bytes.Repeat([]byte("nbp!"), 10000)
 	os.WriteFile(filepath.Join(dir, "tftp", "undionly.kpxe"), nbp, 0o644)
 	os.WriteFile(filepath.Join(dir, "files", "debian", "vmlinuz"), []byte("kernel"), 0o644)
-	tcpPort := func() int {
-		l, err := net.Listen("tcp4", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer l.Close()
-		return l.Addr().(*net.TCPAddr).Port
-	}
-	httpPort, metricsPort, tftpPort := tcpPort(), tcpPort(), freeUDPPort(t)
+	httpPort, metricsPort, tftpPort := freeTCPPort(t), freeTCPPort(t), freeUDPPort(t)
 	cfg := fmt.Sprintf(`address: 127.0.0.1
 metrics_listen: 127.0.0.1:%d
 dhcp: {listen: 127.0.0.1:%d, boot_listen: 127.0.0.1:%d}
@@ -189,15 +176,7 @@ http: {files: %s, listen: 127.0.0.1:%d}
 images: {deb: {kernel: debian/vmlinuz, cmdline: "console=ttyS0 osim.token={{.Token}}"}}
 targets: [{mac: "52:54:00:00:00:01", image: deb, order: o-1, token: tok1}]
 `, metricsPort, freeUDPPort(t), freeUDPPort(t), filepath.Join(dir, "tftp"), tftpPort, filepath.Join(dir, "files"), httpPort)
-	cfgPath := filepath.Join(dir, "serve.yaml")
-	os.WriteFile(cfgPath, []byte(cfg), 0o644)
-	var stderr bytes.Buffer
-	cmd := exec.Command(bin, "serve", "--config", cfgPath)
-	cmd.Stderr = &stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer cmd.Process.Kill()
+	cmd, stderr := startServe(t, bin, dir, cfg)
 	base := fmt.Sprintf("http://127.0.0.1:%d", httpPort)
 	var script string
 	for try := 0; ; try++ {
@@ -255,17 +234,7 @@ targets: [{mac: "52:54:00:00:00:01", image: deb, order: o-1, token: tok1}]
 	for _, w := range missing {
 		t.Errorf("metrics lack %q", w)
 	}
-	cmd.Process.Signal(syscall.SIGTERM)
-	done := make(chan error, 1)
-	go func() { done <- cmd.Wait() }()
-	select {
-	case err := <-done:
-		if err != nil {
-			t.Fatalf("exit: %v\n%s", err, stderr.String())
-		}
-	case <-time.After(10 * time.Second):
-		t.Fatalf("no exit after SIGTERM\n%s", stderr.String())
-	}
+	stopWithSIGTERM(t, cmd, stderr)
 }
 
 // tftpGet fetches name in lockstep at 512 bytes, the simplest client.
