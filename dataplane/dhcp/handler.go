@@ -43,9 +43,10 @@ type Result struct {
 func (h *Handler) Handle(ctx context.Context, raw []byte, port int, received time.Time) Result {
 	r := h.handle(ctx, raw, port)
 	if h.Metrics != nil {
-		typ, action := "unknown", "drop"
+		var typ dhcpv4.MessageType // 0: not decoded, "unknown"
+		action := "drop"
 		if r.Request != nil {
-			typ = typeLabel(r.Request.MessageType())
+			typ = r.Request.MessageType()
 		}
 		if r.Reply != nil {
 			action = "offer"
@@ -56,8 +57,7 @@ func (h *Handler) Handle(ctx context.Context, raw []byte, port int, received tim
 				action = "nak"
 			}
 		}
-		h.Metrics.packets.WithLabelValues(typ, r.Class.String(), action).Inc()
-		h.Metrics.decisions.WithLabelValues(string(r.Outcome)).Inc()
+		h.Metrics.count(typ, r.Class, action, r.Outcome)
 		if r.Reply != nil {
 			h.Metrics.latency.Observe(h.now().Sub(received).Seconds())
 		}

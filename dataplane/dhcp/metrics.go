@@ -2,6 +2,7 @@ package dhcp
 
 import (
 	"strings"
+	"sync"
 
 	"github.com/insomniacslk/dhcp/dhcpv4"
 	"github.com/prometheus/client_golang/prometheus"
@@ -13,6 +14,19 @@ type Metrics struct {
 	packets   *prometheus.CounterVec
 	decisions *prometheus.CounterVec
 	latency   prometheus.Histogram
+
+	// The children of packets and decisions, by label set, made on first
+	// use: WithLabelValues hashes its labels on every call, and the type
+	// label costs a String and a ToLower, too much per packet.
+	packetsBy   children[packetKey]
+	decisionsBy children[Outcome]
+}
+
+// packetKey is a label set of packets_total; typ 0 is "unknown".
+type packetKey struct {
+	typ    dhcpv4.MessageType
+	class  Class
+	action string
 }
 
 // NewMetrics creates the collectors and registers them on reg (nil: not registered).
@@ -35,10 +49,51 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	return m
 }
 
+// count records one datagram: its message type (0 if not decoded), class,
+// action and outcome.
+func (m *Metrics) count(typ dhcpv4.MessageType, class Class, action string, o Outcome) {
+	if !knownType(typ) {
+		typ = 0
+	}
+	k := packetKey{typ, class, action}
+	m.packetsBy.get(k, func() prometheus.Counter {
+		return m.packets.WithLabelValues(typeLabel(k.typ), k.class.String(), k.action)
+	}).Inc()
+	m.decisionsBy.get(o, func() prometheus.Counter { return m.decisions.WithLabelValues(string(o)) }).Inc()
+}
+
+// children caches a CounterVec's children by key.
+type children[K comparable] struct {
+	mu sync.RWMutex
+	m  map[K]prometheus.Counter
+}
+
+// get returns the child for k, made by mk the first time.
+func (c *children[K]) get(k K, mk func() prometheus.Counter) prometheus.Counter {
+	c.mu.RLock()
+	v, ok := c.m[k]
+	c.mu.RUnlock()
+	if ok {
+		return v
+	}
+	v = mk()
+	c.mu.Lock()
+	if c.m == nil {
+		c.m = map[K]prometheus.Counter{}
+	}
+	c.m[k] = v
+	c.mu.Unlock()
+	return v
+}
+
 // typeLabel bounds the message type label to the eight RFC 2132 §9.6 types.
 func typeLabel(t dhcpv4.MessageType) string {
-	if t >= dhcpv4.MessageTypeDiscover && t <= dhcpv4.MessageTypeInform {
+	if knownType(t) {
 		return strings.ToLower(t.String())
 	}
 	return "unknown"
+}
+
+func knownType(t dhcpv4.MessageType) bool {
+	return t >= dhcpv4.MessageTypeDiscover && t <= dhcpv4.MessageTypeInform
 }
