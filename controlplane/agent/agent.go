@@ -16,6 +16,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -118,6 +119,7 @@ func New(cfg Config) (*Agent, error) {
 	if cfg.DB == nil || cfg.Client == nil || cfg.BlobDir == "" {
 		return nil, errors.New("agent: DB, Client and BlobDir are required")
 	}
+	cfg.BaseURL = strings.TrimRight(cfg.BaseURL, "/") // once, not per script URL
 	if cfg.Clock == nil {
 		cfg.Clock = time.Now
 	}

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net"
 	"net/netip"
 	"os"
@@ -806,4 +807,27 @@ func macStrings(ms []net.HardwareAddr) []string {
 		out = append(out, m.String())
 	}
 	return out
+}
+
+func TestBootImageChangeReplacesItsNBPs(t *testing.T) {
+	v := newView()
+	nbp := func(name, arch string) api.ImageFile {
+		return api.ImageFile{Name: name, Role: api.RoleNBP, Arch: arch, SHA256: strings.Repeat("a", 64)}
+	}
+	img := api.Image{ID: "img-boot", Kind: api.KindBoot, Files: []api.ImageFile{nbp("undionly.kpxe", "bios"), nbp("snponly.efi", "efi-x64")}}
+	v.apply(api.Change{Kind: api.ChangeImage, ID: img.ID, Image: &img})
+	want := map[dhcp.Arch]string{dhcp.ArchBIOS: "images/img-boot/undionly.kpxe", dhcp.ArchEFIx64: "images/img-boot/snponly.efi"}
+	if got := v.nbps[img.ID]; !maps.Equal(got, want) {
+		t.Fatalf("nbps after create = %v, want %v", got, want)
+	}
+	img2 := api.Image{ID: img.ID, Kind: api.KindBoot, Files: []api.ImageFile{{Name: "readme", Role: api.RoleOther}}}
+	v.apply(api.Change{Kind: api.ChangeImage, ID: img.ID, Image: &img2})
+	if got, ok := v.nbps[img.ID]; ok {
+		t.Fatalf("nbps after the image lost its nbp files = %v, want none", got)
+	}
+	v.apply(api.Change{Kind: api.ChangeImage, ID: img.ID, Image: &img})
+	v.apply(api.Change{Kind: api.ChangeImage, ID: img.ID, Deleted: true})
+	if got, ok := v.nbps[img.ID]; ok {
+		t.Fatalf("nbps after delete = %v, want none", got)
+	}
 }

@@ -46,7 +46,7 @@ func (a *Agent) lookupLocked(mac string) (t api.Target, o api.Order, known, hasO
 func fileName(image, name string) string { return "images/" + image + "/" + name }
 
 func (a *Agent) scriptURL(mac string) string {
-	return strings.TrimRight(a.cfg.BaseURL, "/") + "/ipxe/" + mac
+	return a.cfg.BaseURL + "/ipxe/" + mac
 }
 
 // Lookup is the dhcp.Backend: staged, booting or installing orders boot
@@ -69,7 +69,7 @@ func (a *Agent) Lookup(_ context.Context, mac net.HardwareAddr, _ dhcp.Arch) (dh
 			return dhcp.Decision{}, fmt.Errorf("%w: %s", dhcp.ErrUnknownMAC, m)
 		case dhcp.ActionDiscovery:
 			return dhcp.Decision{Action: dhcp.ActionDiscovery, BootFiles: a.cfg.DefaultBootFiles,
-				ScriptURL: strings.TrimRight(a.cfg.BaseURL, "/") + "/ipxe/discovery"}, nil
+				ScriptURL: a.cfg.BaseURL + "/ipxe/discovery"}, nil
 		}
 		return dhcp.Decision{Action: a.cfg.Unknown}, nil
 	}
@@ -89,25 +89,29 @@ func (a *Agent) Lookup(_ context.Context, mac net.HardwareAddr, _ dhcp.Arch) (dh
 }
 
 // bootFilesLocked names the NBP per arch: the order's boot image's nbp
-// files, or the boot server's own when it has none.
+// files, or the boot server's own when it has none. The map is shared:
+// callers read it only.
 func (a *Agent) bootFilesLocked(o api.Order) map[dhcp.Arch]string {
-	if img, ok := a.v.images[o.BootImage]; ok && o.BootImage != "" {
-		out := map[dhcp.Arch]string{}
-		for _, f := range img.Files {
-			if f.Role != api.RoleNBP {
-				continue
-			}
-			arch, err := dhcp.ParseArchName(f.Arch)
-			if err != nil {
-				continue
-			}
-			out[arch.Canonical()] = fileName(img.ID, f.Name)
-		}
-		if len(out) > 0 {
-			return out
-		}
+	if nbp, ok := a.v.nbps[o.BootImage]; ok && o.BootImage != "" {
+		return nbp
 	}
 	return a.cfg.DefaultBootFiles
+}
+
+// nbpFiles maps canonical arch to the served name of img's nbp files.
+func nbpFiles(img api.Image) map[dhcp.Arch]string {
+	out := map[dhcp.Arch]string{}
+	for _, f := range img.Files {
+		if f.Role != api.RoleNBP {
+			continue
+		}
+		arch, err := dhcp.ParseArchName(f.Arch)
+		if err != nil {
+			continue
+		}
+		out[arch.Canonical()] = fileName(img.ID, f.Name)
+	}
+	return out
 }
 
 // seenDHCP emits dhcp.seen at most once per MAC per seenEvery.

@@ -12,6 +12,7 @@ import (
 	"github.com/dgraph-io/badger/v4"
 
 	"osim/controlplane/api"
+	"osim/dataplane/dhcp"
 )
 
 // Badger layout. The agent owns agent/ and evq/.
@@ -107,6 +108,9 @@ type view struct {
 	orders  map[string]api.Order
 	byTgt   map[string]string // target id → its live order id
 	images  map[string]api.Image
+	// nbps is, per image with nbp files, the NBP name per canonical arch:
+	// built when the image enters the view, not on every DHCP lookup.
+	nbps map[string]map[dhcp.Arch]string
 	// full keeps whole objects; the seams' mirror drops what they never
 	// read (labels, facts, order history) to stay small at 100,000 targets.
 	full bool
@@ -114,7 +118,8 @@ type view struct {
 
 func newView() *view {
 	return &view{targets: map[string]api.Target{}, byMAC: map[string]string{}, orders: map[string]api.Order{},
-		byTgt: map[string]string{}, images: map[string]api.Image{}}
+		byTgt: map[string]string{}, images: map[string]api.Image{},
+		nbps: map[string]map[dhcp.Arch]string{}}
 }
 
 // orderLeaves reports whether an order change removes the order from the view.
@@ -163,8 +168,12 @@ func (v *view) apply(c api.Change) {
 		}
 	case api.ChangeImage:
 		delete(v.images, c.ID)
+		delete(v.nbps, c.ID)
 		if !c.Deleted && c.Image != nil {
 			v.images[c.ID] = *c.Image
+			if nbp := nbpFiles(*c.Image); len(nbp) > 0 {
+				v.nbps[c.ID] = nbp
+			}
 		}
 	}
 }
