@@ -2,6 +2,7 @@ package dhcp
 
 import (
 	"context"
+	"log/slog"
 	"strings"
 
 	"github.com/insomniacslk/dhcp/dhcpv4"
@@ -38,8 +39,10 @@ func (h *Handler) handleFull(ctx context.Context, req *dhcpv4.DHCPv4, in Inbound
 	if reply != nil {
 		r.Bytes = reply.ToBytes()
 	}
-	h.log().Debug("dhcp: full", "mac", c.MAC.String(), "xid", req.TransactionID.String(), "type", typeLabel(c.Type),
-		"class", c.Class.String(), "outcome", string(o), "yiaddr", yiaddr(reply), "file", file)
+	if log := h.log(); log.Enabled(ctx, slog.LevelDebug) { // the arguments cost a String each
+		log.Debug("dhcp: full", "mac", c.MAC.String(), "xid", req.TransactionID.String(), "type", typeLabel(c.Type),
+			"class", c.Class.String(), "outcome", string(o), "yiaddr", yiaddr(reply), "file", file)
+	}
 	return r
 }
 

@@ -90,13 +90,18 @@ func (h *Handler) handle(ctx context.Context, raw []byte, port int) Result {
 	d, err := h.lookup(ctx, c)
 	reply, o := Decide(req, in, c, d, err)
 	r := Result{Request: req, Reply: reply, Class: c.Class, Outcome: o}
-	file := ""
 	if reply != nil {
 		r.Bytes = reply.ToBytes()
-		file = reply.BootFileNameOption()
 	}
-	h.log().Debug("dhcp: decision", "mac", c.MAC.String(), "xid", req.TransactionID.String(),
-		"arch", c.Arch.String(), "class", c.Class.String(), "port", port, "outcome", string(o), "file", file)
+	// The arguments cost a String each: build them only when debug is on.
+	if log := h.log(); log.Enabled(ctx, slog.LevelDebug) {
+		file := ""
+		if reply != nil {
+			file = reply.BootFileNameOption()
+		}
+		log.Debug("dhcp: decision", "mac", c.MAC.String(), "xid", req.TransactionID.String(),
+			"arch", c.Arch.String(), "class", c.Class.String(), "port", port, "outcome", string(o), "file", file)
+	}
 	return r
 }
 
