@@ -7,6 +7,7 @@
 package agent
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -173,7 +174,7 @@ func New(cfg Config) (*Agent, error) {
 		return nil, err
 	}
 	cur := genPrefix(a.gen)
-	n, err := deleteKeys(a.db, prefixGens, func(k []byte) bool { return hasPrefix(k, cur) })
+	n, err := deleteKeys(a.db, prefixGens, func(k []byte) bool { return bytes.HasPrefix(k, cur) })
 	if err != nil {
 		return nil, err
 	}

@@ -1,7 +1,6 @@
 package agent
 
 import (
-	"bytes"
 	"encoding/binary"
 	"encoding/json"
 	"errors"
@@ -334,8 +333,3 @@ func (a *Agent) readView() (targets []api.Target, orders []api.Order, images []a
 	slices.SortFunc(images, func(a, b api.Image) int { return strings.Compare(a.ID, b.ID) })
 	return targets, orders, images, rev, nil
 }
-
-// hasPrefix is bytes.HasPrefix, named for the key filters.
-func hasPrefix(k, p []byte) bool { return bytes.HasPrefix(k, p) }
-
-func jsonBytes(v any) ([]byte, error) { return json.Marshal(v) }

@@ -2,6 +2,7 @@ package agent
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
@@ -178,7 +179,7 @@ func (a *Agent) writePage(gen uint64, v *view, changes []api.Change) error {
 	wb := a.db.NewWriteBatch()
 	defer wb.Cancel()
 	set := func(k []byte, val any) error {
-		b, err := jsonBytes(val)
+		b, err := json.Marshal(val)
 		if err != nil {
 			return err
 		}
