@@ -93,20 +93,11 @@ type Inbound struct {
 // and extracts what the backend needs. A non-empty Outcome means: stay
 // silent, for that reason.
 func Inspect(req *dhcpv4.DHCPv4, in Inbound) (Client, Outcome) {
-	if req.OpCode != dhcpv4.OpcodeBootRequest {
-		return Client{}, OutcomeNotRequest
+	c, vc, o := readClient(req, in.Port)
+	if o != "" {
+		return Client{}, o
 	}
-	if req.HWType != iana.HWTypeEthernet || len(req.ClientHWAddr) != 6 {
-		return Client{}, OutcomeBadHWAddr
-	}
-	c := Client{MAC: req.ClientHWAddr, Type: req.MessageType(), Port: in.Port}
-	vc := req.ClassIdentifier()
-	switch {
-	case strings.HasPrefix(vc, "PXEClient"):
-		c.Class = ClassPXE
-	case strings.HasPrefix(vc, "HTTPClient"):
-		c.Class, c.HTTPBoot = ClassHTTP, true
-	default:
+	if c.Class == ClassOther {
 		return Client{}, OutcomeNotPXE
 	}
 	// proxyDHCP answers DISCOVER on 67 only; the REQUEST that follows on 67
@@ -122,6 +113,27 @@ func Inspect(req *dhcpv4.DHCPv4, in Inbound) (Client, Outcome) {
 		return Client{}, o
 	}
 	return c, ""
+}
+
+// readClient checks that req is a BOOTREQUEST from an Ethernet client and
+// reads its MAC, message type and class (PXE or HTTP from option 60, else
+// ClassOther); vc is option 60. Inspect and inspectFull share it.
+func readClient(req *dhcpv4.DHCPv4, port int) (c Client, vc string, o Outcome) {
+	if req.OpCode != dhcpv4.OpcodeBootRequest {
+		return Client{}, "", OutcomeNotRequest
+	}
+	if req.HWType != iana.HWTypeEthernet || len(req.ClientHWAddr) != 6 {
+		return Client{}, "", OutcomeBadHWAddr
+	}
+	c = Client{MAC: req.ClientHWAddr, Type: req.MessageType(), Port: port}
+	vc = req.ClassIdentifier()
+	switch {
+	case strings.HasPrefix(vc, "PXEClient"):
+		c.Class = ClassPXE
+	case strings.HasPrefix(vc, "HTTPClient"):
+		c.Class, c.HTTPBoot = ClassHTTP, true
+	}
+	return c, vc, ""
 }
 
 // readArchAndUserClass fills c.Arch from option 93 (or option 60) and

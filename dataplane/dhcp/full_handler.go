@@ -3,10 +3,8 @@ package dhcp
 import (
 	"context"
 	"log/slog"
-	"strings"
 
 	"github.com/insomniacslk/dhcp/dhcpv4"
-	"github.com/insomniacslk/dhcp/iana"
 )
 
 // full reports whether a datagram on port goes to full mode.
@@ -49,19 +47,9 @@ func (h *Handler) handleFull(ctx context.Context, req *dhcpv4.DHCPv4, in Inbound
 // inspectFull is Inspect for full mode: every DHCP client is answered, PXE
 // or not, whatever the message type.
 func inspectFull(req *dhcpv4.DHCPv4) (Client, Outcome) {
-	if req.OpCode != dhcpv4.OpcodeBootRequest {
-		return Client{}, OutcomeNotRequest
-	}
-	if req.HWType != iana.HWTypeEthernet || len(req.ClientHWAddr) != 6 {
-		return Client{}, OutcomeBadHWAddr
-	}
-	c := Client{MAC: req.ClientHWAddr, Type: req.MessageType(), Port: PortDHCP}
-	vc := req.ClassIdentifier()
-	switch {
-	case strings.HasPrefix(vc, "PXEClient"):
-		c.Class = ClassPXE
-	case strings.HasPrefix(vc, "HTTPClient"):
-		c.Class, c.HTTPBoot = ClassHTTP, true
+	c, vc, o := readClient(req, PortDHCP)
+	if o != "" {
+		return Client{}, o
 	}
 	if o := readArchAndUserClass(req, vc, &c); o != "" {
 		if c.Class != ClassOther {
