@@ -267,21 +267,6 @@ func (s *Server) deleteBootServer(w http.ResponseWriter, r *http.Request, p *pri
 		s.fail(w, r, err)
 		return
 	}
-	// Revoke its credentials (the store may have done so already).
-	toks, err := s.store.ListTokens(r.Context())
-	if err != nil {
-		s.fail(w, r, fmt.Errorf("boot server %s deleted, listing its tokens: %w", id, err))
-		return
-	}
-	for _, t := range toks {
-		if t.BootServer != id {
-			continue
-		}
-		if err := s.store.DeleteToken(r.Context(), t.ID); err != nil && !errors.Is(err, mdb.ErrNotFound) {
-			s.fail(w, r, fmt.Errorf("boot server %s deleted, revoking token %s: %w", id, t.ID, err))
-			return
-		}
-	}
 	s.syncMu.Lock()
 	delete(s.syncedRevs, id)
 	s.syncMu.Unlock()

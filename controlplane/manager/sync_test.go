@@ -241,7 +241,10 @@ func TestDeletingABootServerRevokesItsToken(t *testing.T) {
 	_, err := bs.Heartbeat(ctx, api.Heartbeat{})
 	mustStatus(t, err, 401)
 	wantError(t, e.as(api.RoleAdmin, "DELETE", "/api/v1/bootservers/"+e.bs.ID, ""), 404, "")
-	toks, _ := e.client(api.RoleAdmin).ListTokens(ctx)
+	toks, err := e.client(api.RoleAdmin).ListTokens(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
 	for _, tk := range toks {
 		if tk.BootServer == e.bs.ID {
 			t.Fatalf("token %s of the deleted boot server remains", tk.ID)

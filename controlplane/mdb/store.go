@@ -120,6 +120,8 @@ type Store interface {
 	// Heartbeat records a boot server's heartbeat. It does not bump the
 	// revision (it changes nothing boot servers sync).
 	Heartbeat(ctx context.Context, id string, hb api.Heartbeat, at time.Time) (api.BootServer, error)
+	// DeleteBootServer deletes a boot server and, in the same transaction,
+	// every token bound to it.
 	DeleteBootServer(ctx context.Context, id string) error
 
 	// CreateOrders validates the request against the store (targets exist,
