@@ -85,17 +85,12 @@ var IPXEBIOS = Firmware{
 }
 
 // IPXEUndionly is iPXE's undionly.kpxe after a BIOS PXE ROM loaded it: the
-// same options as the iPXE ROM (not captured separately).
-var IPXEUndionly = Firmware{
-	Name:        "ipxe-undionly-bios",
-	Arch:        0,
-	NDI:         [3]byte{1, 2, 1},
-	VendorClass: "PXEClient:Arch:00000:UNDI:002001",
-	UserClass:   "iPXE",
-	MaxMsgSize:  1472,
-	RequestList: ipxeParams,
-	TFTP:        TFTPOptions{Blksize: 1432, Tsize: true},
-}
+// same options as the iPXE ROM (not captured separately), under its own name.
+var IPXEUndionly = func() Firmware {
+	f := IPXEBIOS
+	f.Name = "ipxe-undionly-bios"
+	return f
+}()
 
 // BIOSPXE is a plain (non-iPXE) legacy BIOS PXE ROM, not captured in the
 // lab: PXE 2.1 options, lockstep TFTP with blksize and tsize; it loads
