@@ -104,11 +104,13 @@ func (c *client) packet(fw *Firmware, mt dhcpv4.MessageType, xid dhcpv4.Transact
 func collect(ctx context.Context, conn dhcpConn, xid dhcpv4.TransactionID, deadline time.Time, window time.Duration, want ...dhcpv4.MessageType) ([]*dhcpv4.DHCPv4, error) {
 	var got []*dhcpv4.DHCPv4
 	buf := make([]byte, 1500)
+	// Set only when it moves: on a SharedDHCP view each call wakes the
+	// reader and restarts its timer.
+	conn.SetReadDeadline(deadline)
 	for {
 		if err := ctx.Err(); err != nil {
 			return got, err
 		}
-		conn.SetReadDeadline(deadline)
 		n, _, err := conn.ReadFromUDP(buf)
 		if err != nil {
 			var ne net.Error
@@ -126,6 +128,7 @@ func collect(ctx context.Context, conn dhcpConn, xid dhcpv4.TransactionID, deadl
 				if len(got) == 0 && window >= 0 {
 					if d := time.Now().Add(window); d.Before(deadline) {
 						deadline = d
+						conn.SetReadDeadline(deadline)
 					}
 				}
 				got = append(got, m)

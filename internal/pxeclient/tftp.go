@@ -100,7 +100,7 @@ func (c *client) tftpProbe(ctx context.Context, srv netip.AddrPort, name string,
 	defer conn.Close()
 	opts := []string{"tsize", "0"}
 	opts = append(opts, sizeOpts(o)...)
-	p, from, err := c.tftpAsk(ctx, conn, srv, rrq(name, opts...))
+	p, from, err := c.tftpAsk(ctx, conn, srv, rrq(name, opts...), make([]byte, 65536))
 	if err != nil {
 		return 0, err
 	}
@@ -126,9 +126,9 @@ func sizeOpts(o TFTPOptions) []string {
 	return s
 }
 
-// tftpAsk sends a request until the first answer (OACK, DATA or ERROR).
-func (c *client) tftpAsk(ctx context.Context, conn *net.UDPConn, srv netip.AddrPort, req []byte) ([]byte, netip.AddrPort, error) {
-	buf := make([]byte, 65536)
+// tftpAsk sends a request until the first answer (OACK, DATA or ERROR),
+// read into buf.
+func (c *client) tftpAsk(ctx context.Context, conn *net.UDPConn, srv netip.AddrPort, req, buf []byte) ([]byte, netip.AddrPort, error) {
 	for range 5 {
 		if _, err := conn.WriteToUDPAddrPort(req, srv); err != nil {
 			return nil, srv, err
@@ -170,7 +170,10 @@ func (c *client) tftpGet(ctx context.Context, srv netip.AddrPort, name string, o
 		opts = append(opts, "tsize", "0")
 	}
 	opts = append(opts, sizeOpts(o)...)
-	p, tid, err := c.tftpAsk(ctx, conn, srv, rrq(name, opts...))
+	// One buffer for the whole transfer: the first answer is handled
+	// (pending) before the next read reuses it.
+	buf := make([]byte, 65536)
+	p, tid, err := c.tftpAsk(ctx, conn, srv, rrq(name, opts...), buf)
 	if err != nil {
 		return 0, sum, err
 	}
@@ -178,11 +181,11 @@ func (c *client) tftpGet(ctx context.Context, srv netip.AddrPort, name string, o
 	h := sha256.New()
 	var total int64
 	var last uint16 // last block received in order
+	ackPkt := [4]byte{0, opACK}
 	ack := func(b uint16) {
-		a := binary.BigEndian.AppendUint16(nil, opACK)
-		conn.WriteToUDPAddrPort(binary.BigEndian.AppendUint16(a, b), tid)
+		binary.BigEndian.PutUint16(ackPkt[2:], b)
+		conn.WriteToUDPAddrPort(ackPkt[:], tid)
 	}
-	buf := make([]byte, 65536)
 	inWindow := 0
 	pending := p
 	timeouts := 0
