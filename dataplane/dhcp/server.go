@@ -185,10 +185,10 @@ func (s *Server) replyAddr(req *dhcpv4.DHCPv4, port int, src netip.AddrPort) net
 	if port == PortBootServer {
 		return src // PXE 2.1 §2.2 step 6: the ACK goes back to the client's address and port
 	}
-	if a, ok := netip.AddrFromSlice(req.GatewayIPAddr.To4()); ok && !a.IsUnspecified() {
+	if a := addr4(req.GatewayIPAddr); a.IsValid() && !a.IsUnspecified() {
 		return netip.AddrPortFrom(a, s.cfg.RelayPort) // RFC 2131 §4.1: via the relay
 	}
-	if a, ok := netip.AddrFromSlice(req.ClientIPAddr.To4()); ok && !a.IsUnspecified() {
+	if a := addr4(req.ClientIPAddr); a.IsValid() && !a.IsUnspecified() {
 		return netip.AddrPortFrom(a, 68) // RFC 2131 §4.1: ciaddr set, unicast
 	}
 	return s.cfg.Broadcast // no address yet (yiaddr is 0 in proxy mode): broadcast
