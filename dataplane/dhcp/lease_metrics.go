@@ -1,6 +1,7 @@
 package dhcp
 
 import (
+	"net/netip"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -14,6 +15,15 @@ type LeaseMetrics struct {
 	declines    *prometheus.CounterVec
 	releases    *prometheus.CounterVec
 	exhausted   *prometheus.CounterVec
+
+	// Their children by pool, made on first use: a lookup by label
+	// formats the pool's network each time.
+	byPool children[poolCounter]
+}
+
+type poolCounter struct {
+	vec  *prometheus.CounterVec
+	pool netip.Prefix
 }
 
 // NewLeaseMetrics creates the collectors and registers them on reg (nil:
@@ -79,5 +89,6 @@ func (m *LeaseMetrics) count(o Outcome, p Pool) {
 	default:
 		return
 	}
-	c.WithLabelValues(p.Network.String()).Inc()
+	k := poolCounter{c, p.Network}
+	m.byPool.get(k, func() prometheus.Counter { return k.vec.WithLabelValues(k.pool.String()) }).Inc()
 }
