@@ -281,9 +281,7 @@ func imagesList(a *app, args []string) error {
 		if is == nil {
 			is = []api.Image{}
 		}
-		return a.printJSON(struct {
-			Images []api.Image `json:"images"`
-		}{is})
+		return a.printJSON(api.ImageList{Images: is})
 	}
 	a.table(imageHeader, imageRows(is))
 	return nil

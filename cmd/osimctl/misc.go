@@ -20,9 +20,7 @@ func bootserversList(a *app, args []string) error {
 		if bs == nil {
 			bs = []api.BootServer{}
 		}
-		return a.printJSON(struct {
-			BootServers []api.BootServer `json:"boot_servers"`
-		}{bs})
+		return a.printJSON(api.BootServerList{BootServers: bs})
 	}
 	now := a.now()
 	rows := make([][]string, 0, len(bs))
@@ -164,9 +162,7 @@ func tokensList(a *app, args []string) error {
 		if ts == nil {
 			ts = []api.TokenInfo{}
 		}
-		return a.printJSON(struct {
-			Tokens []api.TokenInfo `json:"tokens"`
-		}{ts})
+		return a.printJSON(api.TokenList{Tokens: ts})
 	}
 	rows := make([][]string, 0, len(ts))
 	for _, t := range ts {

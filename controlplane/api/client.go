@@ -287,10 +287,7 @@ func (c *Client) ListImages(ctx context.Context) ([]Image, error) {
 	var all []Image
 	after := ""
 	for {
-		var page struct {
-			Images []Image `json:"images"`
-			Next   string  `json:"next"`
-		}
+		var page ImageList
 		if err := c.Do(ctx, http.MethodGet, "/images", pageQuery(after, 1000), nil, &page); err != nil {
 			return nil, err
 		}
@@ -324,9 +321,7 @@ func (c *Client) Register(ctx context.Context, r RegisterRequest) (RegisterRespo
 
 // ListBootServers returns every boot server with its health.
 func (c *Client) ListBootServers(ctx context.Context) ([]BootServer, error) {
-	var out struct {
-		BootServers []BootServer `json:"boot_servers"`
-	}
+	var out BootServerList
 	err := c.Do(ctx, http.MethodGet, "/bootservers", nil, nil, &out)
 	return out.BootServers, err
 }
@@ -457,9 +452,7 @@ func (c *Client) CreateToken(ctx context.Context, r TokenRequest) (TokenInfo, er
 
 // ListTokens lists tokens (without secrets).
 func (c *Client) ListTokens(ctx context.Context) ([]TokenInfo, error) {
-	var out struct {
-		Tokens []TokenInfo `json:"tokens"`
-	}
+	var out TokenList
 	err := c.Do(ctx, http.MethodGet, "/tokens", nil, nil, &out)
 	return out.Tokens, err
 }

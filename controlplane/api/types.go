@@ -291,6 +291,22 @@ type TargetList struct {
 	Next    string   `json:"next,omitempty"`
 }
 
+// ImageList is a page of images (GET /api/v1/images).
+type ImageList struct {
+	Images []Image `json:"images"`
+	Next   string  `json:"next,omitempty"`
+}
+
+// BootServerList answers GET /api/v1/bootservers.
+type BootServerList struct {
+	BootServers []BootServer `json:"boot_servers"`
+}
+
+// TokenList answers GET /api/v1/tokens.
+type TokenList struct {
+	Tokens []TokenInfo `json:"tokens"`
+}
+
 // Event types.
 const (
 	EventDHCPSeen      = "dhcp.seen"    // a target's firmware asked for DHCP

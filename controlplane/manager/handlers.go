@@ -118,12 +118,6 @@ func (s *Server) createImage(w http.ResponseWriter, r *http.Request, _ *principa
 	writeJSON(w, http.StatusCreated, img)
 }
 
-// ImageList is the answer of GET /api/v1/images.
-type ImageList struct {
-	Images []api.Image `json:"images"`
-	Next   string      `json:"next,omitempty"`
-}
-
 func (s *Server) listImages(w http.ResponseWriter, r *http.Request, _ *principal) {
 	pg, err := page(r)
 	if err != nil {
@@ -138,7 +132,7 @@ func (s *Server) listImages(w http.ResponseWriter, r *http.Request, _ *principal
 	if imgs == nil {
 		imgs = []api.Image{}
 	}
-	writeJSON(w, http.StatusOK, ImageList{Images: imgs, Next: next})
+	writeJSON(w, http.StatusOK, api.ImageList{Images: imgs, Next: next})
 }
 
 func (s *Server) getImage(w http.ResponseWriter, r *http.Request, _ *principal) {
@@ -234,11 +228,6 @@ func (s *Server) heartbeat(w http.ResponseWriter, r *http.Request, p *principal)
 	writeJSON(w, http.StatusOK, s.withHealth(bs))
 }
 
-// BootServerList is the answer of GET /api/v1/bootservers.
-type BootServerList struct {
-	BootServers []api.BootServer `json:"boot_servers"`
-}
-
 func (s *Server) listBootServers(w http.ResponseWriter, r *http.Request, _ *principal) {
 	bss, err := s.store.ListBootServers(r.Context())
 	if err != nil {
@@ -249,7 +238,7 @@ func (s *Server) listBootServers(w http.ResponseWriter, r *http.Request, _ *prin
 	for _, bs := range bss {
 		out = append(out, s.withHealth(bs))
 	}
-	writeJSON(w, http.StatusOK, BootServerList{BootServers: out})
+	writeJSON(w, http.StatusOK, api.BootServerList{BootServers: out})
 }
 
 func (s *Server) getBootServer(w http.ResponseWriter, r *http.Request, _ *principal) {
@@ -408,11 +397,6 @@ func (s *Server) createToken(w http.ResponseWriter, r *http.Request, p *principa
 	writeJSON(w, http.StatusCreated, info)
 }
 
-// TokenList is the answer of GET /api/v1/tokens.
-type TokenList struct {
-	Tokens []api.TokenInfo `json:"tokens"`
-}
-
 func (s *Server) listTokens(w http.ResponseWriter, r *http.Request, _ *principal) {
 	toks, err := s.store.ListTokens(r.Context())
 	if err != nil {
@@ -425,7 +409,7 @@ func (s *Server) listTokens(w http.ResponseWriter, r *http.Request, _ *principal
 	if toks == nil {
 		toks = []api.TokenInfo{}
 	}
-	writeJSON(w, http.StatusOK, TokenList{Tokens: toks})
+	writeJSON(w, http.StatusOK, api.TokenList{Tokens: toks})
 }
 
 func (s *Server) deleteToken(w http.ResponseWriter, r *http.Request, p *principal) {
