@@ -6,6 +6,7 @@
 package dhcpbench
 
 import (
+	"context"
 	"fmt"
 	"net/netip"
 	"os"
@@ -13,7 +14,7 @@ import (
 	"strconv"
 	"strings"
 
-	"osim/bench/internal/procstat"
+	"osim/bench/internal/netns"
 )
 
 // The lab's addressing: one /12, the server at .0.1, perfdhcp (a relay as
@@ -41,7 +42,7 @@ type Lab struct {
 // NewLab creates the namespaces and the veth (root, iproute2), after
 // removing what dead earlier runs left.
 func NewLab() (*Lab, error) {
-	removeStale()
+	netns.RemoveStaleWithPrefix(context.Background(), nsPrefix)
 	tag := strconv.Itoa(os.Getpid())
 	l := &Lab{Server: nsPrefix + "s-" + tag, Client: nsPrefix + "c-" + tag, ServerIf: "dhbs" + tag, ClientIf: "dhbc" + tag}
 	bits := strconv.Itoa(Network.Bits())
@@ -57,9 +58,9 @@ func NewLab() (*Lab, error) {
 		{"-n", l.Client, "link", "set", l.ClientIf, "up"},
 	}
 	for _, s := range steps {
-		if out, err := exec.Command("ip", s...).CombinedOutput(); err != nil {
+		if err := netns.IP(context.Background(), s...); err != nil {
 			l.Close()
-			return nil, fmt.Errorf("dhcpbench: ip %s: %v: %s", strings.Join(s, " "), err, strings.TrimSpace(string(out)))
+			return nil, fmt.Errorf("dhcpbench: %w", err)
 		}
 	}
 	return l, nil
@@ -69,26 +70,6 @@ func NewLab() (*Lab, error) {
 func (l *Lab) Close() {
 	exec.Command("ip", "netns", "del", l.Server).Run()
 	exec.Command("ip", "netns", "del", l.Client).Run()
-}
-
-// removeStale deletes lab namespaces whose creator no longer runs.
-func removeStale() {
-	out, err := exec.Command("ip", "netns", "list").Output()
-	if err != nil {
-		return
-	}
-	for _, line := range strings.Split(string(out), "\n") {
-		f := strings.Fields(line)
-		if len(f) == 0 || !strings.HasPrefix(f[0], nsPrefix) {
-			continue
-		}
-		_, pid, ok := strings.Cut(f[0], "-")
-		n, err := strconv.Atoi(pid)
-		if !ok || err != nil || n == os.Getpid() || procstat.Alive(n) {
-			continue
-		}
-		exec.Command("ip", "netns", "del", f[0]).Run()
-	}
 }
 
 // UDPRcvbufErrors is the server namespace's count of UDP datagrams dropped

@@ -18,7 +18,6 @@
 package mass
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"net"
@@ -27,10 +26,10 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strings"
 	"syscall"
 	"time"
 
+	"osim/bench/internal/netns"
 	"osim/internal/pxeclient"
 )
 
@@ -87,43 +86,12 @@ func (p *Proc) Exited() bool {
 	}
 }
 
-func ip(ctx context.Context, args ...string) error {
-	out, err := exec.CommandContext(ctx, "ip", args...).CombinedOutput()
-	if err != nil {
-		return fmt.Errorf("mass: ip %s: %w: %s", strings.Join(args, " "), err, bytes.TrimSpace(out))
-	}
-	return nil
-}
-
-// RemoveStale deletes namespaces of earlier runs whose process is gone.
-func RemoveStale(ctx context.Context) {
-	out, err := exec.CommandContext(ctx, "ip", "netns", "list").Output()
-	if err != nil {
-		return
-	}
-	for _, line := range strings.Split(string(out), "\n") {
-		f := strings.Fields(line)
-		if len(f) == 0 || !strings.HasPrefix(f[0], Prefix) {
-			continue
-		}
-		var kind string
-		var pid int
-		if _, err := fmt.Sscanf(strings.TrimPrefix(f[0], Prefix), "%1s-%d", &kind, &pid); err != nil || pid == os.Getpid() {
-			continue
-		}
-		if syscall.Kill(pid, 0) == nil {
-			continue
-		}
-		ip(ctx, "netns", "delete", f[0])
-	}
-}
-
 // NewLab builds the namespaces and the veth.
 func NewLab(ctx context.Context) (_ *Lab, err error) {
 	if os.Geteuid() != 0 {
 		return nil, fmt.Errorf("mass: needs root (network namespaces)")
 	}
-	RemoveStale(ctx)
+	netns.RemoveStaleWithPrefix(ctx, Prefix)
 	l := &Lab{Server: fmt.Sprintf("%ss-%d", Prefix, os.Getpid()), Client: fmt.Sprintf("%sc-%d", Prefix, os.Getpid())}
 	defer func() {
 		if err != nil {
@@ -144,7 +112,7 @@ func NewLab(ctx context.Context) (_ *Lab, err error) {
 		{"-n", l.Client, "route", "add", "local", poolNet, "dev", "lo"},
 	}
 	for _, s := range steps {
-		if err := ip(ctx, s...); err != nil {
+		if err := netns.IP(ctx, s...); err != nil {
 			return nil, err
 		}
 	}
@@ -264,7 +232,7 @@ func (l *Lab) Close() {
 	}
 	for _, n := range []string{l.Client, l.Server} {
 		if n != "" {
-			ip(context.Background(), "netns", "delete", n)
+			netns.IP(context.Background(), "netns", "delete", n)
 		}
 	}
 	if l.Dir != "" && os.Getenv("OSIM_BENCH_KEEP") == "" {

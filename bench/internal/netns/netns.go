@@ -31,11 +31,11 @@ type NS struct {
 
 // Create makes a fresh namespace with its loopback up.
 func Create(ctx context.Context, name string) (*NS, error) {
-	if err := ip(ctx, "netns", "add", name); err != nil {
+	if err := IP(ctx, "netns", "add", name); err != nil {
 		return nil, err
 	}
 	n := &NS{Name: name}
-	if err := ip(ctx, "-n", name, "link", "set", "lo", "up"); err != nil {
+	if err := IP(ctx, "-n", name, "link", "set", "lo", "up"); err != nil {
 		n.Delete()
 		return nil, err
 	}
@@ -45,7 +45,7 @@ func Create(ctx context.Context, name string) (*NS, error) {
 // Delete removes the namespace; processes still inside keep it alive until
 // they end.
 func (n *NS) Delete() error {
-	return ip(context.Background(), "netns", "delete", n.Name)
+	return IP(context.Background(), "netns", "delete", n.Name)
 }
 
 // Command returns a command that runs argv inside the namespace; `ip netns
@@ -54,7 +54,8 @@ func (n *NS) Command(argv ...string) *exec.Cmd {
 	return exec.Command("ip", append([]string{"netns", "exec", n.Name}, argv...)...)
 }
 
-func ip(ctx context.Context, args ...string) error {
+// IP runs `ip args...`; its error carries the arguments and ip's output.
+func IP(ctx context.Context, args ...string) error {
 	out, err := exec.CommandContext(ctx, "ip", args...).CombinedOutput()
 	if err != nil {
 		return fmt.Errorf("netns: ip %s: %w: %s", strings.Join(args, " "), err, strings.TrimSpace(string(out)))
@@ -64,22 +65,28 @@ func ip(ctx context.Context, args ...string) error {
 
 // RemoveStale deletes namespaces named Prefix+pid whose pid no longer runs:
 // what a killed earlier run left behind. Other namespaces are not touched.
-func RemoveStale(ctx context.Context) {
+func RemoveStale(ctx context.Context) { RemoveStaleWithPrefix(ctx, Prefix) }
+
+// RemoveStaleWithPrefix deletes namespaces whose name starts with prefix and
+// ends in "-pid" of a process that no longer runs (another package's labs,
+// e.g. "osim-mass-s-1234").
+func RemoveStaleWithPrefix(ctx context.Context, prefix string) {
 	out, err := exec.CommandContext(ctx, "ip", "netns", "list").Output()
 	if err != nil {
 		return
 	}
 	for _, line := range strings.Split(string(out), "\n") {
 		f := strings.Fields(line)
-		if len(f) == 0 || !strings.HasPrefix(f[0], Prefix) {
+		if len(f) == 0 || !strings.HasPrefix(f[0], prefix) {
 			continue
 		}
-		pid, err := strconv.Atoi(strings.TrimPrefix(f[0], Prefix))
+		tail := f[0][strings.LastIndexByte(f[0], '-')+1:]
+		pid, err := strconv.Atoi(tail)
 		if err != nil || pid == os.Getpid() || procstat.Alive(pid) {
 			continue
 		}
 		slog.Info("removing namespace of an earlier run", "netns", f[0])
-		ip(ctx, "netns", "delete", f[0])
+		IP(ctx, "netns", "delete", f[0])
 	}
 }
 
