@@ -31,6 +31,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"osim/bench/internal/procstat"
 	xdpbench "osim/bench/xdp"
 	"osim/dataplane/xdp"
 	"osim/internal/pxeclient"
@@ -256,26 +257,6 @@ func bootdConfig(dir, path string, lab *xdpbench.Lab, clients int) (string, erro
 	return f, os.WriteFile(f, []byte(b.String()), 0o644)
 }
 
-// cpuSeconds is the user + system time of process pid and all its threads
-// (/proc/pid/stat, fields 14 and 15, in clock ticks of 1/100 s).
-func cpuSeconds(pid int) (float64, error) {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return 0, err
-	}
-	s := string(b)
-	f := strings.Fields(s[strings.LastIndexByte(s, ')')+1:]) // f[0] is field 3
-	if len(f) < 13 {
-		return 0, fmt.Errorf("/proc/%d/stat: %q", pid, s)
-	}
-	u, err1 := strconv.ParseUint(f[11], 10, 64)
-	k, err2 := strconv.ParseUint(f[12], 10, 64)
-	if err := errors.Join(err1, err2); err != nil {
-		return 0, err
-	}
-	return float64(u+k) / 100, nil
-}
-
 // startBootd runs `osim-bootd serve` in the lab's server namespace and
 // waits until DHCP and TFTP serve. It returns the process, its mode of
 // XDP (from the log), and a function that stops it.
@@ -373,11 +354,11 @@ func storm(bootd, path string, clients int, window time.Duration) (stormResult, 
 		return r, fmt.Errorf("XDP did not attach (mode %q)", mode)
 	}
 	cpu := func() float64 {
-		c, err := cpuSeconds(pid)
+		c, err := procstat.CPU(pid) // osim-bootd starts no children: its own threads
 		if err != nil {
 			fmt.Fprintln(os.Stderr, "osim-xdpbench:", err)
 		}
-		return c
+		return c.Seconds()
 	}
 
 	ns, err := pxeclient.OpenNetns(lab.ClientPath())
