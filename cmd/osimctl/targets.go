@@ -125,13 +125,9 @@ func targetsRm(a *app, args []string) error {
 	if err != nil {
 		return err
 	}
-	id := pos[0]
-	if _, err := api.CanonicalMAC(id); err == nil {
-		t, err := a.client.GetTarget(a.ctx, id)
-		if err != nil {
-			return err
-		}
-		id = t.ID
+	id, err := a.targetID(pos[0])
+	if err != nil {
+		return err
 	}
 	if err := a.client.DeleteTarget(a.ctx, id); err != nil {
 		return err
