@@ -41,6 +41,8 @@ type Classifier struct {
 	// Now is the clock (nil: time.Now); the buckets use its UnixNano.
 	Now func() time.Time
 
+	ports Ports // cfg.Ports, which never change: read without the lock
+
 	mu       sync.Mutex
 	cfg      Config
 	policy   map[[6]byte]uint8
@@ -60,18 +62,18 @@ func NewClassifier(cfg Config) (*Classifier, error) {
 	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
-	return &Classifier{cfg: cfg, policy: map[[6]byte]uint8{}, buckets: map[[6]byte]*list.Element{}, lru: list.New()}, nil
+	return &Classifier{ports: cfg.Ports, cfg: cfg, policy: map[[6]byte]uint8{}, buckets: map[[6]byte]*list.Element{}, lru: list.New()}, nil
 }
 
 // Frame classifies an Ethernet frame and judges it.
 func (c *Classifier) Frame(f []byte) (Class, Verdict) {
-	cls, mac, ok := ClassifyFrame(f, c.config().Ports)
+	cls, mac, ok := ClassifyFrame(f, c.ports)
 	return cls, c.judge(cls, mac, ok, len(f))
 }
 
 // Datagram classifies a UDP payload received on port dport and judges it.
 func (c *Classifier) Datagram(b []byte, dport uint16) (Class, Verdict) {
-	cls, mac, ok := ClassifyDatagram(b, dport, c.config().Ports)
+	cls, mac, ok := ClassifyDatagram(b, dport, c.ports)
 	return cls, c.judge(cls, mac, ok, len(b))
 }
 
