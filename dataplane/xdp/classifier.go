@@ -179,7 +179,12 @@ func (c *Classifier) Counts() (packets, bytes [NumClasses][NumVerdicts]uint64) {
 func (c *Classifier) policySizes() (allow, deny int) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	for _, v := range c.policy {
+	return countPolicy(c.policy)
+}
+
+// countPolicy counts the allow and deny entries of a policy map.
+func countPolicy(p map[[6]byte]uint8) (allow, deny int) {
+	for _, v := range p {
 		if v == policyDeny {
 			deny++
 		} else {

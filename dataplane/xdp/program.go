@@ -276,14 +276,7 @@ func (p *Program) policySizes() (allow, deny int) {
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	for _, v := range p.pol {
-		if v == policyDeny {
-			deny++
-		} else {
-			allow++
-		}
-	}
-	return allow, deny
+	return countPolicy(p.pol)
 }
 
 // Test runs frame through the loaded program once (BPF_PROG_TEST_RUN) and
