@@ -74,10 +74,15 @@ func (w *wtx) delToken(id string) error {
 	if !ok {
 		return fmt.Errorf("%w: token %s", ErrNotFound, id)
 	}
+	return w.removeToken(t)
+}
+
+// removeToken deletes t, read in this transaction, and its hash index.
+func (w *wtx) removeToken(t Token) error {
 	if err := w.del(k(pTokenHash, t.Hash)); err != nil {
 		return err
 	}
-	return w.del(k(pToken, id))
+	return w.del(k(pToken, t.ID))
 }
 
 // RegisterBootServer creates a boot server and its credential (cred.Role
@@ -179,22 +184,23 @@ func (d *DB) DeleteBootServer(ctx context.Context, id string) error {
 		if err != nil {
 			return err
 		}
-		var toks []string
+		var toks []Token
 		err = scan(w.txn, pToken, "", true, func(key []byte, item *badger.Item) (bool, error) {
 			var t Token
 			if err := item.Value(func(v []byte) error { return json.Unmarshal(v, &t) }); err != nil {
 				return false, err
 			}
 			if t.BootServer == id {
-				toks = append(toks, t.ID)
+				toks = append(toks, t)
 			}
 			return true, nil
 		})
 		if err != nil {
 			return err
 		}
+		// The scan read each token whole: delete without reading it again.
 		for _, t := range toks {
-			if err := w.delToken(t); err != nil {
+			if err := w.removeToken(t); err != nil {
 				return err
 			}
 		}
