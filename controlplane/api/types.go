@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/netip"
 	"regexp"
+	"slices"
 	"strings"
 	"time"
 )
@@ -197,14 +198,7 @@ func (s OrderState) Final() bool {
 func (s OrderState) Live() bool { return !s.Final() }
 
 // Valid reports whether s is one of OrderStates.
-func (s OrderState) Valid() bool {
-	for _, v := range OrderStates {
-		if v == s {
-			return true
-		}
-	}
-	return false
-}
+func (s OrderState) Valid() bool { return slices.Contains(OrderStates, s) }
 
 // CanTransition reports whether an order may move from one state to
 // another: one step forward along pending → staged → booting → installing
@@ -468,14 +462,7 @@ func ValidHostname(s string) bool { return len(s) <= 253 && reHostname.MatchStri
 func ValidSHA256(s string) bool { return reSHA256.MatchString(s) }
 
 // ValidArch reports whether s is one of Arches.
-func ValidArch(s string) bool {
-	for _, a := range Arches {
-		if a == s {
-			return true
-		}
-	}
-	return false
-}
+func ValidArch(s string) bool { return slices.Contains(Arches, s) }
 
 // Validate checks a target spec and canonicalises its MACs in place. The
 // error names the field: `macs[1]: "zz" is not a MAC address`.

@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"slices"
 	"strings"
 	"time"
 
@@ -67,7 +68,7 @@ func MintToken(role, name, bootServer string, now time.Time) (mdb.Token, api.Tok
 // boot-server, which only registration makes) and returns it with its
 // secret. cmd/osim-manager uses it offline on the data dir.
 func CreateToken(ctx context.Context, store mdb.Store, role, name string, now time.Time) (api.TokenInfo, error) {
-	if !hasRole(api.Roles, role) {
+	if !slices.Contains(api.Roles, role) {
 		return api.TokenInfo{}, fmt.Errorf("role: %q is not one of %s: %w", role, strings.Join(api.Roles, ", "), mdb.ErrInvalid)
 	}
 	if role == api.RoleBootServer {

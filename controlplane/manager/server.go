@@ -14,6 +14,7 @@ import (
 	"log/slog"
 	"mime"
 	"net/http"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -219,7 +220,7 @@ func (s *Server) wrap(rt route) http.Handler {
 			if p, ok = s.authenticate(sw, r); !ok {
 				return
 			}
-			if !hasRole(rt.roles, p.Role) {
+			if !slices.Contains(rt.roles, p.Role) {
 				writeError(sw, http.StatusForbidden, fmt.Sprintf("%s %s needs role %s; the token %s has role %s",
 					rt.method, rt.path, strings.Join(rt.roles, " or "), p.ID, p.Role))
 				return
@@ -227,15 +228,6 @@ func (s *Server) wrap(rt route) http.Handler {
 		}
 		rt.handle(sw, r, p)
 	})
-}
-
-func hasRole(roles []string, role string) bool {
-	for _, r := range roles {
-		if r == role {
-			return true
-		}
-	}
-	return false
 }
 
 // statusWriter remembers the status code for the metrics.
