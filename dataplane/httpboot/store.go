@@ -24,7 +24,6 @@ import (
 // any other file is hashed once per (inode, size, mtime) and remembered.
 type FolderFiles struct {
 	root *os.Root
-	dir  string
 
 	mu     sync.Mutex
 	hashes map[hashKey]string
@@ -43,7 +42,7 @@ func NewFolderFiles(dir string) (*FolderFiles, error) {
 	if err != nil {
 		return nil, fmt.Errorf("httpboot: open root %q: %w", dir, err)
 	}
-	return &FolderFiles{root: r, dir: dir, hashes: make(map[hashKey]string)}, nil
+	return &FolderFiles{root: r, hashes: make(map[hashKey]string)}, nil
 }
 
 // Close releases the root.
