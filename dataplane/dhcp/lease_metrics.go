@@ -5,6 +5,8 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"osim/metrics"
 )
 
 // LeaseMetrics are full mode's collectors. The active-leases gauge reads
@@ -18,7 +20,7 @@ type LeaseMetrics struct {
 
 	// Their children by pool, made on first use: a lookup by label
 	// formats the pool's network each time.
-	byPool children[poolCounter]
+	byPool metrics.Children[poolCounter, prometheus.Counter]
 }
 
 type poolCounter struct {
@@ -90,5 +92,5 @@ func (m *LeaseMetrics) count(o Outcome, p Pool) {
 		return
 	}
 	k := poolCounter{c, p.Network}
-	m.byPool.get(k, func() prometheus.Counter { return k.vec.WithLabelValues(k.pool.String()) }).Inc()
+	m.byPool.Get(k, func() prometheus.Counter { return k.vec.WithLabelValues(k.pool.String()) }).Inc()
 }

@@ -2,10 +2,11 @@ package dhcp
 
 import (
 	"strings"
-	"sync"
 
 	"github.com/insomniacslk/dhcp/dhcpv4"
 	"github.com/prometheus/client_golang/prometheus"
+
+	"osim/metrics"
 )
 
 // Metrics are the DHCP service's Prometheus collectors. Handler updates
@@ -18,8 +19,8 @@ type Metrics struct {
 	// The children of packets and decisions, by label set, made on first
 	// use: WithLabelValues hashes its labels on every call, and the type
 	// label costs a String and a ToLower, too much per packet.
-	packetsBy   children[packetKey]
-	decisionsBy children[Outcome]
+	packetsBy   metrics.Children[packetKey, prometheus.Counter]
+	decisionsBy metrics.Children[Outcome, prometheus.Counter]
 }
 
 // packetKey is a label set of packets_total; typ 0 is "unknown".
@@ -56,34 +57,10 @@ func (m *Metrics) count(typ dhcpv4.MessageType, class Class, action string, o Ou
 		typ = 0
 	}
 	k := packetKey{typ, class, action}
-	m.packetsBy.get(k, func() prometheus.Counter {
+	m.packetsBy.Get(k, func() prometheus.Counter {
 		return m.packets.WithLabelValues(typeLabel(k.typ), k.class.String(), k.action)
 	}).Inc()
-	m.decisionsBy.get(o, func() prometheus.Counter { return m.decisions.WithLabelValues(string(o)) }).Inc()
-}
-
-// children caches a CounterVec's children by key.
-type children[K comparable] struct {
-	mu sync.RWMutex
-	m  map[K]prometheus.Counter
-}
-
-// get returns the child for k, made by mk the first time.
-func (c *children[K]) get(k K, mk func() prometheus.Counter) prometheus.Counter {
-	c.mu.RLock()
-	v, ok := c.m[k]
-	c.mu.RUnlock()
-	if ok {
-		return v
-	}
-	v = mk()
-	c.mu.Lock()
-	if c.m == nil {
-		c.m = map[K]prometheus.Counter{}
-	}
-	c.m[k] = v
-	c.mu.Unlock()
-	return v
+	m.decisionsBy.Get(o, func() prometheus.Counter { return m.decisions.WithLabelValues(string(o)) }).Inc()
 }
 
 // typeLabel bounds the message type label to the eight RFC 2132 §9.6 types.
