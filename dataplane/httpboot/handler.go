@@ -106,9 +106,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		h.mux.ServeHTTP(rw, r)
 	}
 	d := time.Since(start)
-	h.metrics.requests.WithLabelValues(route, strconv.Itoa(rw.code)).Inc()
-	h.metrics.bytes.WithLabelValues(route).Add(float64(rw.n))
-	h.metrics.duration.WithLabelValues(route).Observe(d.Seconds())
+	h.metrics.request(route, rw.code, rw.n, d)
 	h.log.Debug("httpboot: request", "method", r.Method, "path", r.URL.Path, "route", route,
 		"client", r.RemoteAddr, "code", rw.code, "bytes", rw.n, "range", r.Header.Get("Range"), "duration", d)
 }

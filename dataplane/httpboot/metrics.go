@@ -1,7 +1,12 @@
 package httpboot
 
 import (
+	"strconv"
+	"time"
+
 	"github.com/prometheus/client_golang/prometheus"
+
+	"osim/metrics"
 )
 
 // Metrics are the HTTP boot server's Prometheus collectors.
@@ -11,6 +16,24 @@ type Metrics struct {
 	duration      *prometheus.HistogramVec
 	renders       *prometheus.CounterVec
 	statusReports *prometheus.CounterVec
+
+	// The per-request children, by route (and code), made on first use.
+	requestsBy metrics.Children[routeCode, prometheus.Counter]
+	bytesBy    metrics.Children[string, prometheus.Counter]
+	durationBy metrics.Children[string, prometheus.Observer]
+}
+
+type routeCode struct {
+	route string
+	code  int
+}
+
+// request records one answered request.
+func (m *Metrics) request(route string, code int, n int64, d time.Duration) {
+	k := routeCode{route, code}
+	m.requestsBy.Get(k, func() prometheus.Counter { return m.requests.WithLabelValues(k.route, strconv.Itoa(k.code)) }).Inc()
+	m.bytesBy.Get(route, func() prometheus.Counter { return m.bytes.WithLabelValues(route) }).Add(float64(n))
+	m.durationBy.Get(route, func() prometheus.Observer { return m.duration.WithLabelValues(route) }).Observe(d.Seconds())
 }
 
 // NewMetrics creates the collectors and registers them on reg (nil: not registered).
