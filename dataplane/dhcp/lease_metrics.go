@@ -32,7 +32,7 @@ type poolCounter struct {
 // not registered). leases and now feed osim_dhcp_leases_active (now nil:
 // time.Now).
 func NewLeaseMetrics(reg prometheus.Registerer, leases LeaseStore, now func() time.Time) *LeaseMetrics {
-	const ns, sub = "osim", "dhcp"
+	const ns, sub = metrics.Namespace, "dhcp"
 	counter := func(name, help string) *prometheus.CounterVec {
 		return prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: name, Help: help}, []string{"pool"})
 	}

@@ -32,7 +32,7 @@ type packetKey struct {
 
 // NewMetrics creates the collectors and registers them on reg (nil: not registered).
 func NewMetrics(reg prometheus.Registerer) *Metrics {
-	const ns, sub = "osim", "dhcp"
+	const ns, sub = metrics.Namespace, "dhcp"
 	m := &Metrics{
 		packets: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: sub,
 			Name: "packets_total", Help: "DHCP packets received, by message type, client class (pxe, http, ipxe, other) and action taken (offer, ack, drop)."},

@@ -38,7 +38,7 @@ func (m *Metrics) request(route string, code int, n int64, d time.Duration) {
 
 // NewMetrics creates the collectors and registers them on reg (nil: not registered).
 func NewMetrics(reg prometheus.Registerer) *Metrics {
-	const ns, sub = "osim", "httpboot"
+	const ns, sub = metrics.Namespace, "httpboot"
 	m := &Metrics{
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: sub,
 			Name: "requests_total", Help: "HTTP requests answered, by route (script, file, status, other) and status code."},
