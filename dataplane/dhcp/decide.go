@@ -79,7 +79,6 @@ type Client struct {
 	Arch     Arch
 	Class    Class
 	Type     dhcpv4.MessageType
-	Port     int
 	HTTPBoot bool // option 60 was HTTPClient (also true for iPXE under HTTP boot)
 }
 
@@ -93,7 +92,7 @@ type Inbound struct {
 // and extracts what the backend needs. A non-empty Outcome means: stay
 // silent, for that reason.
 func Inspect(req *dhcpv4.DHCPv4, in Inbound) (Client, Outcome) {
-	c, vc, o := readClient(req, in.Port)
+	c, vc, o := readClient(req)
 	if o != "" {
 		return Client{}, o
 	}
@@ -118,14 +117,14 @@ func Inspect(req *dhcpv4.DHCPv4, in Inbound) (Client, Outcome) {
 // readClient checks that req is a BOOTREQUEST from an Ethernet client and
 // reads its MAC, message type and class (PXE or HTTP from option 60, else
 // ClassOther); vc is option 60. Inspect and inspectFull share it.
-func readClient(req *dhcpv4.DHCPv4, port int) (c Client, vc string, o Outcome) {
+func readClient(req *dhcpv4.DHCPv4) (c Client, vc string, o Outcome) {
 	if req.OpCode != dhcpv4.OpcodeBootRequest {
 		return Client{}, "", OutcomeNotRequest
 	}
 	if req.HWType != iana.HWTypeEthernet || len(req.ClientHWAddr) != 6 {
 		return Client{}, "", OutcomeBadHWAddr
 	}
-	c = Client{MAC: req.ClientHWAddr, Type: req.MessageType(), Port: port}
+	c = Client{MAC: req.ClientHWAddr, Type: req.MessageType()}
 	vc = req.ClassIdentifier()
 	switch {
 	case strings.HasPrefix(vc, "PXEClient"):

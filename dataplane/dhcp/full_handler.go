@@ -47,7 +47,7 @@ func (h *Handler) handleFull(ctx context.Context, req *dhcpv4.DHCPv4, in Inbound
 // inspectFull is Inspect for full mode: every DHCP client is answered, PXE
 // or not, whatever the message type.
 func inspectFull(req *dhcpv4.DHCPv4) (Client, Outcome) {
-	c, vc, o := readClient(req, PortDHCP)
+	c, vc, o := readClient(req)
 	if o != "" {
 		return Client{}, o
 	}
