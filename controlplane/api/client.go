@@ -211,41 +211,58 @@ func (c *Client) UploadBlobChunk(ctx context.Context, sha string, size, offset i
 
 // UploadBlob uploads r (size bytes, hashing to sha) in chunks, resuming
 // from what the manager already holds; chunk 0 means 8 MiB. r must be
-// seekable to resume.
+// seekable to resume. When the manager answers 409 (it holds a different
+// number of bytes than this upload assumed: an interrupted earlier upload
+// was still being written, or another uploader is at work), it asks the
+// status again and continues from there, a few times at most.
 func (c *Client) UploadBlob(ctx context.Context, sha string, size int64, r io.ReadSeeker, chunk int) (BlobStatus, error) {
 	if chunk <= 0 {
 		chunk = 8 << 20
 	}
-	st, err := c.BlobStatus(ctx, sha)
-	if err != nil && !IsStatus(err, http.StatusNotFound) {
-		return st, err
-	}
-	if st.Complete {
-		return st, nil
-	}
-	off := st.Received
-	if _, err := r.Seek(off, io.SeekStart); err != nil {
-		return st, fmt.Errorf("api: blob %s: seeking to %d: %w", sha, off, err)
-	}
 	buf := make([]byte, chunk)
+	var st BlobStatus
+	var err error
+	for resync := 0; ; resync++ {
+		st, err = c.BlobStatus(ctx, sha)
+		if err != nil && !IsStatus(err, http.StatusNotFound) {
+			return st, err
+		}
+		if st.Complete {
+			return st, nil
+		}
+		st, err = c.uploadFrom(ctx, sha, size, r, st.Received, buf)
+		if !IsStatus(err, http.StatusConflict) || resync == maxBlobResyncs {
+			return st, err
+		}
+	}
+}
+
+// maxBlobResyncs bounds how often UploadBlob re-reads the status after a 409.
+const maxBlobResyncs = 3
+
+// uploadFrom sends r from off to the end in chunks of len(buf).
+func (c *Client) uploadFrom(ctx context.Context, sha string, size int64, r io.ReadSeeker, off int64, buf []byte) (BlobStatus, error) {
+	if _, err := r.Seek(off, io.SeekStart); err != nil {
+		return BlobStatus{}, fmt.Errorf("api: blob %s: seeking to %d: %w", sha, off, err)
+	}
+	var st BlobStatus
 	for {
 		n, rerr := io.ReadFull(r, buf)
 		if n == 0 && size > 0 && off >= size {
-			break
+			return st, nil
 		}
-		st, err = c.UploadBlobChunk(ctx, sha, size, off, buf[:n])
-		if err != nil {
+		var err error
+		if st, err = c.UploadBlobChunk(ctx, sha, size, off, buf[:n]); err != nil {
 			return st, err
 		}
 		off += int64(n)
 		if st.Complete || off >= size {
-			break
+			return st, nil
 		}
 		if rerr != nil {
 			return st, fmt.Errorf("api: blob %s: reading at %d of %d: %w", sha, off, size, rerr)
 		}
 	}
-	return st, nil
 }
 
 // DownloadBlob streams a blob from offset (resuming a download) into w.
