@@ -59,6 +59,10 @@ func TestHandlerCountsEveryPacketOnce(t *testing.T) {
 			t.Fatalf("step %d: reply bytes %d for outcome %q", i, len(r.Bytes), r.Outcome)
 		}
 	}
+	// Only the label sets seen are exposed (looked up below, they would be made).
+	if n, m := testutil.CollectAndCount(h.Metrics.packets), testutil.CollectAndCount(h.Metrics.decisions); n != 4 || m != 6 {
+		t.Errorf("%d packets series and %d decisions series, want 4 and 6", n, m)
+	}
 	want := map[[3]string]float64{
 		{"discover", "pxe", "offer"}:  1,
 		{"request", "ipxe", "ack"}:    1,
