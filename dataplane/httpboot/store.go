@@ -104,12 +104,19 @@ func (f *FolderFiles) etag(name string, fh *os.File, st fs.FileInfo) (string, er
 	return tag, nil
 }
 
+// isSHA256Hex reports whether s is 64 hex digits (either case, as
+// hex.DecodeString takes them), without decoding it: it runs per request.
 func isSHA256Hex(s string) bool {
 	if len(s) != 64 {
 		return false
 	}
-	_, err := hex.DecodeString(s)
-	return err == nil
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !('0' <= c && c <= '9' || 'a' <= c && c <= 'f' || 'A' <= c && c <= 'F') {
+			return false
+		}
+	}
+	return true
 }
 
 type osFile struct {
