@@ -156,8 +156,8 @@ func (c *Classifier) SetPolicy(allow, deny []net.HardwareAddr) error {
 
 // SetUnknown changes the policy for clients on neither list.
 func (c *Classifier) SetUnknown(u Unknown) error {
-	if u > UnknownDiscovery {
-		return fmt.Errorf("xdp: unknown-client policy %d", u)
+	if err := u.check(); err != nil {
+		return err
 	}
 	c.mu.Lock()
 	c.cfg.Unknown = u

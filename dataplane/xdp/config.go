@@ -33,6 +33,14 @@ func (u Unknown) String() string {
 	return "invalid"
 }
 
+// check refuses a value that is none of the policies.
+func (u Unknown) check() error {
+	if u > UnknownDiscovery {
+		return fmt.Errorf("xdp: unknown-client policy %d", u)
+	}
+	return nil
+}
+
 // ParseUnknown reads "pass", "drop" or "discovery".
 func ParseUnknown(s string) (Unknown, error) {
 	for i, n := range unknownNames {
@@ -89,8 +97,8 @@ func (c *Config) validate() error {
 	if c.AdmitRate > 0 && c.AdmitBurst == 0 {
 		return fmt.Errorf("xdp: admission rate %d/s with burst 0: no new client would be admitted", c.AdmitRate)
 	}
-	if c.Unknown > UnknownDiscovery {
-		return fmt.Errorf("xdp: unknown-client policy %d", c.Unknown)
+	if err := c.Unknown.check(); err != nil {
+		return err
 	}
 	if c.Clients <= 0 {
 		c.Clients = 65536

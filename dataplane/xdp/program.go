@@ -203,8 +203,8 @@ func (p *Program) SetUnknown(u Unknown) error {
 	if p.user != nil {
 		return p.user.SetUnknown(u)
 	}
-	if u > UnknownDiscovery {
-		return fmt.Errorf("xdp: unknown-client policy %d", u)
+	if err := u.check(); err != nil {
+		return err
 	}
 	p.mu.Lock()
 	p.cfg.Unknown = u
