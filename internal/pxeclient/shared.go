@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"osim/internal/udpbuf"
 )
 
 // dhcpConn is what one stage's DHCP needs of its socket: a *net.UDPConn
@@ -62,11 +64,6 @@ func OpenSharedDHCP(ifc string, do func(func() error) error) (*SharedDHCP, error
 					unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_REUSEADDR, 1),
 					unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_BROADCAST, 1),
 					unix.BindToDevice(int(fd), ifc))
-				// Best effort: a burst of thousands of offers must not
-				// overflow the default buffer (FORCE needs CAP_NET_ADMIN).
-				if unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_RCVBUFFORCE, 32<<20) != nil {
-					_ = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_RCVBUF, 32<<20)
-				}
 				_ = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_SNDBUFFORCE, 8<<20)
 			})
 			return errors.Join(err, serr)
@@ -76,6 +73,9 @@ func OpenSharedDHCP(ifc string, do func(func() error) error) (*SharedDHCP, error
 			return err
 		}
 		conn = pc.(*net.UDPConn)
+		// A burst of thousands of offers must not overflow the default
+		// buffer (best effort: past rmem_max needs CAP_NET_ADMIN).
+		udpbuf.RaiseReadBuffer(conn, 32<<20)
 		return nil
 	})
 	if err != nil {
