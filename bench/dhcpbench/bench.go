@@ -127,7 +127,7 @@ func Measure(ctx context.Context, cfg Config, pd Perfdhcp, srv Server) (*Result,
 
 // search finds the highest rate with no drops: doubling from start until
 // a probe fails, bisecting to within 10%, then confirming with a run of
-// cfg.Sustain (stepping down 10% if it fails, three times at most).
+// cfg.Sustain (stepping down 10% if it fails, six times at most).
 func search(ctx context.Context, cfg Config, pd Perfdhcp, p *Proc, name string, start int,
 	load func(rate int, d time.Duration) Load, seen func(Run), logf func(string, ...any)) (Phase, error) {
 	ph := Phase{Name: name}
@@ -195,7 +195,7 @@ func search(ctx context.Context, cfg Config, pd Perfdhcp, p *Proc, name string, 
 			hi = rate
 		}
 	}
-	for range 3 {
+	for range 6 {
 		if lo == 0 {
 			break
 		}

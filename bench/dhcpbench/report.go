@@ -18,7 +18,7 @@ func Report(w io.Writer, cfg Config, how string, res []*Result) {
 		fmt.Fprintf(w, "- **%s**: %s.\n", r.Server, r.Note)
 	}
 	fmt.Fprintf(w, "\nRate search per phase: probes of %s doubling from %d DORA/s (the restart phase from the fresh result), bisected to within 10%%, "+
-		"then **sustained** = a %s run (10%% lower, up to 3 times, if it fails) at that rate with 0 drops in DISCOVER-OFFER and REQUEST-ACK "+
+		"then **sustained** = a %s run (10%% lower, up to 6 times, if it fails) at that rate with 0 drops in DISCOVER-OFFER and REQUEST-ACK "+
 		"(perfdhcp's drop time 1 s, -W 1 s so answers in flight at the end count) and perfdhcp sending at least 97%% of the rate asked. "+
 		"Latencies are perfdhcp's min/avg/max/std dev of that run; p50/p99 are computed from its per-packet timestamps (`-x t`).\n\n",
 		cfg.Probe, cfg.Start, cfg.Sustain)

@@ -127,9 +127,13 @@ func pinned(argv []string, cpu int) []string {
 // Bootd is `osim-bootd serve` in full DHCP mode, leases in Badger.
 type Bootd struct {
 	Lab *Lab
-	Bin string // osim-bootd
-	Dir string // scratch folder: config, data_dir, logs
-	CPU int    // pin to this CPU; -1: not pinned
+	Bin string  // osim-bootd
+	Dir string  // scratch folder: config, data_dir, logs
+	CPU int     // pin to this CPU; -1: not pinned
+	Cap *CPUCap // nil: uncapped
+	// Profile, when set, is where osim-bootd writes its CPU profile
+	// (--cpu-profile), one file per start.
+	Profile string
 	// Fetch returns the body of a URL fetched inside the server namespace
 	// (osim-dhcpbench re-executes itself there).
 	Fetch func(ctx context.Context, ns, url string) (string, error)
@@ -181,9 +185,17 @@ func (b *Bootd) Start(ctx context.Context) (*Proc, error) {
 			break
 		}
 	}
-	argv := append([]string{"ip", "netns", "exec", b.Lab.Server}, pinned([]string{b.Bin, "serve", "--config", cfg, "--log-level", "info"}, b.CPU)...)
+	cmd := []string{b.Bin, "serve", "--config", cfg, "--log-level", "info"}
+	if b.Profile != "" {
+		cmd = append(cmd, "--cpu-profile", fmt.Sprintf("%s.%d", b.Profile, n))
+	}
+	argv := append([]string{"ip", "netns", "exec", b.Lab.Server}, pinned(cmd, b.CPU)...)
 	p, err := start(argv, nil, filepath.Join(b.Dir, fmt.Sprintf("bootd-%d.log", n)))
 	if err != nil {
+		return nil, err
+	}
+	if err := b.Cap.Add(p.PID); err != nil {
+		p.Stop()
 		return nil, err
 	}
 	if err := p.waitLog(ctx, `msg="boot server serving"`, 60*time.Second); err != nil {
@@ -239,6 +251,7 @@ type Kea struct {
 	Bin string // kea-dhcp4
 	Dir string
 	CPU int
+	Cap *CPUCap // nil: uncapped
 }
 
 func (k *Kea) Name() string { return "Kea " + keaVersion(k.Bin) }
@@ -301,6 +314,10 @@ func (k *Kea) Start(ctx context.Context) (*Proc, error) {
 	env := []string{"KEA_PIDFILE_DIR=" + k.Dir, "KEA_LOCKFILE_DIR=" + k.Dir}
 	p, err := start(argv, env, filepath.Join(k.Dir, fmt.Sprintf("kea-%d.log", n)))
 	if err != nil {
+		return nil, err
+	}
+	if err := k.Cap.Add(p.PID); err != nil {
+		p.Stop()
 		return nil, err
 	}
 	// Ready when the control socket answers: Kea opens it with the DHCP

@@ -12,6 +12,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"runtime/debug"
+	"runtime/pprof"
 	"sync"
 	"syscall"
 	"time"
@@ -43,6 +44,7 @@ func runServe(args []string) int {
 		grace    = fs.Duration("grace", 5*time.Second, "on SIGINT/SIGTERM, how long running transfers may finish")
 		logLevel = fs.String("log-level", "info", "debug, info, warn or error")
 		check    = fs.Bool("check", false, "check the config, print what would run, and exit")
+		cpuProf  = fs.String("cpu-profile", "", "write a Go CPU profile (go tool pprof) of the whole run to this file, finished at exit")
 		memLimit = fs.Int("memory-limit-mib", 320, "soft limit of the Go heap in MiB (runtime/debug.SetMemoryLimit): the GC works harder near it instead of doubling the heap; 0: none. GOMEMLIMIT, when set, wins")
 	)
 	if err := fs.Parse(args); err != nil {
@@ -80,6 +82,19 @@ func runServe(args []string) int {
 		fmt.Printf("dhcp %s on %s and %s, tftp %s from %s, http %s from %s (base %s), %s\n",
 			w.dhcpMode, w.dhcpListen, w.bootListen, w.tftpListen, w.tftpRoot, w.httpListen, w.httpFiles, w.baseURL, targets)
 		return 0
+	}
+
+	if *cpuProf != "" {
+		f, err := os.Create(*cpuProf)
+		if err == nil {
+			err = pprof.StartCPUProfile(f)
+		}
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "osim-bootd serve: cpu profile: %v\n", err)
+			return 1
+		}
+		defer f.Close()
+		defer pprof.StopCPUProfile()
 	}
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -174,7 +189,11 @@ func runServe(args []string) int {
 	// DHCP
 	dh := &dhcp.Handler{Backend: backend, ServerIP: net.IP(w.addr.AsSlice()), Metrics: dhcp.NewMetrics(reg), Log: log}
 	if w.dhcpMode == "full" {
-		leases := dhcp.NewBadgerLeases(db)
+		leases, err := dhcp.OpenBadgerLeases(db)
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "osim-bootd serve: %v\n", err)
+			return 1
+		}
 		dh.Mode = dhcp.ModeFull
 		dh.Full = &dhcp.Full{Pools: w.pools, Leases: leases, Metrics: dhcp.NewLeaseMetrics(reg, leases, nil)}
 	}

@@ -181,16 +181,12 @@ func Decide(req *dhcpv4.DHCPv4, in Inbound, c Client, d Decision, lookupErr erro
 	if in.Port == PortBootServer {
 		mt = dhcpv4.MessageTypeAck // PXE 2.1 §2.2, step 6
 	}
-	reply, err := dhcpv4.NewReplyFromRequest(req,
+	reply := newReply(req,
 		dhcpv4.WithMessageType(mt),
 		dhcpv4.WithYourIP(net.IPv4zero),   // proxyDHCP hands out no address (PXE 2.1 §2.2, step 2)
 		dhcpv4.WithClientIP(net.IPv4zero), // RFC 2131 §4.3.1 table 3: ciaddr 0 in OFFER/ACK
 		dhcpv4.WithOption(dhcpv4.OptServerIdentifier(in.ServerIP)),
 	)
-	if err != nil {
-		// Only transaction ID generation can fail, and WithReply overrides it.
-		return nil, OutcomeMalformed
-	}
 	withBoot(reply, req, c, file, in.ServerIP)
 	return reply, outcome
 }

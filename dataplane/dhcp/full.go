@@ -415,11 +415,7 @@ func (t fullTxn) reply(mt dhcpv4.MessageType, yiaddr netip.Addr, lease time.Dura
 			dhcpv4.WithOption(dhcpv4.OptRenewTimeValue(lease/2)),
 			dhcpv4.WithOption(dhcpv4.OptRebindingTimeValue(lease*7/8)))
 	}
-	reply, err := dhcpv4.NewReplyFromRequest(t.req, mods...)
-	if err != nil {
-		return nil // only transaction ID generation can fail; Respond reports malformed
-	}
-	return reply
+	return newReply(t.req, mods...)
 }
 
 // nak builds a DHCPNAK (RFC 2131 §4.3.2, table 3): no addresses, option 54
@@ -436,11 +432,7 @@ func (t fullTxn) nak(why string) *dhcpv4.DHCPv4 {
 	if gi := addr4(t.req.GatewayIPAddr); gi.IsValid() && !gi.IsUnspecified() {
 		mods = append(mods, dhcpv4.WithBroadcast(true))
 	}
-	reply, err := dhcpv4.NewReplyFromRequest(t.req, mods...)
-	if err != nil {
-		return nil // as in reply
-	}
-	return reply
+	return newReply(t.req, mods...)
 }
 
 func hold(d, def time.Duration) time.Duration {

@@ -40,6 +40,16 @@ func openBadger(t testing.TB, dir string) *badger.DB {
 	return db
 }
 
+// openLeases loads the lease store of db.
+func openLeases(t testing.TB, db *badger.DB) *BadgerLeases {
+	t.Helper()
+	s, err := OpenBadgerLeases(db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
 var (
 	macB = net.HardwareAddr{0x52, 0x54, 0, 0, 0, 0x02}
 	macC = net.HardwareAddr{0x52, 0x54, 0, 0, 0, 0x03}
@@ -65,7 +75,7 @@ var relayPool = Pool{
 // newFull builds full mode over a fresh Badger directory.
 func newFull(t testing.TB, clk *fakeClock, pools ...Pool) *Full {
 	t.Helper()
-	return &Full{Pools: pools, Leases: NewBadgerLeases(openBadger(t, t.TempDir())), Now: clk.Now}
+	return &Full{Pools: pools, Leases: openLeases(t, openBadger(t, t.TempDir())), Now: clk.Now}
 }
 
 var in67 = Inbound{ServerIP: serverIP, Port: PortDHCP}

@@ -154,9 +154,13 @@ func startFullServer(t *testing.T, ctx context.Context, dbDir string, pool dhcp.
 		}
 	})
 	t.Cleanup(func() { dcancel(); served.Wait() })
+	leases, err := dhcp.OpenBadgerLeases(db)
+	if err != nil {
+		t.Fatal(err)
+	}
 	dsrv, err := dhcp.NewServer(&dhcp.Handler{
 		Backend: fs.backend, ServerIP: net.ParseIP(serverIP), Metrics: dhcp.NewMetrics(fs.reg),
-		Mode: dhcp.ModeFull, Full: &dhcp.Full{Pools: pools, Leases: dhcp.NewBadgerLeases(db)},
+		Mode: dhcp.ModeFull, Full: &dhcp.Full{Pools: pools, Leases: leases},
 	}, dhcp.ServerConfig{Workers: 2})
 	if err != nil {
 		t.Fatal(err)

@@ -42,6 +42,8 @@ func main() {
 	pin := flag.Bool("pin", true, "pin the server to CPU 0 and perfdhcp to CPU 1 (needs 2 CPUs)")
 	out := flag.String("out", "", "also write the markdown report here")
 	keep := flag.Bool("keep", false, "keep the work folder (configs, logs, lease stores) and print its path")
+	share := flag.Float64("cpu-share", 0.5, "hold each server to this share of its CPU (cgroup CPU bandwidth), so the server, not perfdhcp, is the bottleneck; 0: uncapped")
+	profile := flag.String("profile", "", "write osim-bootd's CPU profiles to FILE.1 (fresh phase), FILE.2 (after restart)")
 	flag.Parse()
 	for _, d := range []*time.Duration{probe, sustain} {
 		if *d < time.Second || *d%time.Second != 0 {
@@ -55,14 +57,18 @@ func main() {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	if err := run(ctx, *bootd, *kea, *perfdhcp, *servers, *pin, *keep, *out, dhcpbench.Config{
+	if *share < 0 || *share > 1 {
+		fmt.Fprintln(os.Stderr, "osim-dhcpbench: -cpu-share is a share of one CPU, 0 to 1")
+		os.Exit(2)
+	}
+	if err := run(ctx, *bootd, *kea, *perfdhcp, *servers, *pin, *keep, *out, *share, *profile, dhcpbench.Config{
 		Start: *start, Max: *maxRate, Probe: *probe, Sustain: *sustain, Log: os.Stderr}); err != nil {
 		fmt.Fprintln(os.Stderr, "osim-dhcpbench:", err)
 		os.Exit(1)
 	}
 }
 
-func run(ctx context.Context, bootd, kea, perfdhcp, servers string, pin, keep bool, out string, cfg dhcpbench.Config) error {
+func run(ctx context.Context, bootd, kea, perfdhcp, servers string, pin, keep bool, out string, share float64, profile string, cfg dhcpbench.Config) error {
 	self, err := os.Executable()
 	if err != nil {
 		return err
@@ -101,15 +107,27 @@ func run(ctx context.Context, bootd, kea, perfdhcp, servers string, pin, keep bo
 		b, err := exec.CommandContext(ctx, "ip", "netns", "exec", ns, self, "fetch", url).Output()
 		return string(b), err
 	}
+	var cpuCap *dhcpbench.CPUCap
+	if share > 0 {
+		if cpuCap, err = dhcpbench.NewCPUCap(fmt.Sprintf("osim-dhcpbench-%d", os.Getpid()), share); err != nil {
+			return err
+		}
+		defer cpuCap.Close()
+	}
+	if profile != "" {
+		if profile, err = filepath.Abs(profile); err != nil {
+			return err
+		}
+	}
 	pd := dhcpbench.Perfdhcp{Lab: lab, Path: perfdhcp, CPU: pdCPU}
 	var res []*dhcpbench.Result
 	for _, name := range strings.Split(servers, ",") {
 		var srv dhcpbench.Server
 		switch strings.TrimSpace(name) {
 		case "osim":
-			srv = &dhcpbench.Bootd{Lab: lab, Bin: bootd, Dir: filepath.Join(dir, "osim"), CPU: srvCPU, Fetch: fetchIn}
+			srv = &dhcpbench.Bootd{Lab: lab, Bin: bootd, Dir: filepath.Join(dir, "osim"), CPU: srvCPU, Cap: cpuCap, Profile: profile, Fetch: fetchIn}
 		case "kea":
-			srv = &dhcpbench.Kea{Lab: lab, Bin: kea, Dir: filepath.Join(dir, "kea"), CPU: srvCPU}
+			srv = &dhcpbench.Kea{Lab: lab, Bin: kea, Dir: filepath.Join(dir, "kea"), CPU: srvCPU, Cap: cpuCap}
 		default:
 			return fmt.Errorf("-servers: unknown %q (want osim, kea)", name)
 		}
@@ -125,7 +143,7 @@ func run(ctx context.Context, bootd, kea, perfdhcp, servers string, pin, keep bo
 		"in another, joined by a veth; perfdhcp acts as a relay (`-l %s`: giaddr set, from port 67), so both servers answer by unicast to it. "+
 		"One /%d subnet, pool %s–%s (about a million addresses: never the limit), lease time %s on both, a fresh lease store per server. %s",
 		runtime.NumCPU(), pver, dhcpbench.RelayIP, dhcpbench.Network.Bits(), dhcpbench.PoolStart, dhcpbench.PoolEnd,
-		dhcpbench.LeaseTime, pinNote(pin))
+		dhcpbench.LeaseTime, pinNote(pin)) + capNote(cpuCap)
 	var w io.Writer = os.Stdout
 	var f *os.File
 	if out != "" {
@@ -161,4 +179,13 @@ func fetch(url string) int {
 	}
 	io.Copy(os.Stdout, resp.Body)
 	return 0
+}
+
+func capNote(c *dhcpbench.CPUCap) string {
+	if c == nil {
+		return " The servers are not capped: both may answer faster than perfdhcp receives, and then the rate is perfdhcp's."
+	}
+	return fmt.Sprintf(" Each server is held to %s by the CFS bandwidth controller (a cgroup, %d ms period: `-cpu-share`), "+
+		"so the server, not perfdhcp on its own CPU, is what runs out: the rates compare what each server does with the same CPU.",
+		c, 10)
 }

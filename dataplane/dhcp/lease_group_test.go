@@ -1,0 +1,237 @@
+package dhcp
+
+import (
+	"context"
+	"errors"
+	"net"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/dgraph-io/badger/v4"
+	"github.com/insomniacslk/dhcp/dhcpv4"
+)
+
+// TestLeaseUpdatesQueuedDuringACommitShareOneTransaction: updates that
+// arrive while another commits are run together in one Badger transaction,
+// in arrival order (each sees the ones before it), and one that fails
+// leaves none of its writes behind while the others are committed.
+func TestLeaseUpdatesQueuedDuringACommitShareOneTransaction(t *testing.T) {
+	s := openLeases(t, openBadger(t, t.TempDir()))
+	ctx := context.Background()
+	exp := time.Date(2027, 1, 1, 0, 0, 0, 0, time.UTC)
+	lease := func(a string, mac byte) Lease {
+		return Lease{IP: ip(a), MAC: net.HardwareAddr{2, 0, 0, 0, 0, mac}, State: LeaseBound, Expires: exp}
+	}
+
+	// A leads alone and holds its transaction open until the others queued.
+	release, aIn := make(chan struct{}), make(chan struct{})
+	aDone := make(chan error, 1)
+	go func() {
+		aDone <- s.Update(ctx, func(tx LeaseTx) error {
+			close(aIn)
+			<-release
+			return tx.Put(lease("10.0.0.1", 1))
+		})
+	}()
+	<-aIn
+
+	errC := errors.New("C changed its mind")
+	var dSawB, dSawC bool
+	results := make(chan error, 3)
+	queue := func(fn func(LeaseTx) error) {
+		n := s.queued()
+		go func() { results <- s.Update(ctx, fn) }()
+		for s.queued() == n { // keep arrival order: B, then C, then D
+			time.Sleep(time.Millisecond)
+		}
+	}
+	queue(func(tx LeaseTx) error { return tx.Put(lease("10.0.0.2", 2)) })
+	queue(func(tx LeaseTx) error {
+		if err := tx.Put(lease("10.0.0.3", 3)); err != nil {
+			return err
+		}
+		return errC
+	})
+	queue(func(tx LeaseTx) error {
+		var err error
+		_, dSawB, err = tx.Get(ip("10.0.0.2"))
+		if err != nil {
+			return err
+		}
+		_, dSawC, err = tx.Get(ip("10.0.0.3"))
+		if err != nil {
+			return err
+		}
+		return tx.Put(lease("10.0.0.4", 4))
+	})
+	close(release)
+	if err := <-aDone; err != nil {
+		t.Fatalf("A: %v", err)
+	}
+	var failed int
+	for range 3 {
+		if err := <-results; errors.Is(err, errC) {
+			failed++
+		} else if err != nil {
+			t.Fatalf("unexpected error: %v", err)
+		}
+	}
+	if failed != 1 {
+		t.Fatalf("%d updates returned C's error, want 1", failed)
+	}
+	if !dSawB || dSawC {
+		t.Fatalf("D saw B's write %v (want true) and C's %v (want false)", dSawB, dSawC)
+	}
+	if got := s.commits.Load(); got != 2 {
+		t.Fatalf("%d Badger commits for A alone and B, C, D queued behind it, want 2", got)
+	}
+	err := s.View(func(tx LeaseTx) error {
+		for a, want := range map[string]bool{"10.0.0.1": true, "10.0.0.2": true, "10.0.0.3": false, "10.0.0.4": true} {
+			if _, ok, err := tx.Get(ip(a)); err != nil || ok != want {
+				t.Errorf("lease %s stored: %v (err %v), want %v", a, ok, err, want)
+			}
+		}
+		got, ok, err := tx.ByMAC(net.HardwareAddr{2, 0, 0, 0, 0, 3})
+		if err != nil || ok {
+			t.Errorf("C's MAC index stored: %v %s (err %v), want none", ok, got, err)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestLeaseUpdateWithCancelledContextInAGroupFailsAlone: a caller that
+// gave up before its group ran gets its context's error; the group commits.
+func TestLeaseUpdateWithCancelledContextInAGroupFailsAlone(t *testing.T) {
+	s := openLeases(t, openBadger(t, t.TempDir()))
+	release, aIn := make(chan struct{}), make(chan struct{})
+	go s.Update(context.Background(), func(tx LeaseTx) error { close(aIn); <-release; return nil })
+	<-aIn
+	cctx, cancel := context.WithCancel(context.Background())
+	results := make(chan error, 2)
+	go func() {
+		results <- s.Update(context.Background(), func(tx LeaseTx) error {
+			return tx.Put(Lease{IP: ip("10.0.0.9"), State: LeaseDeclined, Expires: time.Now().Add(time.Hour)})
+		})
+	}()
+	for s.queued() < 1 {
+		time.Sleep(time.Millisecond)
+	}
+	go func() { results <- s.Update(cctx, func(LeaseTx) error { return nil }) }()
+	for s.queued() < 2 {
+		time.Sleep(time.Millisecond)
+	}
+	cancel()
+	close(release)
+	var cancelled, ok int
+	for range 2 {
+		switch err := <-results; {
+		case errors.Is(err, context.Canceled):
+			cancelled++
+		case err == nil:
+			ok++
+		default:
+			t.Fatalf("unexpected: %v", err)
+		}
+	}
+	if cancelled != 1 || ok != 1 {
+		t.Fatalf("cancelled %d, ok %d; want 1 and 1", cancelled, ok)
+	}
+	if _, found := getLeaseFrom(t, s, "10.0.0.9"); !found {
+		t.Fatal("the other update of the group was not committed")
+	}
+}
+
+func getLeaseFrom(t *testing.T, s LeaseStore, a string) (Lease, bool) {
+	t.Helper()
+	var (
+		l  Lease
+		ok bool
+	)
+	if err := s.View(func(tx LeaseTx) (err error) { l, ok, err = tx.Get(ip(a)); return err }); err != nil {
+		t.Fatal(err)
+	}
+	return l, ok
+}
+
+// queued is how many updates wait for a group (for tests).
+func (s *BadgerLeases) queued() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.queue)
+}
+
+// TestOpenBadgerLeasesRefusesACorruptRecord: a lease record that does not
+// decode stops the start with the address named, instead of serving from
+// a table that silently lacks it.
+func TestOpenBadgerLeasesRefusesACorruptRecord(t *testing.T) {
+	db := openBadger(t, t.TempDir())
+	s := openLeases(t, db)
+	if err := s.Update(context.Background(), func(tx LeaseTx) error {
+		return tx.Put(Lease{IP: ip("10.0.0.5"), MAC: macA, State: LeaseBound, Expires: time.Now().Add(time.Hour)})
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.Update(func(txn *badger.Txn) error { return txn.Set(ipKey(ip("10.0.0.6")), []byte{9, 9}) }); err != nil {
+		t.Fatal(err)
+	}
+	_, err := OpenBadgerLeases(db)
+	if err == nil || !strings.Contains(err.Error(), "10.0.0.6") {
+		t.Fatalf("open with a corrupt record: %v, want an error naming 10.0.0.6", err)
+	}
+}
+
+// TestOffersStayInMemoryAndARestartForgetsThem: a DISCOVER costs no
+// Badger write; a server restarted between OFFER and REQUEST NAKs the
+// REQUEST (the client starts over), while bound leases and the MAC index
+// come back from Badger.
+func TestOffersStayInMemoryAndARestartForgetsThem(t *testing.T) {
+	dir, clk := t.TempDir(), newClock()
+	db := openBadger(t, dir)
+	leases := openLeases(t, db)
+	f := &Full{Pools: []Pool{localPool("10.0.0.100", "10.0.0.110")}, Leases: leases, Now: clk.Now}
+	offer, o := respond(t, f, dhcpMsg(t, macA, dhcpv4.MessageTypeDiscover))
+	if o != OutcomeLeaseOffer || yi(offer) != "10.0.0.100" {
+		t.Fatalf("discover: %q %s", o, yi(offer))
+	}
+	if n := leases.commits.Load(); n != 0 {
+		t.Fatalf("an offer made %d Badger commits, want 0", n)
+	}
+	if l, ok := getLease(t, f, "10.0.0.100"); !ok || l.State != LeaseOffered {
+		t.Fatalf("the offer in memory: %+v (found %v)", l, ok)
+	}
+	// B is offered and bound before the restart.
+	respond(t, f, dhcpMsg(t, macB, dhcpv4.MessageTypeDiscover))
+	if _, o := respond(t, f, dhcpMsg(t, macB, dhcpv4.MessageTypeRequest, serverID(serverIP), requested("10.0.0.101"))); o != OutcomeLeaseAck {
+		t.Fatalf("B's request: %q", o)
+	}
+
+	f.Leases = openLeases(t, db) // the restart: what Badger holds
+	if _, ok := getLease(t, f, "10.0.0.100"); ok {
+		t.Fatal("A's offer survived the restart")
+	}
+	if _, o := respond(t, f, dhcpMsg(t, macA, dhcpv4.MessageTypeRequest, serverID(serverIP), requested("10.0.0.100"))); o != OutcomeLeaseNak {
+		t.Fatalf("A's request after the restart: %q, want a NAK", o)
+	}
+	err := f.Leases.View(func(tx LeaseTx) error {
+		got, ok, err := tx.ByMAC(macB)
+		if err != nil || !ok || got != ip("10.0.0.101") {
+			t.Errorf("B's index after the restart: %s %v %v", got, ok, err)
+		}
+		l, ok, err := tx.Get(ip("10.0.0.101"))
+		if err != nil || !ok || l.State != LeaseBound || !macEqual(l.MAC, macB) {
+			t.Errorf("B's lease after the restart: %+v %v %v", l, ok, err)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A starts over and gets an address B does not hold.
+	if reply, o := respond(t, f, dhcpMsg(t, macA, dhcpv4.MessageTypeDiscover)); o != OutcomeLeaseOffer || yi(reply) == "10.0.0.101" {
+		t.Fatalf("A's new discover: %q %s", o, yi(reply))
+	}
+}
