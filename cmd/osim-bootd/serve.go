@@ -113,7 +113,7 @@ func runServe(args []string) int {
 	// agent/ and evq/.
 	var db *badger.DB
 	if w.dhcpMode == "full" || w.manager != nil {
-		db, err = badger.Open(bootdBadgerOptions(w.dataDir))
+		db, err = badger.Open(bootdBadgerOptions(w.dataDir, w.dhcpMode == "full"))
 		if err != nil {
 			fmt.Fprintf(os.Stderr, "osim-bootd serve: open data_dir %q: %v\n", w.dataDir, err)
 			return 1
@@ -290,11 +290,20 @@ func (l logSink) Report(_ context.Context, s httpboot.Status) error {
 // the mmapped tables). Writes
 // are not fsynced: a killed process loses nothing (the page cache keeps
 // it); a power cut may lose the last moments of leases and events.
-func bootdBadgerOptions(dir string) badger.Options {
+//
+// Full DHCP mode writes a lease per new client: its memtables are 32 MiB.
+// Each switch to a new memtable syncs the folder on the write path, and
+// with 8 MiB ones a rack's worth of new clients every few seconds met a
+// stall of up to 200 ms (bench/RESULTS.md, bench-dhcp).
+func bootdBadgerOptions(dir string, fullDHCP bool) badger.Options {
+	memtable := int64(8 << 20)
+	if fullDHCP {
+		memtable = 32 << 20
+	}
 	return badger.DefaultOptions(dir).
 		WithLogger(nil).
 		WithNumVersionsToKeep(1).
-		WithMemTableSize(8 << 20).
+		WithMemTableSize(memtable).
 		WithBaseTableSize(1 << 20).
 		WithNumMemtables(2).
 		WithNumLevelZeroTables(3).
