@@ -42,6 +42,9 @@ type CompareOptions struct {
 	Progress io.Writer
 	TTY      bool
 	Log      io.Writer
+	// Profile, when set, has osim-bootd write a CPU profile of each of
+	// its runs to Profile.<round> (--cpu-profile).
+	Profile string
 }
 
 // CompareReport is what Compare measured; it is also the -json output.
@@ -167,7 +170,7 @@ func Compare(ctx context.Context, o CompareOptions) (*CompareReport, error) {
 				return nil, err
 			}
 			fmt.Fprintf(o.Log, "--- round %d/%d, %s: %d targets, DHCP + NBP\n", round, o.Rounds, s, o.N)
-			run, err := compareOne(ctx, o, s)
+			run, err := compareOne(ctx, o, s, round)
 			if err != nil {
 				run = &NBPRun{Server: s, Error: err.Error()}
 				fmt.Fprintf(o.Log, "%s: %v\n", s, err)
@@ -183,7 +186,7 @@ func Compare(ctx context.Context, o CompareOptions) (*CompareReport, error) {
 	return rep, nil
 }
 
-func compareOne(ctx context.Context, o CompareOptions, server string) (*NBPRun, error) {
+func compareOne(ctx context.Context, o CompareOptions, server string, round int) (*NBPRun, error) {
 	ctx, cancel := context.WithTimeout(ctx, o.Timeout)
 	defer cancel()
 	t0 := time.Now()
@@ -218,6 +221,9 @@ func compareOne(ctx context.Context, o CompareOptions, server string) (*NBPRun, 
 			return nil, err
 		}
 		argv := []string{filepath.Join(o.Bin, "osim-bootd"), "serve", "--config", cfgPath, "--log-level", "warn"}
+		if o.Profile != "" {
+			argv = append(argv, "--cpu-profile", fmt.Sprintf("%s.%d", o.Profile, round))
+		}
 		run.Command = "osim-bootd serve --log-level warn, proxy mode, " + strconv.Itoa(o.N) + " targets (action boot) in its config, TFTP and DHCP at their defaults"
 		if proc, err = lab.Start("osim-bootd", argv...); err != nil {
 			return nil, err

@@ -25,6 +25,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"runtime/pprof"
 	"strings"
 	"syscall"
 	"time"
@@ -50,7 +51,21 @@ func run() int {
 	compare := flag.Bool("compare", false, "peer comparison, DHCP + NBP only: osim-bootd (proxy mode), dnsmasq, dnsmasq with --tftp-max raised (-timeout: per server)")
 	rounds := flag.Int("rounds", 1, "with -compare: run the servers in turn this many times; figures pooled over the rounds")
 	servers := flag.String("servers", "", "with -compare: comma-separated subset of osim-bootd,dnsmasq,dnsmasq-tftp-max")
+	profile := flag.String("profile", "", "with -compare: osim-bootd writes a CPU profile of each round to FILE.<round>")
+	selfProfile := flag.String("self-profile", "", "write a CPU profile of osim-bench itself (the simulated targets) to this file")
 	flag.Parse()
+	if *selfProfile != "" {
+		f, err := os.Create(*selfProfile)
+		if err == nil {
+			err = pprof.StartCPUProfile(f)
+		}
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "osim-bench: %v\n", err)
+			return 2
+		}
+		defer f.Close()
+		defer pprof.StopCPUProfile()
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	o.Progress = os.Stderr
@@ -59,7 +74,7 @@ func run() int {
 	}
 	o.Log = os.Stderr
 	if *compare {
-		return runCompare(ctx, o, *servers, *rounds, *jsonOut)
+		return runCompare(ctx, o, *servers, *rounds, *jsonOut, *profile)
 	}
 	status := 0
 	rep, err := mass.Run(ctx, o)
@@ -81,9 +96,9 @@ func run() int {
 	return status
 }
 
-func runCompare(ctx context.Context, o mass.Options, servers string, rounds int, jsonOut string) int {
+func runCompare(ctx context.Context, o mass.Options, servers string, rounds int, jsonOut, profile string) int {
 	co := mass.CompareOptions{N: o.N, UEFI: o.UEFI, Spread: o.Spread, NBP: o.NBP, Timeout: o.Timeout, Rounds: rounds,
-		Bin: o.Bin, Progress: o.Progress, TTY: o.TTY, Log: o.Log}
+		Bin: o.Bin, Progress: o.Progress, TTY: o.TTY, Log: o.Log, Profile: profile}
 	if servers != "" {
 		co.Servers = strings.Split(servers, ",")
 	}
