@@ -78,6 +78,9 @@ type Perfdhcp struct {
 	Lab  *Lab
 	Path string // perfdhcp binary; default "perfdhcp"
 	CPU  int    // pin perfdhcp to this CPU; -1: not pinned
+	// Threads is perfdhcp's -g: "single", or "multi" (a receiving thread
+	// apart; perfdhcp's default with more than one CPU); "": its default.
+	Threads string
 }
 
 // exitWait is how long perfdhcp keeps receiving after the period (-W): the
@@ -98,7 +101,11 @@ func (p Perfdhcp) Run(ctx context.Context, l Load) (Run, error) {
 	argv = append(argv, bin, "-4", "-l", RelayIP.String(),
 		"-r", strconv.Itoa(l.Rate), "-p", strconv.Itoa(int(l.Period.Seconds())), // whole seconds only
 		"-R", strconv.Itoa(l.Clients), "-b", "mac="+macString(l.BaseMAC),
-		"-W", strconv.FormatInt(exitWait.Microseconds(), 10), "-x", "tl", ServerIP.String())
+		"-W", strconv.FormatInt(exitWait.Microseconds(), 10), "-x", "tl")
+	if p.Threads != "" {
+		argv = append(argv, "-g", p.Threads)
+	}
+	argv = append(argv, ServerIP.String())
 	cctx, cancel := context.WithTimeout(ctx, l.Period+exitWait+30*time.Second)
 	defer cancel()
 	cmd := exec.CommandContext(cctx, argv[0], argv[1:]...)

@@ -145,7 +145,7 @@ const bootdMetrics = "127.0.0.1:9167"
 func (b *Bootd) Name() string { return "osim-bootd" }
 
 func (b *Bootd) Note() string {
-	return "`osim-bootd serve`, `dhcp: {mode: full}`, one pool, leases in Badger (`data_dir`), `boot: {unknown: ignore}`"
+	return "`osim-bootd serve`, `dhcp: {mode: full}`, one pool, leases in Badger (`data_dir`) and in memory, `boot: {unknown: ignore}`"
 }
 
 func (b *Bootd) config() (string, error) {

@@ -43,6 +43,7 @@ func main() {
 	out := flag.String("out", "", "also write the markdown report here")
 	keep := flag.Bool("keep", false, "keep the work folder (configs, logs, lease stores) and print its path")
 	share := flag.Float64("cpu-share", 0.5, "hold each server to this share of its CPU (cgroup CPU bandwidth), so the server, not perfdhcp, is the bottleneck; 0: uncapped")
+	threads := flag.String("perfdhcp-threads", "single", "perfdhcp's -g: single or multi. Pinned to one CPU, perfdhcp's multi-thread mode (its default on 2 CPUs) loses answers in its own socket at rates its single thread reads in time")
 	profile := flag.String("profile", "", "write osim-bootd's CPU profiles to FILE.1 (fresh phase), FILE.2 (after restart)")
 	flag.Parse()
 	for _, d := range []*time.Duration{probe, sustain} {
@@ -61,14 +62,18 @@ func main() {
 		fmt.Fprintln(os.Stderr, "osim-dhcpbench: -cpu-share is a share of one CPU, 0 to 1")
 		os.Exit(2)
 	}
-	if err := run(ctx, *bootd, *kea, *perfdhcp, *servers, *pin, *keep, *out, *share, *profile, dhcpbench.Config{
+	if *threads != "single" && *threads != "multi" {
+		fmt.Fprintln(os.Stderr, "osim-dhcpbench: -perfdhcp-threads is single or multi")
+		os.Exit(2)
+	}
+	if err := run(ctx, *bootd, *kea, *perfdhcp, *servers, *threads, *pin, *keep, *out, *share, *profile, dhcpbench.Config{
 		Start: *start, Max: *maxRate, Probe: *probe, Sustain: *sustain, Log: os.Stderr}); err != nil {
 		fmt.Fprintln(os.Stderr, "osim-dhcpbench:", err)
 		os.Exit(1)
 	}
 }
 
-func run(ctx context.Context, bootd, kea, perfdhcp, servers string, pin, keep bool, out string, share float64, profile string, cfg dhcpbench.Config) error {
+func run(ctx context.Context, bootd, kea, perfdhcp, servers, perfdhcpThreads string, pin, keep bool, out string, share float64, profile string, cfg dhcpbench.Config) error {
 	self, err := os.Executable()
 	if err != nil {
 		return err
@@ -119,7 +124,7 @@ func run(ctx context.Context, bootd, kea, perfdhcp, servers string, pin, keep bo
 			return err
 		}
 	}
-	pd := dhcpbench.Perfdhcp{Lab: lab, Path: perfdhcp, CPU: pdCPU}
+	pd := dhcpbench.Perfdhcp{Lab: lab, Path: perfdhcp, CPU: pdCPU, Threads: perfdhcpThreads}
 	var res []*dhcpbench.Result
 	for _, name := range strings.Split(servers, ",") {
 		var srv dhcpbench.Server
@@ -140,9 +145,9 @@ func run(ctx context.Context, bootd, kea, perfdhcp, servers string, pin, keep bo
 	pv, _ := exec.Command(perfdhcp, "-v").Output() // "VERSION: 2.2.0"
 	pver := strings.TrimSpace(strings.TrimPrefix(strings.TrimSpace(string(pv)), "VERSION:"))
 	how := fmt.Sprintf("`make bench-dhcp` (`osim-dhcpbench`), as root on %d CPUs: each server in turn in its own network namespace, perfdhcp %s "+
-		"in another, joined by a veth; perfdhcp acts as a relay (`-l %s`: giaddr set, from port 67), so both servers answer by unicast to it. "+
+		"in another (`-g %s`), joined by a veth; perfdhcp acts as a relay (`-l %s`: giaddr set, from port 67), so both servers answer by unicast to it. "+
 		"One /%d subnet, pool %s–%s (about a million addresses: never the limit), lease time %s on both, a fresh lease store per server. %s",
-		runtime.NumCPU(), pver, dhcpbench.RelayIP, dhcpbench.Network.Bits(), dhcpbench.PoolStart, dhcpbench.PoolEnd,
+		runtime.NumCPU(), pver, perfdhcpThreads, dhcpbench.RelayIP, dhcpbench.Network.Bits(), dhcpbench.PoolStart, dhcpbench.PoolEnd,
 		dhcpbench.LeaseTime, pinNote(pin)) + capNote(cpuCap)
 	var w io.Writer = os.Stdout
 	var f *os.File
