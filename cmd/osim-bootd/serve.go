@@ -12,7 +12,6 @@ import (
 	"os/signal"
 	"path/filepath"
 	"runtime/debug"
-	"runtime/pprof"
 	"sync"
 	"syscall"
 	"time"
@@ -26,6 +25,7 @@ import (
 	"osim/dataplane/httpboot"
 	"osim/dataplane/tftp"
 	"osim/dataplane/xdp"
+	"osim/internal/cpuprofile"
 	"osim/internal/logging"
 	"osim/metrics"
 )
@@ -84,18 +84,12 @@ func runServe(args []string) int {
 		return 0
 	}
 
-	if *cpuProf != "" {
-		f, err := os.Create(*cpuProf)
-		if err == nil {
-			err = pprof.StartCPUProfile(f)
-		}
-		if err != nil {
-			fmt.Fprintf(os.Stderr, "osim-bootd serve: cpu profile: %v\n", err)
-			return 1
-		}
-		defer f.Close()
-		defer pprof.StopCPUProfile()
+	stopProfile, err := cpuprofile.Start(*cpuProf)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "osim-bootd serve: %v\n", err)
+		return 1
 	}
+	defer stopProfile()
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()

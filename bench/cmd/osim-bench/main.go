@@ -25,12 +25,12 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
-	"runtime/pprof"
 	"strings"
 	"syscall"
 	"time"
 
 	"osim/bench/mass"
+	"osim/internal/cpuprofile"
 )
 
 func main() { os.Exit(run()) }
@@ -54,18 +54,12 @@ func run() int {
 	profile := flag.String("profile", "", "with -compare: osim-bootd writes a CPU profile of each round to FILE.<round>")
 	selfProfile := flag.String("self-profile", "", "write a CPU profile of osim-bench itself (the simulated targets) to this file")
 	flag.Parse()
-	if *selfProfile != "" {
-		f, err := os.Create(*selfProfile)
-		if err == nil {
-			err = pprof.StartCPUProfile(f)
-		}
-		if err != nil {
-			fmt.Fprintf(os.Stderr, "osim-bench: %v\n", err)
-			return 2
-		}
-		defer f.Close()
-		defer pprof.StopCPUProfile()
+	stopProfile, err := cpuprofile.Start(*selfProfile)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "osim-bench: %v\n", err)
+		return 2
 	}
+	defer stopProfile()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	o.Progress = os.Stderr
