@@ -235,3 +235,42 @@ func TestOffersStayInMemoryAndARestartForgetsThem(t *testing.T) {
 		t.Fatalf("A's new discover: %q %s", o, yi(reply))
 	}
 }
+
+// TestCountActiveAgreesWithTheLeases: the scrape's count without building
+// leases is the count of bound, unexpired ones that View shows.
+func TestCountActiveAgreesWithTheLeases(t *testing.T) {
+	s := openLeases(t, openBadger(t, t.TempDir()))
+	now := time.Date(2026, 12, 2, 0, 0, 0, 0, time.UTC)
+	leases := []Lease{
+		{IP: ip("10.0.0.1"), MAC: macA, State: LeaseBound, Expires: now.Add(time.Hour)},
+		{IP: ip("10.0.0.2"), MAC: macB, State: LeaseBound, Expires: now.Add(-time.Second)},
+		{IP: ip("10.0.0.3"), MAC: macC, State: LeaseBound, Expires: now.Add(time.Nanosecond)},
+		{IP: ip("10.0.0.4"), MAC: macA, State: LeaseReleased, Expires: now.Add(time.Hour)},
+		{IP: ip("10.0.0.5"), State: LeaseDeclined, Expires: now.Add(time.Hour)},
+	}
+	if err := s.Update(context.Background(), func(tx LeaseTx) error {
+		for _, l := range leases {
+			if err := tx.Put(l); err != nil {
+				return err
+			}
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	want := 0
+	err := s.View(func(tx LeaseTx) error {
+		return tx.Each(func(l Lease) error {
+			if l.State == LeaseBound && l.Active(now) {
+				want++
+			}
+			return nil
+		})
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := s.CountActive(now); got != want || want != 2 {
+		t.Fatalf("CountActive %d, leases show %d, want 2", got, want)
+	}
+}
