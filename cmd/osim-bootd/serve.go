@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"runtime"
 	"runtime/debug"
 	"sync"
 	"syscall"
@@ -52,6 +53,14 @@ func runServe(args []string) int {
 	}
 	if *memLimit > 0 && os.Getenv("GOMEMLIMIT") == "" {
 		debug.SetMemoryLimit(int64(*memLimit) << 20)
+	}
+	// On one CPU (a small VM, or pinned) Go runs one P, and a Badger
+	// flush or compaction holds it for whole 10 ms scheduling slices while
+	// DHCP answers wait: 20 ms each, several in a row, under a burst of
+	// new clients. With two, the kernel's scheduler decides, and it lets
+	// the thread a packet woke run within a few milliseconds.
+	if runtime.GOMAXPROCS(0) < 2 && os.Getenv("GOMAXPROCS") == "" {
+		runtime.GOMAXPROCS(2)
 	}
 	log, err := logging.New(*logLevel)
 	if err != nil {

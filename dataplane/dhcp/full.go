@@ -275,7 +275,7 @@ func (t fullTxn) request(ctx context.Context, serverIP net.IP) (*dhcpv4.DHCPv4, 
 			if err != nil || !ok || l.State != LeaseOffered || !macEqual(l.MAC, t.mac) {
 				return err
 			}
-			l.State, l.Expires = LeaseReleased, t.now
+			l.Expires = t.now // an expired offer: free, and like every offer never written
 			return tx.Put(l)
 		})
 		if err != nil {
@@ -370,7 +370,11 @@ func (t fullTxn) release(ctx context.Context) (Outcome, error) {
 			return err
 		}
 		o = OutcomeReleased
-		l.State, l.Expires = LeaseReleased, t.now
+		if l.State == LeaseOffered {
+			l.Expires = t.now // only ever offered: let the offer lapse, nothing to store
+		} else {
+			l.State, l.Expires = LeaseReleased, t.now
+		}
 		return tx.Put(l)
 	})
 	if err != nil {

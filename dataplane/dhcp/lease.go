@@ -47,16 +47,18 @@ func (l Lease) Active(now time.Time) bool {
 // LeaseStore keeps leases. It is this package's seam: BadgerLeases keeps
 // them under the key prefix "lease/" of the process's Badger database.
 type LeaseStore interface {
-	// Update runs fn in one atomic transaction. fn may run more than once
-	// (when a concurrent transaction touched the same keys), so it must
-	// have no effects outside tx.
+	// Update runs fn in one atomic transaction, isolated from the other
+	// updates. fn may run more than once (BadgerLeases runs it again alone
+	// when the commit of the group it was in failed), so it must have no
+	// effects outside tx.
 	Update(ctx context.Context, fn func(LeaseTx) error) error
-	// View runs fn on a consistent read-only snapshot.
+	// View runs fn on a consistent read-only view. fn must not call
+	// Update (BadgerLeases holds the view's lock while fn runs) and
+	// should be quick: updates wait for it.
 	View(fn func(LeaseTx) error) error
 }
 
-// LeaseTx is one transaction on a LeaseStore. Reads are tracked: a
-// transaction that read a key another one wrote in the meantime is retried.
+// LeaseTx is one transaction on a LeaseStore.
 type LeaseTx interface {
 	// Get returns the lease on ip; ok is false if there is none.
 	Get(ip netip.Addr) (l Lease, ok bool, err error)

@@ -212,15 +212,30 @@ func (s *BadgerLeases) Update(ctx context.Context, fn func(LeaseTx) error) error
 	s.mu.Unlock()
 
 	s.commitGroup(batch)
+	s.handOver()
+	return <-op.done
+}
 
+// handOver gives the lead to the first update queued meanwhile, or ends it.
+func (s *BadgerLeases) handOver() {
 	s.mu.Lock()
+	defer s.mu.Unlock()
 	if len(s.queue) > 0 {
 		close(s.queue[0].lead) // it takes the queue that built up meanwhile
 	} else {
 		s.leading = false
 	}
-	s.mu.Unlock()
-	return <-op.done
+}
+
+// run calls op's fn on tx; a panic in fn becomes op's error, so one bad
+// update cannot take the leader, and with it every later update, down.
+func (op *leaseOp) run(tx LeaseTx) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("dhcp: lease update panicked: %v", r)
+		}
+	}()
+	return op.fn(tx)
 }
 
 // commitGroup runs every op of batch, in order, and commits what they
@@ -236,7 +251,7 @@ func (s *BadgerLeases) commitGroup(batch []*leaseOp) {
 			continue
 		}
 		st := &stagedLeaseTx{base: group}
-		if results[i] = op.fn(st); results[i] == nil {
+		if results[i] = op.run(st); results[i] == nil {
 			for _, l := range st.puts {
 				group.put(l)
 			}
@@ -262,7 +277,7 @@ func (s *BadgerLeases) updateAlone(op *leaseOp) error {
 	}
 	group := &groupTx{s: s, leaseTable: newLeaseTable()}
 	st := &stagedLeaseTx{base: group}
-	if err := op.fn(st); err != nil {
+	if err := op.run(st); err != nil {
 		return err
 	}
 	for _, l := range st.puts {
@@ -304,7 +319,8 @@ func (s *BadgerLeases) commit(g *groupTx) error {
 	return nil
 }
 
-// View runs fn on the leases as committed.
+// View runs fn on the leases as committed, and the offers. fn must not
+// call Update: the commit waits for the read lock fn holds.
 func (s *BadgerLeases) View(fn func(LeaseTx) error) error {
 	s.memMu.RLock()
 	defer s.memMu.RUnlock()

@@ -86,20 +86,23 @@ func TestLeaseUpdatesQueuedDuringACommitShareOneTransaction(t *testing.T) {
 	if got := s.commits.Load(); got != 2 {
 		t.Fatalf("%d Badger commits for A alone and B, C, D queued behind it, want 2", got)
 	}
-	err := s.View(func(tx LeaseTx) error {
-		for a, want := range map[string]bool{"10.0.0.1": true, "10.0.0.2": true, "10.0.0.3": false, "10.0.0.4": true} {
-			if _, ok, err := tx.Get(ip(a)); err != nil || ok != want {
-				t.Errorf("lease %s stored: %v (err %v), want %v", a, ok, err, want)
+	// In memory, and in Badger (a reopen reads nothing else).
+	for _, store := range []*BadgerLeases{s, openLeases(t, s.db)} {
+		err := store.View(func(tx LeaseTx) error {
+			for a, want := range map[string]bool{"10.0.0.1": true, "10.0.0.2": true, "10.0.0.3": false, "10.0.0.4": true} {
+				if _, ok, err := tx.Get(ip(a)); err != nil || ok != want {
+					t.Errorf("lease %s stored: %v (err %v), want %v", a, ok, err, want)
+				}
 			}
+			got, ok, err := tx.ByMAC(net.HardwareAddr{2, 0, 0, 0, 0, 3})
+			if err != nil || ok {
+				t.Errorf("C's MAC index stored: %v %s (err %v), want none", ok, got, err)
+			}
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
 		}
-		got, ok, err := tx.ByMAC(net.HardwareAddr{2, 0, 0, 0, 0, 3})
-		if err != nil || ok {
-			t.Errorf("C's MAC index stored: %v %s (err %v), want none", ok, got, err)
-		}
-		return nil
-	})
-	if err != nil {
-		t.Fatal(err)
 	}
 }
 
@@ -217,6 +220,9 @@ func TestOffersStayInMemoryAndARestartForgetsThem(t *testing.T) {
 		t.Fatalf("A's request after the restart: %q, want a NAK", o)
 	}
 	err := f.Leases.View(func(tx LeaseTx) error {
+		if got, ok, err := tx.ByMAC(macA); err != nil || ok {
+			t.Errorf("A's index (an offer's) after the restart: %s %v %v, want none", got, ok, err)
+		}
 		got, ok, err := tx.ByMAC(macB)
 		if err != nil || !ok || got != ip("10.0.0.101") {
 			t.Errorf("B's index after the restart: %s %v %v", got, ok, err)
@@ -247,6 +253,7 @@ func TestCountActiveAgreesWithTheLeases(t *testing.T) {
 		{IP: ip("10.0.0.3"), MAC: macC, State: LeaseBound, Expires: now.Add(time.Nanosecond)},
 		{IP: ip("10.0.0.4"), MAC: macA, State: LeaseReleased, Expires: now.Add(time.Hour)},
 		{IP: ip("10.0.0.5"), State: LeaseDeclined, Expires: now.Add(time.Hour)},
+		{IP: ip("10.0.0.6"), MAC: macB, State: LeaseOffered, Expires: now.Add(time.Hour)},
 	}
 	if err := s.Update(context.Background(), func(tx LeaseTx) error {
 		for _, l := range leases {
@@ -272,5 +279,177 @@ func TestCountActiveAgreesWithTheLeases(t *testing.T) {
 	}
 	if got := s.CountActive(now); got != want || want != 2 {
 		t.Fatalf("CountActive %d, leases show %d, want 2", got, want)
+	}
+}
+
+// TestRenewalRewritesTheLeaseButNotTheIndex: a REQUEST after the OFFER
+// and every renewal write the lease record; the MAC index only when the
+// client's address changes.
+func TestRenewalRewritesTheLeaseButNotTheIndex(t *testing.T) {
+	clk := newClock()
+	db := openBadger(t, t.TempDir())
+	leases := openLeases(t, db)
+	f := &Full{Pools: []Pool{localPool("10.0.0.100", "10.0.0.110")}, Leases: leases, Now: clk.Now}
+	respond(t, f, dhcpMsg(t, macA, dhcpv4.MessageTypeDiscover))
+	if _, o := respond(t, f, dhcpMsg(t, macA, dhcpv4.MessageTypeRequest, serverID(serverIP), requested("10.0.0.100"))); o != OutcomeLeaseAck {
+		t.Fatalf("request: %q", o)
+	}
+	versions := func() (lease, index uint64) {
+		err := db.View(func(txn *badger.Txn) error {
+			li, err := txn.Get(ipKey(ip("10.0.0.100")))
+			if err != nil {
+				return err
+			}
+			mi, err := txn.Get(append([]byte("lease/mac/"), macA...))
+			if err != nil {
+				return err
+			}
+			lease, index = li.Version(), mi.Version()
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return lease, index
+	}
+	l0, i0 := versions()
+	clk.Advance(time.Minute)
+	if _, o := respond(t, f, dhcpMsg(t, macA, dhcpv4.MessageTypeRequest, ciaddr("10.0.0.100"))); o != OutcomeLeaseAck {
+		t.Fatalf("renewal: %q", o)
+	}
+	l1, i1 := versions()
+	if l1 == l0 || i1 != i0 {
+		t.Fatalf("renewal: lease version %d -> %d (want a new one), index %d -> %d (want the same)", l0, l1, i0, i1)
+	}
+}
+
+// TestLettingAnOfferGoWritesNothing: a client that picks another server's
+// offer, or releases an address it was only offered, frees it in memory
+// without a Badger commit.
+func TestLettingAnOfferGoWritesNothing(t *testing.T) {
+	clk := newClock()
+	leases := openLeases(t, openBadger(t, t.TempDir()))
+	f := &Full{Pools: []Pool{localPool("10.0.0.100", "10.0.0.100")}, Leases: leases, Now: clk.Now}
+	respond(t, f, dhcpMsg(t, macA, dhcpv4.MessageTypeDiscover))
+	if _, o := respond(t, f, dhcpMsg(t, macA, dhcpv4.MessageTypeRequest, serverID(net.IPv4(10, 0, 0, 2)), requested("10.0.0.50"))); o != OutcomeOtherServer {
+		t.Fatalf("request for another server: %q", o)
+	}
+	if reply, o := respond(t, f, dhcpMsg(t, macB, dhcpv4.MessageTypeDiscover)); o != OutcomeLeaseOffer || yi(reply) != "10.0.0.100" {
+		t.Fatalf("B after A went elsewhere: %q %s", o, yi(reply))
+	}
+	if _, o := respond(t, f, dhcpMsg(t, macB, dhcpv4.MessageTypeRelease, ciaddr("10.0.0.100"))); o != OutcomeReleased {
+		t.Fatalf("B releasing its offer: %q", o)
+	}
+	if reply, o := respond(t, f, dhcpMsg(t, macC, dhcpv4.MessageTypeDiscover)); o != OutcomeLeaseOffer || yi(reply) != "10.0.0.100" {
+		t.Fatalf("C after B released: %q %s", o, yi(reply))
+	}
+	if n := leases.commits.Load(); n != 0 {
+		t.Fatalf("%d Badger commits for offers only, want 0", n)
+	}
+}
+
+// TestAPanickingUpdateFailsAloneAndTheStoreGoesOn: a panic in one update
+// becomes its error; the update behind it and later ones still commit.
+func TestAPanickingUpdateFailsAloneAndTheStoreGoesOn(t *testing.T) {
+	s := openLeases(t, openBadger(t, t.TempDir()))
+	ctx := context.Background()
+	put := func(a string) func(LeaseTx) error {
+		return func(tx LeaseTx) error {
+			return tx.Put(Lease{IP: ip(a), MAC: macA, State: LeaseBound, Expires: time.Now().Add(time.Hour)})
+		}
+	}
+	release, in := make(chan struct{}), make(chan struct{})
+	first := make(chan error, 1)
+	go func() { first <- s.Update(ctx, func(LeaseTx) error { close(in); <-release; return nil }) }()
+	<-in
+	results := make(chan error, 2)
+	go func() { results <- s.Update(ctx, func(LeaseTx) error { panic("boom") }) }()
+	for s.queued() < 1 {
+		time.Sleep(time.Millisecond)
+	}
+	go func() { results <- s.Update(ctx, put("10.0.0.1")) }()
+	for s.queued() < 2 {
+		time.Sleep(time.Millisecond)
+	}
+	close(release)
+	if err := <-first; err != nil {
+		t.Fatal(err)
+	}
+	var panicked, ok int
+	for range 2 {
+		switch err := <-results; {
+		case err == nil:
+			ok++
+		case strings.Contains(err.Error(), "boom"):
+			panicked++
+		default:
+			t.Fatalf("unexpected: %v", err)
+		}
+	}
+	if panicked != 1 || ok != 1 {
+		t.Fatalf("panicked %d, ok %d; want 1 and 1", panicked, ok)
+	}
+	if err := s.Update(ctx, put("10.0.0.2")); err != nil {
+		t.Fatalf("an update after the panic: %v", err)
+	}
+	for _, a := range []string{"10.0.0.1", "10.0.0.2"} {
+		if _, found := getLeaseFrom(t, s, a); !found {
+			t.Errorf("%s not stored", a)
+		}
+	}
+}
+
+// TestAGroupThatCannotCommitIsRetriedUpdateByUpdate: when the group's
+// transaction is refused (here: too big for Badger), each update runs
+// alone: the small one commits, the oversized one gets the error.
+func TestAGroupThatCannotCommitIsRetriedUpdateByUpdate(t *testing.T) {
+	db, err := badger.Open(badger.DefaultOptions(t.TempDir()).WithLogger(nil).WithMemTableSize(1 << 20).WithValueThreshold(1 << 10))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	s := openLeases(t, db)
+	ctx := context.Background()
+	release, in := make(chan struct{}), make(chan struct{})
+	first := make(chan error, 1)
+	go func() { first <- s.Update(ctx, func(LeaseTx) error { close(in); <-release; return nil }) }()
+	<-in
+	big, small := make(chan error, 1), make(chan error, 1)
+	go func() {
+		big <- s.Update(ctx, func(tx LeaseTx) error {
+			a := ip("10.1.0.0")
+			for range 20000 {
+				if err := tx.Put(Lease{IP: a, MAC: macB, State: LeaseBound, Expires: time.Now().Add(time.Hour)}); err != nil {
+					return err
+				}
+				a = a.Next()
+			}
+			return nil
+		})
+	}()
+	for s.queued() < 1 {
+		time.Sleep(time.Millisecond)
+	}
+	go func() {
+		small <- s.Update(ctx, func(tx LeaseTx) error {
+			return tx.Put(Lease{IP: ip("10.0.0.7"), MAC: macA, State: LeaseBound, Expires: time.Now().Add(time.Hour)})
+		})
+	}()
+	for s.queued() < 2 {
+		time.Sleep(time.Millisecond)
+	}
+	close(release)
+	<-first
+	if err := <-big; !errors.Is(err, badger.ErrTxnTooBig) {
+		t.Fatalf("the oversized update: %v, want ErrTxnTooBig", err)
+	}
+	if err := <-small; err != nil {
+		t.Fatalf("the small update: %v", err)
+	}
+	if _, found := getLeaseFrom(t, openLeases(t, db), "10.0.0.7"); !found {
+		t.Fatal("the small update is not in Badger")
+	}
+	if _, found := getLeaseFrom(t, s, "10.1.0.0"); found {
+		t.Fatal("the oversized update left a lease in memory")
 	}
 }
