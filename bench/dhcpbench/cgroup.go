@@ -21,7 +21,7 @@ type CPUCap struct {
 	v2    bool
 }
 
-// capPeriod is the CFS period: short, so a capped server is throttled in
+// capPeriodUS is the CFS period: short, so a capped server is throttled in
 // slices of a few milliseconds, not a tenth of a second at a time.
 const capPeriodUS = 10000
 
@@ -75,7 +75,7 @@ func (c *CPUCap) String() string {
 	if c == nil {
 		return "uncapped"
 	}
-	return fmt.Sprintf("%.0f%% of one CPU", c.Share*100)
+	return fmt.Sprintf("%.0f%% of one CPU (%d ms period)", c.Share*100, capPeriodUS/1000)
 }
 
 // Close removes the cgroup (its processes must have ended).

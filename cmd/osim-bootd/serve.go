@@ -294,10 +294,10 @@ func (l logSink) Report(_ context.Context, s httpboot.Status) error {
 // are not fsynced: a killed process loses nothing (the page cache keeps
 // it); a power cut may lose the last moments of leases and events.
 //
-// Full DHCP mode writes a lease per new client: its memtables are 32 MiB.
-// Each switch to a new memtable syncs the folder on the write path, and
-// with 8 MiB ones a rack's worth of new clients every few seconds met a
-// stall of up to 200 ms (bench/RESULTS.md, bench-dhcp).
+// Full DHCP mode writes a lease per new client: its memtables are 32 MiB,
+// so a burst of new clients fills one every half minute rather than every
+// few seconds, and the CPU each flush takes from the DHCP answers comes
+// four times less often (bench/RESULTS.md, bench-dhcp).
 func bootdBadgerOptions(dir string, fullDHCP bool) badger.Options {
 	memtable := int64(8 << 20)
 	if fullDHCP {

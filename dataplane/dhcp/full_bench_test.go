@@ -4,7 +4,7 @@ import (
 	"context"
 	"net"
 	"net/netip"
-	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -22,18 +22,12 @@ func BenchmarkFullDORA(b *testing.B) {
 	}
 	h := &Handler{ServerIP: net.IPv4(10, 96, 0, 1), Mode: ModeFull, Metrics: NewMetrics(nil),
 		Full: &Full{Pools: []Pool{pool}, Leases: openLeases(b, db)}}
-	var (
-		mu   sync.Mutex
-		next uint32
-	)
+	var next atomic.Uint32
 	b.ReportAllocs()
 	b.RunParallel(func(pb *testing.PB) {
 		ctx := context.Background()
 		for pb.Next() {
-			mu.Lock()
-			next++
-			n := next
-			mu.Unlock()
+			n := next.Add(1)
 			mac := net.HardwareAddr{0x02, 0, byte(n >> 24), byte(n >> 16), byte(n >> 8), byte(n)}
 			d := dhcpMsg(b, mac, dhcpv4.MessageTypeDiscover, giaddr("10.96.0.2"))
 			r := h.Handle(ctx, d.ToBytes(), PortDHCP, time.Now())

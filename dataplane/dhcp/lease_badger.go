@@ -146,7 +146,7 @@ type leaseOp struct {
 func OpenBadgerLeases(db *badger.DB) (*BadgerLeases, error) {
 	s := &BadgerLeases{db: db, mem: newLeaseTable()}
 	err := db.View(func(txn *badger.Txn) error {
-		err := (badgerLeaseTx{txn}).Each(func(l Lease) error {
+		err := eachStoredLease(txn, func(l Lease) error {
 			if err := checkLease(l); err != nil {
 				return err
 			}
@@ -246,16 +246,7 @@ func (s *BadgerLeases) commitGroup(batch []*leaseOp) {
 	group := &groupTx{s: s, leaseTable: newLeaseTable()}
 	results := make([]error, len(batch))
 	for i, op := range batch {
-		if err := op.ctx.Err(); err != nil {
-			results[i] = fmt.Errorf("dhcp: lease update: %w", err)
-			continue
-		}
-		st := &stagedLeaseTx{base: group}
-		if results[i] = op.run(st); results[i] == nil {
-			for _, l := range st.puts {
-				group.put(l)
-			}
-		}
+		results[i] = group.stage(op)
 	}
 	if err := s.commit(group); err != nil && len(batch) > 1 {
 		for _, op := range batch {
@@ -272,16 +263,9 @@ func (s *BadgerLeases) commitGroup(batch []*leaseOp) {
 
 // updateAlone runs one op in its own transaction.
 func (s *BadgerLeases) updateAlone(op *leaseOp) error {
-	if err := op.ctx.Err(); err != nil {
-		return fmt.Errorf("dhcp: lease update: %w", err)
-	}
 	group := &groupTx{s: s, leaseTable: newLeaseTable()}
-	st := &stagedLeaseTx{base: group}
-	if err := op.run(st); err != nil {
+	if err := group.stage(op); err != nil {
 		return err
-	}
-	for _, l := range st.puts {
-		group.put(l)
 	}
 	return s.commit(group)
 }
@@ -368,6 +352,22 @@ type groupTx struct {
 }
 
 type kv struct{ key, val []byte }
+
+// stage runs op over the group; its writes join the group only if it
+// succeeds.
+func (g *groupTx) stage(op *leaseOp) error {
+	if err := op.ctx.Err(); err != nil {
+		return fmt.Errorf("dhcp: lease update: %w", err)
+	}
+	st := &stagedLeaseTx{base: g}
+	if err := op.run(st); err != nil {
+		return err
+	}
+	for _, l := range st.puts {
+		g.put(l)
+	}
+	return nil
+}
 
 func (g *groupTx) get(ip netip.Addr) (Lease, bool) {
 	if l, ok := g.leaseTable.get(ip); ok {
@@ -471,14 +471,12 @@ func ipKey(ip netip.Addr) []byte {
 	return append(slices.Clip(leaseIPPrefix), a[:]...)
 }
 
-// badgerLeaseTx reads leases from Badger: what OpenBadgerLeases loads.
-type badgerLeaseTx struct{ txn *badger.Txn }
-
-// Each visits the stored leases in address order.
-func (t badgerLeaseTx) Each(fn func(Lease) error) error {
+// eachStoredLease visits the leases Badger holds, in address order: what
+// OpenBadgerLeases loads.
+func eachStoredLease(txn *badger.Txn, fn func(Lease) error) error {
 	opts := badger.DefaultIteratorOptions
 	opts.Prefix = leaseIPPrefix
-	it := t.txn.NewIterator(opts)
+	it := txn.NewIterator(opts)
 	defer it.Close()
 	for it.Rewind(); it.Valid(); it.Next() {
 		k := it.Item().Key()

@@ -12,6 +12,37 @@ import (
 	"github.com/insomniacslk/dhcp/dhcpv4"
 )
 
+// holdLeader starts an update that leads alone and stays inside its
+// transaction until release is called; then it runs fn (nil: nothing).
+// release returns the update's result.
+func holdLeader(s *BadgerLeases, fn func(LeaseTx) error) (release func() error) {
+	in, out := make(chan struct{}), make(chan struct{})
+	done := make(chan error, 1)
+	go func() {
+		done <- s.Update(context.Background(), func(tx LeaseTx) error {
+			close(in)
+			<-out
+			if fn == nil {
+				return nil
+			}
+			return fn(tx)
+		})
+	}()
+	<-in
+	return func() error { close(out); return <-done }
+}
+
+// queueUpdate starts an update behind the held leader and returns once it
+// waits in the queue, so updates queue in the order of the calls; its
+// result arrives on results.
+func queueUpdate(s *BadgerLeases, ctx context.Context, fn func(LeaseTx) error, results chan<- error) {
+	n := s.queued()
+	go func() { results <- s.Update(ctx, fn) }()
+	for s.queued() == n {
+		time.Sleep(time.Millisecond)
+	}
+}
+
 // TestLeaseUpdatesQueuedDuringACommitShareOneTransaction: updates that
 // arrive while another commits are run together in one Badger transaction,
 // in arrival order (each sees the ones before it), and one that fails
@@ -25,27 +56,12 @@ func TestLeaseUpdatesQueuedDuringACommitShareOneTransaction(t *testing.T) {
 	}
 
 	// A leads alone and holds its transaction open until the others queued.
-	release, aIn := make(chan struct{}), make(chan struct{})
-	aDone := make(chan error, 1)
-	go func() {
-		aDone <- s.Update(ctx, func(tx LeaseTx) error {
-			close(aIn)
-			<-release
-			return tx.Put(lease("10.0.0.1", 1))
-		})
-	}()
-	<-aIn
+	releaseA := holdLeader(s, func(tx LeaseTx) error { return tx.Put(lease("10.0.0.1", 1)) })
 
 	errC := errors.New("C changed its mind")
 	var dSawB, dSawC bool
 	results := make(chan error, 3)
-	queue := func(fn func(LeaseTx) error) {
-		n := s.queued()
-		go func() { results <- s.Update(ctx, fn) }()
-		for s.queued() == n { // keep arrival order: B, then C, then D
-			time.Sleep(time.Millisecond)
-		}
-	}
+	queue := func(fn func(LeaseTx) error) { queueUpdate(s, ctx, fn, results) } // B, then C, then D
 	queue(func(tx LeaseTx) error { return tx.Put(lease("10.0.0.2", 2)) })
 	queue(func(tx LeaseTx) error {
 		if err := tx.Put(lease("10.0.0.3", 3)); err != nil {
@@ -65,8 +81,7 @@ func TestLeaseUpdatesQueuedDuringACommitShareOneTransaction(t *testing.T) {
 		}
 		return tx.Put(lease("10.0.0.4", 4))
 	})
-	close(release)
-	if err := <-aDone; err != nil {
+	if err := releaseA(); err != nil {
 		t.Fatalf("A: %v", err)
 	}
 	var failed int
@@ -110,25 +125,17 @@ func TestLeaseUpdatesQueuedDuringACommitShareOneTransaction(t *testing.T) {
 // gave up before its group ran gets its context's error; the group commits.
 func TestLeaseUpdateWithCancelledContextInAGroupFailsAlone(t *testing.T) {
 	s := openLeases(t, openBadger(t, t.TempDir()))
-	release, aIn := make(chan struct{}), make(chan struct{})
-	go s.Update(context.Background(), func(tx LeaseTx) error { close(aIn); <-release; return nil })
-	<-aIn
+	release := holdLeader(s, nil)
 	cctx, cancel := context.WithCancel(context.Background())
 	results := make(chan error, 2)
-	go func() {
-		results <- s.Update(context.Background(), func(tx LeaseTx) error {
-			return tx.Put(Lease{IP: ip("10.0.0.9"), State: LeaseDeclined, Expires: time.Now().Add(time.Hour)})
-		})
-	}()
-	for s.queued() < 1 {
-		time.Sleep(time.Millisecond)
-	}
-	go func() { results <- s.Update(cctx, func(LeaseTx) error { return nil }) }()
-	for s.queued() < 2 {
-		time.Sleep(time.Millisecond)
-	}
+	queueUpdate(s, context.Background(), func(tx LeaseTx) error {
+		return tx.Put(Lease{IP: ip("10.0.0.9"), State: LeaseDeclined, Expires: time.Now().Add(time.Hour)})
+	}, results)
+	queueUpdate(s, cctx, func(LeaseTx) error { return nil }, results)
 	cancel()
-	close(release)
+	if err := release(); err != nil {
+		t.Fatal(err)
+	}
 	var cancelled, ok int
 	for range 2 {
 		switch err := <-results; {
@@ -351,21 +358,11 @@ func TestAPanickingUpdateFailsAloneAndTheStoreGoesOn(t *testing.T) {
 			return tx.Put(Lease{IP: ip(a), MAC: macA, State: LeaseBound, Expires: time.Now().Add(time.Hour)})
 		}
 	}
-	release, in := make(chan struct{}), make(chan struct{})
-	first := make(chan error, 1)
-	go func() { first <- s.Update(ctx, func(LeaseTx) error { close(in); <-release; return nil }) }()
-	<-in
+	release := holdLeader(s, nil)
 	results := make(chan error, 2)
-	go func() { results <- s.Update(ctx, func(LeaseTx) error { panic("boom") }) }()
-	for s.queued() < 1 {
-		time.Sleep(time.Millisecond)
-	}
-	go func() { results <- s.Update(ctx, put("10.0.0.1")) }()
-	for s.queued() < 2 {
-		time.Sleep(time.Millisecond)
-	}
-	close(release)
-	if err := <-first; err != nil {
+	queueUpdate(s, ctx, func(LeaseTx) error { panic("boom") }, results)
+	queueUpdate(s, ctx, put("10.0.0.1"), results)
+	if err := release(); err != nil {
 		t.Fatal(err)
 	}
 	var panicked, ok int
@@ -403,36 +400,24 @@ func TestAGroupThatCannotCommitIsRetriedUpdateByUpdate(t *testing.T) {
 	t.Cleanup(func() { db.Close() })
 	s := openLeases(t, db)
 	ctx := context.Background()
-	release, in := make(chan struct{}), make(chan struct{})
-	first := make(chan error, 1)
-	go func() { first <- s.Update(ctx, func(LeaseTx) error { close(in); <-release; return nil }) }()
-	<-in
+	release := holdLeader(s, nil)
 	big, small := make(chan error, 1), make(chan error, 1)
-	go func() {
-		big <- s.Update(ctx, func(tx LeaseTx) error {
-			a := ip("10.1.0.0")
-			for range 20000 {
-				if err := tx.Put(Lease{IP: a, MAC: macB, State: LeaseBound, Expires: time.Now().Add(time.Hour)}); err != nil {
-					return err
-				}
-				a = a.Next()
+	queueUpdate(s, ctx, func(tx LeaseTx) error {
+		a := ip("10.1.0.0")
+		for range 20000 {
+			if err := tx.Put(Lease{IP: a, MAC: macB, State: LeaseBound, Expires: time.Now().Add(time.Hour)}); err != nil {
+				return err
 			}
-			return nil
-		})
-	}()
-	for s.queued() < 1 {
-		time.Sleep(time.Millisecond)
+			a = a.Next()
+		}
+		return nil
+	}, big)
+	queueUpdate(s, ctx, func(tx LeaseTx) error {
+		return tx.Put(Lease{IP: ip("10.0.0.7"), MAC: macA, State: LeaseBound, Expires: time.Now().Add(time.Hour)})
+	}, small)
+	if err := release(); err != nil {
+		t.Fatal(err)
 	}
-	go func() {
-		small <- s.Update(ctx, func(tx LeaseTx) error {
-			return tx.Put(Lease{IP: ip("10.0.0.7"), MAC: macA, State: LeaseBound, Expires: time.Now().Add(time.Hour)})
-		})
-	}()
-	for s.queued() < 2 {
-		time.Sleep(time.Millisecond)
-	}
-	close(release)
-	<-first
 	if err := <-big; !errors.Is(err, badger.ErrTxnTooBig) {
 		t.Fatalf("the oversized update: %v, want ErrTxnTooBig", err)
 	}

@@ -190,7 +190,6 @@ func capNote(c *dhcpbench.CPUCap) string {
 	if c == nil {
 		return " The servers are not capped: both may answer faster than perfdhcp receives, and then the rate is perfdhcp's."
 	}
-	return fmt.Sprintf(" Each server is held to %s by the CFS bandwidth controller (a cgroup, %d ms period: `-cpu-share`), "+
-		"so the server, not perfdhcp on its own CPU, is what runs out: the rates compare what each server does with the same CPU.",
-		c, 10)
+	return fmt.Sprintf(" Each server is held to %s by the CFS bandwidth controller (a cgroup: `-cpu-share`), "+
+		"so the server, not perfdhcp on its own CPU, is what runs out: the rates compare what each server does with the same CPU.", c)
 }
