@@ -29,8 +29,8 @@ const maxGroup = 256
 //
 // Every lease is also held in memory (about 100 bytes each): transactions
 // read from there, and write to Badger. Reading leases through Badger's
-// levels was a third of a DORA's CPU once they had left the memtable
-// (bench/RESULTS.md, bench-dhcp), as the lease table of a busy site does.
+// levels was the largest part of a DORA's CPU once they had left the
+// memtable, as the lease table of a busy site does.
 // Memory changes only after Badger has committed.
 //
 // Offers are held in memory only: an offer is a hold of a few seconds
