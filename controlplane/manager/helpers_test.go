@@ -165,3 +165,14 @@ func mustStatus(t *testing.T, err error, code int) {
 		t.Fatalf("error %v, want status %d", err, code)
 	}
 }
+
+// must fails the test on err and returns v: must[api.Order](t)(c.GetOrder(...)).
+func must[T any](t testing.TB) func(T, error) T {
+	return func(v T, err error) T {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return v
+	}
+}

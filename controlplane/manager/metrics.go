@@ -19,6 +19,7 @@ type serverMetrics struct {
 	syncClients     prometheus.Gauge
 	eventsIngested  prometheus.Counter
 	eventsDuplicate prometheus.Counter
+	eventsRefused   *prometheus.CounterVec
 }
 
 func newServerMetrics(s *Server, reg prometheus.Registerer) (*serverMetrics, error) {
@@ -44,12 +45,17 @@ func newServerMetrics(s *Server, reg prometheus.Registerer) (*serverMetrics, err
 			Namespace: metrics.Namespace, Subsystem: subsystem, Name: "events_duplicate_total",
 			Help: "Uploaded events dropped as already stored (origin sequence seen).",
 		}),
+		eventsRefused: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: metrics.Namespace, Subsystem: subsystem, Name: "events_refused_total",
+			Help: "Event batches refused whole, by reason (foreign_site: an event names another site's order or target).",
+		}, []string{"reason"}),
 	}
+	m.eventsRefused.WithLabelValues("foreign_site")
 	if reg == nil {
 		return m, nil
 	}
 	for _, c := range []prometheus.Collector{m.requests, m.duration, m.syncClients,
-		m.eventsIngested, m.eventsDuplicate, &storeCollector{s: s}} {
+		m.eventsIngested, m.eventsDuplicate, m.eventsRefused, &storeCollector{s: s}} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}

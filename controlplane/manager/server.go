@@ -321,6 +321,8 @@ func statusOf(err error) int {
 	case errors.Is(err, mdb.ErrConflict), errors.Is(err, mdb.ErrTransition),
 		errors.Is(err, mdb.ErrInUse), errors.Is(err, mdb.ErrIncomplete):
 		return http.StatusConflict
+	case errors.Is(err, mdb.ErrForbidden):
+		return http.StatusForbidden
 	case errors.Is(err, mdb.ErrGone):
 		return http.StatusGone
 	case errors.Is(err, context.DeadlineExceeded):

@@ -95,7 +95,17 @@ func (s *Server) uploadEvents(w http.ResponseWriter, r *http.Request, p *princip
 		s.fail(w, r, errorf(http.StatusRequestEntityTooLarge, "events: %d in one batch is over the limit of %d", len(b.Events), MaxEventBatch))
 		return
 	}
-	ack, err := s.store.IngestEvents(r.Context(), id, b.Events)
+	bs, err := s.store.GetBootServer(r.Context(), id)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	ack, err := s.store.IngestEvents(r.Context(), id, bs.Site, b.Events)
+	if errors.Is(err, mdb.ErrForbidden) {
+		s.metrics.eventsRefused.WithLabelValues("foreign_site").Inc()
+		s.log.Warn("events refused: a boot server reported on another site's machines",
+			"boot_server", bs.Name, "id", bs.ID, "site", bs.Site, "events", len(b.Events), "err", err)
+	}
 	if err != nil {
 		s.fail(w, r, err)
 		return

@@ -97,7 +97,7 @@ func TestReopenKeepsEverything(t *testing.T) {
 	ts := mustTargets(t, d, "paris", 0, 3)
 	im := osImage(t, d, "debian")
 	o := must[[]api.Order](t)(d.CreateOrders(ctx, api.OrderRequest{Target: ts[0].ID, Image: im.ID}))[0]
-	must[api.EventAck](t)(d.IngestEvents(ctx, "bs-1", []api.Event{{OriginSeq: 41, Type: api.EventOrderStaged, Order: o.ID}}))
+	must[api.EventAck](t)(d.IngestEvents(ctx, "bs-1", "paris", []api.Event{{OriginSeq: 41, Type: api.EventOrderStaged, Order: o.ID}}))
 	if err := d.CreateToken(ctx, Token{TokenInfo: api.TokenInfo{Role: api.RoleViewer}, Hash: shaOf([]byte("v"))}); err != nil {
 		t.Fatal(err)
 	}
@@ -116,7 +116,7 @@ func TestReopenKeepsEverything(t *testing.T) {
 	if rev(t, d) != r0 || must[uint64](t)(d.LastEventSeq(ctx)) != ev0 {
 		t.Fatalf("counters %d %d, want %d %d", rev(t, d), must[uint64](t)(d.LastEventSeq(ctx)), r0, ev0)
 	}
-	ack := must[api.EventAck](t)(d.IngestEvents(ctx, "bs-1", []api.Event{{OriginSeq: 41, Type: api.EventOrderStaged, Order: o.ID}}))
+	ack := must[api.EventAck](t)(d.IngestEvents(ctx, "bs-1", "paris", []api.Event{{OriginSeq: 41, Type: api.EventOrderStaged, Order: o.ID}}))
 	if ack.Duplicates != 1 || ack.LastSeq != 41 {
 		t.Fatalf("origin seq lost: %+v", ack)
 	}

@@ -15,12 +15,15 @@ import (
 // eventChunk is the most events one IngestEvents transaction stores.
 const eventChunk = 500
 
-// IngestEvents stores events from boot server origin and applies what
-// they mean to orders and targets (see Store).
-func (d *DB) IngestEvents(ctx context.Context, origin string, events []api.Event) (api.EventAck, error) {
+// IngestEvents stores events from boot server origin, which serves site,
+// and applies what they mean to orders and targets (see Store).
+func (d *DB) IngestEvents(ctx context.Context, origin, site string, events []api.Event) (api.EventAck, error) {
 	var ack api.EventAck
 	if origin == "" || len(origin) > 128 {
 		return ack, fmt.Errorf("%w: origin: must be 1-128 bytes", ErrInvalid)
+	}
+	if site == "" {
+		return ack, fmt.Errorf("%w: site: the origin's site is required", ErrInvalid)
 	}
 	for i, e := range events {
 		if e.Type == "" {
@@ -35,6 +38,11 @@ func (d *DB) IngestEvents(ctx context.Context, origin string, events []api.Event
 	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
+	// Under d.mu nothing moves an order or target between this check and
+	// the writes below, so the whole batch is refused or none of it is.
+	if err := d.db.View(func(txn *badger.Txn) error { return checkEventSites(txn, site, events) }); err != nil {
+		return ack, err
+	}
 	for start := 0; start < len(events) || start == 0; start += eventChunk {
 		end := min(start+eventChunk, len(events))
 		var part api.EventAck
@@ -73,6 +81,46 @@ func (d *DB) IngestEvents(ctx context.Context, origin string, events []api.Event
 		}
 	}
 	return ack, nil
+}
+
+// checkEventSites refuses a batch in which an event names an order or a
+// target of another site than site: a boot server reports on its own
+// site's machines only, as it syncs only those.
+func checkEventSites(txn *badger.Txn, site string, events []api.Event) error {
+	foreign := func(i int, e api.Event, what, id, theirs string) error {
+		return fmt.Errorf("%w: events[%d] (%s, origin_seq %d): %s %s belongs to site %q, not to the boot server's site %q",
+			ErrForbidden, i, e.Type, e.OriginSeq, what, id, theirs, site)
+	}
+	for i, e := range events {
+		if e.Order != "" {
+			var o api.Order
+			if ok, err := getJSON(txn, k(pOrder, e.Order), &o); err != nil {
+				return err
+			} else if ok && o.Site != site {
+				return foreign(i, e, "order", o.ID, o.Site)
+			}
+		}
+		// The target ingest would write to: named, or an inventory's MAC.
+		target := e.Target
+		if target == "" && e.MAC != "" && e.Type == api.EventInventory {
+			if m, err := api.CanonicalMAC(e.MAC); err == nil {
+				id, _, err := getString(txn, k(pMAC, m))
+				if err != nil {
+					return err
+				}
+				target = id
+			}
+		}
+		if target != "" {
+			var t api.Target
+			if ok, err := getJSON(txn, k(pTarget, target), &t); err != nil {
+				return err
+			} else if ok && t.Site != site {
+				return foreign(i, e, "target", t.ID, t.Site)
+			}
+		}
+	}
+	return nil
 }
 
 // ingest stores one event and applies its effects.

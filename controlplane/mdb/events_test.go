@@ -15,20 +15,20 @@ func TestIngestEventsDropsDuplicates(t *testing.T) {
 		{OriginSeq: 2, Type: api.EventDHCPSeen, MAC: mac(2)},
 		{OriginSeq: 3, Type: api.EventDHCPSeen, MAC: mac(3)},
 	}
-	ack := must[api.EventAck](t)(d.IngestEvents(ctx, "bs-1", batch))
+	ack := must[api.EventAck](t)(d.IngestEvents(ctx, "bs-1", "paris", batch))
 	if ack != (api.EventAck{Accepted: 3, LastSeq: 3}) {
 		t.Fatalf("first %+v", ack)
 	}
-	ack = must[api.EventAck](t)(d.IngestEvents(ctx, "bs-1", batch))
+	ack = must[api.EventAck](t)(d.IngestEvents(ctx, "bs-1", "paris", batch))
 	if ack != (api.EventAck{Duplicates: 3, LastSeq: 3}) {
 		t.Fatalf("again %+v", ack)
 	}
-	ack = must[api.EventAck](t)(d.IngestEvents(ctx, "bs-1", append(batch[1:], api.Event{OriginSeq: 4, Type: api.EventDHCPSeen})))
+	ack = must[api.EventAck](t)(d.IngestEvents(ctx, "bs-1", "paris", append(batch[1:], api.Event{OriginSeq: 4, Type: api.EventDHCPSeen})))
 	if ack != (api.EventAck{Accepted: 1, Duplicates: 2, LastSeq: 4}) {
 		t.Fatalf("overlap %+v", ack)
 	}
 	// Another origin has its own sequence.
-	ack = must[api.EventAck](t)(d.IngestEvents(ctx, "bs-2", batch[:1]))
+	ack = must[api.EventAck](t)(d.IngestEvents(ctx, "bs-2", "paris", batch[:1]))
 	if ack.Accepted != 1 {
 		t.Fatalf("bs-2 %+v", ack)
 	}
@@ -54,11 +54,11 @@ func TestIngestEventsDropsDuplicates(t *testing.T) {
 	if len(evs) != 2 || evs[0].Seq != 3 {
 		t.Fatalf("paged %+v", evs)
 	}
-	_, err := d.IngestEvents(ctx, "", batch)
+	_, err := d.IngestEvents(ctx, "", "paris", batch)
 	wantErr(t, err, ErrInvalid, "origin")
-	_, err = d.IngestEvents(ctx, "bs-1", []api.Event{{OriginSeq: 9}})
+	_, err = d.IngestEvents(ctx, "bs-1", "paris", []api.Event{{OriginSeq: 9}})
 	wantErr(t, err, ErrInvalid, "type")
-	_, err = d.IngestEvents(ctx, "bs-1", []api.Event{{Type: "x"}})
+	_, err = d.IngestEvents(ctx, "bs-1", "paris", []api.Event{{Type: "x"}})
 	wantErr(t, err, ErrInvalid, "origin_seq")
 	_, err = d.AppendEvent(ctx, api.Event{})
 	wantErr(t, err, ErrInvalid)
@@ -82,7 +82,7 @@ func TestIngestEventsMoveOrders(t *testing.T) {
 			seq++
 			es[i].OriginSeq = seq
 		}
-		if _, err := d.IngestEvents(ctx, "bs-1", es); err != nil {
+		if _, err := d.IngestEvents(ctx, "bs-1", "paris", es); err != nil {
 			t.Fatal(err)
 		}
 	}

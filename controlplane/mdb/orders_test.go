@@ -269,7 +269,7 @@ func TestCountOrdersKeptByCommitsMatchesAScan(t *testing.T) {
 		{OriginSeq: 4, Type: api.EventInstallStatus, Order: made[1].ID, Phase: "done"},
 		{OriginSeq: 5, Type: api.EventInstallStatus, Order: made[2].ID, Phase: "done"}, // refused: pending
 	}
-	must[api.EventAck](t)(d.IngestEvents(ctx, "bs-1", ev))
+	must[api.EventAck](t)(d.IngestEvents(ctx, "bs-1", "paris", ev))
 	check("events", d, map[api.OrderState]int{api.OrderPending: 4, api.OrderStaged: 1, api.OrderDone: 1})
 	must[api.Order](t)(d.Transition(ctx, made[3].ID, api.OrderCancelled, "operator"))
 	if _, err := d.Transition(ctx, made[3].ID, api.OrderStaged, ""); err == nil {

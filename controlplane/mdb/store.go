@@ -28,6 +28,7 @@ var (
 	ErrIncomplete = errors.New("blob incomplete")      // 409/422: image names a blob not fully uploaded
 	ErrChecksum   = errors.New("checksum mismatch")    // 422: uploaded bytes do not hash to the name
 	ErrGone       = errors.New("gone")                 // sync: since is older than the change log; take a snapshot
+	ErrForbidden  = errors.New("forbidden")            // 403: the caller may not touch this object (another site's)
 )
 
 // Page asks for a page of a listing ordered by id: at most Limit items
@@ -149,8 +150,10 @@ type Store interface {
 	// booting, install.status installing/done/failed → installing/done/
 	// failed (the first installing report also moves a booting order;
 	// reports that the state machine refuses are stored, and change
-	// nothing), inventory → the target's facts.
-	IngestEvents(ctx context.Context, origin string, events []api.Event) (api.EventAck, error)
+	// nothing), inventory → the target's facts. A batch in which an event
+	// names an order or target of another site than site (the origin's)
+	// is refused whole with ErrForbidden, naming the first such event.
+	IngestEvents(ctx context.Context, origin, site string, events []api.Event) (api.EventAck, error)
 	// AppendEvent records an event made by the manager itself.
 	AppendEvent(ctx context.Context, e api.Event) (api.Event, error)
 	ListEvents(ctx context.Context, q EventQuery) ([]api.Event, error)
