@@ -98,6 +98,41 @@ func (a *Agent) forget(last uint64) (int, error) {
 	return n, err
 }
 
+// dropEvents deletes the buffered events with these OriginSeqs.
+func (a *Agent) dropEvents(seqs []uint64) (int, error) {
+	want := make(map[uint64]bool, len(seqs))
+	for _, s := range seqs {
+		want[s] = true
+	}
+	n, err := deleteKeys(a.db, prefixEvq, func(k []byte) bool {
+		return len(k) != len(prefixEvq)+8 || !want[binary.BigEndian.Uint64(k[len(prefixEvq):])]
+	})
+	if err == nil {
+		a.m.addPending(-int64(n))
+	}
+	return n, err
+}
+
+// foreignRefused returns the OriginSeqs of batch that the manager refused
+// for naming another site's machines (403, reason foreign_site).
+func foreignRefused(err error, batch []api.Event) []uint64 {
+	var e *api.Error
+	if !errors.As(err, &e) || e.Code != http.StatusForbidden || e.Reason != api.ErrReasonForeignSite {
+		return nil
+	}
+	in := make(map[uint64]bool, len(batch))
+	for _, ev := range batch {
+		in[ev.OriginSeq] = true
+	}
+	var out []uint64
+	for _, s := range e.Refused {
+		if in[s] {
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
 // uploadLoop sends buffered events in seq order, forgets what the manager
 // acknowledged, backs off while it is unreachable, and sleeps until Emit
 // wakes it when the buffer is empty.
@@ -122,6 +157,24 @@ func (a *Agent) uploadLoop(ctx context.Context) {
 			continue
 		}
 		ack, err := a.cfg.Client.UploadEvents(ctx, api.EventBatch{Events: batch})
+		if seqs := foreignRefused(err, batch); len(seqs) > 0 {
+			// Events about machines of another site (one moved away after
+			// the event was recorded): the manager will never take them,
+			// and the rest of the batch waits behind them.
+			a.m.reachable.Set(1)
+			n, derr := a.dropEvents(seqs)
+			if derr != nil {
+				a.log.Error("agent: dropping refused events", "err", derr)
+				if !sleep(ctx, bo.next()) {
+					return
+				}
+				continue
+			}
+			a.m.eventsRefused.Add(float64(n))
+			a.log.Warn("agent: the manager refuses events about another site's machines; dropped them",
+				"dropped", n, "first", seqs[0], "err", err)
+			continue
+		}
 		if rejected(err) {
 			// The manager refuses the batch itself, retrying it as it is
 			// would block the buffer forever: halve it until the event it

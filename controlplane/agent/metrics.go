@@ -14,6 +14,7 @@ type agentMetrics struct {
 	eventsPending  prometheus.Gauge
 	eventsEmitted  *prometheus.CounterVec
 	eventsUploaded prometheus.Counter
+	eventsRefused  prometheus.Counter
 	blobsStaged    prometheus.Counter
 	blobBytes      prometheus.Counter
 	stageFailures  prometheus.Counter
@@ -41,6 +42,7 @@ func newMetrics(reg prometheus.Registerer) (*agentMetrics, error) {
 		eventsEmitted: prometheus.NewCounterVec(prometheus.CounterOpts(opts("events_emitted_total",
 			"Events written to the upload buffer, by type.")), []string{"type"}),
 		eventsUploaded: c("events_uploaded_total", "Events the manager acknowledged."),
+		eventsRefused:  c("events_refused_total", "Buffered events dropped because the manager refused them as another site's (the machine moved to another site)."),
 		blobsStaged:    c("blobs_staged_total", "Blobs downloaded, verified and stored."),
 		blobBytes:      c("blob_bytes_downloaded_total", "Bytes of blobs downloaded from the manager."),
 		stageFailures:  c("stage_failures_total", "Blob downloads that failed (transfer, size or sha256)."),
@@ -48,7 +50,7 @@ func newMetrics(reg prometheus.Registerer) (*agentMetrics, error) {
 	}
 	if reg != nil {
 		for _, col := range []prometheus.Collector{m.syncedRevision, m.syncRequests, m.snapshots, m.reachable,
-			m.eventsPending, m.eventsEmitted, m.eventsUploaded, m.blobsStaged, m.blobBytes, m.stageFailures, m.ordersLive} {
+			m.eventsPending, m.eventsEmitted, m.eventsUploaded, m.eventsRefused, m.blobsStaged, m.blobBytes, m.stageFailures, m.ordersLive} {
 			if err := reg.Register(col); err != nil {
 				return nil, err
 			}

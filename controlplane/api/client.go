@@ -234,11 +234,23 @@ func (c *Client) UploadBlob(ctx context.Context, sha string, size int64, r io.Re
 		if !IsStatus(err, http.StatusConflict) || resync == maxBlobResyncs {
 			return st, err
 		}
+		// Another writer may hold the blob (an earlier, interrupted
+		// attempt whose cut body the manager has not seen end yet): give
+		// it a moment before reading the status again.
+		select {
+		case <-ctx.Done():
+			return st, ctx.Err()
+		case <-time.After(blobResyncPause << resync):
+		}
 	}
 }
 
-// maxBlobResyncs bounds how often UploadBlob re-reads the status after a 409.
-const maxBlobResyncs = 3
+// maxBlobResyncs bounds how often UploadBlob re-reads the status after a
+// 409; the pauses between them double from blobResyncPause (3.1 s in all).
+const (
+	maxBlobResyncs  = 5
+	blobResyncPause = 100 * time.Millisecond
+)
 
 // uploadFrom sends r from off to the end in chunks of len(buf).
 func (c *Client) uploadFrom(ctx context.Context, sha string, size int64, r io.ReadSeeker, off int64, buf []byte) (BlobStatus, error) {

@@ -428,7 +428,17 @@ type TokenInfo struct {
 type Error struct {
 	Code    int    `json:"code"`    // the HTTP status
 	Message string `json:"message"` // what is wrong, naming the field or value
+	// Reason and Refused say more where a caller acts on them: a boot
+	// server's event batch refused for naming another site's machines
+	// has Reason ErrReasonForeignSite and Refused the OriginSeq of every
+	// such event.
+	Reason  string   `json:"reason,omitempty"`
+	Refused []uint64 `json:"refused,omitempty"`
 }
+
+// ErrReasonForeignSite is Error.Reason of an event batch refused because
+// events in it name another site's orders or targets.
+const ErrReasonForeignSite = "foreign_site"
 
 func (e *Error) Error() string { return fmt.Sprintf("%d %s", e.Code, e.Message) }
 

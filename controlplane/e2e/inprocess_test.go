@@ -230,3 +230,80 @@ func hasTargetOrder(orders []api.Order, target string) bool {
 	}
 	return false
 }
+
+// TestEventsAboutAMachineThatMovedAwayDoNotWedgeTheUpload: boot server A
+// buffered an event about a machine whose target then moved to site B.
+// The manager refuses it (403 foreign_site); A drops exactly that event
+// and its own site's events behind it still arrive. Before, A resent the
+// same refused batch forever and nothing of its site reached the manager.
+func TestEventsAboutAMachineThatMovedAwayDoNotWedgeTheUpload(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	store, err := mdb.Open(t.TempDir(), mdb.Options{Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { store.Close() })
+	srv, err := manager.New(manager.Config{Store: store, Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	hs := httptest.NewServer(srv.Handler())
+	t.Cleanup(hs.Close)
+	admin := must(manager.CreateToken(ctx, store, api.RoleAdmin, "e2e", time.Now()))(t)
+	join := must(manager.CreateToken(ctx, store, api.RoleJoin, "e2e-join", time.Now()))(t)
+	c := api.NewClient(hs.URL, admin.Secret, false)
+	img := uploadImage(t, c, "deb", []byte(strings.Repeat("kernel ", 100)))
+	var tgs []api.Target
+	for i := range 2 {
+		tgs = append(tgs, must(c.CreateTarget(ctx, api.TargetSpec{Hostname: fmt.Sprintf("mv-%d", i), Site: "A", Arch: "bios",
+			MACs: []string{fmt.Sprintf("02:e3:00:00:00:%02x", i)}}))(t))
+	}
+	ords := must(c.CreateOrders(ctx, api.OrderRequest{Selector: "", Target: tgs[0].ID, Image: img.ID}))(t)
+	agA := startAgent(t, t.TempDir(), hs.URL, join.Secret, "bs-a", "A")
+	waitConverged(t, store, agA, "A")
+	waitFor(t, 20*time.Second, "A's own events to drain", func() (bool, string) {
+		n := gathered(t, agA.reg, "osim_agent_events_pending")
+		return n == 0, fmt.Sprintf("%v pending", n)
+	})
+
+	siteB := "B"
+	must(c.UpdateTarget(ctx, tgs[0].ID, api.TargetPatch{Site: &siteB}))(t)
+	// What A recorded about the machine before it moved, then its own.
+	for _, e := range []api.Event{
+		{Type: api.EventInstallStatus, Order: ords[0].ID, Phase: "done"},
+		{Type: api.EventInventory, MAC: tgs[0].MACs[0], Data: map[string]string{"cpu": "moved"}},
+		{Type: api.EventInventory, MAC: tgs[1].MACs[0], Data: map[string]string{"cpu": "mine"}},
+	} {
+		if err := agA.a.Emit(e); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitFor(t, 20*time.Second, "A's buffer to drain past the refused events", func() (bool, string) {
+		n := gathered(t, agA.reg, "osim_agent_events_pending")
+		return n == 0, fmt.Sprintf("%v pending, %v refused", n, gathered(t, agA.reg, "osim_agent_events_refused_total"))
+	})
+	if n := gathered(t, agA.reg, "osim_agent_events_refused_total"); n != 2 {
+		t.Errorf("events_refused_total %v, want the 2 about the moved machine", n)
+	}
+	if tg := must(c.GetTarget(ctx, tgs[1].ID))(t); tg.Facts["cpu"] != "mine" {
+		t.Errorf("A's own target's inventory did not arrive: %v", tg.Facts)
+	}
+	if tg := must(c.GetTarget(ctx, tgs[0].ID))(t); tg.Facts["cpu"] == "moved" {
+		t.Errorf("the moved target took A's facts: %v", tg.Facts)
+	}
+	if o := must(c.GetOrder(ctx, ords[0].ID))(t); o.State == api.OrderDone {
+		t.Errorf("A marked the moved machine's order done")
+	}
+}
+
+// must returns v or fails the test with err.
+func must[T any](v T, err error) func(*testing.T) T {
+	return func(t *testing.T) T {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return v
+	}
+}

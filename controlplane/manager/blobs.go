@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"strconv"
 	"strings"
@@ -107,7 +108,8 @@ func (s *Server) putBlob(w http.ResponseWriter, r *http.Request, p *principal) {
 			return
 		}
 		offset = first
-		body = &exactReader{r: http.MaxBytesReader(w, r.Body, n), left: n}
+		body = &exactReader{r: &idleReader{r: http.MaxBytesReader(w, r.Body, n), rc: http.NewResponseController(w),
+			idle: s.cfg.BodyIdleTimeout}, left: n}
 	}
 	start := time.Now()
 	st, err := s.store.WriteBlob(ctx, sha, total, offset, body)
@@ -125,6 +127,40 @@ func (s *Server) putBlob(w http.ResponseWriter, r *http.Request, p *principal) {
 		s.log.Info("blob complete", "sha256", sha, "size", st.Size, "by", p.ID, "last_chunk", time.Since(start))
 	}
 	writeJSON(w, http.StatusOK, st)
+}
+
+// deleteBlob abandons an unfinished upload.
+func (s *Server) deleteBlob(w http.ResponseWriter, r *http.Request, p *principal) {
+	sha, err := blobSHA(r)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	if err := s.store.AbortUpload(r.Context(), sha); err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	s.log.Info("blob upload abandoned", "sha256", sha, "by", p.ID)
+	w.WriteHeader(http.StatusNoContent)
+}
+
+// idleReader moves the connection's read deadline on before every read:
+// a body that stops arriving fails after idle, however long the whole
+// chunk takes on a slow link.
+type idleReader struct {
+	r    io.Reader
+	rc   *http.ResponseController
+	idle time.Duration
+}
+
+func (i *idleReader) Read(b []byte) (int, error) {
+	_ = i.rc.SetReadDeadline(time.Now().Add(i.idle)) // unsupported writers: no deadline
+	n, err := i.r.Read(b)
+	var ne net.Error
+	if errors.As(err, &ne) && ne.Timeout() {
+		return n, errorf(http.StatusRequestTimeout, "body: no byte for %s; resume from the blob's status", i.idle)
+	}
+	return n, err
 }
 
 // exactReader fails when the body ends before the bytes Content-Range promised.

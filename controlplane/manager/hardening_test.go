@@ -1,6 +1,7 @@
 package manager
 
 import (
+	"slices"
 	"strings"
 	"testing"
 
@@ -45,6 +46,16 @@ func TestBootServerCannotReportOnAnotherSitesOrdersOrTargets(t *testing.T) {
 		mustStatus(t, err, 403)
 		if ae, _ := err.(*api.Error); ae == nil || !strings.Contains(ae.Message, c.names) || !strings.Contains(ae.Message, `site "s2"`) {
 			t.Fatalf("%s: error %v does not name the offending event %q and its site", c.name, err, c.names)
+		}
+		var want []uint64
+		for _, ev := range c.batch {
+			if ev.Type != api.EventOrderStaged || ev.Order != myOrder.ID {
+				want = append(want, ev.OriginSeq)
+			}
+		}
+		if ae, _ := err.(*api.Error); ae.Reason != api.ErrReasonForeignSite || !slices.Equal(ae.Refused, want) {
+			t.Fatalf("%s: reason %q refused %v, want %q %v (every foreign event, so the boot server drops just those)",
+				c.name, ae.Reason, ae.Refused, api.ErrReasonForeignSite, want)
 		}
 		if got := testCounter(t, e, "osim_manager_events_refused_total", map[string]string{"reason": "foreign_site"}); got != float64(i+1) {
 			t.Fatalf("%s: events_refused_total %v, want %d", c.name, got, i+1)

@@ -20,6 +20,8 @@ type serverMetrics struct {
 	eventsIngested  prometheus.Counter
 	eventsDuplicate prometheus.Counter
 	eventsRefused   *prometheus.CounterVec
+	eventsDropped   *prometheus.CounterVec
+	uploadsExpired  prometheus.Counter
 }
 
 func newServerMetrics(s *Server, reg prometheus.Registerer) (*serverMetrics, error) {
@@ -50,12 +52,20 @@ func newServerMetrics(s *Server, reg prometheus.Registerer) (*serverMetrics, err
 			Help: "Event batches refused whole, by reason (foreign_site: an event names another site's order or target).",
 		}, []string{"reason"}),
 	}
+	m.eventsDropped = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: metrics.Namespace, Subsystem: subsystem, Name: "events_dropped_total",
+		Help: "Stored events deleted by the retention, by reason (age, count).",
+	}, []string{"reason"})
+	m.uploadsExpired = prometheus.NewCounter(prometheus.CounterOpts{
+		Namespace: metrics.Namespace, Subsystem: subsystem, Name: "uploads_expired_total",
+		Help: "Unfinished blob uploads deleted after sitting idle longer than the upload TTL.",
+	})
 	m.eventsRefused.WithLabelValues("foreign_site")
 	if reg == nil {
 		return m, nil
 	}
 	for _, c := range []prometheus.Collector{m.requests, m.duration, m.syncClients,
-		m.eventsIngested, m.eventsDuplicate, m.eventsRefused, &storeCollector{s: s}} {
+		m.eventsIngested, m.eventsDuplicate, m.eventsRefused, m.eventsDropped, m.uploadsExpired, &storeCollector{s: s}} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}

@@ -43,7 +43,27 @@ type Config struct {
 	MaxBody int64
 	// SyncWaitMax caps ?wait= of sync and event long-polls (default 60s).
 	SyncWaitMax time.Duration
+	// BodyIdleTimeout ends a blob chunk whose body makes no progress for
+	// this long (default 30s), so a stalled uploader lets go of the blob.
+	BodyIdleTimeout time.Duration
+	// EventMaxAge and EventMaxCount bound the events kept: older or
+	// more are dropped, oldest first, by Run (defaults 30 days, 1,000,000).
+	EventMaxAge   time.Duration
+	EventMaxCount int
+	// UploadTTL is how long an unfinished blob upload may sit without a
+	// byte written before Run deletes it (default 24h).
+	UploadTTL time.Duration
+	// JanitorInterval is how often Run applies the retention (default 1m).
+	JanitorInterval time.Duration
 }
+
+// Defaults of Config.
+const (
+	DefaultBodyIdleTimeout = 30 * time.Second
+	DefaultEventMaxAge     = 30 * 24 * time.Hour
+	DefaultEventMaxCount   = 1_000_000
+	DefaultUploadTTL       = 24 * time.Hour
+)
 
 // Limits of the API.
 const (
@@ -105,6 +125,21 @@ func New(cfg Config) (*Server, error) {
 	if cfg.SyncWaitMax <= 0 {
 		cfg.SyncWaitMax = defaultSyncWait
 	}
+	if cfg.BodyIdleTimeout <= 0 {
+		cfg.BodyIdleTimeout = DefaultBodyIdleTimeout
+	}
+	if cfg.EventMaxAge <= 0 {
+		cfg.EventMaxAge = DefaultEventMaxAge
+	}
+	if cfg.EventMaxCount <= 0 {
+		cfg.EventMaxCount = DefaultEventMaxCount
+	}
+	if cfg.UploadTTL <= 0 {
+		cfg.UploadTTL = DefaultUploadTTL
+	}
+	if cfg.JanitorInterval <= 0 {
+		cfg.JanitorInterval = time.Minute
+	}
 	s := &Server{cfg: cfg, store: cfg.Store, log: cfg.Logger, now: cfg.Clock,
 		mux: http.NewServeMux(), syncedRevs: map[string]uint64{}}
 	m, err := newServerMetrics(s, cfg.Registry)
@@ -147,6 +182,7 @@ func (s *Server) routeTable() []route {
 		{"PUT", p + "/blobs/{sha256}", writers, s.putBlob},
 		{"GET", p + "/blobs/{sha256}/status", blobReaders, s.blobStatus},
 		{"HEAD", p + "/blobs/{sha256}", blobReaders, s.headBlob},
+		{"DELETE", p + "/blobs/{sha256}", writers, s.deleteBlob},
 		{"GET", p + "/blobs/{sha256}", blobReaders, s.getBlob},
 
 		{"POST", p + "/images", writers, s.createImage},
@@ -278,6 +314,12 @@ func writeError(w http.ResponseWriter, code int, msg string) {
 // 5xx are logged with the error; the client sees a generic message.
 func (s *Server) fail(w http.ResponseWriter, r *http.Request, err error) {
 	code := statusOf(err)
+	if code == http.StatusInsufficientStorage {
+		// Not a fault of the manager's code: the operator must read it.
+		s.log.Warn("write refused: disk space", "method", r.Method, "path", r.URL.Path, "err", err)
+		writeError(w, code, err.Error())
+		return
+	}
 	if code >= 500 {
 		if errors.Is(err, context.Canceled) || errors.Is(r.Context().Err(), context.Canceled) {
 			// The client went away; nobody reads the answer.
@@ -321,6 +363,10 @@ func statusOf(err error) int {
 	case errors.Is(err, mdb.ErrConflict), errors.Is(err, mdb.ErrTransition),
 		errors.Is(err, mdb.ErrInUse), errors.Is(err, mdb.ErrIncomplete):
 		return http.StatusConflict
+	case errors.Is(err, mdb.ErrNoSpace):
+		return http.StatusInsufficientStorage
+	case errors.Is(err, mdb.ErrTooLarge):
+		return http.StatusRequestEntityTooLarge
 	case errors.Is(err, mdb.ErrForbidden):
 		return http.StatusForbidden
 	case errors.Is(err, mdb.ErrGone):

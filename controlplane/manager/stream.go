@@ -101,10 +101,15 @@ func (s *Server) uploadEvents(w http.ResponseWriter, r *http.Request, p *princip
 		return
 	}
 	ack, err := s.store.IngestEvents(r.Context(), id, bs.Site, b.Events)
-	if errors.Is(err, mdb.ErrForbidden) {
-		s.metrics.eventsRefused.WithLabelValues("foreign_site").Inc()
+	var foreign *mdb.ForeignEventsError
+	if errors.As(err, &foreign) {
+		s.metrics.eventsRefused.WithLabelValues(api.ErrReasonForeignSite).Inc()
 		s.log.Warn("events refused: a boot server reported on another site's machines",
-			"boot_server", bs.Name, "id", bs.ID, "site", bs.Site, "events", len(b.Events), "err", err)
+			"boot_server", bs.Name, "id", bs.ID, "site", bs.Site, "events", len(b.Events), "refused", len(foreign.Seqs), "err", err)
+		w.Header().Set("Cache-Control", "no-store")
+		writeJSON(w, http.StatusForbidden, api.Error{Code: http.StatusForbidden, Message: err.Error(),
+			Reason: api.ErrReasonForeignSite, Refused: foreign.Seqs})
+		return
 	}
 	if err != nil {
 		s.fail(w, r, err)

@@ -179,7 +179,7 @@ func (d *DB) Heartbeat(ctx context.Context, id string, hb api.Heartbeat, at time
 
 // DeleteBootServer deletes a boot server and its tokens.
 func (d *DB) DeleteBootServer(ctx context.Context, id string) error {
-	return d.update(ctx, func(w *wtx) error {
+	return d.updateFreeing(ctx, func(w *wtx) error {
 		b, err := getBootServer(w.txn, id)
 		if err != nil {
 			return err
@@ -256,5 +256,5 @@ func (d *DB) ListTokens(ctx context.Context) (out []api.TokenInfo, err error) {
 
 // DeleteToken deletes a token.
 func (d *DB) DeleteToken(ctx context.Context, id string) error {
-	return d.update(ctx, func(w *wtx) error { return w.delToken(id) })
+	return d.updateFreeing(ctx, func(w *wtx) error { return w.delToken(id) })
 }

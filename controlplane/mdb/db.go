@@ -37,7 +37,24 @@ type Options struct {
 	// complete blobs, BlobDir/partial/<sha> for uploads in progress.
 	// Open defaults it to <dir>/blobs; New requires it.
 	BlobDir string
+	// MaxBlobSize caps the size an upload may announce (default
+	// DefaultMaxBlobSize).
+	MaxBlobSize int64
+	// Space, if set, is asked before every write that can grow the store
+	// (deletes are never refused: they are how space comes back). Its
+	// refusal is returned wrapped in ErrNoSpace.
+	Space SpaceGuard
 }
+
+// SpaceGuard refuses a write of need more bytes when the data dir's free
+// space is too low (internal/diskspace implements it).
+type SpaceGuard interface {
+	Check(need int64) error
+}
+
+// DefaultMaxBlobSize is Options.MaxBlobSize when it is zero: a whole-disk
+// image of a large server, compressed.
+const DefaultMaxBlobSize = 64 << 30
 
 // DefaultLogRetention is Options.LogRetention when it is zero.
 const DefaultLogRetention = 1_000_000
@@ -67,7 +84,7 @@ type DB struct {
 	notify chan struct{} // closed and replaced after every commit
 
 	blobMu    sync.Mutex
-	blobLocks map[string]*sync.Mutex
+	blobLocks map[string]*blobLock // only while someone holds or writes it
 
 	countMu     sync.Mutex
 	orderCounts map[api.OrderState]int // orders per state, as committed
@@ -127,6 +144,9 @@ func New(bdb *badger.DB, opts Options) (*DB, error) {
 	if opts.Rand == nil {
 		opts.Rand = rand.Reader
 	}
+	if opts.MaxBlobSize <= 0 {
+		opts.MaxBlobSize = DefaultMaxBlobSize
+	}
 	if opts.BlobDir == "" {
 		return nil, fmt.Errorf("mdb: %w: Options.BlobDir is required with New", ErrInvalid)
 	}
@@ -136,7 +156,7 @@ func New(bdb *badger.DB, opts Options) (*DB, error) {
 		}
 	}
 	d := &DB{db: bdb, opts: opts, log: opts.Logger, blobDir: opts.BlobDir,
-		notify: make(chan struct{}), blobLocks: map[string]*sync.Mutex{}}
+		notify: make(chan struct{}), blobLocks: map[string]*blobLock{}}
 	err := bdb.View(func(txn *badger.Txn) error {
 		for _, m := range []struct {
 			key []byte
@@ -510,6 +530,35 @@ func (d *DB) update(ctx context.Context, fn func(w *wtx) error) error {
 }
 
 func (d *DB) updateLocked(fn func(w *wtx) error) error {
+	if err := d.roomFor(0); err != nil {
+		return err
+	}
+	return d.updateFreeingLocked(fn)
+}
+
+// roomFor asks opts.Space whether need more bytes (beyond the Badger
+// write the caller is about to make) may be written.
+func (d *DB) roomFor(need int64) error {
+	if d.opts.Space == nil {
+		return nil
+	}
+	if err := d.opts.Space.Check(need); err != nil {
+		return fmt.Errorf("%w: %w", ErrNoSpace, err)
+	}
+	return nil
+}
+
+// updateFreeing is update for writes that delete: never refused for space.
+func (d *DB) updateFreeing(ctx context.Context, fn func(w *wtx) error) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.updateFreeingLocked(fn)
+}
+
+func (d *DB) updateFreeingLocked(fn func(w *wtx) error) error {
 	w := d.begin()
 	if err := fn(w); err != nil {
 		w.txn.Discard()

@@ -1,11 +1,13 @@
 package mdb
 
 import (
+	"bytes"
 	"context"
 	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/dgraph-io/badger/v4"
 
@@ -83,13 +85,38 @@ func (d *DB) IngestEvents(ctx context.Context, origin, site string, events []api
 	return ack, nil
 }
 
+// ForeignEventsError refuses a batch in which events name an order or a
+// target of another site than the boot server's. It wraps ErrForbidden;
+// its message names the first such event, Seqs lists the OriginSeq of
+// every one, so the boot server can drop exactly those and resend the rest.
+type ForeignEventsError struct {
+	Seqs  []uint64
+	first string
+}
+
+func (e *ForeignEventsError) Error() string {
+	more := ""
+	if n := len(e.Seqs); n > 1 {
+		more = fmt.Sprintf(" (and %d more such events)", n-1)
+	}
+	return fmt.Sprintf("%v: %s%s", ErrForbidden, e.first, more)
+}
+
+func (e *ForeignEventsError) Unwrap() error { return ErrForbidden }
+
 // checkEventSites refuses a batch in which an event names an order or a
 // target of another site than site: a boot server reports on its own
-// site's machines only, as it syncs only those.
+// site's machines only, as it syncs only those. A machine that moved to
+// another site after the boot server recorded an event about it makes
+// such an event too: the boot server drops what is refused (Seqs).
 func checkEventSites(txn *badger.Txn, site string, events []api.Event) error {
-	foreign := func(i int, e api.Event, what, id, theirs string) error {
-		return fmt.Errorf("%w: events[%d] (%s, origin_seq %d): %s %s belongs to site %q, not to the boot server's site %q",
-			ErrForbidden, i, e.Type, e.OriginSeq, what, id, theirs, site)
+	var ferr *ForeignEventsError
+	foreign := func(i int, e api.Event, what, id, theirs string) {
+		if ferr == nil {
+			ferr = &ForeignEventsError{first: fmt.Sprintf("events[%d] (%s, origin_seq %d): %s %s belongs to site %q, not to the boot server's site %q",
+				i, e.Type, e.OriginSeq, what, id, theirs, site)}
+		}
+		ferr.Seqs = append(ferr.Seqs, e.OriginSeq)
 	}
 	for i, e := range events {
 		if e.Order != "" {
@@ -97,7 +124,8 @@ func checkEventSites(txn *badger.Txn, site string, events []api.Event) error {
 			if ok, err := getJSON(txn, k(pOrder, e.Order), &o); err != nil {
 				return err
 			} else if ok && o.Site != site {
-				return foreign(i, e, "order", o.ID, o.Site)
+				foreign(i, e, "order", o.ID, o.Site)
+				continue
 			}
 		}
 		// The target ingest would write to: named, or an inventory's MAC.
@@ -116,9 +144,12 @@ func checkEventSites(txn *badger.Txn, site string, events []api.Event) error {
 			if ok, err := getJSON(txn, k(pTarget, target), &t); err != nil {
 				return err
 			} else if ok && t.Site != site {
-				return foreign(i, e, "target", t.ID, t.Site)
+				foreign(i, e, "target", t.ID, t.Site)
 			}
 		}
+	}
+	if ferr != nil {
+		return ferr
 	}
 	return nil
 }
@@ -279,4 +310,61 @@ func (d *DB) WaitEvents(ctx context.Context, after uint64) error {
 // LastEventSeq returns the highest event seq.
 func (d *DB) LastEventSeq(ctx context.Context) (uint64, error) {
 	return d.evSeq.Load(), ctx.Err()
+}
+
+// DropEvents deletes the oldest events while more than maxCount are kept
+// or they are older than before (see Store). Events are numbered without
+// gaps and only ever dropped oldest first, so the kept ones are the range
+// from the oldest kept seq to the last.
+func (d *DB) DropEvents(ctx context.Context, before time.Time, maxCount int) (byAge, byCount int, err error) {
+	last := d.evSeq.Load()
+	for ctx.Err() == nil {
+		var keys [][]byte
+		var ages int
+		err := d.view(ctx, func(txn *badger.Txn) error {
+			return scan(txn, pEvent, "", true, func(key []byte, item *badger.Item) (bool, error) {
+				if len(key) != len(pEvent)+8 {
+					return true, nil
+				}
+				seq := binary.BigEndian.Uint64(key[len(pEvent):])
+				if maxCount > 0 && seq <= last && last-seq+1 > uint64(maxCount) {
+					keys = append(keys, bytes.Clone(key))
+					return len(keys) < eventChunk, nil
+				}
+				var e struct {
+					Time time.Time `json:"time"`
+				}
+				if err := item.Value(func(v []byte) error { return json.Unmarshal(v, &e) }); err != nil {
+					return false, err
+				}
+				if !e.Time.Before(before) {
+					return false, nil
+				}
+				keys = append(keys, bytes.Clone(key))
+				ages++
+				return len(keys) < eventChunk, nil
+			})
+		})
+		if err != nil || len(keys) == 0 {
+			return byAge, byCount, err
+		}
+		// No revision: events are not synced, and deleting frees space.
+		err = d.db.Update(func(txn *badger.Txn) error {
+			for _, k := range keys {
+				if err := txn.Delete(k); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			return byAge, byCount, fmt.Errorf("mdb: drop events: %w", err)
+		}
+		byAge += ages
+		byCount += len(keys) - ages
+		if len(keys) < eventChunk {
+			return byAge, byCount, nil
+		}
+	}
+	return byAge, byCount, ctx.Err()
 }

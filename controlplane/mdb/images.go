@@ -15,6 +15,7 @@ import (
 	"path/filepath"
 	"slices"
 	"sync"
+	"time"
 
 	"github.com/dgraph-io/badger/v4"
 
@@ -29,16 +30,43 @@ func (d *DB) partialPath(sha string) string {
 	return filepath.Join(d.blobDir, "partial", sha)
 }
 
-func (d *DB) blobLock(sha string) func() {
+// blobLock serializes the short steps on one blob (status, the start and
+// the end of a chunk, finishing, deleting). It is never held while a
+// client's body is read: a chunk marks the blob writing instead, so a
+// stalled client blocks nobody's status and a second writer is told at
+// once. An entry lives only while it is held or writing, so asking about
+// unknown hashes leaves nothing behind.
+type blobLock struct {
+	mu      sync.Mutex
+	refs    int  // under DB.blobMu
+	writing bool // under mu; the entry stays while it is set
+}
+
+func (d *DB) lockBlob(sha string) (*blobLock, func()) {
 	d.blobMu.Lock()
-	m, ok := d.blobLocks[sha]
+	l, ok := d.blobLocks[sha]
 	if !ok {
-		m = &sync.Mutex{}
-		d.blobLocks[sha] = m
+		l = &blobLock{}
+		d.blobLocks[sha] = l
 	}
+	l.refs++
 	d.blobMu.Unlock()
-	m.Lock()
-	return m.Unlock
+	l.mu.Lock()
+	return l, func() {
+		writing := l.writing
+		l.mu.Unlock()
+		d.blobMu.Lock()
+		l.refs--
+		if l.refs == 0 && !writing {
+			delete(d.blobLocks, sha)
+		}
+		d.blobMu.Unlock()
+	}
+}
+
+func (d *DB) blobLock(sha string) func() {
+	_, unlock := d.lockBlob(sha)
+	return unlock
 }
 
 // completeSize returns the size of a complete blob, or -1.
@@ -147,10 +175,36 @@ func (d *DB) WriteBlob(ctx context.Context, sha string, size, offset int64, r io
 	if size < 0 || offset < 0 || offset > size {
 		return st, fmt.Errorf("%w: blob %s: offset %d and size %d", ErrInvalid, sha, offset, size)
 	}
-	defer d.blobLock(sha)()
+	if size > d.opts.MaxBlobSize {
+		return st, fmt.Errorf("%w: blob %s: %d bytes is over the maximum image size of %d", ErrTooLarge, sha, size, d.opts.MaxBlobSize)
+	}
+	l, unlock := d.lockBlob(sha)
+	cur, err := d.startWrite(sha, size, offset, l)
+	unlock()
+	if err != nil || cur.Complete {
+		return cur, err
+	}
+	// The body is read without the lock; l.writing keeps other writers out.
+	n, cerr := d.appendPartial(ctx, sha, size, offset, r)
+	_, unlock = d.lockBlob(sha)
+	defer unlock()
+	l.writing = false
+	cur.Received = offset + n
+	if cerr != nil {
+		return cur, fmt.Errorf("mdb: blob %s: %w", sha, cerr)
+	}
+	if cur.Received < size {
+		return cur, nil
+	}
+	return d.finishBlob(sha, cur)
+}
+
+// startWrite checks a chunk against what is stored and marks the blob
+// writing; under l.mu.
+func (d *DB) startWrite(sha string, size, offset int64, l *blobLock) (api.BlobStatus, error) {
 	cur, ok, err := d.blobStatus(sha)
 	if err != nil {
-		return st, err
+		return cur, err
 	}
 	if ok && cur.Size != size {
 		return cur, fmt.Errorf("%w: blob %s has size %d, not %d", ErrConflict, sha, cur.Size, size)
@@ -158,25 +212,44 @@ func (d *DB) WriteBlob(ctx context.Context, sha string, size, offset int64, r io
 	if cur.Complete {
 		return cur, nil
 	}
-	if !ok {
-		if err := d.setUpload(sha, size); err != nil {
-			return st, fmt.Errorf("mdb: blob %s: %w", sha, err)
-		}
-		cur = api.BlobStatus{SHA256: sha, Size: size}
+	if l.writing {
+		return cur, fmt.Errorf("%w: blob %s: another upload is writing it", ErrConflict, sha)
 	}
-	if offset != cur.Received {
+	if offset != cur.Received && ok {
 		return cur, fmt.Errorf("%w: blob %s: offset %d, but %d bytes are stored: resume at %d", ErrConflict, sha, offset, cur.Received, cur.Received)
 	}
+	if !ok && offset != 0 {
+		return api.BlobStatus{SHA256: sha, Size: size}, fmt.Errorf("%w: blob %s: offset %d, but 0 bytes are stored: resume at 0", ErrConflict, sha, offset)
+	}
+	// Room for the rest of the blob, checked before its first byte: an
+	// upload that cannot fit is refused whole, not left half-written.
+	if err := d.roomFor(size - offset); err != nil {
+		return cur, fmt.Errorf("blob %s (%d of %d bytes to come): %w", sha, size-offset, size, err)
+	}
+	if !ok {
+		if err := d.setUpload(sha, size); err != nil {
+			return st0(sha, size), fmt.Errorf("mdb: blob %s: %w", sha, err)
+		}
+		cur = st0(sha, size)
+	}
+	l.writing = true
+	return cur, nil
+}
+
+func st0(sha string, size int64) api.BlobStatus { return api.BlobStatus{SHA256: sha, Size: size} }
+
+// appendPartial appends at most size-offset bytes of r to the partial
+// file, fsynced; more than that is cut off again and refused.
+func (d *DB) appendPartial(ctx context.Context, sha string, size, offset int64, r io.Reader) (int64, error) {
 	f, err := os.OpenFile(d.partialPath(sha), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
-		return cur, fmt.Errorf("mdb: blob %s: %w", sha, err)
+		return 0, err
 	}
 	n, cerr := io.Copy(f, io.LimitReader(ctxReader{ctx, r}, size-offset+1))
-	cur.Received += n
-	if cur.Received > size {
+	if offset+n > size {
 		cerr = fmt.Errorf("%w: blob %s: more than the announced %d bytes", ErrInvalid, sha, size)
 		if err := f.Truncate(offset); err == nil {
-			cur.Received = offset
+			n = 0
 		}
 	}
 	if err := f.Sync(); err != nil && cerr == nil {
@@ -185,13 +258,83 @@ func (d *DB) WriteBlob(ctx context.Context, sha string, size, offset int64, r io
 	if err := f.Close(); err != nil && cerr == nil {
 		cerr = err
 	}
-	if cerr != nil {
-		return cur, fmt.Errorf("mdb: blob %s: %w", sha, cerr)
+	return n, cerr
+}
+
+// AbortUpload deletes an unfinished upload of sha (see Store).
+func (d *DB) AbortUpload(ctx context.Context, sha string) error {
+	if err := ctx.Err(); err != nil {
+		return err
 	}
-	if cur.Received < size {
-		return cur, nil
+	if !api.ValidSHA256(sha) {
+		return fmt.Errorf("%w: sha256: %q is not 64 lower-case hex digits", ErrInvalid, sha)
 	}
-	return d.finishBlob(sha, cur)
+	l, unlock := d.lockBlob(sha)
+	defer unlock()
+	cur, ok, err := d.blobStatus(sha)
+	switch {
+	case err != nil:
+		return err
+	case !ok:
+		return fmt.Errorf("%w: blob %s: no upload", ErrNotFound, sha)
+	case cur.Complete:
+		return fmt.Errorf("%w: blob %s is complete: it goes with the last image that uses it", ErrConflict, sha)
+	case l.writing:
+		return fmt.Errorf("%w: blob %s: a chunk is being written; abort after it ends", ErrConflict, sha)
+	}
+	return d.dropUpload(sha)
+}
+
+func (d *DB) dropUpload(sha string) error {
+	if err := os.Remove(d.partialPath(sha)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("mdb: blob %s: %w", sha, err)
+	}
+	if err := d.setUpload(sha, -1); err != nil {
+		return fmt.Errorf("mdb: blob %s: %w", sha, err)
+	}
+	return nil
+}
+
+// ExpireUploads deletes unfinished uploads not written to since before
+// (see Store).
+func (d *DB) ExpireUploads(ctx context.Context, before time.Time) (int, error) {
+	var shas []string
+	err := d.view(ctx, func(txn *badger.Txn) error {
+		return scan(txn, pUpload, "", false, func(key []byte, _ *badger.Item) (bool, error) {
+			shas = append(shas, string(key[len(pUpload):]))
+			return true, nil
+		})
+	})
+	if err != nil {
+		return 0, err
+	}
+	n := 0
+	for _, sha := range shas {
+		l, unlock := d.lockBlob(sha)
+		st, ok, err := d.blobStatus(sha)
+		if err == nil && ok && !st.Complete && !l.writing && d.partialIdleSince(sha, before) {
+			if err = d.dropUpload(sha); err == nil {
+				n++
+				d.log.Info("mdb: expired an unfinished upload", "sha256", sha, "received", st.Received, "size", st.Size)
+			}
+		}
+		unlock()
+		if err != nil {
+			return n, err
+		}
+	}
+	return n, nil
+}
+
+// partialIdleSince: the partial file was last written before t (or the
+// upload was announced and never written, and before is in the future
+// of the record, which a missing file cannot tell: those go too).
+func (d *DB) partialIdleSince(sha string, t time.Time) bool {
+	fi, err := os.Stat(d.partialPath(sha))
+	if errors.Is(err, fs.ErrNotExist) {
+		return true
+	}
+	return err == nil && fi.ModTime().Before(t)
 }
 
 // finishBlob hashes a fully received upload and moves it into place.
@@ -416,7 +559,7 @@ func (d *DB) DeleteImage(ctx context.Context, id string) error {
 	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	err := d.updateLocked(func(w *wtx) (err error) {
+	err := d.updateFreeingLocked(func(w *wtx) (err error) {
 		if im, err = getImage(w.txn, id); err != nil {
 			return err
 		}

@@ -29,6 +29,8 @@ var (
 	ErrChecksum   = errors.New("checksum mismatch")    // 422: uploaded bytes do not hash to the name
 	ErrGone       = errors.New("gone")                 // sync: since is older than the change log; take a snapshot
 	ErrForbidden  = errors.New("forbidden")            // 403: the caller may not touch this object (another site's)
+	ErrNoSpace    = errors.New("insufficient storage") // 507: the data dir's free space is below its reserve
+	ErrTooLarge   = errors.New("too large")            // 413: over a configured size
 )
 
 // Page asks for a page of a listing ordered by id: at most Limit items
@@ -101,6 +103,12 @@ type Store interface {
 	// and returns ErrChecksum. Uploading a complete blob again is a no-op.
 	WriteBlob(ctx context.Context, sha256 string, size, offset int64, r io.Reader) (api.BlobStatus, error)
 	BlobStatus(ctx context.Context, sha256 string) (api.BlobStatus, error)
+	// AbortUpload deletes an unfinished upload (its partial bytes and its
+	// announced size); a complete blob is ErrConflict.
+	AbortUpload(ctx context.Context, sha256 string) error
+	// ExpireUploads deletes unfinished uploads whose bytes were last
+	// written before the given time, and says how many.
+	ExpireUploads(ctx context.Context, before time.Time) (int, error)
 	// OpenBlob opens a complete blob.
 	OpenBlob(ctx context.Context, sha256 string) (Blob, error)
 
@@ -154,6 +162,10 @@ type Store interface {
 	// names an order or target of another site than site (the origin's)
 	// is refused whole with ErrForbidden, naming the first such event.
 	IngestEvents(ctx context.Context, origin, site string, events []api.Event) (api.EventAck, error)
+	// DropEvents deletes events, oldest first, while more than maxCount
+	// (0: no cap) are kept or they are older than before; it says how
+	// many went for each reason. Seqs are never reused.
+	DropEvents(ctx context.Context, before time.Time, maxCount int) (byAge, byCount int, err error)
 	// AppendEvent records an event made by the manager itself.
 	AppendEvent(ctx context.Context, e api.Event) (api.Event, error)
 	ListEvents(ctx context.Context, q EventQuery) ([]api.Event, error)

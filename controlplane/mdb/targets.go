@@ -310,7 +310,7 @@ func (w *wtx) mergeFacts(id string, facts map[string]string) (api.Target, error)
 
 // DeleteTarget deletes a target without a live order.
 func (d *DB) DeleteTarget(ctx context.Context, id string) error {
-	return d.update(ctx, func(w *wtx) error {
+	return d.updateFreeing(ctx, func(w *wtx) error {
 		t, err := getTarget(w.txn, id)
 		if err != nil {
 			return err
