@@ -69,9 +69,9 @@ func (a *Agent) Lookup(_ context.Context, mac net.HardwareAddr, _ dhcp.Arch) (dh
 			return dhcp.Decision{}, fmt.Errorf("%w: %s", dhcp.ErrUnknownMAC, m)
 		case dhcp.ActionDiscovery:
 			return dhcp.Decision{Action: dhcp.ActionDiscovery, BootFiles: a.cfg.DefaultBootFiles,
-				ScriptURL: a.cfg.BaseURL + "/ipxe/discovery"}, nil
+				ScriptURL: a.cfg.BaseURL + "/ipxe/discovery", Unknown: true}, nil
 		}
-		return dhcp.Decision{Action: a.cfg.Unknown}, nil
+		return dhcp.Decision{Action: a.cfg.Unknown, Unknown: true}, nil
 	}
 	var d dhcp.Decision
 	switch {

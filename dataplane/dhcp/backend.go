@@ -75,6 +75,10 @@ type Decision struct {
 	// Address is the machine's reserved IPv4 address in full DHCP mode
 	// (invalid: none, it gets one from the pool).
 	Address netip.Addr
+	// Unknown marks the decision for a machine the backend has no record
+	// of (its policy for unknown machines): full mode gives it a short
+	// lease and counts it against the pool's cap of unknown clients.
+	Unknown bool
 }
 
 // Arch is a client system architecture type (option 93).

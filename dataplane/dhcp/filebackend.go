@@ -136,7 +136,7 @@ func NewFileBackend(cfg FileConfig) (*FileBackend, error) {
 		if script == "" {
 			script = "/ipxe/discovery"
 		}
-		fb.unknown = Decision{Action: ActionDiscovery, BootFiles: site, ScriptURL: abs(script)}
+		fb.unknown = Decision{Action: ActionDiscovery, BootFiles: site, ScriptURL: abs(script), Unknown: true}
 		if httpBoot != "" {
 			fb.unknown.HTTPBootURL = abs(httpBoot)
 		}

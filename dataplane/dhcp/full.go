@@ -52,6 +52,10 @@ const (
 	OutcomeOtherServer   Outcome = "other_server"   // REQUEST selecting another server's offer
 	OutcomeNoLease       Outcome = "no_lease"       // REQUEST/RELEASE/DECLINE for an address we hold no record of for this client
 	OutcomeLeaseError    Outcome = "lease_error"    // the lease store failed
+	// Refusals: dropped before anything is allocated, counted by reason
+	// in osim_dhcp_refused_total.
+	OutcomeRelayNotAllowed Outcome = "relay_not_allowed" // giaddr not in the pool's allowed_relays
+	OutcomeUnknownCap      Outcome = "unknown_cap"       // unknown clients hold the pool's max_unknown_leases
 )
 
 // ErrPoolExhausted reports that a pool has no free address.
@@ -80,6 +84,8 @@ type Full struct {
 	// new client k lease reads (8 ms a DISCOVER at 2,000 clients).
 	curMu   sync.Mutex
 	cursors map[netip.Addr]netip.Addr
+
+	unknown unknownHolds
 }
 
 // cursor is where the search for a free address in p starts.
@@ -113,11 +119,11 @@ func (f *Full) now() time.Time {
 	return time.Now()
 }
 
-// Respond answers one request in full mode: req arrived on in; reserved is
-// the backend's address for this MAC (invalid: none). A nil reply with a
-// non-replied Outcome means silence; err explains OutcomeLeaseError and
-// OutcomePoolExhausted.
-func (f *Full) Respond(ctx context.Context, req *dhcpv4.DHCPv4, in Inbound, reserved netip.Addr) (*dhcpv4.DHCPv4, Outcome, error) {
+// Respond answers one request in full mode: req arrived on in; peer is what
+// the backend said of its MAC. A nil reply with a non-replied Outcome means
+// silence; err explains OutcomeLeaseError, OutcomePoolExhausted and
+// OutcomeUnknownCap.
+func (f *Full) Respond(ctx context.Context, req *dhcpv4.DHCPv4, in Inbound, peer Peer) (*dhcpv4.DHCPv4, Outcome, error) {
 	server := addr4(in.ServerIP)
 	local := server
 	if ci := addr4(req.ClientIPAddr); ci.IsValid() && !ci.IsUnspecified() {
@@ -127,7 +133,14 @@ func (f *Full) Respond(ctx context.Context, req *dhcpv4.DHCPv4, in Inbound, rese
 	if !ok {
 		return nil, OutcomeNoPool, nil
 	}
-	t := fullTxn{f: f, req: req, pool: pool, server: server, mac: req.ClientHWAddr, now: f.now()}
+	// A relayed request from a relay the pool does not name is dropped
+	// before any lease is read or written: giaddr is whatever the
+	// sender wrote, and the replies go to giaddr, never to the sender.
+	if gi := addr4(req.GatewayIPAddr); gi.IsValid() && !gi.IsUnspecified() && !pool.RelayAllowed(gi) {
+		f.Metrics.count(OutcomeRelayNotAllowed, pool)
+		return nil, OutcomeRelayNotAllowed, nil
+	}
+	t := fullTxn{f: f, req: req, pool: pool, server: server, mac: req.ClientHWAddr, now: f.now(), known: peer.Known}
 	var (
 		reply *dhcpv4.DHCPv4
 		o     Outcome
@@ -135,7 +148,7 @@ func (f *Full) Respond(ctx context.Context, req *dhcpv4.DHCPv4, in Inbound, rese
 	)
 	switch req.MessageType() {
 	case dhcpv4.MessageTypeDiscover:
-		reply, o, err = t.discover(ctx, reserved)
+		reply, o, err = t.discover(ctx, peer.Reserved)
 	case dhcpv4.MessageTypeRequest:
 		reply, o, err = t.request(ctx, in.ServerIP)
 	case dhcpv4.MessageTypeDecline:
@@ -165,6 +178,37 @@ type fullTxn struct {
 	server netip.Addr
 	mac    net.HardwareAddr
 	now    time.Time
+	known  bool // the backend knows the client
+}
+
+// lease is the lease time t's client gets.
+func (t fullTxn) lease() time.Duration { return t.pool.leaseTime(t.known) }
+
+// track records who holds ip until expires: an unknown client counts
+// against the pool's cap, a known one (perhaps just become known) not.
+func (t fullTxn) track(ip netip.Addr, expires time.Time) {
+	if t.known {
+		t.f.unknown.drop(ip)
+		return
+	}
+	t.f.unknown.hold(t.pool, ip, expires)
+}
+
+// capped reports whether an unknown client may not take ip: the pool's
+// unknown clients hold MaxUnknown addresses, and ip is not already this
+// client's (its own lease is renewed or offered again whatever the cap).
+func (t fullTxn) capped(tx LeaseTx, ip netip.Addr) (bool, error) {
+	if t.known || t.pool.MaxUnknown <= 0 {
+		return false, nil
+	}
+	l, ok, err := tx.Get(ip)
+	if err != nil {
+		return false, err
+	}
+	if ok && macEqual(l.MAC, t.mac) && l.State != LeaseDeclined && l.Active(t.now) {
+		return false, nil
+	}
+	return t.f.unknown.count(t.pool, t.now) >= t.pool.MaxUnknown, nil
 }
 
 // usable reports whether ip may be given to t.mac: no record, a record of
@@ -237,22 +281,36 @@ func (t fullTxn) discover(ctx context.Context, reserved netip.Addr) (*dhcpv4.DHC
 		if ip, err = t.pick(tx, reserved); err != nil {
 			return err
 		}
+		if capped, err := t.capped(tx, ip); err != nil || capped {
+			if capped {
+				err = fmt.Errorf("dhcp: %s in %s: %d addresses held by unknown clients: %w", t.mac, t.pool.Network, t.pool.MaxUnknown, ErrUnknownCap)
+			}
+			return err
+		}
 		l, ok, err := tx.Get(ip)
 		if err != nil {
 			return err
 		}
 		if ok && l.State == LeaseBound && l.Active(t.now) && macEqual(l.MAC, t.mac) {
-			return nil // already the client's: the offer changes nothing
+			t.track(ip, l.Expires) // an unknown one counted again after a restart
+			return nil             // already the client's: the offer changes nothing
 		}
-		return tx.Put(Lease{IP: ip, MAC: t.mac, State: LeaseOffered, Expires: t.now.Add(hold(t.f.OfferHold, DefaultOfferHold))})
+		expires := t.now.Add(hold(t.f.OfferHold, DefaultOfferHold))
+		t.track(ip, expires)
+		return tx.Put(Lease{IP: ip, MAC: t.mac, State: LeaseOffered, Expires: expires})
 	})
-	if errors.Is(err, ErrPoolExhausted) {
+	switch {
+	case errors.Is(err, ErrPoolExhausted):
 		return nil, OutcomePoolExhausted, err
-	}
-	if err != nil {
+	case errors.Is(err, ErrUnknownCap):
+		return nil, OutcomeUnknownCap, err
+	case err != nil:
+		if ip.IsValid() && !t.known {
+			t.f.unknown.drop(ip) // nothing was offered
+		}
 		return nil, OutcomeLeaseError, err
 	}
-	return t.reply(dhcpv4.MessageTypeOffer, ip, t.pool.LeaseTime), OutcomeLeaseOffer, nil
+	return t.reply(dhcpv4.MessageTypeOffer, ip, t.lease()), OutcomeLeaseOffer, nil
 }
 
 // request answers a DHCPREQUEST in its four states (RFC 2131 §4.3.2).
@@ -276,6 +334,7 @@ func (t fullTxn) request(ctx context.Context, serverIP net.IP) (*dhcpv4.DHCPv4, 
 				return err
 			}
 			l.Expires = t.now // an expired offer: free, and like every offer never written
+			t.f.unknown.drop(prev)
 			return tx.Put(l)
 		})
 		if err != nil {
@@ -323,7 +382,9 @@ func (t fullTxn) request(ctx context.Context, serverIP net.IP) (*dhcpv4.DHCPv4, 
 			return nil
 		}
 		o = OutcomeLeaseAck
-		return tx.Put(Lease{IP: ip, MAC: t.mac, State: LeaseBound, Expires: t.now.Add(t.pool.LeaseTime)})
+		expires := t.now.Add(t.lease())
+		t.track(ip, expires)
+		return tx.Put(Lease{IP: ip, MAC: t.mac, State: LeaseBound, Expires: expires})
 	})
 	switch {
 	case err != nil:
@@ -331,7 +392,7 @@ func (t fullTxn) request(ctx context.Context, serverIP net.IP) (*dhcpv4.DHCPv4, 
 	case o == OutcomeLeaseNak:
 		return t.nak(why), o, nil
 	case o == OutcomeLeaseAck:
-		return t.reply(dhcpv4.MessageTypeAck, ip, t.pool.LeaseTime), o, nil
+		return t.reply(dhcpv4.MessageTypeAck, ip, t.lease()), o, nil
 	}
 	return nil, o, nil
 }
@@ -350,6 +411,7 @@ func (t fullTxn) decline(ctx context.Context) (Outcome, error) {
 			return err // another client's address: a stray or forged DECLINE
 		}
 		o = OutcomeDeclined
+		t.f.unknown.drop(ip)
 		return tx.Put(Lease{IP: ip, State: LeaseDeclined, Expires: t.now.Add(hold(t.f.DeclineHold, DefaultDeclineHold))})
 	})
 	if err != nil {
@@ -370,6 +432,7 @@ func (t fullTxn) release(ctx context.Context) (Outcome, error) {
 			return err
 		}
 		o = OutcomeReleased
+		t.f.unknown.drop(ip)
 		if l.State == LeaseOffered {
 			l.Expires = t.now // only ever offered: let the offer lapse, nothing to store
 		} else {

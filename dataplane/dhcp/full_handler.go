@@ -22,7 +22,7 @@ func (h *Handler) handleFull(ctx context.Context, req *dhcpv4.DHCPv4, in Inbound
 		return Result{Request: req, Class: c.Class, Outcome: OutcomeNoPool}
 	}
 	d, lerr := h.lookup(ctx, c)
-	reply, o, err := h.Full.Respond(ctx, req, in, d.Address) // no decision: no reservation
+	reply, o, err := h.Full.Respond(ctx, req, in, Peer{Reserved: d.Address, Known: known(d, lerr)}) // no decision: no reservation
 	if err != nil {
 		h.log().Debug("dhcp: lease", "mac", c.MAC.String(), "xid", req.TransactionID.String(), "outcome", string(o), "err", err)
 	}
@@ -42,6 +42,14 @@ func (h *Handler) handleFull(ctx context.Context, req *dhcpv4.DHCPv4, in Inbound
 			"class", c.Class.String(), "outcome", string(o), "yiaddr", yiaddr(reply), "file", file)
 	}
 	return r
+}
+
+// known reports whether the backend has a record of the client: not
+// ErrUnknownMAC, not the unknown-machine policy (discovery, or an action
+// marked Unknown). A failed lookup counts as unknown: the short lease and
+// the cap are the safe side.
+func known(d Decision, err error) bool {
+	return err == nil && d.Action != 0 && d.Action != ActionDiscovery && !d.Unknown
 }
 
 // inspectFull is Inspect for full mode: every DHCP client is answered, PXE

@@ -78,7 +78,7 @@ func TestFullOfferPicksReservationThenPreviousThenRequestedThenFirstFree(t *test
 			if c.reserved != "" {
 				res = ip(c.reserved)
 			}
-			reply, o, err := f.Respond(context.Background(), dhcpMsg(t, macA, dhcpv4.MessageTypeDiscover, c.mods...), in67, res)
+			reply, o, err := f.Respond(context.Background(), dhcpMsg(t, macA, dhcpv4.MessageTypeDiscover, c.mods...), in67, Peer{Reserved: res})
 			if err != nil || o != OutcomeLeaseOffer || yi(reply) != c.want {
 				t.Fatalf("offered %s (%q, %v), want %s", yi(reply), o, err, c.want)
 			}

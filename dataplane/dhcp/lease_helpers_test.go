@@ -70,6 +70,7 @@ func localPool(start, end string) Pool {
 var relayPool = Pool{
 	Network: netip.MustParsePrefix("10.1.0.0/24"), Start: ip("10.1.0.10"), End: ip("10.1.0.20"),
 	Router: ip("10.1.0.1"), LeaseTime: 2 * time.Hour,
+	AllowedRelays: []netip.Prefix{netip.MustParsePrefix("10.1.0.1/32")},
 }
 
 // newFull builds full mode over a fresh Badger directory.
@@ -103,7 +104,7 @@ func giaddr(a string) dhcpv4.Modifier { return dhcpv4.WithGatewayIP(net.ParseIP(
 // respond runs one message through f and fails on store errors.
 func respond(t testing.TB, f *Full, req *dhcpv4.DHCPv4) (*dhcpv4.DHCPv4, Outcome) {
 	t.Helper()
-	reply, o, err := f.Respond(context.Background(), req, in67, netip.Addr{})
+	reply, o, err := f.Respond(context.Background(), req, in67, Peer{})
 	if err != nil && o != OutcomePoolExhausted {
 		t.Fatalf("%s from %s: %v", req.MessageType(), req.ClientHWAddr, err)
 	}

@@ -17,10 +17,17 @@ type LeaseMetrics struct {
 	declines    *prometheus.CounterVec
 	releases    *prometheus.CounterVec
 	exhausted   *prometheus.CounterVec
+	refused     *prometheus.CounterVec // by pool and reason
 
 	// Their children by pool, made on first use: a lookup by label
 	// formats the pool's network each time.
-	byPool metrics.Children[poolCounter, prometheus.Counter]
+	byPool    metrics.Children[poolCounter, prometheus.Counter]
+	refusedBy metrics.Children[refusal, prometheus.Counter]
+}
+
+type refusal struct {
+	pool   netip.Prefix
+	reason Outcome
 }
 
 type poolCounter struct {
@@ -42,6 +49,9 @@ func NewLeaseMetrics(reg prometheus.Registerer, leases LeaseStore, now func() ti
 		declines:    counter("lease_declines_total", "Addresses quarantined after a DHCPDECLINE, by pool."),
 		releases:    counter("lease_releases_total", "Addresses freed by a DHCPRELEASE, by pool."),
 		exhausted:   counter("pool_exhausted_total", "DISCOVERs left unanswered because the pool had no free address, by pool."),
+		refused: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: "refused_total",
+			Help: "Requests dropped before any address was allocated, by pool and reason (relay_not_allowed, unknown_cap)."},
+			[]string{"pool", "reason"}),
 	}
 	if now == nil {
 		now = time.Now
@@ -53,7 +63,7 @@ func NewLeaseMetrics(reg prometheus.Registerer, leases LeaseStore, now func() ti
 			return float64(n)
 		})
 	if reg != nil {
-		reg.MustRegister(m.allocations, m.naks, m.declines, m.releases, m.exhausted, active)
+		reg.MustRegister(m.allocations, m.naks, m.declines, m.releases, m.exhausted, m.refused, active)
 	}
 	return m
 }
@@ -91,6 +101,11 @@ func (m *LeaseMetrics) count(o Outcome, p Pool) {
 		c = m.releases
 	case OutcomePoolExhausted:
 		c = m.exhausted
+	case OutcomeRelayNotAllowed, OutcomeUnknownCap:
+		m.refusedBy.Get(refusal{p.Network, o}, func() prometheus.Counter {
+			return m.refused.WithLabelValues(p.Network.String(), string(o))
+		}).Inc()
+		return
 	default:
 		return
 	}

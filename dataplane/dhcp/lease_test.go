@@ -71,7 +71,7 @@ func TestConcurrentClientsNeverGetTheSameAddress(t *testing.T) {
 				f := fulls[i%2]
 				wg.Go(func() {
 					<-start
-					reply, o, err := f.Respond(context.Background(), dhcpMsg(t, mac, dhcpv4.MessageTypeDiscover), in67, netip.Addr{})
+					reply, o, err := f.Respond(context.Background(), dhcpMsg(t, mac, dhcpv4.MessageTypeDiscover), in67, Peer{})
 					if err != nil && o != OutcomePoolExhausted {
 						t.Errorf("%s: %v", mac, err)
 					}

@@ -1,9 +1,12 @@
 package dhcp
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"net/netip"
+	"strconv"
+	"strings"
 	"time"
 )
 
@@ -17,6 +20,16 @@ type Pool struct {
 	DNS       []netip.Addr // option 6
 	Domain    string       // option 15
 	LeaseTime time.Duration
+	// AllowedRelays are the relay agents (giaddr) whose requests this
+	// pool serves; empty: none, only clients on the directly attached
+	// subnet. giaddr is spoofable by anyone on a served segment.
+	AllowedRelays []netip.Prefix
+	// UnknownLeaseTime is the lease of a client the backend does not
+	// know, until it is known; 0 or more than LeaseTime: LeaseTime.
+	UnknownLeaseTime time.Duration
+	// MaxUnknown caps the addresses unknown clients hold at once
+	// (offered or bound); 0: no cap.
+	MaxUnknown int
 }
 
 // PoolConfig is a pool as written in configuration files (YAML).
@@ -28,10 +41,23 @@ type PoolConfig struct {
 	DNS       []string `yaml:"dns"`        // optional
 	Domain    string   `yaml:"domain"`     // optional
 	LeaseTime string   `yaml:"lease_time"` // Go duration; default 1h
+	// AllowedRelays are relay addresses (or CIDRs) whose giaddr this pool
+	// accepts; default none: relayed requests are dropped.
+	AllowedRelays []string `yaml:"allowed_relays"`
+	// UnknownLeaseTime is the lease of clients the backend does not know;
+	// default 5m, at least 1m.
+	UnknownLeaseTime string `yaml:"unknown_lease_time"`
+	// MaxUnknownLeases caps the addresses unknown clients hold at once:
+	// a count ("40"), a share of the range ("50%"), or "off"; default 50%.
+	MaxUnknownLeases string `yaml:"max_unknown_leases"`
 }
 
-// DefaultLeaseTime is a pool's lease time when its config names none.
-const DefaultLeaseTime = time.Hour
+// Defaults of a PoolConfig.
+const (
+	DefaultLeaseTime        = time.Hour       // lease_time
+	DefaultUnknownLeaseTime = 5 * time.Minute // unknown_lease_time
+	DefaultMaxUnknownShare  = 50              // max_unknown_leases, percent of the range
+)
 
 // NewPools validates pool configs; each mistake is reported with the entry
 // and the value at fault.
@@ -100,7 +126,90 @@ func newPool(c PoolConfig) (Pool, error) {
 			p.LeaseTime = d
 		}
 	}
+	for i, s := range c.AllowedRelays {
+		r, err := parseRelay(s)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("allowed_relays[%d]: %w", i, err))
+			continue
+		}
+		p.AllowedRelays = append(p.AllowedRelays, r)
+	}
+	p.UnknownLeaseTime = DefaultUnknownLeaseTime
+	if c.UnknownLeaseTime != "" {
+		d, err := time.ParseDuration(c.UnknownLeaseTime)
+		if err != nil || d < time.Minute {
+			errs = append(errs, fmt.Errorf("unknown_lease_time %q is not a duration of at least 1m", c.UnknownLeaseTime))
+		} else {
+			p.UnknownLeaseTime = d
+		}
+	}
+	if p.Start.IsValid() && p.End.IsValid() && !p.End.Less(p.Start) {
+		n, err := maxUnknown(c.MaxUnknownLeases, p.Size())
+		if err != nil {
+			errs = append(errs, err)
+		}
+		p.MaxUnknown = n
+	}
 	return p, errors.Join(errs...)
+}
+
+// parseRelay reads an allowed relay: an IPv4 address or CIDR.
+func parseRelay(s string) (netip.Prefix, error) {
+	if a, err := netip.ParseAddr(s); err == nil && a.Is4() {
+		return netip.PrefixFrom(a, 32), nil
+	}
+	if p, err := netip.ParsePrefix(s); err == nil && p.Addr().Is4() {
+		return p.Masked(), nil
+	}
+	return netip.Prefix{}, fmt.Errorf("%q is not an IPv4 address or CIDR", s)
+}
+
+// maxUnknown reads max_unknown_leases for a range of size addresses: a
+// count, a share ("50%"), "off" (0: no cap); empty: DefaultMaxUnknownShare.
+func maxUnknown(s string, size int) (int, error) {
+	bad := fmt.Errorf("max_unknown_leases %q is not a count of at least 1, a share like 50%%, or off", s)
+	switch {
+	case s == "off":
+		return 0, nil
+	case s == "":
+		return max(1, size*DefaultMaxUnknownShare/100), nil
+	case strings.HasSuffix(s, "%"):
+		pct, err := strconv.Atoi(strings.TrimSuffix(s, "%"))
+		if err != nil || pct < 1 || pct > 100 {
+			return 0, bad
+		}
+		return max(1, size*pct/100), nil
+	}
+	n, err := strconv.Atoi(s)
+	if err != nil || n < 1 {
+		return 0, bad
+	}
+	return n, nil
+}
+
+// Size is the number of addresses in the range.
+func (p Pool) Size() int {
+	s, e := p.Start.As4(), p.End.As4()
+	return int(binary.BigEndian.Uint32(e[:])-binary.BigEndian.Uint32(s[:])) + 1
+}
+
+// RelayAllowed reports whether the pool serves requests relayed by giaddr.
+func (p Pool) RelayAllowed(giaddr netip.Addr) bool {
+	for _, r := range p.AllowedRelays {
+		if r.Contains(giaddr) {
+			return true
+		}
+	}
+	return false
+}
+
+// leaseTime is the lease a client gets: the unknown lease time until the
+// backend knows it.
+func (p Pool) leaseTime(known bool) time.Duration {
+	if !known && p.UnknownLeaseTime > 0 && p.UnknownLeaseTime < p.LeaseTime {
+		return p.UnknownLeaseTime
+	}
+	return p.LeaseTime
 }
 
 // InRange reports whether a is one of the addresses the pool hands out.
