@@ -110,6 +110,10 @@ func (s *Server) createImage(w http.ResponseWriter, r *http.Request, _ *principa
 		s.fail(w, r, err)
 		return
 	}
+	if err := checkCmdline(spec); err != nil {
+		s.fail(w, r, err)
+		return
+	}
 	img, err := s.store.CreateImage(r.Context(), spec)
 	if err != nil {
 		s.fail(w, r, err)

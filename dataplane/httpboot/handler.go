@@ -12,6 +12,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"osim/internal/cmdline"
 )
 
 // Config wires a Handler. Scripts, Files, Tokens and Sink are required.
@@ -30,6 +32,10 @@ type Config struct {
 	Metrics *Metrics
 	// Now is the clock stamped on status reports; nil is time.Now.
 	Now func() time.Time
+	// RenderTimeout bounds one command line render; 0 is
+	// cmdline.RenderTimeout (100 ms). Its size is bounded by
+	// cmdline.MaxRenderedBytes (4 KiB).
+	RenderTimeout time.Duration
 }
 
 // Handler serves the routes below; create it with New.
@@ -47,6 +53,8 @@ type Handler struct {
 	metrics *Metrics
 	now     func() time.Time
 	mux     *http.ServeMux
+	// renderTimeout bounds a command line render.
+	renderTimeout time.Duration
 }
 
 // New checks cfg and builds the handler.
@@ -76,7 +84,8 @@ func New(cfg Config) (*Handler, error) {
 		}
 	}
 	h := &Handler{scripts: cfg.Scripts, files: cfg.Files, tokens: cfg.Tokens, sink: cfg.Sink,
-		base: strings.TrimSuffix(cfg.BaseURL, "/"), log: cfg.Logger, metrics: cfg.Metrics, now: cfg.Now}
+		base: strings.TrimSuffix(cfg.BaseURL, "/"), log: cfg.Logger, metrics: cfg.Metrics, now: cfg.Now,
+		renderTimeout: cfg.RenderTimeout}
 	if h.log == nil {
 		h.log = slog.New(slog.DiscardHandler)
 	}
@@ -175,11 +184,12 @@ func (h *Handler) serveScript(w http.ResponseWriter, r *http.Request) {
 		h.refuse(w, r, err, mac.String())
 		return
 	}
-	script, err := renderScript(b, mac, h.base, platform)
+	script, err := renderScript(b, mac, h.base, platform, h.renderTimeout)
 	if err != nil {
 		// The decision's data is at fault, not the request: 500, logged.
-		h.metrics.renders.WithLabelValues("invalid").Inc()
-		h.log.Warn("httpboot: script not rendered", "mac", mac.String(), "order", b.Order, "err", err)
+		outcome := renderOutcome(err)
+		h.metrics.renders.WithLabelValues(outcome).Inc()
+		h.log.Warn("httpboot: script not rendered", "mac", mac.String(), "order", b.Order, "outcome", outcome, "err", err)
 		http.Error(w, err.Error(), http.StatusInternalServerError)
 		return
 	}
@@ -193,6 +203,18 @@ func (h *Handler) serveScript(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Cache-Control", "no-store")
 	w.Header().Set("Content-Length", strconv.Itoa(len(script)))
 	w.Write(script)
+}
+
+// renderOutcome labels a refused render: too_large and too_slow when the
+// command line hit its bound, invalid for anything else the data got wrong.
+func renderOutcome(err error) string {
+	switch {
+	case errors.Is(err, cmdline.ErrTooLarge):
+		return "too_large"
+	case errors.Is(err, cmdline.ErrTooSlow):
+		return "too_slow"
+	}
+	return "invalid"
 }
 
 // countingWriter records the status code and body bytes for metrics and

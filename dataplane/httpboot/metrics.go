@@ -49,7 +49,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "request_duration_seconds", Help: "Time from request to the end of the response, by route.",
 			Buckets: prometheus.ExponentialBuckets(0.0005, 4, 10)}, []string{"route"}),
 		renders: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: sub,
-			Name: "script_renders_total", Help: "iPXE script requests, by outcome (boot, local, unknown_target, bad_mac, invalid, error)."},
+			Name: "script_renders_total", Help: "iPXE script requests, by outcome (boot, local, unknown_target, bad_mac, bad_platform, invalid, too_large, too_slow, error)."},
 			[]string{"outcome"}),
 		statusReports: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: sub,
 			Name: "status_reports_total", Help: "Installer status reports, by phase accepted, or refused (4xx), sink_error or backend_error (token lookup failed)."},

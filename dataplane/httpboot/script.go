@@ -2,21 +2,24 @@ package httpboot
 
 import (
 	"bytes"
-	"errors"
 	"fmt"
 	"net"
 	"net/url"
 	"path"
 	"strings"
 	"text/template"
+	"time"
+
+	"osim/internal/cmdline"
 )
 
 // ErrUnsafeValue: a value that would end up in the iPXE script could change
 // its meaning (a newline starts a new command, "${" expands a setting, "||"
 // or "&&" or ";" chain another command, whitespace adds an argument).
-var ErrUnsafeValue = errors.New("unsafe value for an iPXE script")
+var ErrUnsafeValue = cmdline.ErrUnsafeValue
 
-// CmdlineData is what a Boot's Cmdline template sees.
+// CmdlineData is what a Boot's Cmdline template sees (internal/cmdline,
+// which the manager checks images with too).
 //
 //	{{.MAC}}        the target's MAC, 52:54:00:12:34:56
 //	{{.Order}}      the order id
@@ -25,14 +28,7 @@ var ErrUnsafeValue = errors.New("unsafe value for an iPXE script")
 //	{{.BaseURL}}    the boot server's HTTP base (may be empty: relative URLs)
 //	{{.Params.x}}   the image parameter x (missing: empty)
 //	{{param "x"}}   the same, but a missing parameter fails the render
-type CmdlineData struct {
-	MAC       string
-	Order     string
-	Token     string
-	StatusURL string
-	BaseURL   string
-	Params    map[string]string
-}
+type CmdlineData = cmdline.Data
 
 // scriptData feeds the fixed iPXE templates below; every field is checked
 // by safeToken or safeLine before it is printed.
@@ -74,8 +70,9 @@ sanboot --no-describe --drive 0x80 || exit
 // renderScript renders the iPXE script for b. base is the URL prefix of the
 // served files ("" keeps them root-relative, which iPXE resolves against the
 // script's own URL).
-// platform is iPXE's ${platform} ("pcbios", "efi", or "" when not sent).
-func renderScript(b Boot, mac net.HardwareAddr, base, platform string) ([]byte, error) {
+// platform is iPXE's ${platform} ("pcbios", "efi", or "" when not sent);
+// timeout bounds the command line's render (0: cmdline.RenderTimeout).
+func renderScript(b Boot, mac net.HardwareAddr, base, platform string, timeout time.Duration) ([]byte, error) {
 	if b.Local {
 		if platform == "pcbios" {
 			return []byte(localScriptBIOS), nil
@@ -115,10 +112,13 @@ func renderScript(b Boot, mac net.HardwareAddr, base, platform string) ([]byte, 
 	if b.Order != "" {
 		statusURL = strings.TrimSuffix(base, "/") + "/status/" + b.Order
 	}
-	args, err := renderCmdline(b, CmdlineData{
+	// internal/cmdline bounds the render (cmdline.MaxRenderedBytes, timeout)
+	// and checks every value printed, and the line as a whole, is a plain
+	// iPXE argument: the template cannot add a line or a setting expansion.
+	args, err := cmdline.Render(b.Cmdline, CmdlineData{
 		MAC: mac.String(), Order: b.Order, Token: b.Token, StatusURL: statusURL,
 		BaseURL: base, Params: b.Params,
-	})
+	}, timeout)
 	if err != nil {
 		return nil, fmt.Errorf("httpboot: target %s: %w", mac, err)
 	}
@@ -130,78 +130,7 @@ func renderScript(b Boot, mac net.HardwareAddr, base, platform string) ([]byte, 
 	return out.Bytes(), nil
 }
 
-// renderCmdline executes the image's command line template. Every value the
-// template prints passes safeToken (one argument, nothing iPXE interprets);
-// the result as a whole passes safeLine, so the template text itself cannot
-// add a line or a setting expansion either.
-func renderCmdline(b Boot, d CmdlineData) (string, error) {
-	if b.Cmdline == "" {
-		return "", nil
-	}
-	for k, v := range d.Params {
-		if err := safeToken("parameter "+k, v); err != nil {
-			return "", err
-		}
-	}
-	for _, f := range []struct{ name, v string }{{"mac", d.MAC}, {"token", d.Token}, {"status URL", d.StatusURL}, {"base URL", d.BaseURL}} {
-		if err := safeToken(f.name, f.v); err != nil {
-			return "", err
-		}
-	}
-	t, err := template.New("cmdline").Option("missingkey=zero").Funcs(template.FuncMap{
-		"param": func(k string) (string, error) {
-			v, ok := d.Params[k]
-			if !ok {
-				return "", fmt.Errorf("parameter %q is not set", k)
-			}
-			return v, nil
-		},
-	}).Parse(b.Cmdline)
-	if err != nil {
-		return "", fmt.Errorf("parse command line template: %w", err)
-	}
-	var out strings.Builder
-	if err := t.Execute(&out, d); err != nil {
-		return "", fmt.Errorf("render command line: %w", err)
-	}
-	s := strings.Join(strings.Fields(out.String()), " ")
-	if err := safeLine("command line", s); err != nil {
-		return "", err
-	}
-	return s, nil
-}
-
-// safeToken refuses a value that would not stay one plain argument of an
-// iPXE command: control and non-ASCII bytes (a newline starts a new
-// command), whitespace (a new argument), quotes and backslashes (iPXE's
-// quoting), "$" (setting expansion "${...}"), "#", ";", and "&&" or "||"
-// (iPXE ends a command at a "&&", "||" or ";" argument). A lone "&" or "|"
-// stays: URLs with query strings need it.
-func safeToken(what, v string) error {
-	for i := 0; i < len(v); i++ {
-		c := v[i]
-		if c < 0x21 || c >= 0x7f || strings.IndexByte("\"'\\$;#`", c) >= 0 {
-			return fmt.Errorf("%w: %s %q: byte %q at %d", ErrUnsafeValue, what, v, c, i)
-		}
-	}
-	for _, seq := range []string{"&&", "||"} {
-		if i := strings.Index(v, seq); i >= 0 {
-			return fmt.Errorf("%w: %s %q: %q at %d", ErrUnsafeValue, what, v, seq, i)
-		}
-	}
-	return nil
-}
-
-// safeLine refuses a whole rendered line with anything but single spaces
-// between arguments made of safeToken characters.
-func safeLine(what, v string) error {
-	for _, f := range strings.Split(v, " ") {
-		if err := safeToken(what, f); err != nil {
-			return err
-		}
-	}
-	return nil
-}
+func safeToken(what, v string) error { return cmdline.SafeToken(what, v) }
 
 // fileURL turns a store name into a URL below base/files/, or checks an
 // absolute http(s) URL.

@@ -2,9 +2,12 @@ package httpboot
 
 import (
 	"errors"
+	"fmt"
 	"net"
 	"strings"
 	"testing"
+
+	"github.com/prometheus/client_golang/prometheus/testutil"
 )
 
 var testMAC = net.HardwareAddr{0x52, 0x54, 0x00, 0x12, 0x34, 0x56}
@@ -21,7 +24,7 @@ func installBoot() Boot {
 }
 
 func TestScriptBootsKernelWithEveryInitrdNamedOnTheCommandLine(t *testing.T) {
-	got, err := renderScript(installBoot(), testMAC, "http://10.0.0.1:8080", "efi")
+	got, err := renderScript(installBoot(), testMAC, "http://10.0.0.1:8080", "efi", 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -39,7 +42,7 @@ boot
 
 func TestScriptWithoutBaseURLUsesRootRelativeURLs(t *testing.T) {
 	b := Boot{Kernel: "vmlinuz", Initrds: []string{"https://mirror.example/d/initrd.gz"}}
-	got, err := renderScript(b, testMAC, "", "")
+	got, err := renderScript(b, testMAC, "", "", 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -59,7 +62,7 @@ func TestScriptLocalDiskExitsUnderEFIAndSanbootsUnderBIOS(t *testing.T) {
 		{"", "\nexit\n"},
 		{"pcbios", "\nsanboot --no-describe --drive 0x80 || exit\n"},
 	} {
-		got, err := renderScript(Boot{Local: true, Kernel: "ignored"}, testMAC, "", tc.platform)
+		got, err := renderScript(Boot{Local: true, Kernel: "ignored"}, testMAC, "", tc.platform, 0)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -105,7 +108,7 @@ func TestScriptRefusesValuesThatWouldInjectIPXECommands(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			b := installBoot()
 			tc.edit(&b)
-			got, err := renderScript(b, testMAC, "http://10.0.0.1", "efi")
+			got, err := renderScript(b, testMAC, "http://10.0.0.1", "efi", 0)
 			if err == nil {
 				t.Fatalf("rendered:\n%s", got)
 			}
@@ -121,8 +124,8 @@ func TestScriptRefusesValuesThatWouldInjectIPXECommands(t *testing.T) {
 
 func TestScriptTemplateLineBreaksFoldIntoOneKernelLine(t *testing.T) {
 	b := installBoot()
-	b.Cmdline = "quiet\n  {{printf \"%c\" 10}}shell\r\n\tpanic=10"
-	got, err := renderScript(b, testMAC, "", "")
+	b.Cmdline = "quiet\n  {{\"\\n\"}}shell\r\n\tpanic=10"
+	got, err := renderScript(b, testMAC, "", "", 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -138,7 +141,7 @@ func TestScriptTemplateLineBreaksFoldIntoOneKernelLine(t *testing.T) {
 func TestScriptUnsafeParameterErrorNamesTheParameter(t *testing.T) {
 	b := installBoot()
 	b.Params["console"] = "a\nb"
-	_, err := renderScript(b, testMAC, "", "")
+	_, err := renderScript(b, testMAC, "", "", 0)
 	if !errors.Is(err, ErrUnsafeValue) || !strings.Contains(err.Error(), "parameter console") {
 		t.Fatalf("err = %v, want ErrUnsafeValue naming parameter console", err)
 	}
@@ -154,7 +157,7 @@ func FuzzScriptParameterNeverAddsALine(f *testing.F) {
 		b := installBoot()
 		b.Initrds = b.Initrds[:1]
 		b.Params["console"] = v
-		got, err := renderScript(b, testMAC, "", "")
+		got, err := renderScript(b, testMAC, "", "", 0)
 		if err != nil {
 			return
 		}
@@ -179,5 +182,37 @@ func TestMACFormsIPXESendsAllParse(t *testing.T) {
 		if _, err := parseMAC(s); err == nil {
 			t.Errorf("parseMAC(%q) accepted", s)
 		}
+	}
+}
+
+func TestScriptRenderIsBoundedBySizeAndConstructs(t *testing.T) {
+	big := map[string]string{}
+	for i := range 60 {
+		big[fmt.Sprintf("p%02d", i)] = strings.Repeat("a", 200)
+	}
+	for _, tc := range []struct {
+		name, mac, cmdline string
+		params             map[string]string
+		outcome            string
+	}{
+		// The audit's template: a 200 MB script at 621 MB RSS before.
+		{"range over integers", "52:54:00:00:00:10", "x{{range 200000}}{{range 1000}}A{{end}}{{end}}", nil, "invalid"},
+		{"misspelt field", "52:54:00:00:00:11", "{{.StatusUrl}}", nil, "invalid"},
+		{"over 4 KiB", "52:54:00:00:00:12", "{{range .Params}}{{.}} {{end}}", big, "too_large"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f := newFixture(t)
+			f.h.scripts = StaticScripts{tc.mac: {Kernel: "vmlinuz", Cmdline: tc.cmdline, Params: tc.params, Order: "o-17", Token: "tok123"}}
+			w := f.do("GET", "/ipxe/"+tc.mac, nil)
+			if w.Code != 500 || w.Body.Len() > 64<<10 {
+				t.Fatalf("code %d, %d body bytes, want a short 500", w.Code, w.Body.Len())
+			}
+			if n := testutil.ToFloat64(f.metrics.renders.WithLabelValues(tc.outcome)); n != 1 {
+				t.Errorf("script_renders_total{outcome=%q} = %v", tc.outcome, n)
+			}
+			if !strings.Contains(f.logs.String(), "script not rendered") || !strings.Contains(f.logs.String(), "outcome="+tc.outcome) {
+				t.Errorf("no warn line naming the outcome: %s", f.logs.String())
+			}
+		})
 	}
 }

@@ -1,0 +1,100 @@
+package cmdline
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestCheckRefusesTemplatesThatWouldFailOrBlowUpEveryBoot(t *testing.T) {
+	for _, tc := range []struct {
+		name, text string
+		want       error
+		says       string
+	}{
+		{"misspelt field", "osim.status={{.StatusUrl}}", ErrTemplate, "field .StatusUrl does not exist"},
+		{"unknown field in a branch never taken", "{{if false}}{{.Nope}}{{end}}", ErrTemplate, "field .Nope does not exist"},
+		{"field of a string", "{{.MAC.Vendor}}", ErrTemplate, `has no field "Vendor"`},
+		{"unknown field through $", "{{with .Params}}{{$.Nope}}{{end}}", ErrTemplate, "field .Nope does not exist"},
+		{"syntax error", "console={{.Nope", ErrTemplate, "unclosed action"},
+		{"range over integers", "x{{range 200000}}{{range 1000}}A{{end}}{{end}}", ErrTemplate, "range over 200000"},
+		{"range over a string", `{{range .MAC}}A{{end}}`, ErrTemplate, "only {{range .Params}}"},
+		{"nested range over params", "{{range .Params}}{{range $.Params}}A{{end}}{{end}}", ErrTemplate, "nested range"},
+		{"define", `{{define "a"}}A{{end}}{{template "a"}}`, ErrTemplate, "define"},
+		{"block", `{{block "a" .}}A{{end}}`, ErrTemplate, "define"},
+		{"printf width bomb", `{{printf "%0999999d" 1}}`, ErrTemplate, `function "printf" is not allowed`},
+		{"slice", `{{slice .MAC 0 2}}`, ErrTemplate, `function "slice" is not allowed`},
+		{"unknown function", `{{nope}}`, ErrTemplate, `function "nope" not defined`},
+		{"rendered over the limit", strings.Repeat("{{.Token}} ", 200), ErrTooLarge, "over 4096 bytes"},
+		{"template over the limit", strings.Repeat("{{/* c */}}", 500), ErrTooLarge, "at most 4096"},
+		{"unsafe text", "a{{.MAC}}${x}", ErrUnsafeValue, `byte '$'`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			err := Check(tc.text, nil)
+			if !errors.Is(err, tc.want) || !strings.Contains(fmt.Sprint(err), tc.says) {
+				t.Fatalf("Check(%q) = %v, want %v saying %q", tc.text, err, tc.want, tc.says)
+			}
+		})
+	}
+}
+
+func TestCheckAcceptsTheDocumentedFields(t *testing.T) {
+	for _, text := range []string{
+		"",
+		"console=ttyS0 osim.mac={{.MAC}} osim.order={{.Order}} osim.token={{.Token}} osim.status={{.StatusURL}} base={{.BaseURL}}",
+		"{{.Params.console}} {{param \"hostname\"}}",
+		"{{range $k, $v := .Params}}{{$k}}={{$v}} {{end}}",
+		"{{with .Params.disk}}root={{.}}{{end}} {{if eq (len .Params) 2}}two{{else}}more{{end}}",
+		"{{index .Params \"console\"}} {{$.Params.console}}",
+	} {
+		if err := Check(text, map[string]string{"console": "ttyS0", "disk": "sda"}); err != nil {
+			t.Errorf("Check(%q): %v", text, err)
+		}
+	}
+}
+
+func TestCheckRefusesAnUnsafeDefault(t *testing.T) {
+	err := Check("{{.Params.x}}", map[string]string{"x": "a b"})
+	if !errors.Is(err, ErrUnsafeValue) || !strings.Contains(err.Error(), "parameter x") {
+		t.Fatalf("err %v", err)
+	}
+}
+
+func TestRenderStopsAtTheSizeLimitWithoutBuildingTheWholeOutput(t *testing.T) {
+	// 60 parameters of 200 bytes printed through one range: 12,000 bytes
+	// if nothing stopped it.
+	params := map[string]string{}
+	for i := range 60 {
+		params[fmt.Sprintf("p%02d", i)] = strings.Repeat("a", 200)
+	}
+	_, err := Render("{{range .Params}}{{.}} {{end}}", Data{Params: params}, 0)
+	if !errors.Is(err, ErrTooLarge) {
+		t.Fatalf("err %v, want ErrTooLarge", err)
+	}
+}
+
+func TestRenderGivesUpAtItsTimeout(t *testing.T) {
+	params := make(map[string]string, 300000)
+	for i := range 300000 {
+		params[fmt.Sprintf("p%d", i)] = "v"
+	}
+	start := time.Now()
+	_, err := Render("{{range .Params}}{{end}}{{range .Params}}{{end}}{{range .Params}}{{end}}", Data{Params: params}, time.Millisecond)
+	if !errors.Is(err, ErrTooSlow) {
+		t.Fatalf("err %v, want ErrTooSlow", err)
+	}
+	if d := time.Since(start); d > time.Second {
+		t.Errorf("returned after %v", d)
+	}
+}
+
+func TestRenderFailsOnAMissingParamButCheckDoesNot(t *testing.T) {
+	if _, err := Render(`{{param "hostname"}}`, Data{}, 0); err == nil || !strings.Contains(err.Error(), `parameter "hostname" is not set`) {
+		t.Fatalf("Render: %v", err)
+	}
+	if err := Check(`{{param "hostname"}}`, nil); err != nil {
+		t.Fatalf("Check: %v", err)
+	}
+}
