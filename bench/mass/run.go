@@ -185,7 +185,7 @@ manager:
 	if err := registerTargets(ctx, c, ts); err != nil {
 		return nil, err
 	}
-	orders, err := c.CreateOrders(ctx, api.OrderRequest{Selector: "bench=mass", Image: img.ID})
+	orders, err := c.CreateOrders(ctx, api.OrderRequest{Selector: "bench=mass", Image: img.ID, All: true})
 	if err != nil {
 		return nil, fmt.Errorf("mass: mass reimage order: %w", err)
 	}

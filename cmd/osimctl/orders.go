@@ -72,11 +72,14 @@ func (a *app) targetID(s string) (string, error) {
 
 func ordersCreate(a *app, args []string) error {
 	const name = "osimctl orders create"
-	fs := a.flags("orders.create", "usage: osimctl orders create (--target ID|MAC | --targets ID,ID | --selector SEL) --image ID [--boot-image ID] [--param k=v ...]\n")
+	fs := a.flags("orders.create", "usage: osimctl orders create (--target ID|MAC | --targets ID,ID | --selector SEL [--all]) --image ID [--boot-image ID] [--param k=v ...] [--dry-run] [--request-id ID]\n")
 	var req api.OrderRequest
 	targets := fs.String("targets", "", "comma-separated target ids or MACs")
 	fs.StringVar(&req.Target, "target", "", "one target, by id or MAC")
 	fs.StringVar(&req.Selector, "selector", "", "every target whose labels match")
+	fs.BoolVar(&req.All, "all", false, "confirm a selector that matches every target, or more than the manager's --max-order-share of a site")
+	fs.BoolVar(&req.DryRun, "dry-run", false, "list the targets that would be ordered (id, hostname, site); create nothing")
+	fs.StringVar(&req.RequestID, "request-id", "", "id that makes a retry of this request answer the orders already made (default: derived from the request)")
 	fs.StringVar(&req.Image, "image", "", "OS image id")
 	fs.StringVar(&req.BootImage, "boot-image", "", "boot image id (default: the boot server's own NBPs)")
 	params := kvFlag{}
@@ -122,11 +125,43 @@ func ordersCreate(a *app, args []string) error {
 			req.Targets = append(req.Targets, id)
 		}
 	}
-	os, err := a.client.CreateOrders(a.ctx, req)
+	if req.DryRun {
+		plan, err := a.client.PlanOrders(a.ctx, req)
+		if err != nil {
+			return err
+		}
+		return a.printPlan(plan)
+	}
+	out, err := a.client.PlaceOrders(a.ctx, req)
 	if err != nil {
 		return err
 	}
-	return a.printOrders(os)
+	if out.Replayed && !a.json() {
+		fmt.Fprintf(a.stderr, "request %s was already made: its orders, nothing new\n", out.RequestID)
+	}
+	return a.printOrders(out.Orders)
+}
+
+// printPlan shows a dry run: the targets, each site's share, and why
+// the request would need --all.
+func (a *app) printPlan(p api.OrderPlan) error {
+	if a.json() {
+		return a.printJSON(p)
+	}
+	rows := make([][]string, 0, len(p.Targets))
+	for _, t := range p.Targets {
+		rows = append(rows, []string{t.ID, t.Hostname, t.Site})
+	}
+	a.table([]string{"ID", "HOSTNAME", "SITE"}, rows)
+	fmt.Fprintf(a.stdout, "\ndry run: %d targets would be ordered", len(p.Targets))
+	for _, s := range p.Sites {
+		fmt.Fprintf(a.stdout, "; site %s: %d of %d", s.Site, s.Ordered, s.Total)
+	}
+	fmt.Fprintln(a.stdout)
+	if p.NeedsAll != "" {
+		fmt.Fprintf(a.stdout, "needs --all: %s\n", p.NeedsAll)
+	}
+	return nil
 }
 
 func ordersList(a *app, args []string) error {

@@ -18,12 +18,13 @@ import (
 
 // The seams the dataplane calls; each answers from the local view only.
 var (
-	_ dhcp.Backend        = (*Agent)(nil)
-	_ httpboot.Scripts    = (*Agent)(nil)
-	_ httpboot.Files      = (*Agent)(nil)
-	_ httpboot.Tokens     = (*Agent)(nil)
-	_ httpboot.StatusSink = (*Agent)(nil)
-	_ tftp.Resolver       = (*Agent)(nil)
+	_ dhcp.Backend          = (*Agent)(nil)
+	_ httpboot.Scripts      = (*Agent)(nil)
+	_ httpboot.Files        = (*Agent)(nil)
+	_ httpboot.Tokens       = (*Agent)(nil)
+	_ httpboot.OrderTargets = (*Agent)(nil)
+	_ httpboot.StatusSink   = (*Agent)(nil)
+	_ tftp.Resolver         = (*Agent)(nil)
 )
 
 // seenEvery is how often one MAC may produce a dhcp.seen event.
@@ -279,6 +280,32 @@ func (a *Agent) Token(_ context.Context, order string) (string, error) {
 		return "", fmt.Errorf("%w: %q", httpboot.ErrUnknownOrder, order)
 	}
 	return o.Token, nil
+}
+
+// OrderTarget is the httpboot.OrderTargets: the MACs and the fixed
+// address of a live order's target, which the order's status token is
+// bound to.
+func (a *Agent) OrderTarget(_ context.Context, order string) (httpboot.Target, error) {
+	a.mu.RLock()
+	defer a.mu.RUnlock()
+	o, ok := a.v.orders[order]
+	if !ok {
+		return httpboot.Target{}, fmt.Errorf("%w: %q", httpboot.ErrUnknownOrder, order)
+	}
+	var out httpboot.Target
+	macs := o.MACs
+	if t, ok := a.v.targets[o.Target]; ok {
+		macs = t.MACs
+		if ad, err := netip.ParseAddr(t.Address); err == nil {
+			out.Addrs = append(out.Addrs, ad.Unmap())
+		}
+	}
+	for _, m := range macs {
+		if hw, err := net.ParseMAC(m); err == nil {
+			out.MACs = append(out.MACs, hw)
+		}
+	}
+	return out, nil
 }
 
 // Report is the httpboot.StatusSink: an install.status event, plus an

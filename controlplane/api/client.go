@@ -364,9 +364,26 @@ func (c *Client) Heartbeat(ctx context.Context, hb Heartbeat) (BootServer, error
 
 // CreateOrders creates orders (one target, a list or a selector).
 func (c *Client) CreateOrders(ctx context.Context, r OrderRequest) ([]Order, error) {
+	out, err := c.PlaceOrders(ctx, r)
+	return out.Orders, err
+}
+
+// PlaceOrders creates orders and answers the whole OrderList (its request
+// id, and whether it replayed an earlier identical request).
+func (c *Client) PlaceOrders(ctx context.Context, r OrderRequest) (OrderList, error) {
+	r.DryRun = false
 	var out OrderList
 	err := c.Do(ctx, http.MethodPost, "/orders", nil, r, &out)
-	return out.Orders, err
+	return out, err
+}
+
+// PlanOrders is a dry run of r: the targets it would order; nothing is
+// written.
+func (c *Client) PlanOrders(ctx context.Context, r OrderRequest) (OrderPlan, error) {
+	r.DryRun = true
+	var out OrderPlan
+	err := c.Do(ctx, http.MethodPost, "/orders", nil, r, &out)
+	return out, err
 }
 
 // ListOrders returns a page of orders filtered by state, target and site

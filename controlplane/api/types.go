@@ -271,12 +271,56 @@ type OrderRequest struct {
 	Image     string            `json:"image"`
 	BootImage string            `json:"boot_image,omitempty"`
 	Params    map[string]string `json:"params,omitempty"`
+	// All confirms a selector that matches every target, or more than the
+	// manager's share of a site (--max-order-share); without it such a
+	// request is refused, whatever the selector's spelling.
+	All bool `json:"all,omitempty"`
+	// DryRun answers the targets the request would order (an OrderPlan)
+	// and writes nothing.
+	DryRun bool `json:"dry_run,omitempty"`
+	// RequestID makes a retry of this request idempotent: the same id
+	// with the same request answers the orders already made. Without
+	// it the manager derives one from the request's content.
+	RequestID string `json:"request_id,omitempty"`
 }
 
 // OrderList is the answer to an OrderRequest and to list calls.
 type OrderList struct {
 	Orders []Order `json:"orders"`
 	Next   string  `json:"next,omitempty"` // paging cursor: pass as ?after=
+	// RequestID names the batch an OrderRequest wrote (or replayed).
+	RequestID string `json:"request_id,omitempty"`
+	// Replayed: the request was a retry of one already written; these
+	// are its orders and nothing new was created.
+	Replayed bool `json:"replayed,omitempty"`
+	// Warnings say why some of the orders created will not boot as they
+	// are (a site without a boot server, an arch without a boot file);
+	// each is also an order.warning event.
+	Warnings []string `json:"warnings,omitempty"`
+}
+
+// OrderPlan answers a dry run: the targets the request would order, how
+// much of each site they are, and why it would be refused without All.
+type OrderPlan struct {
+	Targets []PlannedTarget `json:"targets"`
+	Sites   []SiteShare     `json:"sites"`
+	// NeedsAll is set when the request, as sent, would be refused
+	// without "all": true; it says why.
+	NeedsAll string `json:"needs_all,omitempty"`
+}
+
+// PlannedTarget is one target of an OrderPlan.
+type PlannedTarget struct {
+	ID       string `json:"id"`
+	Hostname string `json:"hostname"`
+	Site     string `json:"site"`
+}
+
+// SiteShare is how many of a site's targets a request would order.
+type SiteShare struct {
+	Site    string `json:"site"`
+	Ordered int    `json:"ordered"`
+	Total   int    `json:"total"`
 }
 
 // TargetList is a page of targets.

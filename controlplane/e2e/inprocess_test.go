@@ -137,10 +137,10 @@ func TestSyncInProcess(t *testing.T) {
 		targets = append(targets, tg)
 	}
 	// Orders by selector, per site: grp=g0 at A, grp=g1 at B.
-	if _, err := c.CreateOrders(ctx, api.OrderRequest{Selector: "grp=g0,site=A", Image: img.ID}); err != nil {
+	if _, err := c.CreateOrders(ctx, api.OrderRequest{Selector: "grp=g0,site=A", Image: img.ID, All: true}); err != nil {
 		t.Fatal(err)
 	}
-	obs, err := c.CreateOrders(ctx, api.OrderRequest{Selector: "grp=g1,site=B", Image: img.ID, Params: map[string]string{"disk": "sda"}})
+	obs, err := c.CreateOrders(ctx, api.OrderRequest{Selector: "grp=g1,site=B", Image: img.ID, Params: map[string]string{"disk": "sda"}, All: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -196,7 +196,7 @@ func TestSyncInProcess(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if _, err := c.CreateOrders(ctx, api.OrderRequest{Selector: "grp=late", Image: img.ID}); err != nil {
+	if _, err := c.CreateOrders(ctx, api.OrderRequest{Selector: "grp=late", Image: img.ID, All: true}); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := c.RetryOrder(ctx, obs[0].ID); err != nil {

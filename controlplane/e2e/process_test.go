@@ -163,11 +163,11 @@ func TestProcessSyncTwoSites(t *testing.T) {
 		}
 		targets = append(targets, tg)
 	}
-	oa, err := m.admin.CreateOrders(ctx, api.OrderRequest{Selector: "site=A,grp=g0", Image: img.ID})
+	oa, err := m.admin.CreateOrders(ctx, api.OrderRequest{Selector: "site=A,grp=g0", Image: img.ID, All: true})
 	if err != nil {
 		t.Fatal(err)
 	}
-	ob, err := m.admin.CreateOrders(ctx, api.OrderRequest{Selector: "site=B", Image: img.ID})
+	ob, err := m.admin.CreateOrders(ctx, api.OrderRequest{Selector: "site=B", Image: img.ID, All: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -215,7 +215,7 @@ func TestProcessManagerKilledMidSync(t *testing.T) {
 		t.Fatalf("images: %v %v", imgs, err)
 	}
 	start := uint64(b.metric("osim_agent_synced_revision"))
-	if _, err := m.admin.CreateOrders(context.Background(), api.OrderRequest{Selector: "grp=a", Image: imgs[0].ID}); err != nil {
+	if _, err := m.admin.CreateOrders(context.Background(), api.OrderRequest{Selector: "grp=a", Image: imgs[0].ID, All: true}); err != nil {
 		t.Fatal(err)
 	}
 	final := m.revision()

@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"strings"
 
 	"osim/controlplane/api"
 	"osim/controlplane/mdb"
@@ -265,116 +264,6 @@ func (s *Server) deleteBootServer(w http.ResponseWriter, r *http.Request, p *pri
 	s.syncMu.Unlock()
 	s.log.Info("boot server deleted", "boot_server", id, "by", p.ID)
 	w.WriteHeader(http.StatusNoContent)
-}
-
-// ---- orders ----
-
-// userOrder hides the installer's status token from user-facing answers.
-func userOrder(o api.Order) api.Order {
-	o.Token = ""
-	return o
-}
-
-func userOrders(os []api.Order) []api.Order {
-	out := make([]api.Order, len(os))
-	for i, o := range os {
-		out[i] = userOrder(o)
-	}
-	return out
-}
-
-func (s *Server) createOrders(w http.ResponseWriter, r *http.Request, p *principal) {
-	var req api.OrderRequest
-	if err := decode(w, r, s.cfg.MaxBody, &req); err != nil {
-		s.fail(w, r, err)
-		return
-	}
-	n := 0
-	for _, set := range []bool{req.Target != "", len(req.Targets) > 0, req.Selector != ""} {
-		if set {
-			n++
-		}
-	}
-	if n != 1 {
-		s.fail(w, r, errorf(http.StatusBadRequest, "exactly one of target, targets, selector must be set (got %d)", n))
-		return
-	}
-	if req.Selector != "" {
-		sel, err := api.ParseSelector(req.Selector)
-		if err != nil {
-			s.fail(w, r, errorf(http.StatusBadRequest, "%v", err))
-			return
-		}
-		if sel.Empty() {
-			s.fail(w, r, errorf(http.StatusBadRequest, "selector: %q selects every target; name at least one label", req.Selector))
-			return
-		}
-	}
-	if req.Image == "" {
-		s.fail(w, r, errorf(http.StatusBadRequest, "image: required"))
-		return
-	}
-	orders, err := s.store.CreateOrders(r.Context(), req)
-	if err != nil {
-		s.fail(w, r, err)
-		return
-	}
-	s.log.Info("orders created", "count", len(orders), "image", req.Image, "selector", req.Selector, "by", p.ID)
-	writeJSON(w, http.StatusCreated, api.OrderList{Orders: userOrders(orders)})
-}
-
-func (s *Server) listOrders(w http.ResponseWriter, r *http.Request, _ *principal) {
-	pg, err := page(r)
-	if err != nil {
-		s.fail(w, r, err)
-		return
-	}
-	qv := r.URL.Query()
-	q := mdb.OrderQuery{Page: pg, State: api.OrderState(qv.Get("state")), Target: qv.Get("target"), Site: qv.Get("site")}
-	if q.State != "" && !q.State.Valid() {
-		states := make([]string, len(api.OrderStates))
-		for i, st := range api.OrderStates {
-			states[i] = string(st)
-		}
-		s.fail(w, r, errorf(http.StatusBadRequest, "query state: %q is not one of %s", q.State, strings.Join(states, ", ")))
-		return
-	}
-	orders, next, err := s.store.ListOrders(r.Context(), q)
-	if err != nil {
-		s.fail(w, r, err)
-		return
-	}
-	writeJSON(w, http.StatusOK, api.OrderList{Orders: userOrders(orders), Next: next})
-}
-
-func (s *Server) getOrder(w http.ResponseWriter, r *http.Request, _ *principal) {
-	o, err := s.store.GetOrder(r.Context(), r.PathValue("id"))
-	if err != nil {
-		s.fail(w, r, err)
-		return
-	}
-	writeJSON(w, http.StatusOK, userOrder(o))
-}
-
-func (s *Server) cancelOrder(w http.ResponseWriter, r *http.Request, p *principal) {
-	reason := "cancelled by " + tokenLabel(p)
-	o, err := s.store.Transition(r.Context(), r.PathValue("id"), api.OrderCancelled, reason)
-	if err != nil {
-		s.fail(w, r, err)
-		return
-	}
-	s.log.Info("order cancelled", "order", o.ID, "by", p.ID)
-	writeJSON(w, http.StatusOK, userOrder(o))
-}
-
-func (s *Server) retryOrder(w http.ResponseWriter, r *http.Request, p *principal) {
-	o, err := s.store.Retry(r.Context(), r.PathValue("id"))
-	if err != nil {
-		s.fail(w, r, err)
-		return
-	}
-	s.log.Info("order retried", "order", o.ID, "attempt", o.Attempt, "by", p.ID)
-	writeJSON(w, http.StatusOK, userOrder(o))
 }
 
 func tokenLabel(p *principal) string {

@@ -16,7 +16,7 @@ func (e *env) seed(site string, n int, labels map[string]string, macBase int) ([
 	op := e.client(api.RoleOperator)
 	var ts []api.Target
 	for i := range n {
-		tg, err := op.CreateTarget(ctx, api.TargetSpec{Hostname: fmt.Sprintf("%s-n%d", site, i),
+		tg, err := op.CreateTarget(ctx, api.TargetSpec{Hostname: fmt.Sprintf("%s-%d-n%d", site, macBase, i),
 			MACs: []string{fmt.Sprintf("52:54:00:%02x:%02x:%02x", macBase, i/256, i%256)}, Arch: "efi-x64", Site: site, Labels: labels})
 		if err != nil {
 			e.t.Fatal(err)
@@ -44,7 +44,7 @@ func TestMassOrderBySelector(t *testing.T) {
 	ts, img := e.seed("s1", 25, map[string]string{"rack": "r7"}, 1)
 	e.seed("s1", 5, map[string]string{"rack": "r8"}, 2)
 	op := e.client(api.RoleOperator)
-	orders, err := op.CreateOrders(ctx, api.OrderRequest{Selector: "rack=r7", Image: img.ID, Params: map[string]string{"disk": "sda"}})
+	orders, err := op.CreateOrders(ctx, api.OrderRequest{Selector: "rack=r7", Image: img.ID, Params: map[string]string{"disk": "sda"}, All: true})
 	if err != nil {
 		t.Fatal(err)
 	}

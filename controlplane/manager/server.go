@@ -55,6 +55,11 @@ type Config struct {
 	UploadTTL time.Duration
 	// JanitorInterval is how often Run applies the retention (default 1m).
 	JanitorInterval time.Duration
+	// MaxOrderShare is the largest share (0 < s ≤ 1) of a site's targets
+	// a selector may order without "all": true (default
+	// DefaultMaxOrderShare); a selector matching every target always
+	// needs it.
+	MaxOrderShare float64
 }
 
 // Defaults of Config.
@@ -90,6 +95,7 @@ type Server struct {
 	mux     *http.ServeMux
 	routes  []route
 	metrics *serverMetrics
+	orders  *orderMetrics
 
 	syncMu     sync.Mutex
 	syncedRevs map[string]uint64 // boot server id → revision it last synced from
@@ -147,6 +153,9 @@ func New(cfg Config) (*Server, error) {
 		return nil, err
 	}
 	s.metrics = m
+	if err := s.initOrders(); err != nil {
+		return nil, err
+	}
 	s.routes = s.routeTable()
 	for _, rt := range s.routes {
 		s.mux.Handle(rt.pattern(), s.wrap(rt))

@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"maps"
+	"slices"
+	"strings"
 
 	"github.com/dgraph-io/badger/v4"
 
@@ -94,12 +96,54 @@ func getImage(txn *badger.Txn, id string) (api.Image, error) {
 	return im, nil
 }
 
-// CreateOrders validates the whole request, then writes the orders in
-// transactions of at most 1000.
+// CreateOrders is PlaceOrders without a share guard (in-process callers:
+// tests, benchmarks, offline population), answering the orders.
 func (d *DB) CreateOrders(ctx context.Context, req api.OrderRequest) ([]api.Order, error) {
+	res, err := d.PlaceOrders(ctx, req, OrderOptions{})
+	return res.Orders, err
+}
+
+// PlaceOrders replays the request's batch if it was written already,
+// else validates the whole request, applies the share guard, and (unless
+// it is a dry run) writes the orders as one batch: see batches.go.
+func (d *DB) PlaceOrders(ctx context.Context, req api.OrderRequest, opts OrderOptions) (OrderResult, error) {
 	if err := ctx.Err(); err != nil {
-		return nil, err
+		return OrderResult{}, err
 	}
+	sel, err := checkOrderRequest(req)
+	if err != nil {
+		return OrderResult{}, err
+	}
+	rid, hash, err := requestID(req)
+	if err != nil {
+		return OrderResult{}, err
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if !req.DryRun {
+		if res, ok, err := d.replayLocked(rid, hash, req.RequestID == ""); ok || err != nil {
+			return res, err
+		}
+	}
+	targets, sites, err := d.resolveOrders(req, sel)
+	if err != nil {
+		return OrderResult{}, err
+	}
+	needsAll := shareGuard(req, targets, sites, opts.MaxShare)
+	if req.DryRun {
+		return OrderResult{RequestID: rid, Plan: orderPlan(targets, sites, needsAll)}, nil
+	}
+	if needsAll != "" {
+		return OrderResult{}, fmt.Errorf("%w: %w: %s; send \"all\": true (osimctl orders create --all) to order them", ErrInvalid, ErrNeedsAll, needsAll)
+	}
+	// Once the batch record is committed the batch is finished whatever
+	// the client does: a hang-up must not leave part of it.
+	orders, err := d.writeBatchLocked(rid, hash, req, targets)
+	return OrderResult{Orders: orders, RequestID: rid}, err
+}
+
+// checkOrderRequest is the validation that needs no store.
+func checkOrderRequest(req api.OrderRequest) (api.Selector, error) {
 	n := 0
 	for _, set := range []bool{req.Target != "", len(req.Targets) > 0, req.Selector != ""} {
 		if set {
@@ -107,45 +151,37 @@ func (d *DB) CreateOrders(ctx context.Context, req api.OrderRequest) ([]api.Orde
 		}
 	}
 	if n != 1 {
-		return nil, fmt.Errorf("%w: exactly one of target, targets, selector must be set", ErrInvalid)
+		return api.Selector{}, fmt.Errorf("%w: exactly one of target, targets, selector must be set", ErrInvalid)
 	}
 	var sel api.Selector
 	if req.Selector != "" {
 		var err error
 		if sel, err = api.ParseSelector(req.Selector); err != nil {
-			return nil, fmt.Errorf("%w: %v", ErrInvalid, err)
+			return sel, fmt.Errorf("%w: %v", ErrInvalid, err)
 		}
 	}
 	for key, v := range req.Params {
 		if !api.ValidName(key) {
-			return nil, fmt.Errorf("%w: params: key %q is not valid", ErrInvalid, key)
+			return sel, fmt.Errorf("%w: params: key %q is not valid", ErrInvalid, key)
 		}
 		if len(v) > 4096 {
-			return nil, fmt.Errorf("%w: params.%s: value longer than 4096 bytes", ErrInvalid, key)
+			return sel, fmt.Errorf("%w: params.%s: value longer than 4096 bytes", ErrInvalid, key)
 		}
 	}
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	var targets []api.Target
-	var boot api.Image
-	err := d.db.View(func(txn *badger.Txn) error {
-		if req.Image == "" {
-			return fmt.Errorf("%w: image: required", ErrInvalid)
-		}
-		im, err := getImage(txn, req.Image)
+	if req.RequestID != "" && !api.ValidName(req.RequestID) {
+		return sel, fmt.Errorf("%w: request_id: %q is not valid (letters, digits, . _ -; at most 63)", ErrInvalid, req.RequestID)
+	}
+	return sel, nil
+}
+
+// resolveOrders reads the targets the request names or selects and checks
+// each can get an order; for a selector it also counts every site's
+// targets (for the share guard). Run under d.mu.
+func (d *DB) resolveOrders(req api.OrderRequest, sel api.Selector) (targets []api.Target, sites map[string]int, err error) {
+	err = d.db.View(func(txn *badger.Txn) error {
+		boot, err := checkOrderImages(txn, req)
 		if err != nil {
-			return fmt.Errorf("image: %w", err)
-		}
-		if im.Kind != api.KindOS {
-			return fmt.Errorf("%w: image %s is a %s image, want os", ErrInvalid, im.ID, im.Kind)
-		}
-		if req.BootImage != "" {
-			if boot, err = getImage(txn, req.BootImage); err != nil {
-				return fmt.Errorf("boot_image: %w", err)
-			}
-			if boot.Kind != api.KindBoot {
-				return fmt.Errorf("%w: boot_image %s is a %s image, want boot", ErrInvalid, boot.ID, boot.Kind)
-			}
+			return err
 		}
 		check := func(label string, t api.Target) error {
 			if t.CurrentOrder != "" {
@@ -209,51 +245,91 @@ func (d *DB) CreateOrders(ctx context.Context, req api.OrderRequest) ([]api.Orde
 				return fmt.Errorf("%w: selector %q matches no target", ErrNotFound, req.Selector)
 			}
 		}
-		return nil
+		if req.Selector != "" || req.DryRun {
+			sites, err = countSites(txn)
+		}
+		return err
 	})
+	return targets, sites, err
+}
+
+// checkOrderImages checks the request's OS image and boot image and
+// returns the boot image (zero when none is named).
+func checkOrderImages(txn *badger.Txn, req api.OrderRequest) (api.Image, error) {
+	var boot api.Image
+	if req.Image == "" {
+		return boot, fmt.Errorf("%w: image: required", ErrInvalid)
+	}
+	im, err := getImage(txn, req.Image)
 	if err != nil {
-		return nil, err
+		return boot, fmt.Errorf("image: %w", err)
 	}
-	out := make([]api.Order, 0, len(targets))
-	for start := 0; start < len(targets); start += chunkSize {
-		if err := ctx.Err(); err != nil {
-			return out, err
+	if im.Kind != api.KindOS {
+		return boot, fmt.Errorf("%w: image %s is a %s image, want os", ErrInvalid, im.ID, im.Kind)
+	}
+	if req.BootImage != "" {
+		if boot, err = getImage(txn, req.BootImage); err != nil {
+			return boot, fmt.Errorf("boot_image: %w", err)
 		}
-		end := min(start+chunkSize, len(targets))
-		err := d.updateLocked(func(w *wtx) error {
-			for _, t := range targets[start:end] {
-				id, err := w.newID("o-", pOrder)
-				if err != nil {
-					return err
-				}
-				tok, err := w.token()
-				if err != nil {
-					return err
-				}
-				o := api.Order{ID: id, Target: t.ID, Site: t.Site, MACs: t.MACs, Arch: t.Arch,
-					Image: req.Image, BootImage: req.BootImage, Params: maps.Clone(req.Params),
-					State: api.OrderPending, Attempt: 1, Token: tok, Created: w.now,
-					History: []api.Transition{{To: api.OrderPending, At: w.now}}}
-				if err := w.putOrder(&o); err != nil {
-					return err
-				}
-				w.countOrder("", api.OrderPending)
-				if err := w.set(k(pOrderTgt, t.ID, "/", id), nil); err != nil {
-					return err
-				}
-				t.CurrentOrder = id
-				if err := w.putTarget(&t); err != nil {
-					return err
-				}
-				out = append(out, o)
-			}
-			return nil
-		})
-		if err != nil {
-			return out[:start], err
+		if boot.Kind != api.KindBoot {
+			return boot, fmt.Errorf("%w: boot_image %s is a %s image, want boot", ErrInvalid, boot.ID, boot.Kind)
 		}
 	}
-	return out, nil
+	return boot, nil
+}
+
+// countSites counts every site's targets from the by-site index (keys only).
+func countSites(txn *badger.Txn) (map[string]int, error) {
+	out := map[string]int{}
+	err := scan(txn, pSiteTgt, "", false, func(key []byte, _ *badger.Item) (bool, error) {
+		site, _, _ := strings.Cut(string(key[len(pSiteTgt):]), "/")
+		out[site]++
+		return true, nil
+	})
+	return out, err
+}
+
+// shareGuard says why a selector request needs All ("" when it does not):
+// it matches every target, or more than maxShare of a site's. What counts
+// is what the selector matched, never how it is spelled (`!no-such-label`
+// and `a!=b` match everything too). A list of ids names each target and
+// is not guarded; maxShare 0 turns the guard off (trusted callers).
+func shareGuard(req api.OrderRequest, targets []api.Target, sites map[string]int, maxShare float64) string {
+	if req.Selector == "" || maxShare <= 0 || req.All {
+		return ""
+	}
+	total := 0
+	for _, n := range sites {
+		total += n
+	}
+	if len(targets) >= total {
+		return fmt.Sprintf("selector %q matches every target (%d)", req.Selector, len(targets))
+	}
+	per := map[string]int{}
+	for _, t := range targets {
+		per[t.Site]++
+	}
+	for _, site := range slices.Sorted(maps.Keys(per)) {
+		if n, of := per[site], sites[site]; float64(n) > maxShare*float64(of) {
+			return fmt.Sprintf("selector %q matches %d of the %d targets of site %s, more than %g%%",
+				req.Selector, n, of, site, maxShare*100)
+		}
+	}
+	return ""
+}
+
+// orderPlan is the dry run's answer.
+func orderPlan(targets []api.Target, sites map[string]int, needsAll string) api.OrderPlan {
+	p := api.OrderPlan{Targets: make([]api.PlannedTarget, len(targets)), NeedsAll: needsAll, Sites: []api.SiteShare{}}
+	per := map[string]int{}
+	for i, t := range targets {
+		p.Targets[i] = api.PlannedTarget{ID: t.ID, Hostname: t.Hostname, Site: t.Site}
+		per[t.Site]++
+	}
+	for _, site := range slices.Sorted(maps.Keys(per)) {
+		p.Sites = append(p.Sites, api.SiteShare{Site: site, Ordered: per[site], Total: sites[site]})
+	}
+	return p
 }
 
 func hasNBP(im api.Image, arch string) bool {

@@ -133,13 +133,22 @@ type Store interface {
 	// every token bound to it.
 	DeleteBootServer(ctx context.Context, id string) error
 
-	// CreateOrders validates the request against the store (targets exist,
-	// none has a live order, images exist and are of the right kind),
-	// then writes every order, each with a fresh status token, and moves
-	// each target's CurrentOrder. All or nothing for up to 1000 orders;
-	// larger requests are validated whole, then written in transactions
-	// of at most 1000.
+	// PlaceOrders validates the request against the store (targets exist,
+	// none has a live order, images exist and are of the right kind, the
+	// share guard of opts), then writes every order, each with a fresh
+	// status token, and moves each target's CurrentOrder. All or nothing
+	// at any size: the orders are one batch (batches.go), finished after
+	// a hang-up, a failed chunk (by the retry) or a crash (by
+	// ResumeOrderBatches). A retry of the same request (same request id,
+	// or the same content while its orders are live) answers the orders
+	// already written, Replayed. req.DryRun writes nothing and answers
+	// the Plan.
+	PlaceOrders(ctx context.Context, req api.OrderRequest, opts OrderOptions) (OrderResult, error)
+	// CreateOrders is PlaceOrders with no share guard, answering the orders.
 	CreateOrders(ctx context.Context, req api.OrderRequest) ([]api.Order, error)
+	// ResumeOrderBatches finishes the order batches a crash left open;
+	// call it at start, before serving.
+	ResumeOrderBatches(ctx context.Context) (int, error)
 	GetOrder(ctx context.Context, id string) (api.Order, error)
 	ListOrders(ctx context.Context, q OrderQuery) (orders []api.Order, next string, err error)
 	// Transition moves an order (ErrTransition if api.CanTransition says

@@ -1,6 +1,8 @@
 package httpboot
 
 import (
+	"bytes"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -29,6 +31,41 @@ func FuzzFilePathNeverLeavesTheStore(f *testing.F) {
 		}
 		if w.Code >= 500 {
 			t.Fatalf("%q: code %d %q", p, w.Code, w.Body.String())
+		}
+	})
+}
+
+// FuzzStatusBody: whatever an installer sends, the status body parser
+// answers a 4xx or a report whose phase is known, whose progress is in
+// 0..100 and whose message and facts hold no control character.
+func FuzzStatusBody(f *testing.F) {
+	for _, s := range []string{`{"phase":"installing","message":"partitioning","progress":40}`,
+		`{"phase":"done","facts":{"cpu_model":"EPYC"}}`, `{"phase":"failed","message":"\u001b[2J"}`,
+		`{"phase":"done"}{"phase":"done"}`, `{"phase":"installing","progress":101}`, `{"phase":`,
+		`{"phase":"done","message":"a\r\nb"}`, `{"phase":"done","facts":{"k":5}}`} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		b, herr := parseStatusBody(io.NopCloser(bytes.NewReader(data)), httptest.NewRecorder(), "o-1")
+		if herr != nil {
+			if herr.code/100 != 4 || herr.reason == "" || herr.msg == "" {
+				t.Fatalf("%q: refusal %+v, want a 4xx with a reason and a message", data, herr)
+			}
+			return
+		}
+		switch b.Phase {
+		case PhaseInstalling, PhaseDone, PhaseFailed:
+		default:
+			t.Fatalf("%q: accepted phase %q", data, b.Phase)
+		}
+		if b.Progress != nil && (*b.Progress < 0 || *b.Progress > 100) {
+			t.Fatalf("%q: accepted progress %d", data, *b.Progress)
+		}
+		if len(b.Message) > maxMessage || checkText(b.Message) != nil {
+			t.Fatalf("%q: accepted message %q", data, b.Message)
+		}
+		if checkFacts(b.Facts) != nil {
+			t.Fatalf("%q: accepted facts %q", data, b.Facts)
 		}
 	})
 }

@@ -32,6 +32,12 @@ type Config struct {
 	Metrics *Metrics
 	// Now is the clock stamped on status reports; nil is time.Now.
 	Now func() time.Time
+	// Targets tells who a live order's target is, to bind its status
+	// token to the target's addresses; nil: Tokens, when it implements
+	// OrderTargets too.
+	Targets OrderTargets
+	// Leases tells the address a MAC leased (full DHCP); nil: none known.
+	Leases Leases
 	// RenderTimeout bounds one command line render; 0 is
 	// cmdline.RenderTimeout (100 ms). Its size is bounded by
 	// cmdline.MaxRenderedBytes (4 KiB).
@@ -55,6 +61,10 @@ type Handler struct {
 	mux     *http.ServeMux
 	// renderTimeout bounds a command line render.
 	renderTimeout time.Duration
+	targets       OrderTargets
+	leases        Leases
+	fetches       fetches    // who fetched each order's script first
+	refusals      refusalLog // rate limit of the status refusal lines
 }
 
 // New checks cfg and builds the handler.
@@ -85,7 +95,11 @@ func New(cfg Config) (*Handler, error) {
 	}
 	h := &Handler{scripts: cfg.Scripts, files: cfg.Files, tokens: cfg.Tokens, sink: cfg.Sink,
 		base: strings.TrimSuffix(cfg.BaseURL, "/"), log: cfg.Logger, metrics: cfg.Metrics, now: cfg.Now,
-		renderTimeout: cfg.RenderTimeout}
+		renderTimeout: cfg.RenderTimeout, targets: cfg.Targets, leases: cfg.Leases,
+		refusals: refusalLog{period: time.Second}}
+	if h.targets == nil {
+		h.targets, _ = cfg.Tokens.(OrderTargets)
+	}
 	if h.log == nil {
 		h.log = slog.New(slog.DiscardHandler)
 	}
@@ -197,6 +211,9 @@ func (h *Handler) serveScript(w http.ResponseWriter, r *http.Request) {
 		h.metrics.renders.WithLabelValues("local").Inc()
 	} else {
 		h.metrics.renders.WithLabelValues("boot").Inc()
+		if b.Order != "" && b.Token != "" {
+			h.fetches.record(b.Order, b.Token, clientAddr(r.RemoteAddr))
+		}
 	}
 	h.log.Info("httpboot: script", "mac", mac.String(), "order", b.Order, "local", b.Local, "client", r.RemoteAddr)
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")

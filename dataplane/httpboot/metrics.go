@@ -16,6 +16,8 @@ type Metrics struct {
 	duration      *prometheus.HistogramVec
 	renders       *prometheus.CounterVec
 	statusReports *prometheus.CounterVec
+	statusRefused *prometheus.CounterVec
+	statusUnbound prometheus.Counter
 
 	// The per-request children, by route (and code), made on first use.
 	requestsBy metrics.Children[routeCode, prometheus.Counter]
@@ -54,9 +56,14 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		statusReports: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: sub,
 			Name: "status_reports_total", Help: "Installer status reports, by phase accepted, or refused (4xx), sink_error or backend_error (token lookup failed)."},
 			[]string{"phase"}),
+		statusRefused: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: sub,
+			Name: "status_refused_total", Help: "Installer status reports refused, by reason (bad_order, content_type, no_token, unknown_order, bad_token, address, too_large, bad_body, invalid)."},
+			[]string{"reason"}),
+		statusUnbound: prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Subsystem: sub,
+			Name: "status_unbound_total", Help: "Installer status reports accepted with no address known for the order's target (script not fetched here since the start, no lease, no fixed address)."}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.requests, m.bytes, m.duration, m.renders, m.statusReports)
+		reg.MustRegister(m.requests, m.bytes, m.duration, m.renders, m.statusReports, m.statusRefused, m.statusUnbound)
 	}
 	return m
 }

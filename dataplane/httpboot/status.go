@@ -10,6 +10,7 @@ import (
 	"io"
 	"mime"
 	"net/http"
+	"slices"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -82,16 +83,18 @@ type statusBody struct {
 	Facts map[string]string `json:"facts"`
 }
 
-// httpError is a refusal with its code; every bad input maps to a 4xx.
+// httpError is a refusal with its code and the reason it is counted
+// under; every bad input maps to a 4xx.
 type httpError struct {
-	code int
-	msg  string
+	code   int
+	reason string
+	msg    string
 }
 
 func (e *httpError) Error() string { return e.msg }
 
-func refusal(code int, format string, a ...any) *httpError {
-	return &httpError{code: code, msg: fmt.Sprintf(format, a...)}
+func refusal(code int, reason, format string, a ...any) *httpError {
+	return &httpError{code: code, reason: reason, msg: fmt.Sprintf(format, a...)}
 }
 
 // serveStatus answers POST /status/{order}: Authorization: Bearer <token>,
@@ -100,10 +103,12 @@ func (h *Handler) serveStatus(w http.ResponseWriter, r *http.Request) {
 	order := r.PathValue("order")
 	st, herr := h.parseStatus(w, r, order)
 	if herr != nil {
-		h.log.Debug("httpboot: status refused", "order", order, "client", r.RemoteAddr, "code", herr.code, "err", herr.msg)
 		label := "refused"
 		if herr.code >= 500 {
 			label = "backend_error"
+			h.log.Warn("httpboot: status not checked", "order", order, "client", r.RemoteAddr, "err", herr.msg)
+		} else {
+			h.refused(r, order, herr)
 		}
 		h.metrics.statusReports.WithLabelValues(label).Inc()
 		http.Error(w, herr.msg, herr.code)
@@ -121,73 +126,137 @@ func (h *Handler) serveStatus(w http.ResponseWriter, r *http.Request) {
 	w.WriteHeader(http.StatusNoContent)
 }
 
+// refused counts a refusal by reason and logs it at warn, at most one line
+// per reason per second (the others are counted in the next line's
+// "suppressed").
+func (h *Handler) refused(r *http.Request, order string, herr *httpError) {
+	h.metrics.statusRefused.WithLabelValues(herr.reason).Inc()
+	if ok, suppressed := h.refusals.allow(herr.reason, h.now()); ok {
+		h.log.Warn("httpboot: status refused", "order", order, "client", r.RemoteAddr, "reason", herr.reason,
+			"code", herr.code, "err", herr.msg, "suppressed", suppressed)
+	}
+}
+
 func (h *Handler) parseStatus(w http.ResponseWriter, r *http.Request, order string) (Status, *httpError) {
 	if err := checkOrder(order); err != nil {
-		return Status{}, refusal(http.StatusBadRequest, "%v", err)
+		return Status{}, refusal(http.StatusBadRequest, "bad_order", "%v", err)
 	}
 	if ct := r.Header.Get("Content-Type"); ct != "" {
 		mt, _, err := mime.ParseMediaType(ct)
 		if err != nil || mt != "application/json" {
-			return Status{}, refusal(http.StatusUnsupportedMediaType, "httpboot: status for order %q: content type %q, want application/json", order, ct)
+			return Status{}, refusal(http.StatusUnsupportedMediaType, "content_type", "httpboot: status for order %q: content type %q, want application/json", order, ct)
 		}
 	}
-	token, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
-	if !ok || token == "" {
-		w.Header().Set("WWW-Authenticate", `Bearer realm="osim"`)
-		return Status{}, refusal(http.StatusUnauthorized, "httpboot: status for order %q: no bearer token", order)
+	if herr := h.authorize(w, r, order); herr != nil {
+		return Status{}, herr
 	}
-	want, err := h.tokens.Token(r.Context(), order)
-	if errors.Is(err, ErrUnknownOrder) {
-		return Status{}, refusal(http.StatusNotFound, "httpboot: status for unknown order %q", order)
-	}
-	if err != nil {
-		return Status{}, refusal(http.StatusServiceUnavailable, "httpboot: status for order %q: token lookup: %v", order, err)
-	}
-	if want == "" || subtle.ConstantTimeCompare([]byte(token), []byte(want)) != 1 {
-		return Status{}, refusal(http.StatusForbidden, "httpboot: status for order %q: token does not match", order)
-	}
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxStatusBody))
-	if err != nil {
-		var mbe *http.MaxBytesError
-		if errors.As(err, &mbe) {
-			return Status{}, refusal(http.StatusRequestEntityTooLarge, "httpboot: status for order %q: body over %d bytes", order, maxStatusBody)
-		}
-		return Status{}, refusal(http.StatusBadRequest, "httpboot: status for order %q: read body: %v", order, err)
-	}
-	var b statusBody
-	dec := json.NewDecoder(bytes.NewReader(body))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&b); err != nil {
-		return Status{}, refusal(http.StatusBadRequest, "httpboot: status for order %q: body: %v", order, err)
-	}
-	if dec.More() {
-		return Status{}, refusal(http.StatusBadRequest, "httpboot: status for order %q: data after the JSON object", order)
-	}
-	switch b.Phase {
-	case PhaseInstalling, PhaseDone, PhaseFailed:
-	default:
-		return Status{}, refusal(http.StatusUnprocessableEntity, "httpboot: status for order %q: phase %q, want installing, done or failed", order, b.Phase)
-	}
-	if len(b.Message) > maxMessage {
-		return Status{}, refusal(http.StatusUnprocessableEntity, "httpboot: status for order %q: message of %d bytes exceeds %d", order, len(b.Message), maxMessage)
+	b, herr := parseStatusBody(r.Body, w, order)
+	if herr != nil {
+		return Status{}, herr
 	}
 	progress := -1
 	if b.Progress != nil {
-		if *b.Progress < 0 || *b.Progress > 100 {
-			return Status{}, refusal(http.StatusUnprocessableEntity, "httpboot: status for order %q: progress %d outside 0..100", order, *b.Progress)
-		}
 		progress = *b.Progress
-	}
-	if err := checkFacts(b.Facts); err != nil {
-		return Status{}, refusal(http.StatusUnprocessableEntity, "httpboot: status for order %q: %v", order, err)
 	}
 	return Status{Order: order, Phase: b.Phase, Message: b.Message, Progress: progress,
 		Client: r.RemoteAddr, Received: h.now(), Facts: b.Facts}, nil
 }
 
+// authorize checks the bearer token of a live order (constant time), then
+// that it comes from an address the order's target is known to hold.
+func (h *Handler) authorize(w http.ResponseWriter, r *http.Request, order string) *httpError {
+	token, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+	if !ok || token == "" {
+		w.Header().Set("WWW-Authenticate", `Bearer realm="osim"`)
+		return refusal(http.StatusUnauthorized, "no_token", "httpboot: status for order %q: no bearer token", order)
+	}
+	want, err := h.tokens.Token(r.Context(), order)
+	if errors.Is(err, ErrUnknownOrder) {
+		return refusal(http.StatusNotFound, "unknown_order", "httpboot: status for unknown order %q", order)
+	}
+	if err != nil {
+		return refusal(http.StatusServiceUnavailable, "backend_error", "httpboot: status for order %q: token lookup: %v", order, err)
+	}
+	if want == "" || subtle.ConstantTimeCompare([]byte(token), []byte(want)) != 1 {
+		return refusal(http.StatusForbidden, "bad_token", "httpboot: status for order %q: token does not match", order)
+	}
+	bound, err := h.boundAddrs(r.Context(), order, want)
+	if errors.Is(err, ErrUnknownOrder) {
+		return refusal(http.StatusNotFound, "unknown_order", "httpboot: status for unknown order %q", order)
+	}
+	if err != nil {
+		return refusal(http.StatusServiceUnavailable, "backend_error", "httpboot: status for order %q: target lookup: %v", order, err)
+	}
+	if len(bound) == 0 {
+		h.metrics.statusUnbound.Inc()
+		return nil
+	}
+	client := clientAddr(r.RemoteAddr)
+	if !slices.Contains(bound, client) {
+		return refusal(http.StatusForbidden, "address", "httpboot: status for order %q from %s: not an address the order's target booted from or holds", order, client)
+	}
+	return nil
+}
+
+// parseStatusBody reads and validates a status body of at most
+// maxStatusBody bytes (w, when not nil, is told to close the connection
+// past that).
+func parseStatusBody(body io.ReadCloser, w http.ResponseWriter, order string) (statusBody, *httpError) {
+	var b statusBody
+	data, err := io.ReadAll(http.MaxBytesReader(w, body, maxStatusBody))
+	if err != nil {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			return b, refusal(http.StatusRequestEntityTooLarge, "too_large", "httpboot: status for order %q: body over %d bytes", order, maxStatusBody)
+		}
+		return b, refusal(http.StatusBadRequest, "bad_body", "httpboot: status for order %q: read body: %v", order, err)
+	}
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&b); err != nil {
+		return b, refusal(http.StatusBadRequest, "bad_body", "httpboot: status for order %q: body: %v", order, err)
+	}
+	if dec.More() {
+		return b, refusal(http.StatusBadRequest, "bad_body", "httpboot: status for order %q: data after the JSON object", order)
+	}
+	switch b.Phase {
+	case PhaseInstalling, PhaseDone, PhaseFailed:
+	default:
+		return b, refusal(http.StatusUnprocessableEntity, "invalid", "httpboot: status for order %q: phase %q, want installing, done or failed", order, b.Phase)
+	}
+	if len(b.Message) > maxMessage {
+		return b, refusal(http.StatusUnprocessableEntity, "invalid", "httpboot: status for order %q: message of %d bytes exceeds %d", order, len(b.Message), maxMessage)
+	}
+	if err := checkText(b.Message); err != nil {
+		return b, refusal(http.StatusUnprocessableEntity, "invalid", "httpboot: status for order %q: message: %v", order, err)
+	}
+	if b.Progress != nil && (*b.Progress < 0 || *b.Progress > 100) {
+		return b, refusal(http.StatusUnprocessableEntity, "invalid", "httpboot: status for order %q: progress %d outside 0..100", order, *b.Progress)
+	}
+	if err := checkFacts(b.Facts); err != nil {
+		return b, refusal(http.StatusUnprocessableEntity, "invalid", "httpboot: status for order %q: %v", order, err)
+	}
+	return b, nil
+}
+
+// checkText refuses text a terminal or a log would interpret: invalid
+// UTF-8, C0 controls (ESC starts an escape sequence, CR and LF forge
+// lines), DEL and C1 controls (U+009B is a one-rune CSI).
+func checkText(s string) error {
+	if !utf8.ValidString(s) {
+		return errors.New("not valid UTF-8")
+	}
+	for i, c := range s {
+		if c < 0x20 || 0x7f <= c && c < 0xa0 {
+			return fmt.Errorf("control character %U at byte %d", c, i)
+		}
+	}
+	return nil
+}
+
 // checkFacts accepts at most maxFacts keys of 1-63 of [A-Za-z0-9._-]
 // starting with a letter or digit (the API's names), each value at most
-// maxFactValue bytes of valid UTF-8 without control bytes.
+// maxFactValue bytes of checkText.
 func checkFacts(facts map[string]string) error {
 	if len(facts) > maxFacts {
 		return fmt.Errorf("facts: %d keys, at most %d", len(facts), maxFacts)
@@ -199,13 +268,8 @@ func checkFacts(facts map[string]string) error {
 		if len(v) > maxFactValue {
 			return fmt.Errorf("facts.%s: value of %d bytes exceeds %d", k, len(v), maxFactValue)
 		}
-		if !utf8.ValidString(v) {
-			return fmt.Errorf("facts.%s: value is not valid UTF-8", k)
-		}
-		for _, c := range v {
-			if c < 0x20 || c == 0x7f {
-				return fmt.Errorf("facts.%s: value contains control character %#x", k, c)
-			}
+		if err := checkText(v); err != nil {
+			return fmt.Errorf("facts.%s: value: %w", k, err)
 		}
 	}
 	return nil

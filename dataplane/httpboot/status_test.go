@@ -1,9 +1,14 @@
 package httpboot
 
 import (
+	"context"
 	"fmt"
+	"net"
+	"net/http/httptest"
+	"net/netip"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
 )
@@ -146,4 +151,123 @@ func TestStatusFactsAreValidatedAndPassedOn(t *testing.T) {
 	if n := len(f.sink.reports()); n != 2 {
 		t.Errorf("sink got %d reports, want 2 (refused ones must not reach it)", n)
 	}
+}
+
+// doFrom sends a request from a given peer address.
+func (f *fixture) doFrom(from, method, target, body string, hdr ...string) *httptest.ResponseRecorder {
+	r := httptest.NewRequest(method, target, strings.NewReader(body))
+	r.RemoteAddr = from
+	for i := 0; i+1 < len(hdr); i += 2 {
+		r.Header.Set(hdr[i], hdr[i+1])
+	}
+	w := httptest.NewRecorder()
+	f.h.ServeHTTP(w, r)
+	return w
+}
+
+func TestStatusTokenIsAcceptedOnlyFromTheAddressThatFetchedTheScriptFirst(t *testing.T) {
+	f := newFixture(t)
+	const report = `{"phase":"done"}`
+	auth := []string{"Authorization", "Bearer tok123"}
+	if w := f.doFrom("10.0.0.7:1000", "GET", "/ipxe/52:54:00:12:34:56", ""); w.Code != 200 {
+		t.Fatalf("script: %d", w.Code)
+	}
+	// The audit's attack: a stranger reads the token from the script.
+	if w := f.doFrom("10.0.0.66:1000", "GET", "/ipxe/52:54:00:12:34:56", ""); w.Code != 200 || !strings.Contains(w.Body.String(), "osim.token=tok123") {
+		t.Fatalf("script for the stranger: %d", w.Code)
+	}
+	w := f.doFrom("10.0.0.66:2000", "POST", "/status/o-17", report, auth...)
+	if w.Code != 403 || !strings.Contains(w.Body.String(), "10.0.0.66") {
+		t.Fatalf("stranger's report: %d %q, want 403 naming the address", w.Code, w.Body.String())
+	}
+	if w := f.doFrom("10.0.0.7:2000", "POST", "/status/o-17", report, auth...); w.Code != 204 {
+		t.Fatalf("target's report: %d %q", w.Code, w.Body.String())
+	}
+	if n := testutil.ToFloat64(f.metrics.statusRefused.WithLabelValues("address")); n != 1 {
+		t.Errorf("status_refused_total{reason=address} = %v", n)
+	}
+	if n := len(f.sink.reports()); n != 1 {
+		t.Errorf("sink got %d reports, want the target's only", n)
+	}
+}
+
+func TestStatusTokenIsBoundToTheTargetsLeaseAndFixedAddress(t *testing.T) {
+	f := newFixture(t)
+	mac := net.HardwareAddr{0x52, 0x54, 0x00, 0x12, 0x34, 0x56}
+	f.h.targets = staticTargets{"o-17": {MACs: []net.HardwareAddr{mac}, Addrs: []netip.Addr{netip.MustParseAddr("10.0.0.50")}}}
+	f.h.leases = LeasesFunc(func(_ context.Context, m net.HardwareAddr) (netip.Addr, bool) {
+		return netip.MustParseAddr("10.0.0.8"), m.String() == mac.String()
+	})
+	auth := []string{"Authorization", "Bearer tok123"}
+	for _, tc := range []struct {
+		from string
+		code int
+	}{{"10.0.0.66:1", 403}, {"10.0.0.8:1", 204}, {"10.0.0.50:1", 204}, {"[::ffff:10.0.0.8]:1", 204}} {
+		if w := f.doFrom(tc.from, "POST", "/status/o-17", `{"phase":"installing"}`, auth...); w.Code != tc.code {
+			t.Errorf("from %s: %d %q, want %d", tc.from, w.Code, w.Body.String(), tc.code)
+		}
+	}
+	f.h.targets = staticTargets{}
+	if w := f.doFrom("10.0.0.8:1", "POST", "/status/o-17", `{"phase":"installing"}`, auth...); w.Code != 404 {
+		t.Errorf("order the backend no longer has live: %d, want 404", w.Code)
+	}
+}
+
+func TestStatusWithNoKnownAddressIsAcceptedAndCountedUnbound(t *testing.T) {
+	f := newFixture(t)
+	if w := f.doFrom("10.0.0.66:1", "POST", "/status/o-17", `{"phase":"installing"}`, "Authorization", "Bearer tok123"); w.Code != 204 {
+		t.Fatalf("%d %q", w.Code, w.Body.String())
+	}
+	if n := testutil.ToFloat64(f.metrics.statusUnbound); n != 1 {
+		t.Errorf("status_unbound_total = %v", n)
+	}
+}
+
+func TestBadTokenFloodIsCountedAndLoggedRateLimited(t *testing.T) {
+	f := newFixture(t)
+	for i := range 4000 {
+		f.doFrom("10.0.0.66:1", "POST", "/status/o-17", `{"phase":"done"}`, "Authorization", fmt.Sprintf("Bearer guess%d", i))
+	}
+	if n := testutil.ToFloat64(f.metrics.statusRefused.WithLabelValues("bad_token")); n != 4000 {
+		t.Errorf("status_refused_total{reason=bad_token} = %v, want 4000", n)
+	}
+	logs := f.logs.String()
+	if n := strings.Count(logs, `msg="httpboot: status refused"`); n != 1 || !strings.Contains(logs, "reason=bad_token") {
+		t.Fatalf("%d refusal lines in one second of the clock, want 1 naming the reason", n)
+	}
+	// A second later the next line says how many were left out.
+	f.h.now = func() time.Time { return fixedNow.Add(time.Second) }
+	f.doFrom("10.0.0.66:1", "POST", "/status/o-17", `{"phase":"done"}`, "Authorization", "Bearer nope")
+	if !strings.Contains(f.logs.String(), "suppressed=3999") {
+		t.Errorf("no line with suppressed=3999:\n%s", lastLines(f.logs.String(), 3))
+	}
+}
+
+func TestStatusMessageWithControlCharactersIsRefused(t *testing.T) {
+	for _, msg := range []string{`\u001b[2Jowned`, `line\r\nforged: done`, `bell\u0007`, `csi\u009b2J`, `del\u007f`} {
+		f := newFixture(t)
+		w := f.do("POST", "/status/o-17", []byte(`{"phase":"installing","message":"`+msg+`"}`), "Authorization", "Bearer tok123")
+		if w.Code != 422 || !strings.Contains(w.Body.String(), "message: control character") {
+			t.Errorf("message %s: %d %q, want 422 naming the control character", msg, w.Code, w.Body.String())
+		}
+	}
+	f := newFixture(t)
+	if w := f.do("POST", "/status/o-17", []byte(`{"phase":"installing","message":"écrit 40 % — ok\u00a0"}`), "Authorization", "Bearer tok123"); w.Code != 204 {
+		t.Errorf("printable UTF-8 message: %d %q", w.Code, w.Body.String())
+	}
+}
+
+type staticTargets map[string]Target
+
+func (s staticTargets) OrderTarget(_ context.Context, order string) (Target, error) {
+	t, ok := s[order]
+	if !ok {
+		return Target{}, fmt.Errorf("%w: %q", ErrUnknownOrder, order)
+	}
+	return t, nil
+}
+
+func lastLines(s string, n int) string {
+	l := strings.Split(strings.TrimSpace(s), "\n")
+	return strings.Join(l[max(0, len(l)-n):], "\n")
 }

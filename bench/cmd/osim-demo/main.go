@@ -109,7 +109,7 @@ func (d *demo) run(ctx context.Context, kernelN, initrdN int) error {
 		return err
 	}
 	fmt.Fprintf(d.out, "%d targets registered in site %s (label demo=true)\n", len(targets), d.site)
-	orders, err := d.c.CreateOrders(ctx, api.OrderRequest{Selector: "demo=true", Image: img.ID})
+	orders, err := d.c.CreateOrders(ctx, api.OrderRequest{Selector: "demo=true", Image: img.ID, All: true})
 	if err != nil {
 		return fmt.Errorf("mass reimage: %w", err)
 	}
