@@ -14,6 +14,7 @@ import (
 	"runtime"
 	"runtime/debug"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -62,26 +63,49 @@ func runServe(args []string) int {
 	if runtime.GOMAXPROCS(0) < 2 && os.Getenv("GOMAXPROCS") == "" {
 		runtime.GOMAXPROCS(2)
 	}
-	log, err := logging.New(*logLevel)
+	log, level, err := logging.NewLeveled(*logLevel)
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "osim-bootd serve: %v\n", err)
 		return 2
 	}
+	levelFlag := false
+	fs.Visit(func(f *flag.Flag) { levelFlag = levelFlag || f.Name == "log-level" })
+	// Installed before anything runs: SIGHUP's default would end the process.
+	hupCtx, hupStop := context.WithCancel(context.Background())
+	defer hupStop()
+	var reload atomic.Pointer[reloader] // set once serving
+	watchSIGHUP(hupCtx, func() {
+		if r := reload.Load(); r != nil {
+			r.reload()
+			return
+		}
+		log.Info("SIGHUP before serving: nothing reloaded")
+	})
 	cfg, err := loadServeConfig(*config)
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "osim-bootd serve: %v\n", err)
 		return 2
 	}
-	for dst, v := range map[*string]string{&cfg.Address: *address, &cfg.DHCP.Mode: *mode,
-		&cfg.TFTP.Root: *tftpRoot, &cfg.HTTP.Files: *files, &cfg.MetricsListen: *metricsL} {
-		if v != "" {
-			*dst = v
+	overrides := func(c *serveConfig) {
+		for dst, v := range map[*string]string{&c.Address: *address, &c.DHCP.Mode: *mode,
+			&c.TFTP.Root: *tftpRoot, &c.HTTP.Files: *files, &c.MetricsListen: *metricsL} {
+			if v != "" {
+				*dst = v
+			}
 		}
 	}
-	w, err := cfg.check()
+	overrides(cfg)
+	// --check and serve run the same checks; --check also fails on missing files.
+	w, pf, err := checkAll(cfg, *check)
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "osim-bootd serve: %v\n", err)
 		return 2
+	}
+	if !levelFlag && cfg.LogLevel != "" {
+		_ = level.UnmarshalText([]byte(cfg.LogLevel)) // checked
+	}
+	for _, m := range pf.missing {
+		log.Warn("a file named in the config is missing", "problem", m)
 	}
 	if *check {
 		targets := fmt.Sprintf("%d targets", len(w.backend.Machines))
@@ -141,13 +165,14 @@ func runServe(args []string) int {
 		}
 		hfiles = ff
 	}
+	data := newStandalone(w) // SIGHUP swaps it
 	var (
 		resolver  tftp.Resolver       = folder
 		httpFiles                     = hfiles
-		scripts   httpboot.Scripts    = w.scripts
-		tokens    httpboot.Tokens     = w.tokens
+		scripts   httpboot.Scripts    = data
+		tokens    httpboot.Tokens     = data
 		sink      httpboot.StatusSink = logSink{log}
-		backend   dhcp.Backend        = w.files
+		backend   dhcp.Backend        = data
 		ag        *agent.Agent
 	)
 	if w.manager != nil {
@@ -162,14 +187,12 @@ func runServe(args []string) int {
 			return 1
 		}
 		resolver, httpFiles, scripts, tokens, sink, backend = ag, ag, ag, ag, ag, ag
+		data = nil
 	}
 
 	// TFTP
 	tm := tftp.NewMetrics(reg)
-	tsrv, err := tftp.NewServer(tftp.Config{
-		MaxBlksize: cfg.TFTP.MaxBlksize, MaxWindow: cfg.TFTP.MaxWindow, MaxTransfers: cfg.TFTP.MaxTransfers,
-		PortLo: w.portLo, PortHi: w.portHi, Logger: log, Metrics: tm,
-	}, tftp.NewCache(resolver, 64<<20, 512<<20, tm))
+	tsrv, err := tftp.NewServer(w.tftpConfig(cfg, log, tm), tftp.NewCache(resolver, 64<<20, 512<<20, tm))
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "osim-bootd serve: %v\n", err)
 		return 2
@@ -222,7 +245,7 @@ func runServe(args []string) int {
 		scfg.Guard = guard
 		if ag != nil {
 			go xdp.KeepPolicy(ctx, ag, guard, log)
-		} else if err := guard.SetPolicy(w.files.BootMACs(), nil); err != nil {
+		} else if err := guard.SetPolicy(data.BootMACs(), nil); err != nil {
 			fmt.Fprintf(os.Stderr, "osim-bootd serve: xdp policy: %v\n", err)
 			return 1
 		}
@@ -235,6 +258,12 @@ func runServe(args []string) int {
 	}
 	defer dsrv.Close()
 
+	rl := &reloader{path: *config, overrides: overrides, levelFlag: levelFlag, level: level,
+		running: cfg, data: data, log: log}
+	if guard != nil && data != nil {
+		rl.guard = guard
+	}
+	reload.Store(rl)
 	log.Info("boot server serving", "address", w.addr.String(), "dhcp_mode", w.dhcpMode, "dhcp", dsrv.DHCPAddr().String(),
 		"proxy", dsrv.BootAddr().String(), "tftp", w.tftpListen, "http", w.baseURL)
 	var wg sync.WaitGroup

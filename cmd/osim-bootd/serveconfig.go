@@ -5,12 +5,14 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"maps"
 	"net"
 	"net/netip"
 	"net/url"
 	"os"
 	"slices"
+	"strconv"
 	"strings"
 
 	"gopkg.in/yaml.v3"
@@ -27,6 +29,9 @@ type serveConfig struct {
 	// network: DHCP server id and next-server, default host of the URLs.
 	Address       string `yaml:"address"`
 	MetricsListen string `yaml:"metrics_listen"`
+	// LogLevel is debug, info (default), warn or error; --log-level wins.
+	// SIGHUP re-reads it.
+	LogLevel string `yaml:"log_level"`
 	// DataDir holds the process's Badger database (full mode's leases).
 	DataDir string           `yaml:"data_dir"`
 	DHCP    dhcpSection      `yaml:"dhcp"`
@@ -164,6 +169,21 @@ type wiring struct {
 
 // check validates c after flags were applied and derives the defaults.
 func (c *serveConfig) check() (*wiring, error) {
+	w, errs := c.checkKeys()
+	if len(errs) > 0 {
+		return nil, mistakes(errs)
+	}
+	return w, nil
+}
+
+// mistakes is the one error that lists them all.
+func mistakes(errs []string) error {
+	return fmt.Errorf("config has %d mistake(s):\n  %s", len(errs), strings.Join(errs, "\n  "))
+}
+
+// checkKeys validates c key by key: the wiring, and every mistake, each
+// with its key. With mistakes the wiring is partial (what checked).
+func (c *serveConfig) checkKeys() (*wiring, []string) {
 	var errs []string
 	bad := func(key, format string, args ...any) {
 		errs = append(errs, key+": "+fmt.Sprintf(format, args...))
@@ -213,6 +233,15 @@ func (c *serveConfig) check() (*wiring, error) {
 		}
 		if ap, err := netip.ParseAddrPort(l.v); err != nil || !ap.Addr().Is4() {
 			bad(l.key, "%q is not IPv4:port", l.v)
+		}
+	}
+	if c.MetricsListen != "" && !validListen(c.MetricsListen) {
+		bad("metrics_listen", "%q is not [IPv4]:port with a port 1-65535", c.MetricsListen)
+	}
+	if c.LogLevel != "" {
+		var l slog.Level
+		if err := l.UnmarshalText([]byte(c.LogLevel)); err != nil {
+			bad("log_level", "%q: want debug, info, warn or error", c.LogLevel)
 		}
 	}
 	w.baseURL = orDefault(c.HTTP.BaseURL, "http://"+w.httpListen)
@@ -310,10 +339,7 @@ func (c *serveConfig) check() (*wiring, error) {
 			errs = append(errs, "boot: "+err.Error())
 		}
 	}
-	if len(errs) > 0 {
-		return nil, fmt.Errorf("config has %d mistake(s):\n  %s", len(errs), strings.Join(errs, "\n  "))
-	}
-	return w, nil
+	return w, errs
 }
 
 // checkManager validates the manager section and what it excludes.
@@ -373,6 +399,20 @@ func (c *serveConfig) checkManager(w *wiring, bad func(key, format string, args 
 		}
 		w.unknown = a
 	}
+}
+
+// validListen reports whether s is a TCP listen address serve can use:
+// an IPv4 address or none (all), and a port 1-65535.
+func validListen(s string) bool {
+	host, port, err := net.SplitHostPort(s)
+	if err != nil {
+		return false
+	}
+	if a, err := netip.ParseAddr(host); host != "" && (err != nil || !a.Is4()) {
+		return false
+	}
+	n, err := strconv.Atoi(port)
+	return err == nil && n >= 1 && n <= 65535
 }
 
 func orDefault(v, def string) string {

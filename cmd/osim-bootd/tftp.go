@@ -46,6 +46,13 @@ func runTFTP(args []string) int {
 		fmt.Fprintf(os.Stderr, "osim-bootd tftp: %v\n", err)
 		return 2
 	}
+	// SIGHUP's default would end the process. This mode has no file to
+	// re-read: it says so and keeps serving.
+	hupCtx, hupStop := context.WithCancel(context.Background())
+	defer hupStop()
+	watchSIGHUP(hupCtx, func() {
+		log.Info("SIGHUP: osim-bootd tftp has no config file to re-read; changed flags need a restart")
+	})
 	if *root == "" {
 		fmt.Fprintln(os.Stderr, "osim-bootd tftp: --root is required")
 		fs.Usage()
