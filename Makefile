@@ -27,6 +27,7 @@ fuzz:
 	$(GO) test ./dataplane/tftp -run '^$$' -fuzz '^FuzzTransferReplies$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./internal/cmdline -run '^$$' -fuzz '^FuzzCmdlineTemplate$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./dataplane/httpboot -run '^$$' -fuzz '^FuzzStatusBody$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./controlplane/api -run '^$$' -fuzz '^FuzzSelector$$' -fuzztime $(FUZZTIME)
 
 # TFTP benchmark against tftpd-hpa, atftpd and dnsmasq (needs root for dnsmasq's namespace).
 bench-tftp:
