@@ -157,7 +157,8 @@ func (b *Bootd) config() (string, error) {
 	// perfdhcp sends plain DHCP (no option 60): full mode gives every
 	// client an address whatever the boot backend says of its MAC. Its
 	// clients are all unknown: no cap and the same lease as Kea's, so the
-	// two are compared on the same work.
+	// two are compared on the same work. perfdhcp is a relay to the
+	// server (giaddr RelayIP), which full mode serves only when named.
 	cfg := fmt.Sprintf(`address: %s
 metrics_listen: %s
 data_dir: %s
@@ -165,11 +166,11 @@ dhcp:
   mode: full
   boot_listen: 127.0.0.1:4011
   pools:
-    - {network: %s, start: %s, end: %s, lease_time: %s, unknown_lease_time: %s, max_unknown_leases: "off"}
+    - {network: %s, start: %s, end: %s, lease_time: %s, unknown_lease_time: %s, max_unknown_leases: "off", allowed_relays: [%s]}
 tftp: {root: %s, listen: "127.0.0.1:69"}
 http: {files: %s, listen: "127.0.0.1:8080"}
 boot: {unknown: ignore}
-`, ServerIP, bootdMetrics, filepath.Join(b.Dir, "data"), Network, PoolStart, PoolEnd, LeaseTime, LeaseTime,
+`, ServerIP, bootdMetrics, filepath.Join(b.Dir, "data"), Network, PoolStart, PoolEnd, LeaseTime, LeaseTime, RelayIP,
 		filepath.Join(b.Dir, "tftp"), filepath.Join(b.Dir, "files"))
 	f := filepath.Join(b.Dir, "serve.yaml")
 	return f, os.WriteFile(f, []byte(cfg), 0o644)
