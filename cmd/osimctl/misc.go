@@ -76,8 +76,9 @@ with --follow, one event object per line.
 			case a.json():
 				all.Events = append(all.Events, e)
 			default:
-				fmt.Fprintf(a.stdout, "%-8d %-19s %-15s %-12s %-12s %-17s %s\n", e.Seq, fmtTime(e.Time), e.Type,
-					dash(e.Order), dash(e.Target), dash(e.MAC), eventDetail(e))
+				// Installer messages and facts come from the network: printable.
+				fmt.Fprintf(a.stdout, "%-8d %-19s %-15s %-12s %-12s %-17s %s\n", e.Seq, fmtTime(e.Time), printable(e.Type),
+					printable(dash(e.Order)), printable(dash(e.Target)), printable(dash(e.MAC)), printable(eventDetail(e)))
 			}
 		}
 		if l.Last > cur {
