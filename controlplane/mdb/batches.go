@@ -16,8 +16,9 @@ import (
 )
 
 // An order request is written as a batch. Badger cannot commit 100,000
-// orders in one transaction (its limit is 15% of the memtable: about 1,500
-// orders here), so the first transaction commits a batch record (the
+// orders in one transaction (its limit is 15% of the memtable, 9.6 MiB
+// with MemTableSize 64 MiB: about 6,300 orders with their targets and log
+// entries, TestOrderBatchScale100k), so the first transaction commits a batch record (the
 // request, every target with the order id it gets) together with the
 // first chunk of orders, and later chunks advance the record's Written
 // count in the same transaction as their orders. From the first commit on

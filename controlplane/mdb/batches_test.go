@@ -2,8 +2,12 @@ package mdb
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -286,6 +290,98 @@ func countKeys(t *testing.T, d *DB, prefix string) int {
 	n := 0
 	err := d.db.View(func(txn *badger.Txn) error {
 		return scan(txn, prefix, "", false, func([]byte, *badger.Item) (bool, error) { n++; return true, nil })
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+// TestOrderBatchScale100k measures a 100,000-order batch (time, the batch
+// record's size, the store's growth) and how many orders one Badger
+// transaction holds at these options (why the batch is not one
+// transaction). OSIM_MDB_SCALE=1 runs it.
+func TestOrderBatchScale100k(t *testing.T) {
+	if os.Getenv("OSIM_MDB_SCALE") == "" {
+		t.Skip("set OSIM_MDB_SCALE=1 to write 100,000 orders")
+	}
+	ctx := context.Background()
+	d, dir := openTest(t)
+	im := osImage(t, d, "debian")
+	mustTargets(t, d, "paris", 0, 100_000)
+	// One transaction: write orders until Badger says it is too big.
+	var targets []api.Target
+	err := d.db.View(func(txn *badger.Txn) error {
+		return scan(txn, pTarget, "", true, func(_ []byte, item *badger.Item) (bool, error) {
+			var tg api.Target
+			err := item.Value(func(b []byte) error { return json.Unmarshal(b, &tg) })
+			targets = append(targets, tg)
+			return true, err
+		})
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	fit := 0
+	d.mu.Lock()
+	w := d.begin()
+	b := orderBatch{Image: im.ID, Count: len(targets)}
+	for _, tg := range targets {
+		_, err := w.batchOrder("probe", b, batchItem{tg.ID, fmt.Sprintf("o-probe%07d", fit)})
+		for i := len(w.changes) - 2; err == nil && i < len(w.changes); i++ { // the log entries commit adds
+			var v []byte
+			if v, err = json.Marshal(w.changes[i].c); err == nil {
+				err = w.set(logKey(w.rev, uint32(i)), append([]byte(w.changes[i].site+"\n"), v...))
+			}
+		}
+		if err != nil {
+			if !errors.Is(err, badger.ErrTxnTooBig) {
+				t.Fatal(err)
+			}
+			break
+		}
+		fit++
+	}
+	w.txn.Discard()
+	d.mu.Unlock()
+	t.Logf("one Badger transaction (MemTableSize 64 MiB: limit %d bytes, %d entries) holds %d orders",
+		d.db.MaxBatchSize(), d.db.MaxBatchCount(), fit)
+
+	size0 := dirSize(t, dir)
+	start := time.Now()
+	res := must[OrderResult](t)(d.PlaceOrders(ctx, api.OrderRequest{Selector: "rack", Image: im.ID, All: true}, OrderOptions{}))
+	took := time.Since(start)
+	var items, head int
+	err = d.db.View(func(txn *badger.Txn) error {
+		for key, n := range map[string]*int{pBatchItems: &items, pBatch: &head} {
+			item, err := txn.Get(k(key, res.RequestID))
+			if err != nil {
+				return err
+			}
+			*n = int(item.ValueSize())
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("%d orders in %v (%d transactions); batch record %d bytes + %d bytes of items; store grew %.1f MiB",
+		len(res.Orders), took.Round(time.Millisecond), (len(res.Orders)+chunkSize-1)/chunkSize, head, items,
+		float64(dirSize(t, dir)-size0)/(1<<20))
+}
+
+func dirSize(t *testing.T, dir string) int64 {
+	t.Helper()
+	var n int64
+	err := filepath.WalkDir(dir, func(_ string, e fs.DirEntry, err error) error {
+		if err != nil || e.IsDir() {
+			return err
+		}
+		info, err := e.Info()
+		if err == nil {
+			n += info.Size()
+		}
+		return err
 	})
 	if err != nil {
 		t.Fatal(err)
