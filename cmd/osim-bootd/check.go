@@ -69,17 +69,19 @@ func checkTFTP(c *serveConfig, w *wiring, bad func(key, format string, args ...a
 	keyed := false
 	for _, k := range []struct {
 		key string
-		v   int
+		v   any
 		set func(*tftp.Config)
 	}{
 		{"tftp.max_blksize", c.TFTP.MaxBlksize, func(t *tftp.Config) { t.MaxBlksize = full.MaxBlksize }},
 		{"tftp.max_window", c.TFTP.MaxWindow, func(t *tftp.Config) { t.MaxWindow = full.MaxWindow }},
 		{"tftp.max_transfers", c.TFTP.MaxTransfers, func(t *tftp.Config) { t.MaxTransfers = full.MaxTransfers }},
+		{"tftp.max_unacked", c.TFTP.MaxUnacked, func(t *tftp.Config) { t.MaxUnacked = full.MaxUnacked }},
+		{"tftp.first_ack_timeout", c.TFTP.FirstAckTimeout, func(t *tftp.Config) { t.FirstAckTimeout = full.FirstAckTimeout }},
 	} {
 		var one tftp.Config
 		k.set(&one)
 		if _, err := tftp.NewServer(one, noResolver{}); err != nil {
-			bad(k.key, "%d: %v", k.v, err)
+			bad(k.key, "%v: %v", k.v, err)
 			keyed = true
 		}
 	}
@@ -192,6 +194,7 @@ func (noResolver) Resolve(_ context.Context, _ netip.AddrPort, name string) (tft
 func (w *wiring) tftpConfig(c *serveConfig, log *slog.Logger, m *tftp.Metrics) tftp.Config {
 	return tftp.Config{
 		MaxBlksize: c.TFTP.MaxBlksize, MaxWindow: c.TFTP.MaxWindow, MaxTransfers: c.TFTP.MaxTransfers,
+		MaxUnacked: c.TFTP.MaxUnacked, FirstAckTimeout: c.TFTP.FirstAckTimeout,
 		PortLo: w.portLo, PortHi: w.portHi, Logger: log, Metrics: m,
 	}
 }

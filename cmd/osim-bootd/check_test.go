@@ -45,7 +45,7 @@ func TestCheckReportsEverythingServeWouldRefuseAtOnceEachByItsKey(t *testing.T) 
 metrics_listen: 127.0.0.1:99999
 log_level: chatty
 dhcp: {listen: 127.0.0.1:1067, boot_listen: 127.0.0.1:14011}
-tftp: {root: %[1]s/tftp, listen: 127.0.0.1:1069, max_blksize: -1, max_window: -5, max_transfers: -3}
+tftp: {root: %[1]s/tftp, listen: 127.0.0.1:1069, max_blksize: -1, max_window: -5, max_transfers: -3, max_unacked: -2, first_ack_timeout: 1ms}
 http: {files: %[1]s/files, listen: 192.0.2.78:8080}
 boot: {boot_files: {bios: undionly.kpxe, efi-x64: snponly.efi}}
 images: {deb: {kernel: debian/vmlinuz, initrds: [debian/initrd.gz]}}
@@ -56,7 +56,7 @@ targets: [{mac: "52:54:00:00:00:01", image: deb, order: o-1, token: tok1}]
 		t.Fatalf("exit %d, want 2\n%s", code, out)
 	}
 	for _, want := range []string{
-		"config has 10 mistake(s)",
+		"config has 12 mistake(s)",
 		`metrics_listen: "127.0.0.1:99999" is not [IPv4]:port`,
 		`log_level: "chatty"`,
 		"address: 192.0.2.77 is not an address of this host",
@@ -64,6 +64,8 @@ targets: [{mac: "52:54:00:00:00:01", image: deb, order: o-1, token: tok1}]
 		"tftp.max_blksize: -1:",
 		"tftp.max_window: -5:",
 		"tftp.max_transfers: -3:",
+		"tftp.max_unacked: -2:",
+		"tftp.first_ack_timeout: 1ms:",
 		`boot.boot_files.efi-x64: "snponly.efi" is not a file under tftp.root`,
 		`images.deb.kernel: "debian/vmlinuz" is not a file under http.files`,
 		`images.deb.initrds[0]: "debian/initrd.gz" is not a file under http.files`,
@@ -90,7 +92,7 @@ func TestCheckPassesWhatServeRuns(t *testing.T) {
 	cfg := fmt.Sprintf(`address: 127.0.0.1
 metrics_listen: 127.0.0.1:19167
 dhcp: {listen: 127.0.0.1:1067, boot_listen: 127.0.0.1:14011}
-tftp: {root: %[1]s/tftp, listen: 127.0.0.1:1069, max_blksize: 1468}
+tftp: {root: %[1]s/tftp, listen: 127.0.0.1:1069, max_blksize: 1468, max_unacked: 512, first_ack_timeout: 3s}
 http: {files: %[1]s/files, listen: 127.0.0.1:18080}
 images: {deb: {kernel: debian/vmlinuz, initrds: [debian/initrd.gz]}}
 targets: [{mac: "52:54:00:00:00:01", image: deb, order: o-1, token: tok1}]

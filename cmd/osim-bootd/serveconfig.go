@@ -14,6 +14,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 
 	"gopkg.in/yaml.v3"
 
@@ -86,6 +87,10 @@ type tftpSection struct {
 	MaxWindow    int    `yaml:"max_window"`
 	MaxTransfers int    `yaml:"max_transfers"`
 	PortRange    string `yaml:"port_range"`
+	// Requests not acknowledged yet (possibly forged): their own cap, and
+	// how long one waits for its first ACK (tftp.Config's defaults: 256, 2s).
+	MaxUnacked      int           `yaml:"max_unacked"`
+	FirstAckTimeout time.Duration `yaml:"first_ack_timeout"`
 }
 
 type httpSection struct {

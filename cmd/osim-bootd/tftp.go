@@ -24,8 +24,10 @@ func runTFTP(args []string) int {
 		listen       = fs.String("listen", "0.0.0.0:69", "UDP address to listen on (IPv4)")
 		maxBlksize   = fs.Int("max-blksize", 1468, "cap on negotiated blksize; 1468 fills a 1500-byte MTU without fragmenting")
 		maxWindow    = fs.Int("max-window", 64, "cap on negotiated windowsize (RFC 7440)")
-		maxTransfers = fs.Int("max-transfers", 10000, "concurrent transfers, all clients")
-		maxPerClient = fs.Int("max-per-client", 64, "concurrent transfers per client IP address")
+		maxTransfers = fs.Int("max-transfers", 10000, "concurrent transfers, all clients (only acknowledged ones make a request wait)")
+		maxPerClient = fs.Int("max-per-client", 64, "concurrent acknowledged transfers per client IP address")
+		maxUnacked   = fs.Int("max-unacked", 256, "transfers not acknowledged yet (possibly forged requests); when full, the oldest is dropped")
+		firstAck     = fs.Duration("first-ack-timeout", 2*time.Second, "how long a transfer waits for its first ACK; the first packet is resent once, halfway")
 		portRange    = fs.String("port-range", "", "LO:HI source ports for transfers (default: kernel ephemeral ports)")
 		timeout      = fs.Duration("timeout", time.Second, "first retransmit timeout when the client asks none")
 		retries      = fs.Int("retries", 5, "timeouts in a row before a transfer is given up")
@@ -78,7 +80,7 @@ func runTFTP(args []string) int {
 	}
 	srv, err := tftp.NewServer(tftp.Config{
 		MaxBlksize: *maxBlksize, MaxWindow: *maxWindow, MaxTransfers: *maxTransfers,
-		MaxPerClient: *maxPerClient, PortLo: lo, PortHi: hi, Timeout: *timeout, Retries: *retries,
+		MaxPerClient: *maxPerClient, MaxUnacked: *maxUnacked, FirstAckTimeout: *firstAck, PortLo: lo, PortHi: hi, Timeout: *timeout, Retries: *retries,
 		LockstepSpin: *spin,
 		UploadDir:    *uploadDir, MaxUpload: *maxUpload, Logger: log, Metrics: m,
 	}, resolver)

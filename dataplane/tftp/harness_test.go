@@ -339,6 +339,9 @@ type fetch struct {
 	// server's transfer address (its TID); an error it returns ends the
 	// fetch there, without a word to the server.
 	onFirst func(tid netip.AddrPort) error
+	// onFirstAck runs once right after the client sent its first ACK, with
+	// the server's TID: from then on the transfer is an acknowledged one.
+	onFirstAck func(tid netip.AddrPort)
 	// stopAfter, if > 0, makes the client vanish after that many blocks.
 	stopAfter uint64
 	// lose, if > 0, is a block the client acts as if it never received the
@@ -386,6 +389,7 @@ func (f fetch) run(conn *net.UDPConn, server netip.AddrPort) (fetchResult, error
 		last      uint64 // last block received in order
 		lastAcked uint64 // last block we acknowledged
 		reacked   bool   // already re-acknowledged since the last progress
+		ackedOnce bool   // onFirstAck ran
 		lost      bool   // f.lose was discarded once
 		tries     int
 		out       bytes.Buffer
@@ -396,7 +400,14 @@ func (f fetch) run(conn *net.UDPConn, server netip.AddrPort) (fetchResult, error
 	}
 	ackLast := func() error {
 		lastAcked = last
-		return send(ackPacket(wireBlock(last, rollTo)), res.tid)
+		if err := send(ackPacket(wireBlock(last, rollTo)), res.tid); err != nil {
+			return err
+		}
+		if f.onFirstAck != nil && !ackedOnce {
+			ackedOnce = true
+			f.onFirstAck(res.tid)
+		}
+		return nil
 	}
 	if err := send(req, server); err != nil {
 		return res, err

@@ -241,18 +241,24 @@ func TestWireVanishedClientIsDroppedAfterRetryBudget(t *testing.T) {
 		name        string
 		f           fetch
 		retransmits float64 // what the server sends again before giving up
+		reason      string
 	}{
-		{"after-data-1", fetch{name: "grubx64.efi", stopAfter: 1}, 3},
+		// Nothing acknowledged: one resend of the first flight, then the
+		// first-ACK budget ends it (the source may be forged).
+		{"after-data-1", fetch{name: "grubx64.efi", stopAfter: 1}, 1, "first_ack_timeout"},
 		{"after-oack", fetch{name: "grubx64.efi", opts: []string{"blksize", "1024"}, onFirst: func(netip.AddrPort) error {
 			return errVanish // before ACK 0
-		}}, 3},
+		}}, 1, "first_ack_timeout"},
+		// Block 1 acknowledged, block 2 never: the full retry budget.
+		{"after-data-2", fetch{name: "grubx64.efi", stopAfter: 2}, 3, "timeout"},
 		// Acked up to 16, sent 17..24: each timeout sends the window again.
-		{"mid-window", fetch{name: "grubx64.efi", opts: []string{"windowsize", "8"}, stopAfter: 20}, 3 * 8},
+		{"mid-window", fetch{name: "grubx64.efi", opts: []string{"windowsize", "8"}, stopAfter: 20}, 3 * 8, "timeout"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			t.Parallel()
-			cfg := tftp.Config{Timeout: 50 * time.Millisecond, MaxTimeout: 100 * time.Millisecond, Retries: 3}
+			cfg := tftp.Config{Timeout: 50 * time.Millisecond, MaxTimeout: 100 * time.Millisecond, Retries: 3,
+				FirstAckTimeout: 300 * time.Millisecond}
 			ts := startServer(t, cfg, root)
 			conn := listenClient(t)
 			if _, err := c.f.run(conn, ts.addr); err != nil && !errors.Is(err, errVanish) {
@@ -264,14 +270,17 @@ func TestWireVanishedClientIsDroppedAfterRetryBudget(t *testing.T) {
 			}
 			// Budget: 50 + 100 + 100 + 100 ms; allow plenty for -race.
 			ts.waitIdle(t, 5*time.Second)
-			if n := ts.metric(t, "osim_tftp_transfers_failed_total", "direction", "read", "reason", "timeout"); n != 1 {
-				t.Errorf(`transfers_failed_total{direction="read",reason="timeout"} = %v, want 1`, n)
+			if n := ts.metric(t, "osim_tftp_transfers_failed_total", "direction", "read", "reason", c.reason); n != 1 {
+				t.Errorf(`transfers_failed_total{direction="read",reason=%q} = %v, want 1`, c.reason, n)
 			}
 			if n := ts.metric(t, "osim_tftp_active_transfers"); n != 0 {
 				t.Errorf("active_transfers gauge = %v, want 0", n)
 			}
+			if n := ts.metric(t, "osim_tftp_unacked_transfers"); n != 0 {
+				t.Errorf("unacked_transfers gauge = %v, want 0", n)
+			}
 			if n := ts.metric(t, "osim_tftp_retransmits_total"); n != c.retransmits {
-				t.Errorf("retransmits_total = %v, want %v (Retries 3)", n, c.retransmits)
+				t.Errorf("retransmits_total = %v, want %v", n, c.retransmits)
 			}
 		})
 	}
@@ -416,7 +425,8 @@ func TestWireWrongTIDGetsErrorAndTransferCompletes(t *testing.T) {
 }
 
 // holdTransfers starts n reads from the given client sockets and returns once
-// each has its first reply; the transfers then wait until release is closed,
+// each has acknowledged its first block (so each is an acknowledged transfer,
+// which the caps protect); the transfers then wait until release is closed,
 // and finish. wait returns their errors.
 func holdTransfers(t *testing.T, server netip.AddrPort, name string, conns []*net.UDPConn) (release func(), wait func() []error) {
 	t.Helper()
@@ -430,15 +440,23 @@ func holdTransfers(t *testing.T, server netip.AddrPort, name string, conns []*ne
 			defer done.Done()
 			once := sync.OnceFunc(started.Done)
 			defer once()
-			_, errs[i] = fetch{name: name, timeout: time.Second, onFirst: func(netip.AddrPort) error {
+			_, errs[i] = fetch{name: name, timeout: time.Second, onFirstAck: func(netip.AddrPort) {
 				once()
 				<-gate
-				return nil
 			}}.run(c, server)
 		}()
 	}
 	started.Wait()
 	return sync.OnceFunc(func() { close(gate) }), func() []error { done.Wait(); return errs }
+}
+
+// waitAcknowledged waits until the server saw the first ACK of every running
+// transfer.
+func waitAcknowledged(t *testing.T, ts *testServer) {
+	t.Helper()
+	waitFor(t, 2*time.Second, "transfers still unacknowledged", func() bool {
+		return ts.metric(t, "osim_tftp_unacked_transfers") == 0
+	})
 }
 
 func TestWireRequestsOverCapsGetErrorPacket(t *testing.T) {
@@ -466,6 +484,7 @@ func TestWireRequestsOverCapsGetErrorPacket(t *testing.T) {
 			}
 			release, wait := holdTransfers(t, ts.addr, "pxelinux.0", conns)
 			defer release()
+			waitAcknowledged(t, ts)
 			if n := ts.srv.Active(); n != 2 {
 				t.Fatalf("Active() = %d with two held transfers, want 2", n)
 			}
@@ -661,9 +680,8 @@ func TestWireShutdownLetsRunningTransferFinish(t *testing.T) {
 			}
 			out := make(chan result, 1)
 			go func() {
-				res, err := fetch{name: "vmlinuz", timeout: 250 * time.Millisecond, retries: 4, onFirst: func(netip.AddrPort) error {
+				res, err := fetch{name: "vmlinuz", timeout: 250 * time.Millisecond, retries: 4, onFirstAck: func(netip.AddrPort) {
 					<-gate
-					return nil
 				}}.run(client, ts.addr)
 				out <- result{res, err}
 			}()

@@ -7,25 +7,29 @@ import (
 // Metrics are the engine's Prometheus collectors. Children with fixed labels
 // are resolved once so the per-block path touches only atomics.
 type Metrics struct {
-	started     *prometheus.CounterVec
-	completed   *prometheus.CounterVec
-	failed      *prometheus.CounterVec
-	refusals    *prometheus.CounterVec
-	probes      prometheus.Counter
-	bytesSent   prometheus.Counter
-	bytesRecv   prometheus.Counter
-	retransmits prometheus.Counter
-	dupAcks     prometheus.Counter
-	dupRequests prometheus.Counter
-	unknownTID  prometheus.Counter
-	malformed   *prometheus.CounterVec
-	active      prometheus.Gauge
-	blksize     prometheus.Histogram
-	windowsize  prometheus.Histogram
-	duration    *prometheus.HistogramVec
-	cacheHits   prometheus.Counter
-	cacheMisses prometheus.Counter
-	cacheBytes  prometheus.Gauge
+	started          *prometheus.CounterVec
+	completed        *prometheus.CounterVec
+	failed           *prometheus.CounterVec
+	refusals         *prometheus.CounterVec
+	probes           prometheus.Counter
+	bytesSent        prometheus.Counter
+	bytesRecv        prometheus.Counter
+	retransmits      prometheus.Counter
+	dupAcks          prometheus.Counter
+	dupRequests      prometheus.Counter
+	unknownTID       prometheus.Counter
+	malformed        *prometheus.CounterVec
+	active           prometheus.Gauge
+	unacked          prometheus.Gauge
+	unackedEvicted   prometheus.Counter
+	unackedSpared    prometheus.Counter
+	firstAckTimeouts prometheus.Counter
+	blksize          prometheus.Histogram
+	windowsize       prometheus.Histogram
+	duration         *prometheus.HistogramVec
+	cacheHits        prometheus.Counter
+	cacheMisses      prometheus.Counter
+	cacheBytes       prometheus.Gauge
 }
 
 // NewMetrics creates the collectors and registers them on reg (nil: not registered).
@@ -58,6 +62,14 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "malformed_packets_total", Help: "Packets dropped as malformed or unexpected, by where they arrived."}, []string{"where"}),
 		active: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: ns, Subsystem: sub,
 			Name: "active_transfers", Help: "Transfers in progress."}),
+		unacked: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: ns, Subsystem: sub,
+			Name: "unacked_transfers", Help: "Transfers whose client has not acknowledged anything yet (possibly forged requests)."}),
+		unackedEvicted: prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Subsystem: sub,
+			Name: "unacked_evicted_total", Help: "Unacknowledged transfers dropped to admit a newer request (the class or the total was full)."}),
+		unackedSpared: prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Subsystem: sub,
+			Name: "unacked_spared_total", Help: "Times eviction passed over an unacknowledged transfer with a datagram already waiting (likely its first ACK)."}),
+		firstAckTimeouts: prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Subsystem: sub,
+			Name: "first_ack_timeouts_total", Help: "Transfers ended because their first flight, sent twice, was never acknowledged."}),
 		blksize: prometheus.NewHistogram(prometheus.HistogramOpts{Namespace: ns, Subsystem: sub,
 			Name: "negotiated_blksize_bytes", Help: "Block size of each transfer after negotiation.",
 			Buckets: []float64{512, 1024, 1408, 1432, 1456, 1468, 4096, 8192, 16384, 65464}}),
@@ -77,7 +89,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	if reg != nil {
 		reg.MustRegister(m.started, m.completed, m.failed, m.refusals, m.probes, m.bytesSent,
 			m.bytesRecv, m.retransmits, m.dupAcks, m.dupRequests, m.unknownTID, m.malformed,
-			m.active, m.blksize, m.windowsize, m.duration, m.cacheHits, m.cacheMisses, m.cacheBytes)
+			m.active, m.unacked, m.unackedEvicted, m.unackedSpared, m.firstAckTimeouts, m.blksize, m.windowsize, m.duration, m.cacheHits, m.cacheMisses, m.cacheBytes)
 	}
 	return m
 }

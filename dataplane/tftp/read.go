@@ -1,9 +1,11 @@
 package tftp
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"net/netip"
 	"os"
@@ -22,6 +24,8 @@ const maxBatch = 64
 // socket, its client, and the retransmit clock.
 type conversation struct {
 	s      *Server
+	sl     *slot
+	acked  bool // the client acknowledged something: sl left the unacknowledged class
 	conn   *net.UDPConn
 	client netip.AddrPort
 	rbuf   []byte
@@ -35,6 +39,10 @@ type conversation struct {
 
 // errTransferTimeout ends a transfer that made no progress for its budget.
 var errTransferTimeout = errors.New("no progress within the retry budget")
+
+// errFirstAckTimeout ends a transfer whose first flight, sent twice, was
+// never acknowledged.
+var errFirstAckTimeout = errors.New("first flight never acknowledged")
 
 // clientError is an ERROR packet the client sent us.
 type clientError struct {
@@ -108,9 +116,28 @@ func (c *conversation) poll() (int, netip.AddrPort, bool, error) {
 	}
 }
 
+// startClock sets the retransmit timer of the first flight, at most half
+// the first-ACK budget: the client's timeout governs only once it
+// acknowledged something (see backoff).
+func (c *conversation) startClock(base time.Duration) {
+	c.base = base
+	c.rto = min(base, c.s.cfg.FirstAckTimeout/2)
+}
+
 // backoff records a timeout; it fails once the retry budget is spent.
+// Before the first ACK the budget is one resend: the request may carry a
+// forged source, and each resend is reflected at it. A late ACK (a client
+// re-acknowledging on its own timer) is still taken until FirstAckTimeout.
 func (c *conversation) backoff() error {
 	c.tries++
+	if !c.acked {
+		if c.tries > 1 {
+			return errFirstAckTimeout
+		}
+		c.sl.resent.Store(true)
+		c.rto = c.s.cfg.FirstAckTimeout - c.rto
+		return nil
+	}
 	if c.tries > c.s.cfg.Retries {
 		return errTransferTimeout
 	}
@@ -118,11 +145,51 @@ func (c *conversation) backoff() error {
 	return nil
 }
 
-func (c *conversation) progress() { c.tries = 0; c.rto = c.base }
+// progress records an ACK (a DATA of an upload) that moved the transfer.
+// The first one moves the transfer to the acknowledged class, which can
+// fail: evicted meanwhile, or the client is at its cap.
+func (c *conversation) progress() error {
+	if !c.acked {
+		if err := c.s.acknowledge(c.sl); err != nil {
+			return err
+		}
+		c.acked = true
+	}
+	c.tries = 0
+	c.rto = c.base
+	return nil
+}
 
 func (c *conversation) sendError(code ErrorCode, msg string) {
 	var b [512]byte
 	_, _ = c.conn.WriteToUDPAddrPort(appendError(b[:0], code, msg), c.client)
+}
+
+// endedUnacked counts and logs the ends a transfer meets before its first
+// ACK, and reports whether err was one. Forged floods end this way by the
+// thousand: those lines are at debug, the metrics count them.
+func (s *Server) endedUnacked(c *conversation, dir string, err error, log *slog.Logger) bool {
+	var be *busyError
+	switch {
+	case err == nil:
+		return false
+	case errors.Is(err, errFirstAckTimeout):
+		s.m.failed.WithLabelValues(dir, "first_ack_timeout").Inc()
+		s.m.firstAckTimeouts.Inc()
+		log.Debug("tftp transfer never acknowledged", "direction", dir)
+	case errors.As(err, &be):
+		s.m.failed.WithLabelValues(dir, "client_busy").Inc()
+		s.m.refusals.WithLabelValues("client_busy").Inc()
+		c.sendError(ErrUndefined, be.msg)
+		log.Info("tftp transfer refused at its first ACK", "direction", dir, "reason", "client_busy", "msg", be.msg)
+	case errors.Is(err, errEvicted) || (c.sl.ctx.Err() != nil && s.ctx.Err() == nil):
+		// Only eviction cancels a transfer's own context while it runs.
+		s.m.failed.WithLabelValues(dir, "evicted").Inc()
+		log.Debug("tftp transfer evicted before its first ACK", "direction", dir)
+	default:
+		return false
+	}
+	return true
 }
 
 // isTimeout reports a read deadline passing; it must not allocate, it runs per ACK.
@@ -144,13 +211,16 @@ type readTransfer struct {
 	gso  *gso.Sender // nil: sendmmsg
 }
 
-func (s *Server) runRead(listener *net.UDPConn, req Request, client netip.AddrPort, local netip.Addr) {
+func (s *Server) runRead(listener *net.UDPConn, req Request, client netip.AddrPort, local netip.Addr, sl *slot) {
 	start := time.Now()
 	m := s.m
 	m.started.WithLabelValues("read").Inc()
+	if !s.begun(sl, "read") {
+		return
+	}
 	log := s.log.With("client", client.String(), "file", req.Filename)
 
-	f, err := s.resolver.Resolve(s.ctx, client, req.Filename)
+	f, err := s.resolver.Resolve(sl.ctx, client, req.Filename)
 	if err != nil {
 		reason, code := refusalFor(err)
 		m.failed.WithLabelValues("read", reason).Inc()
@@ -173,19 +243,15 @@ func (s *Server) runRead(listener *net.UDPConn, req Request, client netip.AddrPo
 		return
 	}
 	defer conn.Close()
-	stop := context.AfterFunc(s.ctx, func() { conn.Close() })
+	stop := context.AfterFunc(sl.ctx, func() { conn.Close() })
 	defer stop()
 
 	t := &readTransfer{
-		conversation: conversation{s: s, conn: conn, client: client, rbuf: make([]byte, 1024)},
+		conversation: conversation{s: s, sl: sl, conn: conn, client: client, rbuf: make([]byte, 1024)},
 		pc:           ipv4.NewPacketConn(conn),
 		win:          window{size: uint64(p.Window), rollTo: p.RollTo},
 	}
-	t.base = s.cfg.Timeout
-	if p.Timeout > 0 {
-		t.base = p.Timeout
-	}
-	t.rto = t.base
+	t.startClock(cmp.Or(p.Timeout, s.cfg.Timeout))
 	t.bs = p.Blksize
 	if p.Window == 1 && s.cfg.LockstepSpin > 0 {
 		if pl, err := busypoll.New(conn, t.rbuf); err == nil {
@@ -221,6 +287,9 @@ func (s *Server) runRead(listener *net.UDPConn, req Request, client netip.AddrPo
 	m.windowsize.Observe(float64(p.Window))
 
 	err = t.run(p)
+	if s.endedUnacked(&t.conversation, "read", err, log) {
+		return
+	}
 	var ce *clientError
 	switch {
 	case err == nil:
@@ -261,6 +330,11 @@ func (t *readTransfer) run(p Params) error {
 	if err := t.sendNext(0); err != nil {
 		return err
 	}
+	if !t.acked { // no OACK: DATA 1 is the first flight
+		if err := t.recordFirstData(); err != nil {
+			return err
+		}
+	}
 	deadline := time.Now().Add(t.rto)
 	for !t.win.done() {
 		r, _, err := t.recv(deadline)
@@ -289,7 +363,9 @@ func (t *readTransfer) run(p Params) error {
 			t.s.m.dupAcks.Inc()
 			continue
 		}
-		t.progress()
+		if err := t.progress(); err != nil {
+			return err
+		}
 		if t.win.done() {
 			break
 		}
@@ -302,8 +378,22 @@ func (t *readTransfer) run(p Params) error {
 	return nil
 }
 
+// recordFirstData keeps a copy of DATA 1 for retried requests.
+func (t *readTransfer) recordFirstData() error {
+	data, err := t.src.block(1)
+	if err != nil {
+		return err
+	}
+	pkt := make([]byte, 4+len(data))
+	putDataHeader(pkt, t.win.wire(1))
+	copy(pkt[4:], data)
+	t.s.setFirstFlight(t.sl, t.conn, pkt)
+	return nil
+}
+
 // awaitOACK sends the OACK until the client acknowledges it with ACK 0.
 func (t *readTransfer) awaitOACK(oack []byte) error {
+	t.s.setFirstFlight(t.sl, t.conn, oack)
 	for {
 		if _, err := t.conn.WriteToUDPAddrPort(oack, t.client); err != nil {
 			return fmt.Errorf("send OACK: %w", err)
@@ -318,8 +408,7 @@ func (t *readTransfer) awaitOACK(oack []byte) error {
 				return err
 			}
 			if r.op == opACK && r.block == 0 {
-				t.progress()
-				return nil
+				return t.progress()
 			}
 			t.s.m.malformed.WithLabelValues("transfer").Inc()
 		}

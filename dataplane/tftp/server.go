@@ -4,6 +4,8 @@
 package tftp
 
 import (
+	"bytes"
+	"container/list"
 	"context"
 	"errors"
 	"fmt"
@@ -14,6 +16,7 @@ import (
 	"runtime"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"golang.org/x/net/ipv4"
@@ -29,10 +32,32 @@ type Config struct {
 	MaxBlksize int
 	// MaxWindow caps negotiated windowsize. Default 64.
 	MaxWindow int
-	// MaxTransfers caps concurrent transfers. Default 10000.
+	// MaxTransfers caps concurrent transfers, acknowledged or not. Only
+	// acknowledged ones make a request wait: unacknowledged ones give way.
+	// Default 10000.
 	MaxTransfers int
-	// MaxPerClient caps concurrent transfers per client IP address. Default 64.
+	// MaxPerClient caps concurrent acknowledged transfers per client IP
+	// address. Default 64.
 	MaxPerClient int
+	// MaxUnacked caps transfers that have not heard from their client yet
+	// (no ACK of the OACK or of block 1; for uploads no DATA 1). Their
+	// source address may be forged, so they are a class of their own: when
+	// it is full, or the total is at MaxTransfers, the oldest of them is
+	// dropped to admit a new request, never an acknowledged transfer.
+	// Default 256: a real client leaves the class after one round trip
+	// (well under a millisecond on a LAN), so 256 first flights out at once
+	// is far beyond any rack powering on; and as a transfer keeps its place
+	// for at least 50 ms after its first flight (minFirstAckWait), a flood
+	// goes through the full class at 256/50 ms = 5,120 requests/s at most,
+	// about what one boot server opens transfer sockets for on 2 cores,
+	// with 256 sockets. Above MaxTransfers it is lowered to MaxTransfers.
+	MaxUnacked int
+	// FirstAckTimeout bounds the wait for a transfer's first ACK: the first
+	// flight (OACK or DATA 1) is sent again once, after min(timeout,
+	// FirstAckTimeout/2), and the transfer ends FirstAckTimeout after the
+	// request if nothing was acknowledged. One forged request so draws at
+	// most two packets back. Default 2s.
+	FirstAckTimeout time.Duration
 	// PortLo..PortHi is the range of transfer source ports (TIDs); 0..0 lets
 	// the kernel pick ephemeral ports.
 	PortLo, PortHi int
@@ -77,6 +102,12 @@ func (c *Config) setDefaults() error {
 	if c.MaxPerClient == 0 {
 		c.MaxPerClient = 64
 	}
+	if c.MaxUnacked == 0 {
+		c.MaxUnacked = 256
+	}
+	if c.FirstAckTimeout == 0 {
+		c.FirstAckTimeout = 2 * time.Second
+	}
 	if c.Timeout == 0 {
 		c.Timeout = time.Second
 	}
@@ -101,13 +132,17 @@ func (c *Config) setDefaults() error {
 	if c.Metrics == nil {
 		c.Metrics = NewMetrics(nil)
 	}
+	c.MaxUnacked = min(c.MaxUnacked, c.MaxTransfers)
 	switch {
 	case c.MaxBlksize < minBlksize || c.MaxBlksize > maxBlksize:
 		return fmt.Errorf("tftp: max blksize %d outside %d..%d", c.MaxBlksize, minBlksize, maxBlksize)
 	case c.MaxWindow < 1 || c.MaxWindow > maxWindow:
 		return fmt.Errorf("tftp: max windowsize %d outside 1..%d", c.MaxWindow, maxWindow)
-	case c.MaxTransfers < 1 || c.MaxPerClient < 1:
-		return fmt.Errorf("tftp: transfer caps must be positive (got %d global, %d per client)", c.MaxTransfers, c.MaxPerClient)
+	case c.MaxTransfers < 1 || c.MaxPerClient < 1 || c.MaxUnacked < 1:
+		return fmt.Errorf("tftp: transfer caps must be positive (got %d global, %d per client, %d unacknowledged)",
+			c.MaxTransfers, c.MaxPerClient, c.MaxUnacked)
+	case c.FirstAckTimeout < 2*time.Millisecond:
+		return fmt.Errorf("tftp: first-ACK timeout %v is below 2ms", c.FirstAckTimeout)
 	case c.PortLo < 0 || c.PortHi > 65535 || c.PortLo > c.PortHi || (c.PortLo == 0) != (c.PortHi == 0):
 		return fmt.Errorf("tftp: port range %d:%d is not LO:HI within 1..65535", c.PortLo, c.PortHi)
 	case c.Timeout < 0 || c.MaxTimeout < c.Timeout || c.Retries < 1:
@@ -133,11 +168,39 @@ type Server struct {
 	activeN       atomic.Int64 // transfers running, read without the lock
 	spinMaxActive int64
 
-	mu        sync.Mutex
-	active    map[transferKey]struct{}
-	perClient map[netip.Addr]int
-	nextPort  int
+	mu         sync.Mutex
+	active     map[transferKey]*slot // running transfers, for duplicate requests
+	unacked    list.List             // of *slot never acknowledged, oldest first
+	dying      int                   // evicted transfers whose goroutine has not ended yet
+	maxDying   int                   // evictions in flight at once while admitting
+	classMoved sync.Cond             // on mu: a transfer sent its first flight, was acknowledged or ended
+	ackedN     int                   // acknowledged transfers running
+	perClient  map[netip.Addr]int    // acknowledged transfers per client IP
+	nextPort   int
 }
+
+// slot is a running transfer's place under the caps. It starts in the
+// unacknowledged class and moves to the acknowledged one at the client's
+// first ACK (first DATA of an upload); only the former can be evicted.
+type slot struct {
+	key     transferKey
+	ctx     context.Context // ends the transfer: eviction or shutdown
+	cancel  context.CancelFunc
+	elem    *list.Element // in Server.unacked while unacknowledged
+	acked   bool
+	evicted bool
+	spared  int             // times eviction passed it over (see evictOneLocked)
+	since   time.Time       // admitted
+	sentAt  time.Time       // when its first flight went out
+	resent  atomic.Bool     // its one timed resend of the first flight went out
+	conn    *net.UDPConn    // the transfer's socket, once its first flight went out
+	raw     syscall.RawConn // the same, to look at its receive queue
+	first   []byte          // that first flight (OACK, DATA 1 or ACK 0), for retried requests
+}
+
+// maxSpares bounds how often eviction passes over one transfer, so that
+// each admission costs a bounded number of looks (see evictOneLocked).
+const maxSpares = 4
 
 // transferKey identifies a transfer for duplicate detection: a retried
 // request is byte-identical and comes from the same address and port.
@@ -156,9 +219,11 @@ func NewServer(cfg Config, r Resolver) (*Server, error) {
 	}
 	s := &Server{
 		cfg: cfg, resolver: r, m: cfg.Metrics, log: cfg.Logger,
-		active: map[transferKey]struct{}{}, perClient: map[netip.Addr]int{},
+		active: map[transferKey]*slot{}, perClient: map[netip.Addr]int{},
 		nextPort: cfg.PortLo, spinMaxActive: int64(max(1, runtime.GOMAXPROCS(0)/2)),
 	}
+	s.classMoved.L = &s.mu
+	s.maxDying = max(1, cfg.MaxUnacked/4)
 	if cfg.UploadDir != "" {
 		root, err := os.OpenRoot(cfg.UploadDir)
 		if err != nil {
@@ -264,48 +329,254 @@ func (s *Server) handleRequest(conn *net.UDPConn, pkt []byte, client netip.AddrP
 		return
 	}
 	key := transferKey{client: client, req: string(pkt)}
-	s.mu.Lock()
-	if _, dup := s.active[key]; dup {
-		s.mu.Unlock()
-		// A retried request: the running transfer's own retransmits answer it.
+	sl, reason, msg := s.admit(key)
+	switch {
+	case reason == "duplicate":
+		// A retried request is folded into its transfer, whose own
+		// retransmits answer it once acknowledged; before that, see answerRetry.
 		s.m.dupRequests.Inc()
+		s.answerRetry(sl)
+		return
+	case sl == nil:
+		s.refuse(conn, client, reason, ErrUndefined, msg, req.Filename)
 		return
 	}
-	if n := len(s.active); n >= s.cfg.MaxTransfers {
-		s.mu.Unlock()
-		s.refuse(conn, client, "server_busy", ErrUndefined,
-			fmt.Sprintf("server busy: %d transfers active (cap %d), retry later", n, s.cfg.MaxTransfers), req.Filename)
-		return
-	}
-	if n := s.perClient[client.Addr()]; n >= s.cfg.MaxPerClient {
-		s.mu.Unlock()
-		s.refuse(conn, client, "client_busy", ErrUndefined,
-			fmt.Sprintf("too many transfers from %s: %d active (cap %d)", client.Addr(), n, s.cfg.MaxPerClient), req.Filename)
-		return
-	}
-	s.active[key] = struct{}{}
-	s.perClient[client.Addr()]++
-	s.wg.Add(1)
-	s.activeN.Add(1)
-	s.m.active.Inc()
-	s.mu.Unlock()
 	go func() {
-		defer s.release(key)
+		defer s.release(sl)
 		if req.Write {
-			s.runWrite(conn, req, client, local)
+			s.runWrite(conn, req, client, local, sl)
 		} else {
-			s.runRead(conn, req, client, local)
+			s.runRead(conn, req, client, local, sl)
 		}
 	}()
 }
 
-func (s *Server) release(key transferKey) {
+// admit gives a request a slot in the unacknowledged class, evicting the
+// oldest unacknowledged transfers to make room. It refuses (reason, msg)
+// only when acknowledged transfers fill the caps: a flood of requests that
+// never acknowledge can then delay a real client, never lock it out.
+//
+// Evicted transfers hold their place until their goroutine ended: the class
+// never holds more than MaxUnacked sockets, and admission waits for the
+// CPUs rather than queueing goroutines that a real client's first ACK would
+// then wait behind (requests meanwhile queue in the listening socket).
+func (s *Server) admit(key transferKey) (*slot, string, string) {
 	s.mu.Lock()
-	delete(s.active, key)
-	if s.perClient[key.client.Addr()]--; s.perClient[key.client.Addr()] <= 0 {
-		delete(s.perClient, key.client.Addr())
+	defer s.mu.Unlock()
+	for {
+		if old, dup := s.active[key]; dup {
+			return old, "duplicate", ""
+		}
+		if s.ackedN >= s.cfg.MaxTransfers {
+			return nil, "server_busy", fmt.Sprintf("server busy: %d transfers active (cap %d), retry later",
+				s.ackedN, s.cfg.MaxTransfers)
+		}
+		ip := key.client.Addr()
+		if n := s.perClient[ip]; n >= s.cfg.MaxPerClient {
+			return nil, "client_busy", fmt.Sprintf("too many transfers from %s: %d active (cap %d)", ip, n, s.cfg.MaxPerClient)
+		}
+		held := s.unacked.Len() + s.dying
+		if held < s.cfg.MaxUnacked && s.ackedN+held < s.cfg.MaxTransfers {
+			break
+		}
+		wait := time.Duration(0)
+		if s.dying < s.maxDying {
+			if wait = s.evictOneLocked(time.Now()); wait == 0 {
+				continue
+			}
+		}
+		// Nothing to evict yet: the transfers are young, or on their way
+		// out. Each soon sends, ends, or comes of age.
+		s.waitLocked(wait)
+	}
+	sl := &slot{key: key, since: time.Now()}
+	sl.ctx, sl.cancel = context.WithCancel(s.ctx)
+	sl.elem = s.unacked.PushBack(sl)
+	s.active[key] = sl
+	s.wg.Add(1)
+	s.activeN.Add(1)
+	s.m.active.Inc()
+	s.setUnackedGaugeLocked()
+	return sl, "", ""
+}
+
+// setUnackedGaugeLocked reports the sockets the unacknowledged class holds.
+func (s *Server) setUnackedGaugeLocked() {
+	s.m.unacked.Set(float64(s.unacked.Len() + s.dying))
+}
+
+// minFirstAckWait is how long a transfer's first flight is out before the
+// transfer may be evicted: a real client's first ACK needs a round trip and
+// a turn on a CPU of its own, which a flood delays. It caps how fast a flood
+// goes through the class at MaxUnacked per minFirstAckWait (5,120 requests/s
+// at the default 256), above what this engine opens sockets for on 2 cores.
+const minFirstAckWait = 50 * time.Millisecond
+
+// evictOneLocked ends the oldest unacknowledged transfer whose first flight
+// has been out for minFirstAckWait with nothing waiting on its socket. A
+// transfer that has not sent yet keeps its place (for FirstAckTimeout at
+// most, against a resolver that hangs): it may be a real client's, waiting
+// for a CPU behind the flood. One with a datagram waiting is passed
+// over (moved to the back, at most maxSpares times): only a client that
+// heard from the transfer knows its port, so that is almost surely a real
+// client's first ACK, queued while the CPUs are busy. It returns 0 after an
+// eviction, else how long until the oldest young transfer comes of age
+// (minFirstAckWait when none has sent yet).
+func (s *Server) evictOneLocked(now time.Time) time.Duration {
+	wait := minFirstAckWait
+	e := s.unacked.Front()
+	for range s.unacked.Len() {
+		next := e.Next()
+		sl := e.Value.(*slot)
+		switch {
+		case sl.raw == nil && now.Sub(sl.since) < s.cfg.FirstAckTimeout:
+		case sl.raw == nil:
+			s.evictLocked(sl)
+			return 0
+		case now.Sub(sl.sentAt) < minFirstAckWait:
+			wait = min(wait, minFirstAckWait-now.Sub(sl.sentAt))
+		case sl.spared < maxSpares && datagramWaiting(sl.raw):
+			sl.spared++
+			s.unacked.MoveToBack(e)
+			s.m.unackedSpared.Inc()
+		default:
+			s.evictLocked(sl)
+			return 0
+		}
+		e = next
+	}
+	return max(wait, time.Millisecond)
+}
+
+// waitLocked waits on classMoved, at most d (0: until signalled).
+func (s *Server) waitLocked(d time.Duration) {
+	if d > 0 {
+		t := time.AfterFunc(d, func() {
+			s.mu.Lock()
+			s.classMoved.Broadcast()
+			s.mu.Unlock()
+		})
+		defer t.Stop()
+	}
+	s.classMoved.Wait()
+}
+
+// datagramWaiting reports whether a datagram is queued on the socket.
+func datagramWaiting(raw syscall.RawConn) bool {
+	n := 0
+	err := raw.Control(func(fd uintptr) { n, _ = unix.IoctlGetInt(int(fd), unix.SIOCINQ) })
+	return err == nil && n > 0
+}
+
+// evictLocked ends an unacknowledged transfer: its socket closes now
+// (freeing its port), its goroutine winds down on its own. Nothing is sent
+// to its client, whose address may be forged.
+func (s *Server) evictLocked(sl *slot) {
+	s.unacked.Remove(sl.elem)
+	sl.elem, sl.evicted = nil, true
+	s.dying++
+	delete(s.active, sl.key) // a retry of that request starts afresh
+	s.m.unackedEvicted.Inc()
+	sl.cancel()
+}
+
+// setFirstFlight records the first packet a transfer sent, so that a
+// retried request can be answered with it (answerRetry).
+func (s *Server) setFirstFlight(sl *slot, conn *net.UDPConn, pkt []byte) {
+	raw, _ := conn.SyscallConn()
+	first := bytes.Clone(pkt)
+	s.mu.Lock()
+	sl.conn, sl.raw, sl.first, sl.sentAt = conn, raw, first, time.Now()
+	s.classMoved.Broadcast()
+	s.mu.Unlock()
+}
+
+// answerRetry answers a retried request of a transfer that has heard nothing
+// from its client yet and has spent its one resend, with the first flight
+// again: the client asks again because it saw nothing. One packet per
+// retried request, so a forged retry draws no more than a forged request.
+func (s *Server) answerRetry(sl *slot) {
+	s.mu.Lock()
+	conn, first := sl.conn, sl.first
+	if sl.elem == nil || !sl.resent.Load() {
+		// Acknowledged or evicted; or the transfer's own resend is still to
+		// come, which answers this retry (a second OACK can make a client
+		// such as atftp give up).
+		first = nil
 	}
 	s.mu.Unlock()
+	if first == nil {
+		return
+	}
+	if _, err := conn.WriteToUDPAddrPort(first, sl.key.client); err == nil {
+		s.m.retransmits.Inc()
+	}
+}
+
+// begun reports whether sl may still run: a transfer evicted before its
+// goroutine got to run ends there, before it opens a file or a socket (a
+// flood evicts most transfers that early).
+func (s *Server) begun(sl *slot, dir string) bool {
+	if sl.ctx.Err() != nil && s.ctx.Err() == nil {
+		s.m.failed.WithLabelValues(dir, "evicted").Inc()
+		return false
+	}
+	return true
+}
+
+// errEvicted ends a transfer evicted from the unacknowledged class.
+var errEvicted = errors.New("evicted before its first ACK")
+
+// busyError is a cap met at the first ACK; the client gets it as error 0.
+type busyError struct{ msg string }
+
+func (e *busyError) Error() string { return e.msg }
+
+// acknowledge moves sl to the acknowledged class at the client's first ACK.
+// It fails if sl was evicted meanwhile or if the client already holds
+// MaxPerClient acknowledged transfers. The global cap needs no check here:
+// sl already counted in it.
+func (s *Server) acknowledge(sl *slot) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if sl.evicted {
+		return errEvicted
+	}
+	ip := sl.key.client.Addr()
+	if n := s.perClient[ip]; n >= s.cfg.MaxPerClient {
+		return &busyError{fmt.Sprintf("too many transfers from %s: %d active (cap %d)", ip, n, s.cfg.MaxPerClient)}
+	}
+	s.unacked.Remove(sl.elem)
+	sl.elem, sl.acked = nil, true
+	s.ackedN++
+	s.perClient[ip]++
+	s.setUnackedGaugeLocked()
+	s.classMoved.Broadcast()
+	return nil
+}
+
+func (s *Server) release(sl *slot) {
+	s.mu.Lock()
+	if s.active[sl.key] == sl {
+		delete(s.active, sl.key)
+	}
+	switch {
+	case sl.elem != nil:
+		s.unacked.Remove(sl.elem)
+		sl.elem = nil
+	case sl.acked:
+		s.ackedN--
+		ip := sl.key.client.Addr()
+		if s.perClient[ip]--; s.perClient[ip] <= 0 {
+			delete(s.perClient, ip)
+		}
+	case sl.evicted:
+		s.dying--
+	}
+	s.setUnackedGaugeLocked()
+	s.classMoved.Broadcast()
+	s.mu.Unlock()
+	sl.cancel()
 	s.activeN.Add(-1)
 	s.m.active.Dec()
 	s.wg.Done()

@@ -1,6 +1,7 @@
 package tftp
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -20,10 +21,13 @@ var errUploadTooLarge = errors.New("upload exceeds the size cap")
 // writes to a hidden temporary file and links it into place only when the
 // last block arrived, so a crash or an aborted upload never leaves a partial
 // file under the requested name, and an existing file is never overwritten.
-func (s *Server) runWrite(listener *net.UDPConn, req Request, client netip.AddrPort, local netip.Addr) {
+func (s *Server) runWrite(listener *net.UDPConn, req Request, client netip.AddrPort, local netip.Addr, sl *slot) {
 	start := time.Now()
 	m := s.m
 	m.started.WithLabelValues("write").Inc()
+	if !s.begun(sl, "write") {
+		return
+	}
 	log := s.log.With("client", client.String(), "file", req.Filename)
 	fail := func(reason string, code ErrorCode, msg string) {
 		m.failed.WithLabelValues("write", reason).Inc()
@@ -70,15 +74,11 @@ func (s *Server) runWrite(listener *net.UDPConn, req Request, client netip.AddrP
 		return
 	}
 	defer conn.Close()
-	stop := context.AfterFunc(s.ctx, func() { conn.Close() })
+	stop := context.AfterFunc(sl.ctx, func() { conn.Close() })
 	defer stop()
 
-	c := &conversation{s: s, conn: conn, client: client, rbuf: make([]byte, p.Blksize+4+1)}
-	c.base = s.cfg.Timeout
-	if p.Timeout > 0 {
-		c.base = p.Timeout
-	}
-	c.rto = c.base
+	c := &conversation{s: s, sl: sl, conn: conn, client: client, rbuf: make([]byte, p.Blksize+4+1)}
+	c.startClock(cmp.Or(p.Timeout, s.cfg.Timeout))
 	m.blksize.Observe(float64(p.Blksize))
 
 	size, finalAck, err := c.receive(f, p)
@@ -99,6 +99,9 @@ func (s *Server) runWrite(listener *net.UDPConn, req Request, client netip.AddrP
 	if err == nil {
 		_, _ = c.conn.WriteToUDPAddrPort(finalAck, c.client)
 		c.dally(finalAck)
+	}
+	if s.endedUnacked(c, "write", err, log) {
+		return
 	}
 	var ce *clientError
 	switch {
@@ -145,6 +148,7 @@ func (c *conversation) receive(w *os.File, p Params) (int64, []byte, error) {
 		_, err := c.conn.WriteToUDPAddrPort(ack, c.client)
 		return err
 	}
+	c.s.setFirstFlight(c.sl, c.conn, ack)
 	if err := send(); err != nil {
 		return 0, nil, err
 	}
@@ -194,7 +198,9 @@ func (c *conversation) receive(w *os.File, p Params) (int64, []byte, error) {
 			return total, nil, fmt.Errorf("write upload: %w", err)
 		}
 		c.s.m.bytesRecv.Add(float64(len(r.data)))
-		c.progress()
+		if err := c.progress(); err != nil {
+			return total, nil, err
+		}
 		ack = appendAck(ack[:0], r.block)
 		if len(r.data) < p.Blksize {
 			// The final ACK waits until the file is in place: a client that
