@@ -59,13 +59,20 @@ for i in $(seq 1 "$n"); do
 	ifs+=("t$i")
 done
 
-# The manager: an admin token for us, a join token for the boot server.
+# The manager: an admin token for us, then (over the API: a join token is
+# bound to a site and here to the one boot server) a join token.
 mkdir -p "$demo/manager" "$demo/bootd/tftp"
 admin="$("$bin/osim-manager" token create --role admin --name demo-admin --data-dir "$demo/manager")"
-"$bin/osim-manager" token create --role join --name demo-join --data-dir "$demo/manager" > "$demo/join.token"
 ip netns exec "$mgr" "$bin/osim-manager" serve --listen 0.0.0.0:8080 --data-dir "$demo/manager" \
 	--metrics-listen 0.0.0.0:9170 --heartbeat-interval 2s > "$demo/manager.log" 2>&1 &
 pids+=($!)
+url=http://10.77.9.2:8080
+for _ in $(seq 1 100); do
+	curl -sf "$url/healthz" >/dev/null && break
+	sleep 0.1
+done
+OSIM_SERVER="$url" OSIM_TOKEN="$admin" "$bin/osimctl" -o json tokens create --role join --site demo --name bootd-demo-1 |
+	sed -n 's/^ *"token": *"\(osim_[a-z0-9]*\)".*/\1/p' > "$demo/join.token"
 
 # The boot server: iPXE's NBPs from Debian's ipxe package when present.
 for f in undionly.kpxe snponly.efi; do
@@ -93,11 +100,6 @@ CFG
 ip netns exec "$bs" "$bin/osim-bootd" serve --config "$demo/bootd.yaml" > "$demo/bootd.log" 2>&1 &
 pids+=($!)
 
-url=http://10.77.9.2:8080
-for _ in $(seq 1 100); do
-	curl -sf "$url/healthz" >/dev/null && break
-	sleep 0.1
-done
 sleep 0.5
 for i in 0 1; do
 	if ! kill -0 "${pids[$i]}" 2>/dev/null; then

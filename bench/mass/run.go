@@ -125,20 +125,23 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 	if err != nil {
 		return nil, fmt.Errorf("mass: admin token: %w", err)
 	}
-	join, err := exec.CommandContext(ctx, mgrBin, "token", "create", "--role", "join", "--name", "bench-join", "--data-dir", mgrDir).Output()
-	if err != nil {
-		return nil, fmt.Errorf("mass: join token: %w", err)
-	}
-	joinFile := filepath.Join(lab.Dir, "join.token")
-	if err := os.WriteFile(joinFile, join, 0o600); err != nil {
-		return nil, err
-	}
 	mgr, err := lab.Start("osim-manager", mgrBin, "serve", "--listen", "127.0.0.1:8080", "--data-dir", mgrDir,
 		"--heartbeat-interval", "2s", "--log-level", "warn")
 	if err != nil {
 		return nil, err
 	}
 	if err := lab.WaitHTTP(ctx, mgr, "http://127.0.0.1:8080/healthz"); err != nil {
+		return nil, err
+	}
+	c := api.NewClient("http://127.0.0.1:8080", strings.TrimSpace(string(admin)), false)
+	c.HTTP = lab.HTTP()
+	// A join token is bound to a site (and here to the one boot server).
+	join, err := c.CreateToken(ctx, api.TokenRequest{Role: api.RoleJoin, Site: "bench", Name: "bench-bootd"})
+	if err != nil {
+		return nil, fmt.Errorf("mass: join token: %w", err)
+	}
+	joinFile := filepath.Join(lab.Dir, "join.token")
+	if err := os.WriteFile(joinFile, []byte(join.Secret), 0o600); err != nil {
 		return nil, err
 	}
 	if err := writeNBPs(tftpRoot, o.NBP); err != nil {
@@ -173,8 +176,6 @@ manager:
 	if err := lab.WaitHTTP(ctx, bs, metricsURL); err != nil {
 		return nil, err
 	}
-	c := api.NewClient("http://127.0.0.1:8080", strings.TrimSpace(string(admin)), false)
-	c.HTTP = lab.HTTP()
 
 	rng := rand.NewChaCha8([32]byte{'o', 's', 'i', 'm', 'k'}) // kernel and initrd bytes
 	img, err := registerImage(ctx, c, rng, o.Kernel, o.Initrd)

@@ -282,7 +282,9 @@ func runServe(args []string) int {
 	run("dhcp", func() error { return dsrv.Serve(ctx) })
 	if ag != nil {
 		log.Info("agent syncing from the manager", "url", w.manager.URL, "name", w.manager.Name, "site", w.manager.Site)
-		run("agent", func() error { return ag.Run(ctx) })
+		// The agent stopping (its join token refused) is logged, not fatal:
+		// DHCP, TFTP and HTTP keep answering from the local copy.
+		run("agent", func() error { logAgentStop(ctx, ag.Run(ctx), log); return nil })
 	}
 	code := 0
 	select {
@@ -302,6 +304,13 @@ func runServe(args []string) int {
 	}
 	wg.Wait()
 	return code
+}
+
+// logAgentStop says why the agent stopped, if it did before shutdown.
+func logAgentStop(ctx context.Context, err error, log *slog.Logger) {
+	if err != nil && ctx.Err() == nil {
+		log.Error("agent stopped: still serving DHCP, TFTP and HTTP from the local copy; fix the join token and restart", "err", err)
+	}
 }
 
 // logSink records installer reports in the log: standalone mode has no

@@ -314,6 +314,9 @@ func TestUsageErrorsExit2WithAHint(t *testing.T) {
 		"bad kind":             {"images", "register", "--name", "n", "--version", "1", "--kind", "tar", "--kernel", "/etc/hostname"},
 		"watch without orders": {"orders", "watch"},
 		"bad role":             {"tokens", "create", "--role", "god"},
+		"join without site":    {"tokens", "create", "--role", "join"},
+		"site on a viewer":     {"tokens", "create", "--role", "viewer", "--site", "lab"},
+		"target without site":  {"targets", "add", "--hostname", "h", "--mac", "52:54:00:00:00:01"},
 	}
 	for name, args := range cases {
 		t.Run(name, func(t *testing.T) {
@@ -333,6 +336,15 @@ func TestUsageErrorsExit2WithAHint(t *testing.T) {
 	defer f.mu.Unlock()
 	if len(f.paths) != 0 {
 		t.Fatalf("usage errors reached the server: %v", f.paths)
+	}
+}
+
+func TestTargetsAddWithoutSiteSaysTheSiteIsRequired(t *testing.T) {
+	clearEnv(t)
+	_, url := newFake(t)
+	_, errOut, code := runCmd(t, "--server", url, "targets", "add", "--hostname", "h", "--mac", "52:54:00:00:00:01")
+	if code != exitUsage || !strings.Contains(errOut, "site: is required") {
+		t.Fatalf("exit %d, stderr %q; want 2 and that the site is required", code, errOut)
 	}
 }
 

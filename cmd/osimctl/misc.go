@@ -3,6 +3,7 @@ package main
 import (
 	"encoding/json"
 	"fmt"
+	"strconv"
 
 	"osim/controlplane/api"
 )
@@ -124,10 +125,17 @@ func eventDetail(e api.Event) string {
 }
 
 func tokensCreate(a *app, args []string) error {
-	fs := a.flags("tokens.create", "usage: osimctl tokens create --role admin|operator|viewer|boot-server|join [--name N]\n")
+	fs := a.flags("tokens.create", `usage: osimctl tokens create --role admin|operator|viewer|join [--name N]
+       osimctl tokens create --role join --site SITE [--name BOOT-SERVER] [--uses N] [--ttl 24h]
+A join token registers boot servers of one site: --name binds it to one boot server name,
+--uses is how many it registers (default 1), --ttl how long it works (default 24h, at most 720h).
+`)
 	var r api.TokenRequest
 	fs.StringVar(&r.Role, "role", "", "role of the token")
-	fs.StringVar(&r.Name, "name", "", "a name to recognise it by")
+	fs.StringVar(&r.Name, "name", "", "a name to recognise it by; for a join token, the one boot server name it registers")
+	fs.StringVar(&r.Site, "site", "", "join: the site it registers boot servers of (required)")
+	fs.IntVar(&r.Uses, "uses", 0, "join: how many registrations it admits (default 1)")
+	fs.StringVar(&r.TTL, "ttl", "", "join: how long it works, e.g. 24h (the default), 30m")
 	if _, err := a.parse(fs, args, 0, 0); err != nil {
 		return err
 	}
@@ -138,6 +146,12 @@ func tokensCreate(a *app, args []string) error {
 	if !valid {
 		return usagef("osimctl tokens create", "--role %q: want one of admin, operator, viewer, boot-server, join", r.Role)
 	}
+	if r.Role == api.RoleJoin && r.Site == "" {
+		return usagef("osimctl tokens create", "--site is required with --role join: a join token registers boot servers of one site")
+	}
+	if r.Role != api.RoleJoin && (r.Site != "" || r.Uses != 0 || r.TTL != "") {
+		return usagef("osimctl tokens create", "--site, --uses and --ttl are for --role join only")
+	}
 	t, err := a.client.CreateToken(a.ctx, r)
 	if err != nil {
 		return err
@@ -145,7 +159,11 @@ func tokensCreate(a *app, args []string) error {
 	if a.json() {
 		return a.printJSON(t)
 	}
-	a.fields([][2]string{{"id", t.ID}, {"role", t.Role}, {"name", t.Name}, {"token", t.Secret}})
+	fields := [][2]string{{"id", t.ID}, {"role", t.Role}, {"name", t.Name}}
+	if t.Role == api.RoleJoin {
+		fields = append(fields, [2]string{"site", t.Site}, [2]string{"uses", strconv.Itoa(t.Uses)}, [2]string{"expires", fmtTime(t.Expires)})
+	}
+	a.fields(append(fields, [2]string{"token", t.Secret}))
 	fmt.Fprintln(a.stderr, "The token is shown only now; store it.")
 	return nil
 }
@@ -167,10 +185,19 @@ func tokensList(a *app, args []string) error {
 	}
 	rows := make([][]string, 0, len(ts))
 	for _, t := range ts {
-		rows = append(rows, []string{t.ID, t.Role, t.Name, t.BootServer, fmtTime(t.Created)})
+		rows = append(rows, []string{t.ID, t.Role, t.Name, t.BootServer, fmtTime(t.Created), joinBinding(t)})
 	}
-	a.table([]string{"ID", "ROLE", "NAME", "BOOT SERVER", "CREATED"}, rows)
+	a.table([]string{"ID", "ROLE", "NAME", "BOOT SERVER", "CREATED", "JOIN"}, rows)
 	return nil
+}
+
+// joinBinding says what a join token still admits: "site lab, 0/1 used,
+// expires …".
+func joinBinding(t api.TokenInfo) string {
+	if t.Role != api.RoleJoin {
+		return ""
+	}
+	return fmt.Sprintf("site %s, %d/%d used, expires %s", t.Site, t.Used, t.Uses, fmtTime(t.Expires))
 }
 
 func tokensRm(a *app, args []string) error {

@@ -139,6 +139,9 @@ func ordersCreate(a *app, args []string) error {
 	if out.Replayed && !a.json() {
 		fmt.Fprintf(a.stderr, "request %s was already made: its orders, nothing new\n", out.RequestID)
 	}
+	for _, w := range out.Warnings { // orders created that will not boot as they are
+		fmt.Fprintln(a.stderr, "warning:", w)
+	}
 	return a.printOrders(out.Orders)
 }
 

@@ -17,6 +17,8 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -220,7 +222,11 @@ func (a *Agent) View() (targets []api.Target, orders []api.Order, images []api.I
 
 // Run registers (once; later starts reuse the stored credential), then
 // heartbeats, syncs, stages and uploads events until ctx ends. It returns
-// nil when ctx ends, an error when the manager refuses the join token.
+// nil when ctx ends, an error when the manager refuses the join token
+// (401, 403: only a new token helps). A name taken by another boot server
+// (409) is not an error: registration is retried with backoff, since the
+// operator may delete the stale boot server; meanwhile the dataplane
+// keeps answering from the local copy.
 func (a *Agent) Run(ctx context.Context) error {
 	if err := a.register(ctx); err != nil {
 		if ctx.Err() != nil {
@@ -253,7 +259,7 @@ func (a *Agent) register(ctx context.Context) error {
 	for {
 		a.cfg.Client.Token = a.cfg.JoinToken
 		resp, err := a.cfg.Client.Register(ctx, api.RegisterRequest{Name: a.cfg.Name, Site: a.cfg.Site,
-			Addresses: a.cfg.Addresses, Subnets: a.cfg.Subnets, Version: a.cfg.Version})
+			Addresses: a.cfg.Addresses, Subnets: a.cfg.Subnets, Version: a.cfg.Version, BootArches: a.bootArches()})
 		if err == nil {
 			a.m.reachable.Set(1)
 			cred := credential{ID: resp.BootServer.ID, Token: resp.Token, Name: a.cfg.Name, Site: a.cfg.Site}
@@ -266,11 +272,19 @@ func (a *Agent) register(ctx context.Context) error {
 			return nil
 		}
 		var ae *api.Error
-		if errors.As(err, &ae) && ae.Code >= 400 && ae.Code < 500 && ae.Code != http.StatusTooManyRequests {
+		switch {
+		case errors.As(err, &ae) && ae.Code == http.StatusConflict:
+			a.m.reachable.Set(1)
+			a.m.regRefused.WithLabelValues(strconv.Itoa(ae.Code)).Inc()
+			a.log.Warn("agent: the manager refuses the name: serving from the local copy and retrying",
+				"name", a.cfg.Name, "site", a.cfg.Site, "err", err)
+		case errors.As(err, &ae) && ae.Code >= 400 && ae.Code < 500 && ae.Code != http.StatusTooManyRequests:
+			a.m.regRefused.WithLabelValues(strconv.Itoa(ae.Code)).Inc()
 			return fmt.Errorf("agent: register %q at site %q: %w", a.cfg.Name, a.cfg.Site, err)
+		default:
+			a.m.reachable.Set(0)
+			a.log.Warn("agent: register failed, retrying", "err", err)
 		}
-		a.m.reachable.Set(0)
-		a.log.Warn("agent: register failed, retrying", "err", err)
 		if !sleep(ctx, bo.next()) {
 			return ctx.Err()
 		}
@@ -282,7 +296,7 @@ func (a *Agent) heartbeatLoop(ctx context.Context) {
 	defer t.Stop()
 	for {
 		_, err := a.cfg.Client.Heartbeat(ctx, api.Heartbeat{SyncedRevision: a.Revision(), Version: a.cfg.Version,
-			PendingEvents: int(a.m.pendingValue())})
+			PendingEvents: int(a.m.pendingValue()), BootArches: a.bootArches()})
 		if err != nil && ctx.Err() == nil {
 			a.m.reachable.Set(0)
 			a.log.Debug("agent: heartbeat failed", "err", err)
@@ -295,6 +309,20 @@ func (a *Agent) heartbeatLoop(ctx context.Context) {
 		case <-t.C:
 		}
 	}
+}
+
+// bootArches names the arches of DefaultBootFiles as the manager knows
+// them (api.Arches), sorted: the manager warns about orders for targets
+// of other arches when their boot image has no NBP either.
+func (a *Agent) bootArches() []string {
+	var out []string
+	for arch := range a.cfg.DefaultBootFiles {
+		if n := arch.Canonical().String(); api.ValidArch(n) && !slices.Contains(out, n) {
+			out = append(out, n)
+		}
+	}
+	slices.Sort(out)
+	return out
 }
 
 // backoff is jittered exponential: each wait is drawn from [d/2, d), d

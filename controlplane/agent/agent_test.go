@@ -241,6 +241,30 @@ func TestRegisterWithABadJoinTokenFails(t *testing.T) {
 	}
 }
 
+func TestATakenNameIsRetriedWithBackoffInsteadOfStoppingTheAgent(t *testing.T) {
+	e := newEnv(t, nil)
+	e.fm.mu.Lock()
+	e.fm.taken = 3
+	e.fm.mu.Unlock()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- e.a.Run(ctx) }()
+	deadline := time.Now().Add(5 * time.Second)
+	for e.a.ID() == "" && time.Now().Before(deadline) {
+		time.Sleep(5 * time.Millisecond)
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatalf("Run = %v, want it to keep retrying while the name is taken", err)
+	}
+	if e.a.ID() != "bs-1" {
+		t.Fatalf("not registered after the name was freed: id %q", e.a.ID())
+	}
+	if n := testutil.ToFloat64(e.a.m.regRefused.WithLabelValues("409")); n != 3 {
+		t.Errorf("osim_agent_register_refused_total{code=409} = %v, want 3", n)
+	}
+}
+
 func TestIncrementalChangesApplyAndRestartResumesFromN(t *testing.T) {
 	e := newEnv(t, nil)
 	e.register()

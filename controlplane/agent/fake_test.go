@@ -35,6 +35,7 @@ type fakeManager struct {
 	down       bool
 	reject     string // event type answered 422 (the whole batch)
 	registers  int
+	taken      int // registrations answered 409 (name taken) before one succeeds
 	syncSince  []uint64
 	syncLimits []int
 	events     map[uint64]api.Event
@@ -96,6 +97,12 @@ func (f *fakeManager) register(w http.ResponseWriter, r *http.Request) {
 	var req api.RegisterRequest
 	_ = json.NewDecoder(r.Body).Decode(&req)
 	f.mu.Lock()
+	if f.taken > 0 {
+		f.taken--
+		f.mu.Unlock()
+		writeJSON(w, 409, api.Error{Code: 409, Message: "boot server name " + req.Name + " is taken by bs-0"})
+		return
+	}
 	f.registers++
 	f.mu.Unlock()
 	writeJSON(w, 200, api.RegisterResponse{BootServer: api.BootServer{ID: "bs-1", Name: req.Name, Site: req.Site}, Token: bsToken})

@@ -19,6 +19,7 @@ type agentMetrics struct {
 	blobBytes      prometheus.Counter
 	stageFailures  prometheus.Counter
 	ordersLive     prometheus.Gauge
+	regRefused     *prometheus.CounterVec
 	pending        atomicInt
 }
 
@@ -47,10 +48,12 @@ func newMetrics(reg prometheus.Registerer) (*agentMetrics, error) {
 		blobBytes:      c("blob_bytes_downloaded_total", "Bytes of blobs downloaded from the manager."),
 		stageFailures:  c("stage_failures_total", "Blob downloads that failed (transfer, size or sha256)."),
 		ordersLive:     g("orders_live", "Live orders in the local view."),
+		regRefused: prometheus.NewCounterVec(prometheus.CounterOpts(opts("register_refused_total",
+			"Registrations the manager refused, by HTTP status (409: the name is taken, retried with backoff; 401/403: the join token, not retried).")), []string{"code"}),
 	}
 	if reg != nil {
 		for _, col := range []prometheus.Collector{m.syncedRevision, m.syncRequests, m.snapshots, m.reachable,
-			m.eventsPending, m.eventsEmitted, m.eventsUploaded, m.eventsRefused, m.blobsStaged, m.blobBytes, m.stageFailures, m.ordersLive} {
+			m.eventsPending, m.eventsEmitted, m.eventsUploaded, m.eventsRefused, m.blobsStaged, m.blobBytes, m.stageFailures, m.ordersLive, m.regRefused} {
 			if err := reg.Register(col); err != nil {
 				return nil, err
 			}

@@ -58,12 +58,16 @@ var Arches = []string{"bios", "efi-x64", "efi-ia32", "efi-arm64"}
 
 // BootServer is a boot server appliance registered with the manager.
 type BootServer struct {
-	ID             string    `json:"id"`
-	Name           string    `json:"name"`
-	Site           string    `json:"site"`
-	Addresses      []string  `json:"addresses,omitempty"`
-	Subnets        []string  `json:"subnets,omitempty"`
-	Version        string    `json:"version,omitempty"`
+	ID        string   `json:"id"`
+	Name      string   `json:"name"`
+	Site      string   `json:"site"`
+	Addresses []string `json:"addresses,omitempty"`
+	Subnets   []string `json:"subnets,omitempty"`
+	Version   string   `json:"version,omitempty"`
+	// BootArches are the firmware arches (Arches) the boot server has a
+	// default boot file for, as it said at registration or in its last
+	// heartbeat: orders whose boot image has no NBP boot only those.
+	BootArches     []string  `json:"boot_arches,omitempty"`
 	LastHeartbeat  time.Time `json:"last_heartbeat"`
 	SyncedRevision uint64    `json:"synced_revision"`
 	// Health is computed by the manager from LastHeartbeat: healthy, stale
@@ -87,6 +91,8 @@ type RegisterRequest struct {
 	Addresses []string `json:"addresses,omitempty"`
 	Subnets   []string `json:"subnets,omitempty"`
 	Version   string   `json:"version,omitempty"`
+	// BootArches: the arches it has a default boot file for.
+	BootArches []string `json:"boot_arches,omitempty"`
 }
 
 // RegisterResponse carries the boot server's own credential (role
@@ -102,6 +108,8 @@ type Heartbeat struct {
 	Version        string `json:"version,omitempty"`
 	// PendingEvents is how many events wait in the boot server's buffer.
 	PendingEvents int `json:"pending_events"`
+	// BootArches: the arches it has a default boot file for (nil: unchanged).
+	BootArches []string `json:"boot_arches,omitempty"`
 }
 
 // Image kinds.
@@ -355,6 +363,7 @@ const (
 	EventInventory     = "inventory"       // facts reported by the target
 	EventOrderState    = "order.state"     // written by the manager on every transition
 	EventBootServer    = "bootserver.join" // a boot server registered
+	EventOrderWarning  = "order.warning"   // orders created that will not boot as they are (Message says why)
 )
 
 // Event is one thing that happened, as recorded by the manager. Boot
@@ -452,9 +461,18 @@ const (
 var Roles = []string{RoleAdmin, RoleOperator, RoleViewer, RoleBootServer, RoleJoin}
 
 // TokenRequest asks for a new token (admin only).
+//
+// A join token is bound: Site is required (it registers boot servers of
+// that site only), Name, when set, is the one boot server name it admits,
+// Uses is how many registrations it admits (default 1) and TTL how long
+// it lives, a Go duration ("24h", the default). Other roles take none of
+// Site, Uses and TTL; their Name is a label.
 type TokenRequest struct {
 	Role string `json:"role"`
 	Name string `json:"name,omitempty"`
+	Site string `json:"site,omitempty"`
+	Uses int    `json:"uses,omitempty"`
+	TTL  string `json:"ttl,omitempty"`
 }
 
 // TokenInfo describes a token; Secret is set only in the answer that
@@ -466,6 +484,12 @@ type TokenInfo struct {
 	BootServer string    `json:"boot_server,omitempty"`
 	Created    time.Time `json:"created"`
 	Secret     string    `json:"token,omitempty"`
+	// Join tokens only: the site they register boot servers of, the
+	// registrations they admit and have admitted, and when they expire.
+	Site    string    `json:"site,omitempty"`
+	Uses    int       `json:"uses,omitempty"`
+	Used    int       `json:"used,omitempty"`
+	Expires time.Time `json:"expires,omitzero"`
 }
 
 // Error is the body of every 4xx/5xx answer.
@@ -521,6 +545,9 @@ func ValidArch(s string) bool { return slices.Contains(Arches, s) }
 // Validate checks a target spec and canonicalises its MACs in place. The
 // error names the field: `macs[1]: "zz" is not a MAC address`.
 func (s *TargetSpec) Validate() error {
+	if s.Hostname == "" {
+		return fmt.Errorf("hostname: is required")
+	}
 	if !ValidHostname(s.Hostname) {
 		return fmt.Errorf("hostname: %q is not a valid host name", s.Hostname)
 	}
@@ -544,6 +571,9 @@ func (s *TargetSpec) Validate() error {
 	}
 	if !ValidArch(s.Arch) {
 		return fmt.Errorf("arch: %q is not one of %s", s.Arch, strings.Join(Arches, ", "))
+	}
+	if s.Site == "" {
+		return fmt.Errorf("site: is required: the site whose boot servers serve the target")
 	}
 	if !ValidName(s.Site) {
 		return fmt.Errorf("site: %q is not a valid site name", s.Site)

@@ -49,7 +49,9 @@ func TestTargetSpecValidateNamesTheField(t *testing.T) {
 		{TargetSpec{Hostname: "x", MACs: []string{"zz"}, Site: "s"}, `macs[0]: "zz" is not a MAC address`},
 		{TargetSpec{Hostname: "x", MACs: []string{"52:54:00:aa:bb:01", "52:54:00:AA:BB:01"}, Site: "s"}, `macs[1]: 52:54:00:aa:bb:01 is macs[0] again`},
 		{TargetSpec{Hostname: "x", MACs: []string{"52:54:00:aa:bb:01"}, Site: "s", Arch: "sparc"}, `arch: "sparc" is not one of bios, efi-x64, efi-ia32, efi-arm64`},
-		{TargetSpec{Hostname: "x", MACs: []string{"52:54:00:aa:bb:01"}, Site: ""}, `site: "" is not a valid site name`},
+		{TargetSpec{Hostname: "x", MACs: []string{"52:54:00:aa:bb:01"}, Site: ""}, `site: is required: the site whose boot servers serve the target`},
+		{TargetSpec{Hostname: "x", MACs: []string{"52:54:00:aa:bb:01"}, Site: "a b"}, `site: "a b" is not a valid site name`},
+		{TargetSpec{MACs: []string{"52:54:00:aa:bb:01"}, Site: "s"}, `hostname: is required`},
 		{TargetSpec{Hostname: "x", MACs: []string{"52:54:00:aa:bb:01"}, Site: "s", Address: "::1"}, `address: "::1" is not an IPv4 address`},
 		{TargetSpec{Hostname: "x", MACs: []string{"52:54:00:aa:bb:01"}, Site: "s", Labels: map[string]string{"a b": "c"}}, `labels: key "a b" is not valid (1-63 of A-Z a-z 0-9 . _ -)`},
 	}

@@ -516,9 +516,11 @@ func (m *managerProc) revision() uint64 {
 	return uint64(v)
 }
 
-func (m *managerProc) joinToken(t *testing.T) string {
+// joinToken makes a join token for one boot server of site (single use,
+// the default: a boot server registers once and then keeps its credential).
+func (m *managerProc) joinToken(t *testing.T, site string) string {
 	t.Helper()
-	tok, err := m.admin.CreateToken(context.Background(), api.TokenRequest{Role: api.RoleJoin, Name: "e2e"})
+	tok, err := m.admin.CreateToken(context.Background(), api.TokenRequest{Role: api.RoleJoin, Site: site})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -28,6 +28,16 @@ type runningAgent struct {
 	done   chan error
 }
 
+// siteJoinToken makes a single-use join token for one boot server of site.
+func siteJoinToken(t *testing.T, store mdb.Store, site string) string {
+	t.Helper()
+	info, err := manager.NewToken(context.Background(), store, api.TokenRequest{Role: api.RoleJoin, Site: site}, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return info.Secret
+}
+
 func startAgent(t *testing.T, dir, url, join, name, site string) *runningAgent {
 	t.Helper()
 	db, err := badger.Open(badger.DefaultOptions(filepath.Join(dir, "db")).WithLogger(nil))
@@ -112,16 +122,13 @@ func TestSyncInProcess(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	join, err := manager.CreateToken(ctx, store, api.RoleJoin, "e2e-join", time.Now())
-	if err != nil {
-		t.Fatal(err)
-	}
 	c := api.NewClient(hs.URL, admin.Secret, false)
 	img := uploadImage(t, c, "deb", []byte(strings.Repeat("kernel ", 5000)))
 
 	dirA, dirB := t.TempDir(), t.TempDir()
-	agA := startAgent(t, dirA, hs.URL, join.Secret, "bs-a", "A")
-	agB := startAgent(t, dirB, hs.URL, join.Secret, "bs-b", "B")
+	joinB := siteJoinToken(t, store, "B")
+	agA := startAgent(t, dirA, hs.URL, siteJoinToken(t, store, "A"), "bs-a", "A")
+	agB := startAgent(t, dirB, hs.URL, joinB, "bs-b", "B")
 
 	var targets []api.Target
 	for i := range 12 {
@@ -202,7 +209,7 @@ func TestSyncInProcess(t *testing.T) {
 	if _, err := c.RetryOrder(ctx, obs[0].ID); err != nil {
 		t.Fatal(err)
 	}
-	agB2 := startAgent(t, dirB, hs.URL, join.Secret, "bs-b", "B")
+	agB2 := startAgent(t, dirB, hs.URL, joinB, "bs-b", "B") // the stored credential, not the used token
 	if got := agB2.a.Revision(); got != revBefore {
 		t.Errorf("reopened agent at revision %d, closed at %d", got, revBefore)
 	}
@@ -251,7 +258,6 @@ func TestEventsAboutAMachineThatMovedAwayDoNotWedgeTheUpload(t *testing.T) {
 	hs := httptest.NewServer(srv.Handler())
 	t.Cleanup(hs.Close)
 	admin := must(manager.CreateToken(ctx, store, api.RoleAdmin, "e2e", time.Now()))(t)
-	join := must(manager.CreateToken(ctx, store, api.RoleJoin, "e2e-join", time.Now()))(t)
 	c := api.NewClient(hs.URL, admin.Secret, false)
 	img := uploadImage(t, c, "deb", []byte(strings.Repeat("kernel ", 100)))
 	var tgs []api.Target
@@ -260,7 +266,7 @@ func TestEventsAboutAMachineThatMovedAwayDoNotWedgeTheUpload(t *testing.T) {
 			MACs: []string{fmt.Sprintf("02:e3:00:00:00:%02x", i)}}))(t))
 	}
 	ords := must(c.CreateOrders(ctx, api.OrderRequest{Selector: "", Target: tgs[0].ID, Image: img.ID}))(t)
-	agA := startAgent(t, t.TempDir(), hs.URL, join.Secret, "bs-a", "A")
+	agA := startAgent(t, t.TempDir(), hs.URL, siteJoinToken(t, store, "A"), "bs-a", "A")
 	waitConverged(t, store, agA, "A")
 	waitFor(t, 20*time.Second, "A's own events to drain", func() (bool, string) {
 		n := gathered(t, agA.reg, "osim_agent_events_pending")

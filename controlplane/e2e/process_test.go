@@ -147,9 +147,8 @@ func TestProcessSyncTwoSites(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	m := startManager(t, t.TempDir())
-	join := m.joinToken(t)
-	a := newBootd(t, "bootd-a", "A", m.url, join)
-	b := newBootd(t, "bootd-b", "B", m.url, join)
+	a := newBootd(t, "bootd-a", "A", m.url, m.joinToken(t, "A"))
+	b := newBootd(t, "bootd-b", "B", m.url, m.joinToken(t, "B"))
 	a.restart()
 	b.restart()
 	img := uploadImage(t, m.admin, "deb", bytes.Repeat([]byte("vmlinuz "), 4000))
@@ -198,7 +197,7 @@ func TestProcessManagerKilledMidSync(t *testing.T) {
 	populate(t, dir, 20000, 5000, false)
 	m := startManager(t, dir)
 	p := newSlowProxy(t, m.url)
-	b := newBootd(t, "bootd-big", "big", p.srv.URL, m.joinToken(t))
+	b := newBootd(t, "bootd-big", "big", p.srv.URL, m.joinToken(t, "big"))
 	b.restart()
 	r0 := m.revision()
 	waitFor(t, 60*time.Second, "the first snapshot", func() (bool, string) {
@@ -252,7 +251,7 @@ func TestProcessBootdKilledMidSnapshot(t *testing.T) {
 	p := newSlowProxy(t, m.url)
 	p.syncLimit.Store(2000)
 	p.snapDelay.Store(int64(300 * time.Millisecond))
-	b := newBootd(t, "bootd-snap", "big", p.srv.URL, m.joinToken(t))
+	b := newBootd(t, "bootd-snap", "big", p.srv.URL, m.joinToken(t, "big"))
 	b.restart()
 	waitFor(t, 30*time.Second, "three snapshot pages", func() (bool, string) {
 		if ok, why := b.checkAlive(); !ok {
@@ -286,7 +285,7 @@ func TestProcessBootdKilledMidBlob(t *testing.T) {
 	m := startManager(t, t.TempDir())
 	p := newSlowProxy(t, m.url)
 	p.blobRate.Store(16 << 20)
-	b := newBootd(t, "bootd-blob", "blob", p.srv.URL, m.joinToken(t))
+	b := newBootd(t, "bootd-blob", "blob", p.srv.URL, m.joinToken(t, "blob"))
 	b.restart()
 	data := make([]byte, 48<<20)
 	rand.Read(data)
@@ -412,7 +411,7 @@ func TestProcessManagerKilledMidEventUpload(t *testing.T) {
 	t.Parallel()
 	m := startManager(t, t.TempDir())
 	p := newSlowProxy(t, m.url)
-	b := newBootd(t, "bootd-ev", "ev", p.srv.URL, m.joinToken(t))
+	b := newBootd(t, "bootd-ev", "ev", p.srv.URL, m.joinToken(t, "ev"))
 	if err := os.WriteFile(filepath.Join(b.tftpRoot, "count.bin"), []byte("counted"), 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -527,7 +526,7 @@ func TestProcessManagerDown(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	m := startManager(t, t.TempDir())
-	b := newBootd(t, "bootd-down", "down", m.url, m.joinToken(t))
+	b := newBootd(t, "bootd-down", "down", m.url, m.joinToken(t, "down"))
 	b.restart()
 	img := uploadImage(t, m.admin, "deb", bytes.Repeat([]byte("vmlinuz!"), 3000))
 	const mac = "02:0d:00:00:00:01"

@@ -64,10 +64,27 @@ func MintToken(role, name, bootServer string, now time.Time) (mdb.Token, api.Tok
 	return stored, info, nil
 }
 
-// CreateToken stores a new token of role (any of api.Roles but
-// boot-server, which only registration makes) and returns it with its
-// secret. cmd/osim-manager uses it offline on the data dir.
+// Join token defaults and bounds (api.TokenRequest documents them).
+const (
+	DefaultJoinUses = 1
+	MaxJoinUses     = 10000
+	DefaultJoinTTL  = 24 * time.Hour
+	MaxJoinTTL      = 30 * 24 * time.Hour
+)
+
+// CreateToken stores a new token of role with name (a label), for the
+// roles that need nothing more: a join token needs a site (NewToken).
 func CreateToken(ctx context.Context, store mdb.Store, role, name string, now time.Time) (api.TokenInfo, error) {
+	return NewToken(ctx, store, api.TokenRequest{Role: role, Name: name}, now)
+}
+
+// NewToken stores the token req asks for (any of api.Roles but
+// boot-server, which only registration makes) and returns it with its
+// secret. A join token is bound to req.Site (and req.Name, if given),
+// admits req.Uses registrations (DefaultJoinUses) and expires after
+// req.TTL (DefaultJoinTTL).
+func NewToken(ctx context.Context, store mdb.Store, req api.TokenRequest, now time.Time) (api.TokenInfo, error) {
+	role, name := req.Role, req.Name
 	if !slices.Contains(api.Roles, role) {
 		return api.TokenInfo{}, fmt.Errorf("role: %q is not one of %s: %w", role, strings.Join(api.Roles, ", "), mdb.ErrInvalid)
 	}
@@ -81,10 +98,48 @@ func CreateToken(ctx context.Context, store mdb.Store, role, name string, now ti
 	if err != nil {
 		return api.TokenInfo{}, err
 	}
+	if err := bindJoin(&stored.TokenInfo, req, now); err != nil {
+		return api.TokenInfo{}, err
+	}
+	info.Site, info.Uses, info.Expires = stored.Site, stored.Uses, stored.Expires
 	if err := store.CreateToken(ctx, stored); err != nil {
 		return api.TokenInfo{}, err
 	}
 	return info, nil
+}
+
+// bindJoin sets a join token's site, uses and expiry from req; other
+// roles take none of them.
+func bindJoin(t *api.TokenInfo, req api.TokenRequest, now time.Time) error {
+	if t.Role != api.RoleJoin {
+		if req.Site != "" || req.Uses != 0 || req.TTL != "" {
+			return fmt.Errorf("site, uses and ttl are for join tokens only, not %s: %w", t.Role, mdb.ErrInvalid)
+		}
+		return nil
+	}
+	if req.Site == "" {
+		return fmt.Errorf("site: is required: a join token registers boot servers of one site (osimctl tokens create --role join --site SITE): %w", mdb.ErrInvalid)
+	}
+	if !api.ValidName(req.Site) {
+		return fmt.Errorf("site: %q is not a valid site name: %w", req.Site, mdb.ErrInvalid)
+	}
+	uses := req.Uses
+	switch {
+	case uses == 0:
+		uses = DefaultJoinUses
+	case uses < 0 || uses > MaxJoinUses:
+		return fmt.Errorf("uses: %d is not in 1..%d: %w", uses, MaxJoinUses, mdb.ErrInvalid)
+	}
+	ttl := DefaultJoinTTL
+	if req.TTL != "" {
+		d, err := time.ParseDuration(req.TTL)
+		if err != nil || d <= 0 || d > MaxJoinTTL {
+			return fmt.Errorf("ttl: %q is not a duration in (0, %v] (e.g. 24h): %w", req.TTL, MaxJoinTTL, mdb.ErrInvalid)
+		}
+		ttl = d
+	}
+	t.Site, t.Uses, t.Expires = req.Site, uses, now.Add(ttl).UTC()
+	return nil
 }
 
 // principal is the caller, as its token says.
@@ -116,6 +171,9 @@ func (s *Server) authenticate(w http.ResponseWriter, r *http.Request) (*principa
 	if err != nil {
 		s.fail(w, r, fmt.Errorf("token lookup: %w", err))
 		return nil, false
+	}
+	if !t.Expires.IsZero() && !s.now().Before(t.Expires) {
+		return deny(fmt.Sprintf("token %s expired at %s", t.ID, t.Expires.UTC().Format(time.RFC3339)))
 	}
 	p := t.TokenInfo
 	p.Secret = ""

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"strings"
 
 	"osim/controlplane/api"
 	"osim/controlplane/mdb"
@@ -189,18 +190,42 @@ func (s *Server) register(w http.ResponseWriter, r *http.Request, p *principal) 
 		s.fail(w, r, errorf(http.StatusBadRequest, "name: %q is not a valid boot server name", req.Name))
 		return
 	}
+	if p.Role == api.RoleBootServer {
+		s.reRegister(w, r, p, req)
+		return
+	}
 	stored, info, err := MintToken(api.RoleBootServer, "", "", s.now())
 	if err != nil {
 		s.fail(w, r, err)
 		return
 	}
-	bs, err := s.store.RegisterBootServer(r.Context(), req, stored)
+	bs, err := s.store.RegisterBootServer(r.Context(), req, p.ID, stored)
 	if err != nil {
+		s.log.Warn("boot server registration refused", "name", req.Name, "site", req.Site, "join_token", p.ID, "err", err)
 		s.fail(w, r, err)
 		return
 	}
 	s.log.Info("boot server registered", "boot_server", bs.ID, "name", bs.Name, "site", bs.Site, "join_token", p.ID)
 	writeJSON(w, http.StatusCreated, api.RegisterResponse{BootServer: s.withHealth(bs), Token: info.Secret})
+}
+
+// reRegister is a boot server registering again with its own credential,
+// which proves it is the boot server holding the name: 200, the stored
+// addresses, subnets and version updated, the same credential echoed.
+func (s *Server) reRegister(w http.ResponseWriter, r *http.Request, p *principal, req api.RegisterRequest) {
+	id, err := callerBootServer(p)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	bs, err := s.store.ReRegisterBootServer(r.Context(), id, req)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	_, secret, _ := strings.Cut(r.Header.Get("Authorization"), " ")
+	s.log.Info("boot server registered again", "boot_server", bs.ID, "name", bs.Name, "site", bs.Site)
+	writeJSON(w, http.StatusOK, api.RegisterResponse{BootServer: s.withHealth(bs), Token: strings.TrimSpace(secret)})
 }
 
 // callerBootServer is the boot server a boot-server token is bound to.
@@ -281,12 +306,13 @@ func (s *Server) createToken(w http.ResponseWriter, r *http.Request, p *principa
 		s.fail(w, r, err)
 		return
 	}
-	info, err := CreateToken(r.Context(), s.store, req.Role, req.Name, s.now())
+	info, err := NewToken(r.Context(), s.store, req, s.now())
 	if err != nil {
 		s.fail(w, r, err)
 		return
 	}
-	s.log.Info("token created", "token", info.ID, "role", info.Role, "name", info.Name, "by", p.ID)
+	s.log.Info("token created", "token", info.ID, "role", info.Role, "name", info.Name, "site", info.Site,
+		"uses", info.Uses, "expires", info.Expires, "by", p.ID)
 	writeJSON(w, http.StatusCreated, info)
 }
 

@@ -73,7 +73,11 @@ func newEnv(t *testing.T) *env {
 	e := &env{t: t, store: store, srv: srv, ts: ts, reg: reg, clock: clock, secrets: map[string]string{}}
 	ctx := context.Background()
 	for _, role := range []string{api.RoleAdmin, api.RoleOperator, api.RoleViewer, api.RoleJoin} {
-		info, err := CreateToken(ctx, store, role, "test-"+role, clock.Now())
+		req := api.TokenRequest{Role: role, Name: "test-" + role}
+		if role == api.RoleJoin { // site s1, any name, enough uses for the tests
+			req = api.TokenRequest{Role: role, Site: "s1", Uses: 10}
+		}
+		info, err := NewToken(ctx, store, req, clock.Now())
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -120,6 +120,7 @@ func (s *Server) createOrders(w http.ResponseWriter, r *http.Request, p *princip
 		writeJSON(w, http.StatusOK, out)
 		return
 	}
+	out.Warnings = s.orderWarnings(r.Context(), res.Orders, res.RequestID) // orderwarn.go
 	s.log.Info("orders created", "request", res.RequestID, "count", len(res.Orders), "image", req.Image,
 		"selector", req.Selector, "all", req.All, "by", p.ID)
 	writeJSON(w, http.StatusCreated, out)

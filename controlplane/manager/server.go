@@ -199,7 +199,7 @@ func (s *Server) routeTable() []route {
 		{"GET", p + "/images/{id}", imgReaders, s.getImage},
 		{"DELETE", p + "/images/{id}", writers, s.deleteImage},
 
-		{"POST", p + "/bootservers/register", []string{api.RoleJoin}, s.register},
+		{"POST", p + "/bootservers/register", []string{api.RoleJoin, api.RoleBootServer}, s.register},
 		{"POST", p + "/bootservers/heartbeat", bootServers, s.heartbeat},
 		{"GET", p + "/bootservers", viewers, s.listBootServers},
 		{"GET", p + "/bootservers/{id}", viewers, s.getBootServer},

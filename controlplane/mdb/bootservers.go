@@ -35,8 +35,58 @@ func validToken(t *Token) error {
 	if t.ID != "" && !api.ValidName(t.ID) {
 		return fmt.Errorf("%w: token id: %q is not valid", ErrInvalid, t.ID)
 	}
-	t.Secret = ""
+	if err := validJoin(t.TokenInfo); err != nil {
+		return err
+	}
+	t.Secret, t.Used = "", 0
 	return nil
+}
+
+// validJoin checks the binding of a join token: a site, at least one
+// registration, an expiry. Other roles carry none of these.
+func validJoin(t api.TokenInfo) error {
+	if t.Role != api.RoleJoin {
+		if t.Site != "" || t.Uses != 0 || !t.Expires.IsZero() {
+			return fmt.Errorf("%w: token: site, uses and expiry are for join tokens only (role %s)", ErrInvalid, t.Role)
+		}
+		return nil
+	}
+	switch {
+	case !api.ValidName(t.Site):
+		return fmt.Errorf("%w: token site: %q is not a valid site name (a join token is bound to a site)", ErrInvalid, t.Site)
+	case t.Name != "" && !api.ValidName(t.Name):
+		return fmt.Errorf("%w: token name: %q is not a valid boot server name", ErrInvalid, t.Name)
+	case t.Uses < 1:
+		return fmt.Errorf("%w: token uses: %d: a join token admits at least one registration", ErrInvalid, t.Uses)
+	case t.Expires.IsZero():
+		return fmt.Errorf("%w: token expires: a join token must expire", ErrInvalid)
+	}
+	return nil
+}
+
+// admitJoin checks, in the registering transaction, that join token id
+// admits req now, and counts the registration against its uses.
+func (w *wtx) admitJoin(id string, req api.RegisterRequest) error {
+	var t Token
+	ok, err := getJSON(w.txn, k(pToken, id), &t)
+	switch {
+	case err != nil:
+		return err
+	case !ok:
+		return fmt.Errorf("%w: join token %s no longer exists", ErrForbidden, id)
+	case t.Role != api.RoleJoin:
+		return fmt.Errorf("%w: token %s is a %s token, not a join token", ErrForbidden, id, t.Role)
+	case !w.now.Before(t.Expires):
+		return fmt.Errorf("%w: join token %s expired at %s", ErrForbidden, id, t.Expires.UTC().Format(time.RFC3339))
+	case t.Site != req.Site:
+		return fmt.Errorf("%w: join token %s registers boot servers of site %s, not %s", ErrForbidden, id, t.Site, req.Site)
+	case t.Name != "" && t.Name != req.Name:
+		return fmt.Errorf("%w: join token %s registers boot server %s only, not %s", ErrForbidden, id, t.Name, req.Name)
+	case t.Used >= t.Uses:
+		return fmt.Errorf("%w: join token %s is used up (%d of %d registrations)", ErrForbidden, id, t.Used, t.Uses)
+	}
+	t.Used++
+	return w.setJSON(k(pToken, id), t)
 }
 
 func (w *wtx) putToken(t *Token) error {
@@ -74,7 +124,31 @@ func (w *wtx) delToken(id string) error {
 	if !ok {
 		return fmt.Errorf("%w: token %s", ErrNotFound, id)
 	}
+	if t.Role == api.RoleAdmin {
+		n, err := countAdmins(w.txn)
+		if err != nil {
+			return err
+		}
+		if n <= 1 {
+			return fmt.Errorf("%w: token %s is the last admin token: deleting it would lock every admin out; create another admin token first", ErrConflict, id)
+		}
+	}
 	return w.removeToken(t)
+}
+
+// countAdmins counts the admin tokens.
+func countAdmins(txn *badger.Txn) (n int, err error) {
+	err = scan(txn, pToken, "", true, func(_ []byte, item *badger.Item) (bool, error) {
+		var t Token
+		if err := item.Value(func(v []byte) error { return json.Unmarshal(v, &t) }); err != nil {
+			return false, err
+		}
+		if t.Role == api.RoleAdmin {
+			n++
+		}
+		return true, nil
+	})
+	return n, err
 }
 
 // removeToken deletes t, read in this transaction, and its hash index.
@@ -85,41 +159,70 @@ func (w *wtx) removeToken(t Token) error {
 	return w.del(k(pToken, t.ID))
 }
 
-// RegisterBootServer creates a boot server and its credential (cred.Role
-// is forced to boot-server and cred.BootServer to the new id).
-func (d *DB) RegisterBootServer(ctx context.Context, req api.RegisterRequest, cred Token) (b api.BootServer, err error) {
+func validRegister(req api.RegisterRequest) error {
 	if !api.ValidName(req.Name) {
-		return b, fmt.Errorf("%w: name: %q is not a valid boot server name", ErrInvalid, req.Name)
+		return fmt.Errorf("%w: name: %q is not a valid boot server name", ErrInvalid, req.Name)
 	}
 	if !api.ValidName(req.Site) {
-		return b, fmt.Errorf("%w: site: %q is not a valid site name", ErrInvalid, req.Site)
+		return fmt.Errorf("%w: site: %q is not a valid site name", ErrInvalid, req.Site)
 	}
 	for i, a := range req.Addresses {
 		if _, err := netip.ParseAddr(a); err != nil {
-			return b, fmt.Errorf("%w: addresses[%d]: %q is not an IP address", ErrInvalid, i, a)
+			return fmt.Errorf("%w: addresses[%d]: %q is not an IP address", ErrInvalid, i, a)
 		}
 	}
 	for i, s := range req.Subnets {
 		if _, err := netip.ParsePrefix(s); err != nil {
-			return b, fmt.Errorf("%w: subnets[%d]: %q is not a prefix", ErrInvalid, i, s)
+			return fmt.Errorf("%w: subnets[%d]: %q is not a prefix", ErrInvalid, i, s)
 		}
+	}
+	return validBootArches(req.BootArches)
+}
+
+func validBootArches(arches []string) error {
+	for i, a := range arches {
+		if !api.ValidArch(a) {
+			return fmt.Errorf("%w: boot_arches[%d]: %q is not one of %v", ErrInvalid, i, a, api.Arches)
+		}
+	}
+	return nil
+}
+
+// RegisterBootServer creates a boot server and its credential (cred.Role
+// is forced to boot-server and cred.BootServer to the new id). join is
+// the id of the join token that admits it: read again in the same
+// transaction, it must be unexpired, bound to req's site (and name, if
+// bound to one) and not used up; the registration counts as one of its
+// uses. join "" (offline tools, tests) skips that check. A name that
+// exists is ErrConflict: the boot server that holds it re-registers with
+// its own credential (ReRegisterBootServer).
+func (d *DB) RegisterBootServer(ctx context.Context, req api.RegisterRequest, join string, cred Token) (b api.BootServer, err error) {
+	if err := validRegister(req); err != nil {
+		return b, err
 	}
 	cred.Role = api.RoleBootServer
 	if err := validToken(&cred); err != nil {
 		return b, err
 	}
 	err = d.update(ctx, func(w *wtx) error {
+		if join != "" {
+			if err := w.admitJoin(join, req); err != nil {
+				return err
+			}
+		}
 		if other, ok, err := getString(w.txn, k(pBSName, req.Name)); err != nil {
 			return err
 		} else if ok {
-			return fmt.Errorf("%w: boot server name %s is taken by %s", ErrConflict, req.Name, other)
+			return fmt.Errorf("%w: boot server name %s is taken by %s (only %s's own credential re-registers it; delete %s if it is gone)",
+				ErrConflict, req.Name, other, other, other)
 		}
 		id, err := w.newID("bs-", pBS)
 		if err != nil {
 			return err
 		}
 		b = api.BootServer{ID: id, Name: req.Name, Site: req.Site, Addresses: slices.Clone(req.Addresses),
-			Subnets: slices.Clone(req.Subnets), Version: req.Version, Revision: w.bump(), Created: w.now}
+			Subnets: slices.Clone(req.Subnets), Version: req.Version, BootArches: slices.Clone(req.BootArches),
+			Revision: w.bump(), Created: w.now}
 		cred.BootServer = id
 		if cred.Name == "" {
 			cred.Name = req.Name
@@ -136,6 +239,30 @@ func (d *DB) RegisterBootServer(ctx context.Context, req api.RegisterRequest, cr
 		_, err = w.putEvent(api.Event{Type: api.EventBootServer, Origin: "",
 			Data: map[string]string{"boot_server": id, "name": req.Name, "site": req.Site}})
 		return err
+	})
+	return b, err
+}
+
+// ReRegisterBootServer is a registration by boot server id itself (the
+// caller presented its credential): req must keep its name and site; its
+// addresses, subnets and version replace the stored ones. No credential
+// is made: the caller keeps the one it proved itself with.
+func (d *DB) ReRegisterBootServer(ctx context.Context, id string, req api.RegisterRequest) (b api.BootServer, err error) {
+	if err := validRegister(req); err != nil {
+		return b, err
+	}
+	err = d.update(ctx, func(w *wtx) error {
+		if b, err = getBootServer(w.txn, id); err != nil {
+			return err
+		}
+		if b.Name != req.Name || b.Site != req.Site {
+			return fmt.Errorf("%w: boot server %s is %s at site %s: its credential re-registers it under that name and site only, not %s at %s",
+				ErrConflict, id, b.Name, b.Site, req.Name, req.Site)
+		}
+		b.Addresses, b.Subnets, b.Version = slices.Clone(req.Addresses), slices.Clone(req.Subnets), req.Version
+		b.BootArches = slices.Clone(req.BootArches)
+		b.Revision = w.bump()
+		return w.setJSON(k(pBS, id), b)
 	})
 	return b, err
 }
@@ -163,6 +290,9 @@ func (d *DB) ListBootServers(ctx context.Context) (out []api.BootServer, err err
 
 // Heartbeat records a heartbeat; it does not bump the revision.
 func (d *DB) Heartbeat(ctx context.Context, id string, hb api.Heartbeat, at time.Time) (b api.BootServer, err error) {
+	if err := validBootArches(hb.BootArches); err != nil {
+		return b, err
+	}
 	err = d.update(ctx, func(w *wtx) error {
 		if b, err = getBootServer(w.txn, id); err != nil {
 			return err
@@ -171,6 +301,9 @@ func (d *DB) Heartbeat(ctx context.Context, id string, hb api.Heartbeat, at time
 		b.SyncedRevision = hb.SyncedRevision
 		if hb.Version != "" {
 			b.Version = hb.Version
+		}
+		if hb.BootArches != nil {
+			b.BootArches = slices.Clone(hb.BootArches)
 		}
 		return w.setJSON(k(pBS, id), b)
 	})

@@ -17,7 +17,7 @@ func TestBootServersAndTokens(t *testing.T) {
 	d, _ := openTest(t)
 	hash := shaOf([]byte("secret"))
 	bs := must[api.BootServer](t)(d.RegisterBootServer(ctx, api.RegisterRequest{Name: "bs1", Site: "paris",
-		Addresses: []string{"10.0.0.2"}, Subnets: []string{"10.0.0.0/24"}}, Token{Hash: hash, TokenInfo: api.TokenInfo{Role: api.RoleAdmin}}))
+		Addresses: []string{"10.0.0.2"}, Subnets: []string{"10.0.0.0/24"}}, "", Token{Hash: hash, TokenInfo: api.TokenInfo{Role: api.RoleAdmin}}))
 	if !strings.HasPrefix(bs.ID, "bs-") || bs.Revision != 1 {
 		t.Fatalf("registered %+v", bs)
 	}
@@ -25,18 +25,18 @@ func TestBootServersAndTokens(t *testing.T) {
 	if tok.Role != api.RoleBootServer || tok.BootServer != bs.ID || !strings.HasPrefix(tok.ID, "tok-") {
 		t.Fatalf("credential %+v", tok)
 	}
-	_, err := d.RegisterBootServer(ctx, api.RegisterRequest{Name: "bs1", Site: "lyon"}, Token{Hash: shaOf([]byte("x"))})
+	_, err := d.RegisterBootServer(ctx, api.RegisterRequest{Name: "bs1", Site: "lyon"}, "", Token{Hash: shaOf([]byte("x"))})
 	wantErr(t, err, ErrConflict, "bs1", bs.ID)
-	_, err = d.RegisterBootServer(ctx, api.RegisterRequest{Name: "bs2", Site: "lyon"}, Token{Hash: hash})
+	_, err = d.RegisterBootServer(ctx, api.RegisterRequest{Name: "bs2", Site: "lyon"}, "", Token{Hash: hash})
 	wantErr(t, err, ErrConflict, "hash")
 	for _, req := range []api.RegisterRequest{
 		{Name: "", Site: "s"}, {Name: "n", Site: "a b"}, {Name: "n", Site: "s", Addresses: []string{"x"}},
 		{Name: "n", Site: "s", Subnets: []string{"10.0.0.0"}},
 	} {
-		_, err := d.RegisterBootServer(ctx, req, Token{Hash: shaOf([]byte("y"))})
+		_, err := d.RegisterBootServer(ctx, req, "", Token{Hash: shaOf([]byte("y"))})
 		wantErr(t, err, ErrInvalid)
 	}
-	_, err = d.RegisterBootServer(ctx, api.RegisterRequest{Name: "n", Site: "s"}, Token{Hash: "short"})
+	_, err = d.RegisterBootServer(ctx, api.RegisterRequest{Name: "n", Site: "s"}, "", Token{Hash: "short"})
 	wantErr(t, err, ErrInvalid, "hash")
 	at := time.Date(2026, 5, 5, 5, 5, 5, 0, time.UTC)
 	hb := must[api.BootServer](t)(d.Heartbeat(ctx, bs.ID, api.Heartbeat{SyncedRevision: 7, Version: "1.2"}, at))
@@ -68,6 +68,9 @@ func TestBootServersAndTokens(t *testing.T) {
 		}
 	}
 	a := must[Token](t)(d.TokenByHash(ctx, admin.Hash))
+	if err := d.CreateToken(ctx, Token{TokenInfo: api.TokenInfo{Role: api.RoleAdmin, Name: "root2"}, Hash: shaOf([]byte("a2"))}); err != nil {
+		t.Fatal(err)
+	}
 	if err := d.DeleteToken(ctx, a.ID); err != nil {
 		t.Fatal(err)
 	}
@@ -84,7 +87,7 @@ func TestBootServersAndTokens(t *testing.T) {
 	wantErr(t, err, ErrNotFound)
 	wantErr(t, d.DeleteBootServer(ctx, bs.ID), ErrNotFound)
 	// The name is free again.
-	must[api.BootServer](t)(d.RegisterBootServer(ctx, api.RegisterRequest{Name: "bs1", Site: "paris"}, Token{Hash: hash}))
+	must[api.BootServer](t)(d.RegisterBootServer(ctx, api.RegisterRequest{Name: "bs1", Site: "paris"}, "", Token{Hash: hash}))
 }
 
 func TestReopenKeepsEverything(t *testing.T) {

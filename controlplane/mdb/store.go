@@ -122,8 +122,13 @@ type Store interface {
 	DeleteImage(ctx context.Context, id string) error
 
 	// RegisterBootServer creates a boot server and its credential (role
-	// boot-server) in one transaction; the name must be new (ErrConflict).
-	RegisterBootServer(ctx context.Context, req api.RegisterRequest, cred Token) (api.BootServer, error)
+	// boot-server) in one transaction, admitted by the join token join
+	// (site and name binding, uses, expiry: ErrForbidden); the name must
+	// be new (ErrConflict).
+	RegisterBootServer(ctx context.Context, req api.RegisterRequest, join string, cred Token) (api.BootServer, error)
+	// ReRegisterBootServer updates boot server id's addresses, subnets
+	// and version when it registers again with its own credential.
+	ReRegisterBootServer(ctx context.Context, id string, req api.RegisterRequest) (api.BootServer, error)
 	GetBootServer(ctx context.Context, id string) (api.BootServer, error)
 	ListBootServers(ctx context.Context) ([]api.BootServer, error)
 	// Heartbeat records a boot server's heartbeat. It does not bump the
@@ -202,6 +207,7 @@ type Store interface {
 	CreateToken(ctx context.Context, t Token) error
 	TokenByHash(ctx context.Context, hash string) (Token, error)
 	ListTokens(ctx context.Context) ([]api.TokenInfo, error)
+	// DeleteToken refuses (ErrConflict) to delete the last admin token.
 	DeleteToken(ctx context.Context, id string) error
 
 	Close() error

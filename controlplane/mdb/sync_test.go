@@ -76,7 +76,7 @@ func TestEveryWriteBumpsRevisionOnceAndReachesItsSite(t *testing.T) {
 		t.Fatalf("moved order not listed at paris: %+v", os)
 	}
 	// Heartbeat and tokens do not bump; registering does.
-	bs := must[api.BootServer](t)(d.RegisterBootServer(ctx, api.RegisterRequest{Name: "bs1", Site: "paris"}, Token{Hash: shaOf([]byte("s"))}))
+	bs := must[api.BootServer](t)(d.RegisterBootServer(ctx, api.RegisterRequest{Name: "bs1", Site: "paris"}, "", Token{Hash: shaOf([]byte("s"))}))
 	r0 := rev(t, d)
 	must[api.BootServer](t)(d.Heartbeat(ctx, bs.ID, api.Heartbeat{SyncedRevision: 3}, time.Now()))
 	if err := d.CreateToken(ctx, Token{TokenInfo: api.TokenInfo{Role: api.RoleAdmin}, Hash: shaOf([]byte("t"))}); err != nil {

@@ -90,12 +90,18 @@ func (d *DB) createTargets(ctx context.Context, specs []api.TargetSpec, many boo
 			seen[m] = i
 		}
 	}
+	if err := sameHostnames(func(i int) string { return specs[i].Site }, func(i int) string { return specs[i].Hostname }, len(specs), name); err != nil {
+		return nil, err
+	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	// Validate against the store before the first write.
 	err := d.db.View(func(txn *badger.Txn) error {
 		for i, s := range specs {
 			if err := checkMACs(txn, s.MACs, "", name(i)); err != nil {
+				return err
+			}
+			if err := checkHostname(txn, s.Site, s.Hostname, "", name(i)); err != nil {
 				return err
 			}
 		}
@@ -127,6 +133,9 @@ func (d *DB) createTargets(ctx context.Context, specs []api.TargetSpec, many boo
 					}
 				}
 				if err := w.set(k(pSiteTgt, t.Site, "/", id), nil); err != nil {
+					return err
+				}
+				if err := w.moveHostname(id, "", "", t.Site, t.Hostname); err != nil {
 					return err
 				}
 				out = append(out, t)
@@ -239,6 +248,12 @@ func (d *DB) UpdateTarget(ctx context.Context, id string, p api.TargetPatch) (t 
 		if err := checkMACs(w.txn, s.MACs, id, ""); err != nil {
 			return err
 		}
+		if err := checkHostname(w.txn, s.Site, s.Hostname, id, ""); err != nil {
+			return err
+		}
+		if err := w.moveHostname(id, t.Site, t.Hostname, s.Site, s.Hostname); err != nil {
+			return err
+		}
 		for _, m := range t.MACs {
 			if err := w.del(k(pMAC, m)); err != nil {
 				return err
@@ -324,6 +339,9 @@ func (d *DB) DeleteTarget(ctx context.Context, id string) error {
 			}
 		}
 		if err := w.del(k(pSiteTgt, t.Site, "/", id)); err != nil {
+			return err
+		}
+		if err := w.moveHostname(id, t.Site, t.Hostname, "", ""); err != nil {
 			return err
 		}
 		if err := w.del(k(pTarget, id)); err != nil {

@@ -187,7 +187,8 @@ func populate(ctx context.Context, dir string, n int) (uint64, string, error) {
 	fmt.Printf("  %d orders in %v\n", n, time.Since(t0).Round(time.Millisecond))
 	secret := "osim_syncbench_join_" + strconv.FormatInt(time.Now().UnixNano(), 36)
 	h := sha256.Sum256([]byte(secret))
-	if err := db.CreateToken(ctx, mdb.Token{TokenInfo: api.TokenInfo{ID: "tok-syncbench", Role: api.RoleJoin, Name: "syncbench", Created: time.Now()},
+	if err := db.CreateToken(ctx, mdb.Token{TokenInfo: api.TokenInfo{ID: "tok-syncbench", Role: api.RoleJoin, Name: "bench-bootd",
+		Site: "bench", Uses: 1, Expires: time.Now().Add(24 * time.Hour), Created: time.Now()},
 		Hash: hex.EncodeToString(h[:])}); err != nil {
 		return 0, "", err
 	}
