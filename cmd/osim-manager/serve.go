@@ -19,6 +19,7 @@ import (
 	"osim/controlplane/api"
 	"osim/controlplane/manager"
 	"osim/controlplane/mdb"
+	"osim/internal/diskspace"
 	"osim/internal/logging"
 	"osim/metrics"
 )
@@ -45,13 +46,17 @@ func envDefaults(fs *flag.FlagSet) error {
 
 // openStore opens the MDB in dir and explains a lock held by another process.
 func openStore(dir string, log *slog.Logger, hint string) (*mdb.DB, error) {
+	return openStoreWith(dir, mdb.Options{Logger: log}, hint)
+}
+
+func openStoreWith(dir string, opts mdb.Options, hint string) (*mdb.DB, error) {
 	if dir == "" {
 		return nil, errors.New("--data-dir is required")
 	}
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("data dir: %w", err)
 	}
-	db, err := mdb.Open(dir, mdb.Options{Logger: log})
+	db, err := mdb.Open(dir, opts)
 	if err != nil {
 		if strings.Contains(strings.ToLower(err.Error()), "lock") {
 			return nil, fmt.Errorf("%w\nthe data dir %s is in use, most likely by a running osim-manager serve%s", err, dir, hint)
@@ -73,6 +78,11 @@ func runServe(args []string) int {
 		logLevel  = fs.String("log-level", "info", "debug, info, warn or error")
 		hbEvery   = fs.Duration("heartbeat-interval", 10*time.Second, "expected boot server heartbeat interval: stale after 3, down after 10 missed")
 		grace     = fs.Duration("grace", 5*time.Second, "on SIGINT/SIGTERM, how long running requests may finish")
+		maxImage  = fs.Int64("max-image-size", mdb.DefaultMaxBlobSize, "largest blob (image file) an upload may announce, in bytes")
+		evAge     = fs.Duration("event-max-age", manager.DefaultEventMaxAge, "events older than this are deleted")
+		evCount   = fs.Int("event-max-count", manager.DefaultEventMaxCount, "at most this many events are kept, oldest deleted first")
+		uploadTTL = fs.Duration("upload-ttl", manager.DefaultUploadTTL, "an unfinished blob upload idle this long is deleted")
+		reserve   = fs.Int64("disk-reserve", 0, "bytes kept free in the data dir: writes are refused (507) below it (0: Badger's memtables and a blob chunk, see README)")
 	)
 	if err := fs.Parse(args); err != nil {
 		return 2
@@ -104,12 +114,24 @@ func runServe(args []string) int {
 		tlsConf = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
 	}
 
-	db, err := openStore(*dataDir, log, "; stop it first")
+	guard, err := diskGuard(*dataDir, *reserve, log)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "osim-manager serve: %v\n", err)
+		return 1
+	}
+	db, err := openStoreWith(*dataDir, mdb.Options{Logger: log, Space: guard, MaxBlobSize: *maxImage}, "; stop it first")
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "osim-manager serve: %v\n", err)
 		return 1
 	}
 	defer func() {
+		if need := diskspace.BadgerReserve(mdb.BadgerOptions("", log)); !guard.CloseRoom(need) {
+			// Closing flushes (and compacts) through mmap: on a full disk
+			// that is a SIGBUS. The synced write-ahead log has it all.
+			log.Warn("disk: not closing the MDB on a nearly full disk; its write-ahead log holds every acknowledged write and is replayed at the next start",
+				"dir", *dataDir, "need", diskspace.Bytes(need))
+			return
+		}
 		if err := db.Close(); err != nil {
 			log.Error("closing the MDB", "err", err)
 		}
@@ -124,11 +146,15 @@ func runServe(args []string) int {
 		}
 	}
 	reg := metrics.NewRegistry()
-	srv, err := manager.New(manager.Config{Store: db, Logger: log, Registry: reg, HeartbeatInterval: *hbEvery})
+	srv, err := manager.New(manager.Config{Store: db, Logger: log, Registry: reg, HeartbeatInterval: *hbEvery,
+		EventMaxAge: *evAge, EventMaxCount: *evCount, UploadTTL: *uploadTTL})
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "osim-manager serve: %v\n", err)
 		return 1
 	}
+	reg.MustRegister(guard)
+	go guard.Watch(ctx, time.Second)
+	go srv.Run(ctx)
 	if *metricsL != "" {
 		a, err := metrics.Serve(ctx, *metricsL, reg, log)
 		if err != nil {
@@ -171,6 +197,33 @@ func runServe(args []string) int {
 		log.Warn("shutdown: requests still running were cut", "err", err)
 	}
 	return 0
+}
+
+// diskGuard checks the data dir's filesystem before the MDB opens: it
+// refuses to start when opening could fault (one line: the free space),
+// and warns when the manager starts read-only.
+func diskGuard(dir string, reserve int64, log *slog.Logger) (*diskspace.Guard, error) {
+	if dir == "" {
+		return nil, errors.New("--data-dir is required")
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("data dir: %w", err)
+	}
+	bo := mdb.BadgerOptions(filepath.Join(dir, "db"), log)
+	if reserve <= 0 {
+		reserve = diskspace.BadgerReserve(bo) + manager.MaxBlobChunk
+	}
+	g := diskspace.New(dir, reserve, diskspace.Options{Ballast: bo.MemTableSize, Logger: log})
+	low, err := g.Prepare(diskspace.OpenMin(bo))
+	if err != nil {
+		return nil, err
+	}
+	if low {
+		free, _ := g.Free()
+		log.Warn("disk: starting read-only: the data dir's free space is below its reserve; writes answer 507 until space is freed",
+			"dir", dir, "free", diskspace.Bytes(free), "reserve", diskspace.Bytes(reserve))
+	}
+	return g, nil
 }
 
 // bootstrapAdmin makes an admin token when the MDB has none and writes

@@ -9,8 +9,13 @@
 package diskspace
 
 import (
+	"context"
 	"errors"
 	"fmt"
+	"io/fs"
+	"log/slog"
+	"os"
+	"path/filepath"
 	"sync"
 	"time"
 
@@ -27,9 +32,10 @@ var ErrInsufficient = errors.New("insufficient storage")
 // Error says which data dir refused a write, and why.
 type Error struct {
 	Dir     string
-	Free    int64 // bytes available to the process
+	Free    int64 // bytes available on its filesystem
 	Need    int64 // bytes the write itself asked for
 	Reserve int64 // bytes kept free for what is already accepted
+	Flush   int64 // bytes of Free set aside for the database's flush (the ballast was released)
 }
 
 func (e *Error) Error() string {
@@ -37,8 +43,12 @@ func (e *Error) Error() string {
 	if e.Need > 0 {
 		need = fmt.Sprintf("%s for this write plus ", Bytes(e.Need))
 	}
-	return fmt.Sprintf("data dir %s: %s free, needs %s%s kept free (reserve): free space on its filesystem",
-		e.Dir, Bytes(e.Free), need, Bytes(e.Reserve))
+	flush := ""
+	if e.Flush > 0 {
+		flush = fmt.Sprintf(", and %s more for the database's own flush while the disk is this full", Bytes(e.Flush))
+	}
+	return fmt.Sprintf("data dir %s: %s free on its filesystem, needs %s%s kept free (reserve)%s: free space on its filesystem",
+		e.Dir, Bytes(e.Free), need, Bytes(e.Reserve), flush)
 }
 
 func (e *Error) Unwrap() error { return ErrInsufficient }
@@ -58,39 +68,65 @@ func Bytes(n int64) string {
 }
 
 // BadgerReserve is the space a Badger database with opts may still write
-// after the last write it accepted: the unwritten rest of the current
-// memtable, one level-0 table per memtable waiting to be flushed, and a
-// level-0 compaction, which writes its output before it deletes its input.
+// after the last write it accepted: the rest of the current memtable's
+// write-ahead log (an mmapped file of twice the memtable size), the
+// level-0 table its flush writes, and a level-0 compaction, which writes
+// its output before it deletes its input.
 func BadgerReserve(opts badger.Options) int64 {
-	mt := opts.MemTableSize
-	return mt * int64(1+opts.NumMemtables+opts.NumLevelZeroTables)
+	return opts.MemTableSize * int64(2+1+opts.NumLevelZeroTables)
 }
+
+// OpenMin is the free space a Badger database with opts needs to open
+// and close without a fault: the write-ahead logs it replays become
+// memtables that are flushed to tables through mmapped files.
+func OpenMin(opts badger.Options) int64 {
+	return opts.MemTableSize + 4<<20
+}
+
+// BallastName is the file in the guarded dir that holds Options.Ballast
+// bytes of the filesystem for the process's own use.
+const BallastName = ".osim-ballast"
 
 // Guard checks one directory's filesystem. Its zero value is not usable;
 // make one with New.
 type Guard struct {
 	dir     string
 	reserve int64
+	ballast int64
 	now     func() time.Time
 	statfs  func(dir string) (int64, error)
-
+	log     *slog.Logger
 	maxAge  time.Duration
 
 	mu      sync.Mutex
 	free    int64
 	sampled time.Time
+	held    int64 // ballast bytes on disk now
+	refused bool  // the last check refused: log the way back once
 
 	refusals    prometheus.Counter
 	freeDesc    *prometheus.Desc
 	reserveDesc *prometheus.Desc
+	heldDesc    *prometheus.Desc
+	lowDesc     *prometheus.Desc
 }
 
 // Options tune a Guard.
 type Options struct {
+	// Ballast, if above 0, is the size of a file (BallastName) the guard
+	// keeps in dir. Writes are refused below the reserve, but another
+	// process may still fill the filesystem; Badger's next flush (at the
+	// latest when the process closes it) would then fault. When the free
+	// space falls below the ballast's size, the guard deletes the file,
+	// so that the space is there for the flush; it makes it again when
+	// the reserve and the ballast fit.
+	Ballast int64
 	// MaxAge is how long a free-space reading is trusted while the free
 	// space is well above the reserve (default 200ms); near it, every
 	// check reads again.
 	MaxAge time.Duration
+	// Logger (default slog.Default) gets one line per change of state.
+	Logger *slog.Logger
 	// Clock (default time.Now) and Statfs (default: unix.Statfs, bytes
 	// available to an unprivileged process) are for tests.
 	Clock  func() time.Time
@@ -108,16 +144,24 @@ func New(dir string, reserve int64, o Options) *Guard {
 	if o.Statfs == nil {
 		o.Statfs = Available
 	}
-	g := &Guard{dir: dir, reserve: reserve, now: o.Clock, statfs: o.Statfs, maxAge: o.MaxAge}
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+	g := &Guard{dir: dir, reserve: reserve, ballast: max(0, o.Ballast), now: o.Clock, statfs: o.Statfs,
+		log: o.Logger, maxAge: o.MaxAge}
+	labels := prometheus.Labels{"dir": dir}
 	g.refusals = prometheus.NewCounter(prometheus.CounterOpts{
 		Namespace: metrics.Namespace, Subsystem: "disk", Name: "refused_writes_total",
 		Help:        "Writes refused because the data dir's free space is below its reserve (alert on any increase).",
-		ConstLabels: prometheus.Labels{"dir": dir},
+		ConstLabels: labels,
 	})
-	g.freeDesc = prometheus.NewDesc(prometheus.BuildFQName(metrics.Namespace, "disk", "free_bytes"),
-		"Bytes available on the data dir's filesystem.", nil, prometheus.Labels{"dir": dir})
-	g.reserveDesc = prometheus.NewDesc(prometheus.BuildFQName(metrics.Namespace, "disk", "reserve_bytes"),
-		"Bytes the data dir keeps free: writes are refused below it.", nil, prometheus.Labels{"dir": dir})
+	desc := func(name, help string) *prometheus.Desc {
+		return prometheus.NewDesc(prometheus.BuildFQName(metrics.Namespace, "disk", name), help, nil, labels)
+	}
+	g.freeDesc = desc("free_bytes", "Bytes available on the data dir's filesystem.")
+	g.reserveDesc = desc("reserve_bytes", "Bytes the data dir keeps free: writes are refused below it.")
+	g.heldDesc = desc("ballast_bytes", "Bytes the ballast file holds for Badger's flushes (0: released, the disk was nearly full).")
+	g.lowDesc = desc("low", "1 while the free space is below the reserve: writes are refused (read-only).")
 	return g
 }
 
@@ -136,6 +180,113 @@ func (g *Guard) Dir() string { return g.dir }
 
 // Reserve is the space kept free.
 func (g *Guard) Reserve() int64 { return g.reserve }
+
+// Prepare is called once before the database opens: it takes account of
+// a ballast left by an earlier run, and returns an error naming the dir
+// and its free space if less than need is available even without the
+// ballast (the caller exits with it: opening would risk a fault). low
+// says the process starts read-only: the free space is below the reserve.
+func (g *Guard) Prepare(need int64) (low bool, err error) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if fi, err := os.Stat(g.ballastPath()); err == nil {
+		g.held = fi.Size()
+	}
+	free, err := g.readLocked()
+	if err != nil {
+		return false, err
+	}
+	if free < need && g.held > 0 {
+		g.releaseLocked(free)
+		free, _ = g.readLocked()
+	}
+	if free < need {
+		return true, fmt.Errorf("data dir %s: %s free on its filesystem, %s needed to open the database without risking a crash: free space and start again",
+			g.dir, Bytes(free), Bytes(need))
+	}
+	g.tendLocked(free)
+	return g.free-(g.ballast-g.held) < g.reserve, nil
+}
+
+// CloseRoom reports whether need bytes are free for the database's last
+// flush. When not, the caller leaves the database unclosed: its
+// write-ahead log already holds every acknowledged write, and a flush
+// into a full filesystem through mmap would be a fault (SIGBUS).
+func (g *Guard) CloseRoom(need int64) bool {
+	free, err := g.Free()
+	return err != nil || free >= need
+}
+
+// Watch reads the free space every interval until ctx ends, so that the
+// ballast goes when another process fills the disk even while nothing
+// here writes, and comes back with the space.
+func (g *Guard) Watch(ctx context.Context, interval time.Duration) {
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		g.mu.Lock()
+		if free, err := g.readLocked(); err == nil {
+			g.tendLocked(free)
+		}
+		g.mu.Unlock()
+	}
+}
+
+func (g *Guard) ballastPath() string { return filepath.Join(g.dir, BallastName) }
+
+// tendLocked releases the ballast when free is below its size and makes
+// it again when the reserve and the ballast fit.
+func (g *Guard) tendLocked(free int64) {
+	switch {
+	case g.ballast == 0:
+	case g.held > 0 && free < g.held:
+		g.releaseLocked(free)
+	case g.held == 0 && free >= g.reserve+g.ballast:
+		if err := allocate(g.ballastPath(), g.ballast); err != nil {
+			g.log.Warn("disk: could not make the ballast file", "dir", g.dir, "err", err)
+			return
+		}
+		g.held = g.ballast
+		g.free -= g.ballast
+		g.log.Info("disk: ballast file made", "dir", g.dir, "ballast", Bytes(g.ballast), "free", Bytes(g.free))
+	}
+}
+
+func (g *Guard) releaseLocked(free int64) {
+	if err := os.Remove(g.ballastPath()); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		g.log.Error("disk: could not delete the ballast file", "dir", g.dir, "err", err)
+		return
+	}
+	g.log.Warn("disk: filesystem nearly full: ballast file deleted so that the database can still flush; writes are refused until the reserve is free",
+		"dir", g.dir, "free", Bytes(free), "ballast", Bytes(g.held), "reserve", Bytes(g.reserve))
+	g.free += g.held
+	g.held = 0
+}
+
+// allocate makes path with size bytes really allocated (not sparse).
+func allocate(path string, size int64) error {
+	tmp := path + ".tmp"
+	f, err := os.OpenFile(tmp, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o600)
+	if err != nil {
+		return err
+	}
+	err = unix.Fallocate(int(f.Fd()), 0, 0, size)
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(tmp, path)
+	}
+	if err != nil {
+		os.Remove(tmp)
+	}
+	return err
+}
 
 // Free reads the free space now.
 func (g *Guard) Free() (int64, error) {
@@ -167,29 +318,53 @@ func (g *Guard) Check(need int64) error {
 		if free, err = g.readLocked(); err != nil {
 			return nil
 		}
+		g.tendLocked(free)
+		free = g.free
 	}
-	if free-need >= g.reserve {
+	// A released ballast's space is the flush's, not the writes'.
+	flush := g.ballast - g.held
+	if free-flush-need >= g.reserve {
+		if g.refused {
+			g.refused = false
+			g.log.Info("disk: free space above the reserve again: writes accepted", "dir", g.dir, "free", Bytes(free))
+		}
 		return nil
 	}
+	if !g.refused {
+		g.refused = true
+		g.log.Warn("disk: free space below the reserve: writes refused (read-only) until space is freed",
+			"dir", g.dir, "free", Bytes(free), "need", Bytes(need), "reserve", Bytes(g.reserve))
+	}
 	g.refusals.Inc()
-	return &Error{Dir: g.dir, Free: free, Need: need, Reserve: g.reserve}
+	return &Error{Dir: g.dir, Free: free, Need: need, Reserve: g.reserve, Flush: flush}
 }
 
 // Describe and Collect export osim_disk_free_bytes (read at scrape time),
-// osim_disk_reserve_bytes and osim_disk_refused_writes_total, labelled
-// with the dir.
+// osim_disk_reserve_bytes, osim_disk_ballast_bytes, osim_disk_low and
+// osim_disk_refused_writes_total, labelled with the dir.
 func (g *Guard) Describe(ch chan<- *prometheus.Desc) {
-	ch <- g.freeDesc
-	ch <- g.reserveDesc
+	for _, d := range []*prometheus.Desc{g.freeDesc, g.reserveDesc, g.heldDesc, g.lowDesc} {
+		ch <- d
+	}
 	g.refusals.Describe(ch)
 }
 
 func (g *Guard) Collect(ch chan<- prometheus.Metric) {
-	if free, err := g.Free(); err != nil {
+	g.mu.Lock()
+	free, err := g.readLocked()
+	held := g.held
+	g.mu.Unlock()
+	if err != nil {
 		ch <- prometheus.NewInvalidMetric(g.freeDesc, err)
 	} else {
 		ch <- prometheus.MustNewConstMetric(g.freeDesc, prometheus.GaugeValue, float64(free))
+		low := 0.0
+		if free-(g.ballast-held) < g.reserve {
+			low = 1
+		}
+		ch <- prometheus.MustNewConstMetric(g.lowDesc, prometheus.GaugeValue, low)
 	}
 	ch <- prometheus.MustNewConstMetric(g.reserveDesc, prometheus.GaugeValue, float64(g.reserve))
+	ch <- prometheus.MustNewConstMetric(g.heldDesc, prometheus.GaugeValue, float64(held))
 	g.refusals.Collect(ch)
 }

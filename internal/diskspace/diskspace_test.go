@@ -1,0 +1,110 @@
+package diskspace
+
+import (
+	"errors"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// fakeFS is a filesystem of free bytes that the ballast file takes from
+// and gives back to, as a real one would.
+type fakeFS struct {
+	dir  string
+	free atomic.Int64
+}
+
+func (f *fakeFS) statfs(string) (int64, error) {
+	free := f.free.Load()
+	if fi, err := os.Stat(filepath.Join(f.dir, BallastName)); err == nil {
+		free -= fi.Size()
+	}
+	return free, nil
+}
+
+func newFake(t *testing.T, free int64) *fakeFS {
+	f := &fakeFS{dir: t.TempDir()}
+	f.free.Store(free)
+	return f
+}
+
+func quiet() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
+
+func TestWritesAreRefusedBelowTheReserveAndAcceptedWhenSpaceComesBack(t *testing.T) {
+	f := newFake(t, 100<<20)
+	now := time.Unix(0, 0)
+	g := New(f.dir, 10<<20, Options{Statfs: f.statfs, Clock: func() time.Time { return now }, Logger: quiet()})
+	if err := g.Check(50 << 20); err != nil {
+		t.Fatalf("50 MiB of 100 with a 10 MiB reserve: %v", err)
+	}
+	err := g.Check(95 << 20)
+	var e *Error
+	if !errors.As(err, &e) || !errors.Is(err, ErrInsufficient) {
+		t.Fatalf("95 MiB of 100: %v, want an *Error wrapping ErrInsufficient", err)
+	}
+	if msg := err.Error(); !strings.Contains(msg, f.dir) || !strings.Contains(msg, "100.0 MiB free") {
+		t.Errorf("message %q should name the dir and the free space", msg)
+	}
+	f.free.Store(5 << 20) // someone filled the disk
+	now = now.Add(time.Second) // past MaxAge: the reading is not trusted
+	if err := g.Check(0); err == nil {
+		t.Fatal("a write with 5 MiB free and a 10 MiB reserve was accepted")
+	}
+	f.free.Store(200 << 20) // and freed it again: no restart needed
+	now = now.Add(time.Second)
+	if err := g.Check(0); err != nil {
+		t.Fatalf("after space came back: %v", err)
+	}
+}
+
+func TestBallastIsReleasedWhenTheDiskFillsAndMadeAgainWhenSpaceReturns(t *testing.T) {
+	f := newFake(t, 100<<20)
+	now := time.Unix(0, 0)
+	g := New(f.dir, 10<<20, Options{Statfs: f.statfs, Ballast: 8 << 20, Logger: quiet(), Clock: func() time.Time { return now }})
+	if low, err := g.Prepare(1 << 20); err != nil || low {
+		t.Fatalf("Prepare with 100 MiB free: low %v err %v", low, err)
+	}
+	path := filepath.Join(f.dir, BallastName)
+	if fi, err := os.Stat(path); err != nil || fi.Size() != 8<<20 {
+		t.Fatalf("ballast after Prepare: %v %v", fi, err)
+	}
+	f.free.Store(12 << 20) // 4 MiB left beside the ballast
+	now = now.Add(time.Second)
+	if err := g.Check(0); err == nil {
+		t.Fatal("write accepted with 4 MiB free")
+	}
+	if _, err := os.Stat(path); !os.IsNotExist(err) {
+		t.Fatalf("ballast still there with 4 MiB free: %v", err)
+	}
+	f.free.Store(30 << 20)
+	now = now.Add(time.Second)
+	if err := g.Check(0); err != nil {
+		t.Fatalf("30 MiB free, no ballast: %v", err)
+	}
+	if _, err := os.Stat(path); err != nil {
+		t.Fatalf("ballast not made again with 30 MiB free: %v", err)
+	}
+}
+
+func TestPrepareUsesALeftoverBallastAndRefusesAStartWithoutRoom(t *testing.T) {
+	f := newFake(t, 20<<20)
+	if err := os.WriteFile(filepath.Join(f.dir, BallastName), make([]byte, 6<<20), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	f.free.Store(8 << 20) // 2 MiB free beside the earlier run's ballast
+	g := New(f.dir, 10<<20, Options{Statfs: f.statfs, Ballast: 6 << 20, Logger: quiet()})
+	low, err := g.Prepare(4 << 20)
+	if err != nil || !low {
+		t.Fatalf("Prepare should release the ballast, start read-only: low %v err %v", low, err)
+	}
+	f.free.Store(1 << 20)
+	g = New(f.dir, 10<<20, Options{Statfs: f.statfs, Ballast: 6 << 20, Logger: quiet()})
+	if _, err := g.Prepare(4 << 20); err == nil || !strings.Contains(err.Error(), "1.0 MiB free") {
+		t.Fatalf("Prepare with 1 MiB free: %v, want a refusal naming the free space", err)
+	}
+}
