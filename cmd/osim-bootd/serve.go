@@ -28,6 +28,7 @@ import (
 	"osim/dataplane/tftp"
 	"osim/dataplane/xdp"
 	"osim/internal/cpuprofile"
+	"osim/internal/diskspace"
 	"osim/internal/logging"
 	"osim/metrics"
 )
@@ -139,13 +140,15 @@ func runServe(args []string) int {
 	// One Badger per process: full mode's leases own lease/, the agent
 	// agent/ and evq/.
 	var db *badger.DB
+	var disk *diskspace.Guard
 	if w.dhcpMode == "full" || w.manager != nil {
-		db, err = badger.Open(bootdBadgerOptions(w.dataDir, w.dhcpMode == "full"))
+		var closeDB func()
+		db, disk, closeDB, err = openDataDir(ctx, w.dataDir, w.dhcpMode == "full", log, reg)
 		if err != nil {
-			fmt.Fprintf(os.Stderr, "osim-bootd serve: open data_dir %q: %v\n", w.dataDir, err)
+			fmt.Fprintf(os.Stderr, "osim-bootd serve: %v\n", err)
 			return 1
 		}
-		defer db.Close()
+		defer closeDB()
 	}
 
 	// The local folders: everything in standalone mode, the fallback for
@@ -181,7 +184,7 @@ func runServe(args []string) int {
 			JoinToken: w.joinToken, Name: w.manager.Name, Site: w.manager.Site,
 			Addresses: []string{w.addr.String()}, BaseURL: w.baseURL,
 			DefaultBootFiles: w.bootFiles, Unknown: w.unknown, Fallback: folder, FallbackFiles: hfiles,
-			Logger: log, Registry: reg})
+			Logger: log, Registry: reg, Space: disk})
 		if err != nil {
 			fmt.Fprintf(os.Stderr, "osim-bootd serve: agent: %v\n", err)
 			return 1
@@ -220,6 +223,7 @@ func runServe(args []string) int {
 			fmt.Fprintf(os.Stderr, "osim-bootd serve: %v\n", err)
 			return 1
 		}
+		leases.SetSpace(disk)
 		dh.Mode = dhcp.ModeFull
 		dh.Full = &dhcp.Full{Pools: w.pools, Leases: leases, Metrics: dhcp.NewLeaseMetrics(reg, leases, nil)}
 	}

@@ -78,6 +78,8 @@ type Config struct {
 	// StageRetries is how many times a blob download is tried in one
 	// staging pass before the order's stage_failed event (default 3).
 	StageRetries int
+	// Space, if set, is asked before the agent writes to the data dir.
+	Space SpaceGuard
 }
 
 // Agent is a boot server's control-plane agent.

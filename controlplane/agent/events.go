@@ -15,11 +15,30 @@ import (
 
 // Emit buffers e for the manager: it is in Badger, with the next
 // OriginSeq, before Emit returns; the uploader sends it when the manager
-// is reachable. A zero Time becomes the clock's now.
-func (a *Agent) Emit(e api.Event) error { return a.emitWith(nil, e) }
+// is reachable. A zero Time becomes the clock's now. While the data dir
+// is below its free-space reserve the event is dropped, counted in
+// osim_agent_events_dropped_total, and Emit returns nil: the disk guard
+// logs the state once, not once per packet.
+func (a *Agent) Emit(e api.Event) error {
+	if err := a.emitWith(nil, e); !errors.Is(err, errNoRoom) {
+		return err
+	}
+	return nil
+}
+
+// errNoRoom marks events dropped for want of disk space.
+var errNoRoom = errors.New("no room in the data dir")
 
 // emitWith writes events and whatever extra writes in one transaction.
 func (a *Agent) emitWith(extra func(*badger.Txn) error, evs ...api.Event) error {
+	if err := a.room(0); err != nil {
+		// The disk is nearly full: what happened is logged by the caller
+		// and counted here, not buffered.
+		for _, e := range evs {
+			a.m.eventsDropped.WithLabelValues(e.Type).Inc()
+		}
+		return fmt.Errorf("agent: dropping %d event(s): %w: %w", len(evs), errNoRoom, err)
+	}
 	a.emitMu.Lock()
 	defer a.emitMu.Unlock()
 	err := a.db.Update(func(txn *badger.Txn) error {

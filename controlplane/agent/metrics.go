@@ -15,6 +15,7 @@ type agentMetrics struct {
 	eventsEmitted  *prometheus.CounterVec
 	eventsUploaded prometheus.Counter
 	eventsRefused  prometheus.Counter
+	eventsDropped  *prometheus.CounterVec
 	blobsStaged    prometheus.Counter
 	blobBytes      prometheus.Counter
 	stageFailures  prometheus.Counter
@@ -43,17 +44,19 @@ func newMetrics(reg prometheus.Registerer) (*agentMetrics, error) {
 		eventsEmitted: prometheus.NewCounterVec(prometheus.CounterOpts(opts("events_emitted_total",
 			"Events written to the upload buffer, by type.")), []string{"type"}),
 		eventsUploaded: c("events_uploaded_total", "Events the manager acknowledged."),
-		eventsRefused:  c("events_refused_total", "Buffered events dropped because the manager refused them as another site's (the machine moved to another site)."),
-		blobsStaged:    c("blobs_staged_total", "Blobs downloaded, verified and stored."),
-		blobBytes:      c("blob_bytes_downloaded_total", "Bytes of blobs downloaded from the manager."),
-		stageFailures:  c("stage_failures_total", "Blob downloads that failed (transfer, size or sha256)."),
-		ordersLive:     g("orders_live", "Live orders in the local view."),
+		eventsDropped: prometheus.NewCounterVec(prometheus.CounterOpts(opts("events_dropped_total",
+			"Events not buffered because the data dir's free space is below its reserve, by type.")), []string{"type"}),
+		eventsRefused: c("events_refused_total", "Buffered events dropped because the manager refused them as another site's (the machine moved to another site)."),
+		blobsStaged:   c("blobs_staged_total", "Blobs downloaded, verified and stored."),
+		blobBytes:     c("blob_bytes_downloaded_total", "Bytes of blobs downloaded from the manager."),
+		stageFailures: c("stage_failures_total", "Blob downloads that failed (transfer, size or sha256)."),
+		ordersLive:    g("orders_live", "Live orders in the local view."),
 		regRefused: prometheus.NewCounterVec(prometheus.CounterOpts(opts("register_refused_total",
 			"Registrations the manager refused, by HTTP status (409: the name is taken, retried with backoff; 401/403: the join token, not retried).")), []string{"code"}),
 	}
 	if reg != nil {
 		for _, col := range []prometheus.Collector{m.syncedRevision, m.syncRequests, m.snapshots, m.reachable,
-			m.eventsPending, m.eventsEmitted, m.eventsUploaded, m.eventsRefused, m.blobsStaged, m.blobBytes, m.stageFailures, m.ordersLive, m.regRefused} {
+			m.eventsPending, m.eventsEmitted, m.eventsUploaded, m.eventsRefused, m.eventsDropped, m.blobsStaged, m.blobBytes, m.stageFailures, m.ordersLive, m.regRefused} {
 			if err := reg.Register(col); err != nil {
 				return nil, err
 			}

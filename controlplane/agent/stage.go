@@ -264,6 +264,10 @@ func (a *Agent) download(ctx context.Context, f api.ImageFile) error {
 		}
 		off = 0
 	}
+	// The rest of the blob must fit before its first byte is fetched.
+	if err := a.room(f.Size - off); err != nil {
+		return fmt.Errorf("blob %s: %d of its %d bytes still to stage: %w", f.SHA256, f.Size-off, f.Size, err)
+	}
 	if _, err := fh.Seek(off, io.SeekStart); err != nil {
 		return fmt.Errorf("blob %s: %w", f.SHA256, err)
 	}

@@ -48,6 +48,11 @@ func (a *Agent) syncOnce(ctx context.Context) error {
 		limit = a.syncLimit
 	}
 	for {
+		// Nothing is fetched that could not be stored: the answer would
+		// be thrown away, and the long-poll would hide the wait.
+		if err := a.room(0); err != nil {
+			return err
+		}
 		since := a.Revision()
 		resp, err := a.cfg.Client.Sync(ctx, since, a.cfg.SyncWait, limit)
 		if api.IsStatus(err, http.StatusGone) && since != 0 {

@@ -46,7 +46,8 @@ const maxGroup = 256
 // through Badger's write pipeline, one transaction marker) per group
 // instead of one per packet.
 type BadgerLeases struct {
-	db *badger.DB
+	db    *badger.DB
+	space SpaceGuard // nil: writes are not checked
 
 	// mu guards queue and leading. One goroutine at a time leads: it
 	// takes the queue and commits it; the others wait for their op.
@@ -274,6 +275,9 @@ func (s *BadgerLeases) updateAlone(op *leaseOp) error {
 // are offers only), then to memory.
 func (s *BadgerLeases) commit(g *groupTx) error {
 	if len(g.writes) > 0 {
+		if err := s.roomForWrite(); err != nil {
+			return err
+		}
 		// Blind writes: nothing was read through Badger, so nothing can
 		// conflict.
 		err := s.db.Update(func(txn *badger.Txn) error {
