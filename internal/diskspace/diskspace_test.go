@@ -50,7 +50,7 @@ func TestWritesAreRefusedBelowTheReserveAndAcceptedWhenSpaceComesBack(t *testing
 	if msg := err.Error(); !strings.Contains(msg, f.dir) || !strings.Contains(msg, "100.0 MiB free") {
 		t.Errorf("message %q should name the dir and the free space", msg)
 	}
-	f.free.Store(5 << 20) // someone filled the disk
+	f.free.Store(5 << 20)      // someone filled the disk
 	now = now.Add(time.Second) // past MaxAge: the reading is not trusted
 	if err := g.Check(0); err == nil {
 		t.Fatal("a write with 5 MiB free and a 10 MiB reserve was accepted")
