@@ -52,6 +52,8 @@ const (
 	OutcomeOtherServer   Outcome = "other_server"   // REQUEST selecting another server's offer
 	OutcomeNoLease       Outcome = "no_lease"       // REQUEST/RELEASE/DECLINE for an address we hold no record of for this client
 	OutcomeLeaseError    Outcome = "lease_error"    // the lease store failed
+	OutcomeLeaseKept     Outcome = "lease_kept"     // DHCPACK for the time a lease has left: the disk is too full to extend it
+	OutcomeDiskFull      Outcome = "disk_full"      // a new lease not given: the data dir is too full to store it
 	// Refusals: dropped before anything is allocated, counted by reason
 	// in osim_dhcp_refused_total.
 	OutcomeRelayNotAllowed Outcome = "relay_not_allowed" // giaddr not in the pool's allowed_relays
@@ -276,6 +278,22 @@ func (t fullTxn) pick(tx LeaseTx, reserved netip.Addr) (netip.Addr, error) {
 
 func (t fullTxn) discover(ctx context.Context, reserved netip.Addr) (*dhcpv4.DHCPv4, Outcome, error) {
 	var ip netip.Addr
+	// An offer is held in memory, but the REQUEST that takes it must be
+	// stored: while the disk is too full for that, offer nothing new.
+	if err := storeRoom(t.f.Leases); err != nil {
+		held := false
+		_ = t.f.Leases.View(func(tx LeaseTx) error {
+			if prev, ok, _ := tx.ByMAC(t.mac); ok {
+				l, ok, _ := tx.Get(prev)
+				held = ok && l.State == LeaseBound && l.Active(t.now) && macEqual(l.MAC, t.mac)
+				ip = prev
+			}
+			return nil
+		})
+		if !held {
+			return nil, OutcomeDiskFull, err
+		}
+	}
 	err := t.f.Leases.Update(ctx, func(tx LeaseTx) error {
 		var err error
 		if ip, err = t.pick(tx, reserved); err != nil {
@@ -356,14 +374,18 @@ func (t fullTxn) request(ctx context.Context, serverIP net.IP) (*dhcpv4.DHCPv4, 
 		return t.nak(fmt.Sprintf("%s is not on network %s", ip, t.pool.Network)), OutcomeLeaseNak, nil
 	}
 	var (
-		o   Outcome
-		why string
+		o    Outcome
+		why  string
+		held Lease // the client's lease as it was, if bound and running
 	)
 	err := t.f.Leases.Update(ctx, func(tx LeaseTx) error {
-		o, why = "", ""
+		o, why, held = "", "", Lease{}
 		l, ok, err := tx.Get(ip)
 		if err != nil {
 			return err
+		}
+		if ok && l.State == LeaseBound && macEqual(l.MAC, t.mac) && l.Active(t.now) {
+			held = l
 		}
 		switch {
 		case !ok && sid != nil:
@@ -387,6 +409,12 @@ func (t fullTxn) request(ctx context.Context, serverIP net.IP) (*dhcpv4.DHCPv4, 
 		return tx.Put(Lease{IP: ip, MAC: t.mac, State: LeaseBound, Expires: expires})
 	})
 	switch {
+	case errors.Is(err, ErrNoSpace) && held.IP.IsValid():
+		// The disk is too full to extend it: confirm what the client
+		// already holds, for the time it has left, and write nothing.
+		return t.reply(dhcpv4.MessageTypeAck, ip, held.Expires.Sub(t.now).Truncate(time.Second)), OutcomeLeaseKept, nil
+	case errors.Is(err, ErrNoSpace):
+		return nil, OutcomeDiskFull, err
 	case err != nil:
 		return nil, OutcomeLeaseError, err
 	case o == OutcomeLeaseNak:

@@ -28,3 +28,15 @@ func (s *BadgerLeases) roomForWrite() error {
 	}
 	return nil
 }
+
+// Room reports whether a lease write would be accepted now.
+func (s *BadgerLeases) Room() error { return s.roomForWrite() }
+
+// storeRoom asks a store that can tell (BadgerLeases) whether it has room
+// for a write; stores that cannot tell have.
+func storeRoom(s LeaseStore) error {
+	if r, ok := s.(interface{ Room() error }); ok {
+		return r.Room()
+	}
+	return nil
+}
