@@ -107,7 +107,7 @@ type Agent struct {
 	syncLimit int // reduced after a sync answer too large for one txn; sync goroutine only
 
 	seenMu sync.Mutex
-	seen   map[string]time.Time // MAC → last dhcp.seen
+	seen   map[string]time.Time // kind/who → last event (coalesce)
 }
 
 type credential struct {

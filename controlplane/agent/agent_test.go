@@ -858,3 +858,45 @@ func TestBootImageChangeReplacesItsNBPs(t *testing.T) {
 		t.Fatalf("nbps after delete = %v, want none", got)
 	}
 }
+
+// TestUnauthenticatedTrafficEventsAreCoalesced: TFTP requests and script
+// fetches are unauthenticated; repeated ones from one client or for one
+// MAC make one event per seenEvery, and a flood from many (spoofable)
+// sources makes at most maxCoalesce (before: one event per request, 3,000
+// script fetches made 3,000 manager events).
+func TestUnauthenticatedTrafficEventsAreCoalesced(t *testing.T) {
+	fb := t.TempDir()
+	_ = os.WriteFile(filepath.Join(fb, "undionly.kpxe"), []byte("local nbp"), 0o644)
+	folder, err := tftp.NewFolderResolver(fb)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer folder.Close()
+	e := newEnv(t, func(c *Config) { c.Fallback = folder })
+	e.register()
+	e.world()
+	e.sync()
+	ctx := context.Background()
+	client := netip.MustParseAddrPort("10.0.0.7:2001")
+	for range 100 {
+		tf, err := e.a.Resolve(ctx, client, "undionly.kpxe")
+		if err != nil {
+			t.Fatal(err)
+		}
+		tf.Close()
+	}
+	if n := len(e.localEvents(api.EventFileServed)); n != 1 {
+		t.Fatalf("100 fetches of one file by one client: %d events, want 1", n)
+	}
+	for i := range maxCoalesce + 1000 {
+		src := netip.AddrPortFrom(netip.AddrFrom4([4]byte{10, 9, byte(i >> 8), byte(i)}), 2000)
+		tf, err := e.a.Resolve(ctx, src, "undionly.kpxe")
+		if err != nil {
+			t.Fatal(err)
+		}
+		tf.Close()
+	}
+	if n := len(e.localEvents(api.EventFileServed)); n > maxCoalesce {
+		t.Fatalf("a flood from %d sources: %d events, want at most %d", maxCoalesce+1000, n, maxCoalesce)
+	}
+}

@@ -27,7 +27,8 @@ var (
 	_ tftp.Resolver         = (*Agent)(nil)
 )
 
-// seenEvery is how often one MAC may produce a dhcp.seen event.
+// seenEvery is how often one MAC (or TFTP client, or script fetch) may
+// produce an event.
 const seenEvery = 10 * time.Second
 
 // lookupLocked finds the target of mac and its live order (a.mu held).
@@ -117,25 +118,44 @@ func nbpFiles(img api.Image) map[dhcp.Arch]string {
 
 // seenDHCP emits dhcp.seen at most once per MAC per seenEvery.
 func (a *Agent) seenDHCP(mac, target, order string) {
-	now := a.now()
-	a.seenMu.Lock()
-	last, ok := a.seen[mac]
-	if ok && now.Sub(last) < seenEvery {
-		a.seenMu.Unlock()
+	if !a.coalesce("dhcp/" + mac) {
 		return
 	}
-	a.seen[mac] = now
-	if len(a.seen) > 4096 {
+	if err := a.Emit(api.Event{Type: api.EventDHCPSeen, Time: a.now(), Target: target, MAC: mac, Order: order}); err != nil {
+		a.log.Warn("agent: dhcp.seen not buffered", "mac", mac, "err", err)
+	}
+}
+
+// maxCoalesce bounds the keys coalesce remembers: a flood from spoofed
+// sources fills it, and then new keys are dropped until entries age out,
+// so at most this many events per seenEvery come from unauthenticated
+// traffic.
+const maxCoalesce = 4096
+
+// coalesce reports whether an event for key (a kind and whom it is about)
+// may be emitted: at most once per seenEvery, for at most maxCoalesce
+// keys at a time. Events caused by unauthenticated traffic (DHCP, script
+// fetches, TFTP) pass through it so that a flood cannot fill the buffer
+// or the manager's event log.
+func (a *Agent) coalesce(key string) bool {
+	now := a.now()
+	a.seenMu.Lock()
+	defer a.seenMu.Unlock()
+	if last, ok := a.seen[key]; ok && now.Sub(last) < seenEvery {
+		return false
+	}
+	if len(a.seen) >= maxCoalesce {
 		for k, t := range a.seen {
 			if now.Sub(t) >= seenEvery {
 				delete(a.seen, k)
 			}
 		}
+		if len(a.seen) >= maxCoalesce {
+			return false
+		}
 	}
-	a.seenMu.Unlock()
-	if err := a.Emit(api.Event{Type: api.EventDHCPSeen, Time: now, Target: target, MAC: mac, Order: order}); err != nil {
-		a.log.Warn("agent: dhcp.seen not buffered", "mac", mac, "err", err)
-	}
+	a.seen[key] = now
+	return true
 }
 
 // Script is the httpboot.Scripts: the installer of a staged, booting or
@@ -170,6 +190,9 @@ func (a *Agent) Script(_ context.Context, mac net.HardwareAddr) (httpboot.Boot, 
 	}
 	if b.Kernel == "" {
 		return httpboot.Boot{}, fmt.Errorf("agent: order %s of %s: image %s has no kernel file", o.ID, m, img.ID)
+	}
+	if !a.coalesce("script/" + m) {
+		return b, nil
 	}
 	if err := a.Emit(api.Event{Type: api.EventFileServed, Target: t.ID, MAC: m, Order: o.ID,
 		Data: map[string]string{"file": "ipxe/" + m}}); err != nil {
@@ -263,6 +286,9 @@ func (a *Agent) Resolve(ctx context.Context, client netip.AddrPort, name string)
 		return nil, fmt.Errorf("%w: %q", tftp.ErrFileNotFound, clean)
 	} else if out, err = a.cfg.Fallback.Resolve(ctx, client, name); err != nil {
 		return nil, err
+	}
+	if !a.coalesce("tftp/" + client.Addr().String() + "/" + clean) {
+		return out, nil
 	}
 	if err := a.Emit(api.Event{Type: api.EventFileServed, Data: map[string]string{"file": clean, "client": client.String()}}); err != nil {
 		a.log.Warn("agent: file.served not buffered", "file", clean, "client", client.String(), "err", err)
