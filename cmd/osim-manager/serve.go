@@ -105,13 +105,13 @@ func runServe(args []string) int {
 		return 2
 	}
 	var tlsConf *tls.Config
+	var certs *certReloader
 	if *tlsCert != "" {
-		cert, err := tls.LoadX509KeyPair(*tlsCert, *tlsKey)
-		if err != nil {
+		if certs, err = newCertReloader(*tlsCert, *tlsKey); err != nil {
 			fmt.Fprintf(os.Stderr, "osim-manager serve: TLS: %v\n", err)
 			return 2
 		}
-		tlsConf = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+		tlsConf = &tls.Config{GetCertificate: certs.get, MinVersion: tls.VersionTLS12}
 	}
 
 	guard, err := diskGuard(*dataDir, *reserve, log)
@@ -155,6 +155,7 @@ func runServe(args []string) int {
 	reg.MustRegister(guard)
 	go guard.Watch(ctx, time.Second)
 	go srv.Run(ctx)
+	go reloadOnHUP(ctx, certs, log)
 	if *metricsL != "" {
 		a, err := metrics.Serve(ctx, *metricsL, reg, log)
 		if err != nil {

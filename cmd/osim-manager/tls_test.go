@@ -15,6 +15,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -97,6 +98,52 @@ func TestServeOverTLSRequiresTheCertificateAndAToken(t *testing.T) {
 	c.Token = strings.TrimSpace(string(secret))
 	if _, err := c.ListTargets(context.Background(), "", "", "", 0); err != nil {
 		t.Fatalf("with the admin token over TLS: %v", err)
+	}
+	stopServe(t, cmd)
+}
+
+// TestSIGHUPReloadsTheCertificateAndNeverEndsTheManager: SIGHUP used to
+// kill the manager without a log line. Now it re-reads the certificate
+// (new connections get the new one), keeps the old one when the new files
+// are bad, and the process keeps serving.
+func TestSIGHUPReloadsTheCertificateAndNeverEndsTheManager(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds the binary")
+	}
+	bin := buildManager(t)
+	dir := t.TempDir()
+	certFile, keyFile, pool1 := selfSigned(t, dir)
+	cmd, base := startServe(t, bin, "--listen", "127.0.0.1:0", "--data-dir", filepath.Join(dir, "data"),
+		"--tls-cert", certFile, "--tls-key", keyFile)
+	healthz := func(pool *x509.CertPool) error {
+		c := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}, DisableKeepAlives: true}, Timeout: 5 * time.Second}
+		resp, err := c.Get(base + "/healthz")
+		if err == nil {
+			resp.Body.Close()
+		}
+		return err
+	}
+	if err := healthz(pool1); err != nil {
+		t.Fatal(err)
+	}
+	// A new certificate under the same names, then SIGHUP.
+	_, _, pool2 := selfSigned(t, dir)
+	if err := cmd.Process.Signal(syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for healthz(pool2) != nil {
+		if time.Now().After(deadline) {
+			t.Fatal("the new certificate is not served after SIGHUP")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	// Bad files: the previous certificate stays.
+	os.WriteFile(certFile, []byte("garbage"), 0o644)
+	cmd.Process.Signal(syscall.SIGHUP)
+	time.Sleep(300 * time.Millisecond)
+	if err := healthz(pool2); err != nil {
+		t.Fatalf("after a SIGHUP with a bad certificate: %v", err)
 	}
 	stopServe(t, cmd)
 }
