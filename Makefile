@@ -28,6 +28,7 @@ fuzz:
 	$(GO) test ./internal/cmdline -run '^$$' -fuzz '^FuzzCmdlineTemplate$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./dataplane/httpboot -run '^$$' -fuzz '^FuzzStatusBody$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./controlplane/api -run '^$$' -fuzz '^FuzzSelector$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./controlplane/manager -run '^$$' -fuzz '^FuzzJSONBodies$$' -fuzztime $(FUZZTIME)
 
 # TFTP benchmark against tftpd-hpa, atftpd and dnsmasq (needs root for dnsmasq's namespace).
 bench-tftp:
