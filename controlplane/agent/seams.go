@@ -191,7 +191,9 @@ func (a *Agent) Script(_ context.Context, mac net.HardwareAddr) (httpboot.Boot, 
 	if b.Kernel == "" {
 		return httpboot.Boot{}, fmt.Errorf("agent: order %s of %s: image %s has no kernel file", o.ID, m, img.ID)
 	}
-	if !a.coalesce("script/" + m) {
+	// Per order attempt: the first fetch of each is what moves it to
+	// booting at the manager.
+	if !a.coalesce(fmt.Sprintf("script/%s/%s/%d", m, o.ID, o.Attempt)) {
 		return b, nil
 	}
 	if err := a.Emit(api.Event{Type: api.EventFileServed, Target: t.ID, MAC: m, Order: o.ID,

@@ -412,8 +412,14 @@ func TestProcessManagerKilledMidEventUpload(t *testing.T) {
 	m := startManager(t, t.TempDir())
 	p := newSlowProxy(t, m.url)
 	b := newBootd(t, "bootd-ev", "ev", p.srv.URL, m.joinToken(t, "ev"))
-	if err := os.WriteFile(filepath.Join(b.tftpRoot, "count.bin"), []byte("counted"), 0o644); err != nil {
-		t.Fatal(err)
+	// The boot server coalesces file.served per client and file (once per
+	// 10 s): the transfers go round more files than are fetched in that
+	// time, so that each one is an event.
+	const files = 4000
+	for i := range files {
+		if err := os.WriteFile(filepath.Join(b.tftpRoot, fmt.Sprintf("count-%d.bin", i)), []byte("counted"), 0o644); err != nil {
+			t.Fatal(err)
+		}
 	}
 	b.restart()
 	waitFor(t, 30*time.Second, "the boot server's first sync", func() (bool, string) {
@@ -434,7 +440,7 @@ func TestProcessManagerKilledMidEventUpload(t *testing.T) {
 				left--
 			default:
 			}
-			if _, err := tftpGet(b.tftpPort, "count.bin"); err != nil {
+			if _, err := tftpGet(b.tftpPort, fmt.Sprintf("count-%d.bin", served.Load()%files)); err != nil {
 				genErr <- err
 				return
 			}
@@ -491,7 +497,7 @@ func TestProcessManagerKilledMidEventUpload(t *testing.T) {
 			t.Fatal(err)
 		}
 		for _, e := range l.Events {
-			if e.Origin != origin || e.Data["file"] != "count.bin" {
+			if e.Origin != origin || !strings.HasPrefix(e.Data["file"], "count-") {
 				continue
 			}
 			count++
