@@ -106,8 +106,7 @@ type Agent struct {
 
 	syncLimit int // reduced after a sync answer too large for one txn; sync goroutine only
 
-	seenMu sync.Mutex
-	seen   map[string]time.Time // kind/who → last event (coalesce)
+	seen coalescer // events from unauthenticated traffic, once per seenEvery
 }
 
 type credential struct {
@@ -159,7 +158,7 @@ func New(cfg Config) (*Agent, error) {
 	}
 	a := &Agent{cfg: cfg, db: cfg.DB, log: cfg.Logger, now: cfg.Clock,
 		policyCh: make(chan struct{}, 1), evWake: make(chan struct{}, 1), stageWake: make(chan struct{}, 1),
-		seen: map[string]time.Time{}}
+		seen: coalescer{every: seenEvery, max: maxCoalesce}}
 	a.id.Store("")
 	var cred credential
 	var found bool

@@ -899,4 +899,21 @@ func TestUnauthenticatedTrafficEventsAreCoalesced(t *testing.T) {
 	if n := len(e.localEvents(api.EventFileServed)); n > maxCoalesce {
 		t.Fatalf("a flood from %d sources: %d events, want at most %d", maxCoalesce+1000, n, maxCoalesce)
 	}
+	// A known target's script fetch still moves its order: the flood's
+	// keys do not take its room.
+	mac, _ := net.ParseMAC("52:54:00:00:00:01")
+	for range 3 {
+		if _, err := e.a.Script(ctx, mac); err != nil {
+			t.Fatal(err)
+		}
+	}
+	n := 0
+	for _, ev := range e.localEvents(api.EventFileServed) {
+		if ev.Order == "o-staged" {
+			n++
+		}
+	}
+	if n != 1 {
+		t.Fatalf("3 script fetches of a staged order after the flood: %d events, want 1", n)
+	}
 }

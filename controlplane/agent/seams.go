@@ -118,44 +118,12 @@ func nbpFiles(img api.Image) map[dhcp.Arch]string {
 
 // seenDHCP emits dhcp.seen at most once per MAC per seenEvery.
 func (a *Agent) seenDHCP(mac, target, order string) {
-	if !a.coalesce("dhcp/" + mac) {
+	if !a.seen.pass("dhcp/"+mac, target == "", a.now()) {
 		return
 	}
-	if err := a.Emit(api.Event{Type: api.EventDHCPSeen, Time: a.now(), Target: target, MAC: mac, Order: order}); err != nil {
+	if err := a.Emit(api.Event{Type: api.EventDHCPSeen, Target: target, MAC: mac, Order: order}); err != nil {
 		a.log.Warn("agent: dhcp.seen not buffered", "mac", mac, "err", err)
 	}
-}
-
-// maxCoalesce bounds the keys coalesce remembers: a flood from spoofed
-// sources fills it, and then new keys are dropped until entries age out,
-// so at most this many events per seenEvery come from unauthenticated
-// traffic.
-const maxCoalesce = 4096
-
-// coalesce reports whether an event for key (a kind and whom it is about)
-// may be emitted: at most once per seenEvery, for at most maxCoalesce
-// keys at a time. Events caused by unauthenticated traffic (DHCP, script
-// fetches, TFTP) pass through it so that a flood cannot fill the buffer
-// or the manager's event log.
-func (a *Agent) coalesce(key string) bool {
-	now := a.now()
-	a.seenMu.Lock()
-	defer a.seenMu.Unlock()
-	if last, ok := a.seen[key]; ok && now.Sub(last) < seenEvery {
-		return false
-	}
-	if len(a.seen) >= maxCoalesce {
-		for k, t := range a.seen {
-			if now.Sub(t) >= seenEvery {
-				delete(a.seen, k)
-			}
-		}
-		if len(a.seen) >= maxCoalesce {
-			return false
-		}
-	}
-	a.seen[key] = now
-	return true
 }
 
 // Script is the httpboot.Scripts: the installer of a staged, booting or
@@ -193,7 +161,7 @@ func (a *Agent) Script(_ context.Context, mac net.HardwareAddr) (httpboot.Boot, 
 	}
 	// Per order attempt: the first fetch of each is what moves it to
 	// booting at the manager.
-	if !a.coalesce(fmt.Sprintf("script/%s/%s/%d", m, o.ID, o.Attempt)) {
+	if !a.seen.pass(fmt.Sprintf("script/%s/%s/%d", m, o.ID, o.Attempt), false, a.now()) {
 		return b, nil
 	}
 	if err := a.Emit(api.Event{Type: api.EventFileServed, Target: t.ID, MAC: m, Order: o.ID,
@@ -289,7 +257,7 @@ func (a *Agent) Resolve(ctx context.Context, client netip.AddrPort, name string)
 	} else if out, err = a.cfg.Fallback.Resolve(ctx, client, name); err != nil {
 		return nil, err
 	}
-	if !a.coalesce("tftp/" + client.Addr().String() + "/" + clean) {
+	if !a.seen.pass("tftp/"+client.Addr().String()+"/"+clean, true, a.now()) {
 		return out, nil
 	}
 	if err := a.Emit(api.Event{Type: api.EventFileServed, Data: map[string]string{"file": clean, "client": client.String()}}); err != nil {
