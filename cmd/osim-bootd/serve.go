@@ -201,9 +201,27 @@ func runServe(args []string) int {
 		return 2
 	}
 
+	// Full mode's leases: DHCP hands them out, HTTP binds status tokens
+	// to them.
+	var leases *dhcp.BadgerLeases
+	if w.dhcpMode == "full" {
+		if leases, err = dhcp.OpenBadgerLeases(db); err != nil {
+			fmt.Fprintf(os.Stderr, "osim-bootd serve: %v\n", err)
+			return 1
+		}
+		leases.SetSpace(disk)
+	}
+
 	// HTTP
-	hh, err := httpboot.New(httpboot.Config{Scripts: scripts, Files: httpFiles, Tokens: tokens,
-		Sink: sink, BaseURL: w.baseURL, Logger: log, Metrics: httpboot.NewMetrics(reg)})
+	hcfg := httpboot.Config{Scripts: scripts, Files: httpFiles, Tokens: tokens,
+		Sink: sink, BaseURL: w.baseURL, Logger: log, Metrics: httpboot.NewMetrics(reg)}
+	if ag != nil {
+		hcfg.Targets = ag
+	}
+	if leases != nil {
+		hcfg.Leases = leasedAddr(leases)
+	}
+	hh, err := httpboot.New(hcfg)
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "osim-bootd serve: %v\n", err)
 		return 2
@@ -218,12 +236,6 @@ func runServe(args []string) int {
 	// DHCP
 	dh := &dhcp.Handler{Backend: backend, ServerIP: net.IP(w.addr.AsSlice()), Metrics: dhcp.NewMetrics(reg), Log: log}
 	if w.dhcpMode == "full" {
-		leases, err := dhcp.OpenBadgerLeases(db)
-		if err != nil {
-			fmt.Fprintf(os.Stderr, "osim-bootd serve: %v\n", err)
-			return 1
-		}
-		leases.SetSpace(disk)
 		dh.Mode = dhcp.ModeFull
 		dh.Full = &dhcp.Full{Pools: w.pools, Leases: leases, Metrics: dhcp.NewLeaseMetrics(reg, leases, nil)}
 	}
