@@ -101,6 +101,8 @@ func TestServeConfigNamesEachMistake(t *testing.T) {
 		{"missing address", "tftp: {root: " + dir + "}\nhttp: {files: " + dir + "}\n", "address: required"},
 		{"bad address", strings.Replace(base, "10.0.0.1", "10.0.0.256", 1), `address: "10.0.0.256" is not an IPv4 address`},
 		{"bad mode", base + "dhcp: {mode: relay}\n", `dhcp.mode: "relay": want proxy or full`},
+		{"cmdline unknown field", base + "images: {deb: {kernel: k, cmdline: 'x {{.StatusUrl}}'}}\n", "images.deb.cmdline:"},
+		{"cmdline range", base + "images: {deb: {kernel: k, cmdline: 'x{{range 200000}}A{{end}}'}}\n", "images.deb.cmdline:"},
 		{"full without pools", base + "dhcp: {mode: full}\ndata_dir: " + dir + "\n", "dhcp.pools: full mode needs at least one pool"},
 		{"full without data_dir", base + "dhcp: {mode: full, pools: [{network: 10.0.0.0/24, start: 10.0.0.100, end: 10.0.0.200}]}\n", "data_dir: full mode keeps its leases there"},
 		{"bad pool", base + "dhcp: {mode: full, pools: [{network: 10.0.0.0/24, start: 10.0.1.100, end: 10.0.0.200}]}\ndata_dir: " + dir + "\n", "dhcp.pools:"},

@@ -22,6 +22,7 @@ import (
 	"osim/dataplane/dhcp"
 	"osim/dataplane/httpboot"
 	"osim/dataplane/xdp"
+	"osim/internal/cmdline"
 )
 
 // serveConfig is the YAML file of `osim-bootd serve` (see README.md).
@@ -286,6 +287,11 @@ func (c *serveConfig) checkKeys() (*wiring, []string) {
 	for _, name := range slices.Sorted(maps.Keys(c.Images)) {
 		if c.Images[name].Kernel == "" {
 			bad("images."+name+".kernel", "required")
+		}
+		// What the manager refuses at registration, refused here too:
+		// a template that cannot render fails every boot of the image.
+		if err := cmdline.Check(c.Images[name].Cmdline, c.Images[name].Params); err != nil {
+			bad("images."+name+".cmdline", "%v", err)
 		}
 	}
 	seen := map[string]int{}
