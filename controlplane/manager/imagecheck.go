@@ -1,6 +1,8 @@
 package manager
 
 import (
+	"context"
+	"maps"
 	"net/http"
 
 	"osim/controlplane/api"
@@ -15,6 +17,28 @@ import (
 func checkCmdline(spec api.ImageSpec) error {
 	if err := cmdline.Check(spec.Cmdline, spec.Defaults); err != nil {
 		return errorf(http.StatusUnprocessableEntity, "cmdline: %v", err)
+	}
+	return nil
+}
+
+// checkOrderParams renders the image's template with the order's
+// parameters over the image's defaults: a value that makes the command
+// line unsafe or too long would fail the order's every boot.
+func (s *Server) checkOrderParams(ctx context.Context, req api.OrderRequest) error {
+	if len(req.Params) == 0 {
+		return nil
+	}
+	img, err := s.store.GetImage(ctx, req.Image)
+	if err != nil {
+		return nil // the store names a missing image itself
+	}
+	params := maps.Clone(img.Defaults)
+	if params == nil {
+		params = map[string]string{}
+	}
+	maps.Copy(params, req.Params)
+	if err := cmdline.Check(img.Cmdline, params); err != nil {
+		return errorf(http.StatusUnprocessableEntity, "params: image %s's cmdline with these parameters: %v", img.ID, err)
 	}
 	return nil
 }

@@ -100,6 +100,10 @@ func (s *Server) createOrders(w http.ResponseWriter, r *http.Request, p *princip
 		s.fail(w, r, errorf(http.StatusBadRequest, "image: required"))
 		return
 	}
+	if err := s.checkOrderParams(r.Context(), req); err != nil {
+		s.fail(w, r, err)
+		return
+	}
 	// The store guards by what the selector matches, not its spelling.
 	res, err := s.store.PlaceOrders(r.Context(), req, mdb.OrderOptions{MaxShare: s.cfg.MaxOrderShare})
 	if err != nil {
