@@ -82,6 +82,7 @@ func runServe(args []string) int {
 		evAge     = fs.Duration("event-max-age", manager.DefaultEventMaxAge, "events older than this are deleted")
 		evCount   = fs.Int("event-max-count", manager.DefaultEventMaxCount, "at most this many events are kept, oldest deleted first")
 		uploadTTL = fs.Duration("upload-ttl", manager.DefaultUploadTTL, "an unfinished blob upload idle this long is deleted")
+		share     = fs.Float64("max-order-share", manager.DefaultMaxOrderShare, "an order by selector covering more than this share of a site's targets needs \"all\": true")
 		reserve   = fs.Int64("disk-reserve", 0, "bytes kept free in the data dir: writes are refused (507) below it (0: Badger's memtables and a blob chunk, see README)")
 	)
 	if err := fs.Parse(args); err != nil {
@@ -147,7 +148,7 @@ func runServe(args []string) int {
 	}
 	reg := metrics.NewRegistry()
 	srv, err := manager.New(manager.Config{Store: db, Logger: log, Registry: reg, HeartbeatInterval: *hbEvery,
-		EventMaxAge: *evAge, EventMaxCount: *evCount, UploadTTL: *uploadTTL})
+		EventMaxAge: *evAge, EventMaxCount: *evCount, UploadTTL: *uploadTTL, MaxOrderShare: *share})
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "osim-manager serve: %v\n", err)
 		return 1
