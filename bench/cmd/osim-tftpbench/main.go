@@ -5,6 +5,7 @@
 //	osim-tftpbench get [flags]      one or many concurrent reads from a running server
 //	osim-tftpbench ceiling [flags]  the bare Go UDP sender/receiver pair, the machine's ceiling
 //	osim-tftpbench ceiling-sender   the sender half alone (the harness runs it as a peer)
+//	osim-tftpbench flood [flags]    forged requests that never ACK, then real clients (issue 11)
 package main
 
 import (
@@ -34,6 +35,8 @@ func main() {
 		err = ceilingCmd(ctx, args)
 	case "ceiling-sender":
 		err = ceilingSenderCmd(ctx, args)
+	case "flood":
+		err = floodCmd(ctx, args)
 	case "-h", "--help", "help":
 		usage()
 		return
@@ -55,6 +58,7 @@ commands:
   get             read a file from a running TFTP server (one or many clients)
   ceiling         bare Go UDP sender/receiver pair: the machine's ceiling
   ceiling-sender  the ceiling's sender half alone, serving a folder
+  flood           forged read requests that never ACK, then real clients (starts osim-bootd)
 
 Run "osim-tftpbench <command> -h" for the flags of each.
 `)
