@@ -180,3 +180,22 @@ func stopServe(t *testing.T, cmd *exec.Cmd) {
 		t.Fatal("serve did not exit within 20s of SIGTERM")
 	}
 }
+
+// TestOfflineJoinTokenIsBoundToASite: the offline `token create` makes
+// join tokens as the API does: a site is required, uses and expiry shown.
+func TestOfflineJoinTokenIsBoundToASite(t *testing.T) {
+	bin := buildManager(t)
+	data := t.TempDir()
+	out, err := exec.Command(bin, "token", "create", "--role", "join", "--data-dir", data).CombinedOutput()
+	if err == nil || !strings.Contains(string(out), "site: is required") {
+		t.Fatalf("a join token without a site: %v\n%s", err, out)
+	}
+	if out, err := exec.Command(bin, "token", "create", "--role", "join", "--site", "fra1", "--uses", "3", "--ttl", "2h",
+		"--data-dir", data).Output(); err != nil || !strings.HasPrefix(string(out), "osim_") {
+		t.Fatalf("a join token for fra1: %v\n%s", err, out)
+	}
+	out, err = exec.Command(bin, "token", "list", "--data-dir", data).Output()
+	if err != nil || !strings.Contains(string(out), "fra1") || !strings.Contains(string(out), "0/3") {
+		t.Fatalf("token list: %v\n%s", err, out)
+	}
+}

@@ -21,14 +21,17 @@ const lockHint = `; to make a token while it runs, use "osimctl tokens create --
 // must not be running: the MDB is opened exclusively).
 func runToken(args []string) int {
 	if len(args) < 1 {
-		fmt.Fprint(os.Stderr, "usage: osim-manager token create --role ROLE [--name N] --data-dir DIR\n       osim-manager token list --data-dir DIR\n")
+		fmt.Fprint(os.Stderr, "usage: osim-manager token create --role ROLE [--name N] [--site S --uses N --ttl D] --data-dir DIR\n       osim-manager token list --data-dir DIR\n")
 		return 2
 	}
 	sub := args[0]
 	fs := flag.NewFlagSet("osim-manager token "+sub, flag.ContinueOnError)
 	dataDir := fs.String("data-dir", "", "the MDB's directory")
 	role := fs.String("role", "", "create: one of "+strings.Join(api.Roles, ", ")+" (not boot-server)")
-	name := fs.String("name", "", "create: a name for the token")
+	name := fs.String("name", "", "create: a name for the token (a join token: the one boot server name it registers)")
+	site := fs.String("site", "", "create, role join: the site whose boot servers it registers (required)")
+	uses := fs.Int("uses", 0, "create, role join: how many registrations it allows (default 1)")
+	ttl := fs.String("ttl", "", "create, role join: how long it is valid (default 24h)")
 	if err := fs.Parse(args[1:]); err != nil {
 		return 2
 	}
@@ -56,7 +59,7 @@ func runToken(args []string) int {
 	defer db.Close()
 	ctx := context.Background()
 	if sub == "create" {
-		info, err := manager.CreateToken(ctx, db, *role, *name, time.Now())
+		info, err := manager.NewToken(ctx, db, api.TokenRequest{Role: *role, Name: *name, Site: *site, Uses: *uses, TTL: *ttl}, time.Now())
 		if err != nil {
 			fmt.Fprintf(os.Stderr, "osim-manager token create: %v\n", err)
 			return 1
@@ -71,9 +74,14 @@ func runToken(args []string) int {
 		return 1
 	}
 	tw := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "ID\tROLE\tNAME\tBOOT SERVER\tCREATED")
+	fmt.Fprintln(tw, "ID\tROLE\tNAME\tBOOT SERVER\tSITE\tUSED\tEXPIRES\tCREATED")
 	for _, t := range toks {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", t.ID, t.Role, t.Name, t.BootServer, t.Created.Format(time.RFC3339))
+		used, expires := "", ""
+		if t.Role == api.RoleJoin {
+			used, expires = fmt.Sprintf("%d/%d", t.Used, t.Uses), t.Expires.Format(time.RFC3339)
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", t.ID, t.Role, t.Name, t.BootServer, t.Site, used, expires,
+			t.Created.Format(time.RFC3339))
 	}
 	_ = tw.Flush()
 	return 0
