@@ -177,6 +177,9 @@ func New(bdb *badger.DB, opts Options) (*DB, error) {
 	if err != nil {
 		return nil, fmt.Errorf("mdb: load counters: %w", err)
 	}
+	if err := d.indexHostnames(); err != nil {
+		return nil, fmt.Errorf("mdb: index host names: %w", err)
+	}
 	// Orders per state are counted once here, then kept by every commit:
 	// the manager's metrics ask on every scrape.
 	if d.orderCounts, err = d.scanOrderCounts(); err != nil {

@@ -1,11 +1,15 @@
 package mdb
 
 import (
+	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/dgraph-io/badger/v4"
 
 	"osim/controlplane/api"
 )
@@ -64,4 +68,55 @@ func TestBlobLockMapDoesNotGrowWithUnknownHashes(t *testing.T) {
 	if n != 0 {
 		t.Fatalf("%d blob locks kept after 1000 unknown hashes and one upload, want 0", n)
 	}
+}
+
+// TestTargetsStoredBeforeTheHostnameIndexAreIndexedAtOpen: a store made
+// before the host name index (its keys and the marker absent) gets its
+// targets indexed when it opens, so a duplicate of an old target's name
+// is refused too.
+func TestTargetsStoredBeforeTheHostnameIndexAreIndexedAtOpen(t *testing.T) {
+	dir := t.TempDir()
+	d, err := Open(dir, Options{Logger: quietLogger()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	old := mustTargets(t, d, "s1", 0, 3)
+	// Make it look like an old store: no index, no marker.
+	if _, err := deleteIndex(d); err != nil {
+		t.Fatal(err)
+	}
+	d.Close()
+	d, err = Open(dir, Options{Logger: quietLogger()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	s := spec(100, "s1")
+	s.Hostname = strings.ToUpper(old[1].Hostname)
+	if _, err := d.CreateTarget(ctx, s); !errors.Is(err, ErrConflict) {
+		t.Fatalf("a new target named like an old one: %v, want ErrConflict", err)
+	}
+}
+
+func deleteIndex(d *DB) (int, error) {
+	n := 0
+	err := d.db.Update(func(txn *badger.Txn) error {
+		var keys [][]byte
+		if err := scan(txn, pHostname, "", false, func(k []byte, _ *badger.Item) (bool, error) {
+			keys = append(keys, bytes.Clone(k))
+			return true, nil
+		}); err != nil {
+			return err
+		}
+		keys = append(keys, keyHostIndexed)
+		for _, k := range keys {
+			if err := txn.Delete(k); err != nil {
+				return err
+			}
+			n++
+		}
+		return nil
+	})
+	return n, err
 }
