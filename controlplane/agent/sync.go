@@ -13,6 +13,7 @@ import (
 	"github.com/dgraph-io/badger/v4"
 
 	"osim/controlplane/api"
+	"osim/controlplane/lifecycle"
 )
 
 // maxReducedLimit: a sync limit reduced after a too-large answer grows
@@ -241,10 +242,9 @@ func (a *Agent) viewChanged(changed bool) {
 	}
 }
 
-// answers reports whether DHCP boots a target with an order in state s.
-func answers(s api.OrderState) bool {
-	return s == api.OrderStaged || s == api.OrderBooting || s == api.OrderInstalling
-}
+// answers reports whether DHCP boots a target with an order in state s:
+// the lifecycle decides.
+var answers = lifecycle.Boots
 
 // liveMACsOf lists the MACs the DHCP service answers with an installer:
 // those of targets whose live order is staged, booting or installing.

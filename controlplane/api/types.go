@@ -183,7 +183,8 @@ type BlobStatus struct {
 type OrderState string
 
 // The order states. pending → staged → booting → installing → done|failed,
-// and cancelled or failed from any state that is not final.
+// and cancelled or failed from any state that is not final; package
+// controlplane/lifecycle holds the transitions and what events do.
 const (
 	OrderPending    OrderState = "pending"    // created, blobs not yet on the boot server
 	OrderStaged     OrderState = "staged"     // the boot server holds everything; next PXE boot installs
@@ -207,34 +208,6 @@ func (s OrderState) Live() bool { return !s.Final() }
 
 // Valid reports whether s is one of OrderStates.
 func (s OrderState) Valid() bool { return slices.Contains(OrderStates, s) }
-
-// CanTransition reports whether an order may move from one state to
-// another: one step forward along pending → staged → booting → installing
-// → done, or to failed or cancelled from any state that is not final.
-// Retry (final failed/cancelled → pending) is a separate operation, see
-// CanRetry.
-func CanTransition(from, to OrderState) bool {
-	if !from.Valid() || from.Final() || !to.Valid() {
-		return false
-	}
-	switch to {
-	case OrderFailed, OrderCancelled:
-		return true
-	case OrderStaged:
-		return from == OrderPending
-	case OrderBooting:
-		return from == OrderStaged
-	case OrderInstalling:
-		return from == OrderBooting
-	case OrderDone:
-		return from == OrderInstalling
-	}
-	return false
-}
-
-// CanRetry reports whether an order in s may be retried: a new attempt
-// that starts again at pending.
-func CanRetry(s OrderState) bool { return s == OrderFailed || s == OrderCancelled }
 
 // Transition is one state change of an order.
 type Transition struct {

@@ -2,36 +2,6 @@ package api
 
 import "testing"
 
-func TestOrderStateMachineAllowsOnlyTheDocumentedSteps(t *testing.T) {
-	allowed := map[[2]OrderState]bool{
-		{OrderPending, OrderStaged}:       true,
-		{OrderStaged, OrderBooting}:       true,
-		{OrderBooting, OrderInstalling}:   true,
-		{OrderInstalling, OrderDone}:      true,
-		{OrderPending, OrderFailed}:       true,
-		{OrderStaged, OrderFailed}:        true,
-		{OrderBooting, OrderFailed}:       true,
-		{OrderInstalling, OrderFailed}:    true,
-		{OrderPending, OrderCancelled}:    true,
-		{OrderStaged, OrderCancelled}:     true,
-		{OrderBooting, OrderCancelled}:    true,
-		{OrderInstalling, OrderCancelled}: true,
-	}
-	states := append([]OrderState{"bogus"}, OrderStates...)
-	for _, from := range states {
-		for _, to := range states {
-			if got := CanTransition(from, to); got != allowed[[2]OrderState{from, to}] {
-				t.Errorf("CanTransition(%s, %s) = %v", from, to, got)
-			}
-		}
-	}
-	for _, s := range OrderStates {
-		if CanRetry(s) != (s == OrderFailed || s == OrderCancelled) {
-			t.Errorf("CanRetry(%s) = %v", s, CanRetry(s))
-		}
-	}
-}
-
 func TestTargetSpecValidateNamesTheField(t *testing.T) {
 	good := TargetSpec{Hostname: "node-1.rack1", MACs: []string{"52-54-00-AA-BB-01"}, Site: "fra1"}
 	if err := good.Validate(); err != nil {

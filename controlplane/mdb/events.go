@@ -12,6 +12,7 @@ import (
 	"github.com/dgraph-io/badger/v4"
 
 	"osim/controlplane/api"
+	"osim/controlplane/lifecycle"
 )
 
 // eventChunk is the most events one IngestEvents transaction stores.
@@ -154,7 +155,8 @@ func checkEventSites(txn *badger.Txn, site string, events []api.Event) error {
 	return nil
 }
 
-// ingest stores one event and applies its effects.
+// ingest stores one event and applies its effects: inventory merges into
+// the target's facts; for an order, the lifecycle decides and this writes.
 func (w *wtx) ingest(e api.Event) error {
 	var o api.Order
 	haveOrder := false
@@ -191,74 +193,21 @@ func (w *wtx) ingest(e api.Event) error {
 		}
 		return nil
 	}
-	if !haveOrder || o.State.Final() {
+	if !haveOrder {
 		return nil
 	}
-	var path []api.OrderState
-	switch e.Type {
-	case api.EventOrderStaged:
-		path = []api.OrderState{api.OrderStaged}
-	case api.EventFileServed:
-		path = []api.OrderState{api.OrderBooting}
-	case api.EventInstallStatus:
-		switch e.Phase {
-		case "installing":
-			path = stepsTo(o.State, api.OrderInstalling)
-		case "done":
-			path = stepsTo(o.State, api.OrderDone)
-		case "failed":
-			path = []api.OrderState{api.OrderFailed}
-		}
-	}
-	changed := false
-	if e.Type == api.EventInstallStatus {
-		if e.Progress != o.Progress && e.Progress >= 0 && e.Progress <= 100 {
-			o.Progress, changed = e.Progress, true
-		}
-		if e.Message != "" && e.Message != o.Message {
-			o.Message, changed = e.Message, true
-		}
-	}
-	for _, to := range path {
-		if !api.CanTransition(o.State, to) {
-			break // stored, changes nothing more
-		}
-		reason := e.Type
-		if e.Phase != "" {
-			reason += " " + e.Phase
-		}
-		if to == api.OrderFailed && e.Message != "" {
-			reason = e.Message
-		}
-		if err := w.transition(&o, to, reason, e.Seq); err != nil {
+	eff := lifecycle.OnEvent(o, e)
+	changed := eff.Progress != o.Progress || eff.Message != o.Message
+	o.Progress, o.Message = eff.Progress, eff.Message
+	for _, s := range eff.Steps {
+		if err := w.transition(&o, s.To, s.Reason, e.Seq); err != nil {
 			return err
 		}
-		changed = false
 	}
-	if changed {
+	if changed && len(eff.Steps) == 0 {
 		return w.putOrder(&o)
 	}
 	return nil
-}
-
-// stepsTo is the forward path from a staged, booting or installing order
-// to to (an installer may report before the boot server's booting event).
-func stepsTo(from, to api.OrderState) []api.OrderState {
-	order := []api.OrderState{api.OrderStaged, api.OrderBooting, api.OrderInstalling, api.OrderDone}
-	var path []api.OrderState
-	on := false
-	for _, s := range order {
-		if on {
-			path = append(path, s)
-			if s == to {
-				return path
-			}
-		}
-		if s == from {
-			on = true
-		}
-	}
-	return []api.OrderState{to} // refused by the state machine
 }
 
 func isInvalid(err error) bool { return err != nil && errors.Is(err, ErrInvalid) }

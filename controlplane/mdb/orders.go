@@ -11,6 +11,7 @@ import (
 	"github.com/dgraph-io/badger/v4"
 
 	"osim/controlplane/api"
+	"osim/controlplane/lifecycle"
 )
 
 func getOrder(txn *badger.Txn, id string) (api.Order, error) {
@@ -54,19 +55,11 @@ func (w *wtx) transition(o *api.Order, to api.OrderState, reason string, cause u
 	if !to.Valid() {
 		return fmt.Errorf("%w: state: %q is not an order state", ErrInvalid, to)
 	}
-	if !api.CanTransition(o.State, to) {
-		return fmt.Errorf("%w: order %s: %s → %s", ErrTransition, o.ID, o.State, to)
-	}
 	from := o.State
-	o.State = to
+	if !lifecycle.Move(o, to, reason, w.now, cause) {
+		return fmt.Errorf("%w: order %s: %s → %s", ErrTransition, o.ID, from, to)
+	}
 	w.countOrder(from, to)
-	o.History = append(o.History, api.Transition{From: from, To: to, At: w.now, Reason: reason, Event: cause})
-	if to == api.OrderFailed && reason != "" {
-		o.Message = reason
-	}
-	if to == api.OrderDone {
-		o.Progress = 100
-	}
 	if _, err := w.putEvent(api.Event{Type: api.EventOrderState, Target: o.Target, Order: o.ID,
 		Phase: string(to), Message: reason, Data: map[string]string{"from": string(from), "to": string(to)}}); err != nil {
 		return err
@@ -403,7 +396,7 @@ func (d *DB) Retry(ctx context.Context, id string) (o api.Order, err error) {
 		if o, err = getOrder(w.txn, id); err != nil {
 			return err
 		}
-		if !api.CanRetry(o.State) {
+		if !lifecycle.CanRetry(o.State) {
 			return fmt.Errorf("%w: order %s is %s; only failed or cancelled orders can be retried", ErrTransition, id, o.State)
 		}
 		t, err := getTarget(w.txn, o.Target)
@@ -418,10 +411,9 @@ func (d *DB) Retry(ctx context.Context, id string) (o api.Order, err error) {
 			return err
 		}
 		from := o.State
+		lifecycle.Retry(&o, w.now)
 		// The new attempt follows the target; no site held the final order.
-		o.Site, o.MACs, o.Arch = t.Site, t.MACs, t.Arch
-		o.State, o.Attempt, o.Token, o.Progress, o.Message = api.OrderPending, o.Attempt+1, tok, 0, ""
-		o.History = append(o.History, api.Transition{From: from, To: api.OrderPending, At: w.now, Reason: "retry"})
+		o.Site, o.MACs, o.Arch, o.Token = t.Site, t.MACs, t.Arch, tok
 		w.countOrder(from, api.OrderPending)
 		if _, err := w.putEvent(api.Event{Type: api.EventOrderState, Target: o.Target, Order: o.ID, Phase: string(api.OrderPending),
 			Message: "retry", Data: map[string]string{"from": string(from), "to": string(api.OrderPending)}}); err != nil {

@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"osim/controlplane/api"
+	"osim/controlplane/lifecycle"
 )
 
 func TestCreateOrderCopiesTargetAndMovesCurrentOrder(t *testing.T) {
@@ -157,7 +158,7 @@ func TestTransitionFollowsStateMachine(t *testing.T) {
 				}
 				r0, ev0 := rev(t, d), must[uint64](t)(d.LastEventSeq(ctx))
 				got, err := d.Transition(ctx, o.ID, to, "test")
-				if api.CanTransition(from, to) {
+				if lifecycle.CanMove(from, to) {
 					if err != nil || got.State != to || got.History[len(got.History)-1].From != from || got.Revision != r0+1 {
 						t.Fatalf("%v %+v", err, got)
 					}

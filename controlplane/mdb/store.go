@@ -156,7 +156,7 @@ type Store interface {
 	ResumeOrderBatches(ctx context.Context) (int, error)
 	GetOrder(ctx context.Context, id string) (api.Order, error)
 	ListOrders(ctx context.Context, q OrderQuery) (orders []api.Order, next string, err error)
-	// Transition moves an order (ErrTransition if api.CanTransition says
+	// Transition moves an order (ErrTransition if lifecycle.CanMove says
 	// no) and records an order.state event in the same transaction.
 	Transition(ctx context.Context, id string, to api.OrderState, reason string) (api.Order, error)
 	// Retry starts a new attempt of a failed or cancelled order (pending,
