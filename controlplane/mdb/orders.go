@@ -168,75 +168,23 @@ func checkOrderRequest(req api.OrderRequest) (api.Selector, error) {
 }
 
 // resolveOrders reads the targets the request names or selects and checks
-// each can get an order; for a selector it also counts every site's
-// targets (for the share guard). Run under d.mu.
+// each can get an order; for a selector or a dry run it also counts every
+// site's targets (for the share guard and the plan). Run under d.mu.
 func (d *DB) resolveOrders(req api.OrderRequest, sel api.Selector) (targets []api.Target, sites map[string]int, err error) {
 	err = d.db.View(func(txn *badger.Txn) error {
 		boot, err := checkOrderImages(txn, req)
 		if err != nil {
 			return err
 		}
-		check := func(label string, t api.Target) error {
-			if t.CurrentOrder != "" {
-				return fmt.Errorf("%w: %s%s: has live order %s", ErrConflict, label, t.ID, t.CurrentOrder)
-			}
-			if req.BootImage != "" && !hasNBP(boot, t.Arch) {
-				return fmt.Errorf("%w: %s%s: boot image %s has no nbp for %s", ErrInvalid, label, t.ID, boot.ID, t.Arch)
-			}
-			return nil
-		}
-		switch {
-		case req.Target != "":
-			t, err := getTarget(txn, req.Target)
-			if err != nil {
-				return fmt.Errorf("target: %w", err)
-			}
-			if err := check("target ", t); err != nil {
+		err = selectTargets(txn, req, sel, func(label string, t api.Target) error {
+			if err := canOrder(req, boot, label, t); err != nil {
 				return err
 			}
 			targets = append(targets, t)
-		case len(req.Targets) > 0:
-			seen := map[string]int{}
-			for i, id := range req.Targets {
-				label := fmt.Sprintf("targets[%d] ", i)
-				if j, dup := seen[id]; dup {
-					return fmt.Errorf("%w: %s%s: also targets[%d]", ErrInvalid, label, id, j)
-				}
-				seen[id] = i
-				var t api.Target
-				ok, err := getJSON(txn, k(pTarget, id), &t)
-				if err != nil {
-					return err
-				}
-				if !ok {
-					return fmt.Errorf("%w: %s%s: no such target", ErrNotFound, label, id)
-				}
-				if err := check(label, t); err != nil {
-					return err
-				}
-				targets = append(targets, t)
-			}
-		default:
-			err := scan(txn, pTarget, "", true, func(_ []byte, item *badger.Item) (bool, error) {
-				var t api.Target
-				if err := item.Value(func(b []byte) error { return json.Unmarshal(b, &t) }); err != nil {
-					return false, err
-				}
-				if !sel.Matches(t.Labels) {
-					return true, nil
-				}
-				if err := check("target ", t); err != nil {
-					return false, err
-				}
-				targets = append(targets, t)
-				return true, nil
-			})
-			if err != nil {
-				return err
-			}
-			if len(targets) == 0 {
-				return fmt.Errorf("%w: selector %q matches no target", ErrNotFound, req.Selector)
-			}
+			return nil
+		})
+		if err != nil {
+			return err
 		}
 		if req.Selector != "" || req.DryRun {
 			sites, err = countSites(txn)
@@ -244,6 +192,19 @@ func (d *DB) resolveOrders(req api.OrderRequest, sel api.Selector) (targets []ap
 		return err
 	})
 	return targets, sites, err
+}
+
+// canOrder checks that target t (label: how the request names it) can
+// get the request's order: no live order, and the boot image (if one is
+// named) has an NBP for its arch.
+func canOrder(req api.OrderRequest, boot api.Image, label string, t api.Target) error {
+	if t.CurrentOrder != "" {
+		return fmt.Errorf("%w: %s%s: has live order %s", ErrConflict, label, t.ID, t.CurrentOrder)
+	}
+	if req.BootImage != "" && !hasNBP(boot, t.Arch) {
+		return fmt.Errorf("%w: %s%s: boot image %s has no nbp for %s", ErrInvalid, label, t.ID, boot.ID, t.Arch)
+	}
+	return nil
 }
 
 // checkOrderImages checks the request's OS image and boot image and
