@@ -291,13 +291,16 @@ func TestUnacknowledgedRequestDrawsAtMostTwoPackets(t *testing.T) {
 	writeFile(t, root, "core.0", patternBytes(11, 100_000))
 	cases := []struct {
 		name string
+		op   uint16
 		opts []string
 		want uint16 // opcode of the first flight
 	}{
-		{"data-1", nil, opDATA},
+		{"data-1", opRRQ, nil, opDATA},
 		// The client asks a retransmit timeout of 1 s: before the first ACK
 		// the server's own first-ACK budget applies.
-		{"oack", []string{"timeout", "1", "blksize", "1468", "windowsize", "64", "tsize", "0"}, opOACK},
+		{"oack", opRRQ, []string{"timeout", "1", "blksize", "1468", "windowsize", "64", "tsize", "0"}, opOACK},
+		// An upload that never sends DATA 1: ACK 0 twice.
+		{"wrq-ack-0", opWRQ, nil, opACK},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -305,9 +308,9 @@ func TestUnacknowledgedRequestDrawsAtMostTwoPackets(t *testing.T) {
 			// A long retransmit budget for acknowledged transfers, which must
 			// not apply before the first ACK.
 			ts := startServer(t, tftp.Config{Timeout: 100 * time.Millisecond, MaxTimeout: time.Second, Retries: 10,
-				FirstAckTimeout: 400 * time.Millisecond}, root)
+				FirstAckTimeout: 400 * time.Millisecond, UploadDir: t.TempDir()}, root)
 			conn := listenClient(t)
-			if _, err := conn.WriteToUDPAddrPort(request(opRRQ, "core.0", "octet", c.opts...), ts.addr); err != nil {
+			if _, err := conn.WriteToUDPAddrPort(request(c.op, "core.0", "octet", c.opts...), ts.addr); err != nil {
 				t.Fatal(err)
 			}
 			var got int
