@@ -231,7 +231,7 @@ func diskGuard(dir string, reserve int64, log *slog.Logger) (*diskspace.Guard, e
 // bootstrapAdmin makes an admin token when the MDB has none and writes
 // its secret to file (0600). With an admin token already there it leaves
 // the file alone.
-func bootstrapAdmin(ctx context.Context, store mdb.Store, file string, log *slog.Logger) error {
+func bootstrapAdmin(ctx context.Context, store manager.Store, file string, log *slog.Logger) error {
 	toks, err := store.ListTokens(ctx)
 	if err != nil {
 		return err

@@ -175,7 +175,7 @@ func agentView(t *testing.T, a *agent.Agent) (siteView, uint64) {
 }
 
 // managerView reads a site's view from the store.
-func managerView(t *testing.T, s mdb.Store, site string) siteView {
+func managerView(t *testing.T, s *mdb.DB, site string) siteView {
 	t.Helper()
 	ts, os, is, err := mdb.SiteView(context.Background(), s, site)
 	if err != nil {

@@ -29,7 +29,7 @@ type runningAgent struct {
 }
 
 // siteJoinToken makes a single-use join token for one boot server of site.
-func siteJoinToken(t *testing.T, store mdb.Store, site string) string {
+func siteJoinToken(t *testing.T, store manager.Store, site string) string {
 	t.Helper()
 	info, err := manager.NewToken(context.Background(), store, api.TokenRequest{Role: api.RoleJoin, Site: site}, time.Now())
 	if err != nil {
@@ -73,7 +73,7 @@ func (r *runningAgent) close() {
 
 // waitConverged waits until the agent's persisted view equals the
 // manager's view of its site at the manager's current revision.
-func waitConverged(t *testing.T, store mdb.Store, ra *runningAgent, site string) {
+func waitConverged(t *testing.T, store *mdb.DB, ra *runningAgent, site string) {
 	t.Helper()
 	waitFor(t, 30*time.Second, "site "+site+" to converge", func() (bool, string) {
 		select {

@@ -74,7 +74,7 @@ const (
 
 // CreateToken stores a new token of role with name (a label), for the
 // roles that need nothing more: a join token needs a site (NewToken).
-func CreateToken(ctx context.Context, store mdb.Store, role, name string, now time.Time) (api.TokenInfo, error) {
+func CreateToken(ctx context.Context, store Store, role, name string, now time.Time) (api.TokenInfo, error) {
 	return NewToken(ctx, store, api.TokenRequest{Role: role, Name: name}, now)
 }
 
@@ -83,7 +83,7 @@ func CreateToken(ctx context.Context, store mdb.Store, role, name string, now ti
 // secret. A join token is bound to req.Site (and req.Name, if given),
 // admits req.Uses registrations (DefaultJoinUses) and expires after
 // req.TTL (DefaultJoinTTL).
-func NewToken(ctx context.Context, store mdb.Store, req api.TokenRequest, now time.Time) (api.TokenInfo, error) {
+func NewToken(ctx context.Context, store Store, req api.TokenRequest, now time.Time) (api.TokenInfo, error) {
 	role, name := req.Role, req.Name
 	if !slices.Contains(api.Roles, role) {
 		return api.TokenInfo{}, fmt.Errorf("role: %q is not one of %s: %w", role, strings.Join(api.Roles, ", "), mdb.ErrInvalid)

@@ -1,7 +1,7 @@
 // Package manager is the osim manager's HTTP API: targets, blobs, images,
 // boot servers, installation orders, events, the boot servers' sync stream
 // and tokens, all JSON under /api/v1/ (see README.md and openapi.json).
-// It programs against mdb.Store and is a plain http.Handler; TLS, listening
+// It programs against Store (store.go, mdb.DB implements it) and is a plain http.Handler; TLS, listening
 // and signals belong to cmd/osim-manager.
 package manager
 
@@ -29,7 +29,7 @@ import (
 
 // Config wires a Server.
 type Config struct {
-	Store  mdb.Store
+	Store  Store
 	Logger *slog.Logger
 	// Registry receives the osim_manager_* metrics (nil: not registered).
 	Registry prometheus.Registerer
@@ -89,7 +89,7 @@ const (
 // Server is the manager's API handler.
 type Server struct {
 	cfg     Config
-	store   mdb.Store
+	store   Store
 	log     *slog.Logger
 	now     func() time.Time
 	mux     *http.ServeMux

@@ -90,8 +90,6 @@ type DB struct {
 	orderCounts map[api.OrderState]int // orders per state, as committed
 }
 
-var _ Store = (*DB)(nil)
-
 // Open opens (or creates) the MDB in dir: the Badger database in
 // <dir>/db, blobs under <dir>/blobs. The DB owns the Badger database and
 // closes it on Close.

@@ -280,7 +280,7 @@ func (d *DB) autoCompact() {
 // SiteView is a site's view of s as a boot server should hold it, read
 // through the listing methods: the site's targets, its live orders and
 // every image, each sorted by id. Tests compare a synced copy with it.
-func SiteView(ctx context.Context, s Store, site string) (targets []api.Target, orders []api.Order, images []api.Image, err error) {
+func SiteView(ctx context.Context, s *DB, site string) (targets []api.Target, orders []api.Order, images []api.Image, err error) {
 	for after := ""; ; {
 		page, next, err := s.ListTargets(ctx, TargetQuery{Page: Page{After: after, Limit: 1000}, Site: site})
 		if err != nil {
