@@ -182,7 +182,7 @@ func runServe(args []string) int {
 		ag, err = agent.New(agent.Config{DB: db, BlobDir: filepath.Join(w.dataDir, "blobs"),
 			Client:    api.NewClient(w.manager.URL, "", w.manager.InsecureTLS),
 			JoinToken: w.joinToken, Name: w.manager.Name, Site: w.manager.Site,
-			Addresses: []string{w.addr.String()}, BaseURL: w.baseURL,
+			Addresses:        []string{w.addr.String()},
 			DefaultBootFiles: w.bootFiles, Unknown: w.unknown, Fallback: folder, FallbackFiles: hfiles,
 			Logger: log, Registry: reg, Space: disk})
 		if err != nil {
@@ -234,7 +234,8 @@ func runServe(args []string) int {
 	hsrv := &http.Server{Handler: hh, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 60 * time.Second, MaxHeaderBytes: 16 << 10}
 
 	// DHCP
-	dh := &dhcp.Handler{Backend: backend, ServerIP: net.IP(w.addr.AsSlice()), Metrics: dhcp.NewMetrics(reg), Log: log}
+	dh := &dhcp.Handler{Backend: backend, ServerIP: net.IP(w.addr.AsSlice()), URLs: httpboot.URLs{Base: w.baseURL},
+		Metrics: dhcp.NewMetrics(reg), Log: log}
 	if w.dhcpMode == "full" {
 		dh.Mode = dhcp.ModeFull
 		dh.Full = &dhcp.Full{Pools: w.pools, Leases: leases, Metrics: dhcp.NewLeaseMetrics(reg, leases, nil)}

@@ -279,7 +279,7 @@ func (c *serveConfig) checkKeys() (*wiring, []string) {
 	if c.XDP != nil {
 		c.checkXDP(w, bad)
 	}
-	w.backend = dhcp.FileConfig{HTTPBase: w.baseURL, Arches: c.Boot.Arches, BootFiles: c.Boot.BootFiles, Unknown: c.Boot.Unknown}
+	w.backend = dhcp.FileConfig{Arches: c.Boot.Arches, BootFiles: c.Boot.BootFiles, Unknown: c.Boot.Unknown}
 	if w.backend.BootFiles == nil {
 		w.backend.BootFiles = map[string]string{"bios": "undionly.kpxe", "efi-x64": "snponly.efi"}
 	}
