@@ -1,4 +1,4 @@
-package main
+package bootd
 
 import (
 	"bytes"
@@ -25,8 +25,9 @@ import (
 	"osim/internal/cmdline"
 )
 
-// serveConfig is the YAML file of `osim-bootd serve` (see README.md).
-type serveConfig struct {
+// Config is the YAML file of `osim-bootd serve` (see README.md); tests and
+// benchmarks fill it in Go.
+type Config struct {
 	// Address is the boot server's IPv4 address on the provisioning
 	// network: DHCP server id and next-server, default host of the URLs.
 	Address       string `yaml:"address"`
@@ -36,23 +37,23 @@ type serveConfig struct {
 	LogLevel string `yaml:"log_level"`
 	// DataDir holds the process's Badger database (full mode's leases).
 	DataDir string           `yaml:"data_dir"`
-	DHCP    dhcpSection      `yaml:"dhcp"`
-	TFTP    tftpSection      `yaml:"tftp"`
-	HTTP    httpSection      `yaml:"http"`
-	Boot    bootSection      `yaml:"boot"`
-	Images  map[string]image `yaml:"images"`
-	Targets []target         `yaml:"targets"`
+	DHCP    DHCPSection      `yaml:"dhcp"`
+	TFTP    TFTPSection      `yaml:"tftp"`
+	HTTP    HTTPSection      `yaml:"http"`
+	Boot    BootSection      `yaml:"boot"`
+	Images  map[string]Image `yaml:"images"`
+	Targets []Target         `yaml:"targets"`
 	// Manager, when set, makes the targets, images and orders come from
 	// the manager through the agent; Images and Targets must stay empty.
-	Manager *managerSection `yaml:"manager"`
+	Manager *ManagerSection `yaml:"manager"`
 	// XDP, when set, classifies and rate-limits PXE DHCP before the DHCP
 	// service: an XDP program on Interface, or the same rules in Go
 	// when Interface is empty or the program cannot attach.
-	XDP *xdpSection `yaml:"xdp"`
+	XDP *XDPSection `yaml:"xdp"`
 }
 
-// xdpSection configures dataplane/xdp (see its README).
-type xdpSection struct {
+// XDPSection configures dataplane/xdp (see its README).
+type XDPSection struct {
 	Interface   string   `yaml:"interface"`    // provisioning NIC; empty: the userspace guard only
 	Unknown     string   `yaml:"unknown"`      // pass, drop, discovery; default: discovery (proxy), pass (full)
 	Rate        *uint32  `yaml:"rate"`         // packets/s per client (chaddr); 0: no per-client limit; default 2
@@ -63,8 +64,8 @@ type xdpSection struct {
 	DropClasses []string `yaml:"drop_classes"` // e.g. [dhcp] when nothing here answers other DHCP
 }
 
-// managerSection connects the boot server to a manager.
-type managerSection struct {
+// ManagerSection connects the boot server to a manager.
+type ManagerSection struct {
 	URL           string `yaml:"url"`
 	JoinToken     string `yaml:"join_token"`      // used once, to register
 	JoinTokenFile string `yaml:"join_token_file"` // or read it from this file
@@ -73,7 +74,8 @@ type managerSection struct {
 	InsecureTLS   bool   `yaml:"insecure_tls"`    // skip TLS verification (labs)
 }
 
-type dhcpSection struct {
+// DHCPSection configures dataplane/dhcp.
+type DHCPSection struct {
 	Mode       string `yaml:"mode"`        // proxy (default)
 	Listen     string `yaml:"listen"`      // default 0.0.0.0:67
 	BootListen string `yaml:"boot_listen"` // default 0.0.0.0:4011
@@ -81,7 +83,8 @@ type dhcpSection struct {
 	Pools []dhcp.PoolConfig `yaml:"pools"`
 }
 
-type tftpSection struct {
+// TFTPSection configures dataplane/tftp.
+type TFTPSection struct {
 	Listen       string `yaml:"listen"` // default <address>:69
 	Root         string `yaml:"root"`
 	MaxBlksize   int    `yaml:"max_blksize"`
@@ -94,30 +97,32 @@ type tftpSection struct {
 	FirstAckTimeout time.Duration `yaml:"first_ack_timeout"`
 }
 
-type httpSection struct {
+// HTTPSection configures dataplane/httpboot.
+type HTTPSection struct {
 	Listen  string `yaml:"listen"`   // default <address>:8080
 	BaseURL string `yaml:"base_url"` // default http://<listen>
 	Files   string `yaml:"files"`
 }
 
-// bootSection is the site's boot policy: which NBP per arch, what unknown
+// BootSection is the site's boot policy: which NBP per arch, what unknown
 // machines get.
-type bootSection struct {
+type BootSection struct {
 	Arches    []string          `yaml:"arches"`
 	BootFiles map[string]string `yaml:"boot_files"`
 	Unknown   string            `yaml:"unknown"`
 }
 
-type image struct {
+// Image is a standalone image: kernel, initrds, command line template.
+type Image struct {
 	Kernel  string            `yaml:"kernel"`
 	Initrds []string          `yaml:"initrds"`
 	Cmdline string            `yaml:"cmdline"`
 	Params  map[string]string `yaml:"params"`
 }
 
-// target is one machine: boot an image (with an order and its status
+// Target is one machine: boot an image (with an order and its status
 // token), boot its local disk, or be ignored.
-type target struct {
+type Target struct {
 	MAC    string            `yaml:"mac"`
 	Action string            `yaml:"action"` // boot (default with image), local, ignore
 	Image  string            `yaml:"image"`
@@ -126,10 +131,10 @@ type target struct {
 	Token  string            `yaml:"token"`
 }
 
-// loadServeConfig reads and checks the file; every mistake is reported,
-// each with the key it concerns.
-func loadServeConfig(path string) (*serveConfig, error) {
-	var c serveConfig
+// LoadConfig reads the file, refusing unknown keys; Check checks it.
+// No path: an empty config.
+func LoadConfig(path string) (*Config, error) {
+	var c Config
 	if path != "" {
 		b, err := os.ReadFile(path)
 		if err != nil {
@@ -164,7 +169,7 @@ type wiring struct {
 	scripts    httpboot.StaticScripts
 	tokens     httpboot.StaticTokens
 	// manager mode (manager set): the agent answers instead of the file.
-	manager   *managerSection
+	manager   *ManagerSection
 	joinToken string
 	bootFiles map[dhcp.Arch]string
 	unknown   dhcp.Action
@@ -174,7 +179,7 @@ type wiring struct {
 }
 
 // check validates c after flags were applied and derives the defaults.
-func (c *serveConfig) check() (*wiring, error) {
+func (c *Config) check() (*wiring, error) {
 	w, errs := c.checkKeys()
 	if len(errs) > 0 {
 		return nil, mistakes(errs)
@@ -189,7 +194,7 @@ func mistakes(errs []string) error {
 
 // checkKeys validates c key by key: the wiring, and every mistake, each
 // with its key. With mistakes the wiring is partial (what checked).
-func (c *serveConfig) checkKeys() (*wiring, []string) {
+func (c *Config) checkKeys() (*wiring, []string) {
 	var errs []string
 	bad := func(key, format string, args ...any) {
 		errs = append(errs, key+": "+fmt.Sprintf(format, args...))
@@ -269,7 +274,7 @@ func (c *serveConfig) checkKeys() (*wiring, []string) {
 			bad(d[0], "%q is not a readable folder", d[1])
 		}
 	}
-	if w.portLo, w.portHi, err = parsePortRange(c.TFTP.PortRange); err != nil {
+	if w.portLo, w.portHi, err = ParsePortRange(c.TFTP.PortRange); err != nil {
 		bad("tftp.port_range", "%v", err)
 	}
 
@@ -354,7 +359,7 @@ func (c *serveConfig) checkKeys() (*wiring, []string) {
 }
 
 // checkManager validates the manager section and what it excludes.
-func (c *serveConfig) checkManager(w *wiring, bad func(key, format string, args ...any)) {
+func (c *Config) checkManager(w *wiring, bad func(key, format string, args ...any)) {
 	m := c.Manager
 	w.manager = m
 	if u, err := url.Parse(m.URL); m.URL == "" || err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
@@ -426,6 +431,21 @@ func validListen(s string) bool {
 	return err == nil && n >= 1 && n <= 65535
 }
 
+// ParsePortRange reads LO:HI (tftp.port_range, --port-range); "" is no
+// range (the kernel's ephemeral ports).
+func ParsePortRange(s string) (int, int, error) {
+	if s == "" {
+		return 0, 0, nil
+	}
+	a, b, ok := strings.Cut(s, ":")
+	lo, err1 := strconv.Atoi(a)
+	hi, err2 := strconv.Atoi(b)
+	if !ok || err1 != nil || err2 != nil || lo < 1 || hi > 65535 || lo > hi {
+		return 0, 0, fmt.Errorf("--port-range %q: want LO:HI with 1 <= LO <= HI <= 65535", s)
+	}
+	return lo, hi, nil
+}
+
 func orDefault(v, def string) string {
 	if v == "" {
 		return def
@@ -435,7 +455,7 @@ func orDefault(v, def string) string {
 
 // checkXDP validates the xdp section into an xdp.Config whose ports are the
 // ones the services bind (XDP sees the real port numbers).
-func (c *serveConfig) checkXDP(w *wiring, bad func(key, format string, args ...any)) {
+func (c *Config) checkXDP(w *wiring, bad func(key, format string, args ...any)) {
 	x := c.XDP
 	cfg := xdp.DefaultConfig()
 	port := func(hostport string) uint16 {
