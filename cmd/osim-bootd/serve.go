@@ -18,34 +18,58 @@ import (
 	"osim/internal/logging"
 )
 
+// serveFlags are serve's command line; the overrides win over the file.
+type serveFlags struct {
+	config, address, mode, tftpRoot, files, metricsListen string
+	grace                                                 time.Duration
+	logLevel, cpuProfile                                  string
+	levelSet, check                                       bool
+	memLimit                                              int
+}
+
+func parseServeFlags(args []string) (*serveFlags, error) {
+	f := &serveFlags{}
+	fs := flag.NewFlagSet("osim-bootd serve", flag.ContinueOnError)
+	fs.StringVar(&f.config, "config", "", "YAML config file (see README.md)")
+	fs.StringVar(&f.address, "address", "", "override: the boot server's IPv4 address on the provisioning network")
+	fs.StringVar(&f.mode, "dhcp-mode", "", "override: proxy or full")
+	fs.StringVar(&f.tftpRoot, "tftp-root", "", "override: folder served over TFTP")
+	fs.StringVar(&f.files, "http-files", "", "override: folder served under /files/")
+	fs.StringVar(&f.metricsListen, "metrics-listen", "", "override: serve Prometheus /metrics on this TCP address")
+	fs.DurationVar(&f.grace, "grace", 5*time.Second, "on SIGINT/SIGTERM, how long running transfers may finish")
+	fs.StringVar(&f.logLevel, "log-level", "info", "debug, info, warn or error")
+	fs.BoolVar(&f.check, "check", false, "check the config, print what would run, and exit")
+	fs.StringVar(&f.cpuProfile, "cpu-profile", "", "write a Go CPU profile (go tool pprof) of the whole run to this file, finished at exit")
+	fs.IntVar(&f.memLimit, "memory-limit-mib", 320, "soft limit of the Go heap in MiB (runtime/debug.SetMemoryLimit): the GC works harder near it instead of doubling the heap; 0: none. GOMEMLIMIT, when set, wins")
+	if err := fs.Parse(args); err != nil {
+		return nil, err
+	}
+	fs.Visit(func(fl *flag.Flag) { f.levelSet = f.levelSet || fl.Name == "log-level" })
+	return f, nil
+}
+
+// overrides applies the flags that override the file (again on reload).
+func (f *serveFlags) overrides(c *bootd.Config) {
+	for dst, v := range map[*string]string{&c.Address: f.address, &c.DHCP.Mode: f.mode,
+		&c.TFTP.Root: f.tftpRoot, &c.HTTP.Files: f.files, &c.MetricsListen: f.metricsListen} {
+		if v != "" {
+			*dst = v
+		}
+	}
+}
+
 // runServe runs DHCP (proxy or full), TFTP and HTTP together from a YAML
 // config (internal/bootd), flags overriding it.
 func runServe(args []string) int {
-	fs := flag.NewFlagSet("osim-bootd serve", flag.ContinueOnError)
-	var (
-		config   = fs.String("config", "", "YAML config file (see README.md)")
-		address  = fs.String("address", "", "override: the boot server's IPv4 address on the provisioning network")
-		mode     = fs.String("dhcp-mode", "", "override: proxy or full")
-		tftpRoot = fs.String("tftp-root", "", "override: folder served over TFTP")
-		files    = fs.String("http-files", "", "override: folder served under /files/")
-		metricsL = fs.String("metrics-listen", "", "override: serve Prometheus /metrics on this TCP address")
-		grace    = fs.Duration("grace", 5*time.Second, "on SIGINT/SIGTERM, how long running transfers may finish")
-		logLevel = fs.String("log-level", "info", "debug, info, warn or error")
-		check    = fs.Bool("check", false, "check the config, print what would run, and exit")
-		cpuProf  = fs.String("cpu-profile", "", "write a Go CPU profile (go tool pprof) of the whole run to this file, finished at exit")
-		memLimit = fs.Int("memory-limit-mib", 320, "soft limit of the Go heap in MiB (runtime/debug.SetMemoryLimit): the GC works harder near it instead of doubling the heap; 0: none. GOMEMLIMIT, when set, wins")
-	)
-	if err := fs.Parse(args); err != nil {
-		return 2
-	}
-	tuneRuntime(*memLimit)
-	log, level, err := logging.NewLeveled(*logLevel)
+	f, err := parseServeFlags(args)
 	if err != nil {
-		fmt.Fprintf(os.Stderr, "osim-bootd serve: %v\n", err)
 		return 2
 	}
-	levelFlag := false
-	fs.Visit(func(f *flag.Flag) { levelFlag = levelFlag || f.Name == "log-level" })
+	tuneRuntime(f.memLimit)
+	log, level, err := logging.NewLeveled(f.logLevel)
+	if err != nil {
+		return fail(err, 2)
+	}
 	// Installed before anything runs: SIGHUP's default would end the process.
 	hupCtx, hupStop := context.WithCancel(context.Background())
 	defer hupStop()
@@ -57,57 +81,50 @@ func runServe(args []string) int {
 		}
 		log.Info("SIGHUP before serving: nothing reloaded")
 	})
-	cfg, err := bootd.LoadConfig(*config)
+	cfg, err := bootd.LoadConfig(f.config)
 	if err != nil {
-		fmt.Fprintf(os.Stderr, "osim-bootd serve: %v\n", err)
-		return 2
+		return fail(err, 2)
 	}
-	overrides := func(c *bootd.Config) {
-		for dst, v := range map[*string]string{&c.Address: *address, &c.DHCP.Mode: *mode,
-			&c.TFTP.Root: *tftpRoot, &c.HTTP.Files: *files, &c.MetricsListen: *metricsL} {
-			if v != "" {
-				*dst = v
-			}
-		}
-	}
-	overrides(cfg)
+	f.overrides(cfg)
 	// --check and serve run the same checks; --check also fails on missing files.
-	checked, err := bootd.Check(cfg, *check)
+	checked, err := bootd.Check(cfg, f.check)
 	if err != nil {
-		fmt.Fprintf(os.Stderr, "osim-bootd serve: %v\n", err)
-		return 2
+		return fail(err, 2)
 	}
-	if !levelFlag && cfg.LogLevel != "" {
+	if !f.levelSet && cfg.LogLevel != "" {
 		_ = level.UnmarshalText([]byte(cfg.LogLevel)) // checked
 	}
-	if *check {
+	if f.check {
 		fmt.Println(checked.Summary())
 		return 0
 	}
-	stopProfile, err := cpuprofile.Start(*cpuProf)
+	stopProfile, err := cpuprofile.Start(f.cpuProfile)
 	if err != nil {
-		fmt.Fprintf(os.Stderr, "osim-bootd serve: %v\n", err)
-		return 1
+		return fail(err, 1)
 	}
 	defer stopProfile()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	n, err := bootd.Build(checked, bootd.Options{Log: log, Level: level, LevelFlag: levelFlag, Path: *config, Overrides: overrides})
+	n, err := bootd.Build(checked, bootd.Options{Log: log, Level: level, LevelFlag: f.levelSet, Path: f.config, Overrides: f.overrides})
 	if err != nil {
-		fmt.Fprintf(os.Stderr, "osim-bootd serve: %v\n", err)
 		if errors.As(err, new(bootd.ConfigError)) {
-			return 2
+			return fail(err, 2)
 		}
-		return 1
+		return fail(err, 1)
 	}
 	node.Store(n)
-	if err := n.Run(ctx, *grace); err != nil {
-		if !errors.Is(err, bootd.ErrStopped) { // a service that stopped is logged
-			fmt.Fprintf(os.Stderr, "osim-bootd serve: %v\n", err)
-		}
-		return 1
+	if err := n.Run(ctx, f.grace); errors.Is(err, bootd.ErrStopped) {
+		return 1 // logged
+	} else if err != nil {
+		return fail(err, 1)
 	}
 	return 0
+}
+
+// fail says why serve ends and returns its exit code.
+func fail(err error, code int) int {
+	fmt.Fprintf(os.Stderr, "osim-bootd serve: %v\n", err)
+	return code
 }
 
 // tuneRuntime sets the heap's soft limit and, on one CPU, a second P.
