@@ -30,105 +30,105 @@ import (
 type Config struct {
 	// Address is the boot server's IPv4 address on the provisioning
 	// network: DHCP server id and next-server, default host of the URLs.
-	Address       string `yaml:"address"`
-	MetricsListen string `yaml:"metrics_listen"`
+	Address       string `yaml:"address,omitempty"`
+	MetricsListen string `yaml:"metrics_listen,omitempty"`
 	// LogLevel is debug, info (default), warn or error; --log-level wins.
 	// SIGHUP re-reads it.
-	LogLevel string `yaml:"log_level"`
+	LogLevel string `yaml:"log_level,omitempty"`
 	// DataDir holds the process's Badger database (full mode's leases).
-	DataDir string           `yaml:"data_dir"`
-	DHCP    DHCPSection      `yaml:"dhcp"`
-	TFTP    TFTPSection      `yaml:"tftp"`
-	HTTP    HTTPSection      `yaml:"http"`
-	Boot    BootSection      `yaml:"boot"`
-	Images  map[string]Image `yaml:"images"`
-	Targets []Target         `yaml:"targets"`
+	DataDir string           `yaml:"data_dir,omitempty"`
+	DHCP    DHCPSection      `yaml:"dhcp,omitempty"`
+	TFTP    TFTPSection      `yaml:"tftp,omitempty"`
+	HTTP    HTTPSection      `yaml:"http,omitempty"`
+	Boot    BootSection      `yaml:"boot,omitempty"`
+	Images  map[string]Image `yaml:"images,omitempty"`
+	Targets []Target         `yaml:"targets,omitempty"`
 	// Manager, when set, makes the targets, images and orders come from
 	// the manager through the agent; Images and Targets must stay empty.
-	Manager *ManagerSection `yaml:"manager"`
+	Manager *ManagerSection `yaml:"manager,omitempty"`
 	// XDP, when set, classifies and rate-limits PXE DHCP before the DHCP
 	// service: an XDP program on Interface, or the same rules in Go
 	// when Interface is empty or the program cannot attach.
-	XDP *XDPSection `yaml:"xdp"`
+	XDP *XDPSection `yaml:"xdp,omitempty"`
 }
 
 // XDPSection configures dataplane/xdp (see its README).
 type XDPSection struct {
-	Interface   string   `yaml:"interface"`    // provisioning NIC; empty: the userspace guard only
-	Unknown     string   `yaml:"unknown"`      // pass, drop, discovery; default: discovery (proxy), pass (full)
-	Rate        *uint32  `yaml:"rate"`         // packets/s per client (chaddr); 0: no per-client limit; default 2
-	Burst       *uint32  `yaml:"burst"`        // default 10
-	AdmitRate   *uint32  `yaml:"admit_rate"`   // new clients per second not on the allow list; 0: unlimited; default 100
-	AdmitBurst  *uint32  `yaml:"admit_burst"`  // default 200
-	Clients     int      `yaml:"clients"`      // size of the bucket table; default 65536
-	DropClasses []string `yaml:"drop_classes"` // e.g. [dhcp] when nothing here answers other DHCP
+	Interface   string   `yaml:"interface,omitempty"`    // provisioning NIC; empty: the userspace guard only
+	Unknown     string   `yaml:"unknown,omitempty"`      // pass, drop, discovery; default: discovery (proxy), pass (full)
+	Rate        *uint32  `yaml:"rate,omitempty"`         // packets/s per client (chaddr); 0: no per-client limit; default 2
+	Burst       *uint32  `yaml:"burst,omitempty"`        // default 10
+	AdmitRate   *uint32  `yaml:"admit_rate,omitempty"`   // new clients per second not on the allow list; 0: unlimited; default 100
+	AdmitBurst  *uint32  `yaml:"admit_burst,omitempty"`  // default 200
+	Clients     int      `yaml:"clients,omitempty"`      // size of the bucket table; default 65536
+	DropClasses []string `yaml:"drop_classes,omitempty"` // e.g. [dhcp] when nothing here answers other DHCP
 }
 
 // ManagerSection connects the boot server to a manager.
 type ManagerSection struct {
-	URL           string `yaml:"url"`
-	JoinToken     string `yaml:"join_token"`      // used once, to register
-	JoinTokenFile string `yaml:"join_token_file"` // or read it from this file
-	Name          string `yaml:"name"`            // this boot server's name
-	Site          string `yaml:"site"`            // the site whose targets it serves
-	InsecureTLS   bool   `yaml:"insecure_tls"`    // skip TLS verification (labs)
+	URL           string `yaml:"url,omitempty"`
+	JoinToken     string `yaml:"join_token,omitempty"`      // used once, to register
+	JoinTokenFile string `yaml:"join_token_file,omitempty"` // or read it from this file
+	Name          string `yaml:"name,omitempty"`            // this boot server's name
+	Site          string `yaml:"site,omitempty"`            // the site whose targets it serves
+	InsecureTLS   bool   `yaml:"insecure_tls,omitempty"`    // skip TLS verification (labs)
 }
 
 // DHCPSection configures dataplane/dhcp.
 type DHCPSection struct {
-	Mode       string `yaml:"mode"`        // proxy (default)
-	Listen     string `yaml:"listen"`      // default 0.0.0.0:67
-	BootListen string `yaml:"boot_listen"` // default 0.0.0.0:4011
+	Mode       string `yaml:"mode,omitempty"`        // proxy (default)
+	Listen     string `yaml:"listen,omitempty"`      // default 0.0.0.0:67
+	BootListen string `yaml:"boot_listen,omitempty"` // default 0.0.0.0:4011
 	// Pools are full mode's address ranges, one per subnet served.
-	Pools []dhcp.PoolConfig `yaml:"pools"`
+	Pools []dhcp.PoolConfig `yaml:"pools,omitempty"`
 }
 
 // TFTPSection configures dataplane/tftp.
 type TFTPSection struct {
-	Listen       string `yaml:"listen"` // default <address>:69
-	Root         string `yaml:"root"`
-	MaxBlksize   int    `yaml:"max_blksize"`
-	MaxWindow    int    `yaml:"max_window"`
-	MaxTransfers int    `yaml:"max_transfers"`
-	PortRange    string `yaml:"port_range"`
+	Listen       string `yaml:"listen,omitempty"` // default <address>:69
+	Root         string `yaml:"root,omitempty"`
+	MaxBlksize   int    `yaml:"max_blksize,omitempty"`
+	MaxWindow    int    `yaml:"max_window,omitempty"`
+	MaxTransfers int    `yaml:"max_transfers,omitempty"`
+	PortRange    string `yaml:"port_range,omitempty"`
 	// Requests not acknowledged yet (possibly forged): their own cap, and
 	// how long one waits for its first ACK (tftp.Config's defaults: 256, 2s).
-	MaxUnacked      int           `yaml:"max_unacked"`
-	FirstAckTimeout time.Duration `yaml:"first_ack_timeout"`
+	MaxUnacked      int           `yaml:"max_unacked,omitempty"`
+	FirstAckTimeout time.Duration `yaml:"first_ack_timeout,omitempty"`
 }
 
 // HTTPSection configures dataplane/httpboot.
 type HTTPSection struct {
-	Listen  string `yaml:"listen"`   // default <address>:8080
-	BaseURL string `yaml:"base_url"` // default http://<listen>
-	Files   string `yaml:"files"`
+	Listen  string `yaml:"listen,omitempty"`   // default <address>:8080
+	BaseURL string `yaml:"base_url,omitempty"` // default http://<listen>
+	Files   string `yaml:"files,omitempty"`
 }
 
 // BootSection is the site's boot policy: which NBP per arch, what unknown
 // machines get.
 type BootSection struct {
-	Arches    []string          `yaml:"arches"`
-	BootFiles map[string]string `yaml:"boot_files"`
-	Unknown   string            `yaml:"unknown"`
+	Arches    []string          `yaml:"arches,omitempty"`
+	BootFiles map[string]string `yaml:"boot_files,omitempty"`
+	Unknown   string            `yaml:"unknown,omitempty"`
 }
 
 // Image is a standalone image: kernel, initrds, command line template.
 type Image struct {
-	Kernel  string            `yaml:"kernel"`
-	Initrds []string          `yaml:"initrds"`
-	Cmdline string            `yaml:"cmdline"`
-	Params  map[string]string `yaml:"params"`
+	Kernel  string            `yaml:"kernel,omitempty"`
+	Initrds []string          `yaml:"initrds,omitempty"`
+	Cmdline string            `yaml:"cmdline,omitempty"`
+	Params  map[string]string `yaml:"params,omitempty"`
 }
 
 // Target is one machine: boot an image (with an order and its status
 // token), boot its local disk, or be ignored.
 type Target struct {
-	MAC    string            `yaml:"mac"`
-	Action string            `yaml:"action"` // boot (default with image), local, ignore
-	Image  string            `yaml:"image"`
-	Params map[string]string `yaml:"params"`
-	Order  string            `yaml:"order"`
-	Token  string            `yaml:"token"`
+	MAC    string            `yaml:"mac,omitempty"`
+	Action string            `yaml:"action,omitempty"` // boot (default with image), local, ignore
+	Image  string            `yaml:"image,omitempty"`
+	Params map[string]string `yaml:"params,omitempty"`
+	Order  string            `yaml:"order,omitempty"`
+	Token  string            `yaml:"token,omitempty"`
 }
 
 // LoadConfig reads the file, refusing unknown keys; Check checks it.
@@ -147,6 +147,17 @@ func LoadConfig(path string) (*Config, error) {
 		}
 	}
 	return &c, nil
+}
+
+// WriteFile writes c as the YAML LoadConfig reads (unset keys left out):
+// how tests and benchmarks hand a Config built in Go to an osim-bootd
+// process.
+func (c *Config) WriteFile(path string) error {
+	b, err := yaml.Marshal(c)
+	if err != nil {
+		return fmt.Errorf("config: %w", err)
+	}
+	return os.WriteFile(path, b, 0o644)
 }
 
 // wiring is a checked configuration, ready for the services.

@@ -3,8 +3,10 @@ package bootd
 import (
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
+	"time"
 
 	"osim/dataplane/dhcp"
 	"osim/dataplane/xdp"
@@ -159,5 +161,43 @@ func TestXDPSectionUsesTheBoundPortsAndAModeDefault(t *testing.T) {
 		if w.xdp == nil || w.xdp.Ports != want || w.xdp.Unknown != c.unknown {
 			t.Fatalf("xdp config %+v, want ports %+v and unknown %v", w.xdp, want, c.unknown)
 		}
+	}
+}
+
+// TestWriteFileIsWhatLoadConfigReads: a Config built in Go (tests,
+// benchmarks) reaches a process unchanged, explicit zeros included.
+func TestWriteFileIsWhatLoadConfigReads(t *testing.T) {
+	zero := uint32(0)
+	for _, path := range []string{"testdata/serve.yaml", "testdata/serve-manager.yaml"} {
+		c, err := LoadConfig(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.XDP = &XDPSection{Rate: &zero, DropClasses: []string{"dhcp"}}
+		c.TFTP.FirstAckTimeout = 3 * time.Second
+		c.DHCP.Pools = []dhcp.PoolConfig{{Network: "10.0.0.0/24", Start: "10.0.0.100", End: "10.0.0.200"}}
+		p := filepath.Join(t.TempDir(), "c.yaml")
+		if err := c.WriteFile(p); err != nil {
+			t.Fatal(err)
+		}
+		back, err := LoadConfig(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		// Empty and nil maps and slices are the same config: compare what
+		// each writes.
+		p2 := filepath.Join(t.TempDir(), "again.yaml")
+		if err := back.WriteFile(p2); err != nil {
+			t.Fatal(err)
+		}
+		b1, _ := os.ReadFile(p)
+		b2, _ := os.ReadFile(p2)
+		if string(b1) != string(b2) || back.XDP == nil || back.XDP.Rate == nil || *back.XDP.Rate != 0 ||
+			back.TFTP.FirstAckTimeout != 3*time.Second || !reflect.DeepEqual(back.Boot, c.Boot) || len(back.Targets) != len(c.Targets) {
+			t.Fatalf("%s: wrote\n%s\nread back and wrote\n%s", path, b1, b2)
+		}
+	}
+	if err := (&Config{}).WriteFile(filepath.Join(t.TempDir(), "empty.yaml")); err != nil {
+		t.Fatal(err)
 	}
 }
