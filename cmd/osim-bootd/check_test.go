@@ -9,6 +9,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"osim/internal/bootd"
 )
 
 // runCheck runs "bin serve --check" on cfg written to dir; exit code and
@@ -106,11 +108,11 @@ targets: [{mac: "52:54:00:00:00:01", image: deb, order: o-1, token: tok1}]
 	if code, out := runCheck(t, bin, dir, cfg); code != 2 || !strings.Contains(out, "boot.boot_files.efi-x64") {
 		t.Fatalf("exit %d, want 2 naming boot.boot_files.efi-x64\n%s", code, out)
 	}
-	c, err := loadServeConfig(filepath.Join(dir, "check.yaml"))
+	c, err := bootd.LoadConfig(filepath.Join(dir, "check.yaml"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, _, err := checkAll(c, false); err != nil {
+	if _, err := bootd.Check(c, false); err != nil {
 		t.Fatalf("serve's checks refuse a missing NBP: %v", err)
 	}
 }

@@ -7,12 +7,11 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
-	"strconv"
-	"strings"
 	"syscall"
 	"time"
 
 	"osim/dataplane/tftp"
+	"osim/internal/bootd"
 	"osim/internal/logging"
 	"osim/metrics"
 )
@@ -60,7 +59,7 @@ func runTFTP(args []string) int {
 		fs.Usage()
 		return 2
 	}
-	lo, hi, err := parsePortRange(*portRange)
+	lo, hi, err := bootd.ParsePortRange(*portRange)
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "osim-bootd tftp: %v\n", err)
 		return 2
@@ -112,17 +111,4 @@ func runTFTP(args []string) int {
 		log.Warn("grace period over: running transfers cut", "grace", grace.String())
 	}
 	return 0
-}
-
-func parsePortRange(s string) (int, int, error) {
-	if s == "" {
-		return 0, 0, nil
-	}
-	a, b, ok := strings.Cut(s, ":")
-	lo, err1 := strconv.Atoi(a)
-	hi, err2 := strconv.Atoi(b)
-	if !ok || err1 != nil || err2 != nil || lo < 1 || hi > 65535 || lo > hi {
-		return 0, 0, fmt.Errorf("--port-range %q: want LO:HI with 1 <= LO <= HI <= 65535", s)
-	}
-	return lo, hi, nil
 }

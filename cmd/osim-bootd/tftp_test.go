@@ -13,20 +13,6 @@ import (
 	"time"
 )
 
-func TestParsePortRange(t *testing.T) {
-	for in, want := range map[string][2]int{"": {0, 0}, "30000:30099": {30000, 30099}, "69:69": {69, 69}} {
-		lo, hi, err := parsePortRange(in)
-		if err != nil || lo != want[0] || hi != want[1] {
-			t.Errorf("parsePortRange(%q) = %d, %d, %v; want %v", in, lo, hi, err, want)
-		}
-	}
-	for _, bad := range []string{"1", "0:10", "10:5", "a:b", "1:70000", ":"} {
-		if _, _, err := parsePortRange(bad); err == nil {
-			t.Errorf("parsePortRange(%q) accepted", bad)
-		}
-	}
-}
-
 func TestTFTPModeRejectsBadFlags(t *testing.T) {
 	for _, args := range [][]string{
 		{}, // --root missing

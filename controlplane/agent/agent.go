@@ -19,7 +19,6 @@ import (
 	"path/filepath"
 	"slices"
 	"strconv"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -49,8 +48,6 @@ type Config struct {
 	Addresses []string
 	Subnets   []string
 	Version   string
-	// BaseURL is this boot server's HTTP base for script URLs.
-	BaseURL string
 	// DefaultBootFiles are the NBPs (TFTP paths in the local root) for
 	// orders without a boot image, by canonical arch.
 	DefaultBootFiles map[dhcp.Arch]string
@@ -123,7 +120,6 @@ func New(cfg Config) (*Agent, error) {
 	if cfg.DB == nil || cfg.Client == nil || cfg.BlobDir == "" {
 		return nil, errors.New("agent: DB, Client and BlobDir are required")
 	}
-	cfg.BaseURL = strings.TrimRight(cfg.BaseURL, "/") // once, not per script URL
 	if cfg.Clock == nil {
 		cfg.Clock = time.Now
 	}

@@ -47,10 +47,6 @@ func (a *Agent) lookupLocked(mac string) (t api.Target, o api.Order, known, hasO
 // fileName is how a staged image file is named to TFTP and HTTP clients.
 func fileName(image, name string) string { return "images/" + image + "/" + name }
 
-func (a *Agent) scriptURL(mac string) string {
-	return a.cfg.BaseURL + "/ipxe/" + mac
-}
-
 // Lookup is the dhcp.Backend: staged, booting or installing orders boot
 // their installer; pending orders stay silent until staged; known targets
 // without a live order boot locally; unknown MACs get Config.Unknown.
@@ -70,15 +66,14 @@ func (a *Agent) Lookup(_ context.Context, mac net.HardwareAddr, _ dhcp.Arch) (dh
 		case 0:
 			return dhcp.Decision{}, fmt.Errorf("%w: %s", dhcp.ErrUnknownMAC, m)
 		case dhcp.ActionDiscovery:
-			return dhcp.Decision{Action: dhcp.ActionDiscovery, BootFiles: a.cfg.DefaultBootFiles,
-				ScriptURL: a.cfg.BaseURL + "/ipxe/discovery", Unknown: true}, nil
+			return dhcp.Decision{Action: dhcp.ActionDiscovery, BootFiles: a.cfg.DefaultBootFiles, Unknown: true}, nil
 		}
 		return dhcp.Decision{Action: a.cfg.Unknown, Unknown: true}, nil
 	}
 	var d dhcp.Decision
 	switch {
 	case hasOrder && answers(o.State):
-		d = dhcp.Decision{Action: dhcp.ActionBootImage, BootFiles: boot, ScriptURL: a.scriptURL(m)}
+		d = dhcp.Decision{Action: dhcp.ActionBootImage, BootFiles: boot}
 	case hasOrder:
 		d = dhcp.Decision{Action: dhcp.ActionIgnore} // pending: silent until staged
 	default:

@@ -32,6 +32,7 @@ import (
 	"osim/controlplane/agent"
 	"osim/controlplane/api"
 	"osim/controlplane/mdb"
+	bootdcfg "osim/internal/bootd"
 	"osim/metrics"
 )
 
@@ -559,17 +560,16 @@ func newBootd(t *testing.T, name, site, managerURL, join string) *bootd {
 	if err := os.WriteFile(joinFile, []byte(join), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	cfg := fmt.Sprintf(`address: 127.0.0.1
-metrics_listen: 127.0.0.1:%d
-data_dir: %s
-dhcp: {listen: 127.0.0.1:%d, boot_listen: 127.0.0.1:%d}
-tftp: {root: %s, listen: 127.0.0.1:%d}
-http: {listen: 127.0.0.1:%d}
-boot: {boot_files: {bios: undionly.kpxe, efi-x64: undionly.kpxe}}
-manager: {url: %q, join_token_file: %s, name: %s, site: %s}
-`, mport, b.data, b.dhcpPort, b.bootPort, b.tftpRoot, b.tftpPort, httpPort, managerURL, joinFile, name, site)
+	loop := func(port int) string { return fmt.Sprintf("127.0.0.1:%d", port) }
+	cfg := &bootdcfg.Config{Address: "127.0.0.1", MetricsListen: loop(mport), DataDir: b.data,
+		DHCP:    bootdcfg.DHCPSection{Listen: loop(b.dhcpPort), BootListen: loop(b.bootPort)},
+		TFTP:    bootdcfg.TFTPSection{Root: b.tftpRoot, Listen: loop(b.tftpPort)},
+		HTTP:    bootdcfg.HTTPSection{Listen: loop(httpPort)},
+		Boot:    bootdcfg.BootSection{BootFiles: map[string]string{"bios": "undionly.kpxe", "efi-x64": "undionly.kpxe"}},
+		Manager: &bootdcfg.ManagerSection{URL: managerURL, JoinTokenFile: joinFile, Name: name, Site: site},
+	}
 	cfgPath := filepath.Join(dir, "bootd.yaml")
-	if err := os.WriteFile(cfgPath, []byte(cfg), 0o644); err != nil {
+	if err := cfg.WriteFile(cfgPath); err != nil {
 		t.Fatal(err)
 	}
 	b.proc = newProc(t, "osim-bootd "+name, filepath.Join(binDir, "osim-bootd"), "serve", "--config", cfgPath, "--grace", "1s")

@@ -46,7 +46,7 @@ func startAgent(t *testing.T, dir, url, join, name, site string) *runningAgent {
 	}
 	reg := prometheus.NewRegistry()
 	a, err := agent.New(agent.Config{DB: db, BlobDir: filepath.Join(dir, "blobs"), Client: api.NewClient(url, "", false),
-		JoinToken: join, Name: name, Site: site, BaseURL: "http://127.0.0.1:1", Registry: reg,
+		JoinToken: join, Name: name, Site: site, Registry: reg,
 		SyncWait: 500 * time.Millisecond, HeartbeatInterval: 200 * time.Millisecond,
 		BackoffMin: 10 * time.Millisecond, BackoffMax: 200 * time.Millisecond})
 	if err != nil {

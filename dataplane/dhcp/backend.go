@@ -60,18 +60,27 @@ func ParseAction(s string) (Action, error) {
 	return 0, fmt.Errorf("unknown action %q (want boot, local, ignore or discovery)", s)
 }
 
+// URLs names what the boot server's HTTP service serves, for the URLs a
+// reply hands out. The HTTP service owns its routes (httpboot.URLs
+// implements this); the main wires the two together.
+type URLs interface {
+	// Script is the URL of the iPXE script of mac.
+	Script(mac net.HardwareAddr) string
+	// File is the URL of a file the HTTP service serves.
+	File(name string) string
+}
+
 // Decision is the backend's answer for one machine.
 type Decision struct {
 	Action Action
 	// BootFiles names the network boot program per firmware, keyed by the
 	// canonical Arch (see Arch.Canonical), as a TFTP path.
 	BootFiles map[Arch]string
-	// ScriptURL is the HTTP URL of this machine's iPXE script; it is the
-	// answer once iPXE itself asks (option 77 "iPXE").
-	ScriptURL string
-	// HTTPBootURL is what UEFI HTTP boot clients (option 60 "HTTPClient")
-	// get: the URL of an EFI program.
-	HTTPBootURL string
+	// HTTPBootFile names the EFI program UEFI HTTP boot clients (option 60
+	// "HTTPClient") get, a file of the HTTP service (URLs.File); empty:
+	// they get no answer. iPXE (option 77 "iPXE") gets its script,
+	// URLs.Script of its MAC: the backend says who and what, never where.
+	HTTPBootFile string
 	// Address is the machine's reserved IPv4 address in full DHCP mode
 	// (invalid: none, it gets one from the pool).
 	Address netip.Addr

@@ -86,6 +86,7 @@ type Client struct {
 type Inbound struct {
 	ServerIP net.IP // our address on the interface: siaddr and option 54
 	Port     int    // PortDHCP or PortBootServer
+	URLs     URLs   // the HTTP service's URLs; nil: iPXE and HTTP boot clients get no answer
 }
 
 // Inspect checks that req is a PXE request this proxy answers on in.Port
@@ -173,7 +174,7 @@ func archFromClass(vc string) Arch {
 // Decide turns the backend's answer for c into a reply, or an Outcome that
 // says why to stay silent. It does no I/O.
 func Decide(req *dhcpv4.DHCPv4, in Inbound, c Client, d Decision, lookupErr error) (*dhcpv4.DHCPv4, Outcome) {
-	file, outcome := bootChoice(c, d, lookupErr)
+	file, outcome := bootChoice(c, d, in.URLs, lookupErr)
 	if !outcome.Replied() {
 		return nil, outcome
 	}
@@ -194,7 +195,7 @@ func Decide(req *dhcpv4.DHCPv4, in Inbound, c Client, d Decision, lookupErr erro
 // bootChoice turns the backend's answer into the boot file for c and the
 // outcome; an outcome that is not Replied says why to stay silent. Proxy
 // and full mode share it.
-func bootChoice(c Client, d Decision, lookupErr error) (string, Outcome) {
+func bootChoice(c Client, d Decision, urls URLs, lookupErr error) (string, Outcome) {
 	if lookupErr != nil {
 		if errors.Is(lookupErr, ErrUnknownMAC) {
 			return "", OutcomeUnknownMAC
@@ -213,7 +214,7 @@ func bootChoice(c Client, d Decision, lookupErr error) (string, Outcome) {
 	default:
 		return "", OutcomeIgnore
 	}
-	file := bootFile(c, d)
+	file := bootFile(c, d, urls)
 	if file == "" {
 		return "", OutcomeNoBootFile
 	}
@@ -245,12 +246,18 @@ func withBoot(reply, req *dhcpv4.DHCPv4, c Client, file string, serverIP net.IP)
 // clients do not wait for menus (PXE 2.1 §2.4, table 2-1).
 var pxeVendorOptions = []byte{6, 1, 8, 255}
 
-func bootFile(c Client, d Decision) string {
+func bootFile(c Client, d Decision, urls URLs) string {
 	switch {
 	case c.Class == ClassIPXE:
-		return d.ScriptURL // iPXE gets its script, not iPXE again: breaks the chainload loop
+		if urls == nil {
+			return ""
+		}
+		return urls.Script(c.MAC) // iPXE gets its script, not iPXE again: breaks the chainload loop
 	case c.HTTPBoot:
-		return d.HTTPBootURL
+		if urls == nil || d.HTTPBootFile == "" {
+			return ""
+		}
+		return urls.File(d.HTTPBootFile)
 	}
 	return d.BootFiles[c.Arch.Canonical()]
 }

@@ -14,7 +14,7 @@ const pxeX64 = "PXEClient:Arch:00007:UNDI:003016"
 
 func decide(t *testing.T, req *dhcpv4.DHCPv4, port int, d Decision, err error) (*dhcpv4.DHCPv4, Outcome) {
 	t.Helper()
-	in := Inbound{ServerIP: serverIP, Port: port}
+	in := Inbound{ServerIP: serverIP, Port: port, URLs: urls}
 	c, o := Inspect(req, in)
 	if o != "" {
 		return nil, o
@@ -96,10 +96,10 @@ func TestBootFileFollowsArchAndClass(t *testing.T) {
 			[]dhcpv4.Modifier{dhcpv4.WithoutOption(dhcpv4.OptionClientSystemArchitectureType)}, "arm64/snponly.efi", "PXEClient", true},
 		{"bare PXEClient without option 93 is bios", "PXEClient", ArchBIOS,
 			[]dhcpv4.Modifier{dhcpv4.WithoutOption(dhcpv4.OptionClientSystemArchitectureType)}, "undionly.kpxe", "PXEClient", true},
-		{"iPXE (RFC 3004 user class) gets its script", pxeX64, ArchEFIx64, []dhcpv4.Modifier{dhcpv4.WithUserClass("iPXE", true)}, bootImage.ScriptURL, "PXEClient", true},
-		{"iPXE (plain user class) gets its script", "PXEClient:Arch:00000:UNDI:002001", ArchBIOS, []dhcpv4.Modifier{ipxe}, bootImage.ScriptURL, "PXEClient", true},
-		{"UEFI HTTP boot gets a URL and HTTPClient", "HTTPClient:Arch:00016:UNDI:003001", ArchEFIx64HTTP, nil, bootImage.HTTPBootURL, "HTTPClient", false},
-		{"iPXE under HTTP boot gets its script", "HTTPClient:Arch:00016:UNDI:003001", ArchEFIx64HTTP, []dhcpv4.Modifier{ipxe}, bootImage.ScriptURL, "HTTPClient", false},
+		{"iPXE (RFC 3004 user class) gets its script", pxeX64, ArchEFIx64, []dhcpv4.Modifier{dhcpv4.WithUserClass("iPXE", true)}, scriptURL, "PXEClient", true},
+		{"iPXE (plain user class) gets its script", "PXEClient:Arch:00000:UNDI:002001", ArchBIOS, []dhcpv4.Modifier{ipxe}, scriptURL, "PXEClient", true},
+		{"UEFI HTTP boot gets a URL and HTTPClient", "HTTPClient:Arch:00016:UNDI:003001", ArchEFIx64HTTP, nil, httpBootURL, "HTTPClient", false},
+		{"iPXE under HTTP boot gets its script", "HTTPClient:Arch:00016:UNDI:003001", ArchEFIx64HTTP, []dhcpv4.Modifier{ipxe}, scriptURL, "HTTPClient", false},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -131,10 +131,12 @@ func TestDiscoveryDecisionBootsTheDiscoveryImage(t *testing.T) {
 }
 
 func TestLongURLGoesInOption67Only(t *testing.T) {
-	d := bootImage
-	d.ScriptURL = "http://10.0.0.1:8080/" + strings.Repeat("x", 200)
-	reply, _ := decide(t, pxeRequest(t, dhcpv4.MessageTypeDiscover, pxeX64, ArchEFIx64, dhcpv4.WithUserClass("iPXE", false)), PortDHCP, d, nil)
-	if reply.BootFileName != "" || reply.BootFileNameOption() != d.ScriptURL {
+	long := testURLs{"http://10.0.0.1:8080/" + strings.Repeat("x", 200)}
+	req := pxeRequest(t, dhcpv4.MessageTypeDiscover, pxeX64, ArchEFIx64, dhcpv4.WithUserClass("iPXE", false))
+	in := Inbound{ServerIP: serverIP, Port: PortDHCP, URLs: long}
+	c, _ := Inspect(req, in)
+	reply, _ := Decide(req, in, c, bootImage, nil)
+	if reply.BootFileName != "" || reply.BootFileNameOption() != long.Script(macA) {
 		t.Fatalf("file %q option 67 %q", reply.BootFileName, reply.BootFileNameOption())
 	}
 }
@@ -182,8 +184,9 @@ func TestStaysSilentWithReason(t *testing.T) {
 		{"no boot file for the arch", func(t *testing.T) *dhcpv4.DHCPv4 {
 			return pxeRequest(t, dhcpv4.MessageTypeDiscover, "PXEClient", ArchEFIARM32)
 		}, PortDHCP, noARM32, nil, OutcomeNoBootFile},
-		{"iPXE but no script", func(t *testing.T) *dhcpv4.DHCPv4 { return disc(t, dhcpv4.WithUserClass("iPXE", false)) }, PortDHCP,
-			Decision{Action: ActionBootImage, BootFiles: bootImage.BootFiles}, nil, OutcomeNoBootFile},
+		{"UEFI HTTP boot but no HTTP boot file", func(t *testing.T) *dhcpv4.DHCPv4 {
+			return pxeRequest(t, dhcpv4.MessageTypeDiscover, "HTTPClient:Arch:00016:UNDI:003001", ArchEFIx64HTTP)
+		}, PortDHCP, Decision{Action: ActionBootImage, BootFiles: bootImage.BootFiles}, nil, OutcomeNoBootFile},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -193,6 +196,16 @@ func TestStaysSilentWithReason(t *testing.T) {
 			}
 		})
 	}
+	// The script URL is the HTTP service's to name: without it, iPXE
+	// gets no answer rather than a wrong one.
+	t.Run("iPXE but no script", func(t *testing.T) {
+		req := disc(t, dhcpv4.WithUserClass("iPXE", false))
+		in := Inbound{ServerIP: serverIP, Port: PortDHCP}
+		c, _ := Inspect(req, in)
+		if reply, o := Decide(req, in, c, bootImage, nil); reply != nil || o != OutcomeNoBootFile {
+			t.Fatalf("got reply %v outcome %q, want silence with %q", reply != nil, o, OutcomeNoBootFile)
+		}
+	})
 }
 
 func TestParseArchOption(t *testing.T) {

@@ -6,83 +6,45 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"maps"
 	"net"
 	"net/netip"
-	"net/url"
-	"os"
 	"slices"
 	"strings"
-
-	"gopkg.in/yaml.v3"
 )
 
-// FileConfig is the YAML format of FileBackend. See README.md.
+// FileConfig is a static boot policy: osim-bootd's standalone targets
+// (its YAML lives in internal/bootd), tests and benchmarks.
 type FileConfig struct {
-	// HTTPBase is the base URL of the HTTP boot service, e.g.
-	// "http://10.0.0.1:8080"; script and HTTP boot URLs are built on it.
-	HTTPBase string `yaml:"http_base"`
 	// Arches the site boots; each needs a boot file. Default: bios, efi-x64.
-	Arches []string `yaml:"arches"`
+	Arches []string
 	// BootFiles maps an arch name to its network boot program (TFTP path).
-	BootFiles map[string]string `yaml:"boot_files"`
+	BootFiles map[string]string
 	// Unknown is the action for machines not listed: "discovery" or "ignore"
 	// (default).
-	Unknown string `yaml:"unknown"`
-	// DiscoveryScript is the path (under HTTPBase) of the discovery image's
-	// iPXE script. Default "/ipxe/discovery".
-	DiscoveryScript string `yaml:"discovery_script"`
-	// HTTPBootFile is the path (under HTTPBase) of the EFI program that UEFI
-	// HTTP boot clients get. Default: "/" + the efi-x64 boot file.
-	HTTPBootFile string        `yaml:"http_boot_file"`
-	Machines     []FileMachine `yaml:"machines"`
+	Unknown string
+	// HTTPBootFile is the EFI program (a file of the HTTP service) that
+	// UEFI HTTP boot clients get. Default: the efi-x64 boot file.
+	HTTPBootFile string
+	Machines     []FileMachine
 }
 
 // FileMachine is one machine entry.
 type FileMachine struct {
-	MAC    string `yaml:"mac"`
-	Action string `yaml:"action"`
-	// Script is the path (under HTTPBase) or absolute URL of the machine's
-	// iPXE script. Default "/ipxe/<mac>".
-	Script string `yaml:"script"`
+	MAC    string
+	Action string
 	// BootFiles overrides the site's boot files per arch name.
-	BootFiles map[string]string `yaml:"boot_files"`
+	BootFiles map[string]string
 	// Address is the machine's reserved IPv4 address in full DHCP mode
 	// (optional; best outside the pool's dynamic range).
-	Address string `yaml:"address"`
+	Address string
 }
 
-// FileBackend is a Backend read from a YAML file, for standalone runs and
-// tests. It is immutable once loaded.
+// FileBackend is a Backend built from a FileConfig, for standalone runs
+// and tests. It is immutable once built.
 type FileBackend struct {
 	byMAC   map[string]Decision
 	unknown Decision // Action 0: report ErrUnknownMAC
-}
-
-// LoadFileBackend reads and validates the YAML file at path.
-func LoadFileBackend(path string) (*FileBackend, error) {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return nil, fmt.Errorf("dhcp: read backend file: %w", err)
-	}
-	fb, err := ParseFileBackend(b)
-	if err != nil {
-		return nil, fmt.Errorf("%s: %w", path, err)
-	}
-	return fb, nil
-}
-
-// ParseFileBackend decodes YAML (unknown keys are refused, so a typo is an
-// error, not a silently ignored setting) and validates it.
-func ParseFileBackend(data []byte) (*FileBackend, error) {
-	var cfg FileConfig
-	dec := yaml.NewDecoder(bytes.NewReader(data))
-	dec.KnownFields(true)
-	if err := dec.Decode(&cfg); err != nil && !errors.Is(err, io.EOF) {
-		return nil, fmt.Errorf("dhcp: backend file: %w", err)
-	}
-	return NewFileBackend(cfg)
 }
 
 // NewFileBackend validates cfg and builds the backend. Each mistake is
@@ -90,19 +52,6 @@ func ParseFileBackend(data []byte) (*FileBackend, error) {
 func NewFileBackend(cfg FileConfig) (*FileBackend, error) {
 	var errs []error
 	fail := func(format string, a ...any) { errs = append(errs, fmt.Errorf("dhcp: backend file: "+format, a...)) }
-
-	base, err := url.Parse(cfg.HTTPBase)
-	if cfg.HTTPBase == "" {
-		fail("http_base is missing (e.g. http://10.0.0.1:8080)")
-	} else if err != nil || (base.Scheme != "http" && base.Scheme != "https") || base.Host == "" {
-		fail("http_base %q is not an absolute http(s) URL", cfg.HTTPBase)
-	}
-	abs := func(p string) string {
-		if strings.Contains(p, "://") {
-			return p
-		}
-		return strings.TrimRight(cfg.HTTPBase, "/") + "/" + strings.TrimLeft(p, "/")
-	}
 
 	arches := cfg.Arches
 	if len(arches) == 0 {
@@ -132,14 +81,7 @@ func NewFileBackend(cfg FileConfig) (*FileBackend, error) {
 	switch cfg.Unknown {
 	case "", "ignore":
 	case "discovery":
-		script := cfg.DiscoveryScript
-		if script == "" {
-			script = "/ipxe/discovery"
-		}
-		fb.unknown = Decision{Action: ActionDiscovery, BootFiles: site, ScriptURL: abs(script), Unknown: true}
-		if httpBoot != "" {
-			fb.unknown.HTTPBootURL = abs(httpBoot)
-		}
+		fb.unknown = Decision{Action: ActionDiscovery, BootFiles: site, HTTPBootFile: httpBoot, Unknown: true}
 	default:
 		fail("unknown: %q is not a policy for unknown machines (want discovery or ignore)", cfg.Unknown)
 	}
@@ -180,11 +122,7 @@ func NewFileBackend(cfg FileConfig) (*FileBackend, error) {
 		for a, f := range own {
 			files[a] = f
 		}
-		script := m.Script
-		if script == "" {
-			script = "/ipxe/" + key
-		}
-		d := Decision{Action: act, BootFiles: files, ScriptURL: abs(script)}
+		d := Decision{Action: act, BootFiles: files, HTTPBootFile: cmp.Or(cfg.HTTPBootFile, files[ArchEFIx64])}
 		if m.Address != "" {
 			a, err := netip.ParseAddr(m.Address)
 			if err != nil || !a.Is4() {
@@ -196,9 +134,6 @@ func NewFileBackend(cfg FileConfig) (*FileBackend, error) {
 				continue
 			}
 			seenAddr[a], d.Address = i, a
-		}
-		if hb := cmp.Or(cfg.HTTPBootFile, files[ArchEFIx64]); hb != "" {
-			d.HTTPBootURL = abs(hb)
 		}
 		fb.byMAC[key] = d
 	}

@@ -2,14 +2,13 @@ package dhcp
 
 import (
 	"context"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 )
 
 func TestFileBackendMachineAddressBecomesReservation(t *testing.T) {
-	fb, err := LoadFileBackend(filepath.Join("testdata", "backend.yaml"))
+	fb, err := NewFileBackend(exampleFile())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -24,17 +23,22 @@ func TestFileBackendMachineAddressBecomesReservation(t *testing.T) {
 }
 
 func TestFileBackendRejectsBadAddresses(t *testing.T) {
-	const head = "http_base: http://10.0.0.1:8080\nboot_files: {bios: undionly.kpxe, efi-x64: snponly.efi}\n"
-	cases := []struct{ name, yaml, want string }{
-		{"not an address", head + "machines:\n  - {mac: 52:54:00:00:00:01, address: 10.0.0.300}\n",
+	cases := []struct {
+		name     string
+		machines []FileMachine
+		want     string
+	}{
+		{"not an address", []FileMachine{{MAC: "52:54:00:00:00:01", Address: "10.0.0.300"}},
 			`machines[0] (52:54:00:00:00:01): address "10.0.0.300" is not an IPv4 address`},
-		{"IPv6", head + "machines:\n  - {mac: 52:54:00:00:00:01, address: 'fe80::1'}\n", `address "fe80::1" is not an IPv4 address`},
-		{"reserved twice", head + "machines:\n  - {mac: 52:54:00:00:00:01, address: 10.0.0.5}\n  - {mac: 52:54:00:00:00:02, address: 10.0.0.5}\n",
+		{"IPv6", []FileMachine{{MAC: "52:54:00:00:00:01", Address: "fe80::1"}}, `address "fe80::1" is not an IPv4 address`},
+		{"reserved twice", []FileMachine{{MAC: "52:54:00:00:00:01", Address: "10.0.0.5"}, {MAC: "52:54:00:00:00:02", Address: "10.0.0.5"}},
 			`machines[1] (52:54:00:00:00:02): address 10.0.0.5 already reserved for machines[0]`},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			_, err := ParseFileBackend([]byte(c.yaml))
+			cfg := siteFile()
+			cfg.Machines = c.machines
+			_, err := NewFileBackend(cfg)
 			if err == nil || !strings.Contains(err.Error(), c.want) {
 				t.Fatalf("error %v, want one containing %q", err, c.want)
 			}

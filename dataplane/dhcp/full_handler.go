@@ -28,7 +28,7 @@ func (h *Handler) handleFull(ctx context.Context, req *dhcpv4.DHCPv4, in Inbound
 	}
 	file := ""
 	if reply != nil && c.Class != ClassOther && (o == OutcomeLeaseOffer || o == OutcomeLeaseAck) {
-		if f, bo := bootChoice(c, d, lerr); bo.Replied() {
+		if f, bo := bootChoice(c, d, in.URLs, lerr); bo.Replied() {
 			file = f
 			withBoot(reply, req, c, file, in.ServerIP)
 		}

@@ -42,7 +42,7 @@ func TestFullModeAnswersPXEWithAddressAndTheProxyBootAnswer(t *testing.T) {
 			PortDHCP, OutcomeLeaseOffer, "10.0.0.21", "undionly.kpxe", dhcpv4.MessageTypeOffer},
 		{"iPXE gets its script with its address", fakeBackend{d: bootImage},
 			pxeRequest(t, dhcpv4.MessageTypeDiscover, pxeX64, ArchEFIx64, dhcpv4.WithUserClass("iPXE", false)),
-			PortDHCP, OutcomeLeaseOffer, "10.0.0.100", bootImage.ScriptURL, dhcpv4.MessageTypeOffer},
+			PortDHCP, OutcomeLeaseOffer, "10.0.0.100", scriptURL, dhcpv4.MessageTypeOffer},
 		{"plain DHCP client: address only", fakeBackend{err: ErrUnknownMAC}, dhcpMsg(t, macA, dhcpv4.MessageTypeDiscover),
 			PortDHCP, OutcomeLeaseOffer, "10.0.0.100", "", dhcpv4.MessageTypeOffer},
 		{"PXE machine told to boot locally: address only", fakeBackend{d: local}, pxeRequest(t, dhcpv4.MessageTypeDiscover, pxeX64, ArchEFIx64),

@@ -28,6 +28,8 @@ type Handler struct {
 	// addresses of DHCP on port 67 (port 4011 is answered as in proxy mode).
 	Mode Mode
 	Full *Full
+	// URLs builds the script and HTTP boot URLs of replies (httpboot.URLs).
+	URLs URLs
 }
 
 // Result is what Handle made of a datagram.
@@ -79,7 +81,7 @@ func (h *Handler) handle(ctx context.Context, raw []byte, port int) Result {
 		h.log().Debug("dhcp: undecodable PXE packet", "port", port, "len", len(raw), "err", err)
 		return Result{Outcome: OutcomeMalformed}
 	}
-	in := Inbound{ServerIP: h.ServerIP, Port: port}
+	in := Inbound{ServerIP: h.ServerIP, Port: port, URLs: h.URLs}
 	if h.full(port) {
 		return h.handleFull(ctx, req, in)
 	}

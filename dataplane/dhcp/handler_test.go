@@ -19,6 +19,7 @@ func newTestHandler(b Backend) (*Handler, *prometheus.Registry) {
 	return &Handler{
 		Backend:  b,
 		ServerIP: serverIP,
+		URLs:     urls,
 		Metrics:  NewMetrics(reg),
 		Log:      slog.New(slog.NewTextHandler(io.Discard, nil)),
 		Now:      func() time.Time { return now.Add(3 * time.Millisecond) },

@@ -53,9 +53,22 @@ var bootImage = Decision{
 		ArchEFIx64:   "snponly.efi",
 		ArchEFIARM64: "arm64/snponly.efi",
 	},
-	ScriptURL:   "http://10.0.0.1:8080/ipxe/52:54:00:00:00:01",
-	HTTPBootURL: "http://10.0.0.1:8080/ipxe.efi",
+	HTTPBootFile: "ipxe.efi",
 }
+
+// testURLs is the HTTP service's URL scheme, as httpboot.URLs builds it.
+type testURLs struct{ base string }
+
+func (u testURLs) Script(mac net.HardwareAddr) string { return u.base + "/ipxe/" + mac.String() }
+func (u testURLs) File(name string) string            { return u.base + "/files/" + name }
+
+var urls = testURLs{"http://10.0.0.1:8080"}
+
+// bootImage's URLs for macA, the client of pxeRequest.
+const (
+	scriptURL   = "http://10.0.0.1:8080/ipxe/52:54:00:00:00:01"
+	httpBootURL = "http://10.0.0.1:8080/files/ipxe.efi"
+)
 
 var errBackendDown = errors.New("store closed")
 

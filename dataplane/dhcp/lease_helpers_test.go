@@ -79,7 +79,7 @@ func newFull(t testing.TB, clk *fakeClock, pools ...Pool) *Full {
 	return &Full{Pools: pools, Leases: openLeases(t, openBadger(t, t.TempDir())), Now: clk.Now}
 }
 
-var in67 = Inbound{ServerIP: serverIP, Port: PortDHCP}
+var in67 = Inbound{ServerIP: serverIP, Port: PortDHCP, URLs: urls}
 
 // dhcpMsg builds a plain (non-PXE) client message.
 func dhcpMsg(t testing.TB, mac net.HardwareAddr, mt dhcpv4.MessageType, mods ...dhcpv4.Modifier) *dhcpv4.DHCPv4 {

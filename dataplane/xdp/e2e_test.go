@@ -91,7 +91,6 @@ func e2eInner(t *testing.T) {
 	}
 
 	backend, err := dhcp.NewFileBackend(dhcp.FileConfig{
-		HTTPBase:  "http://" + e2eServerIP + ":8080",
 		BootFiles: map[string]string{"bios": "undionly.kpxe", "efi-x64": "snponly.efi"},
 		Unknown:   "ignore",
 		Machines:  []dhcp.FileMachine{{MAC: realMAC.String(), Action: "boot"}},

@@ -179,7 +179,6 @@ func inner(t *testing.T) {
 
 	// DHCP, proxy mode, on 0.0.0.0:67 and :4011.
 	fileBackend, err := dhcp.NewFileBackend(dhcp.FileConfig{
-		HTTPBase:  httpBase,
 		BootFiles: map[string]string{"bios": "undionly.kpxe", "efi-x64": "snponly.efi"},
 		Unknown:   "ignore",
 		Machines: []dhcp.FileMachine{
@@ -193,7 +192,7 @@ func inner(t *testing.T) {
 		t.Fatal(err)
 	}
 	backend := &recorder{Backend: fileBackend, lookups: map[string][]dhcp.Arch{}}
-	dsrv, err := dhcp.NewServer(&dhcp.Handler{Backend: backend, ServerIP: net.ParseIP(serverIP)}, dhcp.ServerConfig{Workers: 2})
+	dsrv, err := dhcp.NewServer(&dhcp.Handler{Backend: backend, ServerIP: net.ParseIP(serverIP), URLs: httpboot.URLs{Base: httpBase}}, dhcp.ServerConfig{Workers: 2})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -127,7 +127,6 @@ func startFullServer(t *testing.T, ctx context.Context, dbDir string, pool dhcp.
 		scripts[m.String()] = boot
 	}
 	fileBackend, err := dhcp.NewFileBackend(dhcp.FileConfig{
-		HTTPBase:  httpBase,
 		BootFiles: map[string]string{"bios": "undionly.kpxe", "efi-x64": "snponly.efi"},
 		Unknown:   "ignore",
 		Machines:  machines,
@@ -159,7 +158,7 @@ func startFullServer(t *testing.T, ctx context.Context, dbDir string, pool dhcp.
 		t.Fatal(err)
 	}
 	dsrv, err := dhcp.NewServer(&dhcp.Handler{
-		Backend: fs.backend, ServerIP: net.ParseIP(serverIP), Metrics: dhcp.NewMetrics(fs.reg),
+		Backend: fs.backend, ServerIP: net.ParseIP(serverIP), Metrics: dhcp.NewMetrics(fs.reg), URLs: httpboot.URLs{Base: httpBase},
 		Mode: dhcp.ModeFull, Full: &dhcp.Full{Pools: pools, Leases: leases},
 	}, dhcp.ServerConfig{Workers: 2})
 	if err != nil {

@@ -1,11 +1,9 @@
-package main
+package bootd
 
 import (
-	"context"
 	"fmt"
 	"log/slog"
 	"os"
-	"time"
 
 	"github.com/dgraph-io/badger/v4"
 	"github.com/prometheus/client_golang/prometheus"
@@ -21,10 +19,10 @@ const blobChunk = 64 << 20
 // a start without room for Badger to open and flush exits with one line;
 // a start below the reserve runs read-only (DHCP for existing leases,
 // TFTP and HTTP keep answering; new leases, events, sync and staging
-// wait for space). closeDB leaves Badger unclosed when closing would
+// wait for space; Run watches the space). closeDB leaves Badger unclosed when closing would
 // flush into a full filesystem (a SIGBUS): nothing acknowledged is lost,
 // the page cache holds the write-ahead log.
-func openDataDir(ctx context.Context, dir string, full bool, log *slog.Logger, reg prometheus.Registerer) (*badger.DB, *diskspace.Guard, func(), error) {
+func openDataDir(dir string, full bool, log *slog.Logger, reg prometheus.Registerer) (*badger.DB, *diskspace.Guard, func(), error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, nil, nil, fmt.Errorf("data_dir: %w", err)
 	}
@@ -48,7 +46,6 @@ func openDataDir(ctx context.Context, dir string, full bool, log *slog.Logger, r
 		db.Close()
 		return nil, nil, nil, err
 	}
-	go g.Watch(ctx, time.Second)
 	closeDB := func() {
 		if !g.CloseRoom(diskspace.BadgerReserve(bo)) {
 			log.Warn("disk: not closing the database on a nearly full disk; its write-ahead log is replayed at the next start", "dir", dir)

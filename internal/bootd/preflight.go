@@ -1,4 +1,4 @@
-package main
+package bootd
 
 import (
 	"context"
@@ -27,11 +27,44 @@ type preflight struct {
 	missing  []string
 }
 
+// Checked is a Config that passed every check serve runs before it opens
+// a socket, ready for Build.
+type Checked struct {
+	cfg *Config
+	w   *wiring
+	// Missing are the files the config names that are not there: Build
+	// logs each and serves without them; a strict Check refuses them.
+	Missing []string
+}
+
+// Check is everything serve checks before it opens a socket: the file's
+// keys, then this host, all mistakes at once, each by its key; with
+// strict (--check) the missing files are mistakes too. c is the file with
+// the command line's overrides applied.
+func Check(c *Config, strict bool) (*Checked, error) {
+	w, p, err := checkAll(c, strict)
+	if err != nil {
+		return nil, err
+	}
+	return &Checked{cfg: c, w: w, Missing: p.missing}, nil
+}
+
+// Summary is what `serve --check` prints: what would run, in one line.
+func (k *Checked) Summary() string {
+	w := k.w
+	targets := fmt.Sprintf("%d targets", len(w.backend.Machines))
+	if w.manager != nil {
+		targets = fmt.Sprintf("targets of site %s from manager %s as %s", w.manager.Site, w.manager.URL, w.manager.Name)
+	}
+	return fmt.Sprintf("dhcp %s on %s and %s, tftp %s from %s, http %s from %s (base %s), %s",
+		w.dhcpMode, w.dhcpListen, w.bootListen, w.tftpListen, w.tftpRoot, w.httpListen, w.httpFiles, w.baseURL, targets)
+}
+
 // checkAll is everything serve checks before it opens a socket: the
 // file's keys, then the preflight, all mistakes at once; with strict
 // (--check) the missing files are mistakes too. The wiring is set when
 // there is no mistake.
-func checkAll(c *serveConfig, strict bool) (*wiring, preflight, error) {
+func checkAll(c *Config, strict bool) (*wiring, preflight, error) {
 	w, errs := c.checkKeys()
 	p := runPreflight(c, w)
 	errs = append(errs, p.problems...)
@@ -45,7 +78,7 @@ func checkAll(c *serveConfig, strict bool) (*wiring, preflight, error) {
 }
 
 // runPreflight checks w (from c, perhaps partial) against this host.
-func runPreflight(c *serveConfig, w *wiring) preflight {
+func runPreflight(c *Config, w *wiring) preflight {
 	var p preflight
 	bad := func(key, format string, args ...any) {
 		p.problems = append(p.problems, key+": "+fmt.Sprintf(format, args...))
@@ -64,7 +97,7 @@ func runPreflight(c *serveConfig, w *wiring) preflight {
 // checkTFTP runs the TFTP engine's own validation (the one serve meets in
 // tftp.NewServer), a key at a time so that each mistake is named, then on
 // the whole config for what only a combination gets wrong.
-func checkTFTP(c *serveConfig, w *wiring, bad func(key, format string, args ...any)) {
+func checkTFTP(c *Config, w *wiring, bad func(key, format string, args ...any)) {
 	full := w.tftpConfig(c, nil, nil)
 	keyed := false
 	for _, k := range []struct {
@@ -111,7 +144,7 @@ func hostAddrs() (map[netip.Addr]bool, error) {
 // checkOnHost refuses an address that no interface here has: the server
 // identifier every DHCP client would answer to, and the listen addresses
 // serve would fail to bind.
-func checkOnHost(c *serveConfig, w *wiring, local map[netip.Addr]bool, bad func(key, format string, args ...any)) {
+func checkOnHost(c *Config, w *wiring, local map[netip.Addr]bool, bad func(key, format string, args ...any)) {
 	if w.addr.IsValid() && !local[w.addr] {
 		bad("address", "%s is not an address of this host", w.addr)
 	}
@@ -130,7 +163,7 @@ func checkOnHost(c *serveConfig, w *wiring, local map[netip.Addr]bool, bad func(
 // missingFiles lists the files named in the config that are not there:
 // standalone mode's boot files (under tftp.root), and the images' kernels
 // and initrds (under http.files). With a manager they come from it.
-func missingFiles(c *serveConfig, w *wiring) []string {
+func missingFiles(c *Config, w *wiring) []string {
 	if w.manager != nil {
 		return nil
 	}
@@ -191,7 +224,7 @@ func (noResolver) Resolve(_ context.Context, _ netip.AddrPort, name string) (tft
 
 // tftpConfig is the TFTP engine's config for w (from c): serve runs it,
 // and preflight checks it with the engine's own validation.
-func (w *wiring) tftpConfig(c *serveConfig, log *slog.Logger, m *tftp.Metrics) tftp.Config {
+func (w *wiring) tftpConfig(c *Config, log *slog.Logger, m *tftp.Metrics) tftp.Config {
 	return tftp.Config{
 		MaxBlksize: c.TFTP.MaxBlksize, MaxWindow: c.TFTP.MaxWindow, MaxTransfers: c.TFTP.MaxTransfers,
 		MaxUnacked: c.TFTP.MaxUnacked, FirstAckTimeout: c.TFTP.FirstAckTimeout,

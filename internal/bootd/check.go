@@ -1,10 +1,7 @@
-package main
+package bootd
 
 import (
-	"bytes"
-	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"maps"
 	"net"
@@ -14,9 +11,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"time"
-
-	"gopkg.in/yaml.v3"
 
 	"osim/controlplane/api"
 	"osim/dataplane/dhcp"
@@ -24,125 +18,6 @@ import (
 	"osim/dataplane/xdp"
 	"osim/internal/cmdline"
 )
-
-// serveConfig is the YAML file of `osim-bootd serve` (see README.md).
-type serveConfig struct {
-	// Address is the boot server's IPv4 address on the provisioning
-	// network: DHCP server id and next-server, default host of the URLs.
-	Address       string `yaml:"address"`
-	MetricsListen string `yaml:"metrics_listen"`
-	// LogLevel is debug, info (default), warn or error; --log-level wins.
-	// SIGHUP re-reads it.
-	LogLevel string `yaml:"log_level"`
-	// DataDir holds the process's Badger database (full mode's leases).
-	DataDir string           `yaml:"data_dir"`
-	DHCP    dhcpSection      `yaml:"dhcp"`
-	TFTP    tftpSection      `yaml:"tftp"`
-	HTTP    httpSection      `yaml:"http"`
-	Boot    bootSection      `yaml:"boot"`
-	Images  map[string]image `yaml:"images"`
-	Targets []target         `yaml:"targets"`
-	// Manager, when set, makes the targets, images and orders come from
-	// the manager through the agent; Images and Targets must stay empty.
-	Manager *managerSection `yaml:"manager"`
-	// XDP, when set, classifies and rate-limits PXE DHCP before the DHCP
-	// service: an XDP program on Interface, or the same rules in Go
-	// when Interface is empty or the program cannot attach.
-	XDP *xdpSection `yaml:"xdp"`
-}
-
-// xdpSection configures dataplane/xdp (see its README).
-type xdpSection struct {
-	Interface   string   `yaml:"interface"`    // provisioning NIC; empty: the userspace guard only
-	Unknown     string   `yaml:"unknown"`      // pass, drop, discovery; default: discovery (proxy), pass (full)
-	Rate        *uint32  `yaml:"rate"`         // packets/s per client (chaddr); 0: no per-client limit; default 2
-	Burst       *uint32  `yaml:"burst"`        // default 10
-	AdmitRate   *uint32  `yaml:"admit_rate"`   // new clients per second not on the allow list; 0: unlimited; default 100
-	AdmitBurst  *uint32  `yaml:"admit_burst"`  // default 200
-	Clients     int      `yaml:"clients"`      // size of the bucket table; default 65536
-	DropClasses []string `yaml:"drop_classes"` // e.g. [dhcp] when nothing here answers other DHCP
-}
-
-// managerSection connects the boot server to a manager.
-type managerSection struct {
-	URL           string `yaml:"url"`
-	JoinToken     string `yaml:"join_token"`      // used once, to register
-	JoinTokenFile string `yaml:"join_token_file"` // or read it from this file
-	Name          string `yaml:"name"`            // this boot server's name
-	Site          string `yaml:"site"`            // the site whose targets it serves
-	InsecureTLS   bool   `yaml:"insecure_tls"`    // skip TLS verification (labs)
-}
-
-type dhcpSection struct {
-	Mode       string `yaml:"mode"`        // proxy (default)
-	Listen     string `yaml:"listen"`      // default 0.0.0.0:67
-	BootListen string `yaml:"boot_listen"` // default 0.0.0.0:4011
-	// Pools are full mode's address ranges, one per subnet served.
-	Pools []dhcp.PoolConfig `yaml:"pools"`
-}
-
-type tftpSection struct {
-	Listen       string `yaml:"listen"` // default <address>:69
-	Root         string `yaml:"root"`
-	MaxBlksize   int    `yaml:"max_blksize"`
-	MaxWindow    int    `yaml:"max_window"`
-	MaxTransfers int    `yaml:"max_transfers"`
-	PortRange    string `yaml:"port_range"`
-	// Requests not acknowledged yet (possibly forged): their own cap, and
-	// how long one waits for its first ACK (tftp.Config's defaults: 256, 2s).
-	MaxUnacked      int           `yaml:"max_unacked"`
-	FirstAckTimeout time.Duration `yaml:"first_ack_timeout"`
-}
-
-type httpSection struct {
-	Listen  string `yaml:"listen"`   // default <address>:8080
-	BaseURL string `yaml:"base_url"` // default http://<listen>
-	Files   string `yaml:"files"`
-}
-
-// bootSection is the site's boot policy: which NBP per arch, what unknown
-// machines get.
-type bootSection struct {
-	Arches    []string          `yaml:"arches"`
-	BootFiles map[string]string `yaml:"boot_files"`
-	Unknown   string            `yaml:"unknown"`
-}
-
-type image struct {
-	Kernel  string            `yaml:"kernel"`
-	Initrds []string          `yaml:"initrds"`
-	Cmdline string            `yaml:"cmdline"`
-	Params  map[string]string `yaml:"params"`
-}
-
-// target is one machine: boot an image (with an order and its status
-// token), boot its local disk, or be ignored.
-type target struct {
-	MAC    string            `yaml:"mac"`
-	Action string            `yaml:"action"` // boot (default with image), local, ignore
-	Image  string            `yaml:"image"`
-	Params map[string]string `yaml:"params"`
-	Order  string            `yaml:"order"`
-	Token  string            `yaml:"token"`
-}
-
-// loadServeConfig reads and checks the file; every mistake is reported,
-// each with the key it concerns.
-func loadServeConfig(path string) (*serveConfig, error) {
-	var c serveConfig
-	if path != "" {
-		b, err := os.ReadFile(path)
-		if err != nil {
-			return nil, fmt.Errorf("config: %w", err)
-		}
-		dec := yaml.NewDecoder(bytes.NewReader(b))
-		dec.KnownFields(true)
-		if err := dec.Decode(&c); err != nil && !errors.Is(err, io.EOF) {
-			return nil, fmt.Errorf("config %s: %w", path, err)
-		}
-	}
-	return &c, nil
-}
 
 // wiring is a checked configuration, ready for the services.
 type wiring struct {
@@ -164,7 +39,7 @@ type wiring struct {
 	scripts    httpboot.StaticScripts
 	tokens     httpboot.StaticTokens
 	// manager mode (manager set): the agent answers instead of the file.
-	manager   *managerSection
+	manager   *ManagerSection
 	joinToken string
 	bootFiles map[dhcp.Arch]string
 	unknown   dhcp.Action
@@ -174,7 +49,7 @@ type wiring struct {
 }
 
 // check validates c after flags were applied and derives the defaults.
-func (c *serveConfig) check() (*wiring, error) {
+func (c *Config) check() (*wiring, error) {
 	w, errs := c.checkKeys()
 	if len(errs) > 0 {
 		return nil, mistakes(errs)
@@ -189,7 +64,7 @@ func mistakes(errs []string) error {
 
 // checkKeys validates c key by key: the wiring, and every mistake, each
 // with its key. With mistakes the wiring is partial (what checked).
-func (c *serveConfig) checkKeys() (*wiring, []string) {
+func (c *Config) checkKeys() (*wiring, []string) {
 	var errs []string
 	bad := func(key, format string, args ...any) {
 		errs = append(errs, key+": "+fmt.Sprintf(format, args...))
@@ -269,7 +144,7 @@ func (c *serveConfig) checkKeys() (*wiring, []string) {
 			bad(d[0], "%q is not a readable folder", d[1])
 		}
 	}
-	if w.portLo, w.portHi, err = parsePortRange(c.TFTP.PortRange); err != nil {
+	if w.portLo, w.portHi, err = ParsePortRange(c.TFTP.PortRange); err != nil {
 		bad("tftp.port_range", "%v", err)
 	}
 
@@ -279,7 +154,7 @@ func (c *serveConfig) checkKeys() (*wiring, []string) {
 	if c.XDP != nil {
 		c.checkXDP(w, bad)
 	}
-	w.backend = dhcp.FileConfig{HTTPBase: w.baseURL, Arches: c.Boot.Arches, BootFiles: c.Boot.BootFiles, Unknown: c.Boot.Unknown}
+	w.backend = dhcp.FileConfig{Arches: c.Boot.Arches, BootFiles: c.Boot.BootFiles, Unknown: c.Boot.Unknown}
 	if w.backend.BootFiles == nil {
 		w.backend.BootFiles = map[string]string{"bios": "undionly.kpxe", "efi-x64": "snponly.efi"}
 	}
@@ -354,7 +229,7 @@ func (c *serveConfig) checkKeys() (*wiring, []string) {
 }
 
 // checkManager validates the manager section and what it excludes.
-func (c *serveConfig) checkManager(w *wiring, bad func(key, format string, args ...any)) {
+func (c *Config) checkManager(w *wiring, bad func(key, format string, args ...any)) {
 	m := c.Manager
 	w.manager = m
 	if u, err := url.Parse(m.URL); m.URL == "" || err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
@@ -426,6 +301,21 @@ func validListen(s string) bool {
 	return err == nil && n >= 1 && n <= 65535
 }
 
+// ParsePortRange reads LO:HI (tftp.port_range, --port-range); "" is no
+// range (the kernel's ephemeral ports).
+func ParsePortRange(s string) (int, int, error) {
+	if s == "" {
+		return 0, 0, nil
+	}
+	a, b, ok := strings.Cut(s, ":")
+	lo, err1 := strconv.Atoi(a)
+	hi, err2 := strconv.Atoi(b)
+	if !ok || err1 != nil || err2 != nil || lo < 1 || hi > 65535 || lo > hi {
+		return 0, 0, fmt.Errorf("--port-range %q: want LO:HI with 1 <= LO <= HI <= 65535", s)
+	}
+	return lo, hi, nil
+}
+
 func orDefault(v, def string) string {
 	if v == "" {
 		return def
@@ -435,7 +325,7 @@ func orDefault(v, def string) string {
 
 // checkXDP validates the xdp section into an xdp.Config whose ports are the
 // ones the services bind (XDP sees the real port numbers).
-func (c *serveConfig) checkXDP(w *wiring, bad func(key, format string, args ...any)) {
+func (c *Config) checkXDP(w *wiring, bad func(key, format string, args ...any)) {
 	x := c.XDP
 	cfg := xdp.DefaultConfig()
 	port := func(hostport string) uint16 {

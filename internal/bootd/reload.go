@@ -1,14 +1,11 @@
-package main
+package bootd
 
 import (
 	"context"
 	"log/slog"
 	"net"
-	"os"
-	"os/signal"
 	"reflect"
 	"sync/atomic"
-	"syscall"
 
 	"osim/dataplane/dhcp"
 	"osim/dataplane/httpboot"
@@ -57,42 +54,23 @@ type policySetter interface {
 	SetPolicy(allow, deny []net.HardwareAddr) error
 }
 
-// reloader re-reads the config file on SIGHUP: the log level always, and
+// reloader re-reads the config file (SIGHUP): the log level always, and
 // in standalone mode the targets, images and boot policy; every other
 // change is logged as needing a restart. A file that does not check is
 // refused whole and the running configuration stays.
 type reloader struct {
 	path      string
-	overrides func(*serveConfig) // the command line's, applied again
-	levelFlag bool               // --log-level given: it wins over the file
+	overrides func(*Config) // the command line's, applied again
+	levelFlag bool          // --log-level given: it wins over the file
 	level     *slog.LevelVar
-	running   *serveConfig // what runs now; restart-only keys keep their started values
+	running   *Config      // what runs now; restart-only keys keep their started values
 	data      *standalone  // nil in manager mode
 	guard     policySetter // nil without an xdp section
 	log       *slog.Logger
 }
 
-// watchSIGHUP runs r.reload on every SIGHUP until ctx ends. It is
-// installed before the services start: SIGHUP's default action would
-// end the process.
-func watchSIGHUP(ctx context.Context, reload func()) {
-	hup := make(chan os.Signal, 1)
-	signal.Notify(hup, syscall.SIGHUP)
-	go func() {
-		defer signal.Stop(hup)
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case <-hup:
-				reload()
-			}
-		}
-	}()
-}
-
 func (r *reloader) reload() {
-	c, err := loadServeConfig(r.path)
+	c, err := LoadConfig(r.path)
 	var w *wiring
 	if err == nil {
 		r.overrides(c)
@@ -129,7 +107,7 @@ func (r *reloader) reload() {
 }
 
 // fileLevel is the file's log level, unless the command line set one.
-func (r *reloader) fileLevel(c *serveConfig) (slog.Level, bool) {
+func (r *reloader) fileLevel(c *Config) (slog.Level, bool) {
 	l := slog.LevelInfo // the default when the file names none
 	if r.levelFlag || (c.LogLevel != "" && l.UnmarshalText([]byte(c.LogLevel)) != nil) {
 		return l, false
@@ -137,13 +115,13 @@ func (r *reloader) fileLevel(c *serveConfig) (slog.Level, bool) {
 	return l, true
 }
 
-func sameBootData(a, b *serveConfig) bool {
+func sameBootData(a, b *Config) bool {
 	return reflect.DeepEqual(a.Targets, b.Targets) && reflect.DeepEqual(a.Images, b.Images) && reflect.DeepEqual(a.Boot, b.Boot)
 }
 
 // restartKeys names the top-level keys of c that differ from what runs and
 // that only a restart applies.
-func (r *reloader) restartKeys(c *serveConfig) []string {
+func (r *reloader) restartKeys(c *Config) []string {
 	o := r.running
 	keys := []struct {
 		key      string
