@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"osim/controlplane/api"
+	"osim/controlplane/lifecycle"
 	"osim/dataplane/dhcp"
 	"osim/dataplane/httpboot"
 	"osim/dataplane/tftp"
@@ -55,7 +56,7 @@ func (a *Agent) Lookup(_ context.Context, mac net.HardwareAddr, _ dhcp.Arch) (dh
 	a.mu.RLock()
 	t, o, known, hasOrder := a.lookupLocked(m)
 	var boot map[dhcp.Arch]string
-	if hasOrder && answers(o.State) {
+	if hasOrder && lifecycle.Boots(o.State) {
 		boot = a.bootFilesLocked(o)
 	}
 	a.mu.RUnlock()
@@ -72,7 +73,7 @@ func (a *Agent) Lookup(_ context.Context, mac net.HardwareAddr, _ dhcp.Arch) (dh
 	}
 	var d dhcp.Decision
 	switch {
-	case hasOrder && answers(o.State):
+	case hasOrder && lifecycle.Boots(o.State):
 		d = dhcp.Decision{Action: dhcp.ActionBootImage, BootFiles: boot}
 	case hasOrder:
 		d = dhcp.Decision{Action: dhcp.ActionIgnore} // pending: silent until staged
@@ -132,7 +133,7 @@ func (a *Agent) Script(_ context.Context, mac net.HardwareAddr) (httpboot.Boot, 
 	if !known {
 		return httpboot.Boot{}, fmt.Errorf("%w: %s", httpboot.ErrUnknownTarget, m)
 	}
-	if !hasOrder || !answers(o.State) {
+	if !hasOrder || !lifecycle.Boots(o.State) {
 		return httpboot.Boot{Local: true}, nil
 	}
 	if !haveImg {

@@ -242,16 +242,12 @@ func (a *Agent) viewChanged(changed bool) {
 	}
 }
 
-// answers reports whether DHCP boots a target with an order in state s:
-// the lifecycle decides.
-var answers = lifecycle.Boots
-
 // liveMACsOf lists the MACs the DHCP service answers with an installer:
 // those of targets whose live order is staged, booting or installing.
 func liveMACsOf(v *view) (string, []net.HardwareAddr) {
 	var set []string
 	for _, o := range v.orders {
-		if !answers(o.State) {
+		if !lifecycle.Boots(o.State) {
 			continue
 		}
 		macs := o.MACs
