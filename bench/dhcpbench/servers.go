@@ -1,7 +1,6 @@
 package dhcpbench
 
 import (
-	"bufio"
 	"context"
 	"encoding/json"
 	"errors"
@@ -16,6 +15,7 @@ import (
 	"time"
 
 	"osim/bench/internal/procstat"
+	"osim/internal/promtext"
 )
 
 // LeaseTime is the pools' lease time on both servers: longer than the
@@ -228,23 +228,11 @@ func (b *Bootd) Metrics(ctx context.Context) (map[string]float64, error) {
 	if err != nil {
 		return nil, fmt.Errorf("dhcpbench: osim-bootd metrics: %w", err)
 	}
-	m := map[string]float64{}
-	sc := bufio.NewScanner(strings.NewReader(body))
-	sc.Buffer(make([]byte, 64<<10), 1<<20)
-	for sc.Scan() {
-		line := sc.Text()
-		if line == "" || line[0] == '#' {
-			continue
-		}
-		i := strings.LastIndexByte(line, ' ')
-		if i < 0 {
-			continue
-		}
-		if v, err := strconv.ParseFloat(line[i+1:], 64); err == nil {
-			m[line[:i]] = v
-		}
+	sm, err := promtext.Parse(strings.NewReader(body))
+	if err != nil {
+		return nil, fmt.Errorf("dhcpbench: osim-bootd metrics: %w", err)
 	}
-	return m, nil
+	return sm.Series(), nil
 }
 
 // Kea is ISC's kea-dhcp4 with memfile leases (a CSV file, no fsync),

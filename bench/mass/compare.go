@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"osim/bench/internal/procstat"
+	"osim/internal/promtext"
 	"osim/internal/pxeclient"
 )
 
@@ -287,7 +288,7 @@ func compareOne(ctx context.Context, o CompareOptions, server string, round int)
 	if metricsURL != "" {
 		sctx, scancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 		defer scancel()
-		sm, err := scrape(sctx, lab.HTTP(), metricsURL)
+		sm, err := promtext.Get(sctx, lab.HTTP(), metricsURL)
 		if err != nil {
 			run.Notes = append(run.Notes, err.Error())
 			run.Mismatches++

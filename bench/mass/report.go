@@ -8,6 +8,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"osim/internal/promtext"
 	"osim/internal/pxeclient"
 )
 
@@ -216,7 +217,7 @@ func countClients(ts []*target) clientCounts {
 }
 
 // check compares the clients' counts with the boot server's counters.
-func (r *Report) checkWith(sm Samples, shared *pxeclient.SharedDHCP, c clientCounts, http bool) {
+func (r *Report) checkWith(sm promtext.Samples, shared *pxeclient.SharedDHCP, c clientCounts, http bool) {
 	add := func(what string, client, server float64, series string) {
 		ok := client == server
 		r.Counters = append(r.Counters, Counter{What: what, Client: client, Server: server, Series: series, OK: ok})

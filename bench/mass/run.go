@@ -20,6 +20,7 @@ import (
 
 	"osim/bench/internal/procstat"
 	"osim/controlplane/api"
+	"osim/internal/promtext"
 	"osim/internal/pxeclient"
 )
 
@@ -259,7 +260,7 @@ manager:
 	}
 	sctx, scancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 	defer scancel()
-	sm, err := scrape(sctx, lab.HTTP(), metricsURL)
+	sm, err := promtext.Get(sctx, lab.HTTP(), metricsURL)
 	if err != nil {
 		rep.Notes = append(rep.Notes, err.Error())
 		rep.Mismatches++

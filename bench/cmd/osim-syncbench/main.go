@@ -27,7 +27,7 @@ import (
 	"osim/bench/internal/procstat"
 	"osim/controlplane/api"
 	"osim/controlplane/mdb"
-	"osim/metrics"
+	"osim/internal/promtext"
 )
 
 func main() {
@@ -128,13 +128,13 @@ manager: {url: %s, join_token_file: %s, name: bench-bootd, site: bench}
 		anon, file, _ := procstat.RSS(boot.Process.Pid)
 		peakAnon, peakFile = max(peakAnon, anon), max(peakFile, file)
 		if synced == 0 {
-			if v, err := metrics.Scrape(ctx, fmt.Sprintf("http://127.0.0.1:%d/metrics", bootMetrics), "osim_agent_synced_revision"); err == nil && uint64(v) >= rev {
+			if v, err := promtext.Scrape(ctx, fmt.Sprintf("http://127.0.0.1:%d/metrics", bootMetrics), "osim_agent_synced_revision"); err == nil && uint64(v) >= rev {
 				synced = time.Since(start)
 				fmt.Printf("boot server synced revision %d after %v, RSS peak so far %d MiB\n", rev, synced.Round(time.Millisecond), peak>>20)
 			}
 		}
 		if staged == 0 {
-			if v, err := metrics.Scrape(ctx, fmt.Sprintf("http://127.0.0.1:%d/metrics", mgrMetrics), `osim_manager_orders{state="staged"}`); err == nil && int(v) == n {
+			if v, err := promtext.Scrape(ctx, fmt.Sprintf("http://127.0.0.1:%d/metrics", mgrMetrics), `osim_manager_orders{state="staged"}`); err == nil && int(v) == n {
 				staged = time.Since(start)
 				fmt.Printf("all %d orders staged after %v\n", n, staged.Round(time.Millisecond))
 			}
