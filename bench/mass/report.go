@@ -8,6 +8,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"osim/bench/internal/lab"
 	"osim/internal/promtext"
 	"osim/internal/pxeclient"
 )
@@ -43,7 +44,7 @@ type Report struct {
 	// DHCP request to its encoded reply (its own histogram).
 	DHCPServerMeanMs float64 `json:"dhcp_server_mean_ms"`
 	// ServerUDP is the server namespace's UDP counters over the boot window.
-	ServerUDP UDPStats `json:"server_ns_udp"`
+	ServerUDP lab.UDPStats `json:"server_ns_udp"`
 
 	Counters   []Counter `json:"counters"`
 	Mismatches int       `json:"counter_mismatches"`
