@@ -16,8 +16,8 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"osim/bench/internal/tftpwire"
 	"osim/internal/promtext"
+	"osim/internal/tftpwire"
 )
 
 // floodCmd re-runs the TFTP slot flood of issue 11: read requests from many

@@ -5,9 +5,9 @@ import (
 	"io"
 	"net"
 
-	"osim/bench/internal/tftpwire"
 	xdpbench "osim/bench/xdp"
 	"osim/dataplane/xdp"
+	"osim/internal/tftpwire"
 )
 
 // clientMAC is the i-th real client.
