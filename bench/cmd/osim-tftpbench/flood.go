@@ -16,6 +16,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"osim/bench/internal/lab"
 	"osim/internal/promtext"
 	"osim/internal/tftpwire"
 )
@@ -114,28 +115,34 @@ func floodCmd(ctx context.Context, args []string) error {
 }
 
 // startFloodBootd starts osim-bootd tftp serving root and waits for its
-// metrics endpoint.
+// metrics endpoint. Its log (warnings only) goes to stderr when it stops.
 func startFloodBootd(ctx context.Context, bin, root string, addr netip.AddrPort, metricsPort int, extra []string, metricsURL string) (func(), error) {
-	args := append([]string{"tftp", "--root", root, "--listen", addr.String(),
+	argv := append([]string{bin, "tftp", "--root", root, "--listen", addr.String(),
 		"--metrics-listen", "127.0.0.1:" + strconv.Itoa(metricsPort), "--log-level", "warn"}, extra...)
-	cmd := exec.CommandContext(ctx, bin, args...)
-	cmd.Stderr = os.Stderr
-	if err := cmd.Start(); err != nil {
-		return nil, fmt.Errorf("start %s: %w", bin, err)
+	p, err := lab.Start(lab.Spec{Name: "osim-bootd", Argv: argv,
+		Log: filepath.Join(os.TempDir(), fmt.Sprintf("osim-flood-bootd-%d.log", os.Getpid()))})
+	if err != nil {
+		return nil, err
 	}
 	stop := func() {
-		_ = cmd.Process.Signal(os.Interrupt)
-		_ = cmd.Wait()
+		p.Stop()
+		if b, _ := os.ReadFile(p.Log); len(b) > 0 {
+			os.Stderr.Write(b)
+		}
+		os.Remove(p.Log)
 	}
 	for deadline := time.Now().Add(10 * time.Second); ; {
 		if _, err := scrape(metricsURL); err == nil {
 			return stop, nil
 		}
-		if time.Now().After(deadline) {
+		if p.Exited() || time.Now().After(deadline) {
 			stop()
 			return nil, fmt.Errorf("%s: metrics at %s never answered", bin, metricsURL)
 		}
-		time.Sleep(50 * time.Millisecond)
+		if err := lab.Sleep(ctx, 50*time.Millisecond); err != nil {
+			stop()
+			return nil, err
+		}
 	}
 }
 
