@@ -11,18 +11,9 @@ import (
 	"strings"
 	"testing"
 	"time"
-)
 
-func requireRoot(t *testing.T) {
-	t.Helper()
-	if os.Geteuid() == 0 {
-		return
-	}
-	if os.Getenv("CI") == "true" {
-		t.Fatal("the demo needs root for its network namespaces, and CI must run it")
-	}
-	t.Skip("the demo needs root for its network namespaces; skipping")
-}
+	"osim/bench/internal/lab"
+)
 
 // TestMakeRunDemoBringsEveryTargetToDone runs bench/demo/run.sh with six
 // targets and OSIM_DEMO_EXIT=1: every order must reach done.
@@ -30,7 +21,7 @@ func TestMakeRunDemoBringsEveryTargetToDone(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds every binary and runs the whole demo")
 	}
-	requireRoot(t)
+	lab.RequireRoot(t, "the demo's network namespaces")
 	repo, err := filepath.Abs("../..")
 	if err != nil {
 		t.Fatal(err)

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"io"
 	"time"
+
+	"osim/bench/internal/lab"
 )
 
 // Config bounds the rate search.
@@ -128,19 +130,19 @@ func Measure(ctx context.Context, cfg Config, pd Perfdhcp, srv Server) (*Result,
 // search finds the highest rate with no drops: doubling from start until
 // a probe fails, bisecting to within 10%, then confirming with a run of
 // cfg.Sustain (stepping down 10% if it fails, six times at most).
-func search(ctx context.Context, cfg Config, pd Perfdhcp, p *Proc, name string, start int,
+func search(ctx context.Context, cfg Config, pd Perfdhcp, p *lab.Proc, name string, start int,
 	load func(rate int, d time.Duration) Load, seen func(Run), logf func(string, ...any)) (Phase, error) {
 	ph := Phase{Name: name}
-	cpu0 := p.CPU()
+	cpu0 := cpu(p)
 	run := func(rate int, d time.Duration) (Run, time.Duration, error) {
-		c0 := p.CPU()
+		c0 := cpu(p)
 		r, err := pd.Run(ctx, load(rate, d))
-		c := p.CPU() - c0
+		c := cpu(p) - c0
 		if err != nil {
 			return r, c, err
 		}
 		if p.Exited() {
-			return r, c, fmt.Errorf("server exited: %s", tail(p.Log))
+			return r, c, fmt.Errorf("server exited: %s", p.Tail())
 		}
 		seen(r)
 		ph.Probes = append(ph.Probes, r)
@@ -209,6 +211,6 @@ func search(ctx context.Context, cfg Config, pd Perfdhcp, p *Proc, name string, 
 		}
 		lo = lo * 9 / 10
 	}
-	ph.CPU = p.CPU() - cpu0
+	ph.CPU = cpu(p) - cpu0
 	return ph, nil
 }

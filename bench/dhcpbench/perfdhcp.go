@@ -11,6 +11,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"osim/bench/internal/lab"
 )
 
 // Load is one perfdhcp run: Rate DORA exchanges per second for Period,
@@ -75,7 +77,7 @@ func (r Run) Why() string {
 
 // Perfdhcp runs perfdhcp from the lab's client namespace.
 type Perfdhcp struct {
-	Lab  *Lab
+	Lab  *lab.Pair
 	Path string // perfdhcp binary; default "perfdhcp"
 	CPU  int    // pin perfdhcp to this CPU; -1: not pinned
 	// Threads is perfdhcp's -g: "single", or "multi" (a receiving thread
@@ -115,8 +117,8 @@ func (p Perfdhcp) Run(ctx context.Context, l Load) (Run, error) {
 	}
 	var stderr strings.Builder
 	cmd.Stderr = &stderr
-	rb0, rberr := p.Lab.UDPRcvbufErrors()
-	cb0, cberr := p.Lab.ClientRcvbufErrors()
+	rb0, rberr := rcvbufErrors(p.Lab.Server)
+	cb0, cberr := rcvbufErrors(p.Lab.Client)
 	start := time.Now()
 	if err := cmd.Start(); err != nil {
 		return Run{}, fmt.Errorf("dhcpbench: start perfdhcp: %w", err)
@@ -127,10 +129,10 @@ func (p Perfdhcp) Run(ctx context.Context, l Load) (Run, error) {
 	r.Duration = time.Since(start)
 	r.Load = l
 	r.RcvbufErrors, r.ClientRcvbufErrors = -1, -1
-	if cb1, err := p.Lab.ClientRcvbufErrors(); err == nil && cberr == nil {
+	if cb1, err := rcvbufErrors(p.Lab.Client); err == nil && cberr == nil {
 		r.ClientRcvbufErrors = cb1 - cb0
 	}
-	if rb1, err := p.Lab.UDPRcvbufErrors(); err == nil && rberr == nil {
+	if rb1, err := rcvbufErrors(p.Lab.Server); err == nil && rberr == nil {
 		r.RcvbufErrors = rb1 - rb0
 	}
 	if perr != nil {

@@ -1,7 +1,6 @@
 package dhcpbench
 
 import (
-	"bufio"
 	"context"
 	"encoding/json"
 	"errors"
@@ -12,10 +11,10 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"syscall"
 	"time"
 
-	"osim/bench/internal/procstat"
+	"osim/bench/internal/lab"
+	"osim/internal/promtext"
 )
 
 // LeaseTime is the pools' lease time on both servers: longer than the
@@ -28,93 +27,14 @@ const LeaseTime = time.Hour
 type Server interface {
 	Name() string
 	Note() string // how it is run, for the report
-	Start(ctx context.Context) (*Proc, error)
-	Leases(ctx context.Context, p *Proc) (int, error)
+	Start(ctx context.Context) (*lab.Proc, error)
+	Leases(ctx context.Context, p *lab.Proc) (int, error)
 }
 
-// Proc is a started server.
-type Proc struct {
-	PID    int
-	Log    string
-	cmd    *exec.Cmd
-	exited chan struct{}
-	err    error
-}
-
-func start(argv []string, env []string, log string) (*Proc, error) {
-	f, err := os.Create(log)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	cmd := exec.Command(argv[0], argv[1:]...)
-	cmd.Stdout, cmd.Stderr = f, f
-	cmd.Env = append(os.Environ(), env...)
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
-	if err := cmd.Start(); err != nil {
-		return nil, fmt.Errorf("dhcpbench: start %s: %w", argv[0], err)
-	}
-	// `ip netns exec` and taskset exec in place: the pid is the server's.
-	p := &Proc{PID: cmd.Process.Pid, Log: log, cmd: cmd, exited: make(chan struct{})}
-	go func() { p.err = cmd.Wait(); close(p.exited) }()
-	return p, nil
-}
-
-// Exited reports whether the process has ended.
-func (p *Proc) Exited() bool {
-	select {
-	case <-p.exited:
-		return true
-	default:
-		return false
-	}
-}
-
-// CPU is the server's CPU time so far (all threads).
-func (p *Proc) CPU() time.Duration {
-	d, _ := procstat.CPU(p.PID)
+// cpu is p's CPU time so far (all threads); 0 once it is gone.
+func cpu(p *lab.Proc) time.Duration {
+	d, _ := p.CPU()
 	return d
-}
-
-// Stop ends the server: SIGTERM, SIGKILL after 10 s; it waits for the end
-// so the lease store is closed when it returns.
-func (p *Proc) Stop() {
-	if p.Exited() {
-		return
-	}
-	syscall.Kill(-p.PID, syscall.SIGTERM)
-	select {
-	case <-p.exited:
-	case <-time.After(10 * time.Second):
-		syscall.Kill(-p.PID, syscall.SIGKILL)
-		<-p.exited
-	}
-}
-
-// waitLog waits until the log holds want, the process ends, or timeout.
-func (p *Proc) waitLog(ctx context.Context, want string, timeout time.Duration) error {
-	deadline := time.Now().Add(timeout)
-	for {
-		if b, _ := os.ReadFile(p.Log); strings.Contains(string(b), want) {
-			return nil
-		}
-		if p.Exited() {
-			return fmt.Errorf("exited (%v): %s", p.err, tail(p.Log))
-		}
-		if time.Now().After(deadline) || ctx.Err() != nil {
-			return fmt.Errorf("no %q in the log within %s: %s", want, timeout, tail(p.Log))
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-}
-
-func tail(path string) string {
-	b, _ := os.ReadFile(path)
-	lines := strings.Split(strings.TrimSpace(string(b)), "\n")
-	if len(lines) > 5 {
-		lines = lines[len(lines)-5:]
-	}
-	return strings.Join(lines, " | ")
 }
 
 func pinned(argv []string, cpu int) []string {
@@ -126,11 +46,11 @@ func pinned(argv []string, cpu int) []string {
 
 // Bootd is `osim-bootd serve` in full DHCP mode, leases in Badger.
 type Bootd struct {
-	Lab *Lab
-	Bin string  // osim-bootd
-	Dir string  // scratch folder: config, data_dir, logs
-	CPU int     // pin to this CPU; -1: not pinned
-	Cap *CPUCap // nil: uncapped
+	Lab *lab.Pair
+	Bin string      // osim-bootd
+	Dir string      // scratch folder: config, data_dir, logs
+	CPU int         // pin to this CPU; -1: not pinned
+	Cap *lab.CPUCap // nil: uncapped
 	// Profile, when set, is where osim-bootd writes its CPU profile
 	// (--cpu-profile), one file per start.
 	Profile string
@@ -176,7 +96,7 @@ boot: {unknown: ignore}
 	return f, os.WriteFile(f, []byte(cfg), 0o644)
 }
 
-func (b *Bootd) Start(ctx context.Context) (*Proc, error) {
+func (b *Bootd) Start(ctx context.Context) (*lab.Proc, error) {
 	cfg, err := b.config()
 	if err != nil {
 		return nil, err
@@ -192,8 +112,8 @@ func (b *Bootd) Start(ctx context.Context) (*Proc, error) {
 	if b.Profile != "" {
 		cmd = append(cmd, "--cpu-profile", fmt.Sprintf("%s.%d", b.Profile, n))
 	}
-	argv := append([]string{"ip", "netns", "exec", b.Lab.Server}, pinned(cmd, b.CPU)...)
-	p, err := start(argv, nil, filepath.Join(b.Dir, fmt.Sprintf("bootd-%d.log", n)))
+	p, err := lab.Start(lab.Spec{Name: "osim-bootd", Argv: pinned(cmd, b.CPU), Netns: b.Lab.Server,
+		Log: filepath.Join(b.Dir, fmt.Sprintf("bootd-%d.log", n))})
 	if err != nil {
 		return nil, err
 	}
@@ -201,7 +121,7 @@ func (b *Bootd) Start(ctx context.Context) (*Proc, error) {
 		p.Stop()
 		return nil, err
 	}
-	if err := p.waitLog(ctx, `msg="boot server serving"`, 60*time.Second); err != nil {
+	if err := p.WaitLog(ctx, 60*time.Second, `msg="boot server serving"`); err != nil {
 		p.Stop()
 		return nil, fmt.Errorf("dhcpbench: osim-bootd: %w", err)
 	}
@@ -210,7 +130,7 @@ func (b *Bootd) Start(ctx context.Context) (*Proc, error) {
 
 // Leases reads osim_dhcp_leases_active (bound, unexpired leases, counted
 // in the store at scrape time).
-func (b *Bootd) Leases(ctx context.Context, _ *Proc) (int, error) {
+func (b *Bootd) Leases(ctx context.Context, _ *lab.Proc) (int, error) {
 	m, err := b.Metrics(ctx)
 	if err != nil {
 		return 0, err
@@ -228,33 +148,21 @@ func (b *Bootd) Metrics(ctx context.Context) (map[string]float64, error) {
 	if err != nil {
 		return nil, fmt.Errorf("dhcpbench: osim-bootd metrics: %w", err)
 	}
-	m := map[string]float64{}
-	sc := bufio.NewScanner(strings.NewReader(body))
-	sc.Buffer(make([]byte, 64<<10), 1<<20)
-	for sc.Scan() {
-		line := sc.Text()
-		if line == "" || line[0] == '#' {
-			continue
-		}
-		i := strings.LastIndexByte(line, ' ')
-		if i < 0 {
-			continue
-		}
-		if v, err := strconv.ParseFloat(line[i+1:], 64); err == nil {
-			m[line[:i]] = v
-		}
+	sm, err := promtext.Parse(strings.NewReader(body))
+	if err != nil {
+		return nil, fmt.Errorf("dhcpbench: osim-bootd metrics: %w", err)
 	}
-	return m, nil
+	return sm.Series(), nil
 }
 
 // Kea is ISC's kea-dhcp4 with memfile leases (a CSV file, no fsync),
 // configured as Debian's package ships it otherwise: single-threaded.
 type Kea struct {
-	Lab *Lab
+	Lab *lab.Pair
 	Bin string // kea-dhcp4
 	Dir string
 	CPU int
-	Cap *CPUCap // nil: uncapped
+	Cap *lab.CPUCap // nil: uncapped
 }
 
 func (k *Kea) Name() string { return "Kea " + keaVersion(k.Bin) }
@@ -300,7 +208,7 @@ func (k *Kea) config() (string, error) {
 	return f, os.WriteFile(f, b, 0o644)
 }
 
-func (k *Kea) Start(ctx context.Context) (*Proc, error) {
+func (k *Kea) Start(ctx context.Context) (*lab.Proc, error) {
 	cfg, err := k.config()
 	if err != nil {
 		return nil, err
@@ -313,9 +221,10 @@ func (k *Kea) Start(ctx context.Context) (*Proc, error) {
 		}
 	}
 	os.Remove(k.sock())
-	argv := append([]string{"ip", "netns", "exec", k.Lab.Server}, pinned([]string{k.Bin, "-c", cfg}, k.CPU)...)
+
 	env := []string{"KEA_PIDFILE_DIR=" + k.Dir, "KEA_LOCKFILE_DIR=" + k.Dir}
-	p, err := start(argv, env, filepath.Join(k.Dir, fmt.Sprintf("kea-%d.log", n)))
+	p, err := lab.Start(lab.Spec{Name: "kea-dhcp4", Argv: pinned([]string{k.Bin, "-c", cfg}, k.CPU), Env: env, Netns: k.Lab.Server,
+		Log: filepath.Join(k.Dir, fmt.Sprintf("kea-%d.log", n))})
 	if err != nil {
 		return nil, err
 	}
@@ -333,7 +242,7 @@ func (k *Kea) Start(ctx context.Context) (*Proc, error) {
 		}
 		if p.Exited() || time.Now().After(deadline) || ctx.Err() != nil {
 			p.Stop()
-			return nil, fmt.Errorf("dhcpbench: kea-dhcp4 not ready: %w; log: %s", err, tail(p.Log))
+			return nil, fmt.Errorf("dhcpbench: kea-dhcp4 not ready: %w; log: %s", err, p.Tail())
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
@@ -341,7 +250,7 @@ func (k *Kea) Start(ctx context.Context) (*Proc, error) {
 
 // Leases asks Kea's control socket for subnet[1].assigned-addresses, which
 // Kea recounts from the lease file when it starts.
-func (k *Kea) Leases(ctx context.Context, _ *Proc) (int, error) {
+func (k *Kea) Leases(ctx context.Context, _ *lab.Proc) (int, error) {
 	var d net.Dialer
 	c, err := d.DialContext(ctx, "unix", k.sock())
 	if err != nil {

@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	benchlab "osim/bench/internal/lab"
 )
 
 // needLab skips (fails under CI=true) when the lab cannot run here.
@@ -18,9 +20,7 @@ func needLab(t *testing.T) {
 	if os.Getenv("CI") == "true" {
 		skip = t.Fatalf
 	}
-	if os.Geteuid() != 0 {
-		skip("the QEMU lab needs root (network namespaces, tap devices)")
-	}
+	benchlab.RequireRoot(t, "the QEMU lab: network namespaces, tap devices")
 	for _, f := range []string{"/usr/bin/qemu-system-x86_64", "/usr/share/ovmf/OVMF.fd", "/usr/lib/ipxe/qemu/pxe-e1000.rom",
 		"/usr/lib/ipxe/snponly.efi", "/bin/busybox", "/usr/sbin/dnsmasq", "/usr/sbin/ethtool", "/usr/bin/cpio"} {
 		if _, err := os.Stat(f); err != nil {

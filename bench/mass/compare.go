@@ -11,7 +11,9 @@ import (
 	"syscall"
 	"time"
 
+	"osim/bench/internal/lab"
 	"osim/bench/internal/procstat"
+	"osim/internal/promtext"
 	"osim/internal/pxeclient"
 )
 
@@ -92,13 +94,13 @@ type NBPRun struct {
 	ClientCPUSeconds float64 `json:"clients_cpu_s"`
 	// MachineBusy is the share of all CPUs busy over the boot window
 	// (/proc/stat): 1 means the run was CPU-bound, whoever used it.
-	MachineBusy  float64   `json:"machine_cpu_busy"`
-	ServerUDP    UDPStats  `json:"server_ns_udp"`
-	Counters     []Counter `json:"counters,omitempty"` // osim-bootd only
-	Mismatches   int       `json:"counter_mismatches"`
-	Notes        []string  `json:"notes,omitempty"`
-	BootSeconds  float64   `json:"boot_s"`
-	TotalSeconds float64   `json:"total_s"`
+	MachineBusy  float64      `json:"machine_cpu_busy"`
+	ServerUDP    lab.UDPStats `json:"server_ns_udp"`
+	Counters     []Counter    `json:"counters,omitempty"` // osim-bootd only
+	Mismatches   int          `json:"counter_mismatches"`
+	Notes        []string     `json:"notes,omitempty"`
+	BootSeconds  float64      `json:"boot_s"`
+	TotalSeconds float64      `json:"total_s"`
 
 	times []float64 // per target, -1: failed
 }
@@ -190,18 +192,18 @@ func compareOne(ctx context.Context, o CompareOptions, server string, round int)
 	ctx, cancel := context.WithTimeout(ctx, o.Timeout)
 	defer cancel()
 	t0 := time.Now()
-	lab, err := NewLab(ctx)
+	lb, err := NewLab(ctx)
 	if err != nil {
 		return nil, err
 	}
-	defer lab.Close()
+	defer lb.Close()
 	// The servers drop to nobody (dnsmasq) or not: either way the root
 	// must be readable by all.
-	if err := os.Chmod(lab.Dir, 0o755); err != nil {
+	if err := os.Chmod(lb.Dir, 0o755); err != nil {
 		return nil, err
 	}
-	root := filepath.Join(lab.Dir, "tftp")
-	files := filepath.Join(lab.Dir, "files")
+	root := filepath.Join(lb.Dir, "tftp")
+	files := filepath.Join(lb.Dir, "files")
 	for _, d := range []string{root, files} {
 		if err := os.MkdirAll(d, 0o755); err != nil {
 			return nil, err
@@ -212,11 +214,11 @@ func compareOne(ctx context.Context, o CompareOptions, server string, round int)
 	}
 	ts := compareTargets(o.N, o.UEFI)
 	run := &NBPRun{Server: server}
-	var proc *Proc
+	var proc *lab.Proc
 	metricsURL := ""
 	switch server {
 	case ServerBootd:
-		cfgPath, err := writeProxyConfig(lab.Dir, root, files, ts)
+		cfgPath, err := writeProxyConfig(lb.Dir, root, files, ts)
 		if err != nil {
 			return nil, err
 		}
@@ -225,11 +227,11 @@ func compareOne(ctx context.Context, o CompareOptions, server string, round int)
 			argv = append(argv, "--cpu-profile", fmt.Sprintf("%s.%d", o.Profile, round))
 		}
 		run.Command = "osim-bootd serve --log-level warn, proxy mode, " + strconv.Itoa(o.N) + " targets (action boot) in its config, TFTP and DHCP at their defaults"
-		if proc, err = lab.Start("osim-bootd", argv...); err != nil {
+		if proc, err = lb.Start("osim-bootd", argv...); err != nil {
 			return nil, err
 		}
 		metricsURL = "http://127.0.0.1:9169/metrics"
-		if err := lab.WaitHTTP(ctx, proc, metricsURL); err != nil {
+		if err := lb.WaitHTTP(ctx, proc, metricsURL); err != nil {
 			return nil, err
 		}
 	case ServerDnsmasq, ServerDnsmasqMax:
@@ -238,7 +240,7 @@ func compareOne(ctx context.Context, o CompareOptions, server string, round int)
 		}
 		argv := dnsmasqArgs(root, server == ServerDnsmasqMax, o.N)
 		run.Command = strings.Join(argv, " ")
-		if proc, err = lab.Start(server, argv...); err != nil {
+		if proc, err = lb.Start(server, argv...); err != nil {
 			return nil, err
 		}
 		if err := waitDnsmasq(ctx, proc); err != nil {
@@ -248,11 +250,11 @@ func compareOne(ctx context.Context, o CompareOptions, server string, round int)
 		return nil, fmt.Errorf("mass: unknown server %q (want %s, %s or %s)", server, ServerBootd, ServerDnsmasq, ServerDnsmasqMax)
 	}
 
-	cpu0, _ := procstat.CPU(proc.PID())
+	cpu0, _ := proc.CPU()
 	self0 := selfCPU()
 	busy0, total0 := machineCPU()
-	udp0 := lab.serverUDP()
-	shared, err := pxeclient.OpenSharedDHCP("vc", lab.ClientDo)
+	udp0 := lb.serverUDP()
+	shared, err := pxeclient.OpenSharedDHCP("vc", lb.ClientDo)
 	if err != nil {
 		return nil, err
 	}
@@ -261,20 +263,20 @@ func compareOne(ctx context.Context, o CompareOptions, server string, round int)
 	runTargets(ctx, Options{Spread: o.Spread, Progress: o.Progress, TTY: o.TTY}, ts, func(t *target) pxeclient.Config {
 		// proxyDHCP: the site's DHCP server gave each target its address
 		// (here: target i has 10.78.16.1+i, local in the client namespace).
-		return pxeclient.Config{Interface: "vc", MAC: t.mac, Firmware: t.fw, Do: lab.ClientDo,
+		return pxeclient.Config{Interface: "vc", MAC: t.mac, Firmware: t.fw, Do: lb.ClientDo,
 			Shared: shared, ClientIP: clientIP(t.i)}
 	})
 	run.BootSeconds = time.Since(bootStart).Seconds()
-	cpu1, _ := procstat.CPU(proc.PID())
+	cpu1, _ := proc.CPU()
 	self1 := selfCPU()
 	busy1, total1 := machineCPU()
 	if total1 > total0 {
 		run.MachineBusy = float64(busy1-busy0) / float64(total1-total0)
 	}
 	run.ClientCPUSeconds = (self1 - self0).Seconds()
-	run.ServerUDP = lab.serverUDP().minus(udp0)
+	run.ServerUDP = lb.serverUDP().Minus(udp0)
 	run.Usage = ServerUsage{Name: server, CPUSeconds: (cpu1 - cpu0).Seconds()}
-	if hwm, err := procstat.HWM(proc.PID()); err == nil {
+	if hwm, err := procstat.HWM(proc.PID); err == nil {
 		run.Usage.PeakRSSMiB = float64(hwm) / (1 << 20)
 	}
 	if proc.Exited() {
@@ -287,7 +289,7 @@ func compareOne(ctx context.Context, o CompareOptions, server string, round int)
 	if metricsURL != "" {
 		sctx, scancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 		defer scancel()
-		sm, err := scrape(sctx, lab.HTTP(), metricsURL)
+		sm, err := promtext.Get(sctx, lb.HTTP(), metricsURL)
 		if err != nil {
 			run.Notes = append(run.Notes, err.Error())
 			run.Mismatches++
@@ -298,7 +300,7 @@ func compareOne(ctx context.Context, o CompareOptions, server string, round int)
 			run.Notes = append(run.Notes, r.Notes...)
 		}
 	}
-	if strings.Contains(proc.Tail(), "restricting maximum simultaneous TFTP transfers") {
+	if b, _ := os.ReadFile(proc.Log); strings.Contains(string(b), "restricting maximum simultaneous TFTP transfers") {
 		run.Notes = append(run.Notes, "dnsmasq lowered --tftp-max to its file descriptor limit: "+proc.Tail())
 	}
 	run.TotalSeconds = time.Since(t0).Seconds()
@@ -329,25 +331,11 @@ func dnsmasqArgs(root string, raiseMax bool, n int) []string {
 
 // waitDnsmasq waits for dnsmasq's TFTP line in its log (it has no health
 // endpoint; it binds every socket before logging it).
-func waitDnsmasq(ctx context.Context, p *Proc) error {
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		b, _ := os.ReadFile(p.Log)
-		if strings.Contains(string(b), "TFTP root is") {
-			return nil
-		}
-		if p.Exited() {
-			return fmt.Errorf("mass: dnsmasq exited at start: %s", p.Tail())
-		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("mass: dnsmasq not ready after 10 s: %s", p.Tail())
-		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(50 * time.Millisecond):
-		}
+func waitDnsmasq(ctx context.Context, p *lab.Proc) error {
+	if err := p.WaitLog(ctx, 10*time.Second, "TFTP root is"); err != nil {
+		return fmt.Errorf("mass: dnsmasq not ready: %w", err)
 	}
+	return nil
 }
 
 // writeProxyConfig is osim-bootd's standalone proxy-mode config: every

@@ -24,12 +24,10 @@ import (
 	"net/http"
 	"net/netip"
 	"os"
-	"os/exec"
 	"path/filepath"
-	"syscall"
 	"time"
 
-	"osim/bench/internal/netns"
+	"osim/bench/internal/lab"
 	"osim/internal/pxeclient"
 )
 
@@ -58,41 +56,16 @@ func clientIP(i int) netip.Addr {
 // Lab is the two namespaces, the veth, the processes started in the server
 // namespace and a scratch folder. Close undoes all of it.
 type Lab struct {
-	Server, Client string // namespace names
-	Dir            string
-	ns, nc         *pxeclient.Netns
-	procs          []*Proc
-	http           *http.Client // dials inside the server namespace
-}
-
-// Proc is a process running in the server namespace.
-type Proc struct {
-	Name string
-	Cmd  *exec.Cmd
-	Log  string
-	done chan struct{}
-}
-
-// PID of the process (`ip netns exec` execs in place).
-func (p *Proc) PID() int { return p.Cmd.Process.Pid }
-
-// Exited reports whether it ended.
-func (p *Proc) Exited() bool {
-	select {
-	case <-p.done:
-		return true
-	default:
-		return false
-	}
+	*lab.Pair
+	Dir    string
+	ns, nc *pxeclient.Netns
+	procs  []*lab.Proc
+	http   *http.Client // dials inside the server namespace
 }
 
 // NewLab builds the namespaces and the veth.
 func NewLab(ctx context.Context) (_ *Lab, err error) {
-	if os.Geteuid() != 0 {
-		return nil, fmt.Errorf("mass: needs root (network namespaces)")
-	}
-	netns.RemoveStaleWithPrefix(ctx, Prefix)
-	l := &Lab{Server: fmt.Sprintf("%ss-%d", Prefix, os.Getpid()), Client: fmt.Sprintf("%sc-%d", Prefix, os.Getpid())}
+	l := &Lab{}
 	defer func() {
 		if err != nil {
 			l.Close()
@@ -101,25 +74,18 @@ func NewLab(ctx context.Context) (_ *Lab, err error) {
 	if l.Dir, err = os.MkdirTemp("", "osim-bench-"); err != nil {
 		return nil, err
 	}
-	steps := [][]string{
-		{"netns", "add", l.Server}, {"netns", "add", l.Client},
-		{"-n", l.Server, "link", "set", "lo", "up"}, {"-n", l.Client, "link", "set", "lo", "up"},
-		{"-n", l.Server, "link", "add", "vs", "type", "veth", "peer", "name", "vc", "netns", l.Client},
-		{"-n", l.Server, "addr", "add", serverAddr + "/16", "dev", "vs"},
-		{"-n", l.Client, "addr", "add", clientGW + "/16", "dev", "vc"},
-		{"-n", l.Server, "link", "set", "vs", "up"}, {"-n", l.Client, "link", "set", "vc", "up"},
-		{"-n", l.Server, "route", "add", poolNet, "via", clientGW},
-		{"-n", l.Client, "route", "add", "local", poolNet, "dev", "lo"},
+	if l.Pair, err = lab.NewPair(ctx, lab.PairSpec{
+		Prefix: Prefix, ServerIf: "vs", ClientIf: "vc",
+		ServerAddr: netip.MustParsePrefix(serverAddr + "/16"), ClientAddr: netip.MustParsePrefix(clientGW + "/16"),
+		ServerRoutes: [][]string{{poolNet, "via", clientGW}},
+		ClientRoutes: [][]string{{"local", poolNet, "dev", "lo"}},
+	}); err != nil {
+		return nil, fmt.Errorf("mass: %w", err)
 	}
-	for _, s := range steps {
-		if err := netns.IP(ctx, s...); err != nil {
-			return nil, err
-		}
-	}
-	if l.ns, err = pxeclient.OpenNetns("/run/netns/" + l.Server); err != nil {
+	if l.ns, err = pxeclient.OpenNetns(l.ServerPath()); err != nil {
 		return nil, err
 	}
-	if l.nc, err = pxeclient.OpenNetns("/run/netns/" + l.Client); err != nil {
+	if l.nc, err = pxeclient.OpenNetns(l.ClientPath()); err != nil {
 		return nil, err
 	}
 	d := &net.Dialer{Timeout: 5 * time.Second}
@@ -146,51 +112,22 @@ func (l *Lab) ServerDo(f func() error) error { return l.ns.Do(f) }
 // HTTP is a client whose connections are made in the server namespace.
 func (l *Lab) HTTP() *http.Client { return l.http }
 
-// Start runs argv in the server namespace, logging to Dir/name.log.
-func (l *Lab) Start(name string, argv ...string) (*Proc, error) {
-	logPath := filepath.Join(l.Dir, name+".log")
-	f, err := os.Create(logPath)
+// serverUDP reads the server namespace's UDP counters.
+func (l *Lab) serverUDP() lab.UDPStats { return lab.ThreadUDP(l.ns) }
+
+// Start runs argv in the server namespace, logging to Dir/name.log; Close
+// stops it (SIGTERM, SIGKILL after 5 s).
+func (l *Lab) Start(name string, argv ...string) (*lab.Proc, error) {
+	p, err := lab.Start(lab.Spec{Name: name, Argv: argv, Netns: l.Server, Log: filepath.Join(l.Dir, name+".log"), Grace: 5 * time.Second})
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("mass: %w", err)
 	}
-	cmd := exec.Command("ip", append([]string{"netns", "exec", l.Server}, argv...)...)
-	cmd.Stdout, cmd.Stderr = f, f
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
-	if err := cmd.Start(); err != nil {
-		f.Close()
-		return nil, fmt.Errorf("mass: start %s: %w", name, err)
-	}
-	p := &Proc{Name: name, Cmd: cmd, Log: logPath, done: make(chan struct{})}
-	go func() { cmd.Wait(); f.Close(); close(p.done) }()
 	l.procs = append(l.procs, p)
 	return p, nil
 }
 
-// Stop ends p: SIGTERM, then SIGKILL to its group after 5 s.
-func (p *Proc) Stop() {
-	if p.Exited() {
-		return
-	}
-	p.Cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-p.done:
-	case <-time.After(5 * time.Second):
-		syscall.Kill(-p.PID(), syscall.SIGKILL)
-		<-p.done
-	}
-}
-
-// Tail is the end of p's log, for errors.
-func (p *Proc) Tail() string {
-	b, _ := os.ReadFile(p.Log)
-	if len(b) > 2000 {
-		b = b[len(b)-2000:]
-	}
-	return string(b)
-}
-
 // WaitHTTP polls url (in the server namespace) until it answers 200.
-func (l *Lab) WaitHTTP(ctx context.Context, p *Proc, url string) error {
+func (l *Lab) WaitHTTP(ctx context.Context, p *lab.Proc, url string) error {
 	deadline := time.Now().Add(20 * time.Second)
 	for {
 		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
@@ -207,16 +144,14 @@ func (l *Lab) WaitHTTP(ctx context.Context, p *Proc, url string) error {
 		if time.Now().After(deadline) {
 			return fmt.Errorf("mass: %s not answering at %s: %v", p.Name, url, err)
 		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(100 * time.Millisecond):
+		if err := lab.Sleep(ctx, 100*time.Millisecond); err != nil {
+			return err
 		}
 	}
 }
 
 // Close stops the processes (last started first), removes the namespaces
-// and the scratch folder unless keep.
+// and the scratch folder unless OSIM_BENCH_KEEP is set.
 func (l *Lab) Close() {
 	for i := len(l.procs) - 1; i >= 0; i-- {
 		l.procs[i].Stop()
@@ -230,10 +165,8 @@ func (l *Lab) Close() {
 	if l.http != nil {
 		l.http.CloseIdleConnections()
 	}
-	for _, n := range []string{l.Client, l.Server} {
-		if n != "" {
-			netns.IP(context.Background(), "netns", "delete", n)
-		}
+	if l.Pair != nil {
+		l.Pair.Close()
 	}
 	if l.Dir != "" && os.Getenv("OSIM_BENCH_KEEP") == "" {
 		os.RemoveAll(l.Dir)

@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"osim/bench/internal/lab"
 )
 
 // TestTwentyTargetsReachDoneWithCountersAgreeing is osim-bench end to end
@@ -16,12 +18,7 @@ import (
 // server namespace, 20 simulated targets (BIOS and UEFI) over one veth,
 // every order done and every client count equal to the server's counter.
 func TestTwentyTargetsReachDoneWithCountersAgreeing(t *testing.T) {
-	if os.Geteuid() != 0 {
-		if os.Getenv("CI") == "true" {
-			t.Fatal("needs root (network namespaces); CI runs as root")
-		}
-		t.Skip("needs root (network namespaces)")
-	}
+	lab.RequireRoot(t, "network namespaces")
 	bin := t.TempDir()
 	root, err := filepath.Abs("../..")
 	if err != nil {
@@ -56,24 +53,12 @@ func TestTwentyTargetsReachDoneWithCountersAgreeing(t *testing.T) {
 	}
 }
 
-func TestSNMPUDPParse(t *testing.T) {
-	s := parseSNMPUDP("Ip: a b\nIp: 1 2\nUdp: InDatagrams NoPorts InErrors OutDatagrams RcvbufErrors\nUdp: 10 1 3 7 3\n")
-	if s != (UDPStats{InDatagrams: 10, InErrors: 3, RcvbufErrors: 3}) {
-		t.Errorf("got %+v", s)
-	}
-}
-
 // TestCompareDrivesTheSameTargetsAgainstEachServer is osim-bench -compare
 // at CI size: 20 targets through DHCP + NBP against osim-bootd in proxy
 // mode and dnsmasq (where installed), every target reaching its NBP, the
 // per-target table lined up by MAC, nothing left behind.
 func TestCompareDrivesTheSameTargetsAgainstEachServer(t *testing.T) {
-	if os.Geteuid() != 0 {
-		if os.Getenv("CI") == "true" {
-			t.Fatal("needs root (network namespaces); CI runs as root")
-		}
-		t.Skip("needs root (network namespaces)")
-	}
+	lab.RequireRoot(t, "network namespaces")
 	bin := t.TempDir()
 	root, err := filepath.Abs("../..")
 	if err != nil {

@@ -8,6 +8,8 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"osim/bench/internal/lab"
+	"osim/internal/promtext"
 	"osim/internal/pxeclient"
 )
 
@@ -42,7 +44,7 @@ type Report struct {
 	// DHCP request to its encoded reply (its own histogram).
 	DHCPServerMeanMs float64 `json:"dhcp_server_mean_ms"`
 	// ServerUDP is the server namespace's UDP counters over the boot window.
-	ServerUDP UDPStats `json:"server_ns_udp"`
+	ServerUDP lab.UDPStats `json:"server_ns_udp"`
 
 	Counters   []Counter `json:"counters"`
 	Mismatches int       `json:"counter_mismatches"`
@@ -216,7 +218,7 @@ func countClients(ts []*target) clientCounts {
 }
 
 // check compares the clients' counts with the boot server's counters.
-func (r *Report) checkWith(sm Samples, shared *pxeclient.SharedDHCP, c clientCounts, http bool) {
+func (r *Report) checkWith(sm promtext.Samples, shared *pxeclient.SharedDHCP, c clientCounts, http bool) {
 	add := func(what string, client, server float64, series string) {
 		ok := client == server
 		r.Counters = append(r.Counters, Counter{What: what, Client: client, Server: server, Series: series, OK: ok})

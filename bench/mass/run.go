@@ -20,6 +20,7 @@ import (
 
 	"osim/bench/internal/procstat"
 	"osim/controlplane/api"
+	"osim/internal/promtext"
 	"osim/internal/pxeclient"
 )
 
@@ -204,7 +205,7 @@ manager:
 	rep.SetupSeconds = time.Since(t0).Seconds()
 	rep.StageSeconds = time.Since(tStage).Seconds()
 
-	cpu0, _ := procstat.CPU(bs.PID())
+	cpu0, _ := bs.CPU()
 	udp0 := lab.serverUDP()
 	shared, err := pxeclient.OpenSharedDHCP("vc", lab.ClientDo)
 	if err != nil {
@@ -241,25 +242,25 @@ manager:
 	if werr != nil {
 		rep.Notes = append(rep.Notes, fmt.Sprintf("orders did not all end: %v", werr))
 	}
-	cpu1, _ := procstat.CPU(bs.PID())
-	rep.ServerUDP = lab.serverUDP().minus(udp0)
+	cpu1, _ := bs.CPU()
+	rep.ServerUDP = lab.serverUDP().Minus(udp0)
 	if rep.ServerUDP.RcvbufErrors > 0 {
 		rep.Notes = append(rep.Notes, fmt.Sprintf("the server namespace's kernel dropped %d UDP datagrams on full receive buffers (UDP RcvbufErrors): requests the boot server never saw",
 			rep.ServerUDP.RcvbufErrors))
 	}
 	rep.Server = ServerUsage{Name: "osim-bootd", CPUSeconds: (cpu1 - cpu0).Seconds()}
-	if hwm, err := procstat.HWM(bs.PID()); err == nil {
+	if hwm, err := procstat.HWM(bs.PID); err == nil {
 		rep.Server.PeakRSSMiB = float64(hwm) / (1 << 20)
 	}
-	if mc, err := procstat.CPU(mgr.PID()); err == nil {
+	if mc, err := mgr.CPU(); err == nil {
 		rep.Manager.CPUSeconds = mc.Seconds()
 	}
-	if hwm, err := procstat.HWM(mgr.PID()); err == nil {
+	if hwm, err := procstat.HWM(mgr.PID); err == nil {
 		rep.Manager.Name, rep.Manager.PeakRSSMiB = "osim-manager", float64(hwm)/(1<<20)
 	}
 	sctx, scancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 	defer scancel()
-	sm, err := scrape(sctx, lab.HTTP(), metricsURL)
+	sm, err := promtext.Get(sctx, lab.HTTP(), metricsURL)
 	if err != nil {
 		rep.Notes = append(rep.Notes, err.Error())
 		rep.Mismatches++

@@ -33,7 +33,7 @@ import (
 	"osim/controlplane/api"
 	"osim/controlplane/mdb"
 	bootdcfg "osim/internal/bootd"
-	"osim/metrics"
+	"osim/internal/promtext"
 )
 
 // binDir holds osim-manager and osim-bootd, built once by TestMain (empty
@@ -265,10 +265,10 @@ func gathered(t *testing.T, reg prometheus.Gatherer, name string, labels ...stri
 	return v
 }
 
-// scrape reads a series from a /metrics URL (metrics.Scrape); ok is false
+// scrape reads a series from a /metrics URL (promtext.Scrape); ok is false
 // when unreachable or absent.
 func scrape(url, series string) (float64, bool) {
-	v, err := metrics.Scrape(context.Background(), url, series)
+	v, err := promtext.Scrape(context.Background(), url, series)
 	return v, err == nil
 }
 

@@ -1,24 +1,16 @@
 package pxeclient
 
 import (
-	"bytes"
 	"context"
 	"crypto/sha256"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"net"
 	"net/netip"
 	"strconv"
 	"time"
-)
 
-const (
-	opRRQ   = 1
-	opDATA  = 3
-	opACK   = 4
-	opERROR = 5
-	opOACK  = 6
+	"osim/internal/tftpwire"
 )
 
 // tftp fetches the boot file as fw does: the tsize probe first if it makes
@@ -47,37 +39,23 @@ func (c *client) tftp(ctx context.Context, fw *Firmware, server netip.Addr, name
 	})
 }
 
-func rrq(name string, opts ...string) []byte {
-	p := binary.BigEndian.AppendUint16(nil, opRRQ)
-	p = append(append(p, name...), 0)
-	p = append(p, "octet"...)
-	p = append(p, 0)
-	for _, s := range opts {
-		p = append(append(p, s...), 0)
-	}
-	return p
-}
-
-func tftpErrorPacket(code uint16, msg string) []byte {
-	p := binary.BigEndian.AppendUint16(nil, opERROR)
-	p = binary.BigEndian.AppendUint16(p, code)
-	return append(append(p, msg...), 0)
-}
-
-func parseOACK(p []byte) map[string]string {
+// oack reads an OACK's options by (lowercased) name; a malformed tail is
+// ignored, as firmware does.
+func oack(p []byte) map[string]string {
+	opts, _ := tftpwire.ParseOptions(p[2:])
 	m := map[string]string{}
-	f := bytes.Split(p, []byte{0})
-	for i := 0; i+1 < len(f); i += 2 {
-		m[string(bytes.ToLower(f[i]))] = string(f[i+1])
+	for _, o := range opts {
+		m[o.Name] = o.Value
 	}
 	return m
 }
 
 func tftpError(p []byte) error {
-	if len(p) < 4 {
+	code, msg, err := tftpwire.ParseError(p)
+	if err != nil {
 		return errors.New("short ERROR packet")
 	}
-	return fmt.Errorf("server error %d: %s", binary.BigEndian.Uint16(p[2:]), bytes.TrimRight(p[4:], "\x00"))
+	return fmt.Errorf("server error %d: %s", code, msg)
 }
 
 func (c *client) udp() (*net.UDPConn, error) {
@@ -98,30 +76,30 @@ func (c *client) tftpProbe(ctx context.Context, srv netip.AddrPort, name string,
 		return 0, err
 	}
 	defer conn.Close()
-	opts := []string{"tsize", "0"}
+	opts := []tftpwire.Option{{Name: tftpwire.OptTsize, Value: "0"}}
 	opts = append(opts, sizeOpts(o)...)
-	p, from, err := c.tftpAsk(ctx, conn, srv, rrq(name, opts...), make([]byte, 65536))
+	p, from, err := c.tftpAsk(ctx, conn, srv, tftpwire.AppendRRQ(nil, name, opts), make([]byte, 65536))
 	if err != nil {
 		return 0, err
 	}
-	if binary.BigEndian.Uint16(p) != opOACK {
-		return 0, fmt.Errorf("probe of %q: want OACK, got opcode %d", name, binary.BigEndian.Uint16(p))
+	if op := tftpwire.Opcode(p); op != tftpwire.OpOACK {
+		return 0, fmt.Errorf("probe of %q: want OACK, got opcode %d", name, op)
 	}
-	size, err := strconv.ParseInt(parseOACK(p[2:])["tsize"], 10, 64)
+	size, err := strconv.ParseInt(oack(p)[tftpwire.OptTsize], 10, 64)
 	if err != nil {
 		return 0, fmt.Errorf("probe of %q: OACK without tsize", name)
 	}
-	conn.WriteToUDPAddrPort(tftpErrorPacket(8, "tsize probe"), from)
+	conn.WriteToUDPAddrPort(tftpwire.AppendError(nil, tftpwire.ErrOptionRefused, "tsize probe"), from)
 	return size, nil
 }
 
-func sizeOpts(o TFTPOptions) []string {
-	var s []string
+func sizeOpts(o TFTPOptions) []tftpwire.Option {
+	var s []tftpwire.Option
 	if o.Blksize > 0 {
-		s = append(s, "blksize", strconv.Itoa(o.Blksize))
+		s = append(s, tftpwire.Option{Name: tftpwire.OptBlksize, Value: strconv.Itoa(o.Blksize)})
 	}
 	if o.Window > 0 {
-		s = append(s, "windowsize", strconv.Itoa(o.Window))
+		s = append(s, tftpwire.Option{Name: tftpwire.OptWindowsize, Value: strconv.Itoa(o.Window)})
 	}
 	return s
 }
@@ -145,7 +123,7 @@ func (c *client) tftpAsk(ctx context.Context, conn *net.UDPConn, srv netip.AddrP
 			if n < 4 || from.Addr().Unmap() != srv.Addr() {
 				continue
 			}
-			if binary.BigEndian.Uint16(buf) == opERROR {
+			if tftpwire.Opcode(buf[:n]) == tftpwire.OpERROR {
 				return nil, from, tftpError(buf[:n])
 			}
 			return buf[:n], netip.AddrPortFrom(from.Addr().Unmap(), from.Port()), nil
@@ -165,15 +143,15 @@ func (c *client) tftpGet(ctx context.Context, srv netip.AddrPort, name string, o
 	defer conn.Close()
 	stop := context.AfterFunc(ctx, func() { conn.SetReadDeadline(time.Unix(1, 0)) })
 	defer stop()
-	var opts []string
+	var opts []tftpwire.Option
 	if o.Tsize && !o.ProbeTsize {
-		opts = append(opts, "tsize", "0")
+		opts = append(opts, tftpwire.Option{Name: tftpwire.OptTsize, Value: "0"})
 	}
 	opts = append(opts, sizeOpts(o)...)
 	// One buffer for the whole transfer: the first answer is handled
 	// (pending) before the next read reuses it.
 	buf := make([]byte, 65536)
-	p, tid, err := c.tftpAsk(ctx, conn, srv, rrq(name, opts...), buf)
+	p, tid, err := c.tftpAsk(ctx, conn, srv, tftpwire.AppendRRQ(nil, name, opts), buf)
 	if err != nil {
 		return 0, sum, err
 	}
@@ -181,10 +159,9 @@ func (c *client) tftpGet(ctx context.Context, srv netip.AddrPort, name string, o
 	h := sha256.New()
 	var total int64
 	var last uint16 // last block received in order
-	ackPkt := [4]byte{0, opACK}
+	ackPkt := make([]byte, 0, 4)
 	ack := func(b uint16) {
-		binary.BigEndian.PutUint16(ackPkt[2:], b)
-		conn.WriteToUDPAddrPort(ackPkt[:], tid)
+		conn.WriteToUDPAddrPort(tftpwire.AppendACK(ackPkt, b), tid)
 	}
 	inWindow := 0
 	pending := p
@@ -206,7 +183,7 @@ func (c *client) tftpGet(ctx context.Context, srv netip.AddrPort, name string, o
 			}
 			from = netip.AddrPortFrom(from.Addr().Unmap(), from.Port())
 			if from != tid {
-				conn.WriteToUDPAddrPort(tftpErrorPacket(5, "unknown transfer ID"), from)
+				conn.WriteToUDPAddrPort(tftpwire.AppendError(nil, tftpwire.ErrUnknownTID, "unknown transfer ID"), from)
 				continue
 			}
 			pending = buf[:n]
@@ -216,21 +193,21 @@ func (c *client) tftpGet(ctx context.Context, srv netip.AddrPort, name string, o
 		if len(pkt) < 4 {
 			continue
 		}
-		switch binary.BigEndian.Uint16(pkt) {
-		case opOACK:
-			m := parseOACK(pkt[2:])
-			if v, err := strconv.Atoi(m["blksize"]); err == nil {
+		switch tftpwire.Opcode(pkt) {
+		case tftpwire.OpOACK:
+			m := oack(pkt)
+			if v, err := strconv.Atoi(m[tftpwire.OptBlksize]); err == nil {
 				blksize = v
 			}
-			if v, err := strconv.Atoi(m["windowsize"]); err == nil {
+			if v, err := strconv.Atoi(m[tftpwire.OptWindowsize]); err == nil {
 				window = v
 			}
 			ack(0)
-		case opERROR:
+		case tftpwire.OpERROR:
 			return total, sum, tftpError(pkt)
-		case opDATA:
+		case tftpwire.OpDATA:
 			timeouts = 0
-			b := binary.BigEndian.Uint16(pkt[2:])
+			b := tftpwire.Block(pkt)
 			if b != last+1 {
 				ack(last) // out of order: ACK the last in-order block (RFC 7440 §4)
 				inWindow = 0

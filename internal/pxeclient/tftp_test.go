@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"osim/dataplane/tftp"
+	"osim/internal/tftpwire"
 )
 
 // loopbackTFTP serves dir on 127.0.0.1 with the boot server's engine.
@@ -140,8 +141,8 @@ func lossyRelay(t *testing.T, srv netip.AddrPort, drop map[uint16]bool) netip.Ad
 				client = <-peer
 				tid <- from
 			}
-			if n >= 4 && buf[1] == opDATA {
-				if b := uint16(buf[2])<<8 | uint16(buf[3]); drop[b] {
+			if n >= 4 && tftpwire.Opcode(buf[:n]) == tftpwire.OpDATA {
+				if b := tftpwire.Block(buf[:n]); drop[b] {
 					delete(drop, b)
 					continue
 				}

@@ -25,6 +25,7 @@ import (
 	"time"
 
 	"osim/bench/dhcpbench"
+	"osim/bench/internal/lab"
 )
 
 func main() {
@@ -52,8 +53,8 @@ func main() {
 			os.Exit(2)
 		}
 	}
-	if os.Geteuid() != 0 {
-		fmt.Fprintln(os.Stderr, "osim-dhcpbench: needs root (network namespaces)")
+	if err := lab.NeedRoot("network namespaces"); err != nil {
+		fmt.Fprintln(os.Stderr, "osim-dhcpbench:", err)
 		os.Exit(1)
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -103,18 +104,18 @@ func run(ctx context.Context, bootd, kea, perfdhcp, servers, perfdhcpThreads str
 	} else {
 		defer os.RemoveAll(dir)
 	}
-	lab, err := dhcpbench.NewLab()
+	pair, err := dhcpbench.NewLab()
 	if err != nil {
 		return err
 	}
-	defer lab.Close()
+	defer pair.Close()
 	fetchIn := func(ctx context.Context, ns, url string) (string, error) {
 		b, err := exec.CommandContext(ctx, "ip", "netns", "exec", ns, self, "fetch", url).Output()
 		return string(b), err
 	}
-	var cpuCap *dhcpbench.CPUCap
+	var cpuCap *lab.CPUCap
 	if share > 0 {
-		if cpuCap, err = dhcpbench.NewCPUCap(fmt.Sprintf("osim-dhcpbench-%d", os.Getpid()), share); err != nil {
+		if cpuCap, err = lab.NewCPUCap(fmt.Sprintf("osim-dhcpbench-%d", os.Getpid()), share); err != nil {
 			return err
 		}
 		defer cpuCap.Close()
@@ -124,15 +125,15 @@ func run(ctx context.Context, bootd, kea, perfdhcp, servers, perfdhcpThreads str
 			return err
 		}
 	}
-	pd := dhcpbench.Perfdhcp{Lab: lab, Path: perfdhcp, CPU: pdCPU, Threads: perfdhcpThreads}
+	pd := dhcpbench.Perfdhcp{Lab: pair, Path: perfdhcp, CPU: pdCPU, Threads: perfdhcpThreads}
 	var res []*dhcpbench.Result
 	for _, name := range strings.Split(servers, ",") {
 		var srv dhcpbench.Server
 		switch strings.TrimSpace(name) {
 		case "osim":
-			srv = &dhcpbench.Bootd{Lab: lab, Bin: bootd, Dir: filepath.Join(dir, "osim"), CPU: srvCPU, Cap: cpuCap, Profile: profile, Fetch: fetchIn}
+			srv = &dhcpbench.Bootd{Lab: pair, Bin: bootd, Dir: filepath.Join(dir, "osim"), CPU: srvCPU, Cap: cpuCap, Profile: profile, Fetch: fetchIn}
 		case "kea":
-			srv = &dhcpbench.Kea{Lab: lab, Bin: kea, Dir: filepath.Join(dir, "kea"), CPU: srvCPU, Cap: cpuCap}
+			srv = &dhcpbench.Kea{Lab: pair, Bin: kea, Dir: filepath.Join(dir, "kea"), CPU: srvCPU, Cap: cpuCap}
 		default:
 			return fmt.Errorf("-servers: unknown %q (want osim, kea)", name)
 		}
@@ -186,7 +187,7 @@ func fetch(url string) int {
 	return 0
 }
 
-func capNote(c *dhcpbench.CPUCap) string {
+func capNote(c *lab.CPUCap) string {
 	if c == nil {
 		return " The servers are not capped: both may answer faster than perfdhcp receives, and then the rate is perfdhcp's."
 	}

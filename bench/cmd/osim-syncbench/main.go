@@ -1,245 +1,26 @@
 // Command osim-syncbench measures how fast a fresh boot server takes in a
-// large MDB: it fills a manager's store with N targets and N orders (one
-// site) offline, starts osim-manager and osim-bootd as processes on
-// loopback, and reports the time until the boot server's agent has synced
-// the manager's revision, the time until every order is staged (the blobs
-// fetched and N order.staged events uploaded and applied), and the boot
-// server's peak RSS. `make bench-sync` runs it; figures go into
-// bench/RESULTS.md.
+// large MDB (bench/sync says how). `make bench-sync` runs it; figures go
+// into bench/RESULTS.md.
 package main
 
 import (
-	"bytes"
-	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"flag"
 	"fmt"
-	"net"
-	"net/http"
 	"os"
-	"os/exec"
-	"path/filepath"
-	"strconv"
-	"syscall"
 	"time"
 
-	"osim/bench/internal/procstat"
-	"osim/controlplane/api"
-	"osim/controlplane/mdb"
-	"osim/metrics"
+	syncbench "osim/bench/sync"
 )
 
 func main() {
-	var (
-		n       = flag.Int("n", 100_000, "targets and orders")
-		binDir  = flag.String("bin", "bin", "where osim-manager and osim-bootd are")
-		keep    = flag.Bool("keep", false, "keep the work directory")
-		timeout = flag.Duration("timeout", 5*time.Minute, "give up after this long")
-	)
+	o := syncbench.Options{Out: os.Stdout}
+	flag.IntVar(&o.N, "n", 100_000, "targets and orders")
+	flag.StringVar(&o.Bin, "bin", "bin", "where osim-manager and osim-bootd are")
+	flag.BoolVar(&o.Keep, "keep", false, "keep the work directory")
+	flag.DurationVar(&o.Timeout, "timeout", 5*time.Minute, "give up after this long")
 	flag.Parse()
-	if err := run(*n, *binDir, *keep, *timeout); err != nil {
+	if err := syncbench.Run(o); err != nil {
 		fmt.Fprintf(os.Stderr, "osim-syncbench: %v\n", err)
 		os.Exit(1)
 	}
-}
-
-func run(n int, binDir string, keep bool, timeout time.Duration) error {
-	ctx, cancel := context.WithTimeout(context.Background(), timeout)
-	defer cancel()
-	work, err := os.MkdirTemp("", "osim-syncbench-")
-	if err != nil {
-		return err
-	}
-	if !keep {
-		defer os.RemoveAll(work)
-	}
-	mgrDir := filepath.Join(work, "manager")
-	t0 := time.Now()
-	rev, join, err := populate(ctx, mgrDir, n)
-	if err != nil {
-		return err
-	}
-	fmt.Printf("populated %d targets + %d orders in %v (revision %d)\n", n, n, time.Since(t0).Round(time.Millisecond), rev)
-
-	mgrPort, bootMetrics := freeTCP(), freeTCP()
-	mgrURL := fmt.Sprintf("http://127.0.0.1:%d", mgrPort)
-	mgrMetrics := freeTCP()
-	mgr := exec.CommandContext(ctx, filepath.Join(binDir, "osim-manager"), "serve", "--listen", fmt.Sprintf("127.0.0.1:%d", mgrPort),
-		"--data-dir", mgrDir, "--metrics-listen", fmt.Sprintf("127.0.0.1:%d", mgrMetrics), "--log-level", "warn")
-	mgrLog, _ := os.Create(filepath.Join(work, "manager.log"))
-	mgr.Stdout, mgr.Stderr = mgrLog, mgrLog
-	if err := mgr.Start(); err != nil {
-		return err
-	}
-	defer stop(mgr)
-	if err := waitHTTP(ctx, mgrURL+"/healthz"); err != nil {
-		return fmt.Errorf("manager: %w (log %s)", err, mgrLog.Name())
-	}
-	joinFile := filepath.Join(work, "join.token")
-	os.WriteFile(joinFile, []byte(join), 0o600)
-	tftpDir := filepath.Join(work, "tftp")
-	os.MkdirAll(tftpDir, 0o755)
-	os.WriteFile(filepath.Join(tftpDir, "undionly.kpxe"), []byte("nbp"), 0o644)
-	cfg := fmt.Sprintf(`address: 127.0.0.1
-metrics_listen: 127.0.0.1:%d
-data_dir: %s
-dhcp: {listen: 127.0.0.1:%d, boot_listen: 127.0.0.1:%d}
-tftp: {root: %s, listen: 127.0.0.1:%d}
-http: {listen: 127.0.0.1:%d}
-boot: {boot_files: {bios: undionly.kpxe, efi-x64: undionly.kpxe}}
-manager: {url: %s, join_token_file: %s, name: bench-bootd, site: bench}
-`, bootMetrics, filepath.Join(work, "bootd"), freeUDP(), freeUDP(), tftpDir, freeUDP(), freeTCP(), mgrURL, joinFile)
-	cfgPath := filepath.Join(work, "bootd.yaml")
-	os.WriteFile(cfgPath, []byte(cfg), 0o644)
-	boot := exec.CommandContext(ctx, filepath.Join(binDir, "osim-bootd"), "serve", "--config", cfgPath, "--log-level", "warn")
-	bootLog, _ := os.Create(filepath.Join(work, "bootd.log"))
-	boot.Stdout, boot.Stderr = bootLog, bootLog
-	start := time.Now()
-	if err := boot.Start(); err != nil {
-		return err
-	}
-	exited := make(chan error, 1)
-	go func() { exited <- boot.Wait() }()
-	defer func() {
-		boot.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-exited:
-		case <-time.After(10 * time.Second):
-			boot.Process.Kill()
-		}
-	}()
-
-	var synced, staged time.Duration
-	var peak, peakAnon, peakFile int64 // VmHWM; sampled RssAnon and RssFile
-	for synced == 0 || staged == 0 {
-		select {
-		case err := <-exited:
-			b, _ := os.ReadFile(bootLog.Name())
-			return fmt.Errorf("osim-bootd exited: %v\n%s", err, b)
-		default:
-		}
-		if err := ctx.Err(); err != nil {
-			return fmt.Errorf("after %v: synced %v staged %v: %w (logs in %s)", time.Since(start), synced, staged, err, work)
-		}
-		if hwm, _ := procstat.HWM(boot.Process.Pid); hwm > peak {
-			peak = hwm
-		}
-		anon, file, _ := procstat.RSS(boot.Process.Pid)
-		peakAnon, peakFile = max(peakAnon, anon), max(peakFile, file)
-		if synced == 0 {
-			if v, err := metrics.Scrape(ctx, fmt.Sprintf("http://127.0.0.1:%d/metrics", bootMetrics), "osim_agent_synced_revision"); err == nil && uint64(v) >= rev {
-				synced = time.Since(start)
-				fmt.Printf("boot server synced revision %d after %v, RSS peak so far %d MiB\n", rev, synced.Round(time.Millisecond), peak>>20)
-			}
-		}
-		if staged == 0 {
-			if v, err := metrics.Scrape(ctx, fmt.Sprintf("http://127.0.0.1:%d/metrics", mgrMetrics), `osim_manager_orders{state="staged"}`); err == nil && int(v) == n {
-				staged = time.Since(start)
-				fmt.Printf("all %d orders staged after %v\n", n, staged.Round(time.Millisecond))
-			}
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	if hwm, _ := procstat.HWM(boot.Process.Pid); hwm > peak {
-		peak = hwm
-	}
-	fmt.Printf("\n| targets | orders | sync to revision | all orders staged | boot server peak RSS (VmHWM) | of which anonymous / file-mapped (sampled peaks) |\n|---|---|---|---|---|---|\n")
-	fmt.Printf("| %d | %d | %.2f s | %.2f s | %d MiB | %d / %d MiB |\n", n, n, synced.Seconds(), staged.Seconds(), peak>>20, peakAnon>>20, peakFile>>20)
-	return nil
-}
-
-// populate fills a fresh MDB: one image, n targets in site bench, one
-// order each (a mass reimage by selector), and a join token. It returns the
-// revision and the join token's secret.
-func populate(ctx context.Context, dir string, n int) (uint64, string, error) {
-	db, err := mdb.Open(dir, mdb.Options{})
-	if err != nil {
-		return 0, "", err
-	}
-	defer db.Close()
-	blob := bytes.Repeat([]byte("osim-syncbench kernel "), 1000)
-	sum := sha256.Sum256(blob)
-	sha := hex.EncodeToString(sum[:])
-	if _, err := db.WriteBlob(ctx, sha, int64(len(blob)), 0, bytes.NewReader(blob)); err != nil {
-		return 0, "", err
-	}
-	img, err := db.CreateImage(ctx, api.ImageSpec{Name: "bench", Version: "1", Kind: api.KindOS,
-		Files: []api.ImageFile{{Name: "vmlinuz", SHA256: sha, Size: int64(len(blob)), Role: api.RoleKernel}}})
-	if err != nil {
-		return 0, "", err
-	}
-	specs := make([]api.TargetSpec, n)
-	for i := range specs {
-		specs[i] = api.TargetSpec{Hostname: fmt.Sprintf("node-%06d", i), Site: "bench", Arch: "bios",
-			MACs:   []string{fmt.Sprintf("02:00:00:%02x:%02x:%02x", i>>16&0xff, i>>8&0xff, i&0xff)},
-			Labels: map[string]string{"bench": "true", "rack": fmt.Sprintf("r%03d", i/40)}}
-	}
-	t0 := time.Now()
-	if _, err := db.CreateTargets(ctx, specs); err != nil {
-		return 0, "", fmt.Errorf("creating targets: %w", err)
-	}
-	fmt.Printf("  %d targets in %v\n", n, time.Since(t0).Round(time.Millisecond))
-	t0 = time.Now()
-	if _, err := db.CreateOrders(ctx, api.OrderRequest{Selector: "bench=true", Image: img.ID}); err != nil {
-		return 0, "", fmt.Errorf("creating orders: %w", err)
-	}
-	fmt.Printf("  %d orders in %v\n", n, time.Since(t0).Round(time.Millisecond))
-	secret := "osim_syncbench_join_" + strconv.FormatInt(time.Now().UnixNano(), 36)
-	h := sha256.Sum256([]byte(secret))
-	if err := db.CreateToken(ctx, mdb.Token{TokenInfo: api.TokenInfo{ID: "tok-syncbench", Role: api.RoleJoin, Name: "bench-bootd",
-		Site: "bench", Uses: 1, Expires: time.Now().Add(24 * time.Hour), Created: time.Now()},
-		Hash: hex.EncodeToString(h[:])}); err != nil {
-		return 0, "", err
-	}
-	rev, err := db.Revision(ctx)
-	return rev, secret, err
-}
-
-func stop(c *exec.Cmd) {
-	if c.Process == nil {
-		return
-	}
-	c.Process.Signal(syscall.SIGTERM)
-	done := make(chan struct{})
-	go func() { c.Wait(); close(done) }()
-	select {
-	case <-done:
-	case <-time.After(10 * time.Second):
-		c.Process.Kill()
-		<-done
-	}
-}
-
-func waitHTTP(ctx context.Context, u string) error {
-	for {
-		resp, err := http.Get(u)
-		if err == nil {
-			resp.Body.Close()
-			return nil
-		}
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("%s never answered: %v", u, err)
-		case <-time.After(50 * time.Millisecond):
-		}
-	}
-}
-
-func freeTCP() int {
-	l, err := net.Listen("tcp4", "127.0.0.1:0")
-	if err != nil {
-		panic(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
-}
-
-func freeUDP() int {
-	c, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
-	if err != nil {
-		panic(err)
-	}
-	defer c.Close()
-	return c.LocalAddr().(*net.UDPAddr).Port
 }

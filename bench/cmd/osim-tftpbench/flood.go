@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"flag"
@@ -16,6 +15,10 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"osim/bench/internal/lab"
+	"osim/internal/promtext"
+	"osim/internal/tftpwire"
 )
 
 // floodCmd re-runs the TFTP slot flood of issue 11: read requests from many
@@ -63,7 +66,7 @@ func floodCmd(ctx context.Context, args []string) error {
 	}
 	defer stop()
 
-	rrq := rrqPacket(*file)
+	rrq := tftpwire.AppendRRQ(nil, *file, nil)
 	fmt.Printf("flood: %d read requests of %d bytes for %q (%d bytes), each from its own 127.88.x.y:port, over %v\n",
 		*n, len(rrq), *file, *size, *over)
 	duringDone := make(chan clientRun, 1)
@@ -97,8 +100,8 @@ func floodCmd(ctx context.Context, args []string) error {
 	}
 	byOp, bytes := fl.replies()
 	fmt.Printf("flood replies: %d DATA, %d OACK, %d ERROR; %d bytes for %d request bytes: %.2f packets and %.1fx bytes per request\n",
-		byOp[3], byOp[6], byOp[5], bytes, *n*len(rrq),
-		float64(byOp[3]+byOp[5]+byOp[6])/float64(*n), float64(bytes)/float64(*n*len(rrq)))
+		byOp[tftpwire.OpDATA], byOp[tftpwire.OpOACK], byOp[tftpwire.OpERROR], bytes, *n*len(rrq),
+		float64(byOp[tftpwire.OpDATA]+byOp[tftpwire.OpERROR]+byOp[tftpwire.OpOACK])/float64(*n), float64(bytes)/float64(*n*len(rrq)))
 	m, err := scrape(metricsURL)
 	if err != nil {
 		return err
@@ -112,37 +115,35 @@ func floodCmd(ctx context.Context, args []string) error {
 }
 
 // startFloodBootd starts osim-bootd tftp serving root and waits for its
-// metrics endpoint.
+// metrics endpoint. Its log (warnings only) goes to stderr when it stops.
 func startFloodBootd(ctx context.Context, bin, root string, addr netip.AddrPort, metricsPort int, extra []string, metricsURL string) (func(), error) {
-	args := append([]string{"tftp", "--root", root, "--listen", addr.String(),
+	argv := append([]string{bin, "tftp", "--root", root, "--listen", addr.String(),
 		"--metrics-listen", "127.0.0.1:" + strconv.Itoa(metricsPort), "--log-level", "warn"}, extra...)
-	cmd := exec.CommandContext(ctx, bin, args...)
-	cmd.Stderr = os.Stderr
-	if err := cmd.Start(); err != nil {
-		return nil, fmt.Errorf("start %s: %w", bin, err)
+	p, err := lab.Start(lab.Spec{Name: "osim-bootd", Argv: argv,
+		Log: filepath.Join(os.TempDir(), fmt.Sprintf("osim-flood-bootd-%d.log", os.Getpid()))})
+	if err != nil {
+		return nil, err
 	}
 	stop := func() {
-		_ = cmd.Process.Signal(os.Interrupt)
-		_ = cmd.Wait()
+		p.Stop()
+		if b, _ := os.ReadFile(p.Log); len(b) > 0 {
+			os.Stderr.Write(b)
+		}
+		os.Remove(p.Log)
 	}
 	for deadline := time.Now().Add(10 * time.Second); ; {
 		if _, err := scrape(metricsURL); err == nil {
 			return stop, nil
 		}
-		if time.Now().After(deadline) {
+		if p.Exited() || time.Now().After(deadline) {
 			stop()
 			return nil, fmt.Errorf("%s: metrics at %s never answered", bin, metricsURL)
 		}
-		time.Sleep(50 * time.Millisecond)
+		if err := lab.Sleep(ctx, 50*time.Millisecond); err != nil {
+			stop()
+			return nil, err
+		}
 	}
-}
-
-func rrqPacket(name string) []byte {
-	b := []byte{0, 1}
-	b = append(b, name...)
-	b = append(b, 0)
-	b = append(b, "octet"...)
-	return append(b, 0)
 }
 
 // floodSockets are the forged sources: one non-blocking socket each, bound
@@ -194,7 +195,7 @@ func (f *floodSockets) replies() (map[uint16]int, int) {
 			if err != nil || n < 2 {
 				break
 			}
-			byOp[uint16(buf[0])<<8|uint16(buf[1])]++
+			byOp[tftpwire.Opcode(buf[:n])]++
 			total += n
 		}
 	}
@@ -271,27 +272,13 @@ func waitIdle(ctx context.Context, url string, limit time.Duration) error {
 
 // scrape reads a Prometheus text page into name -> sum over its series.
 func scrape(url string) (map[string]float64, error) {
-	resp, err := http.Get(url)
+	sm, err := promtext.Get(context.Background(), http.DefaultClient, url)
 	if err != nil {
 		return nil, err
 	}
-	defer resp.Body.Close()
 	m := map[string]float64{}
-	sc := bufio.NewScanner(resp.Body)
-	for sc.Scan() {
-		line := sc.Text()
-		if line == "" || line[0] == '#' {
-			continue
-		}
-		name, rest, _ := strings.Cut(line, " ")
-		if i := strings.IndexByte(line, '{'); i >= 0 {
-			name = line[:i]
-			_, rest, _ = strings.Cut(line[strings.IndexByte(line, '}'):], " ")
-		}
-		v, err := strconv.ParseFloat(strings.TrimSpace(rest), 64)
-		if err == nil {
-			m[name] += v
-		}
+	for name := range sm {
+		m[name] = sm.Sum(name)
 	}
-	return m, sc.Err()
+	return m, nil
 }

@@ -23,7 +23,7 @@ import (
 
 	"golang.org/x/net/ipv4"
 
-	"osim/bench/internal/tftpwire"
+	"osim/internal/tftpwire"
 )
 
 // Sender answers RRQs for files under Root.

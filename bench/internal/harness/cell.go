@@ -14,7 +14,7 @@ import (
 	"osim/bench/internal/peers"
 	"osim/bench/internal/procstat"
 	"osim/bench/internal/tftpclient"
-	"osim/bench/internal/tftpwire"
+	"osim/internal/tftpwire"
 )
 
 // Client timing: a read fails after retries consecutive timeouts without

@@ -4,7 +4,7 @@ import (
 	"context"
 	"fmt"
 
-	"osim/metrics"
+	"osim/internal/promtext"
 )
 
 // activeGauge is osim-bootd's count of transfers in progress.
@@ -16,7 +16,7 @@ func scrapeGauge(ctx context.Context, url, name string) (float64, error) {
 	if url == "" {
 		return -1, nil
 	}
-	v, err := metrics.Scrape(ctx, url, name)
+	v, err := promtext.Scrape(ctx, url, name)
 	if err != nil {
 		return -1, fmt.Errorf("harness: %w", err)
 	}

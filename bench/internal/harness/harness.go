@@ -13,7 +13,7 @@ import (
 	"slices"
 	"time"
 
-	"osim/bench/internal/netns"
+	"osim/bench/internal/lab"
 	"osim/bench/internal/peers"
 	"osim/bench/internal/procstat"
 )
@@ -79,7 +79,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	if err != nil {
 		return nil, err
 	}
-	netns.RemoveStale(ctx)
+	lab.RemoveStale(ctx, peers.NetnsPrefix)
 	state, err := peers.OpenState(filepath.Join(cfg.Out, "peers-running.json"))
 	if err != nil {
 		return nil, err
@@ -223,7 +223,7 @@ func startIdle(ctx context.Context, p peers.Peer, env peers.Env) (*peers.Running
 	if err != nil {
 		return nil, procstat.Load{}, err
 	}
-	sleep(ctx, 300*time.Millisecond) // let the readiness probe's transfer end
+	lab.Sleep(ctx, 300*time.Millisecond) // let the readiness probe's transfer end
 	return r, procstat.Count(r.PID), nil
 }
 
@@ -238,6 +238,6 @@ func settle(ctx context.Context, r *peers.Running, base procstat.Load, limit tim
 		if time.Now().After(deadline) || ctx.Err() != nil {
 			return s.String(), false
 		}
-		sleep(ctx, 250*time.Millisecond)
+		lab.Sleep(ctx, 250*time.Millisecond)
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"strings"
 	"time"
 
+	"osim/bench/internal/lab"
 	"osim/bench/internal/peers"
 	"osim/bench/internal/procstat"
 )
@@ -17,7 +18,7 @@ import (
 // osim-bootd's active-transfers gauge). After the last burst it also waits
 // for the server to return to its baseline, up to c.DrainLimit.
 func linger(ctx context.Context, r *peers.Running, base procstat.Load, c Cell, last bool) *Linger {
-	sleep(ctx, c.LingerAfter)
+	lab.Sleep(ctx, c.LingerAfter)
 	l := snapshot(ctx, r, base)
 	l.AfterS = c.LingerAfter.Seconds()
 	if !last {
@@ -35,7 +36,7 @@ func linger(ctx context.Context, r *peers.Running, base procstat.Load, c Cell, l
 			l.DrainedS = c.LingerAfter.Seconds() + time.Since(start).Seconds()
 			return l
 		}
-		sleep(ctx, 250*time.Millisecond)
+		lab.Sleep(ctx, 250*time.Millisecond)
 	}
 	return l
 }
@@ -83,13 +84,4 @@ func lingerNote(runs []RunStats, after time.Duration) string {
 		}
 	}
 	return fmt.Sprintf("left %.0fs after each burst: %s%s", after.Seconds(), strings.Join(parts, " / "), drain)
-}
-
-func sleep(ctx context.Context, d time.Duration) {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-	case <-t.C:
-	}
 }

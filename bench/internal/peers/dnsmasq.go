@@ -3,11 +3,16 @@ package peers
 import (
 	"context"
 	"fmt"
+	"net"
 	"os"
 	"strconv"
 
-	"osim/bench/internal/netns"
+	"osim/bench/internal/lab"
 )
+
+// NetnsPrefix starts the name of dnsmasq's namespace; the bench's pid
+// follows, so leftovers of dead runs can be found (lab.RemoveStale).
+const NetnsPrefix = "osim-tftpbench-"
 
 // startDnsmasq runs dnsmasq in a namespace of its own: it has no option for
 // the TFTP port, and 69 on the host's loopback is not ours to take. The
@@ -21,7 +26,7 @@ func startDnsmasq(raiseMax bool) func(context.Context, Env) (*Running, error) {
 		if raiseMax {
 			name = DnsmasqMax
 		}
-		ns, err := netns.Create(ctx, fmt.Sprintf("%s%d", netns.Prefix, os.Getpid()))
+		ns, err := lab.Create(ctx, fmt.Sprintf("%s%d", NetnsPrefix, os.Getpid()))
 		if err != nil {
 			return nil, err
 		}
@@ -38,19 +43,19 @@ func startDnsmasq(raiseMax bool) func(context.Context, Env) (*Running, error) {
 		if raiseMax {
 			args = append(args, "--tftp-max="+strconv.Itoa(env.MaxClients+100))
 		}
-		r, err := launch(name, ns.Command(args...), env, loopback(69))
+		r, err := launch(name, args, ns.Name, env, loopback(69))
 		if err != nil {
 			ns.Delete()
 			return nil, err
 		}
-		op, err := ns.Opener()
+		in, err := ns.Enter()
 		if err != nil {
 			r.cleanup = append(r.cleanup, func() { ns.Delete() })
 			r.Stop()
 			return nil, err
 		}
-		r.Listen = op.Listen
-		r.cleanup = append(r.cleanup, func() { ns.Delete() }, op.Close)
+		r.Listen = func() (*net.UDPConn, error) { return lab.ListenLoopback(in) }
+		r.cleanup = append(r.cleanup, func() { ns.Delete() }, in.Close)
 		return r, nil
 	}
 }

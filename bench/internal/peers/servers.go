@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"os/exec"
 	"strconv"
 )
 
@@ -43,7 +42,7 @@ func startBootd(ctx context.Context, env Env) (*Running, error) {
 		return nil, err
 	}
 	// Caps raised so that they do not limit the bench.
-	cmd := exec.Command(env.Bootd, "tftp",
+	argv := []string{env.Bootd, "tftp",
 		"--root", env.Root,
 		"--listen", loopback(env.Port).String(),
 		"--max-blksize", "65464",
@@ -52,8 +51,8 @@ func startBootd(ctx context.Context, env Env) (*Running, error) {
 		// Every bench client comes from 127.0.0.1.
 		"--max-per-client", strconv.Itoa(max(20000, 2*env.MaxClients)),
 		"--metrics-listen", loopback(env.MetricsPort).String(),
-	)
-	r, err := launch(Bootd, cmd, env, loopback(env.Port))
+	}
+	r, err := launch(Bootd, argv, "", env, loopback(env.Port))
 	if err != nil {
 		return nil, err
 	}
@@ -67,8 +66,8 @@ func startHPA(ctx context.Context, env Env) (*Running, error) {
 	}
 	// -L: foreground; -s: chroot to the root (requests name files relative
 	// to it); it runs transfers as nobody, and takes any blksize up to 65464.
-	cmd := exec.Command(HPABinary, "-L", "-s", env.Root, "-a", loopback(env.Port).String())
-	return launch(HPA, cmd, env, loopback(env.Port))
+	argv := []string{HPABinary, "-L", "-s", env.Root, "-a", loopback(env.Port).String()}
+	return launch(HPA, argv, "", env, loopback(env.Port))
 }
 
 func startAtftpd(ctx context.Context, env Env) (*Running, error) {
@@ -78,13 +77,13 @@ func startAtftpd(ctx context.Context, env Env) (*Running, error) {
 	// atftpd switches to nobody before it opens its log file; a file in the
 	// root-only work folder cannot be opened, which keeps it from logging
 	// every transfer.
-	cmd := exec.Command(env.Atftpd, "--daemon", "--no-fork",
+	argv := []string{env.Atftpd, "--daemon", "--no-fork",
 		"--port", strconv.Itoa(env.Port),
 		"--bind-address", "127.0.0.1",
-		"--logfile", env.Work+"/atftpd-denied.log",
-		"--maxthread", strconv.Itoa(env.MaxClients+100),
-		env.Root)
-	return launch(Atftpd, cmd, env, loopback(env.Port))
+		"--logfile", env.Work + "/atftpd-denied.log",
+		"--maxthread", strconv.Itoa(env.MaxClients + 100),
+		env.Root}
+	return launch(Atftpd, argv, "", env, loopback(env.Port))
 }
 
 func startCeiling(gso bool) func(context.Context, Env) (*Running, error) {
@@ -95,7 +94,7 @@ func startCeiling(gso bool) func(context.Context, Env) (*Running, error) {
 			name = CeilingGSO
 			args = append(args, "-gso")
 		}
-		return launch(name, exec.Command(env.Self, args...), env, loopback(env.Port))
+		return launch(name, append([]string{env.Self}, args...), "", env, loopback(env.Port))
 	}
 }
 

@@ -12,7 +12,7 @@ type Usage struct {
 	PeakPSS int64         // highest sampled PSS of the whole tree, bytes
 }
 
-// CPUFunc reads a tree's CPU time so far: a Cgroup's CPU, or CPU(pid).
+// CPUFunc reads a tree's CPU time so far: a lab.Cgroup's CPU, or CPU(pid).
 type CPUFunc func() (time.Duration, error)
 
 // Meter measures one span of a server's life.

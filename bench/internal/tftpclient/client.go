@@ -12,7 +12,7 @@ import (
 	"strconv"
 	"time"
 
-	"osim/bench/internal/tftpwire"
+	"osim/internal/tftpwire"
 )
 
 // Config describes one read.

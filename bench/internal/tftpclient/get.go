@@ -13,7 +13,7 @@ import (
 
 	"golang.org/x/net/ipv4"
 
-	"osim/bench/internal/tftpwire"
+	"osim/internal/tftpwire"
 )
 
 // maxStrayTIDs bounds the set of distinct stray sources remembered.

@@ -13,7 +13,7 @@ import (
 
 	"osim/bench/internal/ceiling"
 	"osim/bench/internal/tftpclient"
-	"osim/bench/internal/tftpwire"
+	"osim/internal/tftpwire"
 )
 
 // serve starts the ceiling sender on loopback over a folder holding one

@@ -9,7 +9,7 @@ import (
 	"sync"
 	"time"
 
-	"osim/bench/internal/tftpwire"
+	"osim/internal/tftpwire"
 )
 
 // LoadConfig runs Clients reads of the same file at once, each from its own

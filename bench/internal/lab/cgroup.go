@@ -1,4 +1,4 @@
-package procstat
+package lab
 
 import (
 	"bufio"
@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"osim/bench/internal/procstat"
 )
 
 // cgroupPrefix names the cgroups the bench creates; the creator's pid
@@ -38,12 +40,12 @@ func NewCgroup(name string) (*Cgroup, error) {
 	removeStaleCgroups(parent)
 	dir := filepath.Join(parent, fmt.Sprintf("%s%d-%s", cgroupPrefix, os.Getpid(), name))
 	if err := os.Mkdir(dir, 0o755); err != nil && !os.IsExist(err) {
-		return nil, fmt.Errorf("procstat: create cgroup %s: %w", dir, err)
+		return nil, fmt.Errorf("lab: create cgroup %s: %w", dir, err)
 	}
 	fd, err := unix.Open(dir, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
 	if err != nil {
 		os.Remove(dir)
-		return nil, fmt.Errorf("procstat: open cgroup %s: %w", dir, err)
+		return nil, fmt.Errorf("lab: open cgroup %s: %w", dir, err)
 	}
 	return &Cgroup{dir: dir, fd: fd}, nil
 }
@@ -56,18 +58,18 @@ func (c *Cgroup) FD() int { return c.fd }
 func (c *Cgroup) CPU() (time.Duration, error) {
 	b, err := os.ReadFile(filepath.Join(c.dir, "cpu.stat"))
 	if err != nil {
-		return 0, fmt.Errorf("procstat: read cpu.stat of %s: %w", c.dir, err)
+		return 0, fmt.Errorf("lab: read cpu.stat of %s: %w", c.dir, err)
 	}
 	for _, line := range strings.Split(string(b), "\n") {
 		if v, ok := strings.CutPrefix(line, "usage_usec "); ok {
 			us, err := strconv.ParseInt(strings.TrimSpace(v), 10, 64)
 			if err != nil {
-				return 0, fmt.Errorf("procstat: cpu.stat of %s: %q: %w", c.dir, line, err)
+				return 0, fmt.Errorf("lab: cpu.stat of %s: %q: %w", c.dir, line, err)
 			}
 			return time.Duration(us) * time.Microsecond, nil
 		}
 	}
-	return 0, fmt.Errorf("procstat: no usage_usec in cpu.stat of %s", c.dir)
+	return 0, fmt.Errorf("lab: no usage_usec in cpu.stat of %s", c.dir)
 }
 
 // Remove kills what is left in the group and deletes it.
@@ -85,7 +87,7 @@ func killAndRemove(dir string) error {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	return fmt.Errorf("procstat: remove cgroup %s: %w", dir, err)
+	return fmt.Errorf("lab: remove cgroup %s: %w", dir, err)
 }
 
 // removeStaleCgroups deletes groups of earlier runs whose pid is gone.
@@ -98,7 +100,7 @@ func removeStaleCgroups(parent string) {
 		}
 		pidStr, _, _ := strings.Cut(rest, "-")
 		pid, err := strconv.Atoi(pidStr)
-		if err != nil || pid == os.Getpid() || Alive(pid) {
+		if err != nil || pid == os.Getpid() || procstat.Alive(pid) {
 			continue
 		}
 		slog.Info("removing cgroup of an earlier run", "cgroup", e.Name())
@@ -114,20 +116,20 @@ func ownCgroupDir() (string, error) {
 	}
 	b, err := os.ReadFile("/proc/self/cgroup")
 	if err != nil {
-		return "", fmt.Errorf("procstat: read /proc/self/cgroup: %w", err)
+		return "", fmt.Errorf("lab: read /proc/self/cgroup: %w", err)
 	}
 	for _, line := range strings.Split(string(b), "\n") {
 		if p, ok := strings.CutPrefix(line, "0::"); ok {
 			return filepath.Join(mount, p), nil
 		}
 	}
-	return "", fmt.Errorf("procstat: no cgroup v2 entry in /proc/self/cgroup")
+	return "", fmt.Errorf("lab: no cgroup v2 entry in /proc/self/cgroup")
 }
 
 func cgroup2Mount() (string, error) {
 	f, err := os.Open("/proc/self/mountinfo")
 	if err != nil {
-		return "", fmt.Errorf("procstat: read mountinfo: %w", err)
+		return "", fmt.Errorf("lab: read mountinfo: %w", err)
 	}
 	defer f.Close()
 	sc := bufio.NewScanner(f)
@@ -141,5 +143,5 @@ func cgroup2Mount() (string, error) {
 			return f[4], nil
 		}
 	}
-	return "", fmt.Errorf("procstat: cgroup v2 is not mounted")
+	return "", fmt.Errorf("lab: cgroup v2 is not mounted")
 }

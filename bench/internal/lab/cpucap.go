@@ -1,4 +1,4 @@
-package dhcpbench
+package lab
 
 import (
 	"errors"
@@ -28,7 +28,7 @@ const capPeriodUS = 10000
 // NewCPUCap makes the cgroup name with share of one CPU.
 func NewCPUCap(name string, share float64) (*CPUCap, error) {
 	if share <= 0 || share > 1 {
-		return nil, fmt.Errorf("dhcpbench: CPU share %.2f is not in (0, 1]", share)
+		return nil, fmt.Errorf("lab: CPU share %.2f is not in (0, 1]", share)
 	}
 	quota := strconv.Itoa(int(share * capPeriodUS))
 	period := strconv.Itoa(capPeriodUS)
@@ -36,25 +36,25 @@ func NewCPUCap(name string, share float64) (*CPUCap, error) {
 		c := &CPUCap{Share: share, dir: filepath.Join("/sys/fs/cgroup", name), v2: true}
 		// The parent must hand the cpu controller down.
 		if err := os.WriteFile("/sys/fs/cgroup/cgroup.subtree_control", []byte("+cpu"), 0); err != nil {
-			return nil, fmt.Errorf("dhcpbench: enable the cpu controller: %w", err)
+			return nil, fmt.Errorf("lab: enable the cpu controller: %w", err)
 		}
 		if err := os.Mkdir(c.dir, 0o755); err != nil && !errors.Is(err, os.ErrExist) {
-			return nil, fmt.Errorf("dhcpbench: cgroup: %w", err)
+			return nil, fmt.Errorf("lab: cgroup: %w", err)
 		}
 		if err := os.WriteFile(filepath.Join(c.dir, "cpu.max"), []byte(quota+" "+period), 0); err != nil {
 			c.Close()
-			return nil, fmt.Errorf("dhcpbench: cgroup cpu.max: %w", err)
+			return nil, fmt.Errorf("lab: cgroup cpu.max: %w", err)
 		}
 		return c, nil
 	}
 	c := &CPUCap{Share: share, dir: filepath.Join("/sys/fs/cgroup/cpu", name)}
 	if err := os.Mkdir(c.dir, 0o755); err != nil && !errors.Is(err, os.ErrExist) {
-		return nil, fmt.Errorf("dhcpbench: cgroup (v1 cpu controller): %w", err)
+		return nil, fmt.Errorf("lab: cgroup (v1 cpu controller): %w", err)
 	}
 	for _, kv := range [][2]string{{"cpu.cfs_period_us", period}, {"cpu.cfs_quota_us", quota}} {
 		if err := os.WriteFile(filepath.Join(c.dir, kv[0]), []byte(kv[1]), 0); err != nil {
 			c.Close()
-			return nil, fmt.Errorf("dhcpbench: cgroup %s: %w", kv[0], err)
+			return nil, fmt.Errorf("lab: cgroup %s: %w", kv[0], err)
 		}
 	}
 	return c, nil
@@ -66,7 +66,7 @@ func (c *CPUCap) Add(pid int) error {
 		return nil
 	}
 	if err := os.WriteFile(filepath.Join(c.dir, "cgroup.procs"), []byte(strconv.Itoa(pid)), 0); err != nil {
-		return fmt.Errorf("dhcpbench: move %d into %s: %w", pid, c.dir, err)
+		return fmt.Errorf("lab: move %d into %s: %w", pid, c.dir, err)
 	}
 	return nil
 }
