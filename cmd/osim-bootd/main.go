@@ -10,7 +10,7 @@ import (
 const usage = `osim-bootd: the osim boot server
 
 usage:
-  osim-bootd serve --config FILE [flags]                    DHCP (proxy), TFTP and HTTP boot together
+  osim-bootd serve --config FILE [flags]                    DHCP (proxy or full), TFTP and HTTP boot together
   osim-bootd tftp --root DIR [--listen ADDR:PORT] [flags]   serve a folder over TFTP
   osim-bootd help                                           this text
 
