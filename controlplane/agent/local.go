@@ -1,324 +1,260 @@
 package agent
 
 import (
-	"context"
+	"bytes"
 	"fmt"
-	"maps"
+	"log/slog"
 	"net"
-	"net/netip"
-	"os"
+	"slices"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 
+	"github.com/dgraph-io/badger/v4"
+
 	"osim/controlplane/api"
-	"osim/controlplane/lifecycle"
-	"osim/dataplane/dhcp"
-	"osim/dataplane/httpboot"
-	"osim/dataplane/tftp"
+	"osim/internal/badgerkv"
 )
 
-// The seams the dataplane calls; each answers from the local view only.
-var (
-	_ dhcp.Backend          = (*Agent)(nil)
-	_ httpboot.Scripts      = (*Agent)(nil)
-	_ httpboot.Files        = (*Agent)(nil)
-	_ httpboot.Tokens       = (*Agent)(nil)
-	_ httpboot.OrderTargets = (*Agent)(nil)
-	_ httpboot.StatusSink   = (*Agent)(nil)
-	_ tftp.Resolver         = (*Agent)(nil)
-)
+// localView is the boot server's copy of its site's part of the MDB: the
+// current generation in Badger, its in-memory mirror, and the dataplane
+// seams that answer from it (seams.go). Sync feeds it changes and
+// snapshots; staging reads it and waits for it to change.
+type localView struct {
+	db    *badger.DB
+	cfg   *Config // the seams' settings: Unknown, DefaultBootFiles, Fallback, FallbackFiles
+	blobs blobDir
+	q     *eventQueue // what the seams report
+	m     *agentMetrics
+	log   *slog.Logger
+	now   func() time.Time
+	seen  coalescer // events from unauthenticated traffic, once per seenEvery
 
-// seenEvery is how often one MAC (or TFTP client, or script fetch) may
-// produce an event.
-const seenEvery = 10 * time.Second
+	mu       sync.RWMutex
+	v        *view
+	gen      uint64
+	rev      uint64
+	macKey   string // the sorted live MAC set, for PolicyChanged
+	liveMACs []net.HardwareAddr
+	policyCh chan struct{}
 
-// lookupLocked finds the target of mac and its live order (a.mu held).
-func (a *Agent) lookupLocked(mac string) (t api.Target, o api.Order, known, hasOrder bool) {
-	id, known := a.v.byMAC[mac]
-	if !known {
-		return t, o, false, false
-	}
-	t = a.v.targets[id]
-	if oid, ok := a.v.byTgt[id]; ok {
-		o, hasOrder = a.v.orders[oid]
-	}
-	return t, o, true, hasOrder
+	changed chan struct{} // wakes staging after a change
+	seq     atomic.Uint64 // bumps on every change, for blob GC
 }
 
-// fileName is how a staged image file is named to TFTP and HTTP clients.
-func fileName(image, name string) string { return "images/" + image + "/" + name }
-
-// Lookup is the dhcp.Backend: staged, booting or installing orders boot
-// their installer; pending orders stay silent until staged; known targets
-// without a live order boot locally; unknown MACs get Config.Unknown.
-func (a *Agent) Lookup(_ context.Context, mac net.HardwareAddr, _ dhcp.Arch) (dhcp.Decision, error) {
-	m := mac.String()
-	a.mu.RLock()
-	t, o, known, hasOrder := a.lookupLocked(m)
-	var boot map[dhcp.Arch]string
-	if hasOrder && lifecycle.Boots(o.State) {
-		boot = a.bootFilesLocked(o)
-	}
-	a.mu.RUnlock()
-	a.seenDHCP(m, t.ID, o.ID)
-
-	if !known {
-		switch a.cfg.Unknown {
-		case 0:
-			return dhcp.Decision{}, fmt.Errorf("%w: %s", dhcp.ErrUnknownMAC, m)
-		case dhcp.ActionDiscovery:
-			return dhcp.Decision{Action: dhcp.ActionDiscovery, BootFiles: a.cfg.DefaultBootFiles, Unknown: true}, nil
+// openLocalView removes a half-written snapshot generation left by a
+// crash and loads the current one.
+func openLocalView(db *badger.DB, log *slog.Logger) (*localView, error) {
+	l := &localView{db: db, log: log, policyCh: make(chan struct{}, 1), changed: make(chan struct{}, 1),
+		seen: coalescer{every: seenEvery, max: maxCoalesce}}
+	err := db.View(func(txn *badger.Txn) error {
+		var err error
+		if l.gen, err = badgerkv.GetU64(txn, keyGen); err != nil {
+			return fmt.Errorf("agent: %w", err)
 		}
-		return dhcp.Decision{Action: a.cfg.Unknown, Unknown: true}, nil
-	}
-	var d dhcp.Decision
-	switch {
-	case hasOrder && lifecycle.Boots(o.State):
-		d = dhcp.Decision{Action: dhcp.ActionBootImage, BootFiles: boot}
-	case hasOrder:
-		d = dhcp.Decision{Action: dhcp.ActionIgnore} // pending: silent until staged
-	default:
-		d = dhcp.Decision{Action: dhcp.ActionBootLocal}
-	}
-	if ad, err := netip.ParseAddr(t.Address); err == nil && ad.Is4() {
-		d.Address = ad
-	}
-	return d, nil
-}
-
-// bootFilesLocked names the NBP per arch: the order's boot image's nbp
-// files, or the boot server's own when it has none. The map is shared:
-// callers read it only.
-func (a *Agent) bootFilesLocked(o api.Order) map[dhcp.Arch]string {
-	if nbp, ok := a.v.nbps[o.BootImage]; ok && o.BootImage != "" {
-		return nbp
-	}
-	return a.cfg.DefaultBootFiles
-}
-
-// nbpFiles maps canonical arch to the served name of img's nbp files.
-func nbpFiles(img api.Image) map[dhcp.Arch]string {
-	out := map[dhcp.Arch]string{}
-	for _, f := range img.Files {
-		if f.Role != api.RoleNBP {
-			continue
+		if l.rev, err = badgerkv.GetU64(txn, keyRev); err != nil {
+			return fmt.Errorf("agent: %w", err)
 		}
-		arch, err := dhcp.ParseArchName(f.Arch)
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	cur := genPrefix(l.gen)
+	n, err := badgerkv.DeleteKeys(db, prefixGens, func(k []byte) bool { return bytes.HasPrefix(k, cur) })
+	if err != nil {
+		return nil, fmt.Errorf("agent: %w", err)
+	}
+	if n > 0 {
+		log.Info("agent: removed an unfinished snapshot", "keys", n)
+	}
+	if l.v, err = loadView(db, l.gen, false); err != nil {
+		return nil, err
+	}
+	l.macKey, l.liveMACs = liveMACsOf(l.v)
+	return l, nil
+}
+
+// Revision is the synced revision N.
+func (l *localView) Revision() uint64 {
+	l.mu.RLock()
+	defer l.mu.RUnlock()
+	return l.rev
+}
+
+// View returns the persisted view (sorted by id) and its revision, read
+// from Badger, for comparison with the manager's.
+func (l *localView) View() (targets []api.Target, orders []api.Order, images []api.Image, rev uint64, err error) {
+	var gen uint64
+	err = l.db.View(func(txn *badger.Txn) error {
+		if rev, err = badgerkv.GetU64(txn, keyRev); err != nil {
+			return fmt.Errorf("agent: %w", err)
+		}
+		if gen, err = badgerkv.GetU64(txn, keyGen); err != nil {
+			return fmt.Errorf("agent: %w", err)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, nil, nil, 0, err
+	}
+	v, err := loadView(l.db, gen, true)
+	if err != nil {
+		return nil, nil, nil, 0, err
+	}
+	for _, t := range v.targets {
+		targets = append(targets, t)
+	}
+	for _, o := range v.orders {
+		orders = append(orders, o)
+	}
+	for _, i := range v.images {
+		images = append(images, i)
+	}
+	slices.SortFunc(targets, func(a, b api.Target) int { return strings.Compare(a.ID, b.ID) })
+	slices.SortFunc(orders, func(a, b api.Order) int { return strings.Compare(a.ID, b.ID) })
+	slices.SortFunc(images, func(a, b api.Image) int { return strings.Compare(a.ID, b.ID) })
+	return targets, orders, images, rev, nil
+}
+
+// applyChanges writes the changes and the new N in one transaction, then
+// updates the in-memory view.
+func (l *localView) applyChanges(since uint64, resp api.SyncResponse) error {
+	if resp.Revision <= since && len(resp.Changes) == 0 {
+		return nil
+	}
+	l.mu.RLock()
+	gen := l.gen
+	l.mu.RUnlock()
+	rev := max(resp.Revision, since)
+	err := l.db.Update(func(txn *badger.Txn) error {
+		cur, err := badgerkv.GetU64(txn, keyRev)
 		if err != nil {
-			continue
+			return fmt.Errorf("agent: %w", err)
 		}
-		out[arch.Canonical()] = fileName(img.ID, f.Name)
-	}
-	return out
-}
-
-// seenDHCP emits dhcp.seen at most once per MAC per seenEvery.
-func (a *Agent) seenDHCP(mac, target, order string) {
-	if !a.seen.pass("dhcp/"+mac, target == "", a.now()) {
-		return
-	}
-	if err := a.Emit(api.Event{Type: api.EventDHCPSeen, Target: target, MAC: mac, Order: order}); err != nil {
-		a.log.Warn("agent: dhcp.seen not buffered", "mac", mac, "err", err)
-	}
-}
-
-// Script is the httpboot.Scripts: the installer of a staged, booting or
-// installing order; local boot for other known targets.
-func (a *Agent) Script(_ context.Context, mac net.HardwareAddr) (httpboot.Boot, error) {
-	m := mac.String()
-	a.mu.RLock()
-	t, o, known, hasOrder := a.lookupLocked(m)
-	img, haveImg := a.v.images[o.Image]
-	a.mu.RUnlock()
-	if !known {
-		return httpboot.Boot{}, fmt.Errorf("%w: %s", httpboot.ErrUnknownTarget, m)
-	}
-	if !hasOrder || !lifecycle.Boots(o.State) {
-		return httpboot.Boot{Local: true}, nil
-	}
-	if !haveImg {
-		return httpboot.Boot{}, fmt.Errorf("agent: order %s of %s: image %q is not in the local view", o.ID, m, o.Image)
-	}
-	b := httpboot.Boot{Cmdline: img.Cmdline, Order: o.ID, Token: o.Token, Params: map[string]string{}}
-	maps.Copy(b.Params, img.Defaults)
-	maps.Copy(b.Params, o.Params)
-	for _, f := range img.Files {
-		switch f.Role {
-		case api.RoleKernel:
-			if b.Kernel == "" {
-				b.Kernel = fileName(img.ID, f.Name)
+		if cur != since {
+			return fmt.Errorf("agent: store is at revision %d, the answer continues %d", cur, since)
+		}
+		for _, c := range resp.Changes {
+			if err := putChange(txnOps{txn}, gen, c); err != nil {
+				return fmt.Errorf("agent: apply %s %s at rev %d: %w", c.Kind, c.ID, c.Rev, err)
 			}
-		case api.RoleInitrd:
-			b.Initrds = append(b.Initrds, fileName(img.ID, f.Name))
 		}
-	}
-	if b.Kernel == "" {
-		return httpboot.Boot{}, fmt.Errorf("agent: order %s of %s: image %s has no kernel file", o.ID, m, img.ID)
-	}
-	// Per order attempt: the first fetch of each is what moves it to
-	// booting at the manager.
-	if !a.seen.pass(fmt.Sprintf("script/%s/%s/%d", m, o.ID, o.Attempt), false, a.now()) {
-		return b, nil
-	}
-	if err := a.Emit(api.Event{Type: api.EventFileServed, Target: t.ID, MAC: m, Order: o.ID,
-		Data: map[string]string{"file": "ipxe/" + m}}); err != nil {
-		a.log.Warn("agent: file.served not buffered", "mac", m, "order", o.ID, "err", err)
-	}
-	return b, nil
-}
-
-// stagedFile finds images/<id>/<name> in the view: its blob path, or
-// found=false when the name is not an image file of the view.
-func (a *Agent) stagedFile(name string) (f api.ImageFile, found bool) {
-	rest, ok := strings.CutPrefix(name, "images/")
-	if !ok {
-		return f, false
-	}
-	id, fname, ok := strings.Cut(rest, "/")
-	if !ok {
-		return f, false
-	}
-	a.mu.RLock()
-	img, ok := a.v.images[id]
-	a.mu.RUnlock()
-	if !ok {
-		return f, false
-	}
-	for _, f := range img.Files {
-		if f.Name == fname && api.ValidSHA256(f.SHA256) {
-			return f, true
-		}
-	}
-	return f, false
-}
-
-// blobFile is a staged blob served over HTTP and TFTP.
-type blobFile struct {
-	*os.File
-	size int64
-	mod  time.Time
-	sha  string
-}
-
-func (b *blobFile) Size() int64        { return b.size }
-func (b *blobFile) ModTime() time.Time { return b.mod }
-func (b *blobFile) ETag() string       { return `"` + b.sha + `"` }
-func (b *blobFile) CacheKey() string   { return "blob:" + b.sha }
-
-func (a *Agent) openBlob(f api.ImageFile) (*blobFile, error) {
-	fh, err := os.Open(a.blobPath(f.SHA256))
+		return txn.Set(keyRev, badgerkv.U64(rev))
+	})
 	if err != nil {
-		return nil, err
+		return err
 	}
-	st, err := fh.Stat()
-	if err != nil || st.Size() != f.Size {
-		fh.Close()
-		return nil, fmt.Errorf("blob %s is not complete", f.SHA256)
+	l.mu.Lock()
+	for _, c := range resp.Changes {
+		l.v.apply(c)
 	}
-	return &blobFile{File: fh, size: st.Size(), mod: st.ModTime(), sha: f.SHA256}, nil
+	l.rev = rev
+	l.mu.Unlock()
+	l.viewChanged(len(resp.Changes) > 0)
+	return nil
 }
 
-// Open is the httpboot.Files: images/<image-id>/<name> from the staged
-// blobs, anything else from FallbackFiles.
-func (a *Agent) Open(ctx context.Context, name string) (httpboot.File, error) {
-	if f, ok := a.stagedFile(name); ok {
-		b, err := a.openBlob(f)
-		if err != nil {
-			return nil, fmt.Errorf("%w: %s not staged: %v", httpboot.ErrNotFound, name, err)
+// snapshot is a new generation being written page by page. Until commit
+// the old generation stays current; a crash leaves a partial generation
+// that openLocalView removes.
+type snapshot struct {
+	l        *localView
+	old, gen uint64
+	v        *view
+}
+
+// beginSnapshot starts the generation after the current one.
+func (l *localView) beginSnapshot() (*snapshot, error) {
+	l.mu.RLock()
+	old := l.gen
+	l.mu.RUnlock()
+	s := &snapshot{l: l, old: old, gen: old + 1, v: newView()}
+	if _, err := badgerkv.DeleteKeys(l.db, genPrefix(s.gen), nil); err != nil { // a leftover of an aborted try
+		return nil, fmt.Errorf("agent: %w", err)
+	}
+	return s, nil
+}
+
+// page writes one page of the snapshot in a write batch. Deleted or
+// ended objects are not part of a view.
+func (s *snapshot) page(changes []api.Change) error {
+	wb := s.l.db.NewWriteBatch()
+	defer wb.Cancel()
+	for _, c := range changes {
+		if removes(c) {
+			continue
 		}
-		return b, nil
+		if err := putChange(freshBatch{wb}, s.gen, c); err != nil {
+			return fmt.Errorf("agent: snapshot %s %s: %w", c.Kind, c.ID, err)
+		}
+		s.v.apply(c)
 	}
-	if a.cfg.FallbackFiles == nil {
-		return nil, fmt.Errorf("%w: %s", httpboot.ErrNotFound, name)
+	if err := wb.Flush(); err != nil {
+		return fmt.Errorf("agent: writing snapshot page: %w", err)
 	}
-	return a.cfg.FallbackFiles.Open(ctx, name)
+	return nil
 }
 
-// Resolve is the tftp.Resolver: images/<image-id>/<name> from the staged
-// blobs, anything else from Fallback; a served file is reported.
-func (a *Agent) Resolve(ctx context.Context, client netip.AddrPort, name string) (tftp.File, error) {
-	clean, err := tftp.CleanName(name)
+// abort drops what the snapshot wrote.
+func (s *snapshot) abort() { _, _ = badgerkv.DeleteKeys(s.l.db, genPrefix(s.gen), nil) }
+
+// commit switches generation and N in one small transaction, then drops
+// the old generation.
+func (s *snapshot) commit(rev uint64) error {
+	l := s.l
+	err := l.db.Update(func(txn *badger.Txn) error {
+		if err := txn.Set(keyGen, badgerkv.U64(s.gen)); err != nil {
+			return err
+		}
+		return txn.Set(keyRev, badgerkv.U64(rev))
+	})
 	if err != nil {
-		return nil, err
+		return fmt.Errorf("agent: switching to snapshot at rev %d: %w", rev, err)
 	}
-	var out tftp.File
-	if f, ok := a.stagedFile(clean); ok {
-		b, err := a.openBlob(f)
-		if err != nil {
-			return nil, fmt.Errorf("%w: %s not staged: %v", tftp.ErrFileNotFound, clean, err)
-		}
-		out = b
-	} else if a.cfg.Fallback == nil {
-		return nil, fmt.Errorf("%w: %q", tftp.ErrFileNotFound, clean)
-	} else if out, err = a.cfg.Fallback.Resolve(ctx, client, name); err != nil {
-		return nil, err
+	l.mu.Lock()
+	l.v, l.gen, l.rev = s.v, s.gen, rev
+	l.mu.Unlock()
+	l.m.snapshots.Inc()
+	if _, err := badgerkv.DeleteKeys(l.db, genPrefix(s.old), nil); err != nil {
+		l.log.Warn("agent: dropping the previous view", "err", err)
 	}
-	if !a.seen.pass("tftp/"+client.Addr().String()+"/"+clean, true, a.now()) {
-		return out, nil
-	}
-	if err := a.Emit(api.Event{Type: api.EventFileServed, Data: map[string]string{"file": clean, "client": client.String()}}); err != nil {
-		a.log.Warn("agent: file.served not buffered", "file", clean, "client", client.String(), "err", err)
-	}
-	return out, nil
+	l.log.Info("agent: snapshot applied", "revision", rev, "targets", len(s.v.targets),
+		"orders", len(s.v.orders), "images", len(s.v.images))
+	l.viewChanged(true)
+	return nil
 }
 
-// Token is the httpboot.Tokens: live orders' tokens; an order that ended
-// or is unknown here is refused.
-func (a *Agent) Token(_ context.Context, order string) (string, error) {
-	a.mu.RLock()
-	o, ok := a.v.orders[order]
-	a.mu.RUnlock()
-	if !ok {
-		return "", fmt.Errorf("%w: %q", httpboot.ErrUnknownOrder, order)
-	}
-	return o.Token, nil
-}
-
-// OrderTarget is the httpboot.OrderTargets: the MACs and the fixed
-// address of a live order's target, which the order's status token is
-// bound to.
-func (a *Agent) OrderTarget(_ context.Context, order string) (httpboot.Target, error) {
-	a.mu.RLock()
-	defer a.mu.RUnlock()
-	o, ok := a.v.orders[order]
-	if !ok {
-		return httpboot.Target{}, fmt.Errorf("%w: %q", httpboot.ErrUnknownOrder, order)
-	}
-	var out httpboot.Target
-	macs := o.MACs
-	if t, ok := a.v.targets[o.Target]; ok {
-		macs = t.MACs
-		if ad, err := netip.ParseAddr(t.Address); err == nil {
-			out.Addrs = append(out.Addrs, ad.Unmap())
+// viewChanged refreshes the gauges and the MAC policy and wakes staging.
+func (l *localView) viewChanged(changed bool) {
+	l.mu.Lock()
+	l.m.syncedRevision.Set(float64(l.rev))
+	l.m.ordersLive.Set(float64(len(l.v.orders)))
+	var policy bool
+	if changed {
+		key, macs := liveMACsOf(l.v)
+		if key != l.macKey {
+			l.macKey, l.liveMACs, policy = key, macs, true
 		}
 	}
-	for _, m := range macs {
-		if hw, err := net.ParseMAC(m); err == nil {
-			out.MACs = append(out.MACs, hw)
-		}
+	l.mu.Unlock()
+	if policy {
+		wake(l.policyCh)
 	}
-	return out, nil
+	if changed {
+		l.seq.Add(1)
+		wake(l.changed)
+	}
 }
 
-// Report is the httpboot.StatusSink: an install.status event, plus an
-// inventory event when the installer sent facts, buffered together.
-func (a *Agent) Report(_ context.Context, s httpboot.Status) error {
-	a.mu.RLock()
-	o := a.v.orders[s.Order]
-	mac := ""
-	if t, ok := a.v.targets[o.Target]; ok && len(t.MACs) > 0 {
-		mac = t.MACs[0]
-	} else if len(o.MACs) > 0 {
-		mac = o.MACs[0]
-	}
-	a.mu.RUnlock()
-	ev := api.Event{Type: api.EventInstallStatus, Time: s.Received, Order: s.Order, Target: o.Target, MAC: mac,
-		Phase: string(s.Phase), Progress: max(s.Progress, 0), Message: s.Message,
-		Data: map[string]string{"client": s.Client}}
-	evs := []api.Event{ev}
-	if len(s.Facts) > 0 {
-		evs = append(evs, api.Event{Type: api.EventInventory, Time: s.Received, Order: s.Order, Target: o.Target,
-			MAC: mac, Data: maps.Clone(s.Facts)})
-	}
-	return a.emitWith(nil, evs...)
+// LiveMACs returns the MACs the XDP policy should pass to DHCP: targets
+// whose live order is staged, booting or installing.
+func (l *localView) LiveMACs() []net.HardwareAddr {
+	l.mu.RLock()
+	defer l.mu.RUnlock()
+	return slices.Clone(l.liveMACs)
 }
+
+// PolicyChanged is signalled after an applied batch changed LiveMACs.
+func (l *localView) PolicyChanged() <-chan struct{} { return l.policyCh }
