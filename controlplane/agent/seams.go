@@ -17,7 +17,8 @@ import (
 	"osim/dataplane/tftp"
 )
 
-// The seams the dataplane calls; each answers from the local view only.
+// The seams the dataplane calls, methods of localView that *Agent
+// embeds; each answers from the local view only.
 var (
 	_ dhcp.Backend          = (*Agent)(nil)
 	_ httpboot.Scripts      = (*Agent)(nil)
