@@ -7,13 +7,11 @@
 package agent
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
-	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -30,6 +28,7 @@ import (
 	"osim/dataplane/dhcp"
 	"osim/dataplane/httpboot"
 	"osim/dataplane/tftp"
+	"osim/internal/badgerkv"
 )
 
 // Config wires an Agent.
@@ -79,31 +78,23 @@ type Config struct {
 	Space SpaceGuard
 }
 
-// Agent is a boot server's control-plane agent.
+// Agent is a boot server's control-plane agent: it registers, heartbeats
+// and syncs itself, and owns the parts that do the rest: the local view
+// with the dataplane's seams (embedded, so *Agent is the dhcp.Backend,
+// httpboot and tftp seams and the XDP policy source), the stager and the
+// event queue.
 type Agent struct {
-	cfg Config
-	db  *badger.DB
-	log *slog.Logger
-	now func() time.Time
-	m   *agentMetrics
-
-	mu       sync.RWMutex
-	v        *view
-	gen      uint64
-	rev      uint64
-	macKey   string // the sorted live MAC set, for PolicyChanged
-	liveMACs []net.HardwareAddr
-	policyCh chan struct{}
+	*localView
+	cfg   Config
+	db    *badger.DB
+	log   *slog.Logger
+	m     *agentMetrics
+	space guard
+	q     *eventQueue
+	st    *stager
 
 	id        atomic.Value // boot server id (string)
-	emitMu    sync.Mutex
-	evWake    chan struct{}
-	stageWake chan struct{}
-	viewSeq   atomic.Uint64 // bumps on every view change, for blob GC
-
-	syncLimit int // reduced after a sync answer too large for one txn; sync goroutine only
-
-	seen coalescer // events from unauthenticated traffic, once per seenEvery
+	syncLimit int          // reduced after a sync answer too large for one txn; sync goroutine only
 }
 
 type credential struct {
@@ -152,70 +143,51 @@ func New(cfg Config) (*Agent, error) {
 			return nil, fmt.Errorf("agent: blob dir: %w", err)
 		}
 	}
-	a := &Agent{cfg: cfg, db: cfg.DB, log: cfg.Logger, now: cfg.Clock,
-		policyCh: make(chan struct{}, 1), evWake: make(chan struct{}, 1), stageWake: make(chan struct{}, 1),
-		seen: coalescer{every: seenEvery, max: maxCoalesce}}
+	a := &Agent{cfg: cfg, db: cfg.DB, log: cfg.Logger, space: guard{cfg.Space}}
 	a.id.Store("")
 	var cred credential
 	var found bool
-	err := a.db.View(func(txn *badger.Txn) error {
-		var err error
-		if a.gen, err = getU64(txn, keyGen); err != nil {
-			return err
+	err := a.db.View(func(txn *badger.Txn) (err error) {
+		if found, err = badgerkv.GetJSON(txn, keyCred, &cred); err != nil {
+			return fmt.Errorf("agent: %w", err)
 		}
-		if a.rev, err = getU64(txn, keyRev); err != nil {
-			return err
-		}
-		found, err = getJSON(txn, keyCred, &cred)
-		return err
+		return nil
 	})
 	if err != nil {
 		return nil, err
 	}
-	cur := genPrefix(a.gen)
-	n, err := deleteKeys(a.db, prefixGens, func(k []byte) bool { return bytes.HasPrefix(k, cur) })
-	if err != nil {
-		return nil, err
-	}
-	if n > 0 {
-		a.log.Info("agent: removed an unfinished snapshot", "keys", n)
-	}
-	if a.v, err = loadView(a.db, a.gen, false); err != nil {
+	if a.localView, err = openLocalView(a.db, a.log); err != nil {
 		return nil, err
 	}
 	if found {
 		a.cfg.Client.Token = cred.Token
 		a.id.Store(cred.ID)
 	}
-	pending, err := a.countPending()
-	if err != nil {
-		return nil, err
-	}
 	if a.m, err = newMetrics(cfg.Registry); err != nil {
 		return nil, err
 	}
+	blobs := blobDir(cfg.BlobDir)
+	a.q = &eventQueue{db: a.db, client: cfg.Client, batch: cfg.UploadBatch, space: a.space, backoff: a.newBackoff,
+		m: a.m, log: a.log, now: cfg.Clock, wake: make(chan struct{}, 1)}
+	l := a.localView
+	l.cfg, l.blobs, l.q, l.m, l.now = &a.cfg, blobs, a.q, a.m, cfg.Clock
+	a.st = &stager{db: a.db, client: cfg.Client, retries: cfg.StageRetries, blobs: blobs, view: l, q: a.q,
+		space: a.space, backoff: a.newBackoff, m: a.m, log: a.log}
+	pending, err := a.q.countPending()
+	if err != nil {
+		return nil, err
+	}
 	a.m.addPending(int64(pending))
-	a.m.syncedRevision.Set(float64(a.rev))
-	a.m.ordersLive.Set(float64(len(a.v.orders)))
-	a.macKey, a.liveMACs = liveMACsOf(a.v)
+	a.m.syncedRevision.Set(float64(l.rev))
+	a.m.ordersLive.Set(float64(len(l.v.orders)))
 	return a, nil
 }
 
+// Emit buffers e for the manager (see eventQueue.Emit).
+func (a *Agent) Emit(e api.Event) error { return a.q.Emit(e) }
+
 // ID is the boot server id the manager gave at registration ("" before).
 func (a *Agent) ID() string { return a.id.Load().(string) }
-
-// Revision is the synced revision N.
-func (a *Agent) Revision() uint64 {
-	a.mu.RLock()
-	defer a.mu.RUnlock()
-	return a.rev
-}
-
-// View returns the persisted view (sorted by id) and its revision, read
-// from Badger, for comparison with the manager's.
-func (a *Agent) View() (targets []api.Target, orders []api.Order, images []api.Image, rev uint64, err error) {
-	return a.readView()
-}
 
 // Run registers (once; later starts reuse the stored credential), then
 // heartbeats, syncs, stages and uploads events until ctx ends. It returns
@@ -232,7 +204,7 @@ func (a *Agent) Run(ctx context.Context) error {
 		return err
 	}
 	var wg sync.WaitGroup
-	for _, loop := range []func(context.Context){a.syncLoop, a.heartbeatLoop, a.stageLoop, a.uploadLoop} {
+	for _, loop := range []func(context.Context){a.syncLoop, a.heartbeatLoop, a.st.run, a.q.run} {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -260,7 +232,7 @@ func (a *Agent) register(ctx context.Context) error {
 		if err == nil {
 			a.m.reachable.Set(1)
 			cred := credential{ID: resp.BootServer.ID, Token: resp.Token, Name: a.cfg.Name, Site: a.cfg.Site}
-			if err := a.db.Update(func(txn *badger.Txn) error { return setJSON(txn, keyCred, cred) }); err != nil {
+			if err := a.db.Update(func(txn *badger.Txn) error { return badgerkv.SetJSON(txn, keyCred, cred) }); err != nil {
 				return fmt.Errorf("agent: storing the credential of boot server %s: %w", cred.ID, err)
 			}
 			a.cfg.Client.Token = cred.Token

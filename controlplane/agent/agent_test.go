@@ -148,7 +148,7 @@ func ids[T any](xs []T) []string {
 // localEvents lists the events still buffered in Badger.
 func (e *env) localEvents(typ string) []api.Event {
 	e.t.Helper()
-	evs, err := e.a.readBatch(1 << 20)
+	evs, err := e.a.q.readBatch(1 << 20)
 	if err != nil {
 		e.t.Fatal(err)
 	}
@@ -412,7 +412,7 @@ func TestStagingVerifiesSHA256AndQueuesStagedOnce(t *testing.T) {
 	kernel := osImg.Files[0]
 	e.fm.set(func(f *fakeManager) { f.corrupt[kernel.SHA256] = true })
 	failed := map[string]string{}
-	if retry := e.a.stagePass(context.Background(), failed); !retry {
+	if retry := e.a.st.stagePass(context.Background(), failed); !retry {
 		t.Error("a corrupt blob did not ask for a retry")
 	}
 	if evs := e.localEvents(api.EventOrderStaged); len(evs) != 0 {
@@ -422,25 +422,25 @@ func TestStagingVerifiesSHA256AndQueuesStagedOnce(t *testing.T) {
 	if len(sf) != 1 || sf[0].Order != "o-pending" || sf[0].Message == "" {
 		t.Fatalf("stage_failed events %+v, want one for o-pending with the reason", sf)
 	}
-	if _, err := os.Stat(e.a.blobPath(kernel.SHA256)); err == nil {
+	if _, err := os.Stat(e.a.st.blobs.path(kernel.SHA256)); err == nil {
 		t.Error("the corrupt blob was stored")
 	}
-	e.a.stagePass(context.Background(), failed) // same failure again: reported once
+	e.a.st.stagePass(context.Background(), failed) // same failure again: reported once
 	if sf := e.localEvents(api.EventStageFailed); len(sf) != 1 {
 		t.Errorf("%d stage_failed events for one failure, want 1", len(sf))
 	}
 
 	e.fm.set(func(f *fakeManager) { delete(f.corrupt, kernel.SHA256) })
-	if retry := e.a.stagePass(context.Background(), failed); retry {
+	if retry := e.a.st.stagePass(context.Background(), failed); retry {
 		t.Error("staging still failing with good blobs")
 	}
-	e.a.stagePass(context.Background(), failed)
+	e.a.st.stagePass(context.Background(), failed)
 	st := e.localEvents(api.EventOrderStaged)
 	if len(st) != 1 || st[0].Order != "o-pending" || st[0].Data["attempt"] != "1" {
 		t.Fatalf("order.staged events %+v, want one for o-pending attempt 1", st)
 	}
 	for _, f := range osImg.Files {
-		b, err := os.ReadFile(e.a.blobPath(f.SHA256))
+		b, err := os.ReadFile(e.a.st.blobs.path(f.SHA256))
 		if err != nil || int64(len(b)) != f.Size {
 			t.Errorf("blob %s: %d bytes, %v", f.Name, len(b), err)
 		}
@@ -454,7 +454,7 @@ func TestStagingVerifiesSHA256AndQueuesStagedOnce(t *testing.T) {
 	o.Attempt = 2
 	e.fm.putOrder(o)
 	e.sync()
-	e.a.stagePass(context.Background(), failed)
+	e.a.st.stagePass(context.Background(), failed)
 	if st := e.localEvents(api.EventOrderStaged); len(st) != 2 || st[1].Data["attempt"] != "2" {
 		t.Errorf("order.staged after retry: %+v", st)
 	}
@@ -467,11 +467,11 @@ func TestStagingResumesAPartialDownload(t *testing.T) {
 	e.sync()
 	initrd := osImg.Files[1]
 	data := e.fm.blobs[initrd.SHA256]
-	if err := os.WriteFile(e.a.partialPath(initrd.SHA256), data[:1000], 0o644); err != nil {
+	if err := os.WriteFile(e.a.st.blobs.partial(initrd.SHA256), data[:1000], 0o644); err != nil {
 		t.Fatal(err)
 	}
-	e.a.stagePass(context.Background(), map[string]string{})
-	got, err := os.ReadFile(e.a.blobPath(initrd.SHA256))
+	e.a.st.stagePass(context.Background(), map[string]string{})
+	got, err := os.ReadFile(e.a.st.blobs.path(initrd.SHA256))
 	if err != nil || !bytes.Equal(got, data) {
 		t.Fatalf("resumed blob: %d bytes, %v", len(got), err)
 	}
@@ -497,13 +497,13 @@ func TestBlobsNoImageReferencesAreCollected(t *testing.T) {
 	e.register()
 	osImg, _ := e.world()
 	e.sync()
-	e.a.stagePass(context.Background(), map[string]string{})
+	e.a.st.stagePass(context.Background(), map[string]string{})
 	stray := filepath.Join(e.a.cfg.BlobDir, "partial", "00stray")
 	_ = os.WriteFile(stray, []byte("x"), 0o644)
-	if err := e.a.collectBlobs(); err != nil {
+	if err := e.a.st.collectBlobs(); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := os.Stat(e.a.blobPath(osImg.Files[0].SHA256)); err != nil {
+	if _, err := os.Stat(e.a.st.blobs.path(osImg.Files[0].SHA256)); err != nil {
 		t.Fatalf("a referenced blob was collected: %v", err)
 	}
 	if _, err := os.Stat(stray); err == nil {
@@ -514,11 +514,11 @@ func TestBlobsNoImageReferencesAreCollected(t *testing.T) {
 	}
 	e.fm.del(api.ChangeImage, "img-os")
 	e.sync()
-	if err := e.a.collectBlobs(); err != nil {
+	if err := e.a.st.collectBlobs(); err != nil {
 		t.Fatal(err)
 	}
 	for _, f := range osImg.Files {
-		if _, err := os.Stat(e.a.blobPath(f.SHA256)); err == nil {
+		if _, err := os.Stat(e.a.st.blobs.path(f.SHA256)); err == nil {
 			t.Errorf("blob %s of a deleted image survived", f.Name)
 		}
 	}
@@ -589,7 +589,7 @@ func TestAnEventTheManagerRefusesIsDroppedAloneNotTheBuffer(t *testing.T) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
-	go func() { defer close(done); e.a.uploadLoop(ctx) }()
+	go func() { defer close(done); e.a.q.run(ctx) }()
 	waitFor(t, "8 events at the manager", func() bool { return len(e.fm.eventsOf(api.EventDHCPSeen)) == 8 })
 	waitFor(t, "empty buffer", func() bool { return testutil.ToFloat64(e.a.m.eventsPending) == 0 })
 	cancel()
@@ -693,7 +693,7 @@ func TestFilesAndTFTPServeStagedBlobsElseTheFallback(t *testing.T) {
 	if _, err := e.a.Open(ctx, "images/img-os/vmlinuz"); !errors.Is(err, httpboot.ErrNotFound) {
 		t.Errorf("unstaged blob: %v, want ErrNotFound", err)
 	}
-	e.a.stagePass(ctx, map[string]string{})
+	e.a.st.stagePass(ctx, map[string]string{})
 	f, err := e.a.Open(ctx, "images/img-os/vmlinuz")
 	if err != nil {
 		t.Fatal(err)

@@ -6,12 +6,32 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/http"
+	"sync"
+	"time"
 
 	"github.com/dgraph-io/badger/v4"
 
 	"osim/controlplane/api"
+	"osim/internal/badgerkv"
 )
+
+// eventQueue buffers events for the manager in Badger (evq/, with the
+// counter agent/evseq) and uploads them in order.
+type eventQueue struct {
+	db      *badger.DB
+	client  *api.Client
+	batch   int // the most events per upload
+	space   guard
+	backoff func() *backoff
+	m       *agentMetrics
+	log     *slog.Logger
+	now     func() time.Time
+
+	mu   sync.Mutex // one writer of agent/evseq at a time
+	wake chan struct{}
+}
 
 // Emit buffers e for the manager: it is in Badger, with the next
 // OriginSeq, before Emit returns; the uploader sends it when the manager
@@ -19,8 +39,8 @@ import (
 // is below its free-space reserve the event is dropped, counted in
 // osim_agent_events_dropped_total, and Emit returns nil: the disk guard
 // logs the state once, not once per packet.
-func (a *Agent) Emit(e api.Event) error {
-	if err := a.emitWith(nil, e); !errors.Is(err, errNoRoom) {
+func (q *eventQueue) Emit(e api.Event) error {
+	if err := q.emitWith(nil, e); !errors.Is(err, errNoRoom) {
 		return err
 	}
 	return nil
@@ -30,19 +50,19 @@ func (a *Agent) Emit(e api.Event) error {
 var errNoRoom = errors.New("no room in the data dir")
 
 // emitWith writes events and whatever extra writes in one transaction.
-func (a *Agent) emitWith(extra func(*badger.Txn) error, evs ...api.Event) error {
-	if err := a.room(0); err != nil {
+func (q *eventQueue) emitWith(extra func(*badger.Txn) error, evs ...api.Event) error {
+	if err := q.space.room(0); err != nil {
 		// The disk is nearly full: what happened is logged by the caller
 		// and counted here, not buffered.
 		for _, e := range evs {
-			a.m.eventsDropped.WithLabelValues(e.Type).Inc()
+			q.m.eventsDropped.WithLabelValues(e.Type).Inc()
 		}
 		return fmt.Errorf("agent: dropping %d event(s): %w: %w", len(evs), errNoRoom, err)
 	}
-	a.emitMu.Lock()
-	defer a.emitMu.Unlock()
-	err := a.db.Update(func(txn *badger.Txn) error {
-		seq, err := getU64(txn, keyEvSeq)
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	err := q.db.Update(func(txn *badger.Txn) error {
+		seq, err := badgerkv.GetU64(txn, keyEvSeq)
 		if err != nil {
 			return err
 		}
@@ -50,13 +70,13 @@ func (a *Agent) emitWith(extra func(*badger.Txn) error, evs ...api.Event) error 
 			seq++
 			e.Seq, e.Origin, e.OriginSeq = 0, "", seq
 			if e.Time.IsZero() {
-				e.Time = a.now()
+				e.Time = q.now()
 			}
-			if err := setJSON(txn, evqKey(seq), e); err != nil {
+			if err := badgerkv.SetJSON(txn, evqKey(seq), e); err != nil {
 				return err
 			}
 		}
-		if err := txn.Set(keyEvSeq, u64(seq)); err != nil {
+		if err := txn.Set(keyEvSeq, badgerkv.U64(seq)); err != nil {
 			return err
 		}
 		if extra != nil {
@@ -68,16 +88,16 @@ func (a *Agent) emitWith(extra func(*badger.Txn) error, evs ...api.Event) error 
 		return fmt.Errorf("agent: buffering %d event(s): %w", len(evs), err)
 	}
 	for _, e := range evs {
-		a.m.eventsEmitted.WithLabelValues(e.Type).Inc()
+		q.m.eventsEmitted.WithLabelValues(e.Type).Inc()
 	}
-	a.m.addPending(int64(len(evs)))
-	wake(a.evWake)
+	q.m.addPending(int64(len(evs)))
+	wake(q.wake)
 	return nil
 }
 
-func (a *Agent) countPending() (int, error) {
+func (q *eventQueue) countPending() (int, error) {
 	n := 0
-	err := a.db.View(func(txn *badger.Txn) error {
+	err := q.db.View(func(txn *badger.Txn) error {
 		it := txn.NewIterator(badger.IteratorOptions{Prefix: prefixEvq})
 		defer it.Close()
 		for it.Rewind(); it.Valid(); it.Next() {
@@ -89,9 +109,9 @@ func (a *Agent) countPending() (int, error) {
 }
 
 // readBatch returns up to n buffered events, lowest seq first.
-func (a *Agent) readBatch(n int) ([]api.Event, error) {
+func (q *eventQueue) readBatch(n int) ([]api.Event, error) {
 	var out []api.Event
-	err := a.db.View(func(txn *badger.Txn) error {
+	err := q.db.View(func(txn *badger.Txn) error {
 		it := txn.NewIterator(badger.IteratorOptions{Prefix: prefixEvq, PrefetchValues: true, PrefetchSize: 100})
 		defer it.Close()
 		for it.Rewind(); it.Valid() && len(out) < n; it.Next() {
@@ -107,27 +127,27 @@ func (a *Agent) readBatch(n int) ([]api.Event, error) {
 }
 
 // forget deletes the buffered events with OriginSeq <= last.
-func (a *Agent) forget(last uint64) (int, error) {
-	n, err := deleteKeys(a.db, prefixEvq, func(k []byte) bool {
+func (q *eventQueue) forget(last uint64) (int, error) {
+	n, err := badgerkv.DeleteKeys(q.db, prefixEvq, func(k []byte) bool {
 		return len(k) != len(prefixEvq)+8 || binary.BigEndian.Uint64(k[len(prefixEvq):]) > last
 	})
 	if err == nil {
-		a.m.addPending(-int64(n))
+		q.m.addPending(-int64(n))
 	}
 	return n, err
 }
 
 // dropEvents deletes the buffered events with these OriginSeqs.
-func (a *Agent) dropEvents(seqs []uint64) (int, error) {
+func (q *eventQueue) dropEvents(seqs []uint64) (int, error) {
 	want := make(map[uint64]bool, len(seqs))
 	for _, s := range seqs {
 		want[s] = true
 	}
-	n, err := deleteKeys(a.db, prefixEvq, func(k []byte) bool {
+	n, err := badgerkv.DeleteKeys(q.db, prefixEvq, func(k []byte) bool {
 		return len(k) != len(prefixEvq)+8 || !want[binary.BigEndian.Uint64(k[len(prefixEvq):])]
 	})
 	if err == nil {
-		a.m.addPending(-int64(n))
+		q.m.addPending(-int64(n))
 	}
 	return n, err
 }
@@ -155,13 +175,13 @@ func foreignRefused(err error, batch []api.Event) []uint64 {
 // uploadLoop sends buffered events in seq order, forgets what the manager
 // acknowledged, backs off while it is unreachable, and sleeps until Emit
 // wakes it when the buffer is empty.
-func (a *Agent) uploadLoop(ctx context.Context) {
-	bo := a.newBackoff()
-	size := a.cfg.UploadBatch
+func (q *eventQueue) run(ctx context.Context) {
+	bo := q.backoff()
+	size := q.batch
 	for ctx.Err() == nil {
-		batch, err := a.readBatch(size)
+		batch, err := q.readBatch(size)
 		if err != nil {
-			a.log.Error("agent: reading the event buffer", "err", err)
+			q.log.Error("agent: reading the event buffer", "err", err)
 			if !sleep(ctx, bo.next()) {
 				return
 			}
@@ -171,26 +191,26 @@ func (a *Agent) uploadLoop(ctx context.Context) {
 			select {
 			case <-ctx.Done():
 				return
-			case <-a.evWake:
+			case <-q.wake:
 			}
 			continue
 		}
-		ack, err := a.cfg.Client.UploadEvents(ctx, api.EventBatch{Events: batch})
+		ack, err := q.client.UploadEvents(ctx, api.EventBatch{Events: batch})
 		if seqs := foreignRefused(err, batch); len(seqs) > 0 {
 			// Events about machines of another site (one moved away after
 			// the event was recorded): the manager will never take them,
 			// and the rest of the batch waits behind them.
-			a.m.reachable.Set(1)
-			n, derr := a.dropEvents(seqs)
+			q.m.reachable.Set(1)
+			n, derr := q.dropEvents(seqs)
 			if derr != nil {
-				a.log.Error("agent: dropping refused events", "err", derr)
+				q.log.Error("agent: dropping refused events", "err", derr)
 				if !sleep(ctx, bo.next()) {
 					return
 				}
 				continue
 			}
-			a.m.eventsRefused.Add(float64(n))
-			a.log.Warn("agent: the manager refuses events about another site's machines; dropped them",
+			q.m.eventsRefused.Add(float64(n))
+			q.log.Warn("agent: the manager refuses events about another site's machines; dropped them",
 				"dropped", n, "first", seqs[0], "err", err)
 			continue
 		}
@@ -198,12 +218,12 @@ func (a *Agent) uploadLoop(ctx context.Context) {
 			// The manager refuses the batch itself, retrying it as it is
 			// would block the buffer forever: halve it until the event it
 			// refuses is alone, then drop that one.
-			a.m.reachable.Set(1)
+			q.m.reachable.Set(1)
 			if len(batch) > 1 {
 				size = max(1, len(batch)/2)
 				continue
 			}
-			a.log.Error("agent: the manager refuses an event; dropping it", "origin_seq", batch[0].OriginSeq,
+			q.log.Error("agent: the manager refuses an event; dropping it", "origin_seq", batch[0].OriginSeq,
 				"type", batch[0].Type, "err", err)
 			ack, err = api.EventAck{LastSeq: batch[0].OriginSeq}, nil
 		}
@@ -211,29 +231,29 @@ func (a *Agent) uploadLoop(ctx context.Context) {
 			if ctx.Err() != nil {
 				return
 			}
-			a.m.reachable.Set(0)
-			a.log.Debug("agent: event upload failed", "events", len(batch), "first", batch[0].OriginSeq, "err", err)
+			q.m.reachable.Set(0)
+			q.log.Debug("agent: event upload failed", "events", len(batch), "first", batch[0].OriginSeq, "err", err)
 			if !sleep(ctx, bo.next()) {
 				return
 			}
 			continue
 		}
-		a.m.reachable.Set(1)
-		n, err := a.forget(ack.LastSeq)
+		q.m.reachable.Set(1)
+		n, err := q.forget(ack.LastSeq)
 		if err != nil {
-			a.log.Error("agent: forgetting acknowledged events", "last_seq", ack.LastSeq, "err", err)
+			q.log.Error("agent: forgetting acknowledged events", "last_seq", ack.LastSeq, "err", err)
 		}
-		a.m.eventsUploaded.Add(float64(n))
+		q.m.eventsUploaded.Add(float64(n))
 		if n == 0 {
 			// The manager took none of them: do not spin on the same batch.
-			a.log.Warn("agent: manager acknowledged no event of the batch", "first", batch[0].OriginSeq, "last_seq", ack.LastSeq)
+			q.log.Warn("agent: manager acknowledged no event of the batch", "first", batch[0].OriginSeq, "last_seq", ack.LastSeq)
 			if !sleep(ctx, bo.next()) {
 				return
 			}
 			continue
 		}
 		bo.reset()
-		size = a.cfg.UploadBatch
+		size = q.batch
 	}
 }
 

@@ -17,7 +17,8 @@ import (
 	"osim/dataplane/tftp"
 )
 
-// The seams the dataplane calls; each answers from the local view only.
+// The seams the dataplane calls, methods of localView that *Agent
+// embeds; each answers from the local view only.
 var (
 	_ dhcp.Backend          = (*Agent)(nil)
 	_ httpboot.Scripts      = (*Agent)(nil)
@@ -32,15 +33,15 @@ var (
 // produce an event.
 const seenEvery = 10 * time.Second
 
-// lookupLocked finds the target of mac and its live order (a.mu held).
-func (a *Agent) lookupLocked(mac string) (t api.Target, o api.Order, known, hasOrder bool) {
-	id, known := a.v.byMAC[mac]
+// lookupLocked finds the target of mac and its live order (l.mu held).
+func (l *localView) lookupLocked(mac string) (t api.Target, o api.Order, known, hasOrder bool) {
+	id, known := l.v.byMAC[mac]
 	if !known {
 		return t, o, false, false
 	}
-	t = a.v.targets[id]
-	if oid, ok := a.v.byTgt[id]; ok {
-		o, hasOrder = a.v.orders[oid]
+	t = l.v.targets[id]
+	if oid, ok := l.v.byTgt[id]; ok {
+		o, hasOrder = l.v.orders[oid]
 	}
 	return t, o, true, hasOrder
 }
@@ -51,25 +52,25 @@ func fileName(image, name string) string { return "images/" + image + "/" + name
 // Lookup is the dhcp.Backend: staged, booting or installing orders boot
 // their installer; pending orders stay silent until staged; known targets
 // without a live order boot locally; unknown MACs get Config.Unknown.
-func (a *Agent) Lookup(_ context.Context, mac net.HardwareAddr, _ dhcp.Arch) (dhcp.Decision, error) {
+func (l *localView) Lookup(_ context.Context, mac net.HardwareAddr, _ dhcp.Arch) (dhcp.Decision, error) {
 	m := mac.String()
-	a.mu.RLock()
-	t, o, known, hasOrder := a.lookupLocked(m)
+	l.mu.RLock()
+	t, o, known, hasOrder := l.lookupLocked(m)
 	var boot map[dhcp.Arch]string
 	if hasOrder && lifecycle.Boots(o.State) {
-		boot = a.bootFilesLocked(o)
+		boot = l.bootFilesLocked(o)
 	}
-	a.mu.RUnlock()
-	a.seenDHCP(m, t.ID, o.ID)
+	l.mu.RUnlock()
+	l.seenDHCP(m, t.ID, o.ID)
 
 	if !known {
-		switch a.cfg.Unknown {
+		switch l.cfg.Unknown {
 		case 0:
 			return dhcp.Decision{}, fmt.Errorf("%w: %s", dhcp.ErrUnknownMAC, m)
 		case dhcp.ActionDiscovery:
-			return dhcp.Decision{Action: dhcp.ActionDiscovery, BootFiles: a.cfg.DefaultBootFiles, Unknown: true}, nil
+			return dhcp.Decision{Action: dhcp.ActionDiscovery, BootFiles: l.cfg.DefaultBootFiles, Unknown: true}, nil
 		}
-		return dhcp.Decision{Action: a.cfg.Unknown, Unknown: true}, nil
+		return dhcp.Decision{Action: l.cfg.Unknown, Unknown: true}, nil
 	}
 	var d dhcp.Decision
 	switch {
@@ -89,11 +90,11 @@ func (a *Agent) Lookup(_ context.Context, mac net.HardwareAddr, _ dhcp.Arch) (dh
 // bootFilesLocked names the NBP per arch: the order's boot image's nbp
 // files, or the boot server's own when it has none. The map is shared:
 // callers read it only.
-func (a *Agent) bootFilesLocked(o api.Order) map[dhcp.Arch]string {
-	if nbp, ok := a.v.nbps[o.BootImage]; ok && o.BootImage != "" {
+func (l *localView) bootFilesLocked(o api.Order) map[dhcp.Arch]string {
+	if nbp, ok := l.v.nbps[o.BootImage]; ok && o.BootImage != "" {
 		return nbp
 	}
-	return a.cfg.DefaultBootFiles
+	return l.cfg.DefaultBootFiles
 }
 
 // nbpFiles maps canonical arch to the served name of img's nbp files.
@@ -113,23 +114,23 @@ func nbpFiles(img api.Image) map[dhcp.Arch]string {
 }
 
 // seenDHCP emits dhcp.seen at most once per MAC per seenEvery.
-func (a *Agent) seenDHCP(mac, target, order string) {
-	if !a.seen.pass("dhcp/"+mac, target == "", a.now()) {
+func (l *localView) seenDHCP(mac, target, order string) {
+	if !l.seen.pass("dhcp/"+mac, target == "", l.now()) {
 		return
 	}
-	if err := a.Emit(api.Event{Type: api.EventDHCPSeen, Target: target, MAC: mac, Order: order}); err != nil {
-		a.log.Warn("agent: dhcp.seen not buffered", "mac", mac, "err", err)
+	if err := l.q.Emit(api.Event{Type: api.EventDHCPSeen, Target: target, MAC: mac, Order: order}); err != nil {
+		l.log.Warn("agent: dhcp.seen not buffered", "mac", mac, "err", err)
 	}
 }
 
 // Script is the httpboot.Scripts: the installer of a staged, booting or
 // installing order; local boot for other known targets.
-func (a *Agent) Script(_ context.Context, mac net.HardwareAddr) (httpboot.Boot, error) {
+func (l *localView) Script(_ context.Context, mac net.HardwareAddr) (httpboot.Boot, error) {
 	m := mac.String()
-	a.mu.RLock()
-	t, o, known, hasOrder := a.lookupLocked(m)
-	img, haveImg := a.v.images[o.Image]
-	a.mu.RUnlock()
+	l.mu.RLock()
+	t, o, known, hasOrder := l.lookupLocked(m)
+	img, haveImg := l.v.images[o.Image]
+	l.mu.RUnlock()
 	if !known {
 		return httpboot.Boot{}, fmt.Errorf("%w: %s", httpboot.ErrUnknownTarget, m)
 	}
@@ -157,19 +158,19 @@ func (a *Agent) Script(_ context.Context, mac net.HardwareAddr) (httpboot.Boot, 
 	}
 	// Per order attempt: the first fetch of each is what moves it to
 	// booting at the manager.
-	if !a.seen.pass(fmt.Sprintf("script/%s/%s/%d", m, o.ID, o.Attempt), false, a.now()) {
+	if !l.seen.pass(fmt.Sprintf("script/%s/%s/%d", m, o.ID, o.Attempt), false, l.now()) {
 		return b, nil
 	}
-	if err := a.Emit(api.Event{Type: api.EventFileServed, Target: t.ID, MAC: m, Order: o.ID,
+	if err := l.q.Emit(api.Event{Type: api.EventFileServed, Target: t.ID, MAC: m, Order: o.ID,
 		Data: map[string]string{"file": "ipxe/" + m}}); err != nil {
-		a.log.Warn("agent: file.served not buffered", "mac", m, "order", o.ID, "err", err)
+		l.log.Warn("agent: file.served not buffered", "mac", m, "order", o.ID, "err", err)
 	}
 	return b, nil
 }
 
 // stagedFile finds images/<id>/<name> in the view: its blob path, or
 // found=false when the name is not an image file of the view.
-func (a *Agent) stagedFile(name string) (f api.ImageFile, found bool) {
+func (l *localView) stagedFile(name string) (f api.ImageFile, found bool) {
 	rest, ok := strings.CutPrefix(name, "images/")
 	if !ok {
 		return f, false
@@ -178,9 +179,9 @@ func (a *Agent) stagedFile(name string) (f api.ImageFile, found bool) {
 	if !ok {
 		return f, false
 	}
-	a.mu.RLock()
-	img, ok := a.v.images[id]
-	a.mu.RUnlock()
+	l.mu.RLock()
+	img, ok := l.v.images[id]
+	l.mu.RUnlock()
 	if !ok {
 		return f, false
 	}
@@ -205,8 +206,8 @@ func (b *blobFile) ModTime() time.Time { return b.mod }
 func (b *blobFile) ETag() string       { return `"` + b.sha + `"` }
 func (b *blobFile) CacheKey() string   { return "blob:" + b.sha }
 
-func (a *Agent) openBlob(f api.ImageFile) (*blobFile, error) {
-	fh, err := os.Open(a.blobPath(f.SHA256))
+func (l *localView) openBlob(f api.ImageFile) (*blobFile, error) {
+	fh, err := os.Open(l.blobs.path(f.SHA256))
 	if err != nil {
 		return nil, err
 	}
@@ -220,54 +221,54 @@ func (a *Agent) openBlob(f api.ImageFile) (*blobFile, error) {
 
 // Open is the httpboot.Files: images/<image-id>/<name> from the staged
 // blobs, anything else from FallbackFiles.
-func (a *Agent) Open(ctx context.Context, name string) (httpboot.File, error) {
-	if f, ok := a.stagedFile(name); ok {
-		b, err := a.openBlob(f)
+func (l *localView) Open(ctx context.Context, name string) (httpboot.File, error) {
+	if f, ok := l.stagedFile(name); ok {
+		b, err := l.openBlob(f)
 		if err != nil {
 			return nil, fmt.Errorf("%w: %s not staged: %v", httpboot.ErrNotFound, name, err)
 		}
 		return b, nil
 	}
-	if a.cfg.FallbackFiles == nil {
+	if l.cfg.FallbackFiles == nil {
 		return nil, fmt.Errorf("%w: %s", httpboot.ErrNotFound, name)
 	}
-	return a.cfg.FallbackFiles.Open(ctx, name)
+	return l.cfg.FallbackFiles.Open(ctx, name)
 }
 
 // Resolve is the tftp.Resolver: images/<image-id>/<name> from the staged
 // blobs, anything else from Fallback; a served file is reported.
-func (a *Agent) Resolve(ctx context.Context, client netip.AddrPort, name string) (tftp.File, error) {
+func (l *localView) Resolve(ctx context.Context, client netip.AddrPort, name string) (tftp.File, error) {
 	clean, err := tftp.CleanName(name)
 	if err != nil {
 		return nil, err
 	}
 	var out tftp.File
-	if f, ok := a.stagedFile(clean); ok {
-		b, err := a.openBlob(f)
+	if f, ok := l.stagedFile(clean); ok {
+		b, err := l.openBlob(f)
 		if err != nil {
 			return nil, fmt.Errorf("%w: %s not staged: %v", tftp.ErrFileNotFound, clean, err)
 		}
 		out = b
-	} else if a.cfg.Fallback == nil {
+	} else if l.cfg.Fallback == nil {
 		return nil, fmt.Errorf("%w: %q", tftp.ErrFileNotFound, clean)
-	} else if out, err = a.cfg.Fallback.Resolve(ctx, client, name); err != nil {
+	} else if out, err = l.cfg.Fallback.Resolve(ctx, client, name); err != nil {
 		return nil, err
 	}
-	if !a.seen.pass("tftp/"+client.Addr().String()+"/"+clean, true, a.now()) {
+	if !l.seen.pass("tftp/"+client.Addr().String()+"/"+clean, true, l.now()) {
 		return out, nil
 	}
-	if err := a.Emit(api.Event{Type: api.EventFileServed, Data: map[string]string{"file": clean, "client": client.String()}}); err != nil {
-		a.log.Warn("agent: file.served not buffered", "file", clean, "client", client.String(), "err", err)
+	if err := l.q.Emit(api.Event{Type: api.EventFileServed, Data: map[string]string{"file": clean, "client": client.String()}}); err != nil {
+		l.log.Warn("agent: file.served not buffered", "file", clean, "client", client.String(), "err", err)
 	}
 	return out, nil
 }
 
 // Token is the httpboot.Tokens: live orders' tokens; an order that ended
 // or is unknown here is refused.
-func (a *Agent) Token(_ context.Context, order string) (string, error) {
-	a.mu.RLock()
-	o, ok := a.v.orders[order]
-	a.mu.RUnlock()
+func (l *localView) Token(_ context.Context, order string) (string, error) {
+	l.mu.RLock()
+	o, ok := l.v.orders[order]
+	l.mu.RUnlock()
 	if !ok {
 		return "", fmt.Errorf("%w: %q", httpboot.ErrUnknownOrder, order)
 	}
@@ -277,16 +278,16 @@ func (a *Agent) Token(_ context.Context, order string) (string, error) {
 // OrderTarget is the httpboot.OrderTargets: the MACs and the fixed
 // address of a live order's target, which the order's status token is
 // bound to.
-func (a *Agent) OrderTarget(_ context.Context, order string) (httpboot.Target, error) {
-	a.mu.RLock()
-	defer a.mu.RUnlock()
-	o, ok := a.v.orders[order]
+func (l *localView) OrderTarget(_ context.Context, order string) (httpboot.Target, error) {
+	l.mu.RLock()
+	defer l.mu.RUnlock()
+	o, ok := l.v.orders[order]
 	if !ok {
 		return httpboot.Target{}, fmt.Errorf("%w: %q", httpboot.ErrUnknownOrder, order)
 	}
 	var out httpboot.Target
 	macs := o.MACs
-	if t, ok := a.v.targets[o.Target]; ok {
+	if t, ok := l.v.targets[o.Target]; ok {
 		macs = t.MACs
 		if ad, err := netip.ParseAddr(t.Address); err == nil {
 			out.Addrs = append(out.Addrs, ad.Unmap())
@@ -302,16 +303,16 @@ func (a *Agent) OrderTarget(_ context.Context, order string) (httpboot.Target, e
 
 // Report is the httpboot.StatusSink: an install.status event, plus an
 // inventory event when the installer sent facts, buffered together.
-func (a *Agent) Report(_ context.Context, s httpboot.Status) error {
-	a.mu.RLock()
-	o := a.v.orders[s.Order]
+func (l *localView) Report(_ context.Context, s httpboot.Status) error {
+	l.mu.RLock()
+	o := l.v.orders[s.Order]
 	mac := ""
-	if t, ok := a.v.targets[o.Target]; ok && len(t.MACs) > 0 {
+	if t, ok := l.v.targets[o.Target]; ok && len(t.MACs) > 0 {
 		mac = t.MACs[0]
 	} else if len(o.MACs) > 0 {
 		mac = o.MACs[0]
 	}
-	a.mu.RUnlock()
+	l.mu.RUnlock()
 	ev := api.Event{Type: api.EventInstallStatus, Time: s.Received, Order: s.Order, Target: o.Target, MAC: mac,
 		Phase: string(s.Phase), Progress: max(s.Progress, 0), Message: s.Message,
 		Data: map[string]string{"client": s.Client}}
@@ -320,5 +321,5 @@ func (a *Agent) Report(_ context.Context, s httpboot.Status) error {
 		evs = append(evs, api.Event{Type: api.EventInventory, Time: s.Received, Order: s.Order, Target: o.Target,
 			MAC: mac, Data: maps.Clone(s.Facts)})
 	}
-	return a.emitWith(nil, evs...)
+	return l.q.emitWith(nil, evs...)
 }

@@ -11,12 +11,14 @@ type SpaceGuard interface {
 	Check(need int64) error
 }
 
-// room asks the guard, if there is one.
-func (a *Agent) room(need int64) error {
-	if a.cfg.Space == nil {
+// guard asks the SpaceGuard, if there is one.
+type guard struct{ g SpaceGuard }
+
+func (g guard) room(need int64) error {
+	if g.g == nil {
 		return nil
 	}
-	if err := a.cfg.Space.Check(need); err != nil {
+	if err := g.g.Check(need); err != nil {
 		return fmt.Errorf("agent: %w", err)
 	}
 	return nil

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -18,29 +19,49 @@ import (
 	"github.com/dgraph-io/badger/v4"
 
 	"osim/controlplane/api"
+	"osim/internal/badgerkv"
 )
 
-func (a *Agent) blobPath(sha string) string    { return filepath.Join(a.cfg.BlobDir, "sha256", sha) }
-func (a *Agent) partialPath(sha string) string { return filepath.Join(a.cfg.BlobDir, "partial", sha) }
+// blobDir holds staged blobs (sha256/<sha>) and downloads in progress
+// (partial/<sha>); staging writes it, the seams serve from it.
+type blobDir string
+
+func (d blobDir) path(sha string) string    { return filepath.Join(string(d), "sha256", sha) }
+func (d blobDir) partial(sha string) string { return filepath.Join(string(d), "partial", sha) }
+
+// stager downloads the blobs the live orders of the view need and
+// queues their order.staged events; it also collects unreferenced blobs.
+type stager struct {
+	db      *badger.DB
+	client  *api.Client
+	retries int // tries per blob per pass
+	blobs   blobDir
+	view    *localView
+	q       *eventQueue
+	space   guard
+	backoff func() *backoff
+	m       *agentMetrics
+	log     *slog.Logger
+}
 
 // staged reports whether the blob of f is stored completely.
-func (a *Agent) staged(f api.ImageFile) bool {
-	st, err := os.Stat(a.blobPath(f.SHA256))
+func (s *stager) staged(f api.ImageFile) bool {
+	st, err := os.Stat(s.blobs.path(f.SHA256))
 	return err == nil && st.Mode().IsRegular() && st.Size() == f.Size
 }
 
-// stageLoop stages live orders whenever the view changes, retrying
+// run stages live orders whenever the view changes, retrying
 // failures with backoff, and collects unreferenced blobs.
-func (a *Agent) stageLoop(ctx context.Context) {
-	bo := a.newBackoff()
+func (s *stager) run(ctx context.Context) {
+	bo := s.backoff()
 	failed := map[string]string{} // order/attempt → last reason reported
 	var gcSeq uint64
 	for ctx.Err() == nil {
-		seq := a.viewSeq.Load()
-		retry := a.stagePass(ctx, failed)
+		seq := s.view.seq.Load()
+		retry := s.stagePass(ctx, failed)
 		if seq != gcSeq {
-			if err := a.collectBlobs(); err != nil {
-				a.log.Warn("agent: blob GC", "err", err)
+			if err := s.collectBlobs(); err != nil {
+				s.log.Warn("agent: blob GC", "err", err)
 			} else {
 				gcSeq = seq
 			}
@@ -55,7 +76,7 @@ func (a *Agent) stageLoop(ctx context.Context) {
 		}
 		select {
 		case <-ctx.Done():
-		case <-a.stageWake:
+		case <-s.view.changed:
 		case <-fire:
 		}
 		if timer != nil {
@@ -66,7 +87,7 @@ func (a *Agent) stageLoop(ctx context.Context) {
 
 // stagePass downloads what live orders need and queues order.staged for
 // each pending order whose blobs are all here; true when something failed.
-func (a *Agent) stagePass(ctx context.Context, failed map[string]string) (retry bool) {
+func (s *stager) stagePass(ctx context.Context, failed map[string]string) (retry bool) {
 	// Orders share images: a mass reimage is thousands of orders over one
 	// or two images. Work per distinct (image, boot image) pair, and keep
 	// per order only what the events need.
@@ -80,8 +101,8 @@ func (a *Agent) stagePass(ctx context.Context, failed map[string]string) (retry 
 	var refs []orderRef
 	pairFiles := map[imagePair][]api.ImageFile{}
 	pairErr := map[imagePair]error{}
-	a.mu.RLock()
-	for _, o := range a.v.orders {
+	s.view.mu.RLock()
+	for _, o := range s.view.v.orders {
 		// Orders past pending need their blobs here too (this boot server
 		// may have joined late or lost its disk); only pending ones get
 		// order.staged.
@@ -95,7 +116,7 @@ func (a *Agent) stagePass(ctx context.Context, failed map[string]string) (retry 
 			if id == "" {
 				continue
 			}
-			img, ok := a.v.images[id]
+			img, ok := s.view.v.images[id]
 			if !ok {
 				pairErr[p] = fmt.Errorf("image %q is not in this boot server's view", id)
 				break
@@ -106,7 +127,7 @@ func (a *Agent) stagePass(ctx context.Context, failed map[string]string) (retry 
 			pairFiles[p] = files
 		}
 	}
-	a.mu.RUnlock()
+	s.view.mu.RUnlock()
 	slices.SortFunc(refs, func(x, y orderRef) int { return strings.Compare(x.id, y.id) })
 
 	blobErr := map[string]error{} // one try per blob per pass
@@ -117,8 +138,8 @@ func (a *Agent) stagePass(ctx context.Context, failed map[string]string) (retry 
 			}
 			e, tried := blobErr[f.SHA256]
 			if !tried {
-				if !a.staged(f) {
-					e = a.fetchBlob(ctx, f)
+				if !s.staged(f) {
+					e = s.fetchBlob(ctx, f)
 				}
 				blobErr[f.SHA256] = e
 			}
@@ -138,11 +159,11 @@ func (a *Agent) stagePass(ctx context.Context, failed map[string]string) (retry 
 		if err := pairErr[o.pair]; err != nil {
 			retry = true
 			reason := err.Error()
-			a.log.Warn("agent: staging failed", "order", o.id, "attempt", o.attempt, "err", reason)
+			s.log.Warn("agent: staging failed", "order", o.id, "attempt", o.attempt, "err", reason)
 			if o.pending && failed[key] != reason {
 				ev := api.Event{Type: api.EventStageFailed, Order: o.id, Target: o.target, Message: reason,
 					Data: map[string]string{"attempt": strconv.Itoa(o.attempt)}}
-				if e := a.Emit(ev); e == nil {
+				if e := s.q.Emit(ev); e == nil {
 					failed[key] = reason
 				}
 			}
@@ -161,8 +182,8 @@ func (a *Agent) stagePass(ctx context.Context, failed map[string]string) (retry 
 		for i, o := range ready[:n] {
 			batch[i] = stageRef{order: o.id, target: o.target, attempt: o.attempt}
 		}
-		if err := a.markStaged(batch); err != nil {
-			a.log.Error("agent: queueing order.staged", "orders", n, "err", err)
+		if err := s.markStaged(batch); err != nil {
+			s.log.Error("agent: queueing order.staged", "orders", n, "err", err)
 			retry = true
 		}
 		ready = ready[n:]
@@ -182,9 +203,9 @@ const stageBatch = 500
 // markStaged queues order.staged once per order and attempt: the markers
 // and the events are one transaction. Only the stage loop calls it, so
 // the check before the write stays true.
-func (a *Agent) markStaged(orders []stageRef) error {
+func (s *stager) markStaged(orders []stageRef) error {
 	var todo []stageRef
-	err := a.db.View(func(txn *badger.Txn) error {
+	err := s.db.View(func(txn *badger.Txn) error {
 		for _, o := range orders {
 			_, err := txn.Get(stagedKey(o.order, o.attempt))
 			switch {
@@ -204,7 +225,7 @@ func (a *Agent) markStaged(orders []stageRef) error {
 		evs[i] = api.Event{Type: api.EventOrderStaged, Order: o.order, Target: o.target,
 			Data: map[string]string{"attempt": strconv.Itoa(o.attempt)}}
 	}
-	err = a.emitWith(func(txn *badger.Txn) error {
+	err = s.q.emitWith(func(txn *badger.Txn) error {
 		for _, o := range todo {
 			if err := txn.Set(stagedKey(o.order, o.attempt), nil); err != nil {
 				return err
@@ -216,27 +237,27 @@ func (a *Agent) markStaged(orders []stageRef) error {
 		return err
 	}
 	if len(todo) == 1 {
-		a.log.Info("agent: order staged", "order", todo[0].order, "attempt", todo[0].attempt)
+		s.log.Info("agent: order staged", "order", todo[0].order, "attempt", todo[0].attempt)
 	} else {
-		a.log.Info("agent: orders staged", "count", len(todo), "first", todo[0].order)
+		s.log.Info("agent: orders staged", "count", len(todo), "first", todo[0].order)
 	}
 	return nil
 }
 
 // fetchBlob downloads f, trying StageRetries times with backoff.
-func (a *Agent) fetchBlob(ctx context.Context, f api.ImageFile) error {
+func (s *stager) fetchBlob(ctx context.Context, f api.ImageFile) error {
 	if !api.ValidSHA256(f.SHA256) || f.Size < 0 {
 		return fmt.Errorf("blob %q of %d bytes: not a valid sha256 and size", f.SHA256, f.Size)
 	}
-	bo := a.newBackoff()
+	bo := s.backoff()
 	var err error
-	for try := 1; try <= a.cfg.StageRetries; try++ {
-		if err = a.download(ctx, f); err == nil {
+	for try := 1; try <= s.retries; try++ {
+		if err = s.download(ctx, f); err == nil {
 			return nil
 		}
-		a.m.stageFailures.Inc()
-		a.log.Debug("agent: blob download failed", "sha256", f.SHA256, "try", try, "err", err)
-		if try == a.cfg.StageRetries || !sleep(ctx, bo.next()) {
+		s.m.stageFailures.Inc()
+		s.log.Debug("agent: blob download failed", "sha256", f.SHA256, "try", try, "err", err)
+		if try == s.retries || !sleep(ctx, bo.next()) {
 			break
 		}
 	}
@@ -246,8 +267,8 @@ func (a *Agent) fetchBlob(ctx context.Context, f api.ImageFile) error {
 // download resumes BlobDir/partial/<sha> from its length, verifies size
 // and sha256, fsyncs and renames it to BlobDir/sha256/<sha>. A partial
 // that does not verify is removed so the next try starts over.
-func (a *Agent) download(ctx context.Context, f api.ImageFile) error {
-	pp := a.partialPath(f.SHA256)
+func (s *stager) download(ctx context.Context, f api.ImageFile) error {
+	pp := s.blobs.partial(f.SHA256)
 	fh, err := os.OpenFile(pp, os.O_RDWR|os.O_CREATE, 0o644)
 	if err != nil {
 		return fmt.Errorf("blob %s: %w", f.SHA256, err)
@@ -265,15 +286,15 @@ func (a *Agent) download(ctx context.Context, f api.ImageFile) error {
 		off = 0
 	}
 	// The rest of the blob must fit before its first byte is fetched.
-	if err := a.room(f.Size - off); err != nil {
+	if err := s.space.room(f.Size - off); err != nil {
 		return fmt.Errorf("blob %s: %d of its %d bytes still to stage: %w", f.SHA256, f.Size-off, f.Size, err)
 	}
 	if _, err := fh.Seek(off, io.SeekStart); err != nil {
 		return fmt.Errorf("blob %s: %w", f.SHA256, err)
 	}
 	if off < f.Size || f.Size == 0 {
-		w := &limitedWriter{w: fh, left: f.Size - off, count: a.m.blobBytes.Add}
-		_, err := a.cfg.Client.DownloadBlob(ctx, f.SHA256, off, w)
+		w := &limitedWriter{w: fh, left: f.Size - off, count: s.m.blobBytes.Add}
+		_, err := s.client.DownloadBlob(ctx, f.SHA256, off, w)
 		if api.IsStatus(err, http.StatusRequestedRangeNotSatisfiable) {
 			_ = os.Remove(pp)
 		}
@@ -296,15 +317,15 @@ func (a *Agent) download(ctx context.Context, f api.ImageFile) error {
 	if err := fh.Sync(); err != nil {
 		return fmt.Errorf("blob %s: fsync: %w", f.SHA256, err)
 	}
-	if err := os.Rename(pp, a.blobPath(f.SHA256)); err != nil {
+	if err := os.Rename(pp, s.blobs.path(f.SHA256)); err != nil {
 		return fmt.Errorf("blob %s: %w", f.SHA256, err)
 	}
-	if d, err := os.Open(filepath.Dir(a.blobPath(f.SHA256))); err == nil {
+	if d, err := os.Open(filepath.Dir(s.blobs.path(f.SHA256))); err == nil {
 		_ = d.Sync()
 		d.Close()
 	}
-	a.m.blobsStaged.Inc()
-	a.log.Info("agent: blob staged", "sha256", f.SHA256, "size", f.Size)
+	s.m.blobsStaged.Inc()
+	s.log.Info("agent: blob staged", "sha256", f.SHA256, "size", f.Size)
 	return nil
 }
 
@@ -328,21 +349,21 @@ func (l *limitedWriter) Write(p []byte) (int, error) {
 // collectBlobs removes staged and partial blobs that no image in the view
 // references, and the staged markers of orders that left the view. It
 // runs on the staging goroutine, so no download is in progress.
-func (a *Agent) collectBlobs() error {
+func (s *stager) collectBlobs() error {
 	keep := map[string]bool{}
 	orders := map[string]bool{}
-	a.mu.RLock()
-	for _, img := range a.v.images {
+	s.view.mu.RLock()
+	for _, img := range s.view.v.images {
 		for _, f := range img.Files {
 			keep[f.SHA256] = true
 		}
 	}
-	for id := range a.v.orders {
+	for id := range s.view.v.orders {
 		orders[id] = true
 	}
-	a.mu.RUnlock()
+	s.view.mu.RUnlock()
 	for _, d := range []string{"sha256", "partial"} {
-		ents, err := os.ReadDir(filepath.Join(a.cfg.BlobDir, d))
+		ents, err := os.ReadDir(filepath.Join(string(s.blobs), d))
 		if err != nil {
 			return err
 		}
@@ -350,13 +371,13 @@ func (a *Agent) collectBlobs() error {
 			if keep[e.Name()] {
 				continue
 			}
-			if err := os.Remove(filepath.Join(a.cfg.BlobDir, d, e.Name())); err != nil {
+			if err := os.Remove(filepath.Join(string(s.blobs), d, e.Name())); err != nil {
 				return err
 			}
-			a.log.Info("agent: blob collected", "sha256", e.Name(), "dir", d)
+			s.log.Info("agent: blob collected", "sha256", e.Name(), "dir", d)
 		}
 	}
-	_, err := deleteKeys(a.db, prefixStaged, func(k []byte) bool {
+	_, err := badgerkv.DeleteKeys(s.db, prefixStaged, func(k []byte) bool {
 		rest := string(k[len(prefixStaged):])
 		i := strings.LastIndexByte(rest, '/')
 		return i > 0 && orders[rest[:i]]

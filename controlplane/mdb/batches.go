@@ -13,6 +13,7 @@ import (
 	"github.com/dgraph-io/badger/v4"
 
 	"osim/controlplane/api"
+	"osim/internal/badgerkv"
 )
 
 // An order request is written as a batch. Badger cannot commit 100,000
@@ -94,7 +95,7 @@ func requestID(req api.OrderRequest) (rid, hash string, err error) {
 }
 
 func batchAgeKey(b orderBatch, rid string) []byte {
-	return k(pBatchAge, string(u64(uint64(b.Created.UnixNano()))), rid)
+	return k(pBatchAge, string(badgerkv.U64(uint64(b.Created.UnixNano()))), rid)
 }
 
 // replayLocked answers the orders of the batch rid if it is a retry of
@@ -105,7 +106,7 @@ func (d *DB) replayLocked(rid, hash string, derived bool) (res OrderResult, ok b
 	var b orderBatch
 	var items []batchItem
 	err = d.db.View(func(txn *badger.Txn) error {
-		found, err := getJSON(txn, k(pBatch, rid), &b)
+		found, err := badgerkv.GetJSON(txn, k(pBatch, rid), &b)
 		if err != nil || !found {
 			return err
 		}
@@ -116,7 +117,7 @@ func (d *DB) replayLocked(rid, hash string, derived bool) (res OrderResult, ok b
 			return fmt.Errorf("%w: request_id %q was used for a different request", ErrConflict, rid)
 		}
 		ok = true
-		_, err = getJSON(txn, k(pBatchItems, rid), &items)
+		_, err = badgerkv.GetJSON(txn, k(pBatchItems, rid), &items)
 		return err
 	})
 	if err != nil || !ok {
@@ -144,7 +145,7 @@ func (d *DB) batchOrders(items []batchItem) (orders []api.Order, live bool, err 
 	err = d.db.View(func(txn *badger.Txn) error {
 		for _, it := range items {
 			var o api.Order
-			found, err := getJSON(txn, k(pOrder, it[1]), &o)
+			found, err := badgerkv.GetJSON(txn, k(pOrder, it[1]), &o)
 			if err != nil {
 				return err
 			}
@@ -307,10 +308,10 @@ func (d *DB) ResumeOrderBatches(ctx context.Context) (int, error) {
 		var b orderBatch
 		var items []batchItem
 		err := d.db.View(func(txn *badger.Txn) error {
-			if _, err := getJSON(txn, k(pBatch, rid), &b); err != nil {
+			if _, err := badgerkv.GetJSON(txn, k(pBatch, rid), &b); err != nil {
 				return err
 			}
-			_, err := getJSON(txn, k(pBatchItems, rid), &items)
+			_, err := badgerkv.GetJSON(txn, k(pBatchItems, rid), &items)
 			return err
 		})
 		if err != nil {
@@ -328,7 +329,7 @@ func (d *DB) ResumeOrderBatches(ctx context.Context) (int, error) {
 // rid, which the caller is about to replace.
 func (w *wtx) expireBatches(rid string) error {
 	var prev orderBatch
-	found, err := getJSON(w.txn, k(pBatch, rid), &prev)
+	found, err := badgerkv.GetJSON(w.txn, k(pBatch, rid), &prev)
 	if err != nil {
 		return err
 	}
@@ -337,7 +338,7 @@ func (w *wtx) expireBatches(rid string) error {
 			return err
 		}
 	}
-	cutoff := string(u64(uint64(w.now.Add(-BatchRetention).UnixNano())))
+	cutoff := string(badgerkv.U64(uint64(w.now.Add(-BatchRetention).UnixNano())))
 	var old [][]byte
 	err = scan(w.txn, pBatchAge, "", false, func(key []byte, _ *badger.Item) (bool, error) {
 		rest := key[len(pBatchAge):]
@@ -352,7 +353,7 @@ func (w *wtx) expireBatches(rid string) error {
 	}
 	for _, key := range old {
 		id := string(key[len(pBatchAge)+8:])
-		if open, err := exists(w.txn, k(pBatchOpen, id)); err != nil || open {
+		if open, err := badgerkv.Exists(w.txn, k(pBatchOpen, id)); err != nil || open {
 			continue // never drop an open batch: it is how it gets finished
 		}
 		for _, del := range [][]byte{key, k(pBatch, id), k(pBatchItems, id)} {

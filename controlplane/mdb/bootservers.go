@@ -11,11 +11,12 @@ import (
 	"github.com/dgraph-io/badger/v4"
 
 	"osim/controlplane/api"
+	"osim/internal/badgerkv"
 )
 
 func getBootServer(txn *badger.Txn, id string) (api.BootServer, error) {
 	var b api.BootServer
-	ok, err := getJSON(txn, k(pBS, id), &b)
+	ok, err := badgerkv.GetJSON(txn, k(pBS, id), &b)
 	if err != nil {
 		return b, err
 	}
@@ -68,7 +69,7 @@ func validJoin(t api.TokenInfo) error {
 // admits req now, and counts the registration against its uses.
 func (w *wtx) admitJoin(id string, req api.RegisterRequest) error {
 	var t Token
-	ok, err := getJSON(w.txn, k(pToken, id), &t)
+	ok, err := badgerkv.GetJSON(w.txn, k(pToken, id), &t)
 	switch {
 	case err != nil:
 		return err
@@ -90,7 +91,7 @@ func (w *wtx) admitJoin(id string, req api.RegisterRequest) error {
 }
 
 func (w *wtx) putToken(t *Token) error {
-	if ok, err := exists(w.txn, k(pTokenHash, t.Hash)); err != nil {
+	if ok, err := badgerkv.Exists(w.txn, k(pTokenHash, t.Hash)); err != nil {
 		return err
 	} else if ok {
 		return fmt.Errorf("%w: a token with this hash exists", ErrConflict)
@@ -101,7 +102,7 @@ func (w *wtx) putToken(t *Token) error {
 			return err
 		}
 		t.ID = id
-	} else if ok, err := exists(w.txn, k(pToken, t.ID)); err != nil {
+	} else if ok, err := badgerkv.Exists(w.txn, k(pToken, t.ID)); err != nil {
 		return err
 	} else if ok {
 		return fmt.Errorf("%w: token %s exists", ErrConflict, t.ID)
@@ -117,7 +118,7 @@ func (w *wtx) putToken(t *Token) error {
 
 func (w *wtx) delToken(id string) error {
 	var t Token
-	ok, err := getJSON(w.txn, k(pToken, id), &t)
+	ok, err := badgerkv.GetJSON(w.txn, k(pToken, id), &t)
 	if err != nil {
 		return err
 	}
@@ -210,7 +211,7 @@ func (d *DB) RegisterBootServer(ctx context.Context, req api.RegisterRequest, jo
 				return err
 			}
 		}
-		if other, ok, err := getString(w.txn, k(pBSName, req.Name)); err != nil {
+		if other, ok, err := badgerkv.GetString(w.txn, k(pBSName, req.Name)); err != nil {
 			return err
 		} else if ok {
 			return fmt.Errorf("%w: boot server name %s is taken by %s (only %s's own credential re-registers it; delete %s if it is gone)",
@@ -357,14 +358,14 @@ func (d *DB) CreateToken(ctx context.Context, t Token) error {
 // TokenByHash finds a token by the hash of its secret.
 func (d *DB) TokenByHash(ctx context.Context, hash string) (t Token, err error) {
 	err = d.view(ctx, func(txn *badger.Txn) error {
-		id, ok, err := getString(txn, k(pTokenHash, hash))
+		id, ok, err := badgerkv.GetString(txn, k(pTokenHash, hash))
 		if err != nil {
 			return err
 		}
 		if !ok {
 			return fmt.Errorf("%w: no token with this hash", ErrNotFound)
 		}
-		if ok, err = getJSON(txn, k(pToken, id), &t); err == nil && !ok {
+		if ok, err = badgerkv.GetJSON(txn, k(pToken, id), &t); err == nil && !ok {
 			err = fmt.Errorf("%w: token %s", ErrNotFound, id)
 		}
 		return err

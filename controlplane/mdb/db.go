@@ -6,7 +6,6 @@ import (
 	"encoding/binary"
 	"encoding/hex"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -19,6 +18,7 @@ import (
 	"github.com/dgraph-io/badger/v4"
 
 	"osim/controlplane/api"
+	"osim/internal/badgerkv"
 )
 
 // Options tune a DB. The zero value is usable with Open.
@@ -164,7 +164,7 @@ func New(bdb *badger.DB, opts Options) (*DB, error) {
 			{keyEvSeq, d.evSeq.Store},
 			{keyLogMin, func(v uint64) { d.logMin = v }},
 		} {
-			v, err := getU64(txn, m.key)
+			v, err := badgerkv.GetU64(txn, m.key)
 			if err != nil {
 				return err
 			}
@@ -243,65 +243,9 @@ func k(parts ...string) []byte {
 	return b
 }
 
-func u64(v uint64) []byte { return binary.BigEndian.AppendUint64(nil, v) }
-
 func logKey(rev uint64, idx uint32) []byte {
-	b := append([]byte(pLog), u64(rev)...)
+	b := append([]byte(pLog), badgerkv.U64(rev)...)
 	return binary.BigEndian.AppendUint32(b, idx)
-}
-
-func getU64(txn *badger.Txn, key []byte) (uint64, error) {
-	item, err := txn.Get(key)
-	if errors.Is(err, badger.ErrKeyNotFound) {
-		return 0, nil
-	}
-	if err != nil {
-		return 0, err
-	}
-	var v uint64
-	err = item.Value(func(b []byte) error {
-		if len(b) != 8 {
-			return fmt.Errorf("key %s: %d bytes, want 8", key, len(b))
-		}
-		v = binary.BigEndian.Uint64(b)
-		return nil
-	})
-	return v, err
-}
-
-// getJSON reads key into v; found is false when the key is absent.
-func getJSON(txn *badger.Txn, key []byte, v any) (bool, error) {
-	item, err := txn.Get(key)
-	if errors.Is(err, badger.ErrKeyNotFound) {
-		return false, nil
-	}
-	if err != nil {
-		return false, fmt.Errorf("mdb: read %s: %w", key, err)
-	}
-	if err := item.Value(func(b []byte) error { return json.Unmarshal(b, v) }); err != nil {
-		return false, fmt.Errorf("mdb: decode %s: %w", key, err)
-	}
-	return true, nil
-}
-
-func getString(txn *badger.Txn, key []byte) (string, bool, error) {
-	item, err := txn.Get(key)
-	if errors.Is(err, badger.ErrKeyNotFound) {
-		return "", false, nil
-	}
-	if err != nil {
-		return "", false, fmt.Errorf("mdb: read %s: %w", key, err)
-	}
-	v, err := item.ValueCopy(nil)
-	return string(v), err == nil, err
-}
-
-func exists(txn *badger.Txn, key []byte) (bool, error) {
-	_, err := txn.Get(key)
-	if errors.Is(err, badger.ErrKeyNotFound) {
-		return false, nil
-	}
-	return err == nil, err
 }
 
 // scan calls fn for every key with prefix, in order, starting after
@@ -384,9 +328,9 @@ func (w *wtx) logChange(site string, c api.Change) {
 }
 
 func (w *wtx) setJSON(key []byte, v any) error {
-	b, err := json.Marshal(v)
+	b, err := badgerkv.JSON(key, v)
 	if err != nil {
-		return fmt.Errorf("mdb: encode %s: %w", key, err)
+		return fmt.Errorf("mdb: %w", err)
 	}
 	return w.set(key, b)
 }
@@ -413,7 +357,7 @@ func (w *wtx) newID(prefix, keyPrefix string) (string, error) {
 			return "", fmt.Errorf("mdb: random id: %w", err)
 		}
 		id := prefix + hex.EncodeToString(b[:])
-		ok, err := exists(w.txn, k(keyPrefix, id))
+		ok, err := badgerkv.Exists(w.txn, k(keyPrefix, id))
 		if err != nil {
 			return "", err
 		}
@@ -445,7 +389,7 @@ func (w *wtx) putEvent(e api.Event) (api.Event, error) {
 	if e.Time.IsZero() {
 		e.Time = w.now
 	}
-	return e, w.setJSON(k(pEvent, string(u64(e.Seq))), e)
+	return e, w.setJSON(k(pEvent, string(badgerkv.U64(e.Seq))), e)
 }
 
 // commit writes the counters and the log, commits, publishes the new
@@ -453,7 +397,7 @@ func (w *wtx) putEvent(e api.Event) (api.Event, error) {
 func (w *wtx) commit() error {
 	defer w.txn.Discard()
 	if w.rev != 0 {
-		if err := w.set(keyRev, u64(w.rev)); err != nil {
+		if err := w.set(keyRev, badgerkv.U64(w.rev)); err != nil {
 			return err
 		}
 		for i, e := range w.changes {
@@ -469,7 +413,7 @@ func (w *wtx) commit() error {
 		}
 	}
 	if w.evs {
-		if err := w.set(keyEvSeq, u64(w.evSeq)); err != nil {
+		if err := w.set(keyEvSeq, badgerkv.U64(w.evSeq)); err != nil {
 			return err
 		}
 	}

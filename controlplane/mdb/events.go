@@ -13,6 +13,7 @@ import (
 
 	"osim/controlplane/api"
 	"osim/controlplane/lifecycle"
+	"osim/internal/badgerkv"
 )
 
 // eventChunk is the most events one IngestEvents transaction stores.
@@ -50,7 +51,7 @@ func (d *DB) IngestEvents(ctx context.Context, origin, site string, events []api
 		end := min(start+eventChunk, len(events))
 		var part api.EventAck
 		err := d.updateLocked(func(w *wtx) error {
-			last, err := getU64(w.txn, k(pOrigin, origin))
+			last, err := badgerkv.GetU64(w.txn, k(pOrigin, origin))
 			if err != nil {
 				return err
 			}
@@ -71,7 +72,7 @@ func (d *DB) IngestEvents(ctx context.Context, origin, site string, events []api
 			if part.Accepted == 0 {
 				return nil
 			}
-			return w.set(k(pOrigin, origin), u64(last))
+			return w.set(k(pOrigin, origin), badgerkv.U64(last))
 		})
 		if err != nil {
 			return ack, err
@@ -122,7 +123,7 @@ func checkEventSites(txn *badger.Txn, site string, events []api.Event) error {
 	for i, e := range events {
 		if e.Order != "" {
 			var o api.Order
-			if ok, err := getJSON(txn, k(pOrder, e.Order), &o); err != nil {
+			if ok, err := badgerkv.GetJSON(txn, k(pOrder, e.Order), &o); err != nil {
 				return err
 			} else if ok && o.Site != site {
 				foreign(i, e, "order", o.ID, o.Site)
@@ -133,7 +134,7 @@ func checkEventSites(txn *badger.Txn, site string, events []api.Event) error {
 		target := e.Target
 		if target == "" && e.MAC != "" && e.Type == api.EventInventory {
 			if m, err := api.CanonicalMAC(e.MAC); err == nil {
-				id, _, err := getString(txn, k(pMAC, m))
+				id, _, err := badgerkv.GetString(txn, k(pMAC, m))
 				if err != nil {
 					return err
 				}
@@ -142,7 +143,7 @@ func checkEventSites(txn *badger.Txn, site string, events []api.Event) error {
 		}
 		if target != "" {
 			var t api.Target
-			if ok, err := getJSON(txn, k(pTarget, target), &t); err != nil {
+			if ok, err := badgerkv.GetJSON(txn, k(pTarget, target), &t); err != nil {
 				return err
 			} else if ok && t.Site != site {
 				foreign(i, e, "target", t.ID, t.Site)
@@ -162,7 +163,7 @@ func (w *wtx) ingest(e api.Event) error {
 	haveOrder := false
 	if e.Order != "" {
 		var err error
-		haveOrder, err = getJSON(w.txn, k(pOrder, e.Order), &o)
+		haveOrder, err = badgerkv.GetJSON(w.txn, k(pOrder, e.Order), &o)
 		if err != nil {
 			return err
 		}
@@ -172,7 +173,7 @@ func (w *wtx) ingest(e api.Event) error {
 	}
 	if e.Type == api.EventInventory && e.Target == "" && e.MAC != "" {
 		if m, err := api.CanonicalMAC(e.MAC); err == nil {
-			if id, ok, err := getString(w.txn, k(pMAC, m)); err != nil {
+			if id, ok, err := badgerkv.GetString(w.txn, k(pMAC, m)); err != nil {
 				return err
 			} else if ok {
 				e.Target = id
@@ -184,7 +185,7 @@ func (w *wtx) ingest(e api.Event) error {
 		return err
 	}
 	if e.Type == api.EventInventory && e.Target != "" && len(e.Data) > 0 {
-		if ok, err := exists(w.txn, k(pTarget, e.Target)); err != nil || !ok {
+		if ok, err := badgerkv.Exists(w.txn, k(pTarget, e.Target)); err != nil || !ok {
 			return err
 		}
 		_, err := w.mergeFacts(e.Target, e.Data)
@@ -231,7 +232,7 @@ func (d *DB) ListEvents(ctx context.Context, q EventQuery) (out []api.Event, err
 	err = d.view(ctx, func(txn *badger.Txn) error {
 		after := ""
 		if q.After > 0 {
-			after = string(u64(q.After))
+			after = string(badgerkv.U64(q.After))
 		}
 		return scan(txn, pEvent, after, true, func(key []byte, item *badger.Item) (bool, error) {
 			if len(key) != len(pEvent)+8 || binary.BigEndian.Uint64(key[len(pEvent):]) <= q.After {

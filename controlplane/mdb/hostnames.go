@@ -8,6 +8,7 @@ import (
 	"github.com/dgraph-io/badger/v4"
 
 	"osim/controlplane/api"
+	"osim/internal/badgerkv"
 )
 
 // pHostname indexes targets by site and host name, so that a site never
@@ -23,7 +24,7 @@ func hostnameKey(site, hostname string) []byte {
 // checkHostname returns ErrConflict if site has a target other than self
 // named hostname.
 func checkHostname(txn *badger.Txn, site, hostname, self, label string) error {
-	owner, ok, err := getString(txn, hostnameKey(site, hostname))
+	owner, ok, err := badgerkv.GetString(txn, hostnameKey(site, hostname))
 	if err != nil {
 		return err
 	}
@@ -73,7 +74,7 @@ var keyHostIndexed = []byte("mdb/meta/hostidx")
 func (d *DB) indexHostnames() error {
 	var missing []api.Target
 	err := d.db.View(func(txn *badger.Txn) error {
-		if _, done, err := getString(txn, keyHostIndexed); err != nil || done {
+		if _, done, err := badgerkv.GetString(txn, keyHostIndexed); err != nil || done {
 			return err
 		}
 		return scan(txn, pTarget, "", true, func(_ []byte, item *badger.Item) (bool, error) {
@@ -84,7 +85,7 @@ func (d *DB) indexHostnames() error {
 			if t.Site == "" {
 				return true, nil
 			}
-			owner, ok, err := getString(txn, hostnameKey(t.Site, t.Hostname))
+			owner, ok, err := badgerkv.GetString(txn, hostnameKey(t.Site, t.Hostname))
 			if err != nil {
 				return false, err
 			}

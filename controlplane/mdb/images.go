@@ -20,6 +20,7 @@ import (
 	"github.com/dgraph-io/badger/v4"
 
 	"osim/controlplane/api"
+	"osim/internal/badgerkv"
 )
 
 func (d *DB) blobPath(sha string) string {
@@ -107,7 +108,7 @@ func (d *DB) setUpload(sha string, size int64) error {
 		if size < 0 {
 			return txn.Delete(k(pUpload, sha))
 		}
-		return txn.Set(k(pUpload, sha), u64(uint64(size)))
+		return txn.Set(k(pUpload, sha), badgerkv.U64(uint64(size)))
 	})
 }
 
@@ -498,7 +499,7 @@ func (d *DB) CreateImage(ctx context.Context, spec api.ImageSpec) (im api.Image,
 			return err
 		}
 		nk := k(pImageName, spec.Name, "/", spec.Version)
-		if other, ok, err := getString(w.txn, nk); err != nil {
+		if other, ok, err := badgerkv.GetString(w.txn, nk); err != nil {
 			return err
 		} else if ok {
 			return fmt.Errorf("%w: image %s version %s exists as %s", ErrConflict, spec.Name, spec.Version, other)

@@ -12,11 +12,12 @@ import (
 
 	"osim/controlplane/api"
 	"osim/controlplane/lifecycle"
+	"osim/internal/badgerkv"
 )
 
 func getOrder(txn *badger.Txn, id string) (api.Order, error) {
 	var o api.Order
-	ok, err := getJSON(txn, k(pOrder, id), &o)
+	ok, err := badgerkv.GetJSON(txn, k(pOrder, id), &o)
 	if err != nil {
 		return o, err
 	}
@@ -79,7 +80,7 @@ func (w *wtx) transition(o *api.Order, to api.OrderState, reason string, cause u
 
 func getImage(txn *badger.Txn, id string) (api.Image, error) {
 	var im api.Image
-	ok, err := getJSON(txn, k(pImage, id), &im)
+	ok, err := badgerkv.GetJSON(txn, k(pImage, id), &im)
 	if err != nil {
 		return im, err
 	}

@@ -7,6 +7,7 @@ import (
 	"github.com/dgraph-io/badger/v4"
 
 	"osim/controlplane/api"
+	"osim/internal/badgerkv"
 )
 
 // An order request names its targets in one of three ways (target,
@@ -46,7 +47,7 @@ func targetsByIDs(txn *badger.Txn, ids []string, visit func(string, api.Target) 
 		}
 		seen[id] = i
 		var t api.Target
-		ok, err := getJSON(txn, k(pTarget, id), &t)
+		ok, err := badgerkv.GetJSON(txn, k(pTarget, id), &t)
 		if err != nil {
 			return err
 		}

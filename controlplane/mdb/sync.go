@@ -15,6 +15,7 @@ import (
 	"github.com/dgraph-io/badger/v4"
 
 	"osim/controlplane/api"
+	"osim/internal/badgerkv"
 )
 
 // Changes returns site's changes after since, whole revisions only.
@@ -29,11 +30,11 @@ func (d *DB) Changes(ctx context.Context, site string, since uint64, limit int) 
 	}
 	limit = limitOf(limit, 1000, 10000)
 	err := d.view(ctx, func(txn *badger.Txn) error {
-		rev, err := getU64(txn, keyRev)
+		rev, err := badgerkv.GetU64(txn, keyRev)
 		if err != nil {
 			return err
 		}
-		logMin, err := getU64(txn, keyLogMin)
+		logMin, err := badgerkv.GetU64(txn, keyLogMin)
 		if err != nil {
 			return err
 		}
@@ -141,7 +142,7 @@ func (d *DB) Snapshot(ctx context.Context, site string, cursor string, limit int
 	errFull := errors.New("page full")
 	err := d.view(ctx, func(txn *badger.Txn) error {
 		if cursor == "" {
-			rev, err := getU64(txn, keyRev)
+			rev, err := badgerkv.GetU64(txn, keyRev)
 			if err != nil {
 				return err
 			}
@@ -224,7 +225,7 @@ func (d *DB) compactLocked(keep uint64) error {
 	}
 	// Delete in batches of whole keys; set logMin first so a reader never
 	// trusts a half-deleted range.
-	if err := d.db.Update(func(txn *badger.Txn) error { return txn.Set(keyLogMin, u64(newMin)) }); err != nil {
+	if err := d.db.Update(func(txn *badger.Txn) error { return txn.Set(keyLogMin, badgerkv.U64(newMin)) }); err != nil {
 		return fmt.Errorf("mdb: compact log: %w", err)
 	}
 	d.logMin = newMin

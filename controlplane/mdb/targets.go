@@ -10,11 +10,12 @@ import (
 	"github.com/dgraph-io/badger/v4"
 
 	"osim/controlplane/api"
+	"osim/internal/badgerkv"
 )
 
 func getTarget(txn *badger.Txn, id string) (api.Target, error) {
 	var t api.Target
-	ok, err := getJSON(txn, k(pTarget, id), &t)
+	ok, err := badgerkv.GetJSON(txn, k(pTarget, id), &t)
 	if err != nil {
 		return t, err
 	}
@@ -39,7 +40,7 @@ func (w *wtx) putTarget(t *api.Target) error {
 // checkMACs returns ErrConflict if a MAC belongs to a target other than self.
 func checkMACs(txn *badger.Txn, macs []string, self, label string) error {
 	for i, m := range macs {
-		owner, ok, err := getString(txn, k(pMAC, m))
+		owner, ok, err := badgerkv.GetString(txn, k(pMAC, m))
 		if err != nil {
 			return err
 		}
@@ -162,7 +163,7 @@ func (d *DB) TargetByMAC(ctx context.Context, mac string) (t api.Target, err err
 		return t, fmt.Errorf("%w: mac: %v", ErrInvalid, err)
 	}
 	err = d.view(ctx, func(txn *badger.Txn) error {
-		id, ok, err := getString(txn, k(pMAC, m))
+		id, ok, err := badgerkv.GetString(txn, k(pMAC, m))
 		if err != nil {
 			return err
 		}
