@@ -19,12 +19,13 @@ import (
 	"github.com/dgraph-io/badger/v4"
 
 	"osim/controlplane/api"
+	"osim/internal/clock"
 )
 
 // Options tune a DB. The zero value is usable with Open.
 type Options struct {
-	// Clock stamps Created/Updated/transition times (default time.Now).
-	Clock func() time.Time
+	// Clock stamps Created/Updated/transition times (nil: the real clock).
+	Clock clock.Clock
 	// Logger receives the store's own logs and Badger's warnings and
 	// errors (default slog.Default()).
 	Logger *slog.Logger
@@ -130,9 +131,7 @@ func BadgerOptions(dir string, logger *slog.Logger) badger.Options {
 // New makes a DB on a Badger database the caller owns (and closes after
 // the DB). opts.BlobDir is required.
 func New(bdb *badger.DB, opts Options) (*DB, error) {
-	if opts.Clock == nil {
-		opts.Clock = time.Now
-	}
+	opts.Clock = clock.Or(opts.Clock)
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
@@ -360,7 +359,7 @@ type logEntry struct {
 }
 
 func (d *DB) begin() *wtx {
-	return &wtx{d: d, txn: d.db.NewTransaction(true), now: d.opts.Clock().UTC(),
+	return &wtx{d: d, txn: d.db.NewTransaction(true), now: d.opts.Clock.Now().UTC(),
 		evSeq: d.evSeq.Load(), pos: map[string]int{}}
 }
 

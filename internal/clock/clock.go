@@ -74,8 +74,9 @@ func WithTimeout(parent context.Context, c Clock, d time.Duration) (context.Cont
 	}
 	ctx, cancel := context.WithCancelCause(parent)
 	t := c.AfterFunc(d, func() { cancel(context.DeadlineExceeded) })
+	context.AfterFunc(ctx, func() { t.Stop() }) // however it ends, as context.WithTimeout does
 	return timeoutCtx{ctx}, func() {
-		t.Stop()
+		t.Stop() // now, not on AfterFunc's goroutine: a test counting Fake.Pending sees it gone
 		cancel(context.Canceled)
 	}
 }

@@ -119,8 +119,20 @@ func TestWithTimeoutEndsOnTheClocksTime(t *testing.T) {
 
 	ctx, cancel = WithTimeout(t.Context(), f, time.Minute)
 	cancel()
-	if !errors.Is(ctx.Err(), context.Canceled) || f.Pending() != 0 {
-		t.Fatalf("cancelled: err %v, %d pending", ctx.Err(), f.Pending())
+	if !errors.Is(ctx.Err(), context.Canceled) {
+		t.Fatalf("cancelled: err %v", ctx.Err())
+	}
+	parent, cancelParent := context.WithCancel(t.Context())
+	ctx, cancel = WithTimeout(parent, f, time.Minute)
+	defer cancel()
+	cancelParent()
+	if !errors.Is(ctx.Err(), context.Canceled) {
+		t.Fatalf("parent cancelled: err %v", ctx.Err())
+	}
+	wait, cancelWait := context.WithTimeout(t.Context(), 10*time.Second)
+	defer cancelWait()
+	if err := waitNone(wait, f); err != nil { // the timers go with their contexts (on context's goroutine)
+		t.Fatalf("%d timers pending after their contexts ended", f.Pending())
 	}
 
 	ctx, cancel = WithTimeout(t.Context(), nil, time.Millisecond)
@@ -131,5 +143,22 @@ func TestWithTimeoutEndsOnTheClocksTime(t *testing.T) {
 	<-ctx.Done()
 	if !errors.Is(ctx.Err(), context.DeadlineExceeded) {
 		t.Fatalf("real: err %v", ctx.Err())
+	}
+}
+
+// waitNone waits until nothing is pending on f.
+func waitNone(ctx context.Context, f *Fake) error {
+	for {
+		f.mu.Lock()
+		n, ch := len(f.pending), f.changed
+		f.mu.Unlock()
+		if n == 0 {
+			return nil
+		}
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
 	}
 }
