@@ -83,6 +83,9 @@ type DB struct {
 
 	nmu    sync.Mutex
 	notify chan struct{} // closed and replaced after every commit
+	// waiting counts the callers blocked in wait, so a test writes
+	// only once its waiter waits.
+	waiting atomic.Int32
 
 	blobMu    sync.Mutex
 	blobLocks map[string]*blobLock // only while someone holds or writes it
@@ -511,9 +514,12 @@ func (d *DB) wait(ctx context.Context, cond func() bool) error {
 		if cond() {
 			return nil
 		}
+		d.waiting.Add(1)
 		select {
 		case <-ch:
+			d.waiting.Add(-1)
 		case <-ctx.Done():
+			d.waiting.Add(-1)
 			return ctx.Err()
 		}
 	}
