@@ -69,13 +69,20 @@ func TestWritesAreRefusedBelowTheReserveAndAcceptedWhenSpaceComesBack(t *testing
 	}
 }
 
-func TestBallastIsReleasedWhenTheDiskFillsAndMadeAgainWhenSpaceReturns(t *testing.T) {
+// prepared is a Guard with an 8 MiB ballast and a 10 MiB reserve on 100
+// MiB free, prepared.
+func prepared(t *testing.T) (*fakeFS, *clock.Fake, *Guard) {
 	f := newFake(t, 100<<20)
 	clk := clock.NewFake(time.Unix(0, 0))
 	g := New(f.dir, 10<<20, Options{Statfs: f.statfs, Ballast: 8 << 20, Logger: quiet(), Clock: clk})
 	if low, err := g.Prepare(1 << 20); err != nil || low {
 		t.Fatalf("Prepare with 100 MiB free: low %v err %v", low, err)
 	}
+	return f, clk, g
+}
+
+func TestBallastIsReleasedWhenTheDiskFillsAndMadeAgainWhenSpaceReturns(t *testing.T) {
+	f, clk, g := prepared(t)
 	path := filepath.Join(f.dir, BallastName)
 	if fi, err := os.Stat(path); err != nil || fi.Size() != 8<<20 {
 		t.Fatalf("ballast after Prepare: %v %v", fi, err)
@@ -99,12 +106,7 @@ func TestBallastIsReleasedWhenTheDiskFillsAndMadeAgainWhenSpaceReturns(t *testin
 }
 
 func TestWatchReleasesTheBallastWhileNothingWrites(t *testing.T) {
-	f := newFake(t, 100<<20)
-	clk := clock.NewFake(time.Unix(0, 0))
-	g := New(f.dir, 10<<20, Options{Statfs: f.statfs, Ballast: 8 << 20, Logger: quiet(), Clock: clk})
-	if low, err := g.Prepare(1 << 20); err != nil || low {
-		t.Fatalf("Prepare with 100 MiB free: low %v err %v", low, err)
-	}
+	f, clk, g := prepared(t)
 	path := filepath.Join(f.dir, BallastName)
 	f.read = make(chan struct{}, 1)
 	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
