@@ -8,7 +8,6 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -16,25 +15,8 @@ import (
 
 	"osim/controlplane/api"
 	"osim/controlplane/mdb"
+	"osim/internal/clock"
 )
-
-// fakeClock is moved by hand.
-type fakeClock struct {
-	mu  sync.Mutex
-	now time.Time
-}
-
-func (c *fakeClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-func (c *fakeClock) Advance(d time.Duration) {
-	c.mu.Lock()
-	c.now = c.now.Add(d)
-	c.mu.Unlock()
-}
 
 // env is a manager on a real MDB in a temporary directory, with one token
 // per role and one registered boot server (site s1).
@@ -44,24 +26,24 @@ type env struct {
 	srv     *Server
 	ts      *httptest.Server
 	reg     *prometheus.Registry
-	clock   *fakeClock
+	clock   *clock.Fake
 	secrets map[string]string // role → secret
 	bs      api.BootServer
 }
 
 func newEnv(t *testing.T) *env {
 	t.Helper()
-	clock := &fakeClock{now: time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)}
+	clock := clock.NewFake(time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC))
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	if testing.Verbose() {
 		log = slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	}
-	store, err := mdb.Open(t.TempDir(), mdb.Options{Clock: clock.Now, Logger: log})
+	store, err := mdb.Open(t.TempDir(), mdb.Options{Clock: clock, Logger: log})
 	if err != nil {
 		t.Fatal(err)
 	}
 	reg := prometheus.NewRegistry()
-	srv, err := New(Config{Store: store, Logger: log, Registry: reg, Clock: clock.Now, HeartbeatInterval: 10 * time.Second})
+	srv, err := New(Config{Store: store, Logger: log, Registry: reg, Clock: clock, HeartbeatInterval: 10 * time.Second})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -178,5 +160,16 @@ func must[T any](t testing.TB) func(T, error) T {
 			t.Fatal(err)
 		}
 		return v
+	}
+}
+
+// waitPolling returns once n long-polls wait on e's clock (each holds a
+// timer until its wait ends).
+func (e *env) waitPolling(n int) {
+	e.t.Helper()
+	ctx, cancel := context.WithTimeout(e.t.Context(), 10*time.Second)
+	defer cancel()
+	if err := e.clock.WaitPending(ctx, n); err != nil {
+		e.t.Fatalf("%d long-polls waiting after 10 s, want %d", e.clock.Pending(), n)
 	}
 }

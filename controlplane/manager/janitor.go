@@ -2,21 +2,20 @@ package manager
 
 import (
 	"context"
-	"time"
 )
 
 // Run applies the retention every JanitorInterval until ctx ends: events
 // past EventMaxAge or EventMaxCount and unfinished uploads idle longer
 // than UploadTTL are deleted. cmd/osim-manager runs it beside the server.
 func (s *Server) Run(ctx context.Context) {
-	t := time.NewTicker(s.cfg.JanitorInterval)
+	t, tick := s.cfg.Clock.NewTicker(s.cfg.JanitorInterval)
 	defer t.Stop()
 	for {
 		s.Sweep(ctx)
 		select {
 		case <-ctx.Done():
 			return
-		case <-t.C:
+		case <-tick:
 		}
 	}
 }

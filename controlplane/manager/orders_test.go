@@ -197,7 +197,7 @@ func TestEventsLongPollReturnsWhenAnEventArrives(t *testing.T) {
 		l, err := viewer.ListEvents(ctx, last, api.EventFilter{Type: api.EventDHCPSeen, Wait: 30 * time.Second})
 		done <- result{l, err, time.Since(start)}
 	}()
-	time.Sleep(200 * time.Millisecond)
+	e.waitPolling(1)
 	// An event of another type does not end the wait.
 	if _, err := e.client(api.RoleBootServer).UploadEvents(ctx, api.EventBatch{Events: []api.Event{{OriginSeq: 1, Type: api.EventFileServed}}}); err != nil {
 		t.Fatal(err)
@@ -218,11 +218,27 @@ func TestEventsLongPollReturnsWhenAnEventArrives(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("long-poll did not return after the event")
 	}
-	// Nothing new: the wait ends empty with Last = after.
-	start := time.Now()
-	l, err = viewer.ListEvents(ctx, last+100, api.EventFilter{Wait: 300 * time.Millisecond})
-	if err != nil || len(l.Events) != 0 || l.Last != last+100 || time.Since(start) < 250*time.Millisecond {
-		t.Fatalf("empty wait: %+v %v after %v", l, err, time.Since(start))
+	// Nothing new: the wait ends empty with Last = after, and not before
+	// its time on the clock.
+	go func() {
+		start := e.clock.Now()
+		l, err := viewer.ListEvents(ctx, last+100, api.EventFilter{Wait: 300 * time.Millisecond})
+		done <- result{l, err, e.clock.Now().Sub(start)}
+	}()
+	e.waitPolling(1)
+	e.clock.Step(299 * time.Millisecond)
+	select {
+	case r := <-done:
+		t.Fatalf("empty wait ended early: %+v %v after %v", r.l, r.err, r.d)
+	default:
+		if n := e.clock.Pending(); n != 1 {
+			t.Fatalf("%d timers pending 1 ms before the wait ends, want its own", n)
+		}
+	}
+	e.clock.Step(time.Millisecond)
+	r := <-done
+	if r.err != nil || len(r.l.Events) != 0 || r.l.Last != last+100 || r.d < 250*time.Millisecond {
+		t.Fatalf("empty wait: %+v %v after %v", r.l, r.err, r.d)
 	}
 	wantError(t, e.as(api.RoleViewer, "GET", "/api/v1/events?wait=forever", ""), 400, "wait")
 	wantError(t, e.as(api.RoleViewer, "GET", "/api/v1/events?after=-3", ""), 400, "after")

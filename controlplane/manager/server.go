@@ -25,6 +25,7 @@ import (
 
 	"osim/controlplane/api"
 	"osim/controlplane/mdb"
+	"osim/internal/clock"
 )
 
 // Config wires a Server.
@@ -33,8 +34,9 @@ type Config struct {
 	Logger *slog.Logger
 	// Registry receives the osim_manager_* metrics (nil: not registered).
 	Registry prometheus.Registerer
-	// Clock is the time source for health and token timestamps (default time.Now).
-	Clock func() time.Time
+	// Clock is the time of health and token timestamps, the long polls'
+	// waits and the janitor's interval (nil: the real clock).
+	Clock clock.Clock
 	// HeartbeatInterval is how often boot servers are expected to
 	// heartbeat: stale after 3 missed, down after 10 (default 10s).
 	HeartbeatInterval time.Duration
@@ -119,9 +121,7 @@ func New(cfg Config) (*Server, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	if cfg.Clock == nil {
-		cfg.Clock = time.Now
-	}
+	cfg.Clock = clock.Or(cfg.Clock)
 	if cfg.HeartbeatInterval <= 0 {
 		cfg.HeartbeatInterval = defaultHeartbeat
 	}
@@ -146,7 +146,7 @@ func New(cfg Config) (*Server, error) {
 	if cfg.JanitorInterval <= 0 {
 		cfg.JanitorInterval = time.Minute
 	}
-	s := &Server{cfg: cfg, store: cfg.Store, log: cfg.Logger, now: cfg.Clock,
+	s := &Server{cfg: cfg, store: cfg.Store, log: cfg.Logger, now: cfg.Clock.Now,
 		mux: http.NewServeMux(), syncedRevs: map[string]uint64{}}
 	m, err := newServerMetrics(s, cfg.Registry)
 	if err != nil {

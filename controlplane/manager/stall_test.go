@@ -20,6 +20,7 @@ import (
 
 	"osim/controlplane/api"
 	"osim/controlplane/mdb"
+	"osim/internal/clock"
 )
 
 // stallEnv is a manager with a short body idle timeout, a small maximum
@@ -28,14 +29,14 @@ type stallEnv struct {
 	ts    *httptest.Server
 	srv   *Server
 	reg   *prometheus.Registry
-	clock *fakeClock
+	clock *clock.Fake
 	dir   string
 	op    string // an operator's secret
 }
 
 func newStallEnv(t *testing.T) *stallEnv {
 	t.Helper()
-	clock := &fakeClock{now: time.Now()}
+	clock := clock.NewFake(time.Now())
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	dir := t.TempDir()
 	store, err := mdb.Open(dir, mdb.Options{Logger: log, MaxBlobSize: 1 << 20})
@@ -43,7 +44,7 @@ func newStallEnv(t *testing.T) *stallEnv {
 		t.Fatal(err)
 	}
 	reg := prometheus.NewRegistry()
-	srv, err := New(Config{Store: store, Logger: log, Registry: reg, Clock: clock.Now,
+	srv, err := New(Config{Store: store, Logger: log, Registry: reg, Clock: clock,
 		BodyIdleTimeout: 300 * time.Millisecond, UploadTTL: time.Hour})
 	if err != nil {
 		t.Fatal(err)
@@ -166,9 +167,7 @@ func TestPartialUploadCanBeAbandonedAndExpires(t *testing.T) {
 	if code, _ := e.req(t, "GET", "/blobs/"+osha+"/status", nil); code != 200 {
 		t.Fatalf("a fresh partial expired: %d", code)
 	}
-	e.clock.mu.Lock()
-	e.clock.now = e.clock.now.Add(2 * time.Hour)
-	e.clock.mu.Unlock()
+	e.clock.Step(2 * time.Hour)
 	e.srv.Sweep(context.Background())
 	if code, _ := e.req(t, "GET", "/blobs/"+osha+"/status", nil); code != http.StatusNotFound {
 		t.Fatalf("a partial idle past the TTL is still there: %d", code)

@@ -8,6 +8,7 @@ import (
 
 	"osim/controlplane/api"
 	"osim/controlplane/mdb"
+	"osim/internal/clock"
 )
 
 // listEvents pages through events; with ?wait= it long-polls until an
@@ -32,7 +33,7 @@ func (s *Server) listEvents(w http.ResponseWriter, r *http.Request, _ *principal
 	q := mdb.EventQuery{After: after, Limit: limit, Order: qv.Get("order"), Target: qv.Get("target"), Type: qv.Get("type")}
 	evs, err := s.store.ListEvents(r.Context(), q)
 	if err == nil && len(evs) == 0 && wait > 0 {
-		ctx, cancel := context.WithTimeout(r.Context(), wait)
+		ctx, cancel := clock.WithTimeout(r.Context(), s.cfg.Clock, wait)
 		evs, err = s.waitEvents(ctx, q)
 		cancel()
 	}
@@ -193,18 +194,17 @@ func (s *Server) changes(ctx context.Context, site string, since uint64, limit i
 	}
 	s.metrics.syncClients.Inc()
 	defer s.metrics.syncClients.Dec()
-	wctx, cancel := context.WithTimeout(ctx, wait)
+	wctx, cancel := clock.WithTimeout(ctx, s.cfg.Clock, wait)
 	defer cancel()
 	// When only other sites changed, answer within otherSitesLag so the
 	// caller's revision (and the lag metric, and its heartbeat) move on,
 	// without a wake-up per foreign write.
-	capped := false
+	capped, cancelCap := false, context.CancelFunc(func() {})
+	defer func() { cancelCap() }()
 	capWait := func() {
 		if !capped && resp.Revision > since {
 			capped = true
-			var c2 context.CancelFunc
-			wctx, c2 = context.WithTimeout(wctx, otherSitesLag)
-			_ = c2 // released with the parent's cancel
+			wctx, cancelCap = clock.WithTimeout(wctx, s.cfg.Clock, otherSitesLag)
 		}
 	}
 	capWait()

@@ -40,7 +40,7 @@ func TestRogueCannotRegisterWithAUsedForeignOrExpiredJoinToken(t *testing.T) {
 		"registers boot server bs-a2 only, not rogue")
 
 	short := e.joinSecret(api.TokenRequest{Site: "A", TTL: "1h"})
-	e.clock.Advance(time.Hour)
+	e.clock.Step(time.Hour)
 	wantError(t, e.registerWith(short, "bs-a3", "A"), 401, "expired at 2026-03-01T13:00:00Z")
 
 	// The token listing says how each is bound.

@@ -110,7 +110,7 @@ func (d *DB) replayLocked(rid, hash string, derived bool) (res OrderResult, ok b
 		if err != nil || !found {
 			return err
 		}
-		if d.opts.Clock().Sub(b.Created) > BatchRetention {
+		if d.opts.Clock.Now().Sub(b.Created) > BatchRetention {
 			return nil
 		}
 		if b.Hash != hash {
@@ -163,7 +163,7 @@ func (d *DB) batchOrders(items []batchItem) (orders []api.Order, live bool, err 
 // writeBatchLocked writes the batch record and the first chunk in one
 // transaction, then the other chunks. Run under d.mu.
 func (d *DB) writeBatchLocked(rid, hash string, req api.OrderRequest, targets []api.Target) ([]api.Order, error) {
-	b := orderBatch{Hash: hash, Derived: req.RequestID == "", Created: d.opts.Clock().UTC(), Count: len(targets),
+	b := orderBatch{Hash: hash, Derived: req.RequestID == "", Created: d.opts.Clock.Now().UTC(), Count: len(targets),
 		Image: req.Image, BootImage: req.BootImage, Params: req.Params}
 	items := make([]batchItem, len(targets))
 	out := make([]api.Order, 0, len(targets))

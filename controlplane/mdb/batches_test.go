@@ -15,6 +15,7 @@ import (
 	"github.com/dgraph-io/badger/v4"
 
 	"osim/controlplane/api"
+	"osim/internal/clock"
 )
 
 // TestSelectorThatMatchesEverythingNeedsAllWhateverItsSpelling: the guard
@@ -268,13 +269,12 @@ func TestRequestIDReplaysTheSameRequestAndRefusesAnother(t *testing.T) {
 func TestBatchRecordsExpire(t *testing.T) {
 	ctx := context.Background()
 	now := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
-	var clock atomic.Int64
-	clock.Store(now.UnixNano())
-	d, _ := openTest(t, func(o *Options) { o.Clock = func() time.Time { return time.Unix(0, clock.Load()) } })
+	clk := clock.NewFake(now)
+	d, _ := openTest(t, func(o *Options) { o.Clock = clk })
 	ts := mustTargets(t, d, "paris", 0, 3)
 	im := osImage(t, d, "debian")
 	must[OrderResult](t)(d.PlaceOrders(ctx, api.OrderRequest{Target: ts[0].ID, Image: im.ID, RequestID: "r1"}, OrderOptions{}))
-	clock.Add(int64(BatchRetention + time.Minute))
+	clk.Step(BatchRetention + time.Minute)
 	must[OrderResult](t)(d.PlaceOrders(ctx, api.OrderRequest{Target: ts[1].ID, Image: im.ID}, OrderOptions{}))
 	if n := countKeys(t, d, pBatch); n != 1 {
 		t.Fatalf("%d batch records, want 1 (the expired one deleted)", n)

@@ -19,12 +19,13 @@ import (
 
 	"osim/controlplane/api"
 	"osim/internal/badgerkv"
+	"osim/internal/clock"
 )
 
 // Options tune a DB. The zero value is usable with Open.
 type Options struct {
-	// Clock stamps Created/Updated/transition times (default time.Now).
-	Clock func() time.Time
+	// Clock stamps Created/Updated/transition times (nil: the real clock).
+	Clock clock.Clock
 	// Logger receives the store's own logs and Badger's warnings and
 	// errors (default slog.Default()).
 	Logger *slog.Logger
@@ -82,6 +83,9 @@ type DB struct {
 
 	nmu    sync.Mutex
 	notify chan struct{} // closed and replaced after every commit
+	// waiting counts the callers blocked in wait, so a test writes
+	// only once its waiter waits.
+	waiting atomic.Int32
 
 	blobMu    sync.Mutex
 	blobLocks map[string]*blobLock // only while someone holds or writes it
@@ -130,9 +134,7 @@ func BadgerOptions(dir string, logger *slog.Logger) badger.Options {
 // New makes a DB on a Badger database the caller owns (and closes after
 // the DB). opts.BlobDir is required.
 func New(bdb *badger.DB, opts Options) (*DB, error) {
-	if opts.Clock == nil {
-		opts.Clock = time.Now
-	}
+	opts.Clock = clock.Or(opts.Clock)
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
@@ -304,7 +306,7 @@ type logEntry struct {
 }
 
 func (d *DB) begin() *wtx {
-	return &wtx{d: d, txn: d.db.NewTransaction(true), now: d.opts.Clock().UTC(),
+	return &wtx{d: d, txn: d.db.NewTransaction(true), now: d.opts.Clock.Now().UTC(),
 		evSeq: d.evSeq.Load(), pos: map[string]int{}}
 }
 
@@ -456,9 +458,12 @@ func (d *DB) wait(ctx context.Context, cond func() bool) error {
 		if cond() {
 			return nil
 		}
+		d.waiting.Add(1)
 		select {
 		case <-ch:
+			d.waiting.Add(-1)
 		case <-ctx.Done():
+			d.waiting.Add(-1)
 			return ctx.Err()
 		}
 	}

@@ -15,19 +15,23 @@ import (
 	"time"
 
 	"osim/controlplane/api"
+	"osim/internal/clock"
 )
 
-// testClock is a clock tests move by hand.
+// testClock is a Fake that also moves 1 ms on every Now, so the store's
+// stamps are distinct and ordered.
 type testClock struct {
-	mu  sync.Mutex
-	now time.Time
+	mu sync.Mutex
+	*clock.Fake
 }
+
+func newTestClock(start time.Time) *testClock { return &testClock{Fake: clock.NewFake(start)} }
 
 func (c *testClock) Now() time.Time {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	c.now = c.now.Add(time.Millisecond)
-	return c.now
+	c.Step(time.Millisecond)
+	return c.Fake.Now()
 }
 
 func quietLogger() *slog.Logger {
@@ -37,7 +41,7 @@ func quietLogger() *slog.Logger {
 func openTest(t testing.TB, opts ...func(*Options)) (*DB, string) {
 	t.Helper()
 	dir := t.TempDir()
-	o := Options{Clock: (&testClock{now: time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)}).Now, Logger: quietLogger()}
+	o := Options{Clock: newTestClock(time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)), Logger: quietLogger()}
 	for _, f := range opts {
 		f(&o)
 	}

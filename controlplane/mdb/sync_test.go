@@ -4,12 +4,15 @@ import (
 	"context"
 	"encoding/json"
 	"reflect"
+	"runtime"
 	"sort"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"osim/controlplane/api"
+	"osim/internal/clock"
 )
 
 func TestEveryWriteBumpsRevisionOnceAndReachesItsSite(t *testing.T) {
@@ -217,11 +220,13 @@ func TestSnapshotDuringWritesThenChangesConverge(t *testing.T) {
 	late := api.ImageSpec{Name: "late", Version: "1", Kind: api.KindOS, Files: []api.ImageFile{kf}}
 	var wg sync.WaitGroup
 	stop := make(chan struct{})
+	var writes atomic.Int64
 	wg.Add(1)
 	go func() { // writer: moves, orders, transitions, deletions
 		defer wg.Done()
 		lyon, paris := "lyon", "paris"
 		for i := 0; ; i++ {
+			writes.Store(int64(i))
 			select {
 			case <-stop:
 				return
@@ -263,7 +268,9 @@ func TestSnapshotDuringWritesThenChangesConverge(t *testing.T) {
 		}
 		resp = must[api.SyncResponse](t)(d.Snapshot(ctx, "paris", resp.Cursor, 50))
 		pages++
-		time.Sleep(time.Millisecond)
+		for n := writes.Load(); writes.Load() < n+2; { // a write between every two pages
+			runtime.Gosched()
+		}
 	}
 	if pages < 10 {
 		t.Fatalf("only %d pages", pages)
@@ -311,7 +318,7 @@ func TestWaitRevisionWakesOnCommit(t *testing.T) {
 	}()
 	evDone := make(chan error)
 	go func() { evDone <- d.WaitEvents(ctx, 0) }()
-	time.Sleep(10 * time.Millisecond)
+	waitWaiting(t, d, 2)
 	mustTargets(t, d, "paris", 0, 1)
 	if r := <-done; r != 1 {
 		t.Fatalf("woke at %d", r)
@@ -320,12 +327,28 @@ func TestWaitRevisionWakesOnCommit(t *testing.T) {
 	if err := <-evDone; err != nil {
 		t.Fatal(err)
 	}
-	c, cancel := context.WithTimeout(ctx, 20*time.Millisecond)
+	clk := clock.NewFake(time.Unix(0, 0))
+	c, cancel := clock.WithTimeout(ctx, clk, 20*time.Millisecond)
 	defer cancel()
-	if _, err := d.WaitRevision(c, 1); err == nil {
+	revErr, evErr := make(chan error), make(chan error)
+	go func() { _, err := d.WaitRevision(c, 1); revErr <- err }()
+	go func() { evErr <- d.WaitEvents(c, 1) }()
+	waitWaiting(t, d, 2) // both wait: neither returned without a write
+	clk.Step(20 * time.Millisecond)
+	if err := <-revErr; err == nil {
 		t.Fatal("WaitRevision returned without a write")
 	}
-	if err := d.WaitEvents(c, 1); err == nil {
+	if err := <-evErr; err == nil {
 		t.Fatal("WaitEvents returned without an event")
+	}
+}
+
+// waitWaiting returns once n callers wait in d.wait.
+func waitWaiting(t *testing.T, d *DB, n int32) {
+	t.Helper()
+	for deadline := time.Now().Add(10 * time.Second); d.waiting.Load() < n; runtime.Gosched() {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d waiting after 10 s, want %d", d.waiting.Load(), n)
+		}
 	}
 }

@@ -21,9 +21,9 @@ func joinToken(t *testing.T, d *DB, site, name string, uses int, expires time.Ti
 
 func TestJoinTokenRegistersItsSiteAndNameOnlyAndIsUsedUp(t *testing.T) {
 	ctx := context.Background()
-	clock := &testClock{now: time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)}
-	d, _ := openTest(t, func(o *Options) { o.Clock = clock.Now })
-	paris := joinToken(t, d, "paris", "", 1, clock.now.Add(time.Hour))
+	clock := newTestClock(time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC))
+	d, _ := openTest(t, func(o *Options) { o.Clock = clock })
+	paris := joinToken(t, d, "paris", "", 1, clock.Fake.Now().Add(time.Hour))
 	cred := func(s string) Token { return Token{Hash: shaOf([]byte("cred " + s))} }
 
 	_, err := d.RegisterBootServer(ctx, api.RegisterRequest{Name: "rogue", Site: "lyon"}, paris, cred("1"))
@@ -32,13 +32,13 @@ func TestJoinTokenRegistersItsSiteAndNameOnlyAndIsUsedUp(t *testing.T) {
 	_, err = d.RegisterBootServer(ctx, api.RegisterRequest{Name: "rogue", Site: "paris"}, paris, cred("3"))
 	wantErr(t, err, ErrForbidden, paris, "used up (1 of 1")
 
-	named := joinToken(t, d, "lyon", "bs-lyon", 5, clock.now.Add(time.Hour))
+	named := joinToken(t, d, "lyon", "bs-lyon", 5, clock.Fake.Now().Add(time.Hour))
 	_, err = d.RegisterBootServer(ctx, api.RegisterRequest{Name: "rogue", Site: "lyon"}, named, cred("4"))
 	wantErr(t, err, ErrForbidden, named, "bs-lyon only, not rogue")
 	must[api.BootServer](t)(d.RegisterBootServer(ctx, api.RegisterRequest{Name: "bs-lyon", Site: "lyon"}, named, cred("6")))
 
-	short := joinToken(t, d, "nice", "", 5, clock.now.Add(time.Minute))
-	clock.now = clock.now.Add(time.Minute)
+	short := joinToken(t, d, "nice", "", 5, clock.Fake.Now().Add(time.Minute))
+	clock.Step(time.Minute)
 	_, err = d.RegisterBootServer(ctx, api.RegisterRequest{Name: "bs-nice", Site: "nice"}, short, cred("7"))
 	wantErr(t, err, ErrForbidden, short, "expired at 2026-01-02T03:05:05Z")
 

@@ -5,6 +5,8 @@ import (
 	"os"
 	"testing"
 	"time"
+
+	"osim/internal/clock"
 )
 
 func requireRoot(t testing.TB, what string) {
@@ -32,26 +34,26 @@ func load(t testing.TB, cfg Config) *Program {
 // twins are the BPF program and the Go classifier with one config and
 // one clock, stepped together.
 type twins struct {
-	bpf  *Program
-	user *Classifier
-	now  time.Time
+	bpf   *Program
+	user  *Classifier
+	clock *clock.Fake
 }
 
 func newTwins(t *testing.T, cfg Config) *twins {
-	tw := &twins{bpf: load(t, cfg), now: time.Unix(1_800_000_000, 0)}
+	tw := &twins{bpf: load(t, cfg), clock: clock.NewFake(time.Unix(1_800_000_000, 0))}
 	u, err := NewClassifier(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
-	u.Now = func() time.Time { return tw.now }
+	u.Clock = tw.clock
 	tw.user = u
 	tw.tick(0)
 	return tw
 }
 
 func (tw *twins) tick(d time.Duration) {
-	tw.now = tw.now.Add(d)
-	if err := tw.bpf.setClock(uint64(tw.now.UnixNano())); err != nil {
+	tw.clock.Step(d)
+	if err := tw.bpf.setClock(uint64(tw.clock.Now().UnixNano())); err != nil {
 		panic(err)
 	}
 }

@@ -7,6 +7,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"osim/internal/clock"
 )
 
 // Token arithmetic shared with the BPF program (take in xdp_pxe.c).
@@ -38,8 +40,9 @@ func (b *bucket) take(now, rate, burst uint64) bool {
 // policy, token buckets and admission limit, for when XDP does not attach.
 // Safe for concurrent use.
 type Classifier struct {
-	// Now is the clock (nil: time.Now); the buckets use its UnixNano.
-	Now func() time.Time
+	// Clock is the time source (nil: the real clock); the buckets use
+	// its Now's UnixNano.
+	Clock clock.Clock
 
 	ports Ports // cfg.Ports, which never change: read without the lock
 
@@ -84,8 +87,8 @@ func (c *Classifier) config() Config {
 }
 
 func (c *Classifier) now() uint64 {
-	if c.Now != nil {
-		return uint64(c.Now().UnixNano())
+	if c.Clock != nil {
+		return uint64(c.Clock.Now().UnixNano())
 	}
 	return uint64(time.Now().UnixNano())
 }

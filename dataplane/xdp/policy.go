@@ -5,6 +5,8 @@ import (
 	"log/slog"
 	"net"
 	"time"
+
+	"osim/internal/clock"
 )
 
 // PolicySource is where the MAC policy comes from: the boot server's
@@ -32,13 +34,14 @@ type PolicySetter interface {
 // ResyncEvery is how often KeepPolicy rereads the lists without a change signal.
 const ResyncEvery = 30 * time.Second
 
-// KeepPolicy copies src's lists into dst now and after every change
-// signal (at once: within 1 s of a change), until ctx is done.
-func KeepPolicy(ctx context.Context, src PolicySource, dst PolicySetter, log *slog.Logger) {
+// KeepPolicy copies src's lists into dst now, after every change signal
+// (at once: within 1 s of a change) and every ResyncEvery on clk (nil:
+// the real clock), until ctx is done.
+func KeepPolicy(ctx context.Context, src PolicySource, dst PolicySetter, clk clock.Clock, log *slog.Logger) {
 	if log == nil {
 		log = slog.Default()
 	}
-	t := time.NewTicker(ResyncEvery)
+	t, tick := clock.Or(clk).NewTicker(ResyncEvery)
 	defer t.Stop()
 	for {
 		changed := src.PolicyChanged() // before reading: a change during the read is not lost
@@ -56,7 +59,7 @@ func KeepPolicy(ctx context.Context, src PolicySource, dst PolicySetter, log *sl
 		case <-ctx.Done():
 			return
 		case <-changed:
-		case <-t.C:
+		case <-tick:
 		}
 	}
 }

@@ -7,6 +7,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"osim/internal/clock"
 )
 
 // store is a PolicySource whose change channel is closed and replaced on
@@ -44,33 +46,66 @@ func (s *store) set(live, denied []net.HardwareAddr) {
 	s.mu.Unlock()
 }
 
-func TestKeepPolicyFollowsTheStoreWithinASecond(t *testing.T) {
+// setter passes SetPolicy on to a Classifier and says when it did.
+type setter struct {
+	*Classifier
+	set chan struct{}
+}
+
+func (s setter) SetPolicy(allow, deny []net.HardwareAddr) error {
+	err := s.Classifier.SetPolicy(allow, deny)
+	s.set <- struct{}{}
+	return err
+}
+
+// keeping runs KeepPolicy from src into a new Classifier until the test
+// ends; verdict judges a PXE DISCOVER from mac, waitFor waits (within 1 s)
+// for a policy update after which mac gets want.
+func keeping(t *testing.T, src PolicySource, clk clock.Clock) (verdict func(net.HardwareAddr) Verdict, waitFor func(string, net.HardwareAddr, Verdict)) {
 	cfg := DefaultConfig()
 	cfg.Unknown = UnknownDrop
 	c, err := NewClassifier(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
-	src := &store{live: []net.HardwareAddr{macA}, changed: make(chan struct{})}
+	dst := setter{c, make(chan struct{})}
 	ctx, cancel := context.WithCancel(t.Context())
 	done := make(chan struct{})
-	go func() { KeepPolicy(ctx, src, c, nil); close(done) }()
-	defer func() { cancel(); <-done }()
-
-	verdict := func(mac net.HardwareAddr) Verdict {
+	go func() { KeepPolicy(ctx, src, dst, clk, nil); close(done) }()
+	t.Cleanup(func() {
+		cancel()
+		for {
+			select {
+			case <-done:
+				return
+			case <-dst.set:
+			}
+		}
+	})
+	verdict = func(mac net.HardwareAddr) Verdict {
 		_, v := c.Frame(frame(bootp(mac, vendor("PXEClient"), end()), 67, nil, nil))
 		return v
 	}
-	waitFor := func(what string, mac net.HardwareAddr, want Verdict) {
+	waitFor = func(what string, mac net.HardwareAddr, want Verdict) {
 		t.Helper()
-		deadline := time.Now().Add(time.Second)
-		for verdict(mac) != want {
-			if time.Now().After(deadline) {
+		deadline := time.After(time.Second)
+		for {
+			select {
+			case <-dst.set:
+			case <-deadline:
 				t.Fatalf("%s: not %s within 1 s", what, want)
 			}
-			time.Sleep(10 * time.Millisecond)
+			if verdict(mac) == want {
+				return
+			}
 		}
 	}
+	return verdict, waitFor
+}
+
+func TestKeepPolicyFollowsTheStoreWithinASecond(t *testing.T) {
+	src := &store{live: []net.HardwareAddr{macA}, changed: make(chan struct{})}
+	verdict, waitFor := keeping(t, src, clock.NewFake(time.Unix(0, 0))) // no resync: the change signal alone
 	waitFor("initial allow list", macA, VerdictPass)
 	if v := verdict(macB); v != VerdictDropUnknown {
 		t.Fatalf("macB before it is known: %s", v)
@@ -79,4 +114,23 @@ func TestKeepPolicyFollowsTheStoreWithinASecond(t *testing.T) {
 	waitFor("macB added", macB, VerdictPass)
 	src.set([]net.HardwareAddr{macB}, []net.HardwareAddr{macA})
 	waitFor("macA denied", macA, VerdictDropDeny)
+}
+
+func TestKeepPolicyRereadsEveryResyncWithoutASignal(t *testing.T) {
+	src := &store{live: []net.HardwareAddr{macA}, changed: make(chan struct{})}
+	clk := clock.NewFake(time.Unix(0, 0))
+	verdict, waitFor := keeping(t, src, clk)
+	waitFor("initial allow list", macA, VerdictPass)
+	src.mu.Lock()
+	src.live = []net.HardwareAddr{macA, macB} // no signal
+	src.mu.Unlock()
+	if err := clk.WaitPending(t.Context(), 1); err != nil {
+		t.Fatal(err)
+	}
+	clk.Step(ResyncEvery - time.Nanosecond)
+	if v := verdict(macB); v != VerdictDropUnknown {
+		t.Fatalf("macB before the resync: %s", v)
+	}
+	clk.Step(time.Nanosecond)
+	waitFor("macB after the resync", macB, VerdictPass)
 }

@@ -253,7 +253,7 @@ func (n *Node) Run(ctx context.Context, grace time.Duration) error {
 		go n.disk.Watch(ctx, time.Second)
 	}
 	if n.guard != nil && n.agent != nil {
-		go xdp.KeepPolicy(ctx, n.agent, n.guard, log)
+		go xdp.KeepPolicy(ctx, n.agent, n.guard, nil, log)
 	}
 	log.Info("boot server serving", "address", w.addr.String(), "dhcp_mode", w.dhcpMode, "dhcp", n.dhcp.DHCPAddr().String(),
 		"proxy", n.dhcp.BootAddr().String(), "tftp", w.tftpListen, "http", w.baseURL)

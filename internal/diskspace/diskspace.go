@@ -23,6 +23,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/sys/unix"
 
+	"osim/internal/clock"
 	"osim/metrics"
 )
 
@@ -93,7 +94,7 @@ type Guard struct {
 	dir     string
 	reserve int64
 	ballast int64
-	now     func() time.Time
+	clock   clock.Clock
 	statfs  func(dir string) (int64, error)
 	log     *slog.Logger
 	maxAge  time.Duration
@@ -127,9 +128,9 @@ type Options struct {
 	MaxAge time.Duration
 	// Logger (default slog.Default) gets one line per change of state.
 	Logger *slog.Logger
-	// Clock (default time.Now) and Statfs (default: unix.Statfs, bytes
+	// Clock (nil: the real clock) and Statfs (default: unix.Statfs, bytes
 	// available to an unprivileged process) are for tests.
-	Clock  func() time.Time
+	Clock  clock.Clock
 	Statfs func(dir string) (int64, error)
 }
 
@@ -138,16 +139,14 @@ func New(dir string, reserve int64, o Options) *Guard {
 	if o.MaxAge <= 0 {
 		o.MaxAge = 200 * time.Millisecond
 	}
-	if o.Clock == nil {
-		o.Clock = time.Now
-	}
+	o.Clock = clock.Or(o.Clock)
 	if o.Statfs == nil {
 		o.Statfs = Available
 	}
 	if o.Logger == nil {
 		o.Logger = slog.Default()
 	}
-	g := &Guard{dir: dir, reserve: reserve, ballast: max(0, o.Ballast), now: o.Clock, statfs: o.Statfs,
+	g := &Guard{dir: dir, reserve: reserve, ballast: max(0, o.Ballast), clock: o.Clock, statfs: o.Statfs,
 		log: o.Logger, maxAge: o.MaxAge}
 	labels := prometheus.Labels{"dir": dir}
 	g.refusals = prometheus.NewCounter(prometheus.CounterOpts{
@@ -221,13 +220,13 @@ func (g *Guard) CloseRoom(need int64) bool {
 // ballast goes when another process fills the disk even while nothing
 // here writes, and comes back with the space.
 func (g *Guard) Watch(ctx context.Context, interval time.Duration) {
-	t := time.NewTicker(interval)
+	t, tick := g.clock.NewTicker(interval)
 	defer t.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return
-		case <-t.C:
+		case <-tick:
 		}
 		g.mu.Lock()
 		if free, err := g.readLocked(); err == nil {
@@ -297,7 +296,7 @@ func (g *Guard) Free() (int64, error) {
 
 func (g *Guard) readLocked() (int64, error) {
 	free, err := g.statfs(g.dir)
-	g.sampled = g.now()
+	g.sampled = g.clock.Now()
 	if err != nil {
 		return g.free, err
 	}
@@ -313,7 +312,7 @@ func (g *Guard) Check(need int64) error {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	free := g.free
-	if g.sampled.IsZero() || g.now().Sub(g.sampled) >= g.maxAge || free-need < 2*g.reserve {
+	if g.sampled.IsZero() || g.clock.Now().Sub(g.sampled) >= g.maxAge || free-need < 2*g.reserve {
 		var err error
 		if free, err = g.readLocked(); err != nil {
 			return nil

@@ -1,6 +1,7 @@
 package diskspace
 
 import (
+	"context"
 	"errors"
 	"io"
 	"log/slog"
@@ -10,6 +11,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"osim/internal/clock"
 )
 
 // fakeFS is a filesystem of free bytes that the ballast file takes from
@@ -17,9 +20,13 @@ import (
 type fakeFS struct {
 	dir  string
 	free atomic.Int64
+	read chan struct{} // if set, gets a value after every reading
 }
 
 func (f *fakeFS) statfs(string) (int64, error) {
+	if f.read != nil {
+		defer func() { f.read <- struct{}{} }()
+	}
 	free := f.free.Load()
 	if fi, err := os.Stat(filepath.Join(f.dir, BallastName)); err == nil {
 		free -= fi.Size()
@@ -37,8 +44,8 @@ func quiet() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)
 
 func TestWritesAreRefusedBelowTheReserveAndAcceptedWhenSpaceComesBack(t *testing.T) {
 	f := newFake(t, 100<<20)
-	now := time.Unix(0, 0)
-	g := New(f.dir, 10<<20, Options{Statfs: f.statfs, Clock: func() time.Time { return now }, Logger: quiet()})
+	clk := clock.NewFake(time.Unix(0, 0))
+	g := New(f.dir, 10<<20, Options{Statfs: f.statfs, Clock: clk, Logger: quiet()})
 	if err := g.Check(50 << 20); err != nil {
 		t.Fatalf("50 MiB of 100 with a 10 MiB reserve: %v", err)
 	}
@@ -50,31 +57,38 @@ func TestWritesAreRefusedBelowTheReserveAndAcceptedWhenSpaceComesBack(t *testing
 	if msg := err.Error(); !strings.Contains(msg, f.dir) || !strings.Contains(msg, "100.0 MiB free") {
 		t.Errorf("message %q should name the dir and the free space", msg)
 	}
-	f.free.Store(5 << 20)      // someone filled the disk
-	now = now.Add(time.Second) // past MaxAge: the reading is not trusted
+	f.free.Store(5 << 20) // someone filled the disk
+	clk.Step(time.Second) // past MaxAge: the reading is not trusted
 	if err := g.Check(0); err == nil {
 		t.Fatal("a write with 5 MiB free and a 10 MiB reserve was accepted")
 	}
 	f.free.Store(200 << 20) // and freed it again: no restart needed
-	now = now.Add(time.Second)
+	clk.Step(time.Second)
 	if err := g.Check(0); err != nil {
 		t.Fatalf("after space came back: %v", err)
 	}
 }
 
-func TestBallastIsReleasedWhenTheDiskFillsAndMadeAgainWhenSpaceReturns(t *testing.T) {
+// prepared is a Guard with an 8 MiB ballast and a 10 MiB reserve on 100
+// MiB free, prepared.
+func prepared(t *testing.T) (*fakeFS, *clock.Fake, *Guard) {
 	f := newFake(t, 100<<20)
-	now := time.Unix(0, 0)
-	g := New(f.dir, 10<<20, Options{Statfs: f.statfs, Ballast: 8 << 20, Logger: quiet(), Clock: func() time.Time { return now }})
+	clk := clock.NewFake(time.Unix(0, 0))
+	g := New(f.dir, 10<<20, Options{Statfs: f.statfs, Ballast: 8 << 20, Logger: quiet(), Clock: clk})
 	if low, err := g.Prepare(1 << 20); err != nil || low {
 		t.Fatalf("Prepare with 100 MiB free: low %v err %v", low, err)
 	}
+	return f, clk, g
+}
+
+func TestBallastIsReleasedWhenTheDiskFillsAndMadeAgainWhenSpaceReturns(t *testing.T) {
+	f, clk, g := prepared(t)
 	path := filepath.Join(f.dir, BallastName)
 	if fi, err := os.Stat(path); err != nil || fi.Size() != 8<<20 {
 		t.Fatalf("ballast after Prepare: %v %v", fi, err)
 	}
 	f.free.Store(12 << 20) // 4 MiB left beside the ballast
-	now = now.Add(time.Second)
+	clk.Step(time.Second)
 	if err := g.Check(0); err == nil {
 		t.Fatal("write accepted with 4 MiB free")
 	}
@@ -82,12 +96,44 @@ func TestBallastIsReleasedWhenTheDiskFillsAndMadeAgainWhenSpaceReturns(t *testin
 		t.Fatalf("ballast still there with 4 MiB free: %v", err)
 	}
 	f.free.Store(30 << 20)
-	now = now.Add(time.Second)
+	clk.Step(time.Second)
 	if err := g.Check(0); err != nil {
 		t.Fatalf("30 MiB free, no ballast: %v", err)
 	}
 	if _, err := os.Stat(path); err != nil {
 		t.Fatalf("ballast not made again with 30 MiB free: %v", err)
+	}
+}
+
+func TestWatchReleasesTheBallastWhileNothingWrites(t *testing.T) {
+	f, clk, g := prepared(t)
+	path := filepath.Join(f.dir, BallastName)
+	f.read = make(chan struct{}, 1)
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+	defer cancel()
+	done := make(chan struct{})
+	go func() { g.Watch(ctx, time.Second); close(done) }()
+	defer func() { cancel(); <-done }()
+	if err := clk.WaitPending(ctx, 1); err != nil {
+		t.Fatal(err)
+	}
+	f.free.Store(12 << 20) // another process fills the disk: 4 MiB beside the ballast
+	clk.Step(999 * time.Millisecond)
+	select {
+	case <-f.read:
+		t.Fatal("Watch read before its interval")
+	default:
+	}
+	clk.Step(time.Millisecond)
+	select {
+	case <-f.read:
+	case <-ctx.Done():
+		t.Fatal("Watch did not read after its interval")
+	}
+	g.mu.Lock() // Watch tends under the lock: it is done once we have it
+	g.mu.Unlock()
+	if _, err := os.Stat(path); !os.IsNotExist(err) {
+		t.Fatalf("ballast still there with 4 MiB free: %v", err)
 	}
 }
 
