@@ -29,6 +29,7 @@ import (
 	"osim/dataplane/httpboot"
 	"osim/dataplane/tftp"
 	"osim/internal/badgerkv"
+	"osim/internal/clock"
 )
 
 // Config wires an Agent.
@@ -56,9 +57,11 @@ type Config struct {
 	Fallback tftp.Resolver
 	// FallbackFiles serves HTTP names that are not staged image files.
 	FallbackFiles httpboot.Files
-	Clock         func() time.Time
-	Logger        *slog.Logger
-	Registry      prometheus.Registerer
+	// Clock runs the backoffs, the heartbeat, the staging retries and
+	// the events' times; nil is the system clock.
+	Clock    clock.Clock
+	Logger   *slog.Logger
+	Registry prometheus.Registerer
 	// SyncWait is the long-poll wait (default 25s); SyncLimit the changes
 	// asked per request (0: the manager's default).
 	SyncWait  time.Duration
@@ -111,9 +114,7 @@ func New(cfg Config) (*Agent, error) {
 	if cfg.DB == nil || cfg.Client == nil || cfg.BlobDir == "" {
 		return nil, errors.New("agent: DB, Client and BlobDir are required")
 	}
-	if cfg.Clock == nil {
-		cfg.Clock = time.Now
-	}
+	cfg.Clock = clock.Or(cfg.Clock)
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -168,11 +169,11 @@ func New(cfg Config) (*Agent, error) {
 	}
 	blobs := blobDir(cfg.BlobDir)
 	a.q = &eventQueue{db: a.db, client: cfg.Client, batch: cfg.UploadBatch, space: a.space, backoff: a.newBackoff,
-		m: a.m, log: a.log, now: cfg.Clock, wake: make(chan struct{}, 1)}
+		m: a.m, log: a.log, clock: cfg.Clock, wake: make(chan struct{}, 1)}
 	l := a.localView
-	l.cfg, l.blobs, l.q, l.m, l.now = &a.cfg, blobs, a.q, a.m, cfg.Clock
+	l.cfg, l.blobs, l.q, l.m, l.clock = &a.cfg, blobs, a.q, a.m, cfg.Clock
 	a.st = &stager{db: a.db, client: cfg.Client, retries: cfg.StageRetries, blobs: blobs, view: l, q: a.q,
-		space: a.space, backoff: a.newBackoff, m: a.m, log: a.log}
+		space: a.space, backoff: a.newBackoff, clock: cfg.Clock, m: a.m, log: a.log}
 	pending, err := a.q.countPending()
 	if err != nil {
 		return nil, err
@@ -254,14 +255,14 @@ func (a *Agent) register(ctx context.Context) error {
 			a.m.reachable.Set(0)
 			a.log.Warn("agent: register failed, retrying", "err", err)
 		}
-		if !sleep(ctx, bo.next()) {
+		if !bo.sleep(ctx) {
 			return ctx.Err()
 		}
 	}
 }
 
 func (a *Agent) heartbeatLoop(ctx context.Context) {
-	t := time.NewTicker(a.cfg.HeartbeatInterval)
+	t, tick := a.cfg.Clock.NewTicker(a.cfg.HeartbeatInterval)
 	defer t.Stop()
 	for {
 		_, err := a.cfg.Client.Heartbeat(ctx, api.Heartbeat{SyncedRevision: a.Revision(), Version: a.cfg.Version,
@@ -275,7 +276,7 @@ func (a *Agent) heartbeatLoop(ctx context.Context) {
 		select {
 		case <-ctx.Done():
 			return
-		case <-t.C:
+		case <-tick:
 		}
 	}
 }
@@ -295,14 +296,15 @@ func (a *Agent) bootArches() []string {
 }
 
 // backoff is jittered exponential: each wait is drawn from [d/2, d), d
-// doubling from BackoffMin up to BackoffMax.
+// doubling from BackoffMin up to BackoffMax; sleep waits on clock.
 type backoff struct {
 	min, max, cur time.Duration
 	rand          func() float64
+	clock         clock.Clock
 }
 
 func (a *Agent) newBackoff() *backoff {
-	return &backoff{min: a.cfg.BackoffMin, max: a.cfg.BackoffMax, rand: a.cfg.Rand}
+	return &backoff{min: a.cfg.BackoffMin, max: a.cfg.BackoffMax, rand: a.cfg.Rand, clock: a.cfg.Clock}
 }
 
 func (b *backoff) next() time.Duration {
@@ -316,14 +318,14 @@ func (b *backoff) next() time.Duration {
 
 func (b *backoff) reset() { b.cur = 0 }
 
-// sleep waits d or until ctx ends; false when ctx ended.
-func sleep(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
+// sleep waits the next backoff or until ctx ends; false when ctx ended.
+func (b *backoff) sleep(ctx context.Context) bool {
+	t, fire := b.clock.NewTimer(b.next())
 	defer t.Stop()
 	select {
 	case <-ctx.Done():
 		return false
-	case <-t.C:
+	case <-fire:
 		return true
 	}
 }

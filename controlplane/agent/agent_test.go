@@ -15,7 +15,6 @@ import (
 	"path/filepath"
 	"reflect"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -27,19 +26,8 @@ import (
 	"osim/dataplane/dhcp"
 	"osim/dataplane/httpboot"
 	"osim/dataplane/tftp"
+	"osim/internal/clock"
 )
-
-type fakeClock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *fakeClock) Now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
-func (c *fakeClock) Add(d time.Duration) {
-	c.mu.Lock()
-	c.t = c.t.Add(d)
-	c.mu.Unlock()
-}
 
 type env struct {
 	t     *testing.T
@@ -47,14 +35,14 @@ type env struct {
 	dir   string
 	db    *badger.DB
 	a     *Agent
-	clock *fakeClock
+	clock *clock.Fake // the agent's timers wait on it: a test steps it
 	mod   func(*Config)
 	// memTable, when set, makes Badger's transactions small.
 	memTable int64
 }
 
 func newEnv(t *testing.T, mod func(*Config)) *env {
-	e := &env{t: t, fm: newFakeManager(t), dir: t.TempDir(), clock: &fakeClock{t: time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)}, mod: mod}
+	e := &env{t: t, fm: newFakeManager(t), dir: t.TempDir(), clock: clock.NewFake(time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)), mod: mod}
 	e.open()
 	t.Cleanup(func() {
 		if e.db != nil {
@@ -78,7 +66,7 @@ func (e *env) open() {
 	cfg := Config{DB: db, BlobDir: filepath.Join(e.dir, "blobs"), Client: api.NewClient(e.fm.srv.URL, "", false),
 		JoinToken: joinToken, Name: "bs-a", Site: "lab",
 		DefaultBootFiles: map[dhcp.Arch]string{dhcp.ArchBIOS: "undionly.kpxe", dhcp.ArchEFIx64: "snponly.efi"},
-		Clock:            e.clock.Now, Registry: prometheus.NewRegistry(), SyncWait: 50 * time.Millisecond,
+		Clock:            e.clock, Registry: prometheus.NewRegistry(), SyncWait: 50 * time.Millisecond,
 		HeartbeatInterval: 20 * time.Millisecond, BackoffMin: time.Millisecond, BackoffMax: 20 * time.Millisecond,
 		Rand: func() float64 { return 0.5 }}
 	if e.mod != nil {
@@ -172,6 +160,32 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 	}
 }
 
+// waitPending waits until n of the agent's timers wait on e.clock.
+func (e *env) waitPending(n int) {
+	e.t.Helper()
+	ctx, cancel := context.WithTimeout(e.t.Context(), 10*time.Second)
+	defer cancel()
+	if err := e.clock.WaitPending(ctx, n); err != nil {
+		e.t.Fatalf("waiting for %d timers (%d pending): %v", n, e.clock.Pending(), err)
+	}
+}
+
+// stagePass runs one staging pass, stepping e.clock whenever the pass
+// waits out a download's retry backoff.
+func (e *env) stagePass(failed map[string]string) (retry bool) {
+	ctx, passed := context.WithCancel(e.t.Context())
+	go func() {
+		defer passed()
+		retry = e.a.st.stagePass(context.Background(), failed)
+	}()
+	for ctx.Err() == nil {
+		if e.clock.WaitPending(ctx, 1) == nil {
+			e.clock.Step(e.a.cfg.BackoffMax)
+		}
+	}
+	return retry
+}
+
 func blobFileOf(name, role, arch string, data []byte) api.ImageFile {
 	s := sha256.Sum256(data)
 	return api.ImageFile{Name: name, SHA256: hex.EncodeToString(s[:]), Size: int64(len(data)), Role: role, Arch: arch}
@@ -249,9 +263,11 @@ func TestATakenNameIsRetriedWithBackoffInsteadOfStoppingTheAgent(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- e.a.Run(ctx) }()
-	deadline := time.Now().Add(5 * time.Second)
-	for e.a.ID() == "" && time.Now().Before(deadline) {
-		time.Sleep(5 * time.Millisecond)
+	for e.a.ID() == "" {
+		// Each 409 leaves register waiting out its backoff (at most
+		// BackoffMax); once registered, the heartbeat's ticker waits.
+		e.waitPending(1)
+		e.clock.Step(e.a.cfg.BackoffMax)
 	}
 	cancel()
 	if err := <-done; err != nil {
@@ -412,7 +428,7 @@ func TestStagingVerifiesSHA256AndQueuesStagedOnce(t *testing.T) {
 	kernel := osImg.Files[0]
 	e.fm.set(func(f *fakeManager) { f.corrupt[kernel.SHA256] = true })
 	failed := map[string]string{}
-	if retry := e.a.st.stagePass(context.Background(), failed); !retry {
+	if retry := e.stagePass(failed); !retry {
 		t.Error("a corrupt blob did not ask for a retry")
 	}
 	if evs := e.localEvents(api.EventOrderStaged); len(evs) != 0 {
@@ -425,16 +441,16 @@ func TestStagingVerifiesSHA256AndQueuesStagedOnce(t *testing.T) {
 	if _, err := os.Stat(e.a.st.blobs.path(kernel.SHA256)); err == nil {
 		t.Error("the corrupt blob was stored")
 	}
-	e.a.st.stagePass(context.Background(), failed) // same failure again: reported once
+	e.stagePass(failed) // same failure again: reported once
 	if sf := e.localEvents(api.EventStageFailed); len(sf) != 1 {
 		t.Errorf("%d stage_failed events for one failure, want 1", len(sf))
 	}
 
 	e.fm.set(func(f *fakeManager) { delete(f.corrupt, kernel.SHA256) })
-	if retry := e.a.st.stagePass(context.Background(), failed); retry {
+	if retry := e.stagePass(failed); retry {
 		t.Error("staging still failing with good blobs")
 	}
-	e.a.st.stagePass(context.Background(), failed)
+	e.stagePass(failed)
 	st := e.localEvents(api.EventOrderStaged)
 	if len(st) != 1 || st[0].Order != "o-pending" || st[0].Data["attempt"] != "1" {
 		t.Fatalf("order.staged events %+v, want one for o-pending attempt 1", st)
@@ -454,7 +470,7 @@ func TestStagingVerifiesSHA256AndQueuesStagedOnce(t *testing.T) {
 	o.Attempt = 2
 	e.fm.putOrder(o)
 	e.sync()
-	e.a.st.stagePass(context.Background(), failed)
+	e.stagePass(failed)
 	if st := e.localEvents(api.EventOrderStaged); len(st) != 2 || st[1].Data["attempt"] != "2" {
 		t.Errorf("order.staged after retry: %+v", st)
 	}
@@ -539,15 +555,25 @@ func TestEventsBufferedWhileTheManagerIsDownArriveExactlyOnce(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	time.Sleep(100 * time.Millisecond)
+	// While the manager is down the heartbeat's ticker, the sync's and
+	// the uploader's backoffs wait on the clock (the stager has nothing
+	// to stage): three timers. Each step is a retry of every loop.
+	for range 5 {
+		e.waitPending(3)
+		e.clock.Step(e.a.cfg.BackoffMax)
+	}
+	e.waitPending(3)
 	if n := len(e.fm.eventsOf("")); n != 0 {
 		t.Fatalf("manager down but got %d events", n)
 	}
-	waitFor(t, "manager_reachable=0", func() bool { return testutil.ToFloat64(e.a.m.reachable) == 0 })
+	if n := testutil.ToFloat64(e.a.m.reachable); n != 0 {
+		t.Errorf("manager_reachable = %v while it is down, want 0", n)
+	}
 	if n := testutil.ToFloat64(e.a.m.eventsPending); n != 40 {
 		t.Errorf("events_pending = %v, want 40", n)
 	}
 	e.fm.set(func(f *fakeManager) { f.down = false })
+	e.clock.Step(e.a.cfg.BackoffMax) // the uploader's and the sync's retries
 	waitFor(t, "40 events at the manager", func() bool { return len(e.fm.eventsOf("")) == 40 })
 	waitFor(t, "empty buffer", func() bool { return testutil.ToFloat64(e.a.m.eventsPending) == 0 })
 	cancel()
@@ -771,15 +797,15 @@ func TestDHCPSeenAtMostOncePerMACPer10s(t *testing.T) {
 	ctx := context.Background()
 	look := func(mac string) { _, _ = e.a.Lookup(ctx, mustMAC(mac), dhcp.ArchBIOS) }
 	look("52:54:00:00:00:01")
-	e.clock.Add(5 * time.Second)
+	e.clock.Step(5 * time.Second)
 	look("52:54:00:00:00:01")
 	look("52:54:00:00:00:02")
-	e.clock.Add(4 * time.Second)
+	e.clock.Step(4 * time.Second)
 	look("52:54:00:00:00:01")
 	if n := len(e.localEvents(api.EventDHCPSeen)); n != 2 {
 		t.Errorf("%d dhcp.seen within 10 s, want 2 (one per MAC)", n)
 	}
-	e.clock.Add(time.Second)
+	e.clock.Step(time.Second)
 	look("52:54:00:00:00:01")
 	seen := e.localEvents(api.EventDHCPSeen)
 	if len(seen) != 3 || seen[0].Target != "t-staged" || seen[0].Order != "o-staged" || seen[0].MAC != "52:54:00:00:00:01" {

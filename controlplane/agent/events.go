@@ -9,12 +9,12 @@ import (
 	"log/slog"
 	"net/http"
 	"sync"
-	"time"
 
 	"github.com/dgraph-io/badger/v4"
 
 	"osim/controlplane/api"
 	"osim/internal/badgerkv"
+	"osim/internal/clock"
 )
 
 // eventQueue buffers events for the manager in Badger (evq/, with the
@@ -27,7 +27,7 @@ type eventQueue struct {
 	backoff func() *backoff
 	m       *agentMetrics
 	log     *slog.Logger
-	now     func() time.Time
+	clock   clock.Clock
 
 	mu   sync.Mutex // one writer of agent/evseq at a time
 	wake chan struct{}
@@ -70,7 +70,7 @@ func (q *eventQueue) emitWith(extra func(*badger.Txn) error, evs ...api.Event) e
 			seq++
 			e.Seq, e.Origin, e.OriginSeq = 0, "", seq
 			if e.Time.IsZero() {
-				e.Time = q.now()
+				e.Time = q.clock.Now()
 			}
 			if err := badgerkv.SetJSON(txn, evqKey(seq), e); err != nil {
 				return err
@@ -182,7 +182,7 @@ func (q *eventQueue) run(ctx context.Context) {
 		batch, err := q.readBatch(size)
 		if err != nil {
 			q.log.Error("agent: reading the event buffer", "err", err)
-			if !sleep(ctx, bo.next()) {
+			if !bo.sleep(ctx) {
 				return
 			}
 			continue
@@ -204,7 +204,7 @@ func (q *eventQueue) run(ctx context.Context) {
 			n, derr := q.dropEvents(seqs)
 			if derr != nil {
 				q.log.Error("agent: dropping refused events", "err", derr)
-				if !sleep(ctx, bo.next()) {
+				if !bo.sleep(ctx) {
 					return
 				}
 				continue
@@ -233,7 +233,7 @@ func (q *eventQueue) run(ctx context.Context) {
 			}
 			q.m.reachable.Set(0)
 			q.log.Debug("agent: event upload failed", "events", len(batch), "first", batch[0].OriginSeq, "err", err)
-			if !sleep(ctx, bo.next()) {
+			if !bo.sleep(ctx) {
 				return
 			}
 			continue
@@ -247,7 +247,7 @@ func (q *eventQueue) run(ctx context.Context) {
 		if n == 0 {
 			// The manager took none of them: do not spin on the same batch.
 			q.log.Warn("agent: manager acknowledged no event of the batch", "first", batch[0].OriginSeq, "last_seq", ack.LastSeq)
-			if !sleep(ctx, bo.next()) {
+			if !bo.sleep(ctx) {
 				return
 			}
 			continue

@@ -9,12 +9,12 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
-	"time"
 
 	"github.com/dgraph-io/badger/v4"
 
 	"osim/controlplane/api"
 	"osim/internal/badgerkv"
+	"osim/internal/clock"
 )
 
 // localView is the boot server's copy of its site's part of the MDB: the
@@ -28,7 +28,7 @@ type localView struct {
 	q     *eventQueue // what the seams report
 	m     *agentMetrics
 	log   *slog.Logger
-	now   func() time.Time
+	clock clock.Clock
 	seen  coalescer // events from unauthenticated traffic, once per seenEvery
 
 	mu       sync.RWMutex

@@ -115,7 +115,7 @@ func nbpFiles(img api.Image) map[dhcp.Arch]string {
 
 // seenDHCP emits dhcp.seen at most once per MAC per seenEvery.
 func (l *localView) seenDHCP(mac, target, order string) {
-	if !l.seen.pass("dhcp/"+mac, target == "", l.now()) {
+	if !l.seen.pass("dhcp/"+mac, target == "", l.clock.Now()) {
 		return
 	}
 	if err := l.q.Emit(api.Event{Type: api.EventDHCPSeen, Target: target, MAC: mac, Order: order}); err != nil {
@@ -158,7 +158,7 @@ func (l *localView) Script(_ context.Context, mac net.HardwareAddr) (httpboot.Bo
 	}
 	// Per order attempt: the first fetch of each is what moves it to
 	// booting at the manager.
-	if !l.seen.pass(fmt.Sprintf("script/%s/%s/%d", m, o.ID, o.Attempt), false, l.now()) {
+	if !l.seen.pass(fmt.Sprintf("script/%s/%s/%d", m, o.ID, o.Attempt), false, l.clock.Now()) {
 		return b, nil
 	}
 	if err := l.q.Emit(api.Event{Type: api.EventFileServed, Target: t.ID, MAC: m, Order: o.ID,
@@ -254,7 +254,7 @@ func (l *localView) Resolve(ctx context.Context, client netip.AddrPort, name str
 	} else if out, err = l.cfg.Fallback.Resolve(ctx, client, name); err != nil {
 		return nil, err
 	}
-	if !l.seen.pass("tftp/"+client.Addr().String()+"/"+clean, true, l.now()) {
+	if !l.seen.pass("tftp/"+client.Addr().String()+"/"+clean, true, l.clock.Now()) {
 		return out, nil
 	}
 	if err := l.q.Emit(api.Event{Type: api.EventFileServed, Data: map[string]string{"file": clean, "client": client.String()}}); err != nil {

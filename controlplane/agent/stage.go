@@ -20,6 +20,7 @@ import (
 
 	"osim/controlplane/api"
 	"osim/internal/badgerkv"
+	"osim/internal/clock"
 )
 
 // blobDir holds staged blobs (sha256/<sha>) and downloads in progress
@@ -40,6 +41,7 @@ type stager struct {
 	q       *eventQueue
 	space   guard
 	backoff func() *backoff
+	clock   clock.Clock
 	m       *agentMetrics
 	log     *slog.Logger
 }
@@ -66,11 +68,10 @@ func (s *stager) run(ctx context.Context) {
 				gcSeq = seq
 			}
 		}
-		var timer *time.Timer
+		var timer clock.Timer
 		var fire <-chan time.Time
 		if retry {
-			timer = time.NewTimer(bo.next())
-			fire = timer.C
+			timer, fire = s.clock.NewTimer(bo.next())
 		} else {
 			bo.reset()
 		}
@@ -257,7 +258,7 @@ func (s *stager) fetchBlob(ctx context.Context, f api.ImageFile) error {
 		}
 		s.m.stageFailures.Inc()
 		s.log.Debug("agent: blob download failed", "sha256", f.SHA256, "try", try, "err", err)
-		if try == s.retries || !sleep(ctx, bo.next()) {
+		if try == s.retries || !bo.sleep(ctx) {
 			break
 		}
 	}

@@ -26,7 +26,7 @@ func (a *Agent) syncLoop(ctx context.Context) {
 			a.m.syncRequests.WithLabelValues("error").Inc()
 			a.m.reachable.Set(0)
 			a.log.Warn("agent: sync failed", "since", a.Revision(), "err", err)
-			if !sleep(ctx, bo.next()) {
+			if !bo.sleep(ctx) {
 				return
 			}
 			continue
