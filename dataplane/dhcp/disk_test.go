@@ -50,7 +50,7 @@ func leasesOnFullDisk(t *testing.T, kind string) {
 	leases := openLeases(t, db)
 	leases.SetSpace(g)
 	clk := newClock()
-	f := &Full{Pools: []Pool{localPool("10.0.0.10", "10.0.0.200")}, Leases: leases, Now: clk.Now}
+	f := &Full{Pools: []Pool{localPool("10.0.0.10", "10.0.0.200")}, Leases: leases, Clock: clk}
 
 	dora := func(mac net.HardwareAddr) (string, Outcome) {
 		offer, o := respond(t, f, dhcpMsg(t, mac, dhcpv4.MessageTypeDiscover))
@@ -76,7 +76,7 @@ func leasesOnFullDisk(t *testing.T, kind string) {
 			t.Fatalf("a new client on a full disk: reply %v outcome %s err %v, want silence, disk_full and the reason", yi(reply), o, err)
 		}
 	}
-	clk.Advance(20 * time.Minute)
+	clk.Step(20 * time.Minute)
 	ack, o := respond(t, f, dhcpMsg(t, macB, dhcpv4.MessageTypeRequest, ciaddr(held)))
 	if ack == nil || ack.MessageType() != dhcpv4.MessageTypeAck || yi(ack) != held || o != OutcomeLeaseKept {
 		t.Fatalf("a renewal on a full disk: %v %s, want an ACK of %s (lease_kept)", yi(ack), o, held)

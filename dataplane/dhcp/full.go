@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/insomniacslk/dhcp/dhcpv4"
+
+	"osim/internal/clock"
 )
 
 // Mode is how the service answers on port 67.
@@ -75,10 +77,10 @@ const (
 type Full struct {
 	Pools       []Pool
 	Leases      LeaseStore
-	Now         func() time.Time // nil: time.Now
-	OfferHold   time.Duration    // how long an offered address waits for its REQUEST; 0: DefaultOfferHold
-	DeclineHold time.Duration    // quarantine of a declined address; 0: DefaultDeclineHold
-	Metrics     *LeaseMetrics    // nil: not counted
+	Clock       clock.Clock   // lease times; nil: the system clock
+	OfferHold   time.Duration // how long an offered address waits for its REQUEST; 0: DefaultOfferHold
+	DeclineHold time.Duration // quarantine of a declined address; 0: DefaultDeclineHold
+	Metrics     *LeaseMetrics // nil: not counted
 
 	// cursors remember, per pool (keyed by its first address), where the
 	// search for a free address resumes: just after the last one handed
@@ -115,8 +117,8 @@ func (f *Full) advance(p Pool, ip netip.Addr) {
 }
 
 func (f *Full) now() time.Time {
-	if f.Now != nil {
-		return f.Now()
+	if f.Clock != nil {
+		return f.Clock.Now()
 	}
 	return time.Now()
 }

@@ -28,7 +28,7 @@ func FuzzHandleFull(f *testing.F) {
 	h := &Handler{Backend: fakeBackend{d: reserved}, ServerIP: serverIP, Log: discardLogger(), Mode: ModeFull,
 		Full: newFull(f, clk, pool, relayPool)}
 	f.Fuzz(func(t *testing.T, raw []byte) {
-		clk.Advance(time.Minute)
+		clk.Step(time.Minute)
 		r := h.Handle(context.Background(), raw, PortDHCP, time.Now())
 		switch r.Outcome {
 		case "":

@@ -9,14 +9,16 @@ import (
 	"github.com/insomniacslk/dhcp/dhcpv4"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"osim/internal/clock"
 )
 
 // newFullHandler is a Handler in full mode over a fresh Badger directory.
-func newFullHandler(t *testing.T, b Backend, clk *fakeClock, pools ...Pool) (*Handler, *prometheus.Registry) {
+func newFullHandler(t *testing.T, b Backend, clk *clock.Fake, pools ...Pool) (*Handler, *prometheus.Registry) {
 	t.Helper()
 	h, reg := newTestHandler(b)
 	f := newFull(t, clk, pools...)
-	f.Metrics = NewLeaseMetrics(reg, f.Leases, clk.Now)
+	f.Metrics = NewLeaseMetrics(reg, f.Leases, clk)
 	h.Mode, h.Full = ModeFull, f
 	return h, reg
 }

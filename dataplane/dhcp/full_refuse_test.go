@@ -9,6 +9,8 @@ import (
 
 	"github.com/insomniacslk/dhcp/dhcpv4"
 	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"osim/internal/clock"
 )
 
 // knownBackend knows the MACs in its set (a target each) and reports the
@@ -31,7 +33,7 @@ func guardedPool(start, end string, maxUnknown int) Pool {
 
 // dora runs DISCOVER and REQUEST for mac through h; the ACK, or nil and
 // the outcome that stopped it.
-func dora(t *testing.T, h *Handler, clk *fakeClock, mac net.HardwareAddr, mods ...dhcpv4.Modifier) (*dhcpv4.DHCPv4, Outcome) {
+func dora(t *testing.T, h *Handler, clk *clock.Fake, mac net.HardwareAddr, mods ...dhcpv4.Modifier) (*dhcpv4.DHCPv4, Outcome) {
 	t.Helper()
 	ctx := context.Background()
 	r := h.Handle(ctx, dhcpMsg(t, mac, dhcpv4.MessageTypeDiscover, mods...).ToBytes(), PortDHCP, clk.Now())
@@ -91,7 +93,7 @@ func TestRandomMACFloodIsCappedAndKnownClientsStillServed(t *testing.T) {
 	}
 	// The flood's leases lapse (5 min) and free the cap; the known
 	// client's hour-long lease stays.
-	clk.Advance(5*time.Minute + time.Second)
+	clk.Step(5*time.Minute + time.Second)
 	if ack, o := dora(t, h, clk, randomMAC(1000)); ack == nil {
 		t.Fatalf("unknown client after the flood lapsed: %q", o)
 	}
@@ -104,7 +106,7 @@ func TestUnknownClientsRenewTheirOwnAddressAtTheCap(t *testing.T) {
 	if first == nil {
 		t.Fatal("first unknown client refused")
 	}
-	clk.Advance(2 * time.Minute)
+	clk.Step(2 * time.Minute)
 	renew := dhcpMsg(t, macA, dhcpv4.MessageTypeRequest, ciaddr(first.YourIPAddr.String()))
 	if r := h.Handle(context.Background(), renew.ToBytes(), PortDHCP, clk.Now()); r.Outcome != OutcomeLeaseAck {
 		t.Fatalf("renewal at the cap: %q", r.Outcome)

@@ -238,11 +238,11 @@ func TestFullDeclineQuarantinesAddressUntilHoldPasses(t *testing.T) {
 			t.Fatalf("%s during quarantine: offered %s (%q)", mac, yi(reply), o)
 		}
 	}
-	clk.Advance(10*time.Minute - time.Second)
+	clk.Step(10*time.Minute - time.Second)
 	if _, o := respond(t, f, dhcpMsg(t, macB, dhcpv4.MessageTypeDiscover)); o != OutcomePoolExhausted {
 		t.Fatalf("a second before the hold ends: %q", o)
 	}
-	clk.Advance(time.Second)
+	clk.Step(time.Second)
 	if reply, o := respond(t, f, dhcpMsg(t, macB, dhcpv4.MessageTypeDiscover)); yi(reply) != "10.0.0.100" {
 		t.Fatalf("after the hold: %s (%q), want 10.0.0.100", yi(reply), o)
 	}
@@ -299,11 +299,11 @@ func TestFullLeaseAndOfferExpireWithTheClock(t *testing.T) {
 	f := newFull(t, clk, localPool("10.0.0.100", "10.0.0.100"))
 	f.OfferHold = 30 * time.Second
 	respond(t, f, dhcpMsg(t, macA, dhcpv4.MessageTypeDiscover))
-	clk.Advance(29 * time.Second)
+	clk.Step(29 * time.Second)
 	if _, o := respond(t, f, dhcpMsg(t, macB, dhcpv4.MessageTypeDiscover)); o != OutcomePoolExhausted {
 		t.Fatalf("offer still held: %q", o)
 	}
-	clk.Advance(time.Second)
+	clk.Step(time.Second)
 	if reply, _ := respond(t, f, dhcpMsg(t, macB, dhcpv4.MessageTypeDiscover)); yi(reply) != "10.0.0.100" {
 		t.Fatalf("after the offer hold B got %s", yi(reply))
 	}
@@ -313,11 +313,11 @@ func TestFullLeaseAndOfferExpireWithTheClock(t *testing.T) {
 	if n, _ := ActiveLeases(f.Leases, clk.Now()); n != 1 {
 		t.Fatalf("active leases %d, want 1", n)
 	}
-	clk.Advance(time.Hour - time.Second)
+	clk.Step(time.Hour - time.Second)
 	if _, o := respond(t, f, dhcpMsg(t, macC, dhcpv4.MessageTypeDiscover)); o != OutcomePoolExhausted {
 		t.Fatalf("lease still bound: %q", o)
 	}
-	clk.Advance(time.Second)
+	clk.Step(time.Second)
 	if n, _ := ActiveLeases(f.Leases, clk.Now()); n != 0 {
 		t.Fatalf("active leases after expiry %d, want 0", n)
 	}
@@ -432,7 +432,7 @@ func TestFullNewClientsCostAboutOneLeaseReadEach(t *testing.T) {
 	if _, o := respond(t, f2, dhcpMsg(t, net.HardwareAddr{0x02, 1, 0, 0, 0, 9}, dhcpv4.MessageTypeDiscover)); o != OutcomePoolExhausted {
 		t.Fatalf("fourth client in a full pool: %q", o)
 	}
-	clk.Advance(DefaultOfferHold + time.Second)
+	clk.Step(DefaultOfferHold + time.Second)
 	if reply, o := respond(t, f2, dhcpMsg(t, net.HardwareAddr{0x02, 1, 0, 0, 0, 10}, dhcpv4.MessageTypeDiscover)); o != OutcomeLeaseOffer || yi(reply) != "10.0.0.100" {
 		t.Fatalf("after the offers expired: %q %s, want 10.0.0.100 (wrapped)", o, yi(reply))
 	}

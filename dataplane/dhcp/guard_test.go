@@ -31,7 +31,7 @@ func TestGuardDropsBeforeTheHandler(t *testing.T) {
 	}
 	defer client.Close()
 	h, _ := newTestHandler(fakeBackend{d: bootImage})
-	h.Now = nil
+	h.Clock = nil
 	h.ServerIP = net.IPv4(127, 0, 0, 1).To4()
 	g := &portGuard{block: map[int]bool{PortDHCP: true}}
 	srv, err := NewServer(h, ServerConfig{DHCPAddr: "127.0.0.1:0", BootAddr: "127.0.0.1:0",

@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/insomniacslk/dhcp/dhcpv4"
+
+	"osim/internal/clock"
 )
 
 // MaxPacket is the largest datagram Handle decodes: a 1500-byte Ethernet
@@ -21,9 +23,9 @@ type Handler struct {
 	Backend  Backend
 	ServerIP net.IP // our address on the provisioning interface
 	Metrics  *Metrics
-	Log      *slog.Logger     // nil: slog.Default()
-	Now      func() time.Time // nil: time.Now
-	Timeout  time.Duration    // bound on one backend lookup; 0: 2 s
+	Log      *slog.Logger  // nil: slog.Default()
+	Clock    clock.Clock   // times the replies' latency; nil: the system clock
+	Timeout  time.Duration // bound on one backend lookup; 0: 2 s
 	// Mode is proxy (default) or full; in full mode Full hands out the
 	// addresses of DHCP on port 67 (port 4011 is answered as in proxy mode).
 	Mode Mode
@@ -133,8 +135,8 @@ func (h *Handler) log() *slog.Logger {
 }
 
 func (h *Handler) now() time.Time {
-	if h.Now != nil {
-		return h.Now()
+	if h.Clock != nil {
+		return h.Clock.Now()
 	}
 	return time.Now()
 }

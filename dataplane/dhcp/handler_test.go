@@ -11,6 +11,8 @@ import (
 	"github.com/insomniacslk/dhcp/dhcpv4"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"osim/internal/clock"
 )
 
 func newTestHandler(b Backend) (*Handler, *prometheus.Registry) {
@@ -22,7 +24,7 @@ func newTestHandler(b Backend) (*Handler, *prometheus.Registry) {
 		URLs:     urls,
 		Metrics:  NewMetrics(reg),
 		Log:      slog.New(slog.NewTextHandler(io.Discard, nil)),
-		Now:      func() time.Time { return now.Add(3 * time.Millisecond) },
+		Clock:    clock.NewFake(now.Add(3 * time.Millisecond)),
 	}, reg
 }
 

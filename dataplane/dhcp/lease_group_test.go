@@ -202,7 +202,7 @@ func TestOffersStayInMemoryAndARestartForgetsThem(t *testing.T) {
 	dir, clk := t.TempDir(), newClock()
 	db := openBadger(t, dir)
 	leases := openLeases(t, db)
-	f := &Full{Pools: []Pool{localPool("10.0.0.100", "10.0.0.110")}, Leases: leases, Now: clk.Now}
+	f := &Full{Pools: []Pool{localPool("10.0.0.100", "10.0.0.110")}, Leases: leases, Clock: clk}
 	offer, o := respond(t, f, dhcpMsg(t, macA, dhcpv4.MessageTypeDiscover))
 	if o != OutcomeLeaseOffer || yi(offer) != "10.0.0.100" {
 		t.Fatalf("discover: %q %s", o, yi(offer))
@@ -289,7 +289,7 @@ func TestRenewalRewritesTheLeaseButNotTheIndex(t *testing.T) {
 	clk := newClock()
 	db := openBadger(t, t.TempDir())
 	leases := openLeases(t, db)
-	f := &Full{Pools: []Pool{localPool("10.0.0.100", "10.0.0.110")}, Leases: leases, Now: clk.Now}
+	f := &Full{Pools: []Pool{localPool("10.0.0.100", "10.0.0.110")}, Leases: leases, Clock: clk}
 	respond(t, f, dhcpMsg(t, macA, dhcpv4.MessageTypeDiscover))
 	if _, o := respond(t, f, dhcpMsg(t, macA, dhcpv4.MessageTypeRequest, serverID(serverIP), requested("10.0.0.100"))); o != OutcomeLeaseAck {
 		t.Fatalf("request: %q", o)
@@ -313,7 +313,7 @@ func TestRenewalRewritesTheLeaseButNotTheIndex(t *testing.T) {
 		return lease, index
 	}
 	l0, i0 := versions()
-	clk.Advance(time.Minute)
+	clk.Step(time.Minute)
 	if _, o := respond(t, f, dhcpMsg(t, macA, dhcpv4.MessageTypeRequest, ciaddr("10.0.0.100"))); o != OutcomeLeaseAck {
 		t.Fatalf("renewal: %q", o)
 	}
@@ -329,7 +329,7 @@ func TestRenewalRewritesTheLeaseButNotTheIndex(t *testing.T) {
 func TestLettingAnOfferGoWritesNothing(t *testing.T) {
 	clk := newClock()
 	leases := openLeases(t, openBadger(t, t.TempDir()))
-	f := &Full{Pools: []Pool{localPool("10.0.0.100", "10.0.0.100")}, Leases: leases, Now: clk.Now}
+	f := &Full{Pools: []Pool{localPool("10.0.0.100", "10.0.0.100")}, Leases: leases, Clock: clk}
 	respond(t, f, dhcpMsg(t, macA, dhcpv4.MessageTypeDiscover))
 	if _, o := respond(t, f, dhcpMsg(t, macA, dhcpv4.MessageTypeRequest, serverID(net.IPv4(10, 0, 0, 2)), requested("10.0.0.50"))); o != OutcomeOtherServer {
 		t.Fatalf("request for another server: %q", o)

@@ -4,25 +4,17 @@ import (
 	"context"
 	"net"
 	"net/netip"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/dgraph-io/badger/v4"
 	"github.com/insomniacslk/dhcp/dhcpv4"
+
+	"osim/internal/clock"
 )
 
-// fakeClock is moved by hand.
-type fakeClock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func newClock() *fakeClock { return &fakeClock{t: time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)} }
-
-func (c *fakeClock) Now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
-
-func (c *fakeClock) Advance(d time.Duration) { c.mu.Lock(); c.t = c.t.Add(d); c.mu.Unlock() }
+// newClock is the tests' clock, moved by hand (Step).
+func newClock() *clock.Fake { return clock.NewFake(time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)) }
 
 // openBadger opens a real Badger database in dir; closed at cleanup
 // unless the test closes it first.
@@ -74,9 +66,9 @@ var relayPool = Pool{
 }
 
 // newFull builds full mode over a fresh Badger directory.
-func newFull(t testing.TB, clk *fakeClock, pools ...Pool) *Full {
+func newFull(t testing.TB, clk *clock.Fake, pools ...Pool) *Full {
 	t.Helper()
-	return &Full{Pools: pools, Leases: openLeases(t, openBadger(t, t.TempDir())), Now: clk.Now}
+	return &Full{Pools: pools, Leases: openLeases(t, openBadger(t, t.TempDir())), Clock: clk}
 }
 
 var in67 = Inbound{ServerIP: serverIP, Port: PortDHCP, URLs: urls}

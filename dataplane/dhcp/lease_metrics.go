@@ -6,6 +6,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"osim/internal/clock"
 	"osim/metrics"
 )
 
@@ -36,9 +37,9 @@ type poolCounter struct {
 }
 
 // NewLeaseMetrics creates the collectors and registers them on reg (nil:
-// not registered). leases and now feed osim_dhcp_leases_active (now nil:
-// time.Now).
-func NewLeaseMetrics(reg prometheus.Registerer, leases LeaseStore, now func() time.Time) *LeaseMetrics {
+// not registered). leases and clk feed osim_dhcp_leases_active (clk nil:
+// the system clock).
+func NewLeaseMetrics(reg prometheus.Registerer, leases LeaseStore, clk clock.Clock) *LeaseMetrics {
 	const ns, sub = metrics.Namespace, "dhcp"
 	counter := func(name, help string) *prometheus.CounterVec {
 		return prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: name, Help: help}, []string{"pool"})
@@ -53,13 +54,11 @@ func NewLeaseMetrics(reg prometheus.Registerer, leases LeaseStore, now func() ti
 			Help: "Requests dropped before any address was allocated, by pool and reason (relay_not_allowed, unknown_cap)."},
 			[]string{"pool", "reason"}),
 	}
-	if now == nil {
-		now = time.Now
-	}
+	clk = clock.Or(clk)
 	active := prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: ns, Subsystem: sub,
 		Name: "leases_active", Help: "Bound, unexpired leases in the lease store."},
 		func() float64 {
-			n, _ := ActiveLeases(leases, now())
+			n, _ := ActiveLeases(leases, clk.Now())
 			return float64(n)
 		})
 	if reg != nil {

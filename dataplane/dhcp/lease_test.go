@@ -17,7 +17,7 @@ func TestLeasesSurviveClosingAndReopeningBadger(t *testing.T) {
 	dir, clk := t.TempDir(), newClock()
 	pool := localPool("10.0.0.100", "10.0.0.110")
 	db := openBadger(t, dir)
-	f := &Full{Pools: []Pool{pool}, Leases: openLeases(t, db), Now: clk.Now}
+	f := &Full{Pools: []Pool{pool}, Leases: openLeases(t, db), Clock: clk}
 	respond(t, f, dhcpMsg(t, macA, dhcpv4.MessageTypeDiscover))
 	if _, o := respond(t, f, dhcpMsg(t, macA, dhcpv4.MessageTypeRequest, serverID(serverIP), requested("10.0.0.100"))); o != OutcomeLeaseAck {
 		t.Fatalf("request: %q", o)
@@ -26,7 +26,7 @@ func TestLeasesSurviveClosingAndReopeningBadger(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	f = &Full{Pools: []Pool{pool}, Leases: openLeases(t, openBadger(t, dir)), Now: clk.Now}
+	f = &Full{Pools: []Pool{pool}, Leases: openLeases(t, openBadger(t, dir)), Clock: clk}
 	l, ok := getLease(t, f, "10.0.0.100")
 	if !ok || l.State != LeaseBound || !macEqual(l.MAC, macA) || !l.Expires.Equal(clk.Now().Add(time.Hour)) {
 		t.Fatalf("after reopen: %+v (found %v), want bound to %s until now+1h", l, ok, macA)
@@ -55,8 +55,8 @@ func TestConcurrentClientsNeverGetTheSameAddress(t *testing.T) {
 			clk, pool := newClock(), localPool("10.0.0.100", end.String())
 			leases := openLeases(t, openBadger(t, t.TempDir()))
 			fulls := []*Full{
-				{Pools: []Pool{pool}, Leases: leases, Now: clk.Now},
-				{Pools: []Pool{pool}, Leases: leases, Now: clk.Now},
+				{Pools: []Pool{pool}, Leases: leases, Clock: clk},
+				{Pools: []Pool{pool}, Leases: leases, Clock: clk},
 			}
 			const clients = 40
 			var (

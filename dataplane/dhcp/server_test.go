@@ -24,7 +24,7 @@ func loopbackProxy(t *testing.T, b Backend, setup ...func(*Handler)) (*Server, *
 	}
 	t.Cleanup(func() { client.Close() })
 	h, _ := newTestHandler(b)
-	h.Now = nil
+	h.Clock = nil
 	h.ServerIP = net.IPv4(127, 0, 0, 1).To4()
 	for _, f := range setup {
 		f(h)

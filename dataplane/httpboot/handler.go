@@ -13,6 +13,7 @@ import (
 	"strings"
 	"time"
 
+	"osim/internal/clock"
 	"osim/internal/cmdline"
 )
 
@@ -30,8 +31,9 @@ type Config struct {
 	Logger *slog.Logger
 	// Metrics to update; nil creates unregistered ones.
 	Metrics *Metrics
-	// Now is the clock stamped on status reports; nil is time.Now.
-	Now func() time.Time
+	// Clock stamps status reports and paces the refusal log; nil is the
+	// system clock.
+	Clock clock.Clock
 	// Targets tells who a live order's target is, to bind its status
 	// token to the target's addresses; nil: Tokens, when it implements
 	// OrderTargets too.
@@ -57,7 +59,7 @@ type Handler struct {
 	base    string
 	log     *slog.Logger
 	metrics *Metrics
-	now     func() time.Time
+	clock   clock.Clock
 	mux     *http.ServeMux
 	// renderTimeout bounds a command line render.
 	renderTimeout time.Duration
@@ -94,7 +96,7 @@ func New(cfg Config) (*Handler, error) {
 		}
 	}
 	h := &Handler{scripts: cfg.Scripts, files: cfg.Files, tokens: cfg.Tokens, sink: cfg.Sink,
-		base: strings.TrimSuffix(cfg.BaseURL, "/"), log: cfg.Logger, metrics: cfg.Metrics, now: cfg.Now,
+		base: strings.TrimSuffix(cfg.BaseURL, "/"), log: cfg.Logger, metrics: cfg.Metrics, clock: clock.Or(cfg.Clock),
 		renderTimeout: cfg.RenderTimeout, targets: cfg.Targets, leases: cfg.Leases,
 		refusals: refusalLog{period: time.Second}}
 	if h.targets == nil {
@@ -105,9 +107,6 @@ func New(cfg Config) (*Handler, error) {
 	}
 	if h.metrics == nil {
 		h.metrics = NewMetrics(nil)
-	}
-	if h.now == nil {
-		h.now = time.Now
 	}
 	h.mux = http.NewServeMux()
 	h.mux.HandleFunc("GET /ipxe/{mac}", h.serveScript)

@@ -16,6 +16,8 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"osim/internal/clock"
 )
 
 // fixture is a Handler over a temp folder of files, a static target map and
@@ -29,6 +31,7 @@ type fixture struct {
 	reg     *prometheus.Registry
 	metrics *Metrics
 	logs    *syncBuffer
+	clock   *clock.Fake // at fixedNow until a test steps it
 }
 
 type recordingSink struct {
@@ -120,7 +123,7 @@ func newFixture(t testing.TB) *fixture {
 	}
 	t.Cleanup(func() { files.Close() })
 	f := &fixture{dir: dir, kernel: kernel, blobSum: blobSum, sink: &recordingSink{},
-		reg: prometheus.NewRegistry(), logs: &syncBuffer{}}
+		reg: prometheus.NewRegistry(), logs: &syncBuffer{}, clock: clock.NewFake(fixedNow)}
 	f.metrics = NewMetrics(f.reg)
 	b := installBoot()
 	f.h, err = New(Config{
@@ -135,7 +138,7 @@ func newFixture(t testing.TB) *fixture {
 		BaseURL: "http://10.0.0.1:8080/",
 		Logger:  slog.New(slog.NewTextHandler(f.logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
 		Metrics: f.metrics,
-		Now:     func() time.Time { return fixedNow },
+		Clock:   f.clock,
 	})
 	if err != nil {
 		t.Fatal(err)

@@ -131,7 +131,7 @@ func (h *Handler) serveStatus(w http.ResponseWriter, r *http.Request) {
 // "suppressed").
 func (h *Handler) refused(r *http.Request, order string, herr *httpError) {
 	h.metrics.statusRefused.WithLabelValues(herr.reason).Inc()
-	if ok, suppressed := h.refusals.allow(herr.reason, h.now()); ok {
+	if ok, suppressed := h.refusals.allow(herr.reason, h.clock.Now()); ok {
 		h.log.Warn("httpboot: status refused", "order", order, "client", r.RemoteAddr, "reason", herr.reason,
 			"code", herr.code, "err", herr.msg, "suppressed", suppressed)
 	}
@@ -159,7 +159,7 @@ func (h *Handler) parseStatus(w http.ResponseWriter, r *http.Request, order stri
 		progress = *b.Progress
 	}
 	return Status{Order: order, Phase: b.Phase, Message: b.Message, Progress: progress,
-		Client: r.RemoteAddr, Received: h.now(), Facts: b.Facts}, nil
+		Client: r.RemoteAddr, Received: h.clock.Now(), Facts: b.Facts}, nil
 }
 
 // authorize checks the bearer token of a live order (constant time), then

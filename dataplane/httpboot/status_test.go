@@ -236,7 +236,7 @@ func TestBadTokenFloodIsCountedAndLoggedRateLimited(t *testing.T) {
 		t.Fatalf("%d refusal lines in one second of the clock, want 1 naming the reason", n)
 	}
 	// A second later the next line says how many were left out.
-	f.h.now = func() time.Time { return fixedNow.Add(time.Second) }
+	f.clock.Step(time.Second)
 	f.doFrom("10.0.0.66:1", "POST", "/status/o-17", `{"phase":"done"}`, "Authorization", "Bearer nope")
 	if !strings.Contains(f.logs.String(), "suppressed=3999") {
 		t.Errorf("no line with suppressed=3999:\n%s", lastLines(f.logs.String(), 3))
