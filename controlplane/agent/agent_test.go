@@ -281,6 +281,31 @@ func TestATakenNameIsRetriedWithBackoffInsteadOfStoppingTheAgent(t *testing.T) {
 	}
 }
 
+func TestHeartbeatsOncePerIntervalOfTheClock(t *testing.T) {
+	e := newEnv(t, nil)
+	e.register()
+	beats := func() int { e.fm.mu.Lock(); defer e.fm.mu.Unlock(); return e.fm.heartbeats }
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); e.a.heartbeatLoop(ctx) }()
+	waitFor(t, "the first heartbeat", func() bool { return beats() == 1 })
+	e.waitPending(1)
+	interval := e.a.cfg.HeartbeatInterval
+	e.clock.Step(interval - time.Millisecond)
+	if e.clock.Pending() != 1 || beats() != 1 {
+		t.Fatalf("a heartbeat before the interval: %d heartbeats, %d timers", beats(), e.clock.Pending())
+	}
+	e.clock.Step(time.Millisecond)
+	waitFor(t, "the second heartbeat", func() bool { return beats() == 2 })
+	e.clock.Step(interval)
+	waitFor(t, "the third heartbeat", func() bool { return beats() == 3 })
+	cancel()
+	<-done
+	if n := beats(); n != 3 {
+		t.Errorf("%d heartbeats over two intervals, want 3", n)
+	}
+}
+
 func TestIncrementalChangesApplyAndRestartResumesFromN(t *testing.T) {
 	e := newEnv(t, nil)
 	e.register()

@@ -35,6 +35,7 @@ type fakeManager struct {
 	down       bool
 	reject     string // event type answered 422 (the whole batch)
 	registers  int
+	heartbeats int
 	taken      int // registrations answered 409 (name taken) before one succeeds
 	syncSince  []uint64
 	syncLimits []int
@@ -56,6 +57,9 @@ func newFakeManager(t *testing.T) *fakeManager {
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST /api/v1/bootservers/register", f.register)
 	mux.HandleFunc("POST /api/v1/bootservers/heartbeat", f.auth(func(w http.ResponseWriter, r *http.Request) {
+		f.mu.Lock()
+		f.heartbeats++
+		f.mu.Unlock()
 		writeJSON(w, 200, api.BootServer{ID: "bs-1"})
 	}))
 	mux.HandleFunc("GET /api/v1/sync", f.auth(f.sync))
