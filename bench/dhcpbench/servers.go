@@ -17,6 +17,7 @@ import (
 	"osim/dataplane/dhcp"
 	"osim/internal/bootd"
 	"osim/internal/promtext"
+	"osim/internal/testlab"
 )
 
 // LeaseTime is the pools' lease time on both servers: longer than the
@@ -48,7 +49,7 @@ func pinned(argv []string, cpu int) []string {
 
 // Bootd is `osim-bootd serve` in full DHCP mode, leases in Badger.
 type Bootd struct {
-	Lab *lab.Pair
+	Lab *testlab.Pair
 	Bin string      // osim-bootd
 	Dir string      // scratch folder: config, data_dir, logs
 	CPU int         // pin to this CPU; -1: not pinned
@@ -160,7 +161,7 @@ func (b *Bootd) Metrics(ctx context.Context) (map[string]float64, error) {
 // Kea is ISC's kea-dhcp4 with memfile leases (a CSV file, no fsync),
 // configured as Debian's package ships it otherwise: single-threaded.
 type Kea struct {
-	Lab *lab.Pair
+	Lab *testlab.Pair
 	Bin string // kea-dhcp4
 	Dir string
 	CPU int

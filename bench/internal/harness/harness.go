@@ -16,6 +16,7 @@ import (
 	"osim/bench/internal/lab"
 	"osim/bench/internal/peers"
 	"osim/bench/internal/procstat"
+	"osim/internal/testlab"
 )
 
 // Config is one invocation of the harness.
@@ -79,7 +80,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	if err != nil {
 		return nil, err
 	}
-	lab.RemoveStale(ctx, peers.NetnsPrefix)
+	testlab.RemoveStale(ctx, peers.NetnsPrefix)
 	state, err := peers.OpenState(filepath.Join(cfg.Out, "peers-running.json"))
 	if err != nil {
 		return nil, err

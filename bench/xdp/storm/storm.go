@@ -17,6 +17,7 @@ import (
 	"osim/dataplane/xdp"
 	"osim/internal/bootd"
 	"osim/internal/pxeclient"
+	"osim/internal/testlab"
 )
 
 type stormResult struct {
@@ -66,7 +67,7 @@ func ms(d time.Duration) string { return fmt.Sprintf("%.2f ms", float64(d.Micros
 // bootdConfig writes osim-bootd's standalone config into dir: the real
 // clients as targets booting an image (so they are on the allow list),
 // unknown machines ignored, and the xdp section of path.
-func bootdConfig(dir, path string, pair *lab.Pair, clients int) (string, error) {
+func bootdConfig(dir, path string, pair *testlab.Pair, clients int) (string, error) {
 	for _, d := range []string{"tftp", "files"} {
 		if err := os.MkdirAll(filepath.Join(dir, d), 0o755); err != nil {
 			return "", err
@@ -104,7 +105,7 @@ func bootdConfig(dir, path string, pair *lab.Pair, clients int) (string, error) 
 // startBootd runs `osim-bootd serve` in the lab's server namespace, logging
 // into dir, and waits until DHCP and TFTP serve. It returns the process and
 // its mode of XDP (from the log).
-func startBootd(dir, bootd, config string, pair *lab.Pair) (*lab.Proc, string, error) {
+func startBootd(dir, bootd, config string, pair *testlab.Pair) (*lab.Proc, string, error) {
 	p, err := lab.Start(lab.Spec{Name: "osim-bootd", Argv: []string{bootd, "serve", "--config", config, "--log-level", "info"},
 		Netns: pair.Server, Log: filepath.Join(dir, "bootd.log")})
 	if err != nil {
