@@ -2,25 +2,15 @@ package xdp
 
 import (
 	"net"
-	"os"
 	"testing"
 	"time"
-)
 
-func requireRoot(t testing.TB, what string) {
-	t.Helper()
-	if os.Geteuid() == 0 {
-		return
-	}
-	if os.Getenv("CI") == "true" {
-		t.Fatalf("%s needs root (CAP_BPF, CAP_NET_ADMIN); CI=true must run it as root", what)
-	}
-	t.Skipf("%s needs root (CAP_BPF, CAP_NET_ADMIN): skipped, run as root to test the BPF program", what)
-}
+	"osim/internal/testlab"
+)
 
 func load(t testing.TB, cfg Config) *Program {
 	t.Helper()
-	requireRoot(t, "loading the XDP program")
+	testlab.RequireRoot(t, "loading the XDP program: CAP_BPF, CAP_NET_ADMIN")
 	p, err := Load(cfg)
 	if err != nil {
 		t.Fatal(err)

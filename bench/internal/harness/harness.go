@@ -50,8 +50,8 @@ type Report struct {
 
 // Run executes the matrix against the selected peers, in order.
 func Run(ctx context.Context, cfg Config) (*Report, error) {
-	if os.Geteuid() != 0 {
-		return nil, fmt.Errorf("harness: needs root (network namespace for dnsmasq, peers that switch to nobody)")
+	if err := testlab.NeedRoot("network namespace for dnsmasq, peers that switch to nobody"); err != nil {
+		return nil, fmt.Errorf("harness: %w", err)
 	}
 	m := NewMatrix(cfg.Quick, cfg.ConcMiB).Select(cfg.Cells)
 	if cfg.Runs > 0 {
