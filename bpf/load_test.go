@@ -2,22 +2,18 @@ package bpf
 
 import (
 	"errors"
-	"os"
 	"strings"
 	"testing"
 
 	"github.com/cilium/ebpf"
+
+	"osim/internal/testlab"
 )
 
 // TestVerifierAcceptsTheProgram loads the committed object into this
 // kernel: the option walk must stay within the verifier's limits.
 func TestVerifierAcceptsTheProgram(t *testing.T) {
-	if os.Geteuid() != 0 {
-		if os.Getenv("CI") == "true" {
-			t.Fatal("loading the XDP program needs root (CAP_BPF); CI=true must run it as root")
-		}
-		t.Skip("loading the XDP program needs root (CAP_BPF): skipped, run as root to prove the verifier accepts it")
-	}
+	testlab.RequireRoot(t, "loading the XDP program to prove the verifier accepts it: CAP_BPF")
 	spec, err := LoadXdp()
 	if err != nil {
 		t.Fatal(err)

@@ -12,7 +12,7 @@ import (
 	"testing"
 	"time"
 
-	"osim/bench/internal/lab"
+	"osim/internal/testlab"
 )
 
 // TestMakeRunDemoBringsEveryTargetToDone runs bench/demo/run.sh with six
@@ -21,7 +21,7 @@ func TestMakeRunDemoBringsEveryTargetToDone(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds every binary and runs the whole demo")
 	}
-	lab.RequireRoot(t, "the demo's network namespaces")
+	testlab.RequireRoot(t, "the demo's network namespaces")
 	repo, err := filepath.Abs("../..")
 	if err != nil {
 		t.Fatal(err)

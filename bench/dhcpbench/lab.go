@@ -13,6 +13,7 @@ import (
 	"strconv"
 
 	"osim/bench/internal/lab"
+	"osim/internal/testlab"
 )
 
 // The lab's addressing: one /12, the server at .0.1, perfdhcp (a relay as
@@ -29,10 +30,10 @@ var (
 
 // NewLab creates the lab: a server and a client namespace (the latter
 // perfdhcp's) joined by a veth, after removing what dead earlier runs left.
-func NewLab() (*lab.Pair, error) {
+func NewLab() (*testlab.Pair, error) {
 	tag := strconv.Itoa(os.Getpid())
 	bits := Network.Bits()
-	p, err := lab.NewPair(context.Background(), lab.PairSpec{
+	p, err := testlab.NewPair(context.Background(), testlab.PairSpec{
 		Prefix:   "osim-dhb",
 		ServerIf: "dhbs" + tag, ClientIf: "dhbc" + tag,
 		ServerAddr: netip.PrefixFrom(ServerIP, bits), ClientAddr: netip.PrefixFrom(RelayIP, bits),

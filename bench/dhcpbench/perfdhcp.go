@@ -12,7 +12,7 @@ import (
 	"strings"
 	"time"
 
-	"osim/bench/internal/lab"
+	"osim/internal/testlab"
 )
 
 // Load is one perfdhcp run: Rate DORA exchanges per second for Period,
@@ -77,7 +77,7 @@ func (r Run) Why() string {
 
 // Perfdhcp runs perfdhcp from the lab's client namespace.
 type Perfdhcp struct {
-	Lab  *lab.Pair
+	Lab  *testlab.Pair
 	Path string // perfdhcp binary; default "perfdhcp"
 	CPU  int    // pin perfdhcp to this CPU; -1: not pinned
 	// Threads is perfdhcp's -g: "single", or "multi" (a receiving thread

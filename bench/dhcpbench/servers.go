@@ -14,7 +14,10 @@ import (
 	"time"
 
 	"osim/bench/internal/lab"
+	"osim/dataplane/dhcp"
+	"osim/internal/bootd"
 	"osim/internal/promtext"
+	"osim/internal/testlab"
 )
 
 // LeaseTime is the pools' lease time on both servers: longer than the
@@ -46,7 +49,7 @@ func pinned(argv []string, cpu int) []string {
 
 // Bootd is `osim-bootd serve` in full DHCP mode, leases in Badger.
 type Bootd struct {
-	Lab *lab.Pair
+	Lab *testlab.Pair
 	Bin string      // osim-bootd
 	Dir string      // scratch folder: config, data_dir, logs
 	CPU int         // pin to this CPU; -1: not pinned
@@ -79,21 +82,21 @@ func (b *Bootd) config() (string, error) {
 	// clients are all unknown: no cap and the same lease as Kea's, so the
 	// two are compared on the same work. perfdhcp is a relay to the
 	// server (giaddr RelayIP), which full mode serves only when named.
-	cfg := fmt.Sprintf(`address: %s
-metrics_listen: %s
-data_dir: %s
-dhcp:
-  mode: full
-  boot_listen: 127.0.0.1:4011
-  pools:
-    - {network: %s, start: %s, end: %s, lease_time: %s, unknown_lease_time: %s, max_unknown_leases: "off", allowed_relays: [%s]}
-tftp: {root: %s, listen: "127.0.0.1:69"}
-http: {files: %s, listen: "127.0.0.1:8080"}
-boot: {unknown: ignore}
-`, ServerIP, bootdMetrics, filepath.Join(b.Dir, "data"), Network, PoolStart, PoolEnd, LeaseTime, LeaseTime, RelayIP,
-		filepath.Join(b.Dir, "tftp"), filepath.Join(b.Dir, "files"))
+	lease := LeaseTime.String()
+	cfg := bootd.Config{
+		Address:       ServerIP.String(),
+		MetricsListen: bootdMetrics,
+		DataDir:       filepath.Join(b.Dir, "data"),
+		DHCP: bootd.DHCPSection{Mode: "full", BootListen: "127.0.0.1:4011", Pools: []dhcp.PoolConfig{{
+			Network: Network.String(), Start: PoolStart.String(), End: PoolEnd.String(),
+			LeaseTime: lease, UnknownLeaseTime: lease, MaxUnknownLeases: "off", AllowedRelays: []string{RelayIP.String()},
+		}}},
+		TFTP: bootd.TFTPSection{Root: filepath.Join(b.Dir, "tftp"), Listen: "127.0.0.1:69"},
+		HTTP: bootd.HTTPSection{Files: filepath.Join(b.Dir, "files"), Listen: "127.0.0.1:8080"},
+		Boot: bootd.BootSection{Unknown: "ignore"},
+	}
 	f := filepath.Join(b.Dir, "serve.yaml")
-	return f, os.WriteFile(f, []byte(cfg), 0o644)
+	return f, cfg.WriteFile(f)
 }
 
 func (b *Bootd) Start(ctx context.Context) (*lab.Proc, error) {
@@ -158,7 +161,7 @@ func (b *Bootd) Metrics(ctx context.Context) (map[string]float64, error) {
 // Kea is ISC's kea-dhcp4 with memfile leases (a CSV file, no fsync),
 // configured as Debian's package ships it otherwise: single-threaded.
 type Kea struct {
-	Lab *lab.Pair
+	Lab *testlab.Pair
 	Bin string // kea-dhcp4
 	Dir string
 	CPU int

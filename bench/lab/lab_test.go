@@ -10,7 +10,7 @@ import (
 	"testing"
 	"time"
 
-	benchlab "osim/bench/internal/lab"
+	"osim/internal/testlab"
 )
 
 // needLab skips (fails under CI=true) when the lab cannot run here.
@@ -20,7 +20,7 @@ func needLab(t *testing.T) {
 	if os.Getenv("CI") == "true" {
 		skip = t.Fatalf
 	}
-	benchlab.RequireRoot(t, "the QEMU lab: network namespaces, tap devices")
+	testlab.RequireRoot(t, "the QEMU lab: network namespaces, tap devices")
 	for _, f := range []string{"/usr/bin/qemu-system-x86_64", "/usr/share/ovmf/OVMF.fd", "/usr/lib/ipxe/qemu/pxe-e1000.rom",
 		"/usr/lib/ipxe/snponly.efi", "/bin/busybox", "/usr/sbin/dnsmasq", "/usr/sbin/ethtool", "/usr/bin/cpio"} {
 		if _, err := os.Stat(f); err != nil {

@@ -13,6 +13,7 @@ import (
 
 	"osim/bench/internal/lab"
 	"osim/bench/internal/procstat"
+	"osim/internal/bootd"
 	"osim/internal/promtext"
 	"osim/internal/pxeclient"
 )
@@ -341,24 +342,21 @@ func waitDnsmasq(ctx context.Context, p *lab.Proc) error {
 // writeProxyConfig is osim-bootd's standalone proxy-mode config: every
 // target known (action boot, with an order and a token), the NBPs by arch.
 func writeProxyConfig(dir, root, files string, ts []*target) (string, error) {
-	var b strings.Builder
-	fmt.Fprintf(&b, `address: %s
-metrics_listen: 127.0.0.1:9169
-dhcp: {mode: proxy}
-tftp: {root: %s}
-http: {listen: %s:8080, files: %s}
-boot:
-  boot_files: {bios: undionly.kpxe, efi-x64: snponly.efi}
-  unknown: ignore
-images:
-  bench: {kernel: vmlinuz, initrds: [initrd.img], cmdline: console=ttyS0}
-targets:
-`, serverAddr, root, serverAddr, files)
+	cfg := bootd.Config{
+		Address:       serverAddr,
+		MetricsListen: "127.0.0.1:9169",
+		DHCP:          bootd.DHCPSection{Mode: "proxy"},
+		TFTP:          bootd.TFTPSection{Root: root},
+		HTTP:          bootd.HTTPSection{Listen: serverAddr + ":8080", Files: files},
+		Boot:          bootd.BootSection{BootFiles: map[string]string{"bios": "undionly.kpxe", "efi-x64": "snponly.efi"}, Unknown: "ignore"},
+		Images:        map[string]bootd.Image{"bench": {Kernel: "vmlinuz", Initrds: []string{"initrd.img"}, Cmdline: "console=ttyS0"}},
+	}
 	for _, t := range ts {
-		fmt.Fprintf(&b, "  - {mac: %q, image: bench, order: o-%04d, token: t-%04d}\n", t.mac.String(), t.i, t.i)
+		cfg.Targets = append(cfg.Targets, bootd.Target{MAC: t.mac.String(), Image: "bench",
+			Order: fmt.Sprintf("o-%04d", t.i), Token: fmt.Sprintf("t-%04d", t.i)})
 	}
 	p := filepath.Join(dir, "bootd-proxy.yaml")
-	return p, os.WriteFile(p, []byte(b.String()), 0o644)
+	return p, cfg.WriteFile(p)
 }
 
 var dhcpNames = map[uint8]string{1: "discover", 2: "offer", 3: "request", 5: "ack", 6: "nak"}

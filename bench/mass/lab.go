@@ -29,6 +29,7 @@ import (
 
 	"osim/bench/internal/lab"
 	"osim/internal/pxeclient"
+	"osim/internal/testlab"
 )
 
 // Prefix starts the namespaces this package creates; the suffix is the pid.
@@ -56,7 +57,7 @@ func clientIP(i int) netip.Addr {
 // Lab is the two namespaces, the veth, the processes started in the server
 // namespace and a scratch folder. Close undoes all of it.
 type Lab struct {
-	*lab.Pair
+	*testlab.Pair
 	Dir    string
 	ns, nc *pxeclient.Netns
 	procs  []*lab.Proc
@@ -74,7 +75,7 @@ func NewLab(ctx context.Context) (_ *Lab, err error) {
 	if l.Dir, err = os.MkdirTemp("", "osim-bench-"); err != nil {
 		return nil, err
 	}
-	if l.Pair, err = lab.NewPair(ctx, lab.PairSpec{
+	if l.Pair, err = testlab.NewPair(ctx, testlab.PairSpec{
 		Prefix: Prefix, ServerIf: "vs", ClientIf: "vc",
 		ServerAddr: netip.MustParsePrefix(serverAddr + "/16"), ClientAddr: netip.MustParsePrefix(clientGW + "/16"),
 		ServerRoutes: [][]string{{poolNet, "via", clientGW}},

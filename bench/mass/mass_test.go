@@ -10,7 +10,7 @@ import (
 	"testing"
 	"time"
 
-	"osim/bench/internal/lab"
+	"osim/internal/testlab"
 )
 
 // TestTwentyTargetsReachDoneWithCountersAgreeing is osim-bench end to end
@@ -18,7 +18,7 @@ import (
 // server namespace, 20 simulated targets (BIOS and UEFI) over one veth,
 // every order done and every client count equal to the server's counter.
 func TestTwentyTargetsReachDoneWithCountersAgreeing(t *testing.T) {
-	lab.RequireRoot(t, "network namespaces")
+	testlab.RequireRoot(t, "network namespaces")
 	bin := t.TempDir()
 	root, err := filepath.Abs("../..")
 	if err != nil {
@@ -58,7 +58,7 @@ func TestTwentyTargetsReachDoneWithCountersAgreeing(t *testing.T) {
 // mode and dnsmasq (where installed), every target reaching its NBP, the
 // per-target table lined up by MAC, nothing left behind.
 func TestCompareDrivesTheSameTargetsAgainstEachServer(t *testing.T) {
-	lab.RequireRoot(t, "network namespaces")
+	testlab.RequireRoot(t, "network namespaces")
 	bin := t.TempDir()
 	root, err := filepath.Abs("../..")
 	if err != nil {

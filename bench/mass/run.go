@@ -20,6 +20,8 @@ import (
 
 	"osim/bench/internal/procstat"
 	"osim/controlplane/api"
+	"osim/dataplane/dhcp"
+	"osim/internal/bootd"
 	"osim/internal/promtext"
 	"osim/internal/pxeclient"
 )
@@ -148,25 +150,18 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 	if err := writeNBPs(tftpRoot, o.NBP); err != nil {
 		return nil, err
 	}
-	cfg := fmt.Sprintf(`address: %s
-metrics_listen: 127.0.0.1:9169
-data_dir: %s
-dhcp:
-  mode: full
-  pools: [{network: 10.78.0.0/16, start: %s, end: %s, lease_time: 1h}]
-tftp: {root: %s}
-http: {listen: %s:8080}
-boot:
-  boot_files: {bios: undionly.kpxe, efi-x64: snponly.efi}
-  unknown: ignore
-manager:
-  url: http://127.0.0.1:8080
-  join_token_file: %s
-  name: bench-bootd
-  site: bench
-`, serverAddr, filepath.Join(bsDir, "data"), poolFirst, poolLast, tftpRoot, serverAddr, joinFile)
+	cfg := bootd.Config{
+		Address:       serverAddr,
+		MetricsListen: "127.0.0.1:9169",
+		DataDir:       filepath.Join(bsDir, "data"),
+		DHCP:          bootd.DHCPSection{Mode: "full", Pools: []dhcp.PoolConfig{{Network: "10.78.0.0/16", Start: poolFirst, End: poolLast, LeaseTime: "1h"}}},
+		TFTP:          bootd.TFTPSection{Root: tftpRoot},
+		HTTP:          bootd.HTTPSection{Listen: serverAddr + ":8080"},
+		Boot:          bootd.BootSection{BootFiles: map[string]string{"bios": "undionly.kpxe", "efi-x64": "snponly.efi"}, Unknown: "ignore"},
+		Manager:       &bootd.ManagerSection{URL: "http://127.0.0.1:8080", JoinTokenFile: joinFile, Name: "bench-bootd", Site: "bench"},
+	}
 	cfgPath := filepath.Join(lab.Dir, "bootd.yaml")
-	if err := os.WriteFile(cfgPath, []byte(cfg), 0o644); err != nil {
+	if err := cfg.WriteFile(cfgPath); err != nil {
 		return nil, err
 	}
 	bs, err := lab.Start("osim-bootd", bsBin, "serve", "--config", cfgPath)

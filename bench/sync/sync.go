@@ -26,6 +26,7 @@ import (
 	"osim/bench/internal/procstat"
 	"osim/controlplane/api"
 	"osim/controlplane/mdb"
+	"osim/internal/bootd"
 	"osim/internal/promtext"
 )
 
@@ -80,17 +81,20 @@ func run(w io.Writer, n int, binDir string, keep bool, timeout time.Duration) er
 	tftpDir := filepath.Join(work, "tftp")
 	os.MkdirAll(tftpDir, 0o755)
 	os.WriteFile(filepath.Join(tftpDir, "undionly.kpxe"), []byte("nbp"), 0o644)
-	cfg := fmt.Sprintf(`address: 127.0.0.1
-metrics_listen: 127.0.0.1:%d
-data_dir: %s
-dhcp: {listen: 127.0.0.1:%d, boot_listen: 127.0.0.1:%d}
-tftp: {root: %s, listen: 127.0.0.1:%d}
-http: {listen: 127.0.0.1:%d}
-boot: {boot_files: {bios: undionly.kpxe, efi-x64: undionly.kpxe}}
-manager: {url: %s, join_token_file: %s, name: bench-bootd, site: bench}
-`, bootMetrics, filepath.Join(work, "bootd"), freeUDP(), freeUDP(), tftpDir, freeUDP(), freeTCP(), mgrURL, joinFile)
+	cfg := bootd.Config{
+		Address:       "127.0.0.1",
+		MetricsListen: fmt.Sprintf("127.0.0.1:%d", bootMetrics),
+		DataDir:       filepath.Join(work, "bootd"),
+		DHCP:          bootd.DHCPSection{Listen: fmt.Sprintf("127.0.0.1:%d", freeUDP()), BootListen: fmt.Sprintf("127.0.0.1:%d", freeUDP())},
+		TFTP:          bootd.TFTPSection{Root: tftpDir, Listen: fmt.Sprintf("127.0.0.1:%d", freeUDP())},
+		HTTP:          bootd.HTTPSection{Listen: fmt.Sprintf("127.0.0.1:%d", freeTCP())},
+		Boot:          bootd.BootSection{BootFiles: map[string]string{"bios": "undionly.kpxe", "efi-x64": "undionly.kpxe"}},
+		Manager:       &bootd.ManagerSection{URL: mgrURL, JoinTokenFile: joinFile, Name: "bench-bootd", Site: "bench"},
+	}
 	cfgPath := filepath.Join(work, "bootd.yaml")
-	os.WriteFile(cfgPath, []byte(cfg), 0o644)
+	if err := cfg.WriteFile(cfgPath); err != nil {
+		return err
+	}
 	start := time.Now()
 	boot, err := lab.Start(lab.Spec{Name: "osim-bootd", Argv: []string{filepath.Join(binDir, "osim-bootd"), "serve", "--config", cfgPath, "--log-level", "warn"},
 		Log: filepath.Join(work, "bootd.log")})

@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"fmt"
+	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -10,26 +11,9 @@ import (
 	"strings"
 	"testing"
 	"time"
-)
 
-// needRootAndTool skips the test (fails it under CI=true) without root
-// or without tool.
-func needRootAndTool(t *testing.T, why, tool, pkg string) {
-	t.Helper()
-	missing := ""
-	if os.Geteuid() != 0 {
-		missing = "root (network namespaces, veth, port 67)"
-	} else if _, err := exec.LookPath(tool); err != nil {
-		missing = tool + " (apt-get install " + pkg + ")"
-	}
-	if missing == "" {
-		return
-	}
-	if os.Getenv("CI") == "true" {
-		t.Fatalf("%s needs %s; CI=true must provide it", why, missing)
-	}
-	t.Skipf("%s needs %s: skipped", why, missing)
-}
+	"osim/internal/testlab"
+)
 
 // floodLab is osim-bootd in full DHCP mode in one namespace and perfdhcp
 // (a relay to it: giaddr is its -l address) in another, joined by a veth.
@@ -40,33 +24,21 @@ type floodLab struct {
 
 const floodServer = "10.97.0.1"
 
+// floodNeeds is why the flood test needs root.
+const floodNeeds = "the DHCP flood test (network namespaces, veth, port 67)"
+
 func newFloodLab(t *testing.T) *floodLab {
 	t.Helper()
 	pid := os.Getpid()
-	l := &floodLab{srv: fmt.Sprintf("osim-fls-%d", pid), cli: fmt.Sprintf("osim-flc-%d", pid),
-		metrics: "http://" + floodServer + ":9167/metrics"}
-	sif, cif := fmt.Sprintf("fls%d", pid), fmt.Sprintf("flc%d", pid)
-	run := func(args ...string) {
-		t.Helper()
-		if out, err := exec.Command("ip", args...).CombinedOutput(); err != nil {
-			t.Fatalf("ip %s: %v\n%s", strings.Join(args, " "), err, out)
-		}
-	}
-	run("netns", "add", l.srv)
-	t.Cleanup(func() { exec.Command("ip", "netns", "del", l.srv).Run() })
-	run("netns", "add", l.cli)
-	t.Cleanup(func() { exec.Command("ip", "netns", "del", l.cli).Run() })
-	run("link", "add", sif, "netns", l.srv, "type", "veth", "peer", "name", cif, "netns", l.cli)
-	for _, s := range [][]string{
-		{"-n", l.srv, "link", "set", "lo", "up"}, {"-n", l.srv, "addr", "add", floodServer + "/24", "dev", sif},
-		{"-n", l.srv, "link", "set", sif, "up"}, {"-n", l.cli, "link", "set", "lo", "up"},
+	p := testlab.NewTestPair(t, testlab.PairSpec{Prefix: "osim-fl",
+		ServerIf: fmt.Sprintf("fls%d", pid), ClientIf: fmt.Sprintf("flc%d", pid),
 		// .2 floods and .3 relays the known client (allowed relays); .4 is not allowed.
-		{"-n", l.cli, "addr", "add", "10.97.0.2/24", "dev", cif}, {"-n", l.cli, "addr", "add", "10.97.0.3/24", "dev", cif},
-		{"-n", l.cli, "addr", "add", "10.97.0.4/24", "dev", cif}, {"-n", l.cli, "link", "set", cif, "up"},
-	} {
-		run(s...)
+		ServerAddr: netip.MustParsePrefix(floodServer + "/24"), ClientAddr: netip.MustParsePrefix("10.97.0.2/24"),
+	}, floodNeeds)
+	for _, a := range []string{"10.97.0.3/24", "10.97.0.4/24"} {
+		testlab.RunIP(t, "-n", p.Client, "addr", "add", a, "dev", p.ClientIf)
 	}
-	return l
+	return &floodLab{srv: p.Server, cli: p.Client, metrics: "http://" + floodServer + ":9167/metrics"}
 }
 
 // perfdhcp runs perfdhcp in the client namespace from relay; the ACKs
@@ -125,7 +97,8 @@ func (l *floodLab) metric(t *testing.T, series string) float64 {
 // target still gets its lease during the flood, and a relay the pool does
 // not name allocates nothing.
 func TestRandomMACFloodInNamespacesLeavesKnownClientsTheirLeases(t *testing.T) {
-	needRootAndTool(t, "the DHCP flood test", "perfdhcp", "kea-admin")
+	testlab.RequireRoot(t, floodNeeds)
+	testlab.RequireTool(t, "perfdhcp", "kea-admin")
 	bin := buildBootd(t)
 	l := newFloodLab(t)
 	dir := t.TempDir()

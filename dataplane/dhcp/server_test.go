@@ -4,13 +4,14 @@ import (
 	"context"
 	"net"
 	"net/netip"
-	"os"
 	"testing"
 	"time"
 
 	"github.com/insomniacslk/dhcp/dhcpv4"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"golang.org/x/sys/unix"
+
+	"osim/internal/testlab"
 )
 
 // loopbackProxy runs a Server on 127.0.0.1 high ports with broadcasts sent
@@ -151,9 +152,7 @@ func TestReplyAddressFollowsRFC2131(t *testing.T) {
 // of ReadBuffer (4 MiB by default, room for thousands of DISCOVERs), not
 // the kernel default, which drops a rack's burst before a worker reads it.
 func TestServerSocketsHoldARackPoweringOn(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("SO_RCVBUFFORCE past net.core.rmem_max needs root")
-	}
+	testlab.RequireRoot(t, "SO_RCVBUFFORCE past net.core.rmem_max")
 	h, _ := newTestHandler(fakeBackend{d: bootImage})
 	srv, err := NewServer(h, ServerConfig{DHCPAddr: "127.0.0.1:0", BootAddr: "127.0.0.1:0"})
 	if err != nil {

@@ -10,22 +10,9 @@ import (
 	"strings"
 	"testing"
 	"time"
-)
 
-// needTool finds a client binary. Under CI=true a missing one fails the test
-// (CI must install it); elsewhere the test is skipped with the package to install.
-func needTool(t testing.TB, bin, pkg string) string {
-	t.Helper()
-	p, err := exec.LookPath(bin)
-	if err == nil {
-		return p
-	}
-	if os.Getenv("CI") == "true" {
-		t.Fatalf("CI=true but %s is not installed: apt-get install %s", bin, pkg)
-	}
-	t.Skipf("%s not installed (Debian package %s); skipping interop with it", bin, pkg)
-	return ""
-}
+	"osim/internal/testlab"
+)
 
 func runCurl(t *testing.T, curl string, args ...string) string {
 	t.Helper()
@@ -39,7 +26,7 @@ func runCurl(t *testing.T, curl string, args ...string) string {
 }
 
 func TestCurlFetchesExactBytesWholeAndByRange(t *testing.T) {
-	curl := needTool(t, "curl", "curl")
+	curl := testlab.RequireTool(t, "curl", "curl")
 	f := newFixture(t)
 	srv := httptest.NewServer(f.h)
 	defer srv.Close()
@@ -76,7 +63,7 @@ func TestCurlFetchesExactBytesWholeAndByRange(t *testing.T) {
 }
 
 func TestCurlCannotClimbOutOfTheStore(t *testing.T) {
-	curl := needTool(t, "curl", "curl")
+	curl := testlab.RequireTool(t, "curl", "curl")
 	f := newFixture(t)
 	srv := httptest.NewServer(f.h)
 	defer srv.Close()
@@ -93,7 +80,7 @@ func TestCurlCannotClimbOutOfTheStore(t *testing.T) {
 // TestCurlReportsStatusAsAnInstallerWould posts the way an installer script
 // does (curl --json sets Content-Type and Accept to application/json).
 func TestCurlReportsStatusAsAnInstallerWould(t *testing.T) {
-	curl := needTool(t, "curl", "curl")
+	curl := testlab.RequireTool(t, "curl", "curl")
 	f := newFixture(t)
 	srv := httptest.NewServer(f.h)
 	defer srv.Close()

@@ -19,6 +19,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"osim/dataplane/tftp"
+	"osim/internal/testlab"
 )
 
 // flood sends read requests from many sockets, each bound to its own
@@ -111,8 +112,8 @@ func TestRealClientsServedDuringUnackedFlood(t *testing.T) {
 	// flood of goroutines. atftp starts while the flood is being sent and
 	// negotiates options (the OACK path), tftp-hpa comes right after the
 	// flood with none (DATA 1 first): the case.
-	needTool(t, "atftp", "atftp")
-	needTool(t, "tftp", "tftp-hpa")
+	testlab.RequireTool(t, "atftp", "atftp")
+	testlab.RequireTool(t, "tftp", "tftp-hpa")
 	port := strconv.Itoa(int(ts.addr.Port()))
 	ctx, cancel := context.WithTimeout(t.Context(), 60*time.Second)
 	defer cancel()

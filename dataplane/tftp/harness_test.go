@@ -17,7 +17,6 @@ import (
 	"net"
 	"net/netip"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"sync"
@@ -176,21 +175,6 @@ func sameBytes(t testing.TB, what string, got, want []byte) {
 		t.Fatalf("%s: got %d bytes sha256 %x, want %d bytes sha256 %x", what,
 			len(got), sha256.Sum256(got), len(want), sha256.Sum256(want))
 	}
-}
-
-// needTool finds a client binary. Under CI=true a missing one fails the test
-// (CI must install it); elsewhere the test is skipped with the package to install.
-func needTool(t testing.TB, bin, pkg string) string {
-	t.Helper()
-	p, err := exec.LookPath(bin)
-	if err == nil {
-		return p
-	}
-	if os.Getenv("CI") == "true" {
-		t.Fatalf("CI=true but %s is not installed: apt-get install %s (see .ci/run)", bin, pkg)
-	}
-	t.Skipf("%s not installed (Debian package %s); skipping interop with it", bin, pkg)
-	return ""
 }
 
 // Wire format, written out here rather than borrowed from the engine.

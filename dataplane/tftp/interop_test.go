@@ -23,6 +23,7 @@ import (
 	pintftp "github.com/pin/tftp/v3"
 
 	"osim/dataplane/tftp"
+	"osim/internal/testlab"
 )
 
 // interopBlksize is the block size negotiated by the clients that can: the
@@ -180,7 +181,7 @@ func TestInteropClientsReceiveExactBytes(t *testing.T) {
 			t.Run(c.name, func(t *testing.T) {
 				t.Parallel()
 				if c.bin != "" {
-					needTool(t, c.bin, c.pkg)
+					testlab.RequireTool(t, c.bin, c.pkg)
 				}
 				for _, f := range files {
 					if strings.HasPrefix(f.name, "one-block-") && f.name != "one-block-512" &&
@@ -249,7 +250,7 @@ func TestInteropNetasciiRoundTripsLineEnds(t *testing.T) {
 	port := strconv.Itoa(int(ts.addr.Port()))
 
 	t.Run("tftp-hpa", func(t *testing.T) {
-		needTool(t, "tftp", "tftp-hpa")
+		testlab.RequireTool(t, "tftp", "tftp-hpa")
 		ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
 		defer cancel()
 		local := filepath.Join(t.TempDir(), "text.cfg")
@@ -356,7 +357,7 @@ func TestInteropUploadsStoreExactBytesAndNeverOverwrite(t *testing.T) {
 	for _, u := range uploaders() {
 		t.Run(u.name, func(t *testing.T) {
 			if u.bin != "" {
-				needTool(t, u.bin, u.pkg)
+				testlab.RequireTool(t, u.bin, u.pkg)
 			}
 			t.Parallel()
 			up := t.TempDir()
@@ -400,7 +401,7 @@ func TestInteropUploadsStoreExactBytesAndNeverOverwrite(t *testing.T) {
 }
 
 func TestInteropNetasciiUploadStoresLocalLineEnds(t *testing.T) {
-	needTool(t, "tftp", "tftp-hpa")
+	testlab.RequireTool(t, "tftp", "tftp-hpa")
 	up := t.TempDir()
 	ts := startServer(t, tftp.Config{UploadDir: up, Timeout: 200 * time.Millisecond}, t.TempDir())
 	text := netasciiText()
@@ -420,7 +421,7 @@ func TestInteropUploadsRefusedWithoutUploadDir(t *testing.T) {
 	for _, u := range uploaders() {
 		t.Run(u.name, func(t *testing.T) {
 			if u.bin != "" {
-				needTool(t, u.bin, u.pkg)
+				testlab.RequireTool(t, u.bin, u.pkg)
 			}
 			root := t.TempDir()
 			ts := startServer(t, tftp.Config{}, root)

@@ -2,27 +2,16 @@ package xdp
 
 import (
 	"net"
-	"os"
 	"testing"
 	"time"
 
 	"osim/internal/clock"
+	"osim/internal/testlab"
 )
-
-func requireRoot(t testing.TB, what string) {
-	t.Helper()
-	if os.Geteuid() == 0 {
-		return
-	}
-	if os.Getenv("CI") == "true" {
-		t.Fatalf("%s needs root (CAP_BPF, CAP_NET_ADMIN); CI=true must run it as root", what)
-	}
-	t.Skipf("%s needs root (CAP_BPF, CAP_NET_ADMIN): skipped, run as root to test the BPF program", what)
-}
 
 func load(t testing.TB, cfg Config) *Program {
 	t.Helper()
-	requireRoot(t, "loading the XDP program")
+	testlab.RequireRoot(t, "loading the XDP program: CAP_BPF, CAP_NET_ADMIN")
 	p, err := Load(cfg)
 	if err != nil {
 		t.Fatal(err)

@@ -4,10 +4,10 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -16,6 +16,7 @@ import (
 	"osim/dataplane/dhcp"
 	"osim/dataplane/tftp"
 	"osim/internal/pxeclient"
+	"osim/internal/testlab"
 )
 
 // The end-to-end test runs twice, like internal/pxeclient's: the outer run
@@ -30,46 +31,25 @@ const (
 	e2eServerIP       = "10.98.0.1"
 )
 
-func sh(t *testing.T, args ...string) {
-	t.Helper()
-	if out, err := exec.Command(args[0], args[1:]...).CombinedOutput(); err != nil {
-		t.Fatalf("%s: %v\n%s", strings.Join(args, " "), err, out)
-	}
-}
-
 func TestRealClientServedDuringRandomMACFlood(t *testing.T) {
 	if os.Getenv(envE2EClientNetns) != "" {
 		e2eInner(t)
 		return
 	}
-	requireRoot(t, "the XDP end-to-end test (namespaces, veth, XDP attach)")
 	pid := os.Getpid()
-	srvNS, cliNS := fmt.Sprintf("osim-xs-%d", pid), fmt.Sprintf("osim-xc-%d", pid)
-	srvIf, cliIf := fmt.Sprintf("xs%d", pid), fmt.Sprintf("xc%d", pid)
-	sh(t, "ip", "netns", "add", srvNS)
-	t.Cleanup(func() { exec.Command("ip", "netns", "del", srvNS).Run() })
-	sh(t, "ip", "netns", "add", cliNS)
-	t.Cleanup(func() { exec.Command("ip", "netns", "del", cliNS).Run() })
-	sh(t, "ip", "link", "add", srvIf, "netns", srvNS, "type", "veth", "peer", "name", cliIf, "netns", cliNS)
-	for _, c := range [][]string{
-		{"ip", "-n", srvNS, "link", "set", "lo", "up"},
-		{"ip", "-n", srvNS, "addr", "add", e2eServerIP + "/24", "dev", srvIf},
-		{"ip", "-n", srvNS, "link", "set", srvIf, "up"},
-		{"ip", "-n", cliNS, "link", "set", "lo", "up"},
-		{"ip", "-n", cliNS, "addr", "add", "10.98.0.2/24", "dev", cliIf},
-		{"ip", "-n", cliNS, "link", "set", cliIf, "up"},
-	} {
-		sh(t, c...)
-	}
+	pair := testlab.NewTestPair(t, testlab.PairSpec{Prefix: "osim-x",
+		ServerIf: fmt.Sprintf("xs%d", pid), ClientIf: fmt.Sprintf("xc%d", pid),
+		ServerAddr: netip.MustParsePrefix(e2eServerIP + "/24"), ClientAddr: netip.MustParsePrefix("10.98.0.2/24"),
+	}, "the XDP end-to-end test (namespaces, veth, XDP attach): CAP_BPF, CAP_NET_ADMIN")
 	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
 	defer cancel()
-	args := []string{"netns", "exec", srvNS, os.Args[0], "-test.run=^TestRealClientServedDuringRandomMACFlood$", "-test.count=1", "-test.v"}
+	args := []string{"netns", "exec", pair.Server, os.Args[0], "-test.run=^TestRealClientServedDuringRandomMACFlood$", "-test.count=1", "-test.v"}
 	cmd := exec.CommandContext(ctx, "ip", args...)
-	cmd.Env = append(os.Environ(), envE2EClientNetns+"=/run/netns/"+cliNS, envE2EClientIf+"="+cliIf, envE2EServerIf+"="+srvIf)
+	cmd.Env = append(os.Environ(), envE2EClientNetns+"="+pair.ClientPath(), envE2EClientIf+"="+pair.ClientIf, envE2EServerIf+"="+pair.ServerIf)
 	out, err := cmd.CombinedOutput()
-	t.Logf("inside %s:\n%s", srvNS, out)
+	t.Logf("inside %s:\n%s", pair.Server, out)
 	if err != nil {
-		t.Fatalf("inside %s: %v", srvNS, err)
+		t.Fatalf("inside %s: %v", pair.Server, err)
 	}
 }
 

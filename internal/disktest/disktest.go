@@ -13,6 +13,8 @@ import (
 	"testing"
 
 	"golang.org/x/sys/unix"
+
+	"osim/internal/testlab"
 )
 
 // Kinds are the filesystems Mount makes.
@@ -23,12 +25,7 @@ var Kinds = []string{"tmpfs", "ext4"}
 // the test ends.
 func Mount(t *testing.T, kind string, size int64) string {
 	t.Helper()
-	if os.Geteuid() != 0 {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("mounting a %s needs root; CI=true must run as root", kind)
-		}
-		t.Skipf("mounting a %s needs root: skipped", kind)
-	}
+	testlab.RequireRoot(t, "mounting a "+kind)
 	base := t.TempDir()
 	dir := filepath.Join(base, "mnt")
 	if err := os.Mkdir(dir, 0o755); err != nil {

@@ -23,6 +23,7 @@ import (
 	"osim/dataplane/dhcp"
 	"osim/dataplane/httpboot"
 	"osim/dataplane/tftp"
+	"osim/internal/testlab"
 )
 
 // The e2e test runs twice: the outer test (in the host namespace) creates
@@ -39,66 +40,33 @@ const (
 	httpBase       = "http://10.99.0.1:8080"
 )
 
-func requireRoot(t *testing.T) {
-	t.Helper()
-	if os.Geteuid() == 0 {
-		return
-	}
-	if os.Getenv("CI") == "true" {
-		t.Fatal("the PXE end-to-end test needs root (network namespaces, veth, port 67); CI=true must run it as root")
-	}
-	t.Skip("the PXE end-to-end test needs root (network namespaces, veth, port 67): skipped, run as root to prove the boot chain")
-}
-
-func run(t *testing.T, args ...string) {
-	t.Helper()
-	if out, err := exec.Command(args[0], args[1:]...).CombinedOutput(); err != nil {
-		t.Fatalf("%s: %v\n%s", strings.Join(args, " "), err, out)
-	}
-}
-
 func TestPXEBootOverVeth(t *testing.T) {
 	if os.Getenv(envClientNetns) != "" {
 		inner(t)
 		return
 	}
-	requireRoot(t)
-	if _, err := exec.LookPath("ip"); err != nil {
-		t.Fatalf("iproute2's ip is needed to create namespaces: %v", err)
-	}
 	pid := os.Getpid()
-	srvNS, cliNS := fmt.Sprintf("osim-pxs-%d", pid), fmt.Sprintf("osim-pxc-%d", pid)
-	srvIf, cliIf := fmt.Sprintf("pxs%d", pid), fmt.Sprintf("pxc%d", pid)
-	run(t, "ip", "netns", "add", srvNS)
-	t.Cleanup(func() { exec.Command("ip", "netns", "del", srvNS).Run() })
-	run(t, "ip", "netns", "add", cliNS)
-	t.Cleanup(func() { exec.Command("ip", "netns", "del", cliNS).Run() })
-	run(t, "ip", "link", "add", srvIf, "netns", srvNS, "type", "veth", "peer", "name", cliIf, "netns", cliNS)
-	s := []string{"ip", "-n", srvNS}
-	c := []string{"ip", "-n", cliNS}
-	run(t, append(s, "link", "set", "lo", "up")...)
-	run(t, append(s, "addr", "add", serverIP+"/24", "dev", srvIf)...)
-	run(t, append(s, "link", "set", srvIf, "up")...)
 	// No route at all in the server namespace: the DHCP server must send
 	// its broadcast offers out of the interface the DISCOVER came in on.
-	run(t, append(c, "link", "set", "lo", "up")...)
-	run(t, append(c, "link", "set", cliIf, "up")...)
 	// Proxy mode: the address is the site DHCP server's business, not ours.
 	// 10.99.0.2 stands in for that lease; DHCP itself goes out from 0.0.0.0.
-	run(t, append(c, "addr", "add", "10.99.0.2/24", "dev", cliIf)...)
+	pair := testlab.NewTestPair(t, testlab.PairSpec{Prefix: "osim-px",
+		ServerIf: fmt.Sprintf("pxs%d", pid), ClientIf: fmt.Sprintf("pxc%d", pid),
+		ServerAddr: netip.MustParsePrefix(serverIP + "/24"), ClientAddr: netip.MustParsePrefix("10.99.0.2/24"),
+	}, "the PXE end-to-end test (network namespaces, veth, port 67)")
 
 	ctx, cancel := context.WithTimeout(t.Context(), 3*time.Minute)
 	defer cancel()
-	args := []string{"netns", "exec", srvNS, os.Args[0], "-test.run=^TestPXEBootOverVeth$", "-test.count=1"}
+	args := []string{"netns", "exec", pair.Server, os.Args[0], "-test.run=^TestPXEBootOverVeth$", "-test.count=1"}
 	if testing.Verbose() {
 		args = append(args, "-test.v")
 	}
 	cmd := exec.CommandContext(ctx, "ip", args...)
-	cmd.Env = append(os.Environ(), envClientNetns+"=/run/netns/"+cliNS, envClientIf+"="+cliIf)
+	cmd.Env = append(os.Environ(), envClientNetns+"="+pair.ClientPath(), envClientIf+"="+pair.ClientIf)
 	out, err := cmd.CombinedOutput()
-	t.Logf("inside %s:\n%s", srvNS, out)
+	t.Logf("inside %s:\n%s", pair.Server, out)
 	if err != nil {
-		t.Fatalf("PXE boot inside %s failed: %v", srvNS, err)
+		t.Fatalf("PXE boot inside %s failed: %v", pair.Server, err)
 	}
 }
 

@@ -21,6 +21,7 @@ import (
 	"osim/dataplane/dhcp"
 	"osim/dataplane/httpboot"
 	"osim/dataplane/tftp"
+	"osim/internal/testlab"
 )
 
 // Full-mode end-to-end tests. As in TestPXEBootOverVeth, the outer test
@@ -48,29 +49,22 @@ type fullNet struct {
 // pid and tag so parallel runs and leftovers never collide.
 func setupFullNet(t *testing.T, tag string, n int) fullNet {
 	t.Helper()
-	requireRoot(t)
-	if _, err := exec.LookPath("ip"); err != nil {
-		t.Fatalf("iproute2's ip is needed to create namespaces: %v", err)
-	}
+	what := "the full-mode PXE end-to-end tests (network namespaces, veth, port 67)"
+	srv := testlab.NewTestNS(t, "osim-fxs"+tag+"-", what)
+	cli := testlab.NewTestNS(t, "osim-fxc"+tag+"-", what)
 	pid := os.Getpid()
-	fn := fullNet{srvNS: fmt.Sprintf("osim-fxs%s-%d", tag, pid), cliNS: fmt.Sprintf("osim-fxc%s-%d", tag, pid)}
-	run(t, "ip", "netns", "add", fn.srvNS)
-	t.Cleanup(func() { exec.Command("ip", "netns", "del", fn.srvNS).Run() })
-	run(t, "ip", "netns", "add", fn.cliNS)
-	t.Cleanup(func() { exec.Command("ip", "netns", "del", fn.cliNS).Run() })
-	s := []string{"ip", "-n", fn.srvNS}
-	c := []string{"ip", "-n", fn.cliNS}
-	run(t, append(s, "link", "set", "lo", "up")...)
-	run(t, append(c, "link", "set", "lo", "up")...)
-	run(t, append(s, "link", "add", "br0", "type", "bridge")...)
-	run(t, append(s, "addr", "add", serverIP+"/24", "dev", "br0")...)
-	run(t, append(s, "link", "set", "br0", "up")...)
+	fn := fullNet{srvNS: srv.Name, cliNS: cli.Name}
+	s := []string{"-n", fn.srvNS}
+	c := []string{"-n", fn.cliNS}
+	testlab.RunIP(t, append(s, "link", "add", "br0", "type", "bridge")...)
+	testlab.RunIP(t, append(s, "addr", "add", serverIP+"/24", "dev", "br0")...)
+	testlab.RunIP(t, append(s, "link", "set", "br0", "up")...)
 	for i := range n {
 		srvIf, cliIf := fmt.Sprintf("fs%d%s%d", pid, tag, i), fmt.Sprintf("fc%d%s%d", pid, tag, i)
-		run(t, "ip", "link", "add", srvIf, "netns", fn.srvNS, "type", "veth", "peer", "name", cliIf, "netns", fn.cliNS)
-		run(t, append(s, "link", "set", srvIf, "master", "br0")...)
-		run(t, append(s, "link", "set", srvIf, "up")...)
-		run(t, append(c, "link", "set", cliIf, "up")...)
+		testlab.RunIP(t, "link", "add", srvIf, "netns", fn.srvNS, "type", "veth", "peer", "name", cliIf, "netns", fn.cliNS)
+		testlab.RunIP(t, append(s, "link", "set", srvIf, "master", "br0")...)
+		testlab.RunIP(t, append(s, "link", "set", srvIf, "up")...)
+		testlab.RunIP(t, append(c, "link", "set", cliIf, "up")...)
 		fn.cliIfs = append(fn.cliIfs, cliIf)
 	}
 	return fn
@@ -183,7 +177,7 @@ func startFullServer(t *testing.T, ctx context.Context, dbDir string, pool dhcp.
 func (fs *fullServer) flush(t *testing.T) {
 	t.Helper()
 	for _, ifc := range fs.ifs {
-		run(t, "ip", "-n", fs.cliNS, "addr", "flush", "dev", ifc)
+		testlab.RunIP(t, "-n", fs.cliNS, "addr", "flush", "dev", ifc)
 	}
 }
 
@@ -351,7 +345,7 @@ func TestFullModeLeasesSurviveRestart(t *testing.T) {
 	fn := setupFullNet(t, "r", 1)
 	db, record := t.TempDir(), filepath.Join(t.TempDir(), "lease")
 	fn.runInner(t, "TestFullModeLeasesSurviveRestart", "restart-1", envFullDB+"="+db, envFullRecord+"="+record)
-	run(t, "ip", "-n", fn.cliNS, "addr", "flush", "dev", fn.cliIfs[0])
+	testlab.RunIP(t, "-n", fn.cliNS, "addr", "flush", "dev", fn.cliIfs[0])
 	fn.runInner(t, "TestFullModeLeasesSurviveRestart", "restart-2", envFullDB+"="+db, envFullRecord+"="+record)
 }
 

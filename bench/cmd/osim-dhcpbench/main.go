@@ -26,6 +26,7 @@ import (
 
 	"osim/bench/dhcpbench"
 	"osim/bench/internal/lab"
+	"osim/internal/testlab"
 )
 
 func main() {
@@ -53,7 +54,7 @@ func main() {
 			os.Exit(2)
 		}
 	}
-	if err := lab.NeedRoot("network namespaces"); err != nil {
+	if err := testlab.NeedRoot("network namespaces"); err != nil {
 		fmt.Fprintln(os.Stderr, "osim-dhcpbench:", err)
 		os.Exit(1)
 	}

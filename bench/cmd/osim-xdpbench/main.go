@@ -14,8 +14,8 @@ import (
 	"strings"
 	"time"
 
-	"osim/bench/internal/lab"
 	"osim/bench/xdp/storm"
+	"osim/internal/testlab"
 )
 
 func main() {
@@ -26,7 +26,7 @@ func main() {
 	flag.IntVar(&o.Repeat, "repeat", 1_000_000, "runs per Program.Benchmark")
 	out := flag.String("out", "", "also write the report (markdown) here")
 	flag.Parse()
-	if err := lab.NeedRoot("BPF, network namespaces"); err != nil {
+	if err := testlab.NeedRoot("BPF, network namespaces"); err != nil {
 		fail(err)
 	}
 	var rep strings.Builder

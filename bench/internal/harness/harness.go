@@ -16,6 +16,7 @@ import (
 	"osim/bench/internal/lab"
 	"osim/bench/internal/peers"
 	"osim/bench/internal/procstat"
+	"osim/internal/testlab"
 )
 
 // Config is one invocation of the harness.
@@ -49,8 +50,8 @@ type Report struct {
 
 // Run executes the matrix against the selected peers, in order.
 func Run(ctx context.Context, cfg Config) (*Report, error) {
-	if os.Geteuid() != 0 {
-		return nil, fmt.Errorf("harness: needs root (network namespace for dnsmasq, peers that switch to nobody)")
+	if err := testlab.NeedRoot("network namespace for dnsmasq, peers that switch to nobody"); err != nil {
+		return nil, fmt.Errorf("harness: %w", err)
 	}
 	m := NewMatrix(cfg.Quick, cfg.ConcMiB).Select(cfg.Cells)
 	if cfg.Runs > 0 {
@@ -79,7 +80,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	if err != nil {
 		return nil, err
 	}
-	lab.RemoveStale(ctx, peers.NetnsPrefix)
+	testlab.RemoveStale(ctx, peers.NetnsPrefix)
 	state, err := peers.OpenState(filepath.Join(cfg.Out, "peers-running.json"))
 	if err != nil {
 		return nil, err

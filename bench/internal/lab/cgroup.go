@@ -12,7 +12,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"osim/bench/internal/procstat"
+	"osim/internal/testlab"
 )
 
 // cgroupPrefix names the cgroups the bench creates; the creator's pid
@@ -100,7 +100,7 @@ func removeStaleCgroups(parent string) {
 		}
 		pidStr, _, _ := strings.Cut(rest, "-")
 		pid, err := strconv.Atoi(pidStr)
-		if err != nil || pid == os.Getpid() || procstat.Alive(pid) {
+		if err != nil || pid == os.Getpid() || testlab.Alive(pid) {
 			continue
 		}
 		slog.Info("removing cgroup of an earlier run", "cgroup", e.Name())

@@ -7,12 +7,15 @@ import (
 	"os"
 	"testing"
 	"time"
+
+	"osim/internal/pxeclient"
+	"osim/internal/testlab"
 )
 
 func TestSocketsOpenedInsideLiveInTheNamespace(t *testing.T) {
-	RequireRoot(t, "to create a network namespace")
+	testlab.RequireRoot(t, "to create a network namespace")
 	ctx := context.Background()
-	ns, err := Create(ctx, fmt.Sprintf("osim-labtest-%d", os.Getpid()))
+	ns, err := testlab.Create(ctx, fmt.Sprintf("osim-labtest-%d", os.Getpid()))
 	if err != nil {
 		if os.Getenv("CI") == "true" {
 			t.Fatalf("cannot create a namespace here: %v", err)
@@ -20,7 +23,7 @@ func TestSocketsOpenedInsideLiveInTheNamespace(t *testing.T) {
 		t.Skipf("cannot create a namespace here: %v", err)
 	}
 	defer ns.Delete()
-	in, err := ns.Enter()
+	in, err := pxeclient.OpenNetns(ns.Path())
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -8,10 +8,12 @@ import (
 	"strconv"
 
 	"osim/bench/internal/lab"
+	"osim/internal/pxeclient"
+	"osim/internal/testlab"
 )
 
 // NetnsPrefix starts the name of dnsmasq's namespace; the bench's pid
-// follows, so leftovers of dead runs can be found (lab.RemoveStale).
+// follows, so leftovers of dead runs can be found (testlab.RemoveStale).
 const NetnsPrefix = "osim-tftpbench-"
 
 // startDnsmasq runs dnsmasq in a namespace of its own: it has no option for
@@ -26,7 +28,7 @@ func startDnsmasq(raiseMax bool) func(context.Context, Env) (*Running, error) {
 		if raiseMax {
 			name = DnsmasqMax
 		}
-		ns, err := lab.Create(ctx, fmt.Sprintf("%s%d", NetnsPrefix, os.Getpid()))
+		ns, err := testlab.Create(ctx, fmt.Sprintf("%s%d", NetnsPrefix, os.Getpid()))
 		if err != nil {
 			return nil, err
 		}
@@ -48,7 +50,7 @@ func startDnsmasq(raiseMax bool) func(context.Context, Env) (*Running, error) {
 			ns.Delete()
 			return nil, err
 		}
-		in, err := ns.Enter()
+		in, err := pxeclient.OpenNetns(ns.Path())
 		if err != nil {
 			r.cleanup = append(r.cleanup, func() { ns.Delete() })
 			r.Stop()

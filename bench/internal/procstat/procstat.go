@@ -175,14 +175,3 @@ func Count(pid int) Load {
 	}
 	return l
 }
-
-// Alive reports whether pid runs: a zombie (ended, not yet reaped, as
-// happens to a killed bench whose parent is gone) counts as dead.
-func Alive(pid int) bool {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return false
-	}
-	i := bytes.LastIndexByte(b, ')')
-	return i >= 0 && i+2 < len(b) && b[i+2] != 'Z'
-}

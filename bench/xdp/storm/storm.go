@@ -15,7 +15,9 @@ import (
 	"osim/bench/internal/lab"
 	xdpbench "osim/bench/xdp"
 	"osim/dataplane/xdp"
+	"osim/internal/bootd"
 	"osim/internal/pxeclient"
+	"osim/internal/testlab"
 )
 
 type stormResult struct {
@@ -65,7 +67,7 @@ func ms(d time.Duration) string { return fmt.Sprintf("%.2f ms", float64(d.Micros
 // bootdConfig writes osim-bootd's standalone config into dir: the real
 // clients as targets booting an image (so they are on the allow list),
 // unknown machines ignored, and the xdp section of path.
-func bootdConfig(dir, path string, pair *lab.Pair, clients int) (string, error) {
+func bootdConfig(dir, path string, pair *testlab.Pair, clients int) (string, error) {
 	for _, d := range []string{"tftp", "files"} {
 		if err := os.MkdirAll(filepath.Join(dir, d), 0o755); err != nil {
 			return "", err
@@ -77,28 +79,33 @@ func bootdConfig(dir, path string, pair *lab.Pair, clients int) (string, error) 
 	if err := os.WriteFile(filepath.Join(dir, "files", "vmlinuz"), make([]byte, 1<<10), 0o644); err != nil {
 		return "", err
 	}
-	var b strings.Builder
-	fmt.Fprintf(&b, "address: %s\ndhcp: {mode: proxy}\ntftp: {root: %s}\nhttp: {files: %s}\n", pair.ServerAddr.Addr(),
-		filepath.Join(dir, "tftp"), filepath.Join(dir, "files"))
-	b.WriteString("boot:\n  arches: [bios, efi-x64]\n  boot_files: {bios: undionly.kpxe, efi-x64: snponly.efi}\n  unknown: ignore\n")
-	b.WriteString("images:\n  bench: {kernel: vmlinuz, cmdline: console=ttyS0}\ntargets:\n")
+	cfg := bootd.Config{
+		Address: pair.ServerAddr.Addr().String(),
+		DHCP:    bootd.DHCPSection{Mode: "proxy"},
+		TFTP:    bootd.TFTPSection{Root: filepath.Join(dir, "tftp")},
+		HTTP:    bootd.HTTPSection{Files: filepath.Join(dir, "files")},
+		Boot: bootd.BootSection{Arches: []string{"bios", "efi-x64"},
+			BootFiles: map[string]string{"bios": "undionly.kpxe", "efi-x64": "snponly.efi"}, Unknown: "ignore"},
+		Images: map[string]bootd.Image{"bench": {Kernel: "vmlinuz", Cmdline: "console=ttyS0"}},
+	}
 	for i := range clients {
-		fmt.Fprintf(&b, "  - {mac: %s, action: boot, image: bench, order: o-%d, token: t%d}\n", clientMAC(i), i, i)
+		cfg.Targets = append(cfg.Targets, bootd.Target{MAC: clientMAC(i).String(), Action: "boot", Image: "bench",
+			Order: fmt.Sprintf("o-%d", i), Token: fmt.Sprintf("t%d", i)})
 	}
 	switch path {
 	case "guard":
-		b.WriteString("xdp: {}\n")
+		cfg.XDP = &bootd.XDPSection{}
 	case "xdp":
-		fmt.Fprintf(&b, "xdp: {interface: %s}\n", pair.ServerIf)
+		cfg.XDP = &bootd.XDPSection{Interface: pair.ServerIf}
 	}
 	f := filepath.Join(dir, "serve.yaml")
-	return f, os.WriteFile(f, []byte(b.String()), 0o644)
+	return f, cfg.WriteFile(f)
 }
 
 // startBootd runs `osim-bootd serve` in the lab's server namespace, logging
 // into dir, and waits until DHCP and TFTP serve. It returns the process and
 // its mode of XDP (from the log).
-func startBootd(dir, bootd, config string, pair *lab.Pair) (*lab.Proc, string, error) {
+func startBootd(dir, bootd, config string, pair *testlab.Pair) (*lab.Proc, string, error) {
 	p, err := lab.Start(lab.Spec{Name: "osim-bootd", Argv: []string{bootd, "serve", "--config", config, "--log-level", "info"},
 		Netns: pair.Server, Log: filepath.Join(dir, "bootd.log")})
 	if err != nil {

@@ -1,4 +1,4 @@
-package lab
+package testlab
 
 import (
 	"context"
@@ -34,7 +34,7 @@ type Pair struct {
 // NewPair creates the namespaces and the veth (root, iproute2).
 func NewPair(ctx context.Context, spec PairSpec) (*Pair, error) {
 	if err := NeedRoot("network namespaces"); err != nil {
-		return nil, fmt.Errorf("lab: %w", err)
+		return nil, fmt.Errorf("testlab: %w", err)
 	}
 	RemoveStale(ctx, spec.Prefix)
 	tag := strconv.Itoa(os.Getpid())
