@@ -97,16 +97,10 @@ func waitConverged(t *testing.T, store *mdb.DB, ra *runningAgent, site string) {
 	})
 }
 
-// TestSyncInProcess runs a manager (manager.New over mdb.Open behind
-// httptest) and two agents of sites A and B, makes targets, an image,
-// orders and updates (a target moves from A to B, an order is cancelled,
-// a target deleted), and checks that each agent's persisted view equals
-// mdb.SiteView of its site, tokens included. Then one agent is closed,
-// changes are made, and it reopens on the same Badger: it resumes from
-// its revision without a snapshot and converges.
-func TestSyncInProcess(t *testing.T) {
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
+// inProcessManager runs manager.New over mdb.Open behind httptest and
+// returns its store, its server and an admin client.
+func inProcessManager(t *testing.T) (*mdb.DB, *httptest.Server, *api.Client) {
+	t.Helper()
 	store, err := mdb.Open(t.TempDir(), mdb.Options{Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		t.Fatal(err)
@@ -118,11 +112,24 @@ func TestSyncInProcess(t *testing.T) {
 	}
 	hs := httptest.NewServer(srv.Handler())
 	t.Cleanup(hs.Close)
-	admin, err := manager.CreateToken(ctx, store, api.RoleAdmin, "e2e", time.Now())
+	admin, err := manager.CreateToken(context.Background(), store, api.RoleAdmin, "e2e", time.Now())
 	if err != nil {
 		t.Fatal(err)
 	}
-	c := api.NewClient(hs.URL, admin.Secret, false)
+	return store, hs, api.NewClient(hs.URL, admin.Secret, false)
+}
+
+// TestSyncInProcess runs a manager (manager.New over mdb.Open behind
+// httptest) and two agents of sites A and B, makes targets, an image,
+// orders and updates (a target moves from A to B, an order is cancelled,
+// a target deleted), and checks that each agent's persisted view equals
+// mdb.SiteView of its site, tokens included. Then one agent is closed,
+// changes are made, and it reopens on the same Badger: it resumes from
+// its revision without a snapshot and converges.
+func TestSyncInProcess(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	store, hs, c := inProcessManager(t)
 	img := uploadImage(t, c, "deb", []byte(strings.Repeat("kernel ", 5000)))
 
 	dirA, dirB := t.TempDir(), t.TempDir()
@@ -246,19 +253,7 @@ func hasTargetOrder(orders []api.Order, target string) bool {
 func TestEventsAboutAMachineThatMovedAwayDoNotWedgeTheUpload(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	store, err := mdb.Open(t.TempDir(), mdb.Options{Logger: slog.New(slog.DiscardHandler)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { store.Close() })
-	srv, err := manager.New(manager.Config{Store: store, Logger: slog.New(slog.DiscardHandler)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	hs := httptest.NewServer(srv.Handler())
-	t.Cleanup(hs.Close)
-	admin := must(manager.CreateToken(ctx, store, api.RoleAdmin, "e2e", time.Now()))(t)
-	c := api.NewClient(hs.URL, admin.Secret, false)
+	store, hs, c := inProcessManager(t)
 	img := uploadImage(t, c, "deb", []byte(strings.Repeat("kernel ", 100)))
 	var tgs []api.Target
 	for i := range 2 {
