@@ -284,8 +284,10 @@ func TestEventsAboutAMachineThatMovedAwayDoNotWedgeTheUpload(t *testing.T) {
 		n := gathered(t, agA.reg, "osim_agent_events_pending")
 		return n == 0, fmt.Sprintf("%v pending, %v refused", n, gathered(t, agA.reg, "osim_agent_events_refused_total"))
 	})
-	if n := gathered(t, agA.reg, "osim_agent_events_refused_total"); n != 2 {
-		t.Errorf("events_refused_total %v, want the 2 about the moved machine", n)
+	// At least the two emitted here; A may have recorded more about the
+	// moved machine (staging its order) before its sync saw the move.
+	if n := gathered(t, agA.reg, "osim_agent_events_refused_total"); n < 2 {
+		t.Errorf("events_refused_total %v, want at least the 2 about the moved machine", n)
 	}
 	if tg := must(c.GetTarget(ctx, tgs[1].ID))(t); tg.Facts["cpu"] != "mine" {
 		t.Errorf("A's own target's inventory did not arrive: %v", tg.Facts)
