@@ -129,7 +129,7 @@ func runServe(args []string) int {
 		if need := diskspace.BadgerReserve(mdb.BadgerOptions("", log)); !guard.CloseRoom(need) {
 			// Closing flushes (and compacts) through mmap: on a full disk
 			// that is a SIGBUS. The synced write-ahead log has it all.
-			log.Warn("disk: not closing the MDB on a nearly full disk; its write-ahead log holds every acknowledged write and is replayed at the next start",
+			log.With("component", "disk").Warn("not closing the MDB on a nearly full disk; its write-ahead log holds every acknowledged write and is replayed at the next start",
 				"dir", *dataDir, "need", diskspace.Bytes(need))
 			return
 		}
@@ -222,7 +222,7 @@ func diskGuard(dir string, reserve int64, log *slog.Logger) (*diskspace.Guard, e
 	}
 	if low {
 		free, _ := g.Free()
-		log.Warn("disk: starting read-only: the data dir's free space is below its reserve; writes answer 507 until space is freed",
+		log.With("component", "disk").Warn("starting read-only: the data dir's free space is below its reserve; writes answer 507 until space is freed",
 			"dir", dir, "free", diskspace.Bytes(free), "reserve", diskspace.Bytes(reserve))
 	}
 	return g, nil

@@ -144,7 +144,7 @@ func New(cfg Config) (*Agent, error) {
 			return nil, fmt.Errorf("agent: blob dir: %w", err)
 		}
 	}
-	a := &Agent{cfg: cfg, db: cfg.DB, log: cfg.Logger, space: guard{cfg.Space}}
+	a := &Agent{cfg: cfg, db: cfg.DB, log: cfg.Logger.With("component", "agent"), space: guard{cfg.Space}}
 	a.id.Store("")
 	var cred credential
 	var found bool
@@ -238,7 +238,7 @@ func (a *Agent) register(ctx context.Context) error {
 			}
 			a.cfg.Client.Token = cred.Token
 			a.id.Store(cred.ID)
-			a.log.Info("agent: registered", "id", cred.ID, "name", a.cfg.Name, "site", a.cfg.Site)
+			a.log.Info("registered", "id", cred.ID, "name", a.cfg.Name, "site", a.cfg.Site)
 			return nil
 		}
 		var ae *api.Error
@@ -246,14 +246,14 @@ func (a *Agent) register(ctx context.Context) error {
 		case errors.As(err, &ae) && ae.Code == http.StatusConflict:
 			a.m.reachable.Set(1)
 			a.m.regRefused.WithLabelValues(strconv.Itoa(ae.Code)).Inc()
-			a.log.Warn("agent: the manager refuses the name: serving from the local copy and retrying",
+			a.log.Warn("the manager refuses the name: serving from the local copy and retrying",
 				"name", a.cfg.Name, "site", a.cfg.Site, "err", err)
 		case errors.As(err, &ae) && ae.Code >= 400 && ae.Code < 500 && ae.Code != http.StatusTooManyRequests:
 			a.m.regRefused.WithLabelValues(strconv.Itoa(ae.Code)).Inc()
 			return fmt.Errorf("agent: register %q at site %q: %w", a.cfg.Name, a.cfg.Site, err)
 		default:
 			a.m.reachable.Set(0)
-			a.log.Warn("agent: register failed, retrying", "err", err)
+			a.log.Warn("register failed, retrying", "err", err)
 		}
 		if !bo.sleep(ctx) {
 			return ctx.Err()
@@ -269,7 +269,7 @@ func (a *Agent) heartbeatLoop(ctx context.Context) {
 			PendingEvents: int(a.m.pendingValue()), BootArches: a.bootArches()})
 		if err != nil && ctx.Err() == nil {
 			a.m.reachable.Set(0)
-			a.log.Debug("agent: heartbeat failed", "err", err)
+			a.log.Debug("heartbeat failed", "err", err)
 		} else if err == nil {
 			a.m.reachable.Set(1)
 		}

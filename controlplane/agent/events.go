@@ -181,7 +181,7 @@ func (q *eventQueue) run(ctx context.Context) {
 	for ctx.Err() == nil {
 		batch, err := q.readBatch(size)
 		if err != nil {
-			q.log.Error("agent: reading the event buffer", "err", err)
+			q.log.Error("reading the event buffer", "err", err)
 			if !bo.sleep(ctx) {
 				return
 			}
@@ -203,14 +203,14 @@ func (q *eventQueue) run(ctx context.Context) {
 			q.m.reachable.Set(1)
 			n, derr := q.dropEvents(seqs)
 			if derr != nil {
-				q.log.Error("agent: dropping refused events", "err", derr)
+				q.log.Error("dropping refused events", "err", derr)
 				if !bo.sleep(ctx) {
 					return
 				}
 				continue
 			}
 			q.m.eventsRefused.Add(float64(n))
-			q.log.Warn("agent: the manager refuses events about another site's machines; dropped them",
+			q.log.Warn("the manager refuses events about another site's machines; dropped them",
 				"dropped", n, "first", seqs[0], "err", err)
 			continue
 		}
@@ -223,7 +223,7 @@ func (q *eventQueue) run(ctx context.Context) {
 				size = max(1, len(batch)/2)
 				continue
 			}
-			q.log.Error("agent: the manager refuses an event; dropping it", "origin_seq", batch[0].OriginSeq,
+			q.log.Error("the manager refuses an event; dropping it", "origin_seq", batch[0].OriginSeq,
 				"type", batch[0].Type, "err", err)
 			ack, err = api.EventAck{LastSeq: batch[0].OriginSeq}, nil
 		}
@@ -232,7 +232,7 @@ func (q *eventQueue) run(ctx context.Context) {
 				return
 			}
 			q.m.reachable.Set(0)
-			q.log.Debug("agent: event upload failed", "events", len(batch), "first", batch[0].OriginSeq, "err", err)
+			q.log.Debug("event upload failed", "events", len(batch), "first", batch[0].OriginSeq, "err", err)
 			if !bo.sleep(ctx) {
 				return
 			}
@@ -241,12 +241,12 @@ func (q *eventQueue) run(ctx context.Context) {
 		q.m.reachable.Set(1)
 		n, err := q.forget(ack.LastSeq)
 		if err != nil {
-			q.log.Error("agent: forgetting acknowledged events", "last_seq", ack.LastSeq, "err", err)
+			q.log.Error("forgetting acknowledged events", "last_seq", ack.LastSeq, "err", err)
 		}
 		q.m.eventsUploaded.Add(float64(n))
 		if n == 0 {
 			// The manager took none of them: do not spin on the same batch.
-			q.log.Warn("agent: manager acknowledged no event of the batch", "first", batch[0].OriginSeq, "last_seq", ack.LastSeq)
+			q.log.Warn("manager acknowledged no event of the batch", "first", batch[0].OriginSeq, "last_seq", ack.LastSeq)
 			if !bo.sleep(ctx) {
 				return
 			}

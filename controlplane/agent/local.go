@@ -67,7 +67,7 @@ func openLocalView(db *badger.DB, log *slog.Logger) (*localView, error) {
 		return nil, fmt.Errorf("agent: %w", err)
 	}
 	if n > 0 {
-		log.Info("agent: removed an unfinished snapshot", "keys", n)
+		log.Info("removed an unfinished snapshot", "keys", n)
 	}
 	if l.v, err = loadView(db, l.gen, false); err != nil {
 		return nil, err
@@ -218,9 +218,9 @@ func (s *snapshot) commit(rev uint64) error {
 	l.mu.Unlock()
 	l.m.snapshots.Inc()
 	if _, err := badgerkv.DeleteKeys(l.db, genPrefix(s.old), nil); err != nil {
-		l.log.Warn("agent: dropping the previous view", "err", err)
+		l.log.Warn("dropping the previous view", "err", err)
 	}
-	l.log.Info("agent: snapshot applied", "revision", rev, "targets", len(s.v.targets),
+	l.log.Info("snapshot applied", "revision", rev, "targets", len(s.v.targets),
 		"orders", len(s.v.orders), "images", len(s.v.images))
 	l.viewChanged(true)
 	return nil

@@ -119,7 +119,7 @@ func (l *localView) seenDHCP(mac, target, order string) {
 		return
 	}
 	if err := l.q.Emit(api.Event{Type: api.EventDHCPSeen, Target: target, MAC: mac, Order: order}); err != nil {
-		l.log.Warn("agent: dhcp.seen not buffered", "mac", mac, "err", err)
+		l.log.Warn("dhcp.seen not buffered", "mac", mac, "err", err)
 	}
 }
 
@@ -163,7 +163,7 @@ func (l *localView) Script(_ context.Context, mac net.HardwareAddr) (httpboot.Bo
 	}
 	if err := l.q.Emit(api.Event{Type: api.EventFileServed, Target: t.ID, MAC: m, Order: o.ID,
 		Data: map[string]string{"file": "ipxe/" + m}}); err != nil {
-		l.log.Warn("agent: file.served not buffered", "mac", m, "order", o.ID, "err", err)
+		l.log.Warn("file.served not buffered", "mac", m, "order", o.ID, "err", err)
 	}
 	return b, nil
 }
@@ -258,7 +258,7 @@ func (l *localView) Resolve(ctx context.Context, client netip.AddrPort, name str
 		return out, nil
 	}
 	if err := l.q.Emit(api.Event{Type: api.EventFileServed, Data: map[string]string{"file": clean, "client": client.String()}}); err != nil {
-		l.log.Warn("agent: file.served not buffered", "file", clean, "client", client.String(), "err", err)
+		l.log.Warn("file.served not buffered", "file", clean, "client", client.String(), "err", err)
 	}
 	return out, nil
 }

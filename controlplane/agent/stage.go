@@ -63,7 +63,7 @@ func (s *stager) run(ctx context.Context) {
 		retry := s.stagePass(ctx, failed)
 		if seq != gcSeq {
 			if err := s.collectBlobs(); err != nil {
-				s.log.Warn("agent: blob GC", "err", err)
+				s.log.Warn("blob GC", "err", err)
 			} else {
 				gcSeq = seq
 			}
@@ -160,7 +160,7 @@ func (s *stager) stagePass(ctx context.Context, failed map[string]string) (retry
 		if err := pairErr[o.pair]; err != nil {
 			retry = true
 			reason := err.Error()
-			s.log.Warn("agent: staging failed", "order", o.id, "attempt", o.attempt, "err", reason)
+			s.log.Warn("staging failed", "order", o.id, "attempt", o.attempt, "err", reason)
 			if o.pending && failed[key] != reason {
 				ev := api.Event{Type: api.EventStageFailed, Order: o.id, Target: o.target, Message: reason,
 					Data: map[string]string{"attempt": strconv.Itoa(o.attempt)}}
@@ -184,7 +184,7 @@ func (s *stager) stagePass(ctx context.Context, failed map[string]string) (retry
 			batch[i] = stageRef{order: o.id, target: o.target, attempt: o.attempt}
 		}
 		if err := s.markStaged(batch); err != nil {
-			s.log.Error("agent: queueing order.staged", "orders", n, "err", err)
+			s.log.Error("queueing order.staged", "orders", n, "err", err)
 			retry = true
 		}
 		ready = ready[n:]
@@ -238,9 +238,9 @@ func (s *stager) markStaged(orders []stageRef) error {
 		return err
 	}
 	if len(todo) == 1 {
-		s.log.Info("agent: order staged", "order", todo[0].order, "attempt", todo[0].attempt)
+		s.log.Info("order staged", "order", todo[0].order, "attempt", todo[0].attempt)
 	} else {
-		s.log.Info("agent: orders staged", "count", len(todo), "first", todo[0].order)
+		s.log.Info("orders staged", "count", len(todo), "first", todo[0].order)
 	}
 	return nil
 }
@@ -257,7 +257,7 @@ func (s *stager) fetchBlob(ctx context.Context, f api.ImageFile) error {
 			return nil
 		}
 		s.m.stageFailures.Inc()
-		s.log.Debug("agent: blob download failed", "sha256", f.SHA256, "try", try, "err", err)
+		s.log.Debug("blob download failed", "sha256", f.SHA256, "try", try, "err", err)
 		if try == s.retries || !bo.sleep(ctx) {
 			break
 		}
@@ -326,7 +326,7 @@ func (s *stager) download(ctx context.Context, f api.ImageFile) error {
 		d.Close()
 	}
 	s.m.blobsStaged.Inc()
-	s.log.Info("agent: blob staged", "sha256", f.SHA256, "size", f.Size)
+	s.log.Info("blob staged", "sha256", f.SHA256, "size", f.Size)
 	return nil
 }
 
@@ -375,7 +375,7 @@ func (s *stager) collectBlobs() error {
 			if err := os.Remove(filepath.Join(string(s.blobs), d, e.Name())); err != nil {
 				return err
 			}
-			s.log.Info("agent: blob collected", "sha256", e.Name(), "dir", d)
+			s.log.Info("blob collected", "sha256", e.Name(), "dir", d)
 		}
 	}
 	_, err := badgerkv.DeleteKeys(s.db, prefixStaged, func(k []byte) bool {

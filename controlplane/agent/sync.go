@@ -25,7 +25,7 @@ func (a *Agent) syncLoop(ctx context.Context) {
 			}
 			a.m.syncRequests.WithLabelValues("error").Inc()
 			a.m.reachable.Set(0)
-			a.log.Warn("agent: sync failed", "since", a.Revision(), "err", err)
+			a.log.Warn("sync failed", "since", a.Revision(), "err", err)
 			if !bo.sleep(ctx) {
 				return
 			}
@@ -67,7 +67,7 @@ func (a *Agent) syncOnce(ctx context.Context) error {
 			// Ask again for less: the manager still answers whole revisions.
 			limit = max(1, len(resp.Changes)/2)
 			a.syncLimit = limit
-			a.log.Warn("agent: sync answer too large for one transaction, asking for less", "changes", len(resp.Changes), "limit", limit)
+			a.log.Warn("sync answer too large for one transaction, asking for less", "changes", len(resp.Changes), "limit", limit)
 			continue
 		}
 		if err != nil {

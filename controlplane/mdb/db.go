@@ -155,7 +155,7 @@ func New(bdb *badger.DB, opts Options) (*DB, error) {
 			return nil, fmt.Errorf("mdb: blob dir: %w", err)
 		}
 	}
-	d := &DB{db: bdb, opts: opts, log: opts.Logger, blobDir: opts.BlobDir,
+	d := &DB{db: bdb, opts: opts, log: opts.Logger.With("component", "mdb"), blobDir: opts.BlobDir,
 		notify: make(chan struct{}), blobLocks: map[string]*blobLock{}}
 	err := bdb.View(func(txn *badger.Txn) error {
 		for _, m := range []struct {

@@ -104,7 +104,7 @@ func (d *DB) indexHostnames() error {
 	for _, t := range missing {
 		key := string(hostnameKey(t.Site, t.Hostname))
 		if other, dup := taken[key]; dup {
-			d.log.Warn("mdb: two targets share a host name in a site; the second is not in the host name index: rename one",
+			d.log.Warn("two targets share a host name in a site; the second is not in the host name index: rename one",
 				"site", t.Site, "hostname", t.Hostname, "target", t.ID, "other", other)
 			continue
 		}

@@ -316,7 +316,7 @@ func (d *DB) ExpireUploads(ctx context.Context, before time.Time) (int, error) {
 		if err == nil && ok && !st.Complete && !l.writing && d.partialIdleSince(sha, before) {
 			if err = d.dropUpload(sha); err == nil {
 				n++
-				d.log.Info("mdb: expired an unfinished upload", "sha256", sha, "received", st.Received, "size", st.Size)
+				d.log.Info("expired an unfinished upload", "sha256", sha, "received", st.Received, "size", st.Size)
 			}
 		}
 		unlock()
@@ -354,7 +354,7 @@ func (d *DB) finishBlob(sha string, st api.BlobStatus) (api.BlobStatus, error) {
 	if got := hex.EncodeToString(h.Sum(nil)); got != sha {
 		os.Remove(pp)
 		if err := d.setUpload(sha, -1); err != nil {
-			d.log.Warn("mdb: forget failed upload", "sha256", sha, "err", err)
+			d.log.Warn("forget failed upload", "sha256", sha, "err", err)
 		}
 		return api.BlobStatus{SHA256: sha, Size: st.Size}, fmt.Errorf("%w: blob %s: the %d bytes hash to %s; upload discarded", ErrChecksum, sha, st.Size, got)
 	}
@@ -370,7 +370,7 @@ func (d *DB) finishBlob(sha string, st api.BlobStatus) (api.BlobStatus, error) {
 		dir.Close()
 	}
 	if err := d.setUpload(sha, -1); err != nil {
-		d.log.Warn("mdb: forget finished upload", "sha256", sha, "err", err)
+		d.log.Warn("forget finished upload", "sha256", sha, "err", err)
 	}
 	st.Complete = true
 	st.Received = st.Size
@@ -614,7 +614,7 @@ func (d *DB) DeleteImage(ctx context.Context, id string) error {
 		unlock := d.blobLock(f.SHA256)
 		if _, ok, _ := d.uploadSize(f.SHA256); !ok {
 			if err := os.Remove(d.blobPath(f.SHA256)); err != nil && !errors.Is(err, fs.ErrNotExist) {
-				d.log.Warn("mdb: remove unused blob", "sha256", f.SHA256, "err", err)
+				d.log.Warn("remove unused blob", "sha256", f.SHA256, "err", err)
 			}
 		}
 		unlock()

@@ -274,7 +274,7 @@ func (d *DB) autoCompact() {
 		return
 	}
 	if err := d.compactLocked(keep); err != nil {
-		d.log.Warn("mdb: compact change log", "err", err)
+		d.log.Warn("compact change log", "err", err)
 	}
 }
 

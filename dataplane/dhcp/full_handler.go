@@ -24,7 +24,7 @@ func (h *Handler) handleFull(ctx context.Context, req *dhcpv4.DHCPv4, in Inbound
 	d, lerr := h.lookup(ctx, c)
 	reply, o, err := h.Full.Respond(ctx, req, in, Peer{Reserved: d.Address, Known: known(d, lerr)}) // no decision: no reservation
 	if err != nil {
-		h.log().Debug("dhcp: lease", "mac", c.MAC.String(), "xid", req.TransactionID.String(), "outcome", string(o), "err", err)
+		h.log().Debug("lease", "mac", c.MAC.String(), "xid", req.TransactionID.String(), "outcome", string(o), "err", err)
 	}
 	file := ""
 	if reply != nil && c.Class != ClassOther && (o == OutcomeLeaseOffer || o == OutcomeLeaseAck) {
@@ -38,7 +38,7 @@ func (h *Handler) handleFull(ctx context.Context, req *dhcpv4.DHCPv4, in Inbound
 		r.Bytes = reply.ToBytes()
 	}
 	if log := h.log(); log.Enabled(ctx, slog.LevelDebug) { // the arguments cost a String each
-		log.Debug("dhcp: full", "mac", c.MAC.String(), "xid", req.TransactionID.String(), "type", typeLabel(c.Type),
+		log.Debug("full", "mac", c.MAC.String(), "xid", req.TransactionID.String(), "type", typeLabel(c.Type),
 			"class", c.Class.String(), "outcome", string(o), "yiaddr", yiaddr(reply), "file", file)
 	}
 	return r

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"sync"
 	"time"
 
 	"github.com/insomniacslk/dhcp/dhcpv4"
@@ -32,6 +33,9 @@ type Handler struct {
 	Full *Full
 	// URLs builds the script and HTTP boot URLs of replies (httpboot.URLs).
 	URLs URLs
+
+	logOnce sync.Once
+	logger  *slog.Logger
 }
 
 // Result is what Handle made of a datagram.
@@ -80,7 +84,7 @@ func (h *Handler) handle(ctx context.Context, raw []byte, port int) Result {
 	}
 	req, err := dhcpv4.FromBytes(raw)
 	if err != nil {
-		h.log().Debug("dhcp: undecodable PXE packet", "port", port, "len", len(raw), "err", err)
+		h.log().Debug("undecodable PXE packet", "port", port, "len", len(raw), "err", err)
 		return Result{Outcome: OutcomeMalformed}
 	}
 	in := Inbound{ServerIP: h.ServerIP, Port: port, URLs: h.URLs}
@@ -103,7 +107,7 @@ func (h *Handler) handle(ctx context.Context, raw []byte, port int) Result {
 		if reply != nil {
 			file = reply.BootFileNameOption()
 		}
-		log.Debug("dhcp: decision", "mac", c.MAC.String(), "xid", req.TransactionID.String(),
+		log.Debug("decision", "mac", c.MAC.String(), "xid", req.TransactionID.String(),
 			"arch", c.Arch.String(), "class", c.Class.String(), "port", port, "outcome", string(o), "file", file)
 	}
 	return r
@@ -122,16 +126,22 @@ func (h *Handler) lookup(ctx context.Context, c Client) (Decision, error) {
 	d, err := h.Backend.Lookup(lctx, c.MAC, c.Arch)
 	cancel()
 	if err != nil && !errors.Is(err, ErrUnknownMAC) {
-		h.log().Debug("dhcp: backend lookup", "mac", c.MAC.String(), "arch", c.Arch.String(), "err", err)
+		h.log().Debug("backend lookup", "mac", c.MAC.String(), "arch", c.Arch.String(), "err", err)
 	}
 	return d, err
 }
 
+// log is Log (or slog.Default) with component=dhcp, made once: it is
+// called per packet.
 func (h *Handler) log() *slog.Logger {
-	if h.Log != nil {
-		return h.Log
-	}
-	return slog.Default()
+	h.logOnce.Do(func() {
+		l := h.Log
+		if l == nil {
+			l = slog.Default()
+		}
+		h.logger = l.With("component", "dhcp")
+	})
+	return h.logger
 }
 
 func (h *Handler) now() time.Time {

@@ -145,7 +145,7 @@ func (s *Server) loop(ctx context.Context, pc *ipv4.PacketConn, port int) {
 		n, cm, from, err := pc.ReadFrom(buf)
 		if err != nil {
 			if ctx.Err() == nil && !errors.Is(err, net.ErrClosed) {
-				s.h.log().Warn("dhcp: read", "port", port, "err", err)
+				s.h.log().Warn("read", "port", port, "err", err)
 				continue
 			}
 			return
@@ -175,7 +175,7 @@ func (s *Server) loop(ctx context.Context, pc *ipv4.PacketConn, port int) {
 			out = &ipv4.ControlMessage{IfIndex: cm.IfIndex}
 		}
 		if _, err := pc.WriteTo(r.Bytes, out, net.UDPAddrFromAddrPort(dst)); err != nil {
-			s.h.log().Warn("dhcp: send", "to", dst.String(), "xid", r.Request.TransactionID.String(), "err", err)
+			s.h.log().Warn("send", "to", dst.String(), "xid", r.Request.TransactionID.String(), "err", err)
 		}
 	}
 }

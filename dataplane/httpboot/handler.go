@@ -105,6 +105,7 @@ func New(cfg Config) (*Handler, error) {
 	if h.log == nil {
 		h.log = slog.New(slog.DiscardHandler)
 	}
+	h.log = h.log.With("component", "httpboot")
 	if h.metrics == nil {
 		h.metrics = NewMetrics(nil)
 	}
@@ -129,7 +130,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	d := time.Since(start)
 	h.metrics.request(route, rw.code, rw.n, d)
-	h.log.Debug("httpboot: request", "method", r.Method, "path", r.URL.Path, "route", route,
+	h.log.Debug("request", "method", r.Method, "path", r.URL.Path, "route", route,
 		"client", r.RemoteAddr, "code", rw.code, "bytes", rw.n, "range", r.Header.Get("Range"), "duration", d)
 }
 
@@ -202,7 +203,7 @@ func (h *Handler) serveScript(w http.ResponseWriter, r *http.Request) {
 		// The decision's data is at fault, not the request: 500, logged.
 		outcome := renderOutcome(err)
 		h.metrics.renders.WithLabelValues(outcome).Inc()
-		h.log.Warn("httpboot: script not rendered", "mac", mac.String(), "order", b.Order, "outcome", outcome, "err", err)
+		h.log.Warn("script not rendered", "mac", mac.String(), "order", b.Order, "outcome", outcome, "err", err)
 		http.Error(w, err.Error(), http.StatusInternalServerError)
 		return
 	}
@@ -214,7 +215,7 @@ func (h *Handler) serveScript(w http.ResponseWriter, r *http.Request) {
 			h.fetches.record(b.Order, b.Token, clientAddr(r.RemoteAddr))
 		}
 	}
-	h.log.Info("httpboot: script", "mac", mac.String(), "order", b.Order, "local", b.Local, "client", r.RemoteAddr)
+	h.log.Info("script", "mac", mac.String(), "order", b.Order, "local", b.Local, "client", r.RemoteAddr)
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 	w.Header().Set("Cache-Control", "no-store")
 	w.Header().Set("Content-Length", strconv.Itoa(len(script)))

@@ -108,7 +108,7 @@ func TestRequestLogLineAtDebugNamesPathCodeAndBytes(t *testing.T) {
 	f := newFixture(t)
 	f.do("GET", "/files/vmlinuz", nil, "Range", "bytes=0-9")
 	logs := f.logs.String()
-	for _, want := range []string{"level=DEBUG", "msg=\"httpboot: request\"", "path=/files/vmlinuz", "code=206", "bytes=10", `range="bytes=0-9"`} {
+	for _, want := range []string{"level=DEBUG", "msg=request", "component=httpboot", "path=/files/vmlinuz", "code=206", "bytes=10", `range="bytes=0-9"`} {
 		if !strings.Contains(logs, want) {
 			t.Errorf("log lacks %q:\n%s", want, logs)
 		}

@@ -106,7 +106,7 @@ func (h *Handler) serveStatus(w http.ResponseWriter, r *http.Request) {
 		label := "refused"
 		if herr.code >= 500 {
 			label = "backend_error"
-			h.log.Warn("httpboot: status not checked", "order", order, "client", r.RemoteAddr, "err", herr.msg)
+			h.log.Warn("status not checked", "order", order, "client", r.RemoteAddr, "err", herr.msg)
 		} else {
 			h.refused(r, order, herr)
 		}
@@ -115,14 +115,14 @@ func (h *Handler) serveStatus(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if err := h.sink.Report(r.Context(), st); err != nil {
-		h.log.Warn("httpboot: status sink failed", "order", order, "err", err)
+		h.log.Warn("status sink failed", "order", order, "err", err)
 		h.metrics.statusReports.WithLabelValues("sink_error").Inc()
 		w.Header().Set("Retry-After", "5")
 		http.Error(w, fmt.Sprintf("httpboot: status for order %q not stored, retry: %v", order, err), http.StatusServiceUnavailable)
 		return
 	}
 	h.metrics.statusReports.WithLabelValues(string(st.Phase)).Inc()
-	h.log.Info("httpboot: status", "order", order, "phase", st.Phase, "progress", st.Progress, "client", r.RemoteAddr)
+	h.log.Info("status", "order", order, "phase", st.Phase, "progress", st.Progress, "client", r.RemoteAddr)
 	w.WriteHeader(http.StatusNoContent)
 }
 
@@ -132,7 +132,7 @@ func (h *Handler) serveStatus(w http.ResponseWriter, r *http.Request) {
 func (h *Handler) refused(r *http.Request, order string, herr *httpError) {
 	h.metrics.statusRefused.WithLabelValues(herr.reason).Inc()
 	if ok, suppressed := h.refusals.allow(herr.reason, h.clock.Now()); ok {
-		h.log.Warn("httpboot: status refused", "order", order, "client", r.RemoteAddr, "reason", herr.reason,
+		h.log.Warn("status refused", "order", order, "client", r.RemoteAddr, "reason", herr.reason,
 			"code", herr.code, "err", herr.msg, "suppressed", suppressed)
 	}
 }

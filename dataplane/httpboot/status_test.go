@@ -232,7 +232,7 @@ func TestBadTokenFloodIsCountedAndLoggedRateLimited(t *testing.T) {
 		t.Errorf("status_refused_total{reason=bad_token} = %v, want 4000", n)
 	}
 	logs := f.logs.String()
-	if n := strings.Count(logs, `msg="httpboot: status refused"`); n != 1 || !strings.Contains(logs, "reason=bad_token") {
+	if n := strings.Count(logs, `msg="status refused"`); n != 1 || !strings.Contains(logs, "reason=bad_token") {
 		t.Fatalf("%d refusal lines in one second of the clock, want 1 naming the reason", n)
 	}
 	// A second later the next line says how many were left out.

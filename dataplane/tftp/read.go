@@ -473,7 +473,7 @@ func (t *readTransfer) flush(k int) error {
 		}
 		// The kernel or route refuses UDP_SEGMENT: sendmmsg from now on.
 		if t.s.gsoOff.CompareAndSwap(false, true) {
-			t.s.log.Warn("tftp: UDP GSO refused, falling back to sendmmsg", "err", err)
+			t.s.log.Warn("UDP GSO refused, falling back to sendmmsg", "err", err)
 		}
 		t.gso = nil
 	}

@@ -218,7 +218,7 @@ func NewServer(cfg Config, r Resolver) (*Server, error) {
 		return nil, errors.New("tftp: nil resolver")
 	}
 	s := &Server{
-		cfg: cfg, resolver: r, m: cfg.Metrics, log: cfg.Logger,
+		cfg: cfg, resolver: r, m: cfg.Metrics, log: cfg.Logger.With("component", "tftp"),
 		active: map[transferKey]*slot{}, perClient: map[netip.Addr]int{},
 		nextPort: cfg.PortLo, spinMaxActive: int64(max(1, runtime.GOMAXPROCS(0)/2)),
 	}

@@ -41,6 +41,7 @@ func KeepPolicy(ctx context.Context, src PolicySource, dst PolicySetter, clk clo
 	if log == nil {
 		log = slog.Default()
 	}
+	log = log.With("component", "xdp")
 	t, tick := clock.Or(clk).NewTicker(ResyncEvery)
 	defer t.Stop()
 	for {
@@ -51,9 +52,9 @@ func KeepPolicy(ctx context.Context, src PolicySource, dst PolicySetter, clk clo
 			deny = d.DeniedMACs()
 		}
 		if err := dst.SetPolicy(allow, deny); err != nil {
-			log.Error("xdp: policy update", "allow", len(allow), "deny", len(deny), "err", err)
+			log.Error("policy update", "allow", len(allow), "deny", len(deny), "err", err)
 		} else {
-			log.Debug("xdp: policy updated", "allow", len(allow), "deny", len(deny))
+			log.Debug("policy updated", "allow", len(allow), "deny", len(deny))
 		}
 		select {
 		case <-ctx.Done():

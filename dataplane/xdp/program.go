@@ -82,7 +82,7 @@ func Userspace(cfg Config, log *slog.Logger) (*Program, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Program{mode: ModeUserspace, log: log, cfg: cfg, user: c}, nil
+	return &Program{mode: ModeUserspace, log: log.With("component", "xdp"), cfg: cfg, user: c}, nil
 }
 
 // Attach loads the program and attaches it to ifname in driver mode, else
@@ -98,7 +98,7 @@ func Attach(ifname string, cfg Config, log *slog.Logger) (*Program, error) {
 		return nil, err
 	}
 	fallback := func(why error) (*Program, error) {
-		log.Warn("xdp: not attached, the userspace classifier guards the DHCP service instead",
+		log.Warn("not attached, the userspace classifier guards the DHCP service instead",
 			"interface", ifname, "err", why)
 		return Userspace(cfg, log)
 	}
@@ -110,7 +110,7 @@ func Attach(ifname string, cfg Config, log *slog.Logger) (*Program, error) {
 	if err != nil {
 		return fallback(err)
 	}
-	p.log = log
+	p.log = log.With("component", "xdp")
 	var errs []error
 	for _, m := range []struct {
 		name  string
@@ -122,7 +122,7 @@ func Attach(ifname string, cfg Config, log *slog.Logger) (*Program, error) {
 			continue
 		}
 		p.lnk, p.mode = l, m.name
-		log.Info("xdp: attached", "interface", ifname, "mode", m.name)
+		log.Info("attached", "interface", ifname, "mode", m.name)
 		return p, nil
 	}
 	p.objs.Close()

@@ -35,7 +35,7 @@ func openDataDir(dir string, full bool, log *slog.Logger, reg prometheus.Registe
 	}
 	if low {
 		free, _ := g.Free()
-		log.Warn("disk: starting read-only: the data dir's free space is below its reserve; leases, events, sync and staging wait for space",
+		log.With("component", "disk").Warn("starting read-only: the data dir's free space is below its reserve; leases, events, sync and staging wait for space",
 			"dir", dir, "free", diskspace.Bytes(free), "reserve", diskspace.Bytes(reserve))
 	}
 	db, err := badger.Open(bo)
@@ -48,7 +48,7 @@ func openDataDir(dir string, full bool, log *slog.Logger, reg prometheus.Registe
 	}
 	closeDB := func() {
 		if !g.CloseRoom(diskspace.BadgerReserve(bo)) {
-			log.Warn("disk: not closing the database on a nearly full disk; its write-ahead log is replayed at the next start", "dir", dir)
+			log.With("component", "disk").Warn("not closing the database on a nearly full disk; its write-ahead log is replayed at the next start", "dir", dir)
 			return
 		}
 		if err := db.Close(); err != nil {

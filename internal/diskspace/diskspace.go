@@ -147,7 +147,7 @@ func New(dir string, reserve int64, o Options) *Guard {
 		o.Logger = slog.Default()
 	}
 	g := &Guard{dir: dir, reserve: reserve, ballast: max(0, o.Ballast), clock: o.Clock, statfs: o.Statfs,
-		log: o.Logger, maxAge: o.MaxAge}
+		log: o.Logger.With("component", "disk"), maxAge: o.MaxAge}
 	labels := prometheus.Labels{"dir": dir}
 	g.refusals = prometheus.NewCounter(prometheus.CounterOpts{
 		Namespace: metrics.Namespace, Subsystem: "disk", Name: "refused_writes_total",
@@ -247,21 +247,21 @@ func (g *Guard) tendLocked(free int64) {
 		g.releaseLocked(free)
 	case g.held == 0 && free >= g.reserve+g.ballast:
 		if err := allocate(g.ballastPath(), g.ballast); err != nil {
-			g.log.Warn("disk: could not make the ballast file", "dir", g.dir, "err", err)
+			g.log.Warn("could not make the ballast file", "dir", g.dir, "err", err)
 			return
 		}
 		g.held = g.ballast
 		g.free -= g.ballast
-		g.log.Info("disk: ballast file made", "dir", g.dir, "ballast", Bytes(g.ballast), "free", Bytes(g.free))
+		g.log.Info("ballast file made", "dir", g.dir, "ballast", Bytes(g.ballast), "free", Bytes(g.free))
 	}
 }
 
 func (g *Guard) releaseLocked(free int64) {
 	if err := os.Remove(g.ballastPath()); err != nil && !errors.Is(err, fs.ErrNotExist) {
-		g.log.Error("disk: could not delete the ballast file", "dir", g.dir, "err", err)
+		g.log.Error("could not delete the ballast file", "dir", g.dir, "err", err)
 		return
 	}
-	g.log.Warn("disk: filesystem nearly full: ballast file deleted so that the database can still flush; writes are refused until the reserve is free",
+	g.log.Warn("filesystem nearly full: ballast file deleted so that the database can still flush; writes are refused until the reserve is free",
 		"dir", g.dir, "free", Bytes(free), "ballast", Bytes(g.held), "reserve", Bytes(g.reserve))
 	g.free += g.held
 	g.held = 0
@@ -325,13 +325,13 @@ func (g *Guard) Check(need int64) error {
 	if free-flush-need >= g.reserve {
 		if g.refused {
 			g.refused = false
-			g.log.Info("disk: free space above the reserve again: writes accepted", "dir", g.dir, "free", Bytes(free))
+			g.log.Info("free space above the reserve again: writes accepted", "dir", g.dir, "free", Bytes(free))
 		}
 		return nil
 	}
 	if !g.refused {
 		g.refused = true
-		g.log.Warn("disk: free space below the reserve: writes refused (read-only) until space is freed",
+		g.log.Warn("free space below the reserve: writes refused (read-only) until space is freed",
 			"dir", g.dir, "free", Bytes(free), "need", Bytes(need), "reserve", Bytes(g.reserve))
 	}
 	g.refusals.Inc()
