@@ -67,123 +67,153 @@ func openStoreWith(dir string, opts mdb.Options, hint string) (*mdb.DB, error) {
 }
 
 func runServe(args []string) int {
+	o, code := parseServe(args)
+	if code >= 0 {
+		return code
+	}
+	return o.serve()
+}
+
+// serveOpts is `serve`'s command line, checked.
+type serveOpts struct {
+	listen, dataDir, metricsL, bootstrap string
+	hbEvery, grace, evAge, uploadTTL     time.Duration
+	maxImage, reserve                    int64
+	evCount                              int
+	share                                float64
+	log                                  *slog.Logger
+	certs                                *certReloader // nil: plain HTTP
+}
+
+// parseServe reads the flags (and OSIM_MANAGER_* for those not given);
+// code is the exit code when the command line is wrong, else -1.
+func parseServe(args []string) (o serveOpts, code int) {
 	fs := flag.NewFlagSet("osim-manager serve", flag.ContinueOnError)
-	var (
-		listen    = fs.String("listen", "127.0.0.1:8080", "serve the API on this TCP address")
-		dataDir   = fs.String("data-dir", "", "the MDB's directory (Badger database and blobs)")
-		metricsL  = fs.String("metrics-listen", "", "serve Prometheus /metrics on this TCP address (empty: not served)")
-		tlsCert   = fs.String("tls-cert", "", "TLS certificate (PEM); with --tls-key serve HTTPS")
-		tlsKey    = fs.String("tls-key", "", "TLS private key (PEM)")
-		bootstrap = fs.String("bootstrap-token-file", "", "if the MDB has no admin token, make one and write its secret to this file (0600)")
-		logLevel  = fs.String("log-level", "info", "debug, info, warn or error")
-		hbEvery   = fs.Duration("heartbeat-interval", 10*time.Second, "expected boot server heartbeat interval: stale after 3, down after 10 missed")
-		grace     = fs.Duration("grace", 5*time.Second, "on SIGINT/SIGTERM, how long running requests may finish")
-		maxImage  = fs.Int64("max-image-size", mdb.DefaultMaxBlobSize, "largest blob (image file) an upload may announce, in bytes")
-		evAge     = fs.Duration("event-max-age", manager.DefaultEventMaxAge, "events older than this are deleted")
-		evCount   = fs.Int("event-max-count", manager.DefaultEventMaxCount, "at most this many events are kept, oldest deleted first")
-		uploadTTL = fs.Duration("upload-ttl", manager.DefaultUploadTTL, "an unfinished blob upload idle this long is deleted")
-		share     = fs.Float64("max-order-share", manager.DefaultMaxOrderShare, "an order by selector covering more than this share of a site's targets needs \"all\": true")
-		reserve   = fs.Int64("disk-reserve", 0, "bytes kept free in the data dir: writes are refused (507) below it (0: Badger's memtables and a blob chunk, see README)")
-	)
+	fs.StringVar(&o.listen, "listen", "127.0.0.1:8080", "serve the API on this TCP address")
+	fs.StringVar(&o.dataDir, "data-dir", "", "the MDB's directory (Badger database and blobs)")
+	fs.StringVar(&o.metricsL, "metrics-listen", "", "serve Prometheus /metrics on this TCP address (empty: not served)")
+	tlsCert := fs.String("tls-cert", "", "TLS certificate (PEM); with --tls-key serve HTTPS")
+	tlsKey := fs.String("tls-key", "", "TLS private key (PEM)")
+	fs.StringVar(&o.bootstrap, "bootstrap-token-file", "", "if the MDB has no admin token, make one and write its secret to this file (0600)")
+	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
+	fs.DurationVar(&o.hbEvery, "heartbeat-interval", 10*time.Second, "expected boot server heartbeat interval: stale after 3, down after 10 missed")
+	fs.DurationVar(&o.grace, "grace", 5*time.Second, "on SIGINT/SIGTERM, how long running requests may finish")
+	fs.Int64Var(&o.maxImage, "max-image-size", mdb.DefaultMaxBlobSize, "largest blob (image file) an upload may announce, in bytes")
+	fs.DurationVar(&o.evAge, "event-max-age", manager.DefaultEventMaxAge, "events older than this are deleted")
+	fs.IntVar(&o.evCount, "event-max-count", manager.DefaultEventMaxCount, "at most this many events are kept, oldest deleted first")
+	fs.DurationVar(&o.uploadTTL, "upload-ttl", manager.DefaultUploadTTL, "an unfinished blob upload idle this long is deleted")
+	fs.Float64Var(&o.share, "max-order-share", manager.DefaultMaxOrderShare, "an order by selector covering more than this share of a site's targets needs \"all\": true")
+	fs.Int64Var(&o.reserve, "disk-reserve", 0, "bytes kept free in the data dir: writes are refused (507) below it (0: Badger's memtables and a blob chunk, see README)")
 	if err := fs.Parse(args); err != nil {
-		return 2
+		return o, 2
+	}
+	fail := func(format string, a ...any) (serveOpts, int) {
+		fmt.Fprintf(os.Stderr, "osim-manager serve: "+format+"\n", a...)
+		return o, 2
 	}
 	if err := envDefaults(fs); err != nil {
-		fmt.Fprintf(os.Stderr, "osim-manager serve: %v\n", err)
-		return 2
+		return fail("%v", err)
 	}
 	if fs.NArg() > 0 {
-		fmt.Fprintf(os.Stderr, "osim-manager serve: unexpected arguments %q\n", fs.Args())
-		return 2
+		return fail("unexpected arguments %q", fs.Args())
 	}
-	log, err := logging.New(*logLevel)
-	if err != nil {
-		fmt.Fprintf(os.Stderr, "osim-manager serve: %v\n", err)
-		return 2
+	var err error
+	if o.log, err = logging.New(*logLevel); err != nil {
+		return fail("%v", err)
 	}
 	if (*tlsCert == "") != (*tlsKey == "") {
-		fmt.Fprintln(os.Stderr, "osim-manager serve: --tls-cert and --tls-key go together")
-		return 2
+		return fail("--tls-cert and --tls-key go together")
 	}
-	var tlsConf *tls.Config
-	var certs *certReloader
 	if *tlsCert != "" {
-		if certs, err = newCertReloader(*tlsCert, *tlsKey); err != nil {
-			fmt.Fprintf(os.Stderr, "osim-manager serve: TLS: %v\n", err)
-			return 2
+		if o.certs, err = newCertReloader(*tlsCert, *tlsKey); err != nil {
+			return fail("TLS: %v", err)
 		}
-		tlsConf = &tls.Config{GetCertificate: certs.get, MinVersion: tls.VersionTLS12}
 	}
+	return o, -1
+}
 
-	guard, err := diskGuard(*dataDir, *reserve, log)
-	if err != nil {
-		fmt.Fprintf(os.Stderr, "osim-manager serve: %v\n", err)
+// serve opens the MDB behind the disk guard and serves the API until
+// SIGINT or SIGTERM.
+func (o serveOpts) serve() int {
+	log := o.log
+	failed := func(format string, a ...any) int {
+		fmt.Fprintf(os.Stderr, "osim-manager serve: "+format+"\n", a...)
 		return 1
 	}
-	db, err := openStoreWith(*dataDir, mdb.Options{Logger: log, Space: guard, MaxBlobSize: *maxImage}, "; stop it first")
+	guard, err := diskGuard(o.dataDir, o.reserve, log)
 	if err != nil {
-		fmt.Fprintf(os.Stderr, "osim-manager serve: %v\n", err)
-		return 1
+		return failed("%v", err)
 	}
-	defer func() {
-		if need := diskspace.BadgerReserve(mdb.BadgerOptions("", log)); !guard.CloseRoom(need) {
-			// Closing flushes (and compacts) through mmap: on a full disk
-			// that is a SIGBUS. The synced write-ahead log has it all.
-			log.With("component", "disk").Warn("not closing the MDB on a nearly full disk; its write-ahead log holds every acknowledged write and is replayed at the next start",
-				"dir", *dataDir, "need", diskspace.Bytes(need))
-			return
-		}
-		if err := db.Close(); err != nil {
-			log.Error("closing the MDB", "err", err)
-		}
-	}()
+	db, err := openStoreWith(o.dataDir, mdb.Options{Logger: log, Space: guard, MaxBlobSize: o.maxImage}, "; stop it first")
+	if err != nil {
+		return failed("%v", err)
+	}
+	defer closeStore(db, guard, o.dataDir, log)
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 
-	if *bootstrap != "" {
-		if err := bootstrapAdmin(ctx, db, *bootstrap, log); err != nil {
-			fmt.Fprintf(os.Stderr, "osim-manager serve: --bootstrap-token-file: %v\n", err)
-			return 1
+	if o.bootstrap != "" {
+		if err := bootstrapAdmin(ctx, db, o.bootstrap, log); err != nil {
+			return failed("--bootstrap-token-file: %v", err)
 		}
 	}
 	reg := metrics.NewRegistry()
-	srv, err := manager.New(manager.Config{Store: db, Logger: log, Registry: reg, HeartbeatInterval: *hbEvery,
-		EventMaxAge: *evAge, EventMaxCount: *evCount, UploadTTL: *uploadTTL, MaxOrderShare: *share})
+	srv, err := manager.New(manager.Config{Store: db, Logger: log, Registry: reg, HeartbeatInterval: o.hbEvery,
+		EventMaxAge: o.evAge, EventMaxCount: o.evCount, UploadTTL: o.uploadTTL, MaxOrderShare: o.share})
 	if err != nil {
-		fmt.Fprintf(os.Stderr, "osim-manager serve: %v\n", err)
-		return 1
+		return failed("%v", err)
 	}
 	reg.MustRegister(guard)
 	go guard.Watch(ctx, time.Second)
 	go srv.Run(ctx)
-	go reloadOnHUP(ctx, certs, log)
-	if *metricsL != "" {
-		a, err := metrics.Serve(ctx, *metricsL, reg, log)
+	go reloadOnHUP(ctx, o.certs, log)
+	if o.metricsL != "" {
+		a, err := metrics.Serve(ctx, o.metricsL, reg, log)
 		if err != nil {
-			fmt.Fprintf(os.Stderr, "osim-manager serve: %v\n", err)
-			return 1
+			return failed("%v", err)
 		}
 		log.Info("metrics serving", "url", "http://"+a.String()+"/metrics")
 	}
-	ln, err := net.Listen("tcp", *listen)
+	return o.serveAPI(ctx, srv.Handler())
+}
+
+// closeStore closes the MDB unless the disk is too full for Badger's
+// close-time flush (through mmap: on a full disk, a SIGBUS); the synced
+// write-ahead log then holds every acknowledged write.
+func closeStore(db *mdb.DB, guard *diskspace.Guard, dir string, log *slog.Logger) {
+	if need := diskspace.BadgerReserve(mdb.BadgerOptions("", log)); !guard.CloseRoom(need) {
+		log.With("component", "disk").Warn("not closing the MDB on a nearly full disk; its write-ahead log holds every acknowledged write and is replayed at the next start",
+			"dir", dir, "need", diskspace.Bytes(need))
+		return
+	}
+	if err := db.Close(); err != nil {
+		log.Error("closing the MDB", "err", err)
+	}
+}
+
+// serveAPI listens (TLS with a certificate), prints the URL on stdout and
+// serves h until ctx ends, then lets requests finish for the grace.
+func (o serveOpts) serveAPI(ctx context.Context, h http.Handler) int {
+	log := o.log
+	ln, err := net.Listen("tcp", o.listen)
 	if err != nil {
-		fmt.Fprintf(os.Stderr, "osim-manager serve: listen on %q: %v\n", *listen, err)
+		fmt.Fprintf(os.Stderr, "osim-manager serve: listen on %q: %v\n", o.listen, err)
 		return 1
 	}
 	scheme := "http"
-	if tlsConf != nil {
+	if o.certs != nil {
 		scheme = "https"
-		ln = tls.NewListener(ln, tlsConf)
+		ln = tls.NewListener(ln, &tls.Config{GetCertificate: o.certs.get, MinVersion: tls.VersionTLS12})
 	}
 	hs := &http.Server{
-		Handler:           srv.Handler(),
+		Handler:           h,
 		ReadHeaderTimeout: 10 * time.Second,
 		IdleTimeout:       2 * time.Minute,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
 	url := scheme + "://" + ln.Addr().String()
 	fmt.Printf("osim-manager serving %s%s/\n", url, api.Prefix)
-	log.Info("serving", "url", url, "data_dir", *dataDir)
+	log.Info("serving", "url", url, "data_dir", o.dataDir)
 	errc := make(chan error, 1)
 	go func() { errc <- hs.Serve(ln) }()
 	select {
@@ -192,8 +222,8 @@ func runServe(args []string) int {
 		return 1
 	case <-ctx.Done():
 	}
-	log.Info("shutting down", "grace", *grace)
-	sctx, cancel := context.WithTimeout(context.Background(), *grace)
+	log.Info("shutting down", "grace", o.grace)
+	sctx, cancel := context.WithTimeout(context.Background(), o.grace)
 	defer cancel()
 	if err := hs.Shutdown(sctx); err != nil {
 		log.Warn("shutdown: requests still running were cut", "err", err)
