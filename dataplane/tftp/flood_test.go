@@ -7,7 +7,6 @@ package tftp_test
 
 import (
 	"context"
-	"errors"
 	"net"
 	"net/netip"
 	"os"
@@ -16,10 +15,9 @@ import (
 	"testing"
 	"time"
 
-	"golang.org/x/sys/unix"
-
 	"osim/dataplane/tftp"
 	"osim/internal/testlab"
+	"osim/internal/udpflood"
 )
 
 // flood sends read requests from many sockets, each bound to its own
@@ -27,7 +25,7 @@ import (
 // acknowledges anything. Each socket asks for every file once, so no request
 // repeats another's bytes and port (which would be folded as a retry).
 type flood struct {
-	fds       []int
+	*udpflood.Sources
 	requests  int
 	reqBytes  int
 	sentAfter time.Duration
@@ -35,54 +33,26 @@ type flood struct {
 
 func startFlood(t *testing.T, server netip.AddrPort, sources int, files []string) *flood {
 	t.Helper()
-	f := &flood{}
-	t.Cleanup(func() {
-		for _, fd := range f.fds {
-			unix.Close(fd)
-		}
-	})
-	to := &unix.SockaddrInet4{Port: int(server.Port()), Addr: server.Addr().As4()}
+	src, err := udpflood.Open(sources, 77)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(src.Close)
+	f := &flood{Sources: src}
+	var rrqs [][]byte
+	for _, name := range files {
+		rrqs = append(rrqs, request(opRRQ, name, "octet"))
+	}
 	start := time.Now()
-	for i := range sources {
-		fd, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0)
-		if err != nil {
-			t.Fatalf("flood socket %d: %v", i, err)
-		}
-		f.fds = append(f.fds, fd)
-		n := i + 1
-		if err := unix.Bind(fd, &unix.SockaddrInet4{Addr: [4]byte{127, 77, byte(n >> 8), byte(n)}}); err != nil {
-			t.Fatalf("flood bind 127.77.%d.%d: %v", byte(n>>8), byte(n), err)
-		}
-		for _, name := range files {
-			rrq := request(opRRQ, name, "octet")
-			if err := unix.Sendto(fd, rrq, 0, to); err != nil && !errors.Is(err, unix.EAGAIN) {
-				t.Fatalf("flood send: %v", err)
-			}
-			f.requests++
-			f.reqBytes += len(rrq)
-		}
+	if err := src.Send(server, 0, rrqs...); err != nil {
+		t.Fatal(err)
 	}
 	f.sentAfter = time.Since(start)
-	return f
-}
-
-// replies drains what the server sent to the flood's sockets: packets by
-// opcode and UDP payload bytes.
-func (f *flood) replies() (map[uint16]int, int) {
-	byOp := map[uint16]int{}
-	total := 0
-	buf := make([]byte, 65536)
-	for _, fd := range f.fds {
-		for {
-			n, _, err := unix.Recvfrom(fd, buf, unix.MSG_DONTWAIT)
-			if err != nil || n < 2 {
-				break
-			}
-			byOp[uint16(buf[0])<<8|uint16(buf[1])]++
-			total += n
-		}
+	for _, r := range rrqs {
+		f.requests += sources
+		f.reqBytes += sources * len(r)
 	}
-	return byOp, total
+	return f
 }
 
 func floodFiles(t *testing.T, root string, n int) []string {
@@ -161,7 +131,7 @@ func TestRealClientsServedDuringUnackedFlood(t *testing.T) {
 		t.Errorf("unacked_evicted_total = 0 after %d requests that never acknowledged, want > 0", fl.requests)
 	}
 	// Reflection: at most the first flight and one resend per forged request.
-	byOp, replyBytes := fl.replies()
+	byOp, replyBytes := fl.Replies()
 	if byOp[opDATA] > 2*fl.requests {
 		t.Errorf("the flood drew %d DATA packets for %d requests, want at most 2 each", byOp[opDATA], fl.requests)
 	}

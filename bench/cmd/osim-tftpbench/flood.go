@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"flag"
 	"fmt"
 	"net/http"
@@ -14,11 +13,10 @@ import (
 	"strings"
 	"time"
 
-	"golang.org/x/sys/unix"
-
 	"osim/bench/internal/lab"
 	"osim/internal/promtext"
 	"osim/internal/tftpwire"
+	"osim/internal/udpflood"
 )
 
 // floodCmd re-runs the TFTP slot flood of issue 11: read requests from many
@@ -70,11 +68,11 @@ func floodCmd(ctx context.Context, args []string) error {
 	fmt.Printf("flood: %d read requests of %d bytes for %q (%d bytes), each from its own 127.88.x.y:port, over %v\n",
 		*n, len(rrq), *file, *size, *over)
 	duringDone := make(chan clientRun, 1)
-	fl, err := newFloodSockets(*n)
+	fl, err := udpflood.Open(*n, 88)
 	if err != nil {
 		return err
 	}
-	defer fl.close()
+	defer fl.Close()
 	start := time.Now()
 	if *during {
 		go func() {
@@ -82,7 +80,7 @@ func floodCmd(ctx context.Context, args []string) error {
 			duringDone <- runRealClient(ctx, "atftp", root, server, *file, data)
 		}()
 	}
-	if err := fl.send(rrq, server, *over); err != nil {
+	if err := fl.Send(server, *over, rrq); err != nil {
 		return err
 	}
 	sent := time.Since(start)
@@ -98,7 +96,7 @@ func floodCmd(ctx context.Context, args []string) error {
 	} else {
 		fmt.Printf("server idle %v after the flood began\n", time.Since(start).Round(100*time.Millisecond))
 	}
-	byOp, bytes := fl.replies()
+	byOp, bytes := fl.Replies()
 	fmt.Printf("flood replies: %d DATA, %d OACK, %d ERROR; %d bytes for %d request bytes: %.2f packets and %.1fx bytes per request\n",
 		byOp[tftpwire.OpDATA], byOp[tftpwire.OpOACK], byOp[tftpwire.OpERROR], bytes, *n*len(rrq),
 		float64(byOp[tftpwire.OpDATA]+byOp[tftpwire.OpERROR]+byOp[tftpwire.OpOACK])/float64(*n), float64(bytes)/float64(*n*len(rrq)))
@@ -143,68 +141,6 @@ func startFloodBootd(ctx context.Context, bin, root string, addr netip.AddrPort,
 			stop()
 			return nil, err
 		}
-	}
-}
-
-// floodSockets are the forged sources: one non-blocking socket each, bound
-// to its own loopback address, read only at the end.
-type floodSockets struct{ fds []int }
-
-func newFloodSockets(n int) (*floodSockets, error) {
-	f := &floodSockets{}
-	for i := range n {
-		fd, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0)
-		if err != nil {
-			f.close()
-			return nil, fmt.Errorf("flood socket %d: %w", i, err)
-		}
-		f.fds = append(f.fds, fd)
-		k := i + 1
-		if err := unix.Bind(fd, &unix.SockaddrInet4{Addr: [4]byte{127, 88, byte(k >> 8), byte(k)}}); err != nil {
-			f.close()
-			return nil, fmt.Errorf("flood bind 127.88.%d.%d: %w", byte(k>>8), byte(k), err)
-		}
-	}
-	return f, nil
-}
-
-// send sends pkt from every socket, paced in 10 ms steps over d.
-func (f *floodSockets) send(pkt []byte, to netip.AddrPort, d time.Duration) error {
-	sa := &unix.SockaddrInet4{Port: int(to.Port()), Addr: to.Addr().As4()}
-	steps := max(1, int(d/(10*time.Millisecond)))
-	start := time.Now()
-	for i, fd := range f.fds {
-		if due := start.Add(time.Duration(i*steps/len(f.fds)) * d / time.Duration(steps)); time.Until(due) > 0 {
-			time.Sleep(time.Until(due))
-		}
-		if err := unix.Sendto(fd, pkt, 0, sa); err != nil && !errors.Is(err, unix.EAGAIN) {
-			return fmt.Errorf("flood send: %w", err)
-		}
-	}
-	return nil
-}
-
-// replies drains every socket: packets by opcode and UDP payload bytes.
-func (f *floodSockets) replies() (map[uint16]int, int) {
-	byOp := map[uint16]int{}
-	total := 0
-	buf := make([]byte, 65536)
-	for _, fd := range f.fds {
-		for {
-			n, _, err := unix.Recvfrom(fd, buf, unix.MSG_DONTWAIT)
-			if err != nil || n < 2 {
-				break
-			}
-			byOp[tftpwire.Opcode(buf[:n])]++
-			total += n
-		}
-	}
-	return byOp, total
-}
-
-func (f *floodSockets) close() {
-	for _, fd := range f.fds {
-		unix.Close(fd)
 	}
 }
 
