@@ -123,8 +123,8 @@ type Options struct {
 	// the reserve and the ballast fit.
 	Ballast int64
 	// MaxAge is how long a free-space reading is trusted while the free
-	// space is well above the reserve (default 200ms); near it, every
-	// check reads again.
+	// space is well above the reserve (default 200ms); near it, a tenth
+	// of that, and a check that names its size reads again.
 	MaxAge time.Duration
 	// Logger (default slog.Default) gets one line per change of state.
 	Logger *slog.Logger
@@ -312,7 +312,13 @@ func (g *Guard) Check(need int64) error {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	free := g.free
-	if g.sampled.IsZero() || g.clock.Now().Sub(g.sampled) >= g.maxAge || free-need < 2*g.reserve {
+	// Near the reserve a reading is trusted for a tenth of MaxAge, not
+	// re-read on every check: a refused DHCP flood on a full disk would
+	// otherwise be a statfs per packet. A write that names its size
+	// (a blob, a download) always reads afresh.
+	age := g.clock.Now().Sub(g.sampled)
+	near := free-need < 2*g.reserve
+	if g.sampled.IsZero() || age >= g.maxAge || (near && (need > 0 || age >= g.maxAge/10)) {
 		var err error
 		if free, err = g.readLocked(); err != nil {
 			return nil

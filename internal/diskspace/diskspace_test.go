@@ -154,3 +154,29 @@ func TestPrepareUsesALeftoverBallastAndRefusesAStartWithoutRoom(t *testing.T) {
 		t.Fatalf("Prepare with 1 MiB free: %v, want a refusal naming the free space", err)
 	}
 }
+
+// TestChecksNearTheReserveDoNotReadOnEveryCall: while the disk is nearly
+// full, each refused write (a DHCP flood's) trusts a reading for a tenth
+// of MaxAge instead of calling statfs again; a write that names its size
+// still reads afresh.
+func TestChecksNearTheReserveDoNotReadOnEveryCall(t *testing.T) {
+	f := newFake(t, 5<<20)
+	reads := 0
+	statfs := func(dir string) (int64, error) { reads++; return f.statfs(dir) }
+	clk := clock.NewFake(time.Unix(0, 0))
+	g := New(f.dir, 10<<20, Options{Statfs: statfs, Clock: clk, Logger: quiet(), MaxAge: time.Second})
+	for range 1000 {
+		if g.Check(0) == nil {
+			t.Fatal("a write with 5 MiB free and a 10 MiB reserve was accepted")
+		}
+	}
+	if reads != 1 {
+		t.Fatalf("1000 checks at one instant read statfs %d times, want 1", reads)
+	}
+	clk.Step(100 * time.Millisecond)
+	g.Check(0)
+	g.Check(1)
+	if reads != 3 {
+		t.Fatalf("after a tenth of MaxAge and a sized check: %d reads, want 3", reads)
+	}
+}
