@@ -5,10 +5,8 @@ import (
 	"fmt"
 	"net/http/httptest"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -38,15 +36,7 @@ dhcp: {listen: 127.0.0.1:%d, boot_listen: 127.0.0.1:%d}
 tftp: {root: %s, listen: 127.0.0.1:%d}
 http: {listen: 127.0.0.1:%d}
 `, filepath.Join(dir, "data"), msrv.URL, freeUDPPort(t), freeUDPPort(t), filepath.Join(dir, "tftp"), tftpPort, freeTCPPort(t))
-	cfgPath := filepath.Join(dir, "serve.yaml")
-	os.WriteFile(cfgPath, []byte(cfg), 0o644)
-	stderr := &agentStderr{}
-	cmd := exec.Command(bin, "serve", "--config", cfgPath)
-	cmd.Stderr = stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { cmd.Process.Kill() })
+	cmd, stderr := startServe(t, bin, dir, cfg)
 	exited := make(chan error, 1)
 	go func() { exited <- cmd.Wait() }()
 	for deadline := time.Now().Add(15 * time.Second); !strings.Contains(stderr.String(), "agent stopped"); time.Sleep(20 * time.Millisecond) {
@@ -72,22 +62,4 @@ http: {listen: 127.0.0.1:%d}
 		t.Errorf("the log does not give the manager's answer:\n%s", stderr.String())
 	}
 	_ = cmd.Process.Signal(syscall.SIGTERM)
-}
-
-// agentStderr is the process's stderr, read while it is written.
-type agentStderr struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *agentStderr) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *agentStderr) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
 }

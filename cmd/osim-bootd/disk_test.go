@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"fmt"
 	"io"
 	"net/http"
@@ -13,6 +14,7 @@ import (
 	"time"
 
 	"osim/internal/disktest"
+	"osim/internal/promtext"
 )
 
 // TestBootServerOnAFullDiskKeepsServingAndNeverFaults runs osim-bootd in
@@ -60,7 +62,7 @@ http: {files: %s, listen: 127.0.0.1:%d}
 		resp.Body.Close()
 		return resp.StatusCode, nil
 	}
-	waitHTTP := func(stderr *bytes.Buffer) {
+	waitHTTP := func(stderr *logBuffer) {
 		t.Helper()
 		for try := 0; ; try++ {
 			if code, err := get(); err == nil && code == 200 {
@@ -73,34 +75,30 @@ http: {files: %s, listen: 127.0.0.1:%d}
 	}
 	cmd, stderr := startServe(t, bin, dir, cfg)
 	waitHTTP(stderr)
-	metric := func(name string) string {
-		resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/metrics", metricsPort))
+	metric := func(name string) float64 { // -1: not on the page
+		page, err := promtext.Get(context.Background(), nil, fmt.Sprintf("http://127.0.0.1:%d/metrics", metricsPort))
 		if err != nil {
 			t.Fatal(err)
 		}
-		defer resp.Body.Close()
-		b, _ := io.ReadAll(resp.Body)
-		for _, l := range strings.Split(string(b), "\n") {
-			if strings.HasPrefix(l, name+"{") || strings.HasPrefix(l, name+" ") {
-				return l[strings.LastIndex(l, " ")+1:]
-			}
+		if len(page[name]) == 0 {
+			return -1
 		}
-		return ""
+		return page.Sum(name)
 	}
-	if v := metric("osim_disk_free_bytes"); v == "" || v == "0" {
-		t.Fatalf("osim_disk_free_bytes %q on a new filesystem", v)
+	if v := metric("osim_disk_free_bytes"); v <= 0 {
+		t.Fatalf("osim_disk_free_bytes %v on a new filesystem", v)
 	}
 
 	filler := disktest.Fill(t, mnt, 0)
 	deadline := time.Now().Add(5 * time.Second)
-	for metric("osim_disk_ballast_bytes") != "0" {
+	for metric("osim_disk_ballast_bytes") != 0 {
 		if time.Now().After(deadline) {
 			t.Fatalf("the ballast was not released on a full disk\n%s", stderr.String())
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-	if metric("osim_disk_low") != "1" {
-		t.Errorf("osim_disk_low %q on a full disk", metric("osim_disk_low"))
+	if metric("osim_disk_low") != 1 {
+		t.Errorf("osim_disk_low %v on a full disk", metric("osim_disk_low"))
 	}
 	for range 3 {
 		if got := tftpGet(t, tftpPort, "undionly.kpxe"); !bytes.Equal(got, nbp) {
@@ -110,7 +108,7 @@ http: {files: %s, listen: 127.0.0.1:%d}
 			t.Fatalf("http on a full disk: %d %v", code, err)
 		}
 	}
-	stopWithSIGTERM(t, cmd, stderr)
+	stopLogged(t, cmd, stderr)
 
 	// A start on the full disk: one line, exit 1, no fault.
 	cfgPath := filepath.Join(dir, "serve.yaml")
@@ -128,7 +126,7 @@ http: {files: %s, listen: 127.0.0.1:%d}
 	if got := tftpGet(t, tftpPort, "undionly.kpxe"); !bytes.Equal(got, nbp) {
 		t.Fatalf("tftp after a read-only start: %d bytes", len(got))
 	}
-	stopWithSIGTERM(t, cmd, stderr)
+	stopLogged(t, cmd, stderr)
 	if !strings.Contains(stderr.String(), "starting read-only") { // read after Wait: the process no longer writes it
 		t.Errorf("a start below the reserve did not say it runs read-only:\n%s", stderr.String())
 	}

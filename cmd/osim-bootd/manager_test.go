@@ -180,5 +180,5 @@ http: {files: %s, listen: 127.0.0.1:%d}
 		return mm.has(api.EventInstallStatus, "o-a") && mm.has(api.EventInventory, "o-a")
 	})
 
-	stopWithSIGTERM(t, cmd, stderr)
+	stopLogged(t, cmd, stderr)
 }

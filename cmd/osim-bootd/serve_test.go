@@ -95,7 +95,7 @@ targets: [{mac: "52:54:00:00:00:01", image: deb, order: o-1, token: tok1}]
 	for _, w := range missing {
 		t.Errorf("metrics lack %q", w)
 	}
-	stopWithSIGTERM(t, cmd, stderr)
+	stopLogged(t, cmd, stderr)
 }
 
 // tftpGet fetches name in lockstep at 512 bytes, the simplest client.

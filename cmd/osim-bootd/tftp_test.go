@@ -148,34 +148,11 @@ func freeTCPPort(t *testing.T) int {
 	return l.Addr().(*net.TCPAddr).Port
 }
 
-// startServe writes cfg to dir/serve.yaml and starts "bin serve" on it;
-// the process is killed when the test ends. Its stderr is returned.
-func startServe(t *testing.T, bin, dir, cfg string) (*exec.Cmd, *bytes.Buffer) {
+// startServe writes cfg to dir/serve.yaml and starts "bin serve" on it
+// (startLogged): its stderr is read while it runs; stop it with stopLogged.
+func startServe(t *testing.T, bin, dir, cfg string) (*exec.Cmd, *logBuffer) {
 	t.Helper()
 	cfgPath := filepath.Join(dir, "serve.yaml")
 	os.WriteFile(cfgPath, []byte(cfg), 0o644)
-	var stderr bytes.Buffer
-	cmd := exec.Command(bin, "serve", "--config", cfgPath)
-	cmd.Stderr = &stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { cmd.Process.Kill() })
-	return cmd, &stderr
-}
-
-// stopWithSIGTERM sends SIGTERM and fails unless cmd exits 0 within 10 s.
-func stopWithSIGTERM(t *testing.T, cmd *exec.Cmd, stderr *bytes.Buffer) {
-	t.Helper()
-	cmd.Process.Signal(syscall.SIGTERM)
-	done := make(chan error, 1)
-	go func() { done <- cmd.Wait() }()
-	select {
-	case err := <-done:
-		if err != nil {
-			t.Fatalf("exit: %v\n%s", err, stderr.String())
-		}
-	case <-time.After(10 * time.Second):
-		t.Fatalf("no exit after SIGTERM\n%s", stderr.String())
-	}
+	return startLogged(t, bin, "serve", "--config", cfgPath)
 }

@@ -1,8 +1,8 @@
 package main
 
 import (
-	"bufio"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -17,6 +17,7 @@ import (
 
 	"osim/controlplane/api"
 	"osim/internal/disktest"
+	"osim/internal/promtext"
 )
 
 // TestFullDiskIsAnErrorNeverACrash runs osim-manager with its data dir on
@@ -58,7 +59,7 @@ func fullDisk(t *testing.T, bin, kind string) {
 	want507 := func(what string, err error) {
 		t.Helper()
 		var e *api.Error
-		if !errorsAs(err, &e) || e.Code != http.StatusInsufficientStorage || !strings.Contains(e.Message, data) || !strings.Contains(e.Message, "free") {
+		if !errors.As(err, &e) || e.Code != http.StatusInsufficientStorage || !strings.Contains(e.Message, data) || !strings.Contains(e.Message, "free") {
 			t.Fatalf("%s: %v, want 507 naming the data dir %s and its free space", what, err, data)
 		}
 	}
@@ -143,14 +144,6 @@ func fullDisk(t *testing.T, bin, kind string) {
 	stopServe(t, cmd)
 }
 
-func errorsAs(err error, e **api.Error) bool {
-	ae, ok := err.(*api.Error)
-	if ok {
-		*e = ae
-	}
-	return ok
-}
-
 func freePort(t *testing.T) int {
 	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
@@ -165,29 +158,14 @@ func freePort(t *testing.T) int {
 // /metrics (-1 if it is not there).
 func scrapeValue(t *testing.T, port int, name string) float64 {
 	t.Helper()
-	resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/metrics", port))
+	page, err := promtext.Get(context.Background(), nil, fmt.Sprintf("http://127.0.0.1:%d/metrics", port))
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer resp.Body.Close()
-	sum, found := 0.0, false
-	sc := bufio.NewScanner(resp.Body)
-	for sc.Scan() {
-		l := sc.Text()
-		if !strings.HasPrefix(l, name+" ") && !strings.HasPrefix(l, name+"{") {
-			continue
-		}
-		f := strings.Fields(l)
-		v, err := strconv.ParseFloat(f[len(f)-1], 64)
-		if err == nil {
-			sum, found = sum+v, true
-		}
-	}
-	io.Copy(io.Discard, resp.Body) //nolint:errcheck
-	if !found {
+	if len(page[name]) == 0 {
 		return -1
 	}
-	return sum
+	return page.Sum(name)
 }
 
 func waitUntil(t *testing.T, d time.Duration, what string, cond func() bool) {

@@ -172,7 +172,7 @@ func TestPartialUploadCanBeAbandonedAndExpires(t *testing.T) {
 	if code, _ := e.req(t, "GET", "/blobs/"+osha+"/status", nil); code != http.StatusNotFound {
 		t.Fatalf("a partial idle past the TTL is still there: %d", code)
 	}
-	if n := testutilCounter(t, e.reg, "osim_manager_uploads_expired_total"); n != 1 {
+	if n := registryValue(t, e.reg, "osim_manager_uploads_expired_total", nil); n != 1 {
 		t.Errorf("uploads_expired_total %v, want 1", n)
 	}
 
@@ -182,21 +182,4 @@ func TestPartialUploadCanBeAbandonedAndExpires(t *testing.T) {
 		!strings.Contains(body, "maximum image size") {
 		t.Fatalf("announcing 2 MiB over a 1 MiB maximum: %d %s, want 413 naming the maximum", code, body)
 	}
-}
-
-func testutilCounter(t *testing.T, reg *prometheus.Registry, name string) float64 {
-	t.Helper()
-	mfs, err := reg.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	sum := 0.0
-	for _, mf := range mfs {
-		if mf.GetName() == name {
-			for _, m := range mf.GetMetric() {
-				sum += m.GetCounter().GetValue()
-			}
-		}
-	}
-	return sum
 }

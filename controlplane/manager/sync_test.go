@@ -4,16 +4,24 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	dto "github.com/prometheus/client_model/go"
 
 	"osim/controlplane/api"
 )
 
-// testCounter reads one sample of the registry (counter or gauge) whose
+// testCounter reads one sample of e's registry (counter or gauge) whose
 // labels include want; -1 when there is none.
 func testCounter(t *testing.T, e *env, name string, want map[string]string) float64 {
 	t.Helper()
-	mfs, err := e.reg.Gather()
+	return registryValue(t, e.reg, name, want)
+}
+
+// registryValue is testCounter for any registry.
+func registryValue(t *testing.T, reg prometheus.Gatherer, name string, want map[string]string) float64 {
+	t.Helper()
+	mfs, err := reg.Gather()
 	if err != nil {
 		t.Fatalf("gather: %v", err)
 	}
