@@ -123,8 +123,9 @@ type Options struct {
 	// the reserve and the ballast fit.
 	Ballast int64
 	// MaxAge is how long a free-space reading is trusted while the free
-	// space is well above the reserve (default 200ms); near it, a tenth
-	// of that, and a check that names its size reads again.
+	// space is well above the reserve (default 200ms); near it, a write
+	// that would pass or names its size reads again, and a refusal
+	// trusts a reading for a tenth of that.
 	MaxAge time.Duration
 	// Logger (default slog.Default) gets one line per change of state.
 	Logger *slog.Logger
@@ -312,13 +313,14 @@ func (g *Guard) Check(need int64) error {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	free := g.free
-	// Near the reserve a reading is trusted for a tenth of MaxAge, not
-	// re-read on every check: a refused DHCP flood on a full disk would
-	// otherwise be a statfs per packet. A write that names its size
-	// (a blob, a download) always reads afresh.
+	// Near the reserve every write that would be accepted reads afresh;
+	// a refusal trusts the last reading for a tenth of MaxAge, or a
+	// refused DHCP flood on a full disk would be a statfs per packet. A
+	// write that names its size (a blob, a download) always reads.
 	age := g.clock.Now().Sub(g.sampled)
 	near := free-need < 2*g.reserve
-	if g.sampled.IsZero() || age >= g.maxAge || (near && (need > 0 || age >= g.maxAge/10)) {
+	wouldRefuse := free-(g.ballast-g.held)-need < g.reserve
+	if g.sampled.IsZero() || age >= g.maxAge || (near && (need > 0 || !wouldRefuse || age >= g.maxAge/10)) {
 		var err error
 		if free, err = g.readLocked(); err != nil {
 			return nil

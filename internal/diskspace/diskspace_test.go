@@ -157,8 +157,8 @@ func TestPrepareUsesALeftoverBallastAndRefusesAStartWithoutRoom(t *testing.T) {
 
 // TestChecksNearTheReserveDoNotReadOnEveryCall: while the disk is nearly
 // full, each refused write (a DHCP flood's) trusts a reading for a tenth
-// of MaxAge instead of calling statfs again; a write that names its size
-// still reads afresh.
+// of MaxAge instead of calling statfs again; a write that names its size,
+// or one the last reading would let through, still reads afresh.
 func TestChecksNearTheReserveDoNotReadOnEveryCall(t *testing.T) {
 	f := newFake(t, 5<<20)
 	reads := 0
@@ -178,5 +178,14 @@ func TestChecksNearTheReserveDoNotReadOnEveryCall(t *testing.T) {
 	g.Check(1)
 	if reads != 3 {
 		t.Fatalf("after a tenth of MaxAge and a sized check: %d reads, want 3", reads)
+	}
+	f.free.Store(15 << 20) // some space back, still near the reserve...
+	clk.Step(100 * time.Millisecond)
+	if err := g.Check(0); err != nil {
+		t.Fatalf("with 15 MiB free: %v", err)
+	}
+	f.free.Store(5 << 20) // ...and a fill right after is seen by the next write
+	if g.Check(0) == nil {
+		t.Fatal("a write accepted on a reading taken before the disk filled")
 	}
 }
