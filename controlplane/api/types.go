@@ -114,8 +114,8 @@ type Heartbeat struct {
 
 // Image kinds.
 const (
-	KindOS   = "os"   // kernel + initrds + command line: the installer
-	KindBoot = "boot" // network boot programs per firmware (iPXE builds)
+	KindOS   = "os"   // what gets installed: Format says a disk image or a vendor installer
+	KindBoot = "boot" // network boot programs per firmware (iPXE builds) and the osim installer's kernel and initrds
 )
 
 // File roles inside an image.
@@ -131,14 +131,18 @@ type ImageFile struct {
 	Name   string `json:"name"`   // file name as served: [A-Za-z0-9._-]+
 	SHA256 string `json:"sha256"` // 64 lower-case hex digits
 	Size   int64  `json:"size"`
-	Role   string `json:"role"`           // kernel, initrd, nbp, other
+	Role   string `json:"role"`           // kernel, initrd, nbp, disk, other
 	Arch   string `json:"arch,omitempty"` // for nbp files
+	// Compression and RawSize describe a disk file (RoleDisk): "", gzip
+	// or zstd, and its size once decompressed (0: unknown).
+	Compression string `json:"compression,omitempty"`
+	RawSize     int64  `json:"raw_size,omitempty"`
 }
 
 // Procedure is a script or template run around the install.
 type Procedure struct {
 	Name   string `json:"name"`
-	When   string `json:"when"` // pre or post
+	When   string `json:"when"` // WhenPre, WhenPost or WhenFirstBoot
 	Script string `json:"script"`
 }
 
@@ -149,6 +153,11 @@ type Image struct {
 	Version string      `json:"version"`
 	Kind    string      `json:"kind"`
 	Arch    string      `json:"arch,omitempty"`
+	// Format is FormatDisk or FormatInstaller for os images ("" is
+	// FormatInstaller), empty for boot images.
+	Format string `json:"format,omitempty"`
+	// Install is how a disk image is installed (nil: the defaults).
+	Install *InstallSettings `json:"install,omitempty"`
 	Files   []ImageFile `json:"files"`
 	// Cmdline is the kernel command line template (httpboot.CmdlineData).
 	Cmdline    string            `json:"cmdline,omitempty"`
@@ -165,6 +174,11 @@ type ImageSpec struct {
 	Version    string            `json:"version"`
 	Kind       string            `json:"kind"`
 	Arch       string            `json:"arch,omitempty"`
+	// Format is FormatDisk or FormatInstaller for os images ("" is
+	// FormatInstaller), empty for boot images.
+	Format string `json:"format,omitempty"`
+	// Install is how a disk image is installed (nil: the defaults).
+	Install *InstallSettings `json:"install,omitempty"`
 	Files      []ImageFile       `json:"files"`
 	Cmdline    string            `json:"cmdline,omitempty"`
 	Defaults   map[string]string `json:"defaults,omitempty"`
