@@ -148,17 +148,17 @@ type Procedure struct {
 
 // Image is a boot or OS image.
 type Image struct {
-	ID      string      `json:"id"`
-	Name    string      `json:"name"`
-	Version string      `json:"version"`
-	Kind    string      `json:"kind"`
-	Arch    string      `json:"arch,omitempty"`
+	ID      string `json:"id"`
+	Name    string `json:"name"`
+	Version string `json:"version"`
+	Kind    string `json:"kind"`
+	Arch    string `json:"arch,omitempty"`
 	// Format is FormatDisk or FormatInstaller for os images ("" is
 	// FormatInstaller), empty for boot images.
 	Format string `json:"format,omitempty"`
 	// Install is how a disk image is installed (nil: the defaults).
 	Install *InstallSettings `json:"install,omitempty"`
-	Files   []ImageFile `json:"files"`
+	Files   []ImageFile      `json:"files"`
 	// Cmdline is the kernel command line template (httpboot.CmdlineData).
 	Cmdline    string            `json:"cmdline,omitempty"`
 	Defaults   map[string]string `json:"defaults,omitempty"`
@@ -170,15 +170,15 @@ type Image struct {
 // ImageSpec is what a client sends to register an image; every file's
 // blob must have been uploaded completely first.
 type ImageSpec struct {
-	Name       string            `json:"name"`
-	Version    string            `json:"version"`
-	Kind       string            `json:"kind"`
-	Arch       string            `json:"arch,omitempty"`
+	Name    string `json:"name"`
+	Version string `json:"version"`
+	Kind    string `json:"kind"`
+	Arch    string `json:"arch,omitempty"`
 	// Format is FormatDisk or FormatInstaller for os images ("" is
 	// FormatInstaller), empty for boot images.
 	Format string `json:"format,omitempty"`
 	// Install is how a disk image is installed (nil: the defaults).
-	Install *InstallSettings `json:"install,omitempty"`
+	Install    *InstallSettings  `json:"install,omitempty"`
 	Files      []ImageFile       `json:"files"`
 	Cmdline    string            `json:"cmdline,omitempty"`
 	Defaults   map[string]string `json:"defaults,omitempty"`
