@@ -132,7 +132,7 @@ func (l *localView) Script(_ context.Context, mac net.HardwareAddr) (httpboot.Bo
 	img, haveImg := l.v.images[o.Image]
 	l.mu.RUnlock()
 	if !known {
-		return httpboot.Boot{}, fmt.Errorf("%w: %s", httpboot.ErrUnknownTarget, m)
+		return l.discoveryBoot(m) // ErrUnknownTarget unless under discovery
 	}
 	if !hasOrder || !lifecycle.Boots(o.State) {
 		return httpboot.Boot{Local: true}, nil
