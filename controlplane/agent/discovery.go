@@ -76,6 +76,18 @@ func (l *localView) ObservePXE(c dhcp.Client, d dhcp.Decision, err error) {
 	}
 }
 
+// discoveryNBPs are the NBPs unknown machines get under discovery: the
+// discovery image's, or the boot server's own when it has none. The map
+// is shared: callers read it only.
+func (l *localView) discoveryNBPs() map[dhcp.Arch]string {
+	l.mu.RLock()
+	defer l.mu.RUnlock()
+	if nbp, ok := l.v.nbps[l.cfg.DiscoveryImage]; ok && l.cfg.DiscoveryImage != "" && len(nbp) > 0 {
+		return nbp
+	}
+	return l.cfg.DefaultBootFiles
+}
+
 // discoveryBoot is the script of an unknown MAC: the discovery image's
 // kernel and initrds with its command line plus the osim.* keys of
 // discover mode; ErrUnknownTarget when discovery is off or the image is

@@ -68,7 +68,7 @@ func (l *localView) Lookup(_ context.Context, mac net.HardwareAddr, _ dhcp.Arch)
 		case 0:
 			return dhcp.Decision{}, fmt.Errorf("%w: %s", dhcp.ErrUnknownMAC, m)
 		case dhcp.ActionDiscovery:
-			return dhcp.Decision{Action: dhcp.ActionDiscovery, BootFiles: l.cfg.DefaultBootFiles, Unknown: true}, nil
+			return dhcp.Decision{Action: dhcp.ActionDiscovery, BootFiles: l.discoveryNBPs(), Unknown: true}, nil
 		}
 		return dhcp.Decision{Action: l.cfg.Unknown, Unknown: true}, nil
 	}
