@@ -30,8 +30,8 @@ func (w *wtx) ingestOf(e api.Event, site string) error {
 // ingestDiscovered stores a target.discovered event and registers its
 // MAC as a discovered target of site (hostname api.DiscoveredHostname,
 // arch from api.DataDHCPArch, default bios, the facts attached). A MAC
-// that is already a discovered target of site gets its facts and arch
-// updated; one that is a normal target, or another site's, changes
+// that is already a discovered target of site gets its facts (and its
+// arch, when the event names one) updated; one that is a normal target, or another site's, changes
 // nothing (the event is kept).
 func (w *wtx) ingestDiscovered(e api.Event, site string) error {
 	mac, err := api.CanonicalMAC(e.MAC)
@@ -40,8 +40,8 @@ func (w *wtx) ingestDiscovered(e api.Event, site string) error {
 		return err
 	}
 	e.MAC = mac
-	arch := e.Data[api.DataDHCPArch]
-	if !api.ValidArch(arch) {
+	arch, archKnown := e.Data[api.DataDHCPArch], api.ValidArch(e.Data[api.DataDHCPArch])
+	if !archKnown {
 		arch = "bios"
 	}
 	facts := map[string]string{}
@@ -55,19 +55,26 @@ func (w *wtx) ingestDiscovered(e api.Event, site string) error {
 		return err
 	}
 	if known {
-		e.Target = id
+		t, err := getTarget(w.txn, id)
+		if err != nil {
+			return err
+		}
+		if t.Site == site {
+			e.Target = id // never another site's target: not this boot server's to name
+		}
 		if _, err := w.putEvent(e); err != nil {
 			return err
 		}
-		t, err := getTarget(w.txn, id)
-		if err != nil || t.State != api.TargetDiscovered || t.Site != site {
-			return err
+		if t.State != api.TargetDiscovered || t.Site != site {
+			return nil
 		}
 		if t.Facts == nil {
 			t.Facts = map[string]string{}
 		}
 		maps.Copy(t.Facts, facts)
-		t.Arch = arch
+		if archKnown {
+			t.Arch = arch // a report without it keeps what an earlier one said
+		}
 		return w.putTarget(&t)
 	}
 	if id, err = w.newID("t-", pTarget); err != nil {

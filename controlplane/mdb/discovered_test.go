@@ -26,10 +26,11 @@ func TestDiscoveredMachineBecomesADiscoveredTargetOfTheBootServersSite(t *testin
 		tg.Facts["mem"] != "2G" || len(tg.MACs) != 1 || tg.MACs[0] != "52:54:00:ab:cd:01" {
 		t.Fatalf("discovered target %+v", tg)
 	}
-	// A second report updates the facts: still one target.
+	// A second report updates the facts: still one target, and a report
+	// whose boot server did not see the arch keeps the one known.
 	must[api.EventAck](t)(d.IngestEvents(ctx, "bs-1", "paris", []api.Event{discoveredEvent(2, m, "", map[string]string{"mem": "4G", "cpus": "2"})}))
 	ts, _ := must2(t)(d.ListTargets(ctx, TargetQuery{State: api.TargetDiscovered}))
-	if len(ts) != 1 || ts[0].ID != tg.ID || ts[0].Facts["mem"] != "4G" || ts[0].Facts["cpus"] != "2" || ts[0].Arch != "bios" {
+	if len(ts) != 1 || ts[0].ID != tg.ID || ts[0].Facts["mem"] != "4G" || ts[0].Facts["cpus"] != "2" || ts[0].Arch != "efi-x64" {
 		t.Fatalf("after a second report: %+v", ts)
 	}
 	if n := d.TargetsDiscovered(); n != 1 {
@@ -65,9 +66,16 @@ func TestDiscoveryOfAKnownTargetChangesNothing(t *testing.T) {
 	d, _ := openTest(t)
 	tg := mustTargets(t, d, "paris", 1, 1)[0]
 	must[api.EventAck](t)(d.IngestEvents(ctx, "bs-1", "paris", []api.Event{discoveredEvent(1, tg.MACs[0], "efi-arm64", map[string]string{"x": "y"})}))
+	// Another site's boot server reporting the MAC changes nothing either,
+	// and its event does not name the target.
+	must[api.EventAck](t)(d.IngestEvents(ctx, "bs-2", "rome", []api.Event{discoveredEvent(1, tg.MACs[0], "efi-arm64", map[string]string{"x": "y"})}))
 	got := must[api.Target](t)(d.GetTarget(ctx, tg.ID))
 	if got.State != "" || got.Arch != tg.Arch || got.Facts["x"] != "" || got.Revision != tg.Revision {
 		t.Fatalf("a known target changed by a discovery report: %+v", got)
+	}
+	evs := must[[]api.Event](t)(d.ListEvents(ctx, EventQuery{}))
+	if len(evs) != 2 || evs[0].Target != tg.ID || evs[1].Target != "" {
+		t.Errorf("events %+v: want the own site's naming the target, the other's not", evs)
 	}
 }
 
