@@ -44,7 +44,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	const ns, sub = metrics.Namespace, "httpboot"
 	m := &Metrics{
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: sub,
-			Name: "requests_total", Help: "HTTP requests answered, by route (script, file, status, other) and status code."},
+			Name: "requests_total", Help: "HTTP requests answered, by route (script, file, status, discover, other) and status code."},
 			[]string{"route", "code"}),
 		bytes: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: sub,
 			Name: "response_bytes_total", Help: "Response body bytes written, by route."}, []string{"route"}),
