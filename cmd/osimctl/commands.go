@@ -19,6 +19,7 @@ var commands = map[string]map[string]command{
 		"show":   {"show one target (by id or MAC)", targetsShow},
 		"rm":     {"delete a target (by id or MAC)", targetsRm},
 		"import": {"create targets from a CSV or JSON file", targetsImport},
+		"accept": {"make a discovered target a normal one (hostname, labels)", targetsAccept},
 	},
 	"images": {
 		"register": {"upload an image's files and register it", imagesRegister},

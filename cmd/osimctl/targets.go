@@ -16,12 +16,12 @@ import (
 func targetRows(ts []api.Target) [][]string {
 	rows := make([][]string, 0, len(ts))
 	for _, t := range ts {
-		rows = append(rows, []string{t.ID, t.Hostname, t.Site, t.Arch, strings.Join(t.MACs, ","), t.Address, formatKV(t.Labels), t.CurrentOrder})
+		rows = append(rows, []string{t.ID, t.Hostname, t.Site, t.Arch, strings.Join(t.MACs, ","), t.Address, formatKV(t.Labels), t.CurrentOrder, targetState(t)})
 	}
 	return rows
 }
 
-var targetHeader = []string{"ID", "HOSTNAME", "SITE", "ARCH", "MACS", "ADDRESS", "LABELS", "ORDER"}
+var targetHeader = []string{"ID", "HOSTNAME", "SITE", "ARCH", "MACS", "ADDRESS", "LABELS", "ORDER", "STATE"}
 
 func (a *app) showTarget(t api.Target) error {
 	if a.json() {
@@ -30,7 +30,7 @@ func (a *app) showTarget(t api.Target) error {
 	a.fields([][2]string{
 		{"id", t.ID}, {"hostname", t.Hostname}, {"macs", strings.Join(t.MACs, ", ")}, {"arch", t.Arch},
 		{"site", t.Site}, {"address", t.Address}, {"labels", formatKV(t.Labels)}, {"facts", formatKV(t.Facts)},
-		{"order", t.CurrentOrder}, {"revision", fmt.Sprint(t.Revision)},
+		{"order", t.CurrentOrder}, {"state", targetState(t)}, {"revision", fmt.Sprint(t.Revision)},
 		{"created", fmtTime(t.Created)}, {"updated", fmtTime(t.Updated)},
 	})
 	return nil
@@ -66,8 +66,9 @@ func targetsAdd(a *app, args []string) error {
 }
 
 func targetsList(a *app, args []string) error {
-	fs := a.flags("targets.list", "usage: osimctl targets list [--selector SEL] [--site S] [--limit N] [--all]\n")
+	fs := a.flags("targets.list", "usage: osimctl targets list [--selector SEL] [--site S] [--state discovered] [--limit N] [--all]\n")
 	sel := fs.String("selector", "", "label selector, e.g. rack=r1,env!=prod")
+	state := fs.String("state", "", "only targets in this state: discovered (registered by discovery, not yet accepted)")
 	site := fs.String("site", "", "only this site")
 	limit := fs.Int("limit", 100, "page size")
 	all := fs.Bool("all", false, "follow every page")
@@ -79,10 +80,13 @@ func targetsList(a *app, args []string) error {
 			return usagef("osimctl targets list", "--selector: %v", err)
 		}
 	}
+	if !api.ValidTargetState(*state) {
+		return usagef("osimctl targets list", "--state %q: want %s", *state, api.TargetDiscovered)
+	}
 	var out api.TargetList
 	after := ""
 	for {
-		page, err := a.client.ListTargets(a.ctx, *sel, *site, after, *limit)
+		page, err := a.client.ListTargetsInState(a.ctx, *state, *sel, *site, after, *limit)
 		if err != nil {
 			return err
 		}

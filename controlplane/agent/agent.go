@@ -79,6 +79,14 @@ type Config struct {
 	StageRetries int
 	// Space, if set, is asked before the agent writes to the data dir.
 	Space SpaceGuard
+	// DiscoveryImage is the boot image (kind boot: the osim installer's
+	// kernel and initrds) unknown MACs boot under Unknown discovery, in
+	// osim.mode=discover; it is staged always. DiscoverThen is the
+	// installer's osim.discover_then: poweroff (default) or wait.
+	DiscoveryImage string
+	DiscoverThen   string
+	// BootLoop says when a target without a live order loops (bootloop.go).
+	BootLoop BootLoopConfig
 }
 
 // Agent is a boot server's control-plane agent: it registers, heartbeats
@@ -176,6 +184,9 @@ func New(cfg Config) (*Agent, error) {
 		space: a.space, backoff: a.newBackoff, clock: cfg.Clock, m: a.m, log: a.log}
 	pending, err := a.q.countPending()
 	if err != nil {
+		return nil, err
+	}
+	if l.disc, err = newDiscovery(&a.cfg); err != nil {
 		return nil, err
 	}
 	a.m.addPending(int64(pending))

@@ -29,7 +29,8 @@ type localView struct {
 	m     *agentMetrics
 	log   *slog.Logger
 	clock clock.Clock
-	seen  coalescer // events from unauthenticated traffic, once per seenEvery
+	seen  coalescer  // events from unauthenticated traffic, once per seenEvery
+	disc  *discovery // discovery and boot loops (discovery.go, bootloop.go)
 
 	mu       sync.RWMutex
 	v        *view

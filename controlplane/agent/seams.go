@@ -68,7 +68,7 @@ func (l *localView) Lookup(_ context.Context, mac net.HardwareAddr, _ dhcp.Arch)
 		case 0:
 			return dhcp.Decision{}, fmt.Errorf("%w: %s", dhcp.ErrUnknownMAC, m)
 		case dhcp.ActionDiscovery:
-			return dhcp.Decision{Action: dhcp.ActionDiscovery, BootFiles: l.cfg.DefaultBootFiles, Unknown: true}, nil
+			return dhcp.Decision{Action: dhcp.ActionDiscovery, BootFiles: l.discoveryNBPs(), Unknown: true}, nil
 		}
 		return dhcp.Decision{Action: l.cfg.Unknown, Unknown: true}, nil
 	}
@@ -132,7 +132,7 @@ func (l *localView) Script(_ context.Context, mac net.HardwareAddr) (httpboot.Bo
 	img, haveImg := l.v.images[o.Image]
 	l.mu.RUnlock()
 	if !known {
-		return httpboot.Boot{}, fmt.Errorf("%w: %s", httpboot.ErrUnknownTarget, m)
+		return l.discoveryBoot(m) // ErrUnknownTarget unless under discovery
 	}
 	if !hasOrder || !lifecycle.Boots(o.State) {
 		return httpboot.Boot{Local: true}, nil

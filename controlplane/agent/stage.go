@@ -128,6 +128,11 @@ func (s *stager) stagePass(ctx context.Context, failed map[string]string) (retry
 			pairFiles[p] = files
 		}
 	}
+	// The discovery image is staged always: unknown machines boot it.
+	discoveryPair := imagePair{"", s.view.cfg.DiscoveryImage}
+	if img, ok := s.view.v.images[discoveryPair[1]]; ok && discoveryPair[1] != "" {
+		pairFiles[discoveryPair] = img.Files
+	}
 	s.view.mu.RUnlock()
 	slices.SortFunc(refs, func(x, y orderRef) int { return strings.Compare(x.id, y.id) })
 
@@ -154,6 +159,10 @@ func (s *stager) stagePass(ctx context.Context, failed map[string]string) (retry
 		return false
 	}
 
+	if err := pairErr[discoveryPair]; err != nil && discoveryPair[1] != "" {
+		retry = true
+		s.log.Warn("staging the discovery image failed", "image", discoveryPair[1], "err", err)
+	}
 	var ready []orderRef // pending orders whose blobs are all here
 	for _, o := range refs {
 		key := o.id + "/" + strconv.Itoa(o.attempt)

@@ -27,10 +27,17 @@ type Target struct {
 	Labels   map[string]string `json:"labels,omitempty"`
 	Facts    map[string]string `json:"facts,omitempty"` // inventory reported by the target
 	// CurrentOrder is the target's live (not done/failed/cancelled) order, if any.
-	CurrentOrder string    `json:"current_order,omitempty"`
-	Revision     uint64    `json:"revision"`
-	Created      time.Time `json:"created"`
-	Updated      time.Time `json:"updated"`
+	CurrentOrder string `json:"current_order,omitempty"`
+	// State is "" for a normal target, TargetDiscovered for one a boot
+	// server registered by itself (discovery.go): no orders until accepted.
+	State string `json:"state,omitempty"`
+	// BootLoop is when its boot server last reported a boot.loop (the
+	// target netbooting again and again without an order); zero: none
+	// since its last order or accept.
+	BootLoop time.Time `json:"boot_loop,omitzero"`
+	Revision uint64    `json:"revision"`
+	Created  time.Time `json:"created"`
+	Updated  time.Time `json:"updated"`
 }
 
 // TargetSpec is what a client sends to create or replace a target.

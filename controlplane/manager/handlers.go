@@ -32,7 +32,7 @@ func (s *Server) listTargets(w http.ResponseWriter, r *http.Request, _ *principa
 		s.fail(w, r, err)
 		return
 	}
-	q := mdb.TargetQuery{Page: pg, Site: r.URL.Query().Get("site")}
+	q := mdb.TargetQuery{Page: pg, Site: r.URL.Query().Get("site"), State: r.URL.Query().Get("state")}
 	if q.Selector, err = api.ParseSelector(r.URL.Query().Get("selector")); err != nil {
 		s.fail(w, r, errorf(http.StatusBadRequest, "query %v", err))
 		return

@@ -153,6 +153,9 @@ func New(cfg Config) (*Server, error) {
 		return nil, err
 	}
 	s.metrics = m
+	if err := s.registerDiscoveryMetrics(cfg.Registry); err != nil {
+		return nil, err
+	}
 	if err := s.initOrders(); err != nil {
 		return nil, err
 	}
@@ -187,6 +190,7 @@ func (s *Server) routeTable() []route {
 		{"GET", p + "/targets/{id}", viewers, s.getTarget},
 		{"PATCH", p + "/targets/{id}", writers, s.updateTarget},
 		{"DELETE", p + "/targets/{id}", writers, s.deleteTarget},
+		{"POST", p + "/targets/{id}/accept", writers, s.acceptTarget},
 
 		{"PUT", p + "/blobs/{sha256}", writers, s.putBlob},
 		{"GET", p + "/blobs/{sha256}/status", blobReaders, s.blobStatus},

@@ -270,6 +270,7 @@ func (w *wtx) batchOrder(rid string, b orderBatch, it batchItem) (api.Order, err
 		return api.Order{}, err
 	}
 	t.CurrentOrder = o.ID
+	t.BootLoop = time.Time{} // an order ends a boot loop episode
 	return o, w.putTarget(&t)
 }
 

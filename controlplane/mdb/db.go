@@ -92,6 +92,8 @@ type DB struct {
 
 	countMu     sync.Mutex
 	orderCounts map[api.OrderState]int // orders per state, as committed
+
+	discovered atomic.Uint64 // targets registered by discovery since Open (discovered.go)
 }
 
 // Open opens (or creates) the MDB in dir: the Badger database in
@@ -286,6 +288,8 @@ type wtx struct {
 	pos     map[string]int
 	// orderDelta is how this transaction changes the orders per state.
 	orderDelta map[api.OrderState]int
+	// discovered counts the targets discovery registered in this transaction.
+	discovered uint64
 }
 
 // countOrder records an order entering state to from state from ("": a
@@ -428,6 +432,7 @@ func (w *wtx) commit() error {
 	if w.evs {
 		w.d.evSeq.Store(w.evSeq)
 	}
+	w.d.discovered.Add(w.discovered)
 	if len(w.orderDelta) > 0 {
 		w.d.countMu.Lock()
 		for st, n := range w.orderDelta {

@@ -63,7 +63,7 @@ func (d *DB) IngestEvents(ctx context.Context, origin, site string, events []api
 				}
 				last = e.OriginSeq
 				e.Origin = origin
-				if err := w.ingest(e); err != nil {
+				if err := w.ingestOf(e, site); err != nil {
 					return err
 				}
 				part.Accepted++

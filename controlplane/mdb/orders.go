@@ -7,6 +7,7 @@ import (
 	"maps"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/dgraph-io/badger/v4"
 
@@ -202,6 +203,9 @@ func canOrder(req api.OrderRequest, boot api.Image, label string, t api.Target) 
 	if t.CurrentOrder != "" {
 		return fmt.Errorf("%w: %s%s: has live order %s", ErrConflict, label, t.ID, t.CurrentOrder)
 	}
+	if t.State == api.TargetDiscovered {
+		return fmt.Errorf("%w: %s%s: %w", ErrConflict, label, t.ID, ErrDiscovered)
+	}
 	if req.BootImage != "" && !hasNBP(boot, t.Arch) {
 		return fmt.Errorf("%w: %s%s: boot image %s has no nbp for %s", ErrInvalid, label, t.ID, boot.ID, t.Arch)
 	}
@@ -385,6 +389,7 @@ func (d *DB) Retry(ctx context.Context, id string) (o api.Order, err error) {
 			return err
 		}
 		t.CurrentOrder = o.ID
+		t.BootLoop = time.Time{} // an order ends a boot loop episode
 		return w.putTarget(&t)
 	})
 	return o, err

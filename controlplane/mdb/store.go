@@ -44,6 +44,10 @@ type TargetQuery struct {
 	Page
 	Selector api.Selector
 	Site     string
+	// State filters by Target.State when set (api.TargetDiscovered);
+	// StateSet with State "" lists only normal targets.
+	State    string
+	StateSet bool
 }
 
 // OrderQuery filters an order listing.

@@ -182,9 +182,12 @@ func (d *DB) ListTargets(ctx context.Context, q TargetQuery) (out []api.Target, 
 	if q.Site != "" && !api.ValidName(q.Site) {
 		return nil, "", fmt.Errorf("%w: site: %q is not a valid site name", ErrInvalid, q.Site)
 	}
+	if !api.ValidTargetState(q.State) {
+		return nil, "", fmt.Errorf("%w: state: %q is not a target state (want %q or none)", ErrInvalid, q.State, api.TargetDiscovered)
+	}
 	err = d.view(ctx, func(txn *badger.Txn) error {
 		visit := func(t api.Target) bool {
-			if !q.Selector.Matches(t.Labels) {
+			if !q.Selector.Matches(t.Labels) || (q.StateSet || q.State != "") && t.State != q.State {
 				return true
 			}
 			if len(out) == limit {

@@ -125,6 +125,7 @@ func (h *Handler) lookup(ctx context.Context, c Client) (Decision, error) {
 	lctx, cancel := context.WithTimeout(ctx, timeout)
 	d, err := h.Backend.Lookup(lctx, c.MAC, c.Arch)
 	cancel()
+	h.observe(c, d, err)
 	if err != nil && !errors.Is(err, ErrUnknownMAC) {
 		h.log().Debug("backend lookup", "mac", c.MAC.String(), "arch", c.Arch.String(), "err", err)
 	}

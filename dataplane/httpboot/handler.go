@@ -44,6 +44,10 @@ type Config struct {
 	// cmdline.RenderTimeout (100 ms). Its size is bounded by
 	// cmdline.MaxRenderedBytes (4 KiB).
 	RenderTimeout time.Duration
+	// Discoveries takes unknown machines' reports (POST /discover/{mac},
+	// discover.go); nil answers that route 404. DiscoverLimits bound them.
+	Discoveries    Discoveries
+	DiscoverLimits DiscoverLimits
 }
 
 // Handler serves the routes below; create it with New.
@@ -51,6 +55,7 @@ type Config struct {
 //	GET  /ipxe/{mac}          the target's iPXE script (?platform=${platform})
 //	GET  /files/{name...}     a file from the store (HEAD too)
 //	POST /status/{order}      an installer's progress report
+//	POST /discover/{mac}      an unknown machine's inventory (discover.go)
 type Handler struct {
 	scripts Scripts
 	files   Files
@@ -67,6 +72,8 @@ type Handler struct {
 	leases        Leases
 	fetches       fetches    // who fetched each order's script first
 	refusals      refusalLog // rate limit of the status refusal lines
+	discoveries   Discoveries
+	discoverLimit *discoverLimiter
 }
 
 // New checks cfg and builds the handler.
@@ -98,7 +105,8 @@ func New(cfg Config) (*Handler, error) {
 	h := &Handler{scripts: cfg.Scripts, files: cfg.Files, tokens: cfg.Tokens, sink: cfg.Sink,
 		base: strings.TrimSuffix(cfg.BaseURL, "/"), log: cfg.Logger, metrics: cfg.Metrics, clock: clock.Or(cfg.Clock),
 		renderTimeout: cfg.RenderTimeout, targets: cfg.Targets, leases: cfg.Leases,
-		refusals: refusalLog{period: time.Second}}
+		refusals: refusalLog{period: time.Second}, discoveries: cfg.Discoveries,
+		discoverLimit: newDiscoverLimiter(cfg.DiscoverLimits)}
 	if h.targets == nil {
 		h.targets, _ = cfg.Tokens.(OrderTargets)
 	}
@@ -113,6 +121,7 @@ func New(cfg Config) (*Handler, error) {
 	h.mux.HandleFunc("GET /ipxe/{mac}", h.serveScript)
 	h.mux.HandleFunc("GET /files/{name...}", h.serveFile)
 	h.mux.HandleFunc("POST /status/{order}", h.serveStatus)
+	h.mux.HandleFunc("POST /discover/{mac}", h.serveDiscover)
 	return h, nil
 }
 
@@ -142,6 +151,8 @@ func routeOf(p string) string {
 		return "file"
 	case strings.HasPrefix(p, "/status/"):
 		return "status"
+	case strings.HasPrefix(p, "/discover/"):
+		return "discover"
 	}
 	return "other"
 }

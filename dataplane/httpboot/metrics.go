@@ -18,6 +18,7 @@ type Metrics struct {
 	statusReports *prometheus.CounterVec
 	statusRefused *prometheus.CounterVec
 	statusUnbound prometheus.Counter
+	discover      *prometheus.CounterVec
 
 	// The per-request children, by route (and code), made on first use.
 	requestsBy metrics.Children[routeCode, prometheus.Counter]
@@ -43,7 +44,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	const ns, sub = metrics.Namespace, "httpboot"
 	m := &Metrics{
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: sub,
-			Name: "requests_total", Help: "HTTP requests answered, by route (script, file, status, other) and status code."},
+			Name: "requests_total", Help: "HTTP requests answered, by route (script, file, status, discover, other) and status code."},
 			[]string{"route", "code"}),
 		bytes: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: sub,
 			Name: "response_bytes_total", Help: "Response body bytes written, by route."}, []string{"route"}),
@@ -61,9 +62,12 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			[]string{"reason"}),
 		statusUnbound: prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Subsystem: sub,
 			Name: "status_unbound_total", Help: "Installer status reports accepted with no address known for the order's target (script not fetched here since the start, no lease, no fixed address)."}),
+		discover: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: sub,
+			Name: "discover_reports_total", Help: "Discovery reports of unknown machines, by outcome (accepted, rate_limited, too_soon, known, bad_mac, content_type, too_large, bad_body, invalid, sink_error, disabled)."},
+			[]string{"outcome"}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.requests, m.bytes, m.duration, m.renders, m.statusReports, m.statusRefused, m.statusUnbound)
+		reg.MustRegister(m.requests, m.bytes, m.duration, m.renders, m.statusReports, m.statusRefused, m.statusUnbound, m.discover)
 	}
 	return m
 }

@@ -46,6 +46,8 @@ type wiring struct {
 	// xdp is set when the config has an xdp section.
 	xdp      *xdp.Config
 	xdpIface string
+	// discovery and boot loops (manager mode; discovery.go)
+	discovery discoveryWiring
 }
 
 // check validates c after flags were applied and derives the defaults.
@@ -151,6 +153,7 @@ func (c *Config) checkKeys() (*wiring, []string) {
 	if c.Manager != nil {
 		c.checkManager(w, bad)
 	}
+	c.checkDiscovery(w, bad)
 	if c.XDP != nil {
 		c.checkXDP(w, bad)
 	}

@@ -91,6 +91,11 @@ type HTTPSection struct {
 	Listen  string `yaml:"listen,omitempty"`   // default <address>:8080
 	BaseURL string `yaml:"base_url,omitempty"` // default http://<listen>
 	Files   string `yaml:"files,omitempty"`
+	// DiscoverInterval is how long after a machine's accepted discovery
+	// report another one of it gets 429 (default 10m); DiscoverRate the
+	// reports per second from all machines together (default 100).
+	DiscoverInterval time.Duration `yaml:"discover_interval,omitempty"`
+	DiscoverRate     float64       `yaml:"discover_rate,omitempty"`
 }
 
 // BootSection is the site's boot policy: which NBP per arch, what unknown
@@ -99,6 +104,17 @@ type BootSection struct {
 	Arches    []string          `yaml:"arches,omitempty"`
 	BootFiles map[string]string `yaml:"boot_files,omitempty"`
 	Unknown   string            `yaml:"unknown,omitempty"`
+	// DiscoveryImage is the id of the boot image (the osim installer's
+	// kernel and initrds) unknown machines boot under unknown: discovery
+	// (manager mode); DiscoverThen is what the installer does after its
+	// report: poweroff (default) or wait.
+	DiscoveryImage string `yaml:"discovery_image,omitempty"`
+	DiscoverThen   string `yaml:"discover_then,omitempty"`
+	// A known target without a live order that netboots more than
+	// LoopBoots times (default 5) within LoopWindow (default 30m) raises
+	// one boot.loop event per episode (manager mode).
+	LoopBoots  int           `yaml:"loop_boots,omitempty"`
+	LoopWindow time.Duration `yaml:"loop_window,omitempty"`
 }
 
 // Image is a standalone image: kernel, initrds, command line template.

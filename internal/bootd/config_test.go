@@ -58,8 +58,12 @@ func TestExampleManagerConfigIsValid(t *testing.T) {
 	if w.manager == nil || w.manager.Site != "lab" || w.joinToken != "join-0123456789" || w.dataDir != "/var/lib/osim-bootd" {
 		t.Errorf("manager wiring: %+v, join token %q, data_dir %q", w.manager, w.joinToken, w.dataDir)
 	}
-	if w.bootFiles[dhcp.ArchBIOS] != "undionly.kpxe" || w.bootFiles[dhcp.ArchEFIx64] != "snponly.efi" || w.unknown != dhcp.ActionIgnore {
+	if w.bootFiles[dhcp.ArchBIOS] != "undionly.kpxe" || w.bootFiles[dhcp.ArchEFIx64] != "snponly.efi" || w.unknown != dhcp.ActionDiscovery {
 		t.Errorf("boot policy: %v, unknown %v", w.bootFiles, w.unknown)
+	}
+	if d := w.discovery; d.image != "img-0123456789ab" || d.then != "poweroff" || d.loop.Boots != 5 || d.loop.Window != 30*time.Minute ||
+		d.limits.Interval != 10*time.Minute || d.limits.Rate != 100 {
+		t.Errorf("discovery wiring: %+v", d)
 	}
 }
 
@@ -98,6 +102,12 @@ func TestManagerConfigNamesEachMistake(t *testing.T) {
 		{"bad name", base + "manager: {url: 'https://m', join_token: j, name: 'a b', site: lab}\n", `manager.name: "a b"`},
 		{"no site", base + "manager: {url: 'https://m', join_token: j, name: bs1}\n", `manager.site: ""`},
 		{"unknown key", base + "manager: {url: 'https://m', token: j, name: bs1, site: lab}\n", "field token not found"},
+		{"discovery image without discovery", base + mgr + "boot: {unknown: ignore, discovery_image: img-1}\n", `boot.discovery_image: set, but boot.unknown is "ignore"`},
+		{"discovery image without manager", base + "boot: {unknown: discovery, discovery_image: img-1}\n", "boot.discovery_image: needs a manager"},
+		{"bad discover_then", base + mgr + "boot: {unknown: discovery, discovery_image: img-1, discover_then: reboot}\n", `boot.discover_then: "reboot"`},
+		{"short loop window", base + mgr + "boot: {loop_window: 30s}\n", "boot.loop_window: 30s"},
+		{"negative loop boots", base + mgr + "boot: {loop_boots: -1}\n", "boot.loop_boots: -1"},
+		{"negative discover rate", strings.Replace(base, "http: {files: "+dir+"}", "http: {files: "+dir+", discover_rate: -1}", 1) + mgr, "http.discover_rate"},
 	}
 	wantConfigErrors(t, cases)
 }

@@ -127,7 +127,8 @@ func Build(k *Checked, o Options) (n *Node, err error) {
 			JoinToken: w.joinToken, Name: w.manager.Name, Site: w.manager.Site,
 			Addresses:        []string{w.addr.String()},
 			DefaultBootFiles: w.bootFiles, Unknown: w.unknown, Fallback: folder, FallbackFiles: hfiles,
-			Logger: log, Registry: n.reg, Space: n.disk})
+			Logger: log, Registry: n.reg, Space: n.disk,
+			DiscoveryImage: w.discovery.image, DiscoverThen: w.discovery.then, BootLoop: w.discovery.loop})
 		if err != nil {
 			return n, fmt.Errorf("agent: %w", err)
 		}
@@ -154,6 +155,10 @@ func Build(k *Checked, o Options) (n *Node, err error) {
 		Sink: sink, BaseURL: w.baseURL, Logger: log, Metrics: httpboot.NewMetrics(n.reg)}
 	if n.agent != nil {
 		hcfg.Targets = n.agent
+		if w.discovery.image != "" {
+			hcfg.Discoveries, hcfg.DiscoverLimits = n.agent, w.discovery.limits
+			log.Info("discovery", "image", w.discovery.image, "then", w.discovery.then, "interval", w.discovery.discoverInterval().String())
+		}
 	}
 	if leases != nil {
 		hcfg.Leases = leasedAddr(leases)
