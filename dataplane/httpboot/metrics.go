@@ -18,6 +18,7 @@ type Metrics struct {
 	statusReports *prometheus.CounterVec
 	statusRefused *prometheus.CounterVec
 	statusUnbound prometheus.Counter
+	installPlans  *prometheus.CounterVec
 
 	// The per-request children, by route (and code), made on first use.
 	requestsBy metrics.Children[routeCode, prometheus.Counter]
@@ -61,9 +62,12 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			[]string{"reason"}),
 		statusUnbound: prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Subsystem: sub,
 			Name: "status_unbound_total", Help: "Installer status reports accepted with no address known for the order's target (script not fetched here since the start, no lease, no fixed address)."}),
+		installPlans: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: sub,
+			Name: "install_plans_total", Help: "Install plan requests, by outcome (served, refused, unknown_order, conflict, invalid, disabled, error)."},
+			[]string{"outcome"}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.requests, m.bytes, m.duration, m.renders, m.statusReports, m.statusRefused, m.statusUnbound)
+		reg.MustRegister(m.requests, m.bytes, m.duration, m.renders, m.statusReports, m.statusRefused, m.statusUnbound, m.installPlans)
 	}
 	return m
 }
