@@ -153,7 +153,7 @@ func Build(k *Checked, o Options) (n *Node, err error) {
 	hcfg := httpboot.Config{Scripts: scripts, Files: httpFiles, Tokens: tokens,
 		Sink: sink, BaseURL: w.baseURL, Logger: log, Metrics: httpboot.NewMetrics(n.reg)}
 	if n.agent != nil {
-		hcfg.Targets = n.agent
+		hcfg.Targets, hcfg.Plans = n.agent, n.agent
 	}
 	if leases != nil {
 		hcfg.Leases = leasedAddr(leases)
