@@ -27,10 +27,18 @@ func (l *localView) diskScript(t api.Target, o api.Order, img api.Image, mac str
 	if o.BootImage == "" || !ok {
 		return httpboot.Boot{}, fmt.Errorf("agent: order %s of %s: disk image %s needs a boot image, and %q is not in the local view", o.ID, mac, img.ID, o.BootImage)
 	}
-	b := httpboot.Boot{Cmdline: boot.Cmdline, Order: o.ID, Token: o.Token, Install: true, Params: map[string]string{}}
-	maps.Copy(b.Params, boot.Defaults)
-	maps.Copy(b.Params, img.Defaults)
-	maps.Copy(b.Params, o.Params)
+	// The installer's command line sees the boot image's parameters, an
+	// order overriding those only: the disk image's parameters (SSH keys,
+	// anything with a space) go into the plan, not onto an iPXE line.
+	b := httpboot.Boot{Cmdline: boot.Cmdline, Order: o.ID, Token: o.Token, Install: true, Params: maps.Clone(boot.Defaults)}
+	if b.Params == nil {
+		b.Params = map[string]string{}
+	}
+	for k := range b.Params {
+		if v, ok := o.Params[k]; ok {
+			b.Params[k] = v
+		}
+	}
 	for _, f := range boot.Files {
 		switch f.Role {
 		case api.RoleKernel:
