@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync"
 	"testing"
 
 	"gopkg.in/yaml.v3"
@@ -90,6 +91,24 @@ func (e *env) bootServer(logs io.Writer) *httptest.Server {
 	return srv
 }
 
+// lockedLog is a log buffer the handler writes after it answered.
+type lockedLog struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedLog) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedLog) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
 func get(t *testing.T, url, token string) (int, []byte) {
 	t.Helper()
 	req, _ := http.NewRequest("GET", url, nil)
@@ -110,7 +129,7 @@ func TestDiskOrderScriptBootsTheInstallerOfItsBootImage(t *testing.T) {
 	e.register()
 	e.diskWorld()
 	e.sync()
-	var logs bytes.Buffer
+	var logs lockedLog
 	srv := e.bootServer(&logs)
 	code, script := get(t, srv.URL+"/ipxe/52:54:00:00:00:0a", "")
 	if code != 200 {
@@ -143,7 +162,7 @@ func TestInstallPlanOverHTTP(t *testing.T) {
 	e.register()
 	disk, _ := e.diskWorld()
 	e.sync()
-	var logs bytes.Buffer
+	var logs lockedLog
 	srv := e.bootServer(&logs)
 	url := srv.URL + "/install/o-disk"
 
