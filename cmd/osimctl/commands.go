@@ -27,6 +27,10 @@ var commands = map[string]map[string]command{
 		"show":     {"show one image", imagesShow},
 		"rm":       {"delete an image", imagesRm},
 	},
+	"sites": {
+		"get": {"show a site's settings", sitesGet},
+		"set": {"set a site's default boot image", sitesSet},
+	},
 	"bootservers": {
 		"list": {"list boot servers with health and sync state", bootserversList},
 	},

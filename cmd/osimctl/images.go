@@ -34,6 +34,16 @@ func imagesRegister(a *app, args []string) error {
 	const help = `usage: osimctl images register --name N --version V --kind os|boot [--arch A]
          [--kernel FILE] [--initrd FILE ...] [--nbp ARCH=FILE ...] [--file ROLE=FILE ...]
          [--cmdline TEMPLATE] [--param k=v ...] [--procedure when:name=FILE ...]
+         [--format disk|installer --disk FILE [--compression gzip|zstd|none] [--raw-size SIZE]
+          [--install FILE.yaml|json] [--install-disk-path P] [--install-disk-serial S]
+          [--install-disk-min-size SIZE] [--install-disk-max-size SIZE] [--install-grow]
+          [--install-on-failure wait|poweroff] [--install-finish reboot|kexec|poweroff]]
+
+A disk image (--kind os --format disk) is one whole-disk file (--disk), raw or compressed: the
+compression is taken from the name (.gz, .zst) unless --compression says; --raw-size is its size
+once decompressed (an uncompressed file's is its size). Its install settings come from --install
+(a YAML or JSON file of api.InstallSettings) and the --install-* flags over it. Sizes take K, M,
+G or T.
 
 Hashes every file (sha256), uploads it as a blob in chunks, resuming what the manager already
 holds (run it again after an interruption), then registers the image. Files are served under
@@ -47,7 +57,8 @@ their base name. Progress shows on stderr when it is a terminal.
 	params := kvFlag{}
 	fs.StringVar(&spec.Name, "name", "", "image name")
 	fs.StringVar(&spec.Version, "version", "", "image version")
-	fs.StringVar(&spec.Kind, "kind", "", "os (installer kernel + initrds) or boot (NBPs)")
+	fs.StringVar(&spec.Kind, "kind", "", "os (what gets installed) or boot (NBPs, the osim installer)")
+	fs.StringVar(&spec.Format, "format", "", "os images: disk (a whole-disk image) or installer (kernel + initrds; the default)")
 	fs.StringVar(&spec.Arch, "arch", "", "firmware the image is for (optional)")
 	fs.StringVar(&kernel, "kernel", "", "kernel file")
 	fs.Var(&initrds, "initrd", "initrd file (repeatable, in order)")
@@ -57,6 +68,7 @@ their base name. Progress shows on stderr when it is a terminal.
 	fs.Var(params, "param", "default parameter k=v (repeatable)")
 	fs.Var(&procs, "procedure", "script when:name=FILE, when is pre or post (repeatable)")
 	chunk := fs.Int("chunk", 8<<20, "upload chunk size in bytes")
+	df := diskFlags(fs)
 	if _, err := a.parse(fs, args, 0, 0); err != nil {
 		return err
 	}
@@ -82,6 +94,10 @@ their base name. Progress shows on stderr when it is a terminal.
 	if kernel != "" {
 		add(api.RoleKernel, "", kernel)
 	}
+	addFile := func(path string, f api.ImageFile) { files = append(files, localFile{path: path, ImageFile: f}) }
+	if err := df.apply(&spec, addFile); err != nil {
+		return usagef(name, "%v", err)
+	}
 	for _, f := range initrds {
 		add(api.RoleInitrd, "", f)
 	}
@@ -95,7 +111,7 @@ their base name. Progress shows on stderr when it is a terminal.
 	for _, o := range others {
 		role, path, ok := strings.Cut(o, "=")
 		if !ok || path == "" || !slices.Contains([]string{api.RoleKernel, api.RoleInitrd, api.RoleNBP, api.RoleOther}, role) {
-			return usagef(name, "--file %q: want ROLE=FILE with ROLE kernel, initrd, nbp or other", o)
+			return usagef(name, "--file %q: want ROLE=FILE with ROLE kernel, initrd, nbp or other (a disk file: --disk)", o)
 		}
 		add(role, "", path)
 	}
@@ -115,8 +131,8 @@ their base name. Progress shows on stderr when it is a terminal.
 	for _, p := range procs {
 		whenName, path, ok := strings.Cut(p, "=")
 		when, pname, ok2 := strings.Cut(whenName, ":")
-		if !ok || !ok2 || (when != "pre" && when != "post") || pname == "" || path == "" {
-			return usagef(name, "--procedure %q: want when:name=FILE with when pre or post", p)
+		if !ok || !ok2 || !slices.Contains([]string{api.WhenPre, api.WhenPost, api.WhenFirstBoot}, when) || pname == "" || path == "" {
+			return usagef(name, "--procedure %q: want when:name=FILE with when pre, post or firstboot", p)
 		}
 		b, err := os.ReadFile(path)
 		if err != nil {
@@ -127,6 +143,9 @@ their base name. Progress shows on stderr when it is a terminal.
 	for i := range files {
 		if err := hashFile(&files[i]); err != nil {
 			return usagef(name, "%v", err)
+		}
+		if f := &files[i]; f.Role == api.RoleDisk && f.Compression == "" && f.RawSize == 0 {
+			f.RawSize = f.Size // raw: its size is its raw size
 		}
 	}
 	done := map[string]bool{}
@@ -253,15 +272,16 @@ func (a *app) showImage(i api.Image) error {
 	}
 	a.fields([][2]string{
 		{"id", i.ID}, {"name", i.Name}, {"version", i.Version}, {"kind", i.Kind}, {"arch", i.Arch},
+		{"format", imageFormat(i)}, {"install", installSummary(i.Install)},
 		{"cmdline", i.Cmdline}, {"defaults", formatKV(i.Defaults)}, {"revision", fmt.Sprint(i.Revision)},
 		{"created", fmtTime(i.Created)},
 	})
 	fmt.Fprintln(a.stdout)
 	rows := make([][]string, 0, len(i.Files))
 	for _, f := range i.Files {
-		rows = append(rows, []string{f.Name, f.Role, f.Arch, fmt.Sprint(f.Size), f.SHA256})
+		rows = append(rows, []string{f.Name, f.Role, f.Arch, fmt.Sprint(f.Size), f.Compression, rawSize(f), f.SHA256})
 	}
-	a.table([]string{"FILE", "ROLE", "ARCH", "SIZE", "SHA256"}, rows)
+	a.table([]string{"FILE", "ROLE", "ARCH", "SIZE", "COMPRESSION", "RAW", "SHA256"}, rows)
 	for _, p := range i.Procedures {
 		fmt.Fprintf(a.stdout, "\nprocedure %s (%s):\n%s\n", p.Name, p.When, strings.TrimRight(p.Script, "\n"))
 	}

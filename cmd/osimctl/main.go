@@ -32,6 +32,7 @@ usage: osimctl [global flags] COMMAND [flags] [args]
 commands:
   targets add|list|show|rm|import       machines to install
   images register|list|show|rm          OS and boot images (uploads their files)
+  sites get|set                         a site's default boot image
   bootservers list                      boot servers and their health
   orders create|list|show|watch|cancel|retry
   events tail                           the event log (--follow to stream)

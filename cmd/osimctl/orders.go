@@ -81,7 +81,7 @@ func ordersCreate(a *app, args []string) error {
 	fs.BoolVar(&req.DryRun, "dry-run", false, "list the targets that would be ordered (id, hostname, site); create nothing")
 	fs.StringVar(&req.RequestID, "request-id", "", "id that makes a retry of this request answer the orders already made (default: derived from the request)")
 	fs.StringVar(&req.Image, "image", "", "OS image id")
-	fs.StringVar(&req.BootImage, "boot-image", "", "boot image id (default: the boot server's own NBPs)")
+	fs.StringVar(&req.BootImage, "boot-image", "", "boot image id (default: for a disk image the site's default boot image, else the boot server's own NBPs)")
 	params := kvFlag{}
 	fs.Var(params, "param", "parameter k=v overriding the image's defaults (repeatable)")
 	if _, err := a.parse(fs, args, 0, 0); err != nil {

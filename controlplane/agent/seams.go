@@ -140,6 +140,9 @@ func (l *localView) Script(_ context.Context, mac net.HardwareAddr) (httpboot.Bo
 	if !haveImg {
 		return httpboot.Boot{}, fmt.Errorf("agent: order %s of %s: image %q is not in the local view", o.ID, m, o.Image)
 	}
+	if img.Format == api.FormatDisk {
+		return l.diskScript(t, o, img, m)
+	}
 	b := httpboot.Boot{Cmdline: img.Cmdline, Order: o.ID, Token: o.Token, Params: map[string]string{}}
 	maps.Copy(b.Params, img.Defaults)
 	maps.Copy(b.Params, o.Params)
@@ -314,8 +317,10 @@ func (l *localView) Report(_ context.Context, s httpboot.Status) error {
 	}
 	l.mu.RUnlock()
 	ev := api.Event{Type: api.EventInstallStatus, Time: s.Received, Order: s.Order, Target: o.Target, MAC: mac,
-		Phase: string(s.Phase), Progress: max(s.Progress, 0), Message: s.Message,
-		Data: map[string]string{"client": s.Client}}
+		Phase: string(s.Phase), Progress: max(s.Progress, 0), Message: s.Message, Data: statusData(s)}
+	if s.Phase == httpboot.PhaseFailed && s.Step != "" {
+		ev.Message = s.Step + ": " + s.Message // the order's message names the step
+	}
 	evs := []api.Event{ev}
 	if len(s.Facts) > 0 {
 		evs = append(evs, api.Event{Type: api.EventInventory, Time: s.Received, Order: s.Order, Target: o.Target,

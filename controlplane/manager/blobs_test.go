@@ -210,7 +210,7 @@ func TestImageNeedsCompleteBlobs(t *testing.T) {
 	if got, err := e.client(api.RoleViewer).GetImage(ctx, img.ID); err != nil || got.Name != "debian" {
 		t.Fatalf("get: %+v %v", got, err)
 	}
-	wantError(t, e.as(api.RoleOperator, "POST", "/api/v1/images", `{"name":"x","version":"1","kind":"weird","files":[]}`), 400, "kind")
+	wantError(t, e.as(api.RoleOperator, "POST", "/api/v1/images", `{"name":"x","version":"1","kind":"weird","files":[]}`), 422, "kind")
 	if err := op.DeleteImage(ctx, img.ID); err != nil {
 		t.Fatal(err)
 	}

@@ -215,6 +215,10 @@ func (s *Server) routeTable() []route {
 		{"POST", p + "/orders/{id}/cancel", writers, s.cancelOrder},
 		{"POST", p + "/orders/{id}/retry", writers, s.retryOrder},
 
+		{"GET", p + "/sites", viewers, s.listSites},
+		{"GET", p + "/sites/{site}", viewers, s.getSite},
+		{"PUT", p + "/sites/{site}", writers, s.putSite},
+
 		{"GET", p + "/events", viewers, s.listEvents},
 		{"POST", p + "/events", bootServers, s.uploadEvents},
 
@@ -369,6 +373,8 @@ func statusOf(err error) int {
 		return http.StatusRequestEntityTooLarge
 	case errors.Is(err, mdb.ErrNotFound):
 		return http.StatusNotFound
+	case errors.Is(err, mdb.ErrUnprocessable):
+		return http.StatusUnprocessableEntity
 	case errors.Is(err, mdb.ErrInvalid):
 		return http.StatusBadRequest
 	case errors.Is(err, mdb.ErrChecksum):

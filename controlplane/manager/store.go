@@ -62,6 +62,13 @@ type Store interface {
 	// Blobs no image references any more are removed.
 	DeleteImage(ctx context.Context, id string) error
 
+	// GetSite reads a site's settings (ErrNotFound: none set); PutSite
+	// sets them (a default boot image must be a boot image with a kernel:
+	// ErrUnprocessable); ListSites lists them by name.
+	GetSite(ctx context.Context, name string) (api.Site, error)
+	PutSite(ctx context.Context, s api.Site) (api.Site, error)
+	ListSites(ctx context.Context) ([]api.Site, error)
+
 	// RegisterBootServer creates a boot server and its credential (role
 	// boot-server) in one transaction, admitted by the join token join
 	// (site and name binding, uses, expiry: ErrForbidden); the name must

@@ -65,6 +65,17 @@ type orderBatch struct {
 	Image     string            `json:"image"`
 	BootImage string            `json:"boot_image,omitempty"`
 	Params    map[string]string `json:"params,omitempty"`
+	// SiteBoot is, per site, the default boot image a disk image's
+	// orders got when the request named none.
+	SiteBoot map[string]string `json:"site_boot,omitempty"`
+}
+
+// bootFor is the boot image of an order of this batch for a target of site.
+func (b orderBatch) bootFor(site string) string {
+	if b.BootImage != "" {
+		return b.BootImage
+	}
+	return b.SiteBoot[site]
 }
 
 // batchItem is one target of a batch and the id of its order.
@@ -162,9 +173,12 @@ func (d *DB) batchOrders(items []batchItem) (orders []api.Order, live bool, err 
 
 // writeBatchLocked writes the batch record and the first chunk in one
 // transaction, then the other chunks. Run under d.mu.
-func (d *DB) writeBatchLocked(rid, hash string, req api.OrderRequest, targets []api.Target) ([]api.Order, error) {
+func (d *DB) writeBatchLocked(rid, hash string, req api.OrderRequest, targets []api.Target, siteBoot map[string]string) ([]api.Order, error) {
 	b := orderBatch{Hash: hash, Derived: req.RequestID == "", Created: d.opts.Clock.Now().UTC(), Count: len(targets),
 		Image: req.Image, BootImage: req.BootImage, Params: req.Params}
+	if len(siteBoot) > 0 {
+		b.SiteBoot = siteBoot
+	}
 	items := make([]batchItem, len(targets))
 	out := make([]api.Order, 0, len(targets))
 	err := d.updateLocked(func(w *wtx) error {
@@ -259,7 +273,7 @@ func (w *wtx) batchOrder(rid string, b orderBatch, it batchItem) (api.Order, err
 		return api.Order{}, err
 	}
 	o := api.Order{ID: it[1], Target: t.ID, Site: t.Site, MACs: t.MACs, Arch: t.Arch,
-		Image: b.Image, BootImage: b.BootImage, Params: maps.Clone(b.Params),
+		Image: b.Image, BootImage: b.bootFor(t.Site), Params: maps.Clone(b.Params),
 		State: api.OrderPending, Attempt: 1, Token: tok, Created: w.now,
 		History: []api.Transition{{To: api.OrderPending, At: w.now}}}
 	if err := w.putOrder(&o); err != nil {

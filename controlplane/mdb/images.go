@@ -408,72 +408,8 @@ func (d *DB) OpenBlob(ctx context.Context, sha string) (Blob, error) {
 }
 
 func (d *DB) validateImage(spec *api.ImageSpec) error {
-	if !api.ValidName(spec.Name) {
-		return fmt.Errorf("%w: name: %q is not a valid image name", ErrInvalid, spec.Name)
-	}
-	if !api.ValidName(spec.Version) {
-		return fmt.Errorf("%w: version: %q is not valid (1-63 of A-Z a-z 0-9 . _ -)", ErrInvalid, spec.Version)
-	}
-	if spec.Kind != api.KindOS && spec.Kind != api.KindBoot {
-		return fmt.Errorf("%w: kind: %q is not os or boot", ErrInvalid, spec.Kind)
-	}
-	if spec.Arch != "" && !api.ValidArch(spec.Arch) {
-		return fmt.Errorf("%w: arch: %q is not a known arch", ErrInvalid, spec.Arch)
-	}
-	names := map[string]int{}
-	var kernel, nbp bool
-	for i := range spec.Files {
-		f := &spec.Files[i]
-		if !api.ValidName(f.Name) {
-			return fmt.Errorf("%w: files[%d]: name %q is not a valid file name", ErrInvalid, i, f.Name)
-		}
-		if j, dup := names[f.Name]; dup {
-			return fmt.Errorf("%w: files[%d]: name %q is files[%d] again", ErrInvalid, i, f.Name, j)
-		}
-		names[f.Name] = i
-		if !api.ValidSHA256(f.SHA256) {
-			return fmt.Errorf("%w: files[%d] %s: sha256 %q is not 64 lower-case hex digits", ErrInvalid, i, f.Name, f.SHA256)
-		}
-		if f.Size < 0 {
-			return fmt.Errorf("%w: files[%d] %s: size %d", ErrInvalid, i, f.Name, f.Size)
-		}
-		if f.Role == "" {
-			f.Role = api.RoleOther
-		}
-		switch f.Role {
-		case api.RoleKernel:
-			kernel = true
-		case api.RoleNBP:
-			if !api.ValidArch(f.Arch) {
-				return fmt.Errorf("%w: files[%d] %s: nbp needs an arch, not %q", ErrInvalid, i, f.Name, f.Arch)
-			}
-			nbp = true
-		case api.RoleInitrd, api.RoleOther:
-		default:
-			return fmt.Errorf("%w: files[%d] %s: role %q is not kernel, initrd, nbp or other", ErrInvalid, i, f.Name, f.Role)
-		}
-		if f.Arch != "" && !api.ValidArch(f.Arch) {
-			return fmt.Errorf("%w: files[%d] %s: arch %q is not a known arch", ErrInvalid, i, f.Name, f.Arch)
-		}
-	}
-	if spec.Kind == api.KindOS && !kernel {
-		return fmt.Errorf("%w: files: an os image needs a kernel file", ErrInvalid)
-	}
-	if spec.Kind == api.KindBoot && !nbp {
-		return fmt.Errorf("%w: files: a boot image needs at least one nbp file with an arch", ErrInvalid)
-	}
-	for i, p := range spec.Procedures {
-		if !api.ValidName(p.Name) {
-			return fmt.Errorf("%w: procedures[%d]: name %q is not valid", ErrInvalid, i, p.Name)
-		}
-		if p.When != "pre" && p.When != "post" {
-			return fmt.Errorf("%w: procedures[%d] %s: when %q is not pre or post", ErrInvalid, i, p.Name, p.When)
-		}
-	}
-	for key := range spec.Defaults {
-		if !api.ValidName(key) {
-			return fmt.Errorf("%w: defaults: key %q is not valid", ErrInvalid, key)
-		}
+	if err := checkImageSpec(spec); err != nil {
+		return err
 	}
 	for i, f := range spec.Files {
 		n, err := d.completeSize(f.SHA256)
@@ -509,7 +445,7 @@ func (d *DB) CreateImage(ctx context.Context, spec api.ImageSpec) (im api.Image,
 			return err
 		}
 		im = api.Image{ID: id, Name: spec.Name, Version: spec.Version, Kind: spec.Kind, Arch: spec.Arch,
-			Files: spec.Files, Cmdline: spec.Cmdline, Defaults: maps.Clone(spec.Defaults),
+			Format: spec.Format, Install: cloneInstall(spec.Install), Files: spec.Files, Cmdline: spec.Cmdline, Defaults: maps.Clone(spec.Defaults),
 			Procedures: slices.Clone(spec.Procedures), Revision: w.bump(), Created: w.now}
 		if err := w.setJSON(k(pImage, id), im); err != nil {
 			return err
@@ -578,6 +514,11 @@ func (d *DB) DeleteImage(ctx context.Context, id string) error {
 		if err != nil {
 			return err
 		}
+		if site, err := defaultBootUser(w.txn, id); err != nil {
+			return err
+		} else if site != "" {
+			return fmt.Errorf("%w: image %s is the default boot image of site %s (osimctl sites set %s --default-boot-image OTHER first)", ErrInUse, id, site, site)
+		}
 		err = scan(w.txn, pImage, "", true, func(key []byte, item *badger.Item) (bool, error) {
 			if string(key[len(pImage):]) == id {
 				return true, nil
@@ -629,4 +570,12 @@ func cutLast(s string) (before, after string, ok bool) {
 		}
 	}
 	return "", s, false
+}
+
+func cloneInstall(in *api.InstallSettings) *api.InstallSettings {
+	if in == nil {
+		return nil
+	}
+	c := *in
+	return &c
 }

@@ -101,7 +101,7 @@ func TestImagesValidateAndDelete(t *testing.T) {
 		{func(s *api.ImageSpec) { s.Version = "a b" }, ErrInvalid, "version"},
 		{func(s *api.ImageSpec) { s.Kind = "iso" }, ErrInvalid, "kind"},
 		{func(s *api.ImageSpec) { s.Files = nil }, ErrInvalid, "kernel"},
-		{func(s *api.ImageSpec) { s.Kind = api.KindBoot }, ErrInvalid, "nbp"},
+		{func(s *api.ImageSpec) { s.Kind, s.Files = api.KindBoot, nil }, ErrInvalid, "nbp"},
 		{func(s *api.ImageSpec) { s.Files = []api.ImageFile{k, k} }, ErrInvalid, "files[1]"},
 		{func(s *api.ImageSpec) { s.Files = []api.ImageFile{k, {Name: "x/y", SHA256: k.SHA256, Size: k.Size}} }, ErrInvalid, "files[1]"},
 		{func(s *api.ImageSpec) {

@@ -120,7 +120,7 @@ func (d *DB) PlaceOrders(ctx context.Context, req api.OrderRequest, opts OrderOp
 			return res, err
 		}
 	}
-	targets, sites, err := d.resolveOrders(req, sel)
+	targets, sites, siteBoot, err := d.resolveOrders(req, sel)
 	if err != nil {
 		return OrderResult{}, err
 	}
@@ -133,7 +133,7 @@ func (d *DB) PlaceOrders(ctx context.Context, req api.OrderRequest, opts OrderOp
 	}
 	// Once the batch record is committed the batch is finished whatever
 	// the client does: a hang-up must not leave part of it.
-	orders, err := d.writeBatchLocked(rid, hash, req, targets)
+	orders, err := d.writeBatchLocked(rid, hash, req, targets, siteBoot)
 	return OrderResult{Orders: orders, RequestID: rid}, err
 }
 
@@ -171,10 +171,12 @@ func checkOrderRequest(req api.OrderRequest) (api.Selector, error) {
 
 // resolveOrders reads the targets the request names or selects and checks
 // each can get an order; for a selector or a dry run it also counts every
-// site's targets (for the share guard and the plan). Run under d.mu.
-func (d *DB) resolveOrders(req api.OrderRequest, sel api.Selector) (targets []api.Target, sites map[string]int, err error) {
+// site's targets (for the share guard and the plan). A disk image's
+// orders get their site's default boot image when the request names
+// none: siteBoot maps site → boot image id. Run under d.mu.
+func (d *DB) resolveOrders(req api.OrderRequest, sel api.Selector) (targets []api.Target, sites map[string]int, siteBoot map[string]string, err error) {
 	err = d.db.View(func(txn *badger.Txn) error {
-		boot, err := checkOrderImages(txn, req)
+		osImg, boot, err := checkOrderImages(txn, req)
 		if err != nil {
 			return err
 		}
@@ -188,17 +190,26 @@ func (d *DB) resolveOrders(req api.OrderRequest, sel api.Selector) (targets []ap
 		if err != nil {
 			return err
 		}
+		var boots map[string]api.Image
+		if siteBoot, boots, err = orderBoots(txn, req, osImg, targets); err != nil {
+			return err
+		}
+		for _, t := range targets {
+			if id, ok := siteBoot[t.Site]; ok && hasAnyNBP(boots[id]) && !hasNBP(boots[id], t.Arch) {
+				return fmt.Errorf("%w: %s: boot image %s (site %s's default) has no nbp for %s", ErrInvalid, t.ID, id, t.Site, t.Arch)
+			}
+		}
 		if req.Selector != "" || req.DryRun {
 			sites, err = countSites(txn)
 		}
 		return err
 	})
-	return targets, sites, err
+	return targets, sites, siteBoot, err
 }
 
 // canOrder checks that target t (label: how the request names it) can
 // get the request's order: no live order, and the boot image (if one is
-// named) has an NBP for its arch.
+// named and has NBPs at all) has an NBP for its arch.
 func canOrder(req api.OrderRequest, boot api.Image, label string, t api.Target) error {
 	if t.CurrentOrder != "" {
 		return fmt.Errorf("%w: %s%s: has live order %s", ErrConflict, label, t.ID, t.CurrentOrder)
@@ -206,35 +217,34 @@ func canOrder(req api.OrderRequest, boot api.Image, label string, t api.Target) 
 	if t.State == api.TargetDiscovered {
 		return fmt.Errorf("%w: %s%s: %w", ErrConflict, label, t.ID, ErrDiscovered)
 	}
-	if req.BootImage != "" && !hasNBP(boot, t.Arch) {
+	if req.BootImage != "" && hasAnyNBP(boot) && !hasNBP(boot, t.Arch) {
 		return fmt.Errorf("%w: %s%s: boot image %s has no nbp for %s", ErrInvalid, label, t.ID, boot.ID, t.Arch)
 	}
 	return nil
 }
 
 // checkOrderImages checks the request's OS image and boot image and
-// returns the boot image (zero when none is named).
-func checkOrderImages(txn *badger.Txn, req api.OrderRequest) (api.Image, error) {
-	var boot api.Image
+// returns both (boot zero when none is named).
+func checkOrderImages(txn *badger.Txn, req api.OrderRequest) (im, boot api.Image, err error) {
 	if req.Image == "" {
-		return boot, fmt.Errorf("%w: image: required", ErrInvalid)
+		return im, boot, fmt.Errorf("%w: image: required", ErrInvalid)
 	}
-	im, err := getImage(txn, req.Image)
+	im, err = getImage(txn, req.Image)
 	if err != nil {
-		return boot, fmt.Errorf("image: %w", err)
+		return im, boot, fmt.Errorf("image: %w", err)
 	}
 	if im.Kind != api.KindOS {
-		return boot, fmt.Errorf("%w: image %s is a %s image, want os", ErrInvalid, im.ID, im.Kind)
+		return im, boot, fmt.Errorf("%w: image %s is a %s image, want os", ErrInvalid, im.ID, im.Kind)
 	}
 	if req.BootImage != "" {
 		if boot, err = getImage(txn, req.BootImage); err != nil {
-			return boot, fmt.Errorf("boot_image: %w", err)
+			return im, boot, fmt.Errorf("boot_image: %w", err)
 		}
 		if boot.Kind != api.KindBoot {
-			return boot, fmt.Errorf("%w: boot_image %s is a %s image, want boot", ErrInvalid, boot.ID, boot.Kind)
+			return im, boot, fmt.Errorf("%w: boot_image %s is a %s image, want boot", ErrInvalid, boot.ID, boot.Kind)
 		}
 	}
-	return boot, nil
+	return im, boot, nil
 }
 
 // countSites counts every site's targets from the by-site index (keys only).
@@ -289,6 +299,15 @@ func orderPlan(targets []api.Target, sites map[string]int, needsAll string) api.
 		p.Sites = append(p.Sites, api.SiteShare{Site: site, Ordered: per[site], Total: sites[site]})
 	}
 	return p
+}
+
+func hasAnyNBP(im api.Image) bool {
+	for _, f := range im.Files {
+		if f.Role == api.RoleNBP {
+			return true
+		}
+	}
+	return false
 }
 
 func hasNBP(im api.Image, arch string) bool {

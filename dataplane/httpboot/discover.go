@@ -178,7 +178,7 @@ func parseDiscoverBody(body io.ReadCloser, w http.ResponseWriter, mac net.Hardwa
 // its count.
 func checkFactValues(facts map[string]string) error {
 	for k, v := range facts {
-		if err := checkFacts(map[string]string{k: v}); err != nil {
+		if err := checkFacts("facts", map[string]string{k: v}); err != nil {
 			return err
 		}
 	}

@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -42,7 +43,10 @@ func FuzzStatusBody(f *testing.F) {
 	for _, s := range []string{`{"phase":"installing","message":"partitioning","progress":40}`,
 		`{"phase":"done","facts":{"cpu_model":"EPYC"}}`, `{"phase":"failed","message":"\u001b[2J"}`,
 		`{"phase":"done"}{"phase":"done"}`, `{"phase":"installing","progress":101}`, `{"phase":`,
-		`{"phase":"done","message":"a\r\nb"}`, `{"phase":"done","facts":{"k":5}}`} {
+		`{"phase":"done","message":"a\r\nb"}`, `{"phase":"done","facts":{"k":5}}`,
+		`{"phase":"installing","step":"write","progress":40,"data":{"bytes":"1048576","disk":"/dev/vda"}}`,
+		`{"phase":"failed","step":"verify","message":"sha256 mismatch"}`, `{"phase":"installing","step":"dance"}`,
+		`{"phase":"done","data":{"k\n":"v"}}`} {
 		f.Add([]byte(s))
 	}
 	f.Fuzz(func(t *testing.T, data []byte) {
@@ -64,8 +68,11 @@ func FuzzStatusBody(f *testing.F) {
 		if len(b.Message) > maxMessage || checkText(b.Message) != nil {
 			t.Fatalf("%q: accepted message %q", data, b.Message)
 		}
-		if checkFacts(b.Facts) != nil {
+		if checkFacts("facts", b.Facts) != nil {
 			t.Fatalf("%q: accepted facts %q", data, b.Facts)
+		}
+		if checkFacts("data", b.Data) != nil || (b.Step != "" && !slices.Contains(Steps, b.Step)) {
+			t.Fatalf("%q: accepted step %q data %q", data, b.Step, b.Data)
 		}
 	})
 }

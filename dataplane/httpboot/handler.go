@@ -40,6 +40,8 @@ type Config struct {
 	Targets OrderTargets
 	// Leases tells the address a MAC leased (full DHCP); nil: none known.
 	Leases Leases
+	// Plans answers GET /install/{order}; nil: the route answers 404.
+	Plans Plans
 	// RenderTimeout bounds one command line render; 0 is
 	// cmdline.RenderTimeout (100 ms). Its size is bounded by
 	// cmdline.MaxRenderedBytes (4 KiB).
@@ -56,6 +58,7 @@ type Config struct {
 //	GET  /files/{name...}     a file from the store (HEAD too)
 //	POST /status/{order}      an installer's progress report
 //	POST /discover/{mac}      an unknown machine's inventory (discover.go)
+//	GET  /install/{order}     the osim installer's install plan (install.go)
 type Handler struct {
 	scripts Scripts
 	files   Files
@@ -70,6 +73,7 @@ type Handler struct {
 	renderTimeout time.Duration
 	targets       OrderTargets
 	leases        Leases
+	plans         Plans
 	fetches       fetches    // who fetched each order's script first
 	refusals      refusalLog // rate limit of the status refusal lines
 	discoveries   Discoveries
@@ -104,7 +108,7 @@ func New(cfg Config) (*Handler, error) {
 	}
 	h := &Handler{scripts: cfg.Scripts, files: cfg.Files, tokens: cfg.Tokens, sink: cfg.Sink,
 		base: strings.TrimSuffix(cfg.BaseURL, "/"), log: cfg.Logger, metrics: cfg.Metrics, clock: clock.Or(cfg.Clock),
-		renderTimeout: cfg.RenderTimeout, targets: cfg.Targets, leases: cfg.Leases,
+		renderTimeout: cfg.RenderTimeout, targets: cfg.Targets, leases: cfg.Leases, plans: cfg.Plans,
 		refusals: refusalLog{period: time.Second}, discoveries: cfg.Discoveries,
 		discoverLimit: newDiscoverLimiter(cfg.DiscoverLimits)}
 	if h.targets == nil {
@@ -122,6 +126,7 @@ func New(cfg Config) (*Handler, error) {
 	h.mux.HandleFunc("GET /files/{name...}", h.serveFile)
 	h.mux.HandleFunc("POST /status/{order}", h.serveStatus)
 	h.mux.HandleFunc("POST /discover/{mac}", h.serveDiscover)
+	h.mux.HandleFunc("GET /install/{order}", h.serveInstall)
 	return h, nil
 }
 
@@ -153,6 +158,8 @@ func routeOf(p string) string {
 		return "status"
 	case strings.HasPrefix(p, "/discover/"):
 		return "discover"
+	case strings.HasPrefix(p, "/install/"):
+		return "install"
 	}
 	return "other"
 }
@@ -209,7 +216,11 @@ func (h *Handler) serveScript(w http.ResponseWriter, r *http.Request) {
 		h.refuse(w, r, err, mac.String())
 		return
 	}
-	script, err := renderScript(b, mac, h.base, platform, h.renderTimeout)
+	base := h.base
+	if b.Install && base == "" {
+		base = requestBase(r) // osim.url must be absolute
+	}
+	script, err := renderScript(b, mac, base, platform, h.renderTimeout)
 	if err != nil {
 		// The decision's data is at fault, not the request: 500, logged.
 		outcome := renderOutcome(err)

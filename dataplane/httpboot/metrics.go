@@ -19,6 +19,7 @@ type Metrics struct {
 	statusRefused *prometheus.CounterVec
 	statusUnbound prometheus.Counter
 	discover      *prometheus.CounterVec
+	installPlans  *prometheus.CounterVec
 
 	// The per-request children, by route (and code), made on first use.
 	requestsBy metrics.Children[routeCode, prometheus.Counter]
@@ -65,9 +66,12 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		discover: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: sub,
 			Name: "discover_reports_total", Help: "Discovery reports of unknown machines, by outcome (accepted, rate_limited, too_soon, known, bad_mac, content_type, too_large, bad_body, invalid, sink_error, disabled)."},
 			[]string{"outcome"}),
+		installPlans: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: sub,
+			Name: "install_plans_total", Help: "Install plan requests, by outcome (served, refused, unknown_order, conflict, invalid, disabled, error)."},
+			[]string{"outcome"}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.requests, m.bytes, m.duration, m.renders, m.statusReports, m.statusRefused, m.statusUnbound, m.discover)
+		reg.MustRegister(m.requests, m.bytes, m.duration, m.renders, m.statusReports, m.statusRefused, m.statusUnbound, m.discover, m.installPlans)
 	}
 	return m
 }

@@ -122,6 +122,13 @@ func renderScript(b Boot, mac net.HardwareAddr, base, platform string, timeout t
 	if err != nil {
 		return nil, fmt.Errorf("httpboot: target %s: %w", mac, err)
 	}
+	if b.Install {
+		osim, err := cmdline.InstallArgs(base, b.Order, b.Token, mac.String())
+		if err != nil {
+			return nil, fmt.Errorf("httpboot: target %s: osim installer arguments: %w", mac, err)
+		}
+		args = strings.TrimSpace(args + " " + osim)
+	}
 	d.KernelArgs = args
 	var out bytes.Buffer
 	if err := bootScript.Execute(&out, d); err != nil {

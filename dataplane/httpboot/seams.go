@@ -42,6 +42,10 @@ type Boot struct {
 	Order string
 	// Token authenticates the installer's status reports for Order.
 	Token string
+	// Install boots the osim installer: the script appends
+	// osim.mode=install osim.url=<absolute base> osim.order osim.token
+	// osim.mac to the rendered Cmdline (internal/cmdline.InstallArgs).
+	Install bool
 }
 
 // Scripts decides what a target boots. It is this package's seam to the

@@ -35,10 +35,20 @@ type Status struct {
 	Client   string
 	Received time.Time
 	// Facts is the inventory the installer reported with this status
-	// (nil when the body had none): at most 64 keys named like API names,
+	// (nil when the body had none): at most 256 keys named like API names,
 	// values of at most 256 bytes.
 	Facts map[string]string
+	// Step is the install step the report is about (one of Steps; ""
+	// when the body named none).
+	Step string
+	// Data is the report's details (bytes written, the disk chosen, a
+	// procedure's exit code), with the same bounds as Facts.
+	Data map[string]string
 }
+
+// Steps are the install steps a status may name (controlplane/api's
+// Step* values; this package imports no controlplane type).
+var Steps = []string{"inventory", "plan", "pre", "disk", "write", "verify", "customize", "post", "finish"}
 
 // StatusSink takes validated reports; on a boot server it buffers them as
 // events for the manager. An error makes the handler answer 503 so the
@@ -66,10 +76,10 @@ func (s StaticTokens) Token(_ context.Context, order string) (string, error) {
 }
 
 const (
-	maxStatusBody = 16 << 10
+	maxStatusBody = 64 << 10 // a big machine's inventory
 	maxMessage    = 4096
 	maxOrderLen   = 128
-	maxFacts      = 64
+	maxFacts      = 256
 	maxFactKey    = 63
 	maxFactValue  = 256
 )
@@ -81,6 +91,9 @@ type statusBody struct {
 	Progress *int   `json:"progress"`
 	// Facts is optional inventory: {"cpu_model": "...", "disk0_size": "..."}.
 	Facts map[string]string `json:"facts"`
+	// Step and Data are optional: the install step and its details.
+	Step string            `json:"step"`
+	Data map[string]string `json:"data"`
 }
 
 // httpError is a refusal with its code and the reason it is counted
@@ -122,7 +135,7 @@ func (h *Handler) serveStatus(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	h.metrics.statusReports.WithLabelValues(string(st.Phase)).Inc()
-	h.log.Info("status", "order", order, "phase", st.Phase, "progress", st.Progress, "client", r.RemoteAddr)
+	h.log.Info("status", "order", order, "phase", st.Phase, "step", st.Step, "progress", st.Progress, "client", r.RemoteAddr)
 	w.WriteHeader(http.StatusNoContent)
 }
 
@@ -159,7 +172,7 @@ func (h *Handler) parseStatus(w http.ResponseWriter, r *http.Request, order stri
 		progress = *b.Progress
 	}
 	return Status{Order: order, Phase: b.Phase, Message: b.Message, Progress: progress,
-		Client: r.RemoteAddr, Received: h.clock.Now(), Facts: b.Facts}, nil
+		Client: r.RemoteAddr, Received: h.clock.Now(), Facts: b.Facts, Step: b.Step, Data: b.Data}, nil
 }
 
 // authorize checks the bearer token of a live order (constant time), then
@@ -233,7 +246,13 @@ func parseStatusBody(body io.ReadCloser, w http.ResponseWriter, order string) (s
 	if b.Progress != nil && (*b.Progress < 0 || *b.Progress > 100) {
 		return b, refusal(http.StatusUnprocessableEntity, "invalid", "httpboot: status for order %q: progress %d outside 0..100", order, *b.Progress)
 	}
-	if err := checkFacts(b.Facts); err != nil {
+	if err := checkFacts("facts", b.Facts); err != nil {
+		return b, refusal(http.StatusUnprocessableEntity, "invalid", "httpboot: status for order %q: %v", order, err)
+	}
+	if b.Step != "" && !slices.Contains(Steps, b.Step) {
+		return b, refusal(http.StatusUnprocessableEntity, "invalid", "httpboot: status for order %q: step %q, want one of %s", order, b.Step, strings.Join(Steps, ", "))
+	}
+	if err := checkFacts("data", b.Data); err != nil {
 		return b, refusal(http.StatusUnprocessableEntity, "invalid", "httpboot: status for order %q: %v", order, err)
 	}
 	return b, nil
@@ -256,20 +275,20 @@ func checkText(s string) error {
 
 // checkFacts accepts at most maxFacts keys of 1-63 of [A-Za-z0-9._-]
 // starting with a letter or digit (the API's names), each value at most
-// maxFactValue bytes of checkText.
-func checkFacts(facts map[string]string) error {
+// maxFactValue bytes of checkText; field ("facts", "data") names the map.
+func checkFacts(field string, facts map[string]string) error {
 	if len(facts) > maxFacts {
-		return fmt.Errorf("facts: %d keys, at most %d", len(facts), maxFacts)
+		return fmt.Errorf("%s: %d keys, at most %d", field, len(facts), maxFacts)
 	}
 	for k, v := range facts {
 		if !validFactKey(k) {
-			return fmt.Errorf("facts: key %q: want 1-%d of letters, digits, '.', '_' and '-', starting with a letter or digit", k, maxFactKey)
+			return fmt.Errorf("%s: key %q: want 1-%d of letters, digits, '.', '_' and '-', starting with a letter or digit", field, k, maxFactKey)
 		}
 		if len(v) > maxFactValue {
-			return fmt.Errorf("facts.%s: value of %d bytes exceeds %d", k, len(v), maxFactValue)
+			return fmt.Errorf("%s.%s: value of %d bytes exceeds %d", field, k, len(v), maxFactValue)
 		}
 		if err := checkText(v); err != nil {
-			return fmt.Errorf("facts.%s: value: %w", k, err)
+			return fmt.Errorf("%s.%s: value: %w", field, k, err)
 		}
 	}
 	return nil

@@ -67,7 +67,10 @@ func TestStatusRefusesBadReportsWith4xxAndAMessage(t *testing.T) {
 		{"empty body", "/status/o-17", ``, auth, 400, "EOF"},
 		{"two objects", "/status/o-17", ok + ok, auth, 400, "data after the JSON object"},
 		{"wrong type", "/status/o-17", `{"phase":"done","progress":"50%"}`, auth, 400, "progress"},
-		{"oversized body", "/status/o-17", `{"phase":"done","message":"` + strings.Repeat("x", 20000) + `"}`, auth, 413, "body over 16384 bytes"},
+		{"oversized body", "/status/o-17", `{"phase":"done","message":"` + strings.Repeat("x", 70000) + `"}`, auth, 413, "body over 65536 bytes"},
+		{"unknown step", "/status/o-17", `{"phase":"installing","step":"dance"}`, auth, 422, `step "dance"`},
+		{"bad data key", "/status/o-17", `{"phase":"installing","step":"write","data":{"a b":"1"}}`, auth, 422, `data: key "a b"`},
+		{"data value with a newline", "/status/o-17", `{"phase":"installing","data":{"disk":"a\nb"}}`, auth, 422, "data.disk"},
 		{"unknown phase", "/status/o-17", `{"phase":"rebooting"}`, auth, 422, `phase "rebooting"`},
 		{"missing phase", "/status/o-17", `{"message":"hi"}`, auth, 422, `phase ""`},
 		{"progress over 100", "/status/o-17", `{"phase":"installing","progress":101}`, auth, 422, "progress 101 outside 0..100"},
@@ -128,12 +131,12 @@ func TestStatusFactsAreValidatedAndPassedOn(t *testing.T) {
 		t.Fatalf("without facts: code %d facts %v", w.Code, st.Facts)
 	}
 
-	many := make([]string, 65)
+	many := make([]string, maxFacts+1)
 	for i := range many {
 		many[i] = fmt.Sprintf(`"k%d":"v"`, i)
 	}
 	for _, tc := range []struct{ name, body, says string }{
-		{"too many keys", `{"phase":"done","facts":{` + strings.Join(many, ",") + `}}`, "65 keys, at most 64"},
+		{"too many keys", `{"phase":"done","facts":{` + strings.Join(many, ",") + `}}`, "257 keys, at most 256"},
 		{"bad key", `{"phase":"done","facts":{"cpu model":"x"}}`, `key "cpu model"`},
 		{"key starting with a dot", `{"phase":"done","facts":{".x":"x"}}`, `key ".x"`},
 		{"empty key", `{"phase":"done","facts":{"":"x"}}`, `key ""`},

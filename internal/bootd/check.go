@@ -127,7 +127,7 @@ func (c *Config) checkKeys() (*wiring, []string) {
 			bad("log_level", "%q: want debug, info, warn or error", c.LogLevel)
 		}
 	}
-	w.baseURL = orDefault(c.HTTP.BaseURL, "http://"+w.httpListen)
+	w.baseURL = orDefault(c.HTTP.BaseURL, defaultBaseURL(w.httpListen, c.Address))
 	if !strings.HasPrefix(w.baseURL, "http://") && !strings.HasPrefix(w.baseURL, "https://") {
 		bad("http.base_url", "%q is not an http(s) URL", w.baseURL)
 	}
@@ -391,4 +391,16 @@ func (c *Config) checkXDP(w *wiring, bad func(key, format string, args ...any)) 
 		}
 	}
 	w.xdp, w.xdpIface = &cfg, x.Interface
+}
+
+// defaultBaseURL is http://<http.listen>, with the boot server's address
+// in place of an unspecified listen host (0.0.0.0, [::]): the URL goes on
+// targets' kernel command lines and into install plans, which must name
+// an address a target can reach.
+func defaultBaseURL(listen, address string) string {
+	ap, err := netip.ParseAddrPort(listen)
+	if err != nil || !ap.Addr().IsUnspecified() || address == "" {
+		return "http://" + listen
+	}
+	return "http://" + net.JoinHostPort(address, strconv.Itoa(int(ap.Port())))
 }

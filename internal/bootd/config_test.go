@@ -211,3 +211,22 @@ func TestWriteFileIsWhatLoadConfigReads(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+func TestBaseURLDefaultNamesTheAddressWhenHTTPListensOnAll(t *testing.T) {
+	c, err := LoadConfig("testdata/serve.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.HTTP.Listen = "0.0.0.0:8081"
+	w, err := c.check()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if w.baseURL != "http://"+c.Address+":8081" {
+		t.Errorf("base URL %q, want the address %s with the listen port", w.baseURL, c.Address)
+	}
+	c.HTTP.BaseURL = "http://boot.example:80"
+	if w, err = c.check(); err != nil || w.baseURL != c.HTTP.BaseURL {
+		t.Errorf("an explicit base URL %q became %q (%v)", c.HTTP.BaseURL, w.baseURL, err)
+	}
+}

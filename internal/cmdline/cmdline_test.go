@@ -98,3 +98,23 @@ func TestRenderFailsOnAMissingParamButCheckDoesNot(t *testing.T) {
 		t.Fatalf("Check: %v", err)
 	}
 }
+
+func TestInstallArgsNameEveryKeyAndRefuseARelativeBase(t *testing.T) {
+	got, err := InstallArgs("http://10.0.0.1:8080/", "o-1", "tok", "52:54:00:00:00:01")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"osim.mode=install", "osim.url=http://10.0.0.1:8080 ", "osim.order=o-1", "osim.token=tok", "osim.mac=52:54:00:00:00:01"} {
+		if !strings.Contains(got+" ", want) {
+			t.Errorf("%q lacks %q", got, want)
+		}
+	}
+	for _, base := range []string{"", "/boot", "http://0.0.0.0:8080", "http://[::]:8080", "ftp://x"} {
+		if _, err := InstallArgs(base, "o-1", "tok", "m"); !errors.Is(err, ErrUnsafeValue) {
+			t.Errorf("base %q: %v, want ErrUnsafeValue", base, err)
+		}
+	}
+	if _, err := InstallArgs("http://a", "o-1", "t ok", "m"); !errors.Is(err, ErrUnsafeValue) {
+		t.Errorf("token with a space: %v", err)
+	}
+}
