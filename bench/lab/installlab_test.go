@@ -16,6 +16,9 @@ import (
 
 	"osim/controlplane/api"
 	"osim/internal/pxeclient"
+	"osim/ips/bootimage"
+	"osim/ips/gpt"
+	"osim/ips/testimage"
 	"osim/internal/testlab"
 )
 
@@ -241,7 +244,7 @@ func TestRealFirmwareInstallsADiskImageAndBootsIt(t *testing.T) {
 	c := l.startManagerAndBootd(ctx)
 
 	bootImg, osImg, rawImage := l.buildAndRegisterImages(ctx, c)
-	if _, err := c.SetSite(ctx, labSite, api.SiteSpec{DefaultBootImage: bootImg.ID}); err != nil {
+	if _, err := c.PutSite(ctx, labSite, api.Site{DefaultBootImage: bootImg.ID}); err != nil {
 		t.Fatalf("site default boot image: %v", err)
 	}
 	guests := []*guest{
@@ -451,4 +454,130 @@ manager: {url: "%s", join_token_file: %s, name: lab-bootd, site: %s}
 		time.Sleep(200 * time.Millisecond)
 	}
 	return c
+}
+
+// buildAndRegisterImages builds the osim installer's boot image and the
+// test OS disk image with osim-ips's code and registers both: the boot
+// image as the site's default, the disk image (zstd) as the OS image.
+// It answers the raw disk image's path.
+func (l *installLab) buildAndRegisterImages(ctx context.Context, c *api.Client) (boot, osImg api.Image, raw string) {
+	t := l.t
+	t.Helper()
+	bootDir := filepath.Join(l.dir, "boot-image")
+	if _, err := bootimage.Build(ctx, bootimage.Options{Out: bootDir, Installer: filepath.Join(l.bin, "osim-installer")}); err != nil {
+		t.Fatalf("boot image: %v", err)
+	}
+	boot, err := bootimage.Register(ctx, c, bootDir, "osim-installer", "lab")
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := testimage.Build(ctx, testimage.Options{Out: filepath.Join(l.dir, "os-image")})
+	if err != nil {
+		t.Fatalf("test OS image: %v", err)
+	}
+	z := res.Disk.Compressed
+	if z == nil {
+		t.Fatal("the test OS image has no zstd copy")
+	}
+	f, err := os.Open(z.Path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if _, err := c.UploadBlob(ctx, z.SHA256, z.Size, f, 4<<20); err != nil {
+		t.Fatalf("upload the disk image: %v", err)
+	}
+	osImg, err = c.CreateImage(ctx, api.ImageSpec{Name: "osim-test", Version: "lab", Kind: api.KindOS, Format: api.FormatDisk,
+		Files: []api.ImageFile{{Name: "osim-test.img.zst", SHA256: z.SHA256, Size: z.Size, Role: api.RoleDisk,
+			Compression: api.CompressionZstd, RawSize: res.Disk.Raw.Size}},
+		Install: &api.InstallSettings{GrowLastPartition: true, OnFailure: api.OnFailurePowerOff}})
+	if err != nil {
+		t.Fatalf("register the disk image: %v", err)
+	}
+	return boot, osImg, res.Disk.Raw.Path
+}
+
+// checkInventory: the facts the installer reported name the disk QEMU
+// was given (its size) and the guest's MAC.
+func checkInventory(t *testing.T, g *guest, facts map[string]string) {
+	t.Helper()
+	size, mac := false, false
+	for k, v := range facts {
+		if strings.HasPrefix(k, "disk.") && strings.HasSuffix(k, ".size") && v == fmt.Sprint(g.diskSize) {
+			size = true
+		}
+		if strings.EqualFold(v, g.mac) {
+			mac = true
+		}
+	}
+	if !size || !mac {
+		t.Errorf("%s: inventory lacks the disk of %d bytes (%v) or MAC %s (%v): %v", g.name, g.diskSize, size, g.mac, mac, facts)
+	}
+}
+
+// checkDiskHoldsImage: the guest's disk equals the image wherever the
+// image has data, except inside the root partition (the installer wrote
+// the first-boot seed into its filesystem) and the GPT headers and
+// entries (the installer grew the last partition to the disk's end).
+func checkDiskHoldsImage(t *testing.T, g *guest, rawImage string) {
+	t.Helper()
+	img, err := os.ReadFile(rawImage)
+	if err != nil {
+		t.Fatal(err)
+	}
+	disk, err := os.Open(g.disk)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer disk.Close()
+	tbl, err := gpt.Read(bytes.NewReader(img), int64(len(img)))
+	if err != nil {
+		t.Fatalf("the raw image's GPT: %v", err)
+	}
+	skip := func(off int64) bool {
+		lba := uint64(off / 512)
+		if lba >= 1 && lba < 2+gpt.EntrySectors || lba >= tbl.Sectors-1-gpt.EntrySectors {
+			return true // primary and backup headers and entry arrays
+		}
+		for _, p := range tbl.Partitions {
+			if p.Type == gpt.TypeLinuxRootX64 && lba >= p.FirstLBA && lba <= p.LastLBA {
+				return true
+			}
+		}
+		return false
+	}
+	got := make([]byte, len(img))
+	if _, err := disk.ReadAt(got, 0); err != nil {
+		t.Fatalf("%s: read the guest's disk: %v", g.name, err)
+	}
+	const block = 4096
+	compared, differ := 0, 0
+	for off := 0; off < len(img); off += block {
+		end := min(off+block, len(img))
+		if skip(int64(off)) || skip(int64(end-1)) || allZero(img[off:end]) {
+			continue
+		}
+		compared++
+		if !bytes.Equal(img[off:end], got[off:end]) {
+			if differ == 0 {
+				t.Errorf("%s: the disk differs from the image at byte %d", g.name, off)
+			}
+			differ++
+		}
+	}
+	if compared == 0 {
+		t.Fatalf("%s: no block of the image compared", g.name)
+	}
+	if differ > 0 {
+		t.Errorf("%s: %d of %d data blocks differ", g.name, differ, compared)
+	}
+}
+
+func allZero(b []byte) bool {
+	for _, c := range b {
+		if c != 0 {
+			return false
+		}
+	}
+	return true
 }
