@@ -1,8 +1,8 @@
 package initramfs
 
 import (
-	"compress/gzip"
 	"fmt"
+	"github.com/klauspost/compress/gzip"
 	"io"
 	"os"
 	"strings"
@@ -34,7 +34,7 @@ func Write(w io.Writer, a *Archive, compression string) error {
 	var zw io.WriteCloser
 	switch compression {
 	case Gzip:
-		g, _ := gzip.NewWriterLevel(w, gzip.BestCompression)
+		g, _ := gzip.NewWriterLevel(w, gzip.DefaultCompression)
 		zw = g
 	case Zstd:
 		z, err := zstd.NewWriter(w, zstd.WithEncoderConcurrency(1), zstd.WithEncoderLevel(zstd.SpeedBetterCompression))

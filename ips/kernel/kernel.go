@@ -9,6 +9,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"sort"
@@ -27,7 +28,10 @@ func Release(vmlinuz string) (string, error) {
 	}
 	defer f.Close()
 	hdr := make([]byte, 0x210)
-	if _, err := f.ReadAt(hdr, 0); err != nil {
+	if n, err := f.ReadAt(hdr, 0); n < len(hdr) {
+		if err == io.EOF {
+			return "", fmt.Errorf("%w: %s is %d bytes, shorter than a boot header", ErrNotBzImage, vmlinuz, n)
+		}
 		return "", fmt.Errorf("kernel: %s: reading the boot header: %w", vmlinuz, err)
 	}
 	if string(hdr[0x202:0x206]) != "HdrS" {
