@@ -41,3 +41,28 @@ func TestDiskBootsUnderBIOSAndUEFIAndPrintsItsSeed(t *testing.T) {
 		})
 	}
 }
+
+// TestWithoutASeedItSaysSo: the image as built for the lab (no seed; the
+// installer writes one) boots and reports the seed missing.
+func TestWithoutASeedItSaysSo(t *testing.T) {
+	iptest.Tools(t)
+	res, err := Build(t.Context(), Options{Out: t.TempDir(), Kernel: iptest.Kernel(t), Busybox: iptest.File(t, "/bin/busybox", "busybox-static")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := iptest.BootQEMU(t, res.Disk.Raw.Path, "", Marker, 5*time.Minute)
+	if want := "OSIM-INSTALLED hostname=? seed=missing"; b.Line != want {
+		t.Fatalf("console line %q, want %q; console:\n%s", b.Line, want, b.Console)
+	}
+	t.Logf("bios: marker after %v", b.Elapsed.Round(100*time.Millisecond))
+}
+
+func TestSeedIsCloudInitNoCloud(t *testing.T) {
+	s := Seed{Hostname: "h1", SSHKeys: []string{"ssh-ed25519 AAA a@b"}}
+	if md := s.MetaData(); !strings.Contains(md, "local-hostname: h1\n") || !strings.Contains(md, "instance-id: ") {
+		t.Errorf("meta-data %q", md)
+	}
+	if ud := s.UserData(); !strings.HasPrefix(ud, "#cloud-config\n") || !strings.Contains(ud, "ssh_authorized_keys:\n  - ssh-ed25519 AAA a@b\n") {
+		t.Errorf("user-data %q", ud)
+	}
+}
