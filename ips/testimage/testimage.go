@@ -58,9 +58,9 @@ type Seed struct {
 
 // Result is the built disk and where its pieces came from.
 type Result struct {
-	Disk    diskimage.Result
-	Release string
-	Modules []string // module files in load order
+	Disk    diskimage.Result `json:"disk"`
+	Release string           `json:"kernel_release"`
+	Modules []string         `json:"modules"` // module files in load order
 }
 
 // Build makes Out/initrd.img, Out/root/ and the disk Out/osim-test.img
