@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	"osim/ips/initramfs"
 	"osim/ips/internal/iptest"
 )
 
@@ -43,10 +44,11 @@ func TestDiskBootsUnderBIOSAndUEFIAndPrintsItsSeed(t *testing.T) {
 }
 
 // TestWithoutASeedItSaysSo: the image as built for the lab (no seed; the
-// installer writes one) boots and reports the seed missing.
+// installer writes one) boots and reports the seed missing. Its initramfs
+// is zstd, so this also proves Debian's kernel unpacks what we compress.
 func TestWithoutASeedItSaysSo(t *testing.T) {
 	iptest.Tools(t)
-	res, err := Build(t.Context(), Options{Out: t.TempDir(), Kernel: iptest.Kernel(t), Busybox: iptest.File(t, "/bin/busybox", "busybox-static")})
+	res, err := Build(t.Context(), Options{Out: t.TempDir(), Kernel: iptest.Kernel(t), Busybox: iptest.File(t, "/bin/busybox", "busybox-static"), Compression: initramfs.Zstd})
 	if err != nil {
 		t.Fatal(err)
 	}

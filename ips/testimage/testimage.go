@@ -48,6 +48,8 @@ type Options struct {
 	// Seed, when set, is written into the root as a NoCloud seed (the
 	// osim installer does this on a target; tests do it before assembly).
 	Seed *Seed
+	// Compression of the initramfs: initramfs.Gzip (default) or Zstd.
+	Compression string
 }
 
 // Seed is first-boot data as the installer writes it.
@@ -110,10 +112,13 @@ func (o *Options) defaults() error {
 	if o.Busybox == "" {
 		o.Busybox = "/bin/busybox"
 	}
+	if o.Compression == "" {
+		o.Compression = initramfs.Gzip
+	}
 	return nil
 }
 
-// writeInitrd builds the busybox initramfs (gzip) and returns its modules.
+// writeInitrd builds the busybox initramfs and returns its modules.
 func writeInitrd(file string, o Options, release string) ([]string, error) {
 	tree, err := kmod.Open(o.ModulesDir)
 	if err != nil {
@@ -146,7 +151,7 @@ func writeInitrd(file string, o Options, release string) ([]string, error) {
 		return nil, fmt.Errorf("testimage: %w", err)
 	}
 	defer f.Close()
-	if err := initramfs.Write(f, a, initramfs.Gzip); err != nil {
+	if err := initramfs.Write(f, a, o.Compression); err != nil {
 		return nil, err
 	}
 	return sel.Files, f.Close()
