@@ -58,9 +58,8 @@ func TestFactsOfAFakeMachineAreExact(t *testing.T) {
 		"sys/class/net/eth0/address":                "52:54:00:12:34:56\n",
 		"sys/class/net/eth0/carrier":                "1\n",
 		"sys/class/net/eth0/speed":                  "1000\n",
-		"sys/devices/pci0/virtio0/driver/x":         "",
+		"sys/devices/pci0/virtio0/driver":           "->../../../bus/virtio/drivers/virtio_net",
 		"sys/class/net/eth0/device":                 "->../../../devices/pci0/virtio0",
-		"sys/devices/pci0/virtio0/driver_ln":        "",
 	})
 	inv, err := Read(Options{SysRoot: filepath.Join(root, "sys"), ProcRoot: filepath.Join(root, "proc")})
 	if err != nil {
