@@ -127,7 +127,7 @@ func (r *run) write(ctx context.Context, plan api.InstallPlan, file api.PlanFile
 	defer s.Close()
 	r.say("write: streaming %s to %s", file.URL, diskPath)
 	n, err := blockdev.Copy(ctx, dev, s, blockdev.CopyOptions{Clock: r.cfg.Clock, Every: r.cfg.ProgressEvery,
-		OnProgress: func(p blockdev.Progress) { r.progress(ctx, s.BytesRead(), file.Size, p) }})
+		OnProgress: func(p blockdev.Progress) { r.progress(ctx, s.BytesRead(), file, p) }})
 	if err != nil {
 		return n, fail(api.StepWrite, err)
 	}
@@ -172,19 +172,25 @@ func (r *run) grow(dev *os.File) error {
 
 // progress reports one write progress line; it runs on the progress
 // goroutine, so its report is short-lived and never fails the install.
-func (r *run) progress(ctx context.Context, read, total int64, p blockdev.Progress) {
+// Percent is of the image written when its raw size is known, else of
+// the file read.
+func (r *run) progress(ctx context.Context, read int64, file api.PlanFile, p blockdev.Progress) {
+	done, total := read, file.Size
+	if file.RawSize > 0 {
+		done, total = p.Written, file.RawSize
+	}
 	pct := 0
 	if total > 0 {
-		pct = int(read * 100 / total)
+		pct = int(min(done*100/total, 99)) // 100 is for done
 	}
-	r.say("write %d%% (%d MiB of %d MiB, %.0f MB/s)", pct, read>>20, total>>20, p.Rate()/1e6)
+	r.say("write %d%% (%d MiB of %d MiB, %.0f MB/s)", pct, done>>20, total>>20, p.Rate()/1e6)
 	ctx, cancel := context.WithTimeout(ctx, r.cfg.ProgressEvery)
 	defer cancel()
 	rc := *r.client
 	rc.Window, rc.OnRetry = r.cfg.ProgressEvery, nil
 	rc.Status(ctx, report.Status{Phase: report.PhaseInstalling, Step: api.StepWrite, Progress: pct,
 		Message: fmt.Sprintf("write %d%%", pct),
-		Data: map[string]string{"bytes_read": strconv.FormatInt(read, 10), "bytes_total": strconv.FormatInt(total, 10),
+		Data: map[string]string{"bytes_read": strconv.FormatInt(read, 10), "bytes_total": strconv.FormatInt(file.Size, 10),
 			"bytes_written": strconv.FormatInt(p.Written, 10), "rate_bytes_per_second": strconv.FormatInt(int64(p.Rate()), 10)}})
 }
 

@@ -3,7 +3,6 @@
 package customize
 
 import (
-	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -33,39 +32,43 @@ func PartitionPath(disk string, n int) string {
 	return disk + strconv.Itoa(n)
 }
 
-// FindRoot reads the disk's GPT and answers its root partition's device path.
-func FindRoot(disk string) (string, gpt.Partition, error) {
+// FindRoot reads the disk's GPT and answers its root partition and the
+// disk's sector size.
+func FindRoot(disk string) (gpt.Partition, int64, error) {
 	f, err := os.Open(disk)
 	if err != nil {
-		return "", gpt.Partition{}, fmt.Errorf("customize: %w", err)
+		return gpt.Partition{}, 0, fmt.Errorf("customize: %w", err)
 	}
 	defer f.Close()
-	t, err := gpt.Read(f, blockdev.SectorSize(f))
+	ss := blockdev.SectorSize(f)
+	t, err := gpt.Read(f, ss)
 	if err != nil {
-		return "", gpt.Partition{}, fmt.Errorf("customize: %s: %w", disk, err)
+		return gpt.Partition{}, ss, fmt.Errorf("customize: %s: %w", disk, err)
 	}
 	p, err := gpt.FindRoot(f, t)
 	if err != nil {
-		return "", p, fmt.Errorf("customize: %s: %w", disk, err)
+		return p, ss, fmt.Errorf("customize: %s: %w", disk, err)
 	}
-	return PartitionPath(disk, p.Index), p, nil
+	return p, ss, nil
 }
 
 // WithRoot mounts the root partition of disk (ext4) on dir, calls fn with
 // dir, then unmounts and syncs, whatever fn answered.
 func WithRoot(disk, dir string, fn func(root string) error) (err error) {
-	part, _, err := FindRoot(disk)
+	p, ss, err := FindRoot(disk)
 	if err != nil {
 		return err
 	}
-	if err := waitFor(part); err != nil {
+	part, release, err := partitionDevice(disk, p, ss)
+	if err != nil {
 		return err
 	}
+	defer release()
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return fmt.Errorf("customize: %w", err)
 	}
 	if err := unix.Mount(part, dir, "ext4", 0, ""); err != nil {
-		return fmt.Errorf("customize: mounting %s (ext4) on %s: %w", part, dir, err)
+		return fmt.Errorf("customize: mounting %s (partition %d of %s, ext4) on %s: %w", part, p.Index, disk, dir, err)
 	}
 	defer func() {
 		uerr := unix.Unmount(dir, 0)
@@ -77,18 +80,57 @@ func WithRoot(disk, dir string, fn func(root string) error) (err error) {
 	return fn(dir)
 }
 
-func waitFor(path string) error {
+// partitionDevice is the kernel's device for partition p of disk once it
+// appears; when the kernel shows none (built without GPT support, as some
+// VM kernels are), a loop device over the partition's byte range.
+func partitionDevice(disk string, p gpt.Partition, ss int64) (string, func(), error) {
+	part := PartitionPath(disk, p.Index)
+	// BLKRRPART adds the partition to sysfs before it returns; devtmpfs
+	// makes the node soon after.
+	if _, err := os.Stat("/sys/class/block/" + filepath.Base(part)); err != nil {
+		return loopOver(disk, p.First*ss, (p.Last-p.First+1)*ss)
+	}
 	deadline := time.Now().Add(partitionWait)
 	for {
-		_, err := os.Stat(path)
-		if err == nil || !errors.Is(err, os.ErrNotExist) || time.Now().After(deadline) {
-			if err != nil {
-				return fmt.Errorf("customize: partition %s did not appear: %w", path, err)
-			}
-			return nil
+		if _, err := os.Stat(part); err == nil {
+			return part, func() {}, nil
+		}
+		if time.Now().After(deadline) {
+			return "", nil, fmt.Errorf("customize: partition %s did not appear in %s", part, partitionWait)
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
+}
+
+// loopOver attaches a loop device to size bytes of disk from offset
+// (LOOP_CONFIGURE, autoclear: it goes with its last user).
+func loopOver(disk string, offset, size int64) (string, func(), error) {
+	ctl, err := os.OpenFile("/dev/loop-control", os.O_RDWR, 0)
+	if err != nil {
+		return "", nil, fmt.Errorf("customize: the kernel shows no partitions of %s and loop is unavailable: %w", disk, err)
+	}
+	defer ctl.Close()
+	n, err := unix.IoctlRetInt(int(ctl.Fd()), unix.LOOP_CTL_GET_FREE)
+	if err != nil {
+		return "", nil, fmt.Errorf("customize: no free loop device: %w", err)
+	}
+	path := "/dev/loop" + strconv.Itoa(n)
+	lf, err := os.OpenFile(path, os.O_RDWR, 0)
+	if err != nil {
+		return "", nil, fmt.Errorf("customize: %w", err)
+	}
+	back, err := os.OpenFile(disk, os.O_RDWR, 0)
+	if err != nil {
+		lf.Close()
+		return "", nil, fmt.Errorf("customize: %w", err)
+	}
+	defer back.Close()
+	cfg := unix.LoopConfig{Fd: uint32(back.Fd()), Info: unix.LoopInfo64{Offset: uint64(offset), Sizelimit: uint64(size), Flags: unix.LO_FLAGS_AUTOCLEAR}}
+	if err := unix.IoctlLoopConfigure(int(lf.Fd()), &cfg); err != nil {
+		lf.Close()
+		return "", nil, fmt.Errorf("customize: loop over %s at byte %d: %w", disk, offset, err)
+	}
+	return path, func() { lf.Close() }, nil
 }
 
 // WriteSeed writes fb as meta-data and user-data (0600) under root's
