@@ -1,0 +1,155 @@
+// Package report is the installer's side of the boot server's HTTP API:
+// POST /status/{order}, GET /install/{order}, POST /discover/{mac}. Each
+// call retries network errors and 5xx (and 408, 429) with backoff for a
+// bounded window; any other 4xx is fatal (ErrRefused) and says what the
+// server answered.
+package report
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"time"
+
+	"osim/controlplane/api"
+	"osim/internal/clock"
+)
+
+// Phases of a Status.
+const (
+	PhaseInstalling = "installing"
+	PhaseDone       = "done"
+	PhaseFailed     = "failed"
+)
+
+// DefaultWindow bounds the retries of one call.
+const DefaultWindow = 5 * time.Minute
+
+const (
+	firstBackoff = 200 * time.Millisecond
+	maxBackoff   = 10 * time.Second
+	maxBody      = 4 << 20 // an install plan is small
+)
+
+// ErrRefused: the boot server answered a 4xx other than 408 and 429.
+var ErrRefused = errors.New("boot server refused")
+
+// Status is the body of POST /status/{order}.
+type Status struct {
+	Phase    string            `json:"phase"`
+	Message  string            `json:"message,omitempty"`
+	Progress int               `json:"progress"`
+	Facts    map[string]string `json:"facts,omitempty"`
+	Step     string            `json:"step,omitempty"` // api.Step*
+	Data     map[string]string `json:"data,omitempty"`
+}
+
+// Client talks to one boot server for one order (or one MAC).
+type Client struct {
+	Base   string // osim.url
+	Order  string
+	Token  string
+	HTTP   *http.Client
+	Clock  clock.Clock
+	Window time.Duration // DefaultWindow if 0
+	// OnRetry, if set, hears of each failed attempt.
+	OnRetry func(what string, err error)
+}
+
+// Status posts s.
+func (c *Client) Status(ctx context.Context, s Status) error {
+	return c.do(ctx, http.MethodPost, "/status/"+url.PathEscape(c.Order), s, nil)
+}
+
+// Plan fetches the order's install plan.
+func (c *Client) Plan(ctx context.Context) (api.InstallPlan, error) {
+	var p api.InstallPlan
+	err := c.do(ctx, http.MethodGet, "/install/"+url.PathEscape(c.Order), nil, &p)
+	return p, err
+}
+
+// Discover posts an unknown machine's report.
+func (c *Client) Discover(ctx context.Context, mac string, r api.DiscoverReport) error {
+	return c.do(ctx, http.MethodPost, "/discover/"+url.PathEscape(mac), r, nil)
+}
+
+func (c *Client) do(ctx context.Context, method, path string, in, out any) error {
+	var body []byte
+	if in != nil {
+		var err error
+		if body, err = json.Marshal(in); err != nil {
+			return fmt.Errorf("report: %s %s: %w", method, path, err)
+		}
+	}
+	clk := clock.Or(c.Clock)
+	window := c.Window
+	if window <= 0 {
+		window = DefaultWindow
+	}
+	start, backoff := clk.Now(), time.Duration(0)
+	for {
+		err := c.once(ctx, method, path, body, out)
+		if err == nil || errors.Is(err, ErrRefused) || ctx.Err() != nil {
+			return err
+		}
+		if clk.Now().Sub(start) >= window {
+			return fmt.Errorf("report: %s %s: giving up after %s: %w", method, path, window, err)
+		}
+		if c.OnRetry != nil {
+			c.OnRetry(method+" "+path, err)
+		}
+		backoff = min(max(2*backoff, firstBackoff), maxBackoff)
+		t, ch := clk.NewTimer(backoff)
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			t.Stop()
+			return ctx.Err()
+		}
+	}
+}
+
+func (c *Client) once(ctx context.Context, method, path string, body []byte, out any) error {
+	req, err := http.NewRequestWithContext(ctx, method, c.Base+path, bytes.NewReader(body))
+	if err != nil {
+		return fmt.Errorf("report: %w: %v", ErrRefused, err)
+	}
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	if c.Token != "" {
+		req.Header.Set("Authorization", "Bearer "+c.Token)
+	}
+	hc := c.HTTP
+	if hc == nil {
+		hc = http.DefaultClient
+	}
+	resp, err := hc.Do(req)
+	if err != nil {
+		return fmt.Errorf("report: %s %s: %w", method, path, err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(io.LimitReader(resp.Body, maxBody))
+	if err != nil {
+		return fmt.Errorf("report: %s %s: reading the answer: %w", method, path, err)
+	}
+	switch {
+	case resp.StatusCode >= 200 && resp.StatusCode < 300:
+		if out == nil {
+			return nil
+		}
+		if err := json.Unmarshal(b, out); err != nil {
+			return fmt.Errorf("report: %s %s: %w: answer is not JSON: %v", method, path, ErrRefused, err)
+		}
+		return nil
+	case resp.StatusCode >= 500 || resp.StatusCode == http.StatusTooManyRequests || resp.StatusCode == http.StatusRequestTimeout:
+		return fmt.Errorf("report: %s %s: %s", method, path, resp.Status)
+	default:
+		return fmt.Errorf("report: %s %s: %w: %s: %s", method, path, ErrRefused, resp.Status, bytes.TrimSpace(b[:min(len(b), 512)]))
+	}
+}
