@@ -27,8 +27,10 @@ type Options struct {
 	// MinBytes: a level whose Rounds would deliver less per server gets
 	// more rounds (default 2 GiB), so one reader is not one 30 ms sample.
 	MinBytes int64
-	Dir      string // work folder (default a temp dir, removed)
-	Log      io.Writer
+	// Profile, when set, is where osim-bootd writes a CPU profile of the run.
+	Profile string
+	Dir     string // work folder (default a temp dir, removed)
+	Log     io.Writer
 }
 
 func (o *Options) defaults() {
@@ -92,7 +94,7 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 		}
 	}()
 	for _, start := range []func() (*server, error){
-		func() (*server, error) { return startBootd(ctx, o.Bootd, mkdir(dir, "bootd"), files, blob) },
+		func() (*server, error) { return startBootd(ctx, o.Bootd, mkdir(dir, "bootd"), files, blob, o.Profile) },
 		func() (*server, error) { return startNginx(ctx, o.Nginx, mkdir(dir, "nginx"), files, blob) },
 	} {
 		s, err := start()

@@ -55,7 +55,7 @@ func ports(networks ...string) ([]int, error) {
 
 // startBootd runs the real osim-bootd with http.files = filesDir, every
 // socket on loopback, logging at warn (nginx runs without an access log).
-func startBootd(ctx context.Context, bin, dir, filesDir, blob string) (*server, error) {
+func startBootd(ctx context.Context, bin, dir, filesDir, blob, profile string) (*server, error) {
 	p, err := ports("udp", "udp", "udp", "tcp", "tcp")
 	if err != nil {
 		return nil, err
@@ -78,7 +78,11 @@ func startBootd(ctx context.Context, bin, dir, filesDir, blob string) (*server, 
 	if err := cfg.WriteFile(cfgPath); err != nil {
 		return nil, err
 	}
-	proc, err := lab.Start(lab.Spec{Name: "osim-bootd", Argv: []string{bin, "serve", "--config", cfgPath},
+	argv := []string{bin, "serve", "--config", cfgPath}
+	if profile != "" {
+		argv = append(argv, "--cpu-profile", profile)
+	}
+	proc, err := lab.Start(lab.Spec{Name: "osim-bootd", Argv: argv,
 		Log: filepath.Join(dir, "bootd.log"), Meter: true})
 	if err != nil {
 		return nil, err
