@@ -23,7 +23,7 @@ type Options struct {
 	Size    int64  // bytes of the blob (default 64 MiB)
 	Chunk   int64  // bytes per Range request (default 8 MiB)
 	Readers []int  // concurrency levels (default 1, 100, 1000)
-	Rounds  int    // rounds per server per level, interleaved A B A B (default 3)
+	Rounds  int    // rounds per server per level, interleaved A B A B (default 2)
 	// MinBytes: a level whose Rounds would deliver less per server gets
 	// more rounds (default 2 GiB), so one reader is not one 30 ms sample.
 	MinBytes int64
@@ -47,7 +47,7 @@ func (o *Options) defaults() {
 		o.Readers = []int{1, 100, 1000}
 	}
 	if o.Rounds <= 0 {
-		o.Rounds = 3
+		o.Rounds = 2
 	}
 	if o.MinBytes <= 0 {
 		o.MinBytes = 2 << 30

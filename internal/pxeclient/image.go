@@ -57,6 +57,7 @@ type ImageConfig struct {
 // ImageResult is what the image install did.
 type ImageResult struct {
 	Order   string
+	Files   int           // disk files the boot server answered with 200
 	Served  int64         // bytes read from the boot server
 	Written int64         // bytes written to the sink
 	Stream  time.Duration // streaming time, all disk files
@@ -239,6 +240,7 @@ func (s *imageSession) one(ctx context.Context, f api.PlanFile, pr *progress) (s
 	if resp.StatusCode != http.StatusOK {
 		return broken("GET %s: %s", f.URL, resp.Status)
 	}
+	s.c.res.Image.Files++
 	sink := io.WriteCloser(nopCloser{io.Discard})
 	if s.cfg.Sink != nil {
 		if sink, err = s.cfg.Sink(s.c.res.Image.Order, f); err != nil {

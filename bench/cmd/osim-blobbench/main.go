@@ -28,7 +28,7 @@ func main() {
 	flag.StringVar(&o.Bootd, "bootd", "bin/osim-bootd", "osim-bootd binary")
 	flag.StringVar(&o.Nginx, "nginx", "/usr/sbin/nginx", "nginx binary")
 	flag.StringVar(&o.Profile, "bootd-profile", "", "write osim-bootd's CPU profile here (absolute path)")
-	flag.IntVar(&o.Rounds, "rounds", 3, "rounds per server per level (interleaved); small levels get more, up to -min-bytes")
+	flag.IntVar(&o.Rounds, "rounds", 2, "rounds per server per level (interleaved); small levels get more, up to -min-bytes")
 	minBytes := flag.String("min-bytes", "2GiB", "least bytes per server per level")
 	flag.Parse()
 	var err error
