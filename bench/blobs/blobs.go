@@ -14,11 +14,19 @@ import (
 	"os"
 	"path/filepath"
 	"time"
+
+	"osim/bench/internal/lab"
 )
 
 // Options is one run.
 type Options struct {
-	Bootd   string // osim-bootd binary
+	Bootd string // osim-bootd binary
+	// Manager is the osim-manager binary (default: next to Bootd); the
+	// staged path needs it.
+	Manager string
+	// Path is how osim-bootd serves the blob: PathStaged (default) or
+	// PathFolder.
+	Path    string
 	Nginx   string // nginx binary (default /usr/sbin/nginx)
 	Size    int64  // bytes of the blob (default 64 MiB)
 	Chunk   int64  // bytes per Range request (default 8 MiB)
@@ -33,7 +41,22 @@ type Options struct {
 	Log     io.Writer
 }
 
+// Paths osim-bootd serves the blob by.
+const (
+	// PathStaged: registered at a manager, staged by the agent for an
+	// order, served as /files/images/<id>/<name>: what installers fetch.
+	PathStaged = "staged"
+	// PathFolder: a file in http.files (standalone boot servers).
+	PathFolder = "folder"
+)
+
 func (o *Options) defaults() {
+	if o.Path == "" {
+		o.Path = PathStaged
+	}
+	if o.Manager == "" {
+		o.Manager = filepath.Join(filepath.Dir(o.Bootd), "osim-manager")
+	}
 	if o.Nginx == "" {
 		o.Nginx = "/usr/sbin/nginx"
 	}
@@ -88,13 +111,26 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 		return nil, err
 	}
 	var servers []*server
+	var mgr *lab.Proc
 	defer func() {
 		for _, s := range servers {
 			s.proc.Stop()
 		}
+		if mgr != nil {
+			mgr.Stop()
+		}
 	}()
 	for _, start := range []func() (*server, error){
-		func() (*server, error) { return startBootd(ctx, o.Bootd, mkdir(dir, "bootd"), files, blob, o.Profile) },
+		func() (s *server, err error) {
+			switch o.Path {
+			case PathFolder:
+				return startBootd(ctx, o.Bootd, mkdir(dir, "bootd"), files, blob, o.Profile)
+			case PathStaged:
+				s, mgr, err = startStaged(ctx, o.Manager, o.Bootd, mkdir(dir, "staged"), filepath.Join(files, blob), o.Profile)
+				return s, err
+			}
+			return nil, fmt.Errorf("blobs: path %q is not %s or %s", o.Path, PathStaged, PathFolder)
+		},
 		func() (*server, error) { return startNginx(ctx, o.Nginx, mkdir(dir, "nginx"), files, blob) },
 	} {
 		s, err := start()
@@ -105,7 +141,7 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 			return nil, err
 		}
 	}
-	rep := &Report{Size: o.Size, Chunk: o.Chunk, Started: time.Now().UTC().Format(time.RFC3339)}
+	rep := &Report{Path: o.Path, Size: o.Size, Chunk: o.Chunk, Started: time.Now().UTC().Format(time.RFC3339)}
 	for _, n := range o.Readers {
 		lv := Level{Readers: n}
 		acc := make([]*Server, len(servers))

@@ -9,6 +9,7 @@ import (
 
 // Report is a whole run.
 type Report struct {
+	Path    string  `json:"bootd_path"` // staged or folder
 	Size    int64   `json:"size"`
 	Chunk   int64   `json:"chunk"`
 	Started string  `json:"started"`
@@ -66,7 +67,8 @@ func mbps(b int64, d time.Duration) float64 { return float64(b) / 1e6 / d.Second
 // Markdown writes the table: per level and server, then the osim/nginx
 // ratios (throughput higher is better, CPU per GB lower is better).
 func (r *Report) Markdown(w io.Writer) {
-	fmt.Fprintf(w, "%d MiB blob, Range chunks of %d MiB, rounds interleaved per level\n\n", r.Size>>20, r.Chunk>>20)
+	fmt.Fprintf(w, "%d MiB blob, Range chunks of %d MiB, rounds interleaved per level; osim-bootd serves it from its %s path\n\n",
+		r.Size>>20, r.Chunk>>20, r.Path)
 	fmt.Fprintln(w, "| readers | rounds | server | MB/s | reader p50 | reader p99 | server CPU s/GB |")
 	fmt.Fprintln(w, "|---:|---:|---|---:|---:|---:|---:|")
 	for _, l := range r.Levels {

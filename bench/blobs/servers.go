@@ -88,7 +88,7 @@ func startBootd(ctx context.Context, bin, dir, filesDir, blob, profile string) (
 		return nil, err
 	}
 	s := &server{name: "osim-bootd", url: "http://" + addr(p[3]) + "/files/" + blob, proc: proc}
-	return s, waitServing(ctx, s)
+	return s, waitServing(ctx, s, 10*time.Second)
 }
 
 // nginxConf is a minimal nginx.conf: two workers (one per core here),
@@ -136,12 +136,12 @@ func startNginx(ctx context.Context, bin, dir, filesDir, blob string) (*server, 
 		return nil, err
 	}
 	s := &server{name: "nginx", url: fmt.Sprintf("http://127.0.0.1:%d/files/%s", p[0], blob), proc: proc}
-	return s, waitServing(ctx, s)
+	return s, waitServing(ctx, s, 10*time.Second)
 }
 
-// waitServing polls a HEAD of the blob until it answers 200 (10 s).
-func waitServing(ctx context.Context, s *server) error {
-	deadline := time.Now().Add(10 * time.Second)
+// waitServing polls a HEAD of the blob until it answers 200.
+func waitServing(ctx context.Context, s *server, within time.Duration) error {
+	deadline := time.Now().Add(within)
 	for {
 		req, _ := http.NewRequestWithContext(ctx, http.MethodHead, s.url, nil)
 		resp, err := http.DefaultClient.Do(req)

@@ -26,6 +26,8 @@ func main() {
 	jsonOut := flag.String("json", "", "also write the report as JSON here")
 	timeout := flag.Duration("timeout", 5*time.Minute, "give up after this long")
 	flag.StringVar(&o.Bootd, "bootd", "bin/osim-bootd", "osim-bootd binary")
+	flag.StringVar(&o.Manager, "manager", "", "osim-manager binary (default: next to -bootd)")
+	flag.StringVar(&o.Path, "path", blobs.PathStaged, "how osim-bootd serves the blob: staged (registered, staged by the agent, /files/images/<id>/<name>) or folder (http.files)")
 	flag.StringVar(&o.Nginx, "nginx", "/usr/sbin/nginx", "nginx binary")
 	flag.StringVar(&o.Profile, "bootd-profile", "", "write osim-bootd's CPU profile here (absolute path)")
 	flag.IntVar(&o.Rounds, "rounds", 2, "rounds per server per level (interleaved); small levels get more, up to -min-bytes")
