@@ -30,8 +30,10 @@ type Report struct {
 	// Orders is the manager's count of the orders by state at the end.
 	Orders map[string]int `json:"orders,omitempty"`
 
-	TimeToBoot Dist            `json:"time_to_boot_s"` // power-on to the installer's last status call
-	Phases     map[string]Dist `json:"phases_s"`       // per phase, over the targets that ran it
+	TimeToBoot Dist `json:"time_to_boot_s"` // power-on to the installer's last status call (image mode: the image included)
+	// Image is the image mode's figures; nil without it.
+	Image  *ImageFigures   `json:"image,omitempty"`
+	Phases map[string]Dist `json:"phases_s"` // per phase, over the targets that ran it
 
 	DHCPRepliesPerSec float64 `json:"dhcp_replies_per_s"`
 	TFTPMBps          float64 `json:"tftp_mb_per_s"` // 10^6 bytes/s over the TFTP window
@@ -213,6 +215,10 @@ func countClients(ts []*target) clientCounts {
 			}
 		}
 		c.statusCalls += int64(t.res.StatusCalls)
+		if im := t.res.Image; im != nil {
+			c.files += int64(im.Files)
+			c.fileBytes += im.Served
+		}
 	}
 	return c
 }
@@ -248,7 +254,7 @@ func (r *Report) checkWith(sm promtext.Samples, shared *pxeclient.SharedDHCP, c 
 		return
 	}
 	add("HTTP scripts", float64(c.scripts), sm.Sum("osim_httpboot_requests_total", "route", "script"), `osim_httpboot_requests_total{route="script"}`)
-	add("HTTP files (kernel, initrd)", float64(c.files), sm.Sum("osim_httpboot_requests_total", "route", "file"), `osim_httpboot_requests_total{route="file"}`)
+	add("HTTP files (kernel, initrd, disk image)", float64(c.files), sm.Sum("osim_httpboot_requests_total", "route", "file"), `osim_httpboot_requests_total{route="file"}`)
 	add("HTTP file bytes", float64(c.fileBytes), sm.Sum("osim_httpboot_response_bytes_total", "route", "file"), `osim_httpboot_response_bytes_total{route="file"}`)
 	add("installer status calls", float64(c.statusCalls), sm.Sum("osim_httpboot_requests_total", "route", "status"), `osim_httpboot_requests_total{route="status"}`)
 }
@@ -270,11 +276,17 @@ func (r *Report) Print(w io.Writer) {
 		names = append(names, k)
 	}
 	order := []string{pxeclient.PhaseDiscover, pxeclient.PhaseRequest, pxeclient.PhaseProxy, pxeclient.PhaseTsize, pxeclient.PhaseTFTP,
-		pxeclient.PhaseScript, pxeclient.PhaseInitrd, pxeclient.PhaseKernel, pxeclient.PhaseInstall}
+		pxeclient.PhaseScript, pxeclient.PhaseInitrd, pxeclient.PhaseKernel, pxeclient.PhasePlan, pxeclient.PhaseImage, pxeclient.PhaseInstall}
 	sort.Slice(names, func(i, j int) bool { return slices.Index(order, names[i]) < slices.Index(order, names[j]) })
 	for _, k := range names {
 		d := r.Phases[k]
 		fmt.Fprintf(tw, "  %s (n=%d)\tp50 %.3fs  p95 %.3fs  p99 %.3fs  max %.3fs\n", k, d.N, d.P50, d.P95, d.P99, d.Max)
+	}
+	if im := r.Image; im != nil {
+		fmt.Fprintf(tw, "image\t%.1f MiB disk file, installers: %v\n", float64(im.Bytes)/(1<<20), im.Installed)
+		fmt.Fprintf(tw, "boot server egress\t%.2f GB over the boot window, %.0f MB/s\n", im.EgressBytes/1e9, im.EgressMBps)
+		w := im.WriteMBps
+		fmt.Fprintf(tw, "installer write rate\tp50 %.1f MB/s  p99 %.1f MB/s (per target), %.0f MB/s all together\n", w.P50, w.P99, im.AggregateMBps)
 	}
 	fmt.Fprintf(tw, "DHCP replies/s\t%.0f (server's mean handling time %.2f ms)\n", r.DHCPRepliesPerSec, r.DHCPServerMeanMs)
 	fmt.Fprintf(tw, "TFTP MB/s\t%.1f\n", r.TFTPMBps)

@@ -28,18 +28,23 @@ import (
 
 // Options is one osim-bench run.
 type Options struct {
-	N        int           // targets
-	UEFI     float64       // share of UEFI targets (EDK2 → iPXE snponly); the rest BIOS (iPXE ROM)
-	Spread   time.Duration // power-on spread: target i starts at i*Spread/N
-	NBP      int           // bytes of each NBP served over TFTP
-	Kernel   int           // bytes of the kernel over HTTP
-	Initrd   int           // bytes of the initrd over HTTP
-	Steps    int           // installer progress reports between the first and the last
-	Timeout  time.Duration // the whole run, setup included
-	Bin      string        // folder holding osim-manager and osim-bootd
-	Progress io.Writer     // progress line (rewritten in place when a terminal); nil: none
-	TTY      bool
-	Log      io.Writer // setup messages; nil: none
+	N      int           // targets
+	UEFI   float64       // share of UEFI targets (EDK2 → iPXE snponly); the rest BIOS (iPXE ROM)
+	Spread time.Duration // power-on spread: target i starts at i*Spread/N
+	NBP    int           // bytes of each NBP served over TFTP
+	Kernel int           // bytes of the kernel over HTTP
+	Initrd int           // bytes of the initrd over HTTP
+	Steps  int           // installer progress reports between the first and the last
+	// ImageSize, when set, is the image mode: the order names a
+	// disk-format os image of one random disk file of this many bytes and
+	// a boot image (the NBPs, kernel and initrd), and the targets play the
+	// osim installer's install mode (plan, stream, verify) into io.Discard.
+	ImageSize int64
+	Timeout   time.Duration // the whole run, setup included
+	Bin       string        // folder holding osim-manager and osim-bootd
+	Progress  io.Writer     // progress line (rewritten in place when a terminal); nil: none
+	TTY       bool
+	Log       io.Writer // setup messages; nil: none
 }
 
 func (o *Options) defaults() {
@@ -174,15 +179,20 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 	}
 
 	rng := rand.NewChaCha8([32]byte{'o', 's', 'i', 'm', 'k'}) // kernel and initrd bytes
-	img, err := registerImage(ctx, c, rng, o.Kernel, o.Initrd)
-	if err != nil {
+	var img, bootImg api.Image
+	if o.ImageSize > 0 {
+		rep.Mode += "+image"
+		if img, bootImg, err = registerDiskImages(ctx, c, o); err != nil {
+			return nil, err
+		}
+	} else if img, err = registerImage(ctx, c, rng, o.Kernel, o.Initrd); err != nil {
 		return nil, err
 	}
 	ts := makeTargets(o.N, o.UEFI)
 	if err := registerTargets(ctx, c, ts); err != nil {
 		return nil, err
 	}
-	orders, err := c.CreateOrders(ctx, api.OrderRequest{Selector: "bench=mass", Image: img.ID, All: true})
+	orders, err := c.CreateOrders(ctx, api.OrderRequest{Selector: "bench=mass", Image: img.ID, BootImage: bootImg.ID, All: true})
 	if err != nil {
 		return nil, fmt.Errorf("mass: mass reimage order: %w", err)
 	}
@@ -207,11 +217,19 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 		return nil, err
 	}
 	defer shared.Close()
+	var before promtext.Samples
+	if o.ImageSize > 0 {
+		// Egress counts from here: staging does not go through this server's HTTP.
+		if before, err = promtext.Get(ctx, lab.HTTP(), metricsURL); err != nil {
+			return nil, err
+		}
+	}
 	bootStart := time.Now()
 	runTargets(ctx, o, ts, func(t *target) pxeclient.Config {
 		return pxeclient.Config{Interface: "vc", MAC: t.mac, Firmware: t.fw, Do: lab.ClientDo,
 			Shared: shared, BindLease: true,
-			Install: &pxeclient.InstallConfig{Steps: o.Steps, Delay: 100 * time.Millisecond}}
+			Install: &pxeclient.InstallConfig{Steps: o.Steps, Delay: 100 * time.Millisecond,
+				Image: &pxeclient.ImageConfig{DiskSize: 4 * o.ImageSize}}}
 	})
 	rep.BootSeconds = time.Since(bootStart).Seconds()
 	// The orders reach done once the boot server's events are uploaded.
@@ -261,6 +279,12 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 		rep.Mismatches++
 	}
 	rep.fill(ts, bootStart, shared)
+	if o.ImageSize > 0 && err == nil {
+		rep.Image = imageFigures(ts, o.ImageSize, before, sm, rep.BootSeconds)
+		if n := rep.Image.Installed["done"]; n != rep.Done {
+			rep.Notes = append(rep.Notes, fmt.Sprintf("image mode: %d installers reported done, %d targets ended without error", n, rep.Done))
+		}
+	}
 	rep.checkWith(sm, shared, countClients(ts), true)
 	if lost := float64(shared.Sent(1)+shared.Sent(3)) - sm.Sum("osim_dhcp_packets_total", "type", "discover") - sm.Sum("osim_dhcp_packets_total", "type", "request"); lost != 0 {
 		rep.Notes = append(rep.Notes, fmt.Sprintf("DHCP requests sent but never counted by the boot server: %.0f; the server namespace's UDP RcvbufErrors: %d",

@@ -127,6 +127,9 @@ type Result struct {
 	Installed string
 	// StatusCalls counts the status POSTs sent, retries included.
 	StatusCalls int
+	// Image is what an install-mode boot did with the disk image; nil
+	// for the status-only flow.
+	Image *ImageResult
 }
 
 // Boot runs the chain until the kernel and initrds are fetched, or until a

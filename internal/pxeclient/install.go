@@ -39,12 +39,17 @@ type InstallConfig struct {
 	// Sleep waits d or until ctx ends; nil: a real timer. Tests pass
 	// one that records the waits.
 	Sleep func(ctx context.Context, d time.Duration) error
+	// Image is how an install-mode boot (osim.mode=install on the kernel
+	// command line) handles the disk image; nil: the zero ImageConfig.
+	// Steps, Delay, Fail and Facts are for the status-only flow.
+	Image *ImageConfig
 }
 
 // StatusReport is the JSON body of one status call, as
 // dataplane/httpboot's status endpoint accepts it.
 type StatusReport struct {
 	Phase    string            `json:"phase"`
+	Step     string            `json:"step,omitempty"` // install mode only: api.Step*
 	Progress *int              `json:"progress,omitempty"`
 	Message  string            `json:"message,omitempty"`
 	Facts    map[string]string `json:"facts,omitempty"`
@@ -91,6 +96,9 @@ func (c *client) install(ctx context.Context, fw *Firmware, cmdline string) erro
 	}
 	if ic.RetryBase <= 0 {
 		ic.RetryBase = 500 * time.Millisecond
+	}
+	if mode, _ := CmdlineParam(cmdline, ParamMode); mode == ModeInstall {
+		return c.installImage(ctx, fw, &ic, cmdline)
 	}
 	statusURL, ok := CmdlineParam(cmdline, ParamStatus)
 	if !ok || !isHTTP(statusURL) {

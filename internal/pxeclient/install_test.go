@@ -21,6 +21,8 @@ type fakeStatus struct {
 	answers []int
 	calls   int
 	reports []StatusReport
+	// onReport, when set, sees each accepted report (under the lock).
+	onReport func(StatusReport)
 }
 
 func (f *fakeStatus) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -51,6 +53,9 @@ func (f *fakeStatus) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	f.reports = append(f.reports, rep)
+	if f.onReport != nil {
+		f.onReport(rep)
+	}
 	w.WriteHeader(http.StatusNoContent)
 }
 

@@ -20,11 +20,13 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"os"
 	"os/signal"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -47,6 +49,7 @@ func run() int {
 	flag.IntVar(&o.Steps, "steps", 1, "installer progress reports between the first and the last")
 	flag.DurationVar(&o.Timeout, "timeout", 170*time.Second, "give up after this long (setup included)")
 	flag.StringVar(&o.Bin, "bin", filepath.Dir(exe), "folder with osim-manager and osim-bootd")
+	imageSize := flag.String("image-size", "", "image mode: order a disk-format os image of this size (e.g. 64MiB) with a boot image; the targets play the installer's install mode")
 	jsonOut := flag.String("json", "", "write the report as JSON to this file")
 	compare := flag.Bool("compare", false, "peer comparison, DHCP + NBP only: osim-bootd (proxy mode), dnsmasq, dnsmasq with --tftp-max raised (-timeout: per server)")
 	rounds := flag.Int("rounds", 1, "with -compare: run the servers in turn this many times; figures pooled over the rounds")
@@ -54,6 +57,14 @@ func run() int {
 	profile := flag.String("profile", "", "with -compare: osim-bootd writes a CPU profile of each round to FILE.<round>")
 	selfProfile := flag.String("self-profile", "", "write a CPU profile of osim-bench itself (the simulated targets) to this file")
 	flag.Parse()
+	if *imageSize != "" {
+		n, err := parseSize(*imageSize)
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "osim-bench: -image-size: %v\n", err)
+			return 2
+		}
+		o.ImageSize = n
+	}
 	stopProfile, err := cpuprofile.Start(*selfProfile)
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "osim-bench: %v\n", err)
@@ -72,6 +83,10 @@ func run() int {
 	}
 	status := 0
 	rep, err := mass.Run(ctx, o)
+	if errors.Is(err, mass.ErrImageRefused) {
+		fmt.Fprintf(os.Stderr, "osim-bench: SKIPPED the image mode: %v\n(this manager predates disk-format images, issue 13)\n", err)
+		return 0
+	}
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "osim-bench: %v\n", err)
 		return 1
@@ -117,4 +132,23 @@ func runCompare(ctx context.Context, o mass.Options, servers string, rounds int,
 		}
 	}
 	return 0
+}
+
+// parseSize reads 64MiB, 512KiB, 1GiB or plain bytes.
+func parseSize(s string) (int64, error) {
+	mult := int64(1)
+	for _, u := range []struct {
+		suf string
+		m   int64
+	}{{"KiB", 1 << 10}, {"MiB", 1 << 20}, {"GiB", 1 << 30}} {
+		if v, ok := strings.CutSuffix(s, u.suf); ok {
+			s, mult = v, u.m
+			break
+		}
+	}
+	n, err := strconv.ParseInt(s, 10, 64)
+	if err != nil || n <= 0 || n > 1<<40/mult {
+		return 0, fmt.Errorf("size %q: want a positive number with an optional KiB, MiB or GiB suffix", s)
+	}
+	return n * mult, nil
 }
