@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -105,6 +106,21 @@ func (c *Config) defaults() {
 		c.ProgressEvery = DefaultProgressEvery
 	}
 	c.Clock = clock.Or(c.Clock)
+	if c.HTTP == nil {
+		c.HTTP = defaultHTTP()
+	}
+}
+
+// defaultHTTP is a client for a boot server on the local network: no
+// proxy, bounded connect and header waits (a stalled body is the stream's
+// watchdog's job; a report attempt has its own timeout).
+func defaultHTTP() *http.Client {
+	return &http.Client{Transport: &http.Transport{
+		DialContext:           (&net.Dialer{Timeout: 10 * time.Second, KeepAlive: 15 * time.Second}).DialContext,
+		ResponseHeaderTimeout: 30 * time.Second,
+		MaxIdleConnsPerHost:   4,
+		IdleConnTimeout:       90 * time.Second,
+	}}
 }
 
 // Run does what the kernel arguments ask and answers what to do next;

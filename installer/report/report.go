@@ -34,6 +34,9 @@ const (
 	firstBackoff = 200 * time.Millisecond
 	maxBackoff   = 10 * time.Second
 	maxBody      = 4 << 20 // an install plan is small
+	// attemptTimeout bounds one request: a boot server that accepted the
+	// connection and went silent must not hold the install forever.
+	attemptTimeout = 30 * time.Second
 )
 
 // ErrRefused: the boot server answered a 4xx other than 408 and 429.
@@ -115,6 +118,8 @@ func (c *Client) do(ctx context.Context, method, path string, in, out any) error
 }
 
 func (c *Client) once(ctx context.Context, method, path string, body []byte, out any) error {
+	ctx, cancel := context.WithTimeout(ctx, attemptTimeout)
+	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, method, c.Base+path, bytes.NewReader(body))
 	if err != nil {
 		return fmt.Errorf("report: %w: %v", ErrRefused, err)

@@ -16,6 +16,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -28,6 +29,7 @@ import (
 // Defaults of Options.
 const (
 	DefaultGiveUp   = 10 * time.Minute
+	DefaultStall    = 60 * time.Second
 	firstBackoff    = 100 * time.Millisecond
 	maxBackoff      = 5 * time.Second
 	decoderMaxBytes = 64 << 20 // zstd window bound: images are written, not held
@@ -56,6 +58,9 @@ type Options struct {
 	Clock       clock.Clock
 	// GiveUp bounds the time without progress across retries.
 	GiveUp time.Duration
+	// Stall ends a response that delivers no byte for this long (a peer
+	// gone without a reset); the transfer resumes on a new one.
+	Stall time.Duration
 	// OnRetry, if set, hears of each failed attempt before the backoff.
 	OnRetry func(offset int64, err error)
 }
@@ -71,6 +76,9 @@ type Stream struct {
 func Open(ctx context.Context, o Options) (*Stream, error) {
 	if o.Client == nil {
 		o.Client = http.DefaultClient
+	}
+	if o.Stall <= 0 {
+		o.Stall = DefaultStall
 	}
 	if o.GiveUp <= 0 {
 		o.GiveUp = DefaultGiveUp
@@ -172,6 +180,7 @@ type resumer struct {
 	body    io.ReadCloser
 	done    bool
 	failing time.Time // start of the current run of failures; zero: none
+	watch   *watchdog // of the current response
 	backoff time.Duration
 }
 
@@ -189,12 +198,12 @@ func (r *resumer) Read(p []byte) (int, error) {
 		r.off += int64(n)
 		if n > 0 {
 			r.failing, r.backoff = time.Time{}, 0
+			r.watch.progress()
 		}
 		if err == nil {
 			return n, nil
 		}
-		r.body.Close()
-		r.body = nil
+		r.close()
 		if err == io.EOF && r.off >= r.size {
 			r.done = true
 			return n, io.EOF
@@ -212,8 +221,14 @@ func (r *resumer) Read(p []byte) (int, error) {
 }
 
 func (r *resumer) close() error {
+	if r.watch != nil {
+		r.watch.stop()
+		r.watch = nil
+	}
 	if r.body != nil {
-		return r.body.Close()
+		err := r.body.Close()
+		r.body = nil
+		return err
 	}
 	return nil
 }
@@ -249,8 +264,17 @@ func (r *resumer) connect() error {
 	}
 }
 
-func (r *resumer) try() error {
-	req, err := http.NewRequestWithContext(r.ctx, http.MethodGet, r.o.URL, nil)
+func (r *resumer) try() (err error) {
+	ctx, cancel := context.WithCancel(r.ctx)
+	w := newWatchdog(r.o.Clock, r.o.Stall, cancel)
+	defer func() {
+		if err != nil {
+			w.stop()
+		} else {
+			r.watch = w
+		}
+	}()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, r.o.URL, nil)
 	if err != nil {
 		return fmt.Errorf("stream: %w: %v", ErrRefused, err)
 	}
@@ -316,4 +340,46 @@ func contentRangeStart(v string) int64 {
 		return -1
 	}
 	return n
+}
+
+// watchdog cancels a response that stalls: no progress for d. It re-arms
+// its timer at most every d/4 of progress, not on every read.
+type watchdog struct {
+	clk    clock.Clock
+	d      time.Duration
+	cancel context.CancelFunc
+	mu     sync.Mutex
+	t      clock.Timer
+	armed  time.Time
+}
+
+func newWatchdog(clk clock.Clock, d time.Duration, cancel context.CancelFunc) *watchdog {
+	w := &watchdog{clk: clk, d: d, cancel: cancel}
+	w.mu.Lock()
+	w.arm()
+	w.mu.Unlock()
+	return w
+}
+
+func (w *watchdog) arm() {
+	w.armed = w.clk.Now()
+	w.t = w.clk.AfterFunc(w.d, w.cancel)
+}
+
+func (w *watchdog) progress() {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.t != nil && w.clk.Now().Sub(w.armed) >= w.d/4 && w.t.Stop() {
+		w.arm()
+	}
+}
+
+func (w *watchdog) stop() {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.t != nil {
+		w.t.Stop()
+		w.t = nil
+	}
+	w.cancel()
 }

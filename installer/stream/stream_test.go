@@ -219,3 +219,23 @@ func TestClientErrorIsFatalAndUnreachableServerGivesUp(t *testing.T) {
 		t.Errorf("gave up after %s, GiveUp was 500ms", d)
 	}
 }
+
+func TestStalledResponseIsAbandonedAndResumed(t *testing.T) {
+	img := image(2 << 20)
+	h := &stopAfter{b: img, cut: 1 << 20}
+	release := make(chan struct{})
+	t.Cleanup(func() { close(release) })
+	h.onCut = func() { <-release } // the peer goes silent, the connection stays open
+	addr, _ := serve(t, h)
+	start := time.Now()
+	got, err := readAll(t, Options{URL: "http://" + addr + "/img", Size: int64(len(img)), SHA256: hexSum(img), Stall: 300 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(got, img) || h.ranged.Load() == 0 {
+		t.Fatalf("equal %v, %d ranged requests", bytes.Equal(got, img), h.ranged.Load())
+	}
+	if d := time.Since(start); d > 10*time.Second {
+		t.Errorf("took %s with a 300ms stall limit", d)
+	}
+}
