@@ -47,6 +47,7 @@ func Boot(ctx context.Context) (Config, error) {
 		cfg.Log = slog.New(slog.NewTextHandler(console, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	}
 	say("mode %s, boot server %s, order %q, MAC %s", cfg.Args.Mode, cfg.Args.URL, cfg.Args.Order, orAny(cfg.Args.MAC))
+	say("taking an address with DHCP")
 	l, err := netup.Up(ctx, cfg.Args.MAC, NICWait, "/sys/class/net")
 	if err != nil {
 		return cfg, err

@@ -188,7 +188,10 @@ func (l *installLab) run(ctx context.Context, g *guest, timeout time.Duration) {
 		"-display", "none", "-serial", "file:" + g.serial,
 		"-netdev", "tap,id=n0,ifname=" + tap + ",script=no,downscript=no",
 		"-drive", "file=" + g.disk + ",format=raw,if=none,id=d0,cache=unsafe",
-		"-device", "virtio-blk-pci,drive=d0,bootindex=2,serial=OSIMLAB-" + strings.ToUpper(g.name)}
+		"-device", "virtio-blk-pci,drive=d0,bootindex=2,serial=OSIMLAB-" + strings.ToUpper(g.name),
+		// TCG's CPU has no RDRAND: without an entropy source the kernel's
+		// pool may take minutes to seed, and getrandom (DHCP's xid) waits.
+		"-device", "virtio-rng-pci"}
 	switch g.arch {
 	case "bios":
 		args = append(args, "-device", "e1000,netdev=n0,mac="+g.mac+",romfile=/usr/lib/ipxe/qemu/pxe-e1000.rom,bootindex=1")

@@ -27,13 +27,16 @@ import (
 
 // DefaultModules are the NIC, disk and file system drivers the installer
 // may need on a target; the ones the kernel lacks are skipped. ext4 pulls
-// crc32c in through its soft dependency.
+// crc32c in through its soft dependency. virtio_rng seeds the kernel's
+// random pool on virtual machines without RDRAND: DHCP's transaction id
+// comes from getrandom, which blocks until the pool is seeded.
 var DefaultModules = []string{"virtio_pci", "virtio_net", "virtio_blk", "virtio_scsi", "e1000", "e1000e", "igb", "ixgbe",
-	"ahci", "nvme", "sd_mod", "ext4", "vfat", "nls_cp437", "nls_ascii", "nls_utf8"}
+	"ahci", "nvme", "sd_mod", "ext4", "vfat", "nls_cp437", "nls_ascii", "nls_utf8", "virtio_rng"}
 
 // DefaultCmdline is the image's kernel command line template; the boot
-// server appends the osim.* keys.
-const DefaultCmdline = "console=ttyS0,115200 console=tty0 panic=-1"
+// server appends the osim.* keys. The serial console comes last: the last
+// console= is /dev/console, where the installer (PID 1) prints its steps.
+const DefaultCmdline = "console=tty0 console=ttyS0,115200 panic=-1"
 
 // ModulesList is where the initramfs lists its module files (relative to
 // /lib/modules/RELEASE/) in load order, one a line.
