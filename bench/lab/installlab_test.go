@@ -196,7 +196,12 @@ func (l *installLab) run(ctx context.Context, g *guest, timeout time.Duration) {
 	case "bios":
 		args = append(args, "-device", "e1000,netdev=n0,mac="+g.mac+",romfile=/usr/lib/ipxe/qemu/pxe-e1000.rom,bootindex=1")
 	default:
-		args = append(args, "-bios", "/usr/share/ovmf/OVMF.fd", "-device", "virtio-net-pci,netdev=n0,mac="+g.mac+",romfile=,bootindex=1")
+		// PXE over IPv4 only, as datacenter firmware is usually set: a
+		// done target gets no PXE offer (local boot) and OVMF moves on;
+		// with IPv6 on it first waits out PXE and HTTP boot over IPv6
+		// (about four minutes under TCG) before it tries the disk.
+		args = append(args, "-bios", "/usr/share/ovmf/OVMF.fd", "-device", "virtio-net-pci,netdev=n0,mac="+g.mac+",romfile=,bootindex=1",
+			"-fw_cfg", "name=opt/org.tianocore/IPv6PXESupport,string=no", "-fw_cfg", "name=opt/org.tianocore/IPv6Support,string=no")
 	}
 	start := time.Now()
 	out, err := l.ns.Command(args...).CombinedOutput()
