@@ -6,8 +6,11 @@ BIN     := bin
 
 all: build
 
+# osim-installer is the init of the boot image: static (no cgo), so the
+# initramfs needs no ld.so; osim-ips takes it from next to itself.
 build:
 	$(GO) build -o $(BIN)/ ./cmd/... ./bench/cmd/...
+	CGO_ENABLED=0 $(GO) build -o $(BIN)/ ./cmd/osim-installer
 
 vet:
 	$(GO) vet ./...

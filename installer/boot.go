@@ -27,7 +27,9 @@ func Boot(ctx context.Context) (Config, error) {
 		return Config{Console: os.Stderr}, err
 	}
 	console := initsys.Console()
-	cfg := Config{Console: console, Log: slog.New(slog.NewTextHandler(console, nil))}
+	// The console already gets one human line per step; the structured log
+	// adds warnings, and everything with osim.debug.
+	cfg := Config{Console: console, Log: slog.New(slog.NewTextHandler(console, &slog.HandlerOptions{Level: slog.LevelWarn}))}
 	say := func(format string, a ...any) { fmt.Fprintf(console, "osim-installer: "+format+"\n", a...) }
 	rel := initsys.Release()
 	n, err := initsys.LoadModules(initsys.ModulesList, filepath.Join("/lib/modules", rel),
