@@ -11,12 +11,19 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"syscall"
+	"time"
 
 	"osim/controlplane/api"
 )
 
 // TailBytes of combined output are kept.
 const TailBytes = 2048
+
+// Timeout bounds one procedure: a script that hangs (waiting on a
+// network that is not there, a prompt) fails its step instead of
+// holding the machine forever.
+var Timeout = 30 * time.Minute
 
 // Result is one run's outcome.
 type Result struct {
@@ -57,7 +64,13 @@ func envName(k string) string {
 // procedure and its code; the Result is filled either way.
 func Run(ctx context.Context, shell string, p api.Procedure, env []string) (Result, error) {
 	tail := &tailBuffer{}
+	ctx, cancel := context.WithTimeout(ctx, Timeout)
+	defer cancel()
 	cmd := exec.CommandContext(ctx, shell, "-c", p.Script)
+	// The script's children go with it: its own process group, killed whole.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
+	cmd.WaitDelay = 5 * time.Second
 	cmd.Env, cmd.Stdout, cmd.Stderr, cmd.Dir = env, tail, tail, "/"
 	err := cmd.Run()
 	res := Result{Name: p.Name, ExitCode: cmd.ProcessState.ExitCode(), OutputTail: tail.String()}
@@ -68,6 +81,8 @@ func Run(ctx context.Context, shell string, p api.Procedure, env []string) (Resu
 	switch {
 	case err == nil:
 		return res, nil
+	case errors.Is(ctx.Err(), context.DeadlineExceeded):
+		return res, fmt.Errorf("procedure %q: killed after %v", p.Name, Timeout)
 	case errors.As(err, &ee):
 		return res, fmt.Errorf("procedure %q exited with %d", p.Name, res.ExitCode)
 	default:

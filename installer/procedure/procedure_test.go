@@ -4,6 +4,7 @@ import (
 	"context"
 	"strings"
 	"testing"
+	"time"
 
 	"osim/controlplane/api"
 )
@@ -27,5 +28,19 @@ func TestNonZeroExitIsAnErrorWithTheTailClean(t *testing.T) {
 	}
 	if len(res.OutputTail) > TailBytes || !strings.HasSuffix(res.OutputTail, "bellesc[31m\n") || strings.Contains(res.OutputTail, "line 0\n") {
 		t.Errorf("tail (%d bytes) ends %q", len(res.OutputTail), res.OutputTail[max(0, len(res.OutputTail)-40):])
+	}
+}
+
+func TestAHangingProcedureIsKilledAtItsTimeout(t *testing.T) {
+	old := Timeout
+	Timeout = 200 * time.Millisecond
+	t.Cleanup(func() { Timeout = old })
+	start := time.Now()
+	_, err := Run(t.Context(), "/bin/sh", api.Procedure{Name: "hang", When: api.WhenPre, Script: "echo waiting; sleep 30"}, nil)
+	if err == nil || !strings.Contains(err.Error(), "killed after") {
+		t.Fatalf("err = %v, want killed after the timeout", err)
+	}
+	if d := time.Since(start); d > 10*time.Second {
+		t.Fatalf("took %v to give up", d)
 	}
 }
