@@ -16,10 +16,10 @@ import (
 
 	"osim/controlplane/api"
 	"osim/internal/pxeclient"
+	"osim/internal/testlab"
 	"osim/ips/bootimage"
 	"osim/ips/gpt"
 	"osim/ips/testimage"
-	"osim/internal/testlab"
 )
 
 // installLab is one namespace holding an isolated bridge (br0,
