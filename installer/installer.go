@@ -16,6 +16,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"time"
 
 	"osim/controlplane/api"
@@ -225,7 +226,11 @@ func (r *run) status(ctx context.Context, s report.Status) error {
 	return err
 }
 
+// procedureData is a procedure's report: its output tail as the end of
+// what fits in one of the boot server's data values (the console keeps
+// the whole tail).
 func (r *run) procedureData(name string, code int, tail string) map[string]string {
+	tail = report.ClipStart(report.Printable(strings.TrimRight(tail, "\n")), report.MaxValueBytes)
 	return map[string]string{"procedure": name, "exit_code": strconv.Itoa(code), "output_tail": tail}
 }
 

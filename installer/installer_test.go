@@ -277,7 +277,7 @@ func TestInstallGrowsTheDiskAndSeedsTheInstalledRoot(t *testing.T) {
 			pre = &rs[i]
 		}
 	}
-	if pre == nil || pre.Data["exit_code"] != "0" || pre.Data["output_tail"] != "pre on "+dev+" for o1\n" {
+	if pre == nil || pre.Data["exit_code"] != "0" || pre.Data["output_tail"] != "pre on "+dev+" for o1" {
 		t.Errorf("pre report %+v", pre)
 	}
 
@@ -412,4 +412,21 @@ func TestWriteRateToALoopDevice(t *testing.T) {
 		t.Fatalf("result %+v", res)
 	}
 	t.Logf("installer.Run: %d MiB over HTTP, hashed and written to %s in %s: %.0f MB/s", size>>20, dev, d.Round(time.Millisecond), float64(size)/d.Seconds()/1e6)
+}
+
+// A procedure's report carries the end of its output within one of the
+// boot server's data values: printable, line breaks escaped.
+func TestProcedureReportKeepsTheEndOfItsOutputWithinBounds(t *testing.T) {
+	var out strings.Builder
+	for i := range 200 {
+		fmt.Fprintf(&out, "line %d\n", i)
+	}
+	d := (&run{}).procedureData("p", 3, out.String()+"boom\n")
+	tail := d["output_tail"]
+	if len(tail) > report.MaxValueBytes || strings.ContainsAny(tail, "\n\r\t") || !strings.HasSuffix(tail, `line 199\nboom`) {
+		t.Errorf("output_tail %q (%d bytes): want the end of the output, escaped, at most %d bytes", tail, len(tail), report.MaxValueBytes)
+	}
+	if d["exit_code"] != "3" || d["procedure"] != "p" {
+		t.Errorf("data %v", d)
+	}
 }

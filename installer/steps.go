@@ -2,9 +2,11 @@ package installer
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"strconv"
+	"strings"
 
 	"golang.org/x/sys/unix"
 
@@ -103,6 +105,7 @@ func (r *run) procedures(ctx context.Context, plan api.InstallPlan, when, diskPa
 		r.status(ctx, report.Status{Phase: report.PhaseInstalling, Step: step, Message: fmt.Sprintf("procedure %s exited %d", p.Name, pr.ExitCode),
 			Data: r.procedureData(p.Name, pr.ExitCode, pr.OutputTail)})
 		if err != nil {
+			r.say("%s: output of %s (last %d bytes):\n%s", step, p.Name, len(pr.OutputTail), strings.TrimRight(pr.OutputTail, "\n"))
 			return fail(step, err)
 		}
 	}
@@ -128,6 +131,9 @@ func (r *run) write(ctx context.Context, plan api.InstallPlan, file api.PlanFile
 	r.say("write: streaming %s to %s", file.URL, diskPath)
 	n, err := blockdev.Copy(ctx, dev, s, blockdev.CopyOptions{Clock: r.cfg.Clock, Every: r.cfg.ProgressEvery,
 		OnProgress: func(p blockdev.Progress) { r.progress(ctx, s.BytesRead(), file, p) }})
+	if errors.Is(err, stream.ErrMismatch) { // a corrupted file broke the decompressor
+		return n, fail(api.StepVerify, err)
+	}
 	if err != nil {
 		return n, fail(api.StepWrite, err)
 	}

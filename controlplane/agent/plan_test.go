@@ -252,3 +252,21 @@ func TestFailedStatusNamesTheStepAndCarriesItsData(t *testing.T) {
 		t.Errorf("install.status %+v", st)
 	}
 }
+
+// The osim installer already sends "<step>: <reason>" (installer/README):
+// the order's message names the step once, not twice.
+func TestFailedStatusNamesTheStepOnce(t *testing.T) {
+	e := newEnv(t, nil)
+	e.register()
+	e.diskWorld()
+	e.sync()
+	err := e.a.Report(context.Background(), httpboot.Status{Order: "o-disk", Phase: httpboot.PhaseFailed, Step: "post",
+		Message: `post: procedure "fail" exited with 3`, Progress: -1, Client: "10.0.0.7:4000"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	st := e.localEvents(api.EventInstallStatus)
+	if len(st) != 1 || st[0].Message != `post: procedure "fail" exited with 3` {
+		t.Errorf("install.status %+v, want the message as sent", st)
+	}
+}

@@ -318,8 +318,10 @@ func (l *localView) Report(_ context.Context, s httpboot.Status) error {
 	l.mu.RUnlock()
 	ev := api.Event{Type: api.EventInstallStatus, Time: s.Received, Order: s.Order, Target: o.Target, MAC: mac,
 		Phase: string(s.Phase), Progress: max(s.Progress, 0), Message: s.Message, Data: statusData(s)}
-	if s.Phase == httpboot.PhaseFailed && s.Step != "" {
-		ev.Message = s.Step + ": " + s.Message // the order's message names the step
+	if s.Phase == httpboot.PhaseFailed && s.Step != "" && !strings.HasPrefix(s.Message, s.Step+": ") {
+		// The order's message names the step (once: the osim installer
+		// already sends "<step>: <reason>").
+		ev.Message = s.Step + ": " + s.Message
 	}
 	evs := []api.Event{ev}
 	if len(s.Facts) > 0 {

@@ -36,8 +36,8 @@ import (
 	"osim/internal/promtext"
 )
 
-// binDir holds osim-manager and osim-bootd, built once by TestMain (empty
-// in -short mode: the process tests skip).
+// binDir holds osim-manager, osim-bootd and osim-installer, built once by
+// TestMain (empty in -short mode: the process tests skip).
 var binDir string
 
 func TestMain(m *testing.M) {
@@ -50,7 +50,7 @@ func TestMain(m *testing.M) {
 				return 1
 			}
 			defer os.RemoveAll(dir)
-			cmd := exec.Command("go", "build", "-o", dir+string(os.PathSeparator), "osim/cmd/osim-manager", "osim/cmd/osim-bootd")
+			cmd := exec.Command("go", "build", "-o", dir+string(os.PathSeparator), "osim/cmd/osim-manager", "osim/cmd/osim-bootd", "osim/cmd/osim-installer")
 			if out, err := cmd.CombinedOutput(); err != nil {
 				fmt.Fprintf(os.Stderr, "building the binaries: %v\n%s", err, out)
 				return 1
@@ -544,6 +544,13 @@ type bootd struct {
 
 func newBootd(t *testing.T, name, site, managerURL, join string) *bootd {
 	t.Helper()
+	return newBootdWith(t, name, site, managerURL, join, nil)
+}
+
+// newBootdWith is newBootd with tweak applied to the config before it is
+// written and extra arguments after serve's.
+func newBootdWith(t *testing.T, name, site, managerURL, join string, tweak func(*bootdcfg.Config), args ...string) *bootd {
+	t.Helper()
 	dir := t.TempDir()
 	b := &bootd{name: name, site: site, data: filepath.Join(dir, "data"), tftpRoot: filepath.Join(dir, "tftp"),
 		tftpPort: freeUDP(t), dhcpPort: freeUDP(t), bootPort: freeUDP(t)}
@@ -568,11 +575,15 @@ func newBootd(t *testing.T, name, site, managerURL, join string) *bootd {
 		Boot:    bootdcfg.BootSection{BootFiles: map[string]string{"bios": "undionly.kpxe", "efi-x64": "undionly.kpxe"}},
 		Manager: &bootdcfg.ManagerSection{URL: managerURL, JoinTokenFile: joinFile, Name: name, Site: site},
 	}
+	if tweak != nil {
+		tweak(cfg)
+	}
 	cfgPath := filepath.Join(dir, "bootd.yaml")
 	if err := cfg.WriteFile(cfgPath); err != nil {
 		t.Fatal(err)
 	}
-	b.proc = newProc(t, "osim-bootd "+name, filepath.Join(binDir, "osim-bootd"), "serve", "--config", cfgPath, "--grace", "1s")
+	b.proc = newProc(t, "osim-bootd "+name, filepath.Join(binDir, "osim-bootd"),
+		append([]string{"serve", "--config", cfgPath, "--grace", "1s"}, args...)...)
 	return b
 }
 

@@ -14,7 +14,9 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"strings"
 	"time"
+	"unicode/utf8"
 
 	"osim/controlplane/api"
 	"osim/internal/clock"
@@ -64,9 +66,80 @@ type Client struct {
 	OnRetry func(what string, err error)
 }
 
-// Status posts s.
+// Status posts s, fitted to the boot server's bounds (Fit).
 func (c *Client) Status(ctx context.Context, s Status) error {
-	return c.do(ctx, http.MethodPost, "/status/"+url.PathEscape(c.Order), s, nil)
+	return c.do(ctx, http.MethodPost, "/status/"+url.PathEscape(c.Order), Fit(s), nil)
+}
+
+// Bounds of a status the boot server accepts (dataplane/httpboot: message
+// and data values printable UTF-8 without control characters); beyond
+// them it answers 422, which is fatal here.
+const (
+	MaxMessageBytes = 4096
+	MaxValueBytes   = 256
+)
+
+// Fit makes s acceptable to the boot server without losing its point: a
+// failure reason that quotes a tool's multi-line output, or a procedure's
+// output tail, would otherwise be refused, and a refused failed report
+// leaves the order installing. Line breaks and tabs become \n, \r, \t;
+// other control characters and invalid UTF-8 become U+FFFD; the message
+// and data values are cut to their bounds (facts are made within theirs).
+func Fit(s Status) Status {
+	s.Message = Clip(Printable(s.Message), MaxMessageBytes)
+	if s.Data != nil {
+		d := make(map[string]string, len(s.Data))
+		for k, v := range s.Data {
+			d[k] = Clip(Printable(v), MaxValueBytes)
+		}
+		s.Data = d
+	}
+	return s
+}
+
+// Printable escapes line breaks and tabs and replaces other control
+// characters (C0, DEL, C1) and invalid UTF-8 with U+FFFD.
+func Printable(s string) string {
+	var b strings.Builder
+	for _, r := range strings.ToValidUTF8(s, "\uFFFD") {
+		switch {
+		case r == '\n':
+			b.WriteString(`\n`)
+		case r == '\r':
+			b.WriteString(`\r`)
+		case r == '\t':
+			b.WriteString(`\t`)
+		case r < 0x20 || 0x7f <= r && r < 0xa0:
+			b.WriteRune(utf8.RuneError)
+		default:
+			b.WriteRune(r)
+		}
+	}
+	return b.String()
+}
+
+// Clip keeps at most n bytes of the start of s, cut at a rune boundary.
+func Clip(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
+	}
+	return s[:n]
+}
+
+// ClipStart keeps at most n bytes of the end of s, cut at a rune
+// boundary (an output tail).
+func ClipStart(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	i := len(s) - n
+	for i < len(s) && !utf8.RuneStart(s[i]) {
+		i++
+	}
+	return s[i:]
 }
 
 // Plan fetches the order's install plan.

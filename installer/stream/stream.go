@@ -70,6 +70,7 @@ type Stream struct {
 	raw *hashing
 	dec io.Reader
 	c   io.Closer
+	err error // sticky, from undecodable
 }
 
 // Open starts the transfer (a compressed stream's header is read here).
@@ -113,8 +114,34 @@ func Open(ctx context.Context, o Options) (*Stream, error) {
 	return s, nil
 }
 
-// Read reads decompressed bytes.
-func (s *Stream) Read(p []byte) (int, error) { return s.dec.Read(p) }
+// Read reads decompressed bytes. A decompressor's error is explained by
+// the file's hash when that does not match (ErrMismatch).
+func (s *Stream) Read(p []byte) (int, error) {
+	if s.err != nil {
+		return 0, s.err
+	}
+	n, err := s.dec.Read(p)
+	if err != nil && err != io.EOF && s.c != nil && s.raw.failed() == nil {
+		s.err = s.undecodable(err)
+		return n, s.err
+	}
+	return n, err
+}
+
+// undecodable explains a decompressor's error on bytes that arrived
+// whole: a corrupted file mostly breaks the decompressor before its end,
+// and its complaint ("CRC check failed") hides the cause. The rest of the
+// file is read to check its sha256, which names the cause when it fails.
+func (s *Stream) undecodable(decErr error) error {
+	o := s.raw.r.o
+	if _, err := io.Copy(io.Discard, s.raw); err != nil {
+		return fmt.Errorf("stream: %s: %s: %w (reading the rest to check its sha256: %v)", o.URL, o.Compression, decErr, err)
+	}
+	if err := s.raw.verify(); err != nil {
+		return fmt.Errorf("%w (%s: %v)", err, o.Compression, decErr)
+	}
+	return fmt.Errorf("stream: %s: the file matches its sha256 but is not valid %s: %w", o.URL, o.Compression, decErr)
+}
 
 // BytesRead is how many bytes of the file (as served) were read so far.
 func (s *Stream) BytesRead() int64 { return s.raw.n.Load() }
@@ -149,13 +176,27 @@ type hashing struct {
 	h    hash.Hash
 	n    atomic.Int64
 	want string
+	mu   sync.Mutex
+	err  error // the transfer's error other than io.EOF
 }
 
 func (h *hashing) Read(p []byte) (int, error) {
 	n, err := h.r.Read(p)
 	h.h.Write(p[:n])
 	h.n.Add(int64(n))
+	if err != nil && err != io.EOF {
+		h.mu.Lock()
+		h.err = err
+		h.mu.Unlock()
+	}
 	return n, err
+}
+
+// failed is the transfer's error, if it had one.
+func (h *hashing) failed() error {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.err
 }
 
 func (h *hashing) verify() error {

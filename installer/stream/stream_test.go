@@ -239,3 +239,25 @@ func TestStalledResponseIsAbandonedAndResumed(t *testing.T) {
 		t.Errorf("took %s with a 300ms stall limit", d)
 	}
 }
+
+// A corrupted compressed file usually breaks the decompressor before the
+// end: the error must still say that the file does not match its sha256
+// (the cause an operator can act on), naming both hashes.
+func TestCorruptCompressedFileFailsNamingTheHash(t *testing.T) {
+	img := image(2 << 20)
+	var zs bytes.Buffer
+	zw, _ := zstd.NewWriter(&zs)
+	zw.Write(img)
+	zw.Close()
+	good := zs.Bytes()
+	bad := bytes.Clone(good)
+	bad[len(bad)/2] ^= 0xff
+	addr, _ := serve(t, &stopAfter{b: bad, cut: 1 << 30})
+	_, err := readAll(t, Options{URL: "http://" + addr + "/img", Size: int64(len(good)), SHA256: hexSum(good), Compression: "zstd"})
+	if !errors.Is(err, ErrMismatch) {
+		t.Fatalf("got %v, want ErrMismatch", err)
+	}
+	if !strings.Contains(err.Error(), hexSum(good)) || !strings.Contains(err.Error(), hexSum(bad)) {
+		t.Errorf("%v does not name the expected and actual hashes", err)
+	}
+}
