@@ -33,8 +33,14 @@ type installLab struct {
 	dir  string
 	bin  string
 	http *http.Client // dials inside the namespace
-	mu   sync.Mutex
-	cmds []*exec.Cmd
+	mu    sync.Mutex
+	procs []labProc
+}
+
+// labProc is a started process and the channel closed when Wait returned.
+type labProc struct {
+	cmd  *exec.Cmd
+	done chan struct{}
 }
 
 const (
@@ -93,10 +99,11 @@ func (l *installLab) start(name string, argv ...string) *exec.Cmd {
 	if err := cmd.Start(); err != nil {
 		l.t.Fatalf("start %s: %v", name, err)
 	}
+	p := labProc{cmd: cmd, done: make(chan struct{})}
 	l.mu.Lock()
-	l.cmds = append(l.cmds, cmd)
+	l.procs = append(l.procs, p)
 	l.mu.Unlock()
-	go func() { cmd.Wait(); logf.Close() }()
+	go func() { cmd.Wait(); logf.Close(); close(p.done) }()
 	return cmd
 }
 
@@ -108,18 +115,16 @@ func (l *installLab) logTail(name string, n int) string {
 func (l *installLab) close() {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	for i := len(l.cmds) - 1; i >= 0; i-- {
-		if p := l.cmds[i].Process; p != nil {
-			p.Signal(os.Interrupt)
-		}
+	for i := len(l.procs) - 1; i >= 0; i-- {
+		l.procs[i].cmd.Process.Signal(os.Interrupt)
 	}
-	deadline := time.Now().Add(5 * time.Second)
-	for _, c := range l.cmds {
-		for c.ProcessState == nil && time.Now().Before(deadline) {
-			time.Sleep(50 * time.Millisecond)
-		}
-		if c.ProcessState == nil && c.Process != nil {
-			c.Process.Kill()
+	grace := time.After(5 * time.Second)
+	for _, p := range l.procs {
+		select {
+		case <-p.done:
+		case <-grace:
+			p.cmd.Process.Kill()
+			<-p.done
 		}
 	}
 	if l.nsfd != nil {
