@@ -27,12 +27,12 @@ import (
 // and osim-bootd (full DHCP, manager mode) on the bridge; QEMU guests
 // plug into the bridge through tap ports.
 type installLab struct {
-	t    *testing.T
-	ns   *testlab.NS
-	nsfd *pxeclient.Netns
-	dir  string
-	bin  string
-	http *http.Client // dials inside the namespace
+	t     *testing.T
+	ns    *testlab.NS
+	nsfd  *pxeclient.Netns
+	dir   string
+	bin   string
+	http  *http.Client // dials inside the namespace
 	mu    sync.Mutex
 	procs []labProc
 }
