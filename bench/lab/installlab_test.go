@@ -118,11 +118,11 @@ func (l *installLab) close() {
 	for i := len(l.procs) - 1; i >= 0; i-- {
 		l.procs[i].cmd.Process.Signal(os.Interrupt)
 	}
-	grace := time.After(5 * time.Second)
+	deadline := time.Now().Add(5 * time.Second)
 	for _, p := range l.procs {
 		select {
 		case <-p.done:
-		case <-grace:
+		case <-time.After(time.Until(deadline)):
 			p.cmd.Process.Kill()
 			<-p.done
 		}
