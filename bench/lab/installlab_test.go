@@ -163,7 +163,32 @@ type guest struct {
 	disk, serial    string
 	marker          string // the installed system's line, once seen
 	elapsed         time.Duration
-	err             error
+	// milestones: when the serial console first showed each of
+	// guestMilestones, from power-on (0: never).
+	milestones [len(guestMilestones)]time.Duration
+	err        error
+}
+
+// guestMilestones split power-on to the installed system: the installer
+// runs, it reboots, the installed system speaks.
+var guestMilestones = [...]string{"osim-installer: mode install", "osim-installer: rebooting", "OSIM-INSTALLED"}
+
+// watchSerial records when each milestone first appears in g's serial
+// log, polling it until stop is closed.
+func watchSerial(g *guest, start time.Time, stop <-chan struct{}) {
+	for {
+		b, _ := os.ReadFile(g.serial)
+		for i, m := range guestMilestones {
+			if g.milestones[i] == 0 && bytes.Contains(b, []byte(m)) {
+				g.milestones[i] = time.Since(start)
+			}
+		}
+		select {
+		case <-stop:
+			return
+		case <-time.After(250 * time.Millisecond):
+		}
+	}
 }
 
 // run boots g until QEMU exits (the installed system powers off) or the
@@ -209,8 +234,12 @@ func (l *installLab) run(ctx context.Context, g *guest, timeout time.Duration) {
 			"-fw_cfg", "name=opt/org.tianocore/IPv6PXESupport,string=no", "-fw_cfg", "name=opt/org.tianocore/IPv6Support,string=no")
 	}
 	start := time.Now()
+	stop, watched := make(chan struct{}), make(chan struct{})
+	go func() { watchSerial(g, start, stop); close(watched) }()
 	out, err := l.ns.Command(args...).CombinedOutput()
 	g.elapsed = time.Since(start)
+	close(stop)
+	<-watched
 	serial, _ := os.ReadFile(g.serial)
 	for _, line := range strings.Split(string(serial), "\n") {
 		if i := strings.Index(line, "OSIM-INSTALLED"); i >= 0 {
@@ -299,7 +328,9 @@ func TestRealFirmwareInstallsADiskImageAndBootsIt(t *testing.T) {
 			t.Errorf("%v\nosim-bootd log tail:\n%s", g.err, l.logTail("osim-bootd", 2000))
 			continue
 		}
-		t.Logf("%s: power-on to the installed system's marker in %v: %s", g.name, g.elapsed.Round(time.Second), g.marker)
+		t.Logf("%s: power-on to the installed system's marker in %v (installer started at %v, rebooted at %v, marker at %v): %s",
+			g.name, g.elapsed.Round(time.Second), g.milestones[0].Round(time.Second), g.milestones[1].Round(time.Second),
+			g.milestones[2].Round(time.Second), g.marker)
 		want := fmt.Sprintf("hostname=lab-%s.example.test", g.name)
 		if !strings.Contains(g.marker, want) || !strings.Contains(g.marker, "AAAAC3NzaC1lZDI1NTE5AAAAIOsimLabKeyForTheInstallTest") {
 			t.Errorf("%s: marker %q lacks %q or the order's SSH key", g.name, g.marker, want)
