@@ -177,16 +177,20 @@ var guestMilestones = [...]string{"osim-installer: mode install", "osim-installe
 // log, polling it until stop is closed.
 func watchSerial(g *guest, start time.Time, stop <-chan struct{}) {
 	for {
+		var done bool
+		select {
+		case <-stop: // QEMU exited: one last look (the marker comes just before)
+			done = true
+		case <-time.After(250 * time.Millisecond):
+		}
 		b, _ := os.ReadFile(g.serial)
 		for i, m := range guestMilestones {
 			if g.milestones[i] == 0 && bytes.Contains(b, []byte(m)) {
 				g.milestones[i] = time.Since(start)
 			}
 		}
-		select {
-		case <-stop:
+		if done {
 			return
-		case <-time.After(250 * time.Millisecond):
 		}
 	}
 }
