@@ -42,7 +42,7 @@ func TestMakeRunDemoBringsEveryTargetToDone(t *testing.T) {
 	if err != nil {
 		t.Fatalf("demo failed: %v", err)
 	}
-	for _, want := range []string{"mass reimage: 6 orders created", "all 6 targets done"} {
+	for _, want := range []string{"disk image the installers stream", "mass reimage: 6 orders created", "all 6 targets done"} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("demo output lacks %q", want)
 		}

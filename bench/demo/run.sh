@@ -2,7 +2,7 @@
 # `make run`: the whole system on one machine. A manager (Badger MDB) and one
 # boot server (osim-bootd with its agent, Badger copy, full DHCP, TFTP, HTTP)
 # each in its own network namespace, N simulated PXE targets in a third; a
-# demo installer image registered, a mass reimage ordered by label selector,
+# demo boot image and disk image registered, a mass reimage ordered by label selector,
 # the targets played by the Go PXE client (the one the tests use) until every
 # order is done; then the manager stays up with its URL and an admin token
 # printed until Ctrl-C. Needs root (namespaces); nothing outside the repo and

@@ -1,9 +1,11 @@
 // Command osim-demo drives the `make run` demo against a running manager:
-// it registers a demo installer image and one target per client interface,
-// orders a mass reimage of them by label selector, waits for the boot
-// server to stage it, then plays every target with the Go PXE client (DHCP,
-// TFTP, HTTP, the installer's status calls) while it shows the orders
-// moving through their states, and exits 0 once every order is done.
+// it registers a demo boot image (the installer, the site's default), a
+// disk-format OS image and one target per client interface, orders a mass
+// reimage of them by label selector, waits for the boot server to stage
+// it, then plays every target with the Go PXE client (DHCP, TFTP, HTTP,
+// and the installer's protocol: inventory, install plan, the disk image
+// streamed and checked, progress, done) while it shows the orders moving
+// through their states, and exits 0 once every order is done.
 //
 // bench/demo/run.sh builds the namespaces and starts the processes; this
 // program only talks to the manager's API and runs the simulated targets
@@ -49,6 +51,7 @@ func run() int {
 		site    = flag.String("site", "demo", "site of the targets (the boot server's site)")
 		kernelN = flag.Int("kernel-size", 8<<20, "bytes of the demo kernel")
 		initrdN = flag.Int("initrd-size", 4<<20, "bytes of the demo initrd")
+		diskN   = flag.Int("disk-size", 16<<20, "bytes of the demo OS disk image")
 		steps   = flag.Int("steps", 3, "installer progress reports per target")
 		timeout = flag.Duration("timeout", 5*time.Minute, "give up after this long")
 	)
@@ -63,7 +66,7 @@ func run() int {
 	defer cancel()
 	d := &demo{c: api.NewClient(*server, *token, false), site: *site, netns: *netns,
 		ifaces: strings.Split(*ifaces, ","), steps: *steps, out: os.Stdout}
-	if err := d.run(ctx, *kernelN, *initrdN); err != nil {
+	if err := d.run(ctx, *kernelN, *initrdN, *diskN); err != nil {
 		fmt.Fprintf(os.Stderr, "osim-demo: %v\n", err)
 		return 1
 	}
@@ -93,12 +96,12 @@ type simTarget struct {
 	fw     pxeclient.Firmware
 }
 
-func (d *demo) run(ctx context.Context, kernelN, initrdN int) error {
-	img, err := d.image(ctx, kernelN, initrdN)
+func (d *demo) run(ctx context.Context, kernelN, initrdN, diskN int) error {
+	img, err := d.image(ctx, kernelN, initrdN, diskN)
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(d.out, "image %s (%s %s): kernel %d B, initrd %d B\n", img.ID, img.Name, img.Version, kernelN, initrdN)
+	fmt.Fprintf(d.out, "OS image %s (%s %s): a %d B disk image the installers stream, check and report\n", img.ID, img.Name, img.Version, diskN)
 	ns, err := pxeclient.OpenNetns("/run/netns/" + d.netns)
 	if err != nil {
 		return err
@@ -143,36 +146,69 @@ func (d *demo) run(ctx context.Context, kernelN, initrdN int) error {
 	return d.summary(ctx, targets, orderOf, results, watchErr)
 }
 
-// image registers the demo installer: random bytes as kernel and initrd
-// (the simulated targets hash them, they never run them).
-func (d *demo) image(ctx context.Context, kernelN, initrdN int) (api.Image, error) {
+// image registers the demo's images and answers the OS image to order: a
+// boot image standing for the osim installer (random kernel and initrd:
+// the simulated targets hash them, they never run them), made the site's
+// default, and a disk-format OS image of diskN random bytes, which the
+// targets stream and check as the installer does.
+func (d *demo) image(ctx context.Context, kernelN, initrdN, diskN int) (api.Image, error) {
 	imgs, err := d.c.ListImages(ctx)
 	if err != nil {
 		return api.Image{}, err
 	}
+	var boot, osImg api.Image
 	for _, im := range imgs {
-		if im.Name == "demo-installer" && im.Version == "1" {
-			return im, nil
+		switch {
+		case im.Name == "demo-installer" && im.Version == "2":
+			boot = im
+		case im.Name == "demo-os" && im.Version == "1":
+			osImg = im
 		}
 	}
 	rng := rand.NewChaCha8([32]byte{'o', 's', 'i', 'm'})
-	spec := api.ImageSpec{Name: "demo-installer", Version: "1", Kind: api.KindOS, Arch: "efi-x64",
-		Cmdline:  "console=ttyS0 osim.status={{.StatusURL}} osim.token={{.Token}} hostname={{.Params.hostname}}",
-		Defaults: map[string]string{"hostname": "demo"}}
-	for _, f := range []struct {
-		name, role string
-		n          int
-	}{{"vmlinuz", api.RoleKernel, kernelN}, {"initrd.img", api.RoleInitrd, initrdN}} {
-		b := make([]byte, f.n)
+	upload := func(name, role string, n int) (api.ImageFile, error) {
+		b := make([]byte, n)
 		rng.Read(b)
 		sum := sha256.Sum256(b)
 		sha := hex.EncodeToString(sum[:])
 		if _, err := d.c.UploadBlob(ctx, sha, int64(len(b)), bytes.NewReader(b), 1<<20); err != nil {
-			return api.Image{}, fmt.Errorf("uploading %s: %w", f.name, err)
+			return api.ImageFile{}, fmt.Errorf("uploading %s: %w", name, err)
 		}
-		spec.Files = append(spec.Files, api.ImageFile{Name: f.name, SHA256: sha, Size: int64(len(b)), Role: f.role})
+		return api.ImageFile{Name: name, SHA256: sha, Size: int64(len(b)), Role: role}, nil
 	}
-	return d.c.CreateImage(ctx, spec)
+	if boot.ID == "" {
+		spec := api.ImageSpec{Name: "demo-installer", Version: "2", Kind: api.KindBoot, Cmdline: "console=ttyS0"}
+		for _, f := range []struct {
+			name, role string
+			n          int
+		}{{"vmlinuz", api.RoleKernel, kernelN}, {"initrd.img", api.RoleInitrd, initrdN}} {
+			file, err := upload(f.name, f.role, f.n)
+			if err != nil {
+				return api.Image{}, err
+			}
+			spec.Files = append(spec.Files, file)
+		}
+		if boot, err = d.c.CreateImage(ctx, spec); err != nil {
+			return api.Image{}, err
+		}
+	}
+	if _, err := d.c.PutSite(ctx, d.site, api.Site{DefaultBootImage: boot.ID}); err != nil {
+		return api.Image{}, fmt.Errorf("site %s: default boot image: %w", d.site, err)
+	}
+	if osImg.ID == "" {
+		file, err := upload("demo-os.img", api.RoleDisk, diskN)
+		if err != nil {
+			return api.Image{}, err
+		}
+		file.RawSize = file.Size
+		osImg, err = d.c.CreateImage(ctx, api.ImageSpec{Name: "demo-os", Version: "1", Kind: api.KindOS,
+			Format: api.FormatDisk, Files: []api.ImageFile{file}, Defaults: map[string]string{"hostname": "demo"}})
+		if err != nil {
+			return api.Image{}, err
+		}
+	}
+	fmt.Fprintf(d.out, "boot image %s (%s %s, the site's default): kernel %d B, initrd %d B\n", boot.ID, boot.Name, boot.Version, kernelN, initrdN)
+	return osImg, nil
 }
 
 // targets registers one target per client interface (or finds it again),
