@@ -31,6 +31,7 @@ type localView struct {
 	clock clock.Clock
 	seen  coalescer  // events from unauthenticated traffic, once per seenEvery
 	disc  *discovery // discovery and boot loops (discovery.go, bootloop.go)
+	done  doneTokens // done orders' tokens for first-boot reports (firstboot.go)
 
 	mu       sync.RWMutex
 	v        *view
@@ -150,6 +151,7 @@ func (l *localView) applyChanges(since uint64, resp api.SyncResponse) error {
 	l.mu.Lock()
 	for _, c := range resp.Changes {
 		l.v.apply(c)
+		l.done.remember(c, l.clock.Now())
 	}
 	l.rev = rev
 	l.mu.Unlock()

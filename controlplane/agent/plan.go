@@ -39,6 +39,7 @@ func (l *localView) diskScript(t api.Target, o api.Order, img api.Image, mac str
 			b.Params[k] = v
 		}
 	}
+	dropSecrets(b.Params, o.SecretParams)
 	for _, f := range boot.Files {
 		switch f.Role {
 		case api.RoleKernel:

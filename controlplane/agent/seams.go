@@ -146,6 +146,7 @@ func (l *localView) Script(_ context.Context, mac net.HardwareAddr) (httpboot.Bo
 	b := httpboot.Boot{Cmdline: img.Cmdline, Order: o.ID, Token: o.Token, Params: map[string]string{}}
 	maps.Copy(b.Params, img.Defaults)
 	maps.Copy(b.Params, o.Params)
+	dropSecrets(b.Params, o.SecretParams)
 	for _, f := range img.Files {
 		switch f.Role {
 		case api.RoleKernel:

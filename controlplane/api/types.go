@@ -172,6 +172,10 @@ type Image struct {
 	Procedures []Procedure       `json:"procedures,omitempty"`
 	Revision   uint64            `json:"revision"`
 	Created    time.Time         `json:"created"`
+
+	// Parameters are the image's typed parameters (params.go); Defaults
+	// derives from them.
+	Parameters []Parameter `json:"parameters,omitempty"`
 }
 
 // ImageSpec is what a client sends to register an image; every file's
@@ -190,6 +194,10 @@ type ImageSpec struct {
 	Cmdline    string            `json:"cmdline,omitempty"`
 	Defaults   map[string]string `json:"defaults,omitempty"`
 	Procedures []Procedure       `json:"procedures,omitempty"`
+
+	// Parameters, when given, are the image's typed parameters: Defaults
+	// is derived from them (a spec whose Defaults disagree is refused).
+	Parameters []Parameter `json:"parameters,omitempty"`
 }
 
 // BlobStatus says how much of a blob the manager holds (HEAD or PUT reply).
@@ -260,6 +268,10 @@ type Order struct {
 	Revision uint64    `json:"revision"`
 	Created  time.Time `json:"created"`
 	Updated  time.Time `json:"updated"`
+
+	// SecretParams name the Params that are secret (by its images'
+	// parameters when the order was made): the API masks their values.
+	SecretParams []string `json:"secret_params,omitempty"`
 }
 
 // OrderRequest creates orders: for one target, a list, or every target a

@@ -104,7 +104,7 @@ func (s *Server) deleteTarget(w http.ResponseWriter, r *http.Request, _ *princip
 
 // ---- images ----
 
-func (s *Server) createImage(w http.ResponseWriter, r *http.Request, _ *principal) {
+func (s *Server) createImage(w http.ResponseWriter, r *http.Request, p *principal) {
 	var spec api.ImageSpec
 	if err := decode(w, r, s.cfg.MaxBody, &spec); err != nil {
 		s.fail(w, r, err)
@@ -119,10 +119,10 @@ func (s *Server) createImage(w http.ResponseWriter, r *http.Request, _ *principa
 		s.fail(w, r, err)
 		return
 	}
-	writeJSON(w, http.StatusCreated, img)
+	writeJSON(w, http.StatusCreated, userImage(p, img))
 }
 
-func (s *Server) listImages(w http.ResponseWriter, r *http.Request, _ *principal) {
+func (s *Server) listImages(w http.ResponseWriter, r *http.Request, p *principal) {
 	pg, err := page(r)
 	if err != nil {
 		s.fail(w, r, err)
@@ -136,16 +136,16 @@ func (s *Server) listImages(w http.ResponseWriter, r *http.Request, _ *principal
 	if imgs == nil {
 		imgs = []api.Image{}
 	}
-	writeJSON(w, http.StatusOK, api.ImageList{Images: imgs, Next: next})
+	writeJSON(w, http.StatusOK, api.ImageList{Images: userImages(p, imgs), Next: next})
 }
 
-func (s *Server) getImage(w http.ResponseWriter, r *http.Request, _ *principal) {
+func (s *Server) getImage(w http.ResponseWriter, r *http.Request, p *principal) {
 	img, err := s.store.GetImage(r.Context(), r.PathValue("id"))
 	if err != nil {
 		s.fail(w, r, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, img)
+	writeJSON(w, http.StatusOK, userImage(p, img))
 }
 
 func (s *Server) deleteImage(w http.ResponseWriter, r *http.Request, _ *principal) {

@@ -15,7 +15,7 @@ import (
 // prints more than cmdline.MaxRenderedBytes or prints an unsafe value would
 // fail every boot with a 500, so it is refused here with 422.
 func checkCmdline(spec api.ImageSpec) error {
-	if err := cmdline.Check(spec.Cmdline, spec.Defaults); err != nil {
+	if err := cmdline.Check(spec.Cmdline, specDefaults(spec)); err != nil {
 		return errorf(http.StatusUnprocessableEntity, "cmdline: %v", err)
 	}
 	return nil
@@ -37,6 +37,9 @@ func (s *Server) checkOrderParams(ctx context.Context, req api.OrderRequest) err
 		params = map[string]string{}
 	}
 	maps.Copy(params, req.Params)
+	for _, k := range api.SecretParams(img.Parameters) {
+		delete(params, k) // never on a command line (refused at registration)
+	}
 	if err := cmdline.Check(img.Cmdline, params); err != nil {
 		return errorf(http.StatusUnprocessableEntity, "params: image %s's cmdline with these parameters: %v", img.ID, err)
 	}

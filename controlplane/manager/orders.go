@@ -63,10 +63,11 @@ func (s *Server) initOrders() error {
 	return nil
 }
 
-// userOrder hides the installer's status token from user-facing answers.
+// userOrder hides the installer's status token and the values of secret
+// parameters from user-facing answers.
 func userOrder(o api.Order) api.Order {
 	o.Token = ""
-	return o
+	return api.RedactOrder(o)
 }
 
 func userOrders(os []api.Order) []api.Order {

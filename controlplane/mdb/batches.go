@@ -276,6 +276,9 @@ func (w *wtx) batchOrder(rid string, b orderBatch, it batchItem) (api.Order, err
 		Image: b.Image, BootImage: b.bootFor(t.Site), Params: maps.Clone(b.Params),
 		State: api.OrderPending, Attempt: 1, Token: tok, Created: w.now,
 		History: []api.Transition{{To: api.OrderPending, At: w.now}}}
+	if o.SecretParams, err = orderSecrets(w.txn, o.Image, o.BootImage); err != nil {
+		return api.Order{}, err
+	}
 	if err := w.putOrder(&o); err != nil {
 		return api.Order{}, err
 	}

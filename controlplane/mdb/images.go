@@ -446,7 +446,8 @@ func (d *DB) CreateImage(ctx context.Context, spec api.ImageSpec) (im api.Image,
 		}
 		im = api.Image{ID: id, Name: spec.Name, Version: spec.Version, Kind: spec.Kind, Arch: spec.Arch,
 			Format: spec.Format, Install: cloneInstall(spec.Install), Files: spec.Files, Cmdline: spec.Cmdline, Defaults: maps.Clone(spec.Defaults),
-			Procedures: slices.Clone(spec.Procedures), Revision: w.bump(), Created: w.now}
+			Procedures: slices.Clone(spec.Procedures), Revision: w.bump(), Created: w.now,
+			Parameters: slices.Clone(spec.Parameters)}
 		if err := w.setJSON(k(pImage, id), im); err != nil {
 			return err
 		}

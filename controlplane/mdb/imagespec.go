@@ -64,6 +64,9 @@ func checkImageSpec(spec *api.ImageSpec) error {
 	if err := checkProcedures(spec.Procedures, format); err != nil {
 		return err
 	}
+	if err := CheckParameters(spec); err != nil {
+		return err
+	}
 	for key := range spec.Defaults {
 		if !api.ValidName(key) {
 			return invalidf("defaults: key %q is not valid", key)

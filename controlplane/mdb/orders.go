@@ -194,6 +194,9 @@ func (d *DB) resolveOrders(req api.OrderRequest, sel api.Selector) (targets []ap
 		if siteBoot, boots, err = orderBoots(txn, req, osImg, targets); err != nil {
 			return err
 		}
+		if err := checkOrderParams(req.Params, orderImages(osImg, boot, boots)); err != nil {
+			return err
+		}
 		for _, t := range targets {
 			if id, ok := siteBoot[t.Site]; ok && hasAnyNBP(boots[id]) && !hasNBP(boots[id], t.Arch) {
 				return fmt.Errorf("%w: %s: boot image %s (site %s's default) has no nbp for %s", ErrInvalid, t.ID, id, t.Site, t.Arch)

@@ -50,6 +50,9 @@ type Config struct {
 	// discover.go); nil answers that route 404. DiscoverLimits bound them.
 	Discoveries    Discoveries
 	DiscoverLimits DiscoverLimits
+	// FirstBoots takes first-boot reports (POST /firstboot/{order},
+	// firstboot.go); nil answers that route 404.
+	FirstBoots FirstBoots
 }
 
 // Handler serves the routes below; create it with New.
@@ -59,6 +62,7 @@ type Config struct {
 //	POST /status/{order}      an installer's progress report
 //	POST /discover/{mac}      an unknown machine's inventory (discover.go)
 //	GET  /install/{order}     the osim installer's install plan (install.go)
+//	POST /firstboot/{order}   a first-boot procedure's result (firstboot.go)
 type Handler struct {
 	scripts Scripts
 	files   Files
@@ -78,6 +82,7 @@ type Handler struct {
 	refusals      refusalLog // rate limit of the status refusal lines
 	discoveries   Discoveries
 	discoverLimit *discoverLimiter
+	firstboots    FirstBoots
 }
 
 // New checks cfg and builds the handler.
@@ -110,7 +115,7 @@ func New(cfg Config) (*Handler, error) {
 		base: strings.TrimSuffix(cfg.BaseURL, "/"), log: cfg.Logger, metrics: cfg.Metrics, clock: clock.Or(cfg.Clock),
 		renderTimeout: cfg.RenderTimeout, targets: cfg.Targets, leases: cfg.Leases, plans: cfg.Plans,
 		refusals: refusalLog{period: time.Second}, discoveries: cfg.Discoveries,
-		discoverLimit: newDiscoverLimiter(cfg.DiscoverLimits)}
+		discoverLimit: newDiscoverLimiter(cfg.DiscoverLimits), firstboots: cfg.FirstBoots}
 	if h.targets == nil {
 		h.targets, _ = cfg.Tokens.(OrderTargets)
 	}
@@ -127,6 +132,7 @@ func New(cfg Config) (*Handler, error) {
 	h.mux.HandleFunc("POST /status/{order}", h.serveStatus)
 	h.mux.HandleFunc("POST /discover/{mac}", h.serveDiscover)
 	h.mux.HandleFunc("GET /install/{order}", h.serveInstall)
+	h.mux.HandleFunc("POST /firstboot/{order}", h.serveFirstBoot)
 	return h, nil
 }
 
@@ -160,6 +166,8 @@ func routeOf(p string) string {
 		return "discover"
 	case strings.HasPrefix(p, "/install/"):
 		return "install"
+	case strings.HasPrefix(p, "/firstboot/"):
+		return "firstboot"
 	}
 	return "other"
 }
