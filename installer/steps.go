@@ -14,6 +14,7 @@ import (
 	"osim/installer/blockdev"
 	"osim/installer/customize"
 	"osim/installer/disk"
+	"osim/installer/firstboot"
 	"osim/installer/gpt"
 	"osim/installer/procedure"
 	"osim/installer/report"
@@ -102,6 +103,7 @@ func (r *run) procedures(ctx context.Context, plan api.InstallPlan, when, diskPa
 		}
 		r.say("%s: running %s", step, p.Name)
 		pr, err := procedure.Run(ctx, r.cfg.Shell, p, env)
+		pr.OutputTail = scrubSecrets(pr.OutputTail, plan) // firstboot.go
 		r.status(ctx, report.Status{Phase: report.PhaseInstalling, Step: step, Message: fmt.Sprintf("procedure %s exited %d", p.Name, pr.ExitCode),
 			Data: r.procedureData(p.Name, pr.ExitCode, pr.OutputTail)})
 		if err != nil {
@@ -207,7 +209,8 @@ func (r *run) customize(ctx context.Context, plan api.InstallPlan, diskPath stri
 	for _, p := range plan.Procedures {
 		post = post || p.When == api.WhenPost
 	}
-	if plan.FirstBoot == (api.FirstBoot{}) && !post {
+	fb := firstboot.Has(plan.Procedures)
+	if plan.FirstBoot == (api.FirstBoot{}) && !post && !fb {
 		r.say("customize: no first-boot data and no post procedures: the installed root is left untouched")
 		return nil
 	}
@@ -219,6 +222,10 @@ func (r *run) customize(ctx context.Context, plan api.InstallPlan, diskPath stri
 		}
 		r.say("customize: NoCloud seed written under %s/%s", root, customize.SeedDir)
 		r.status(ctx, report.Status{Phase: report.PhaseInstalling, Step: api.StepCustomize, Message: "first-boot seed written"})
+		if err := r.writeFirstBoot(ctx, plan, root); err != nil {
+			inner = fail(api.StepCustomize, err)
+			return inner
+		}
 		inner = r.procedures(ctx, plan, api.WhenPost, diskPath, root)
 		return inner
 	})

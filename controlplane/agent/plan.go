@@ -121,7 +121,7 @@ func buildPlan(o api.Order, t api.Target, img api.Image, base string) (api.Insta
 	p := api.InstallPlan{Order: o.ID, Attempt: o.Attempt, Target: o.Target, Hostname: t.Hostname,
 		Image: img.ID, ImageName: img.Name, ImageVersion: img.Version, Disk: disk, Install: in,
 		Params: params, Procedures: img.Procedures, FirstBoot: fb, StatusURL: base + "/status/" + o.ID,
-		Files: make([]api.PlanFile, 0, len(img.Files))}
+		Files: make([]api.PlanFile, 0, len(img.Files)), SecretParams: o.SecretParams}
 	for _, f := range img.Files {
 		p.Files = append(p.Files, api.PlanFile{Name: f.Name, URL: base + "/files/" + fileName(img.ID, f.Name),
 			SHA256: f.SHA256, Size: f.Size, RawSize: f.RawSize, Compression: f.Compression, Role: f.Role})

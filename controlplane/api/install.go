@@ -125,6 +125,11 @@ type InstallPlan struct {
 	Procedures []Procedure       `json:"procedures,omitempty"`
 	FirstBoot  FirstBoot         `json:"first_boot"`
 	StatusURL  string            `json:"status_url"`
+
+	// SecretParams name the Params that are secret: the installer never
+	// prints them (output tails are scrubbed) and leaves them out of the
+	// first-boot procedures' environment.
+	SecretParams []string `json:"secret_params,omitempty"`
 }
 
 // Install steps, reported in a status's Step so a failure names where.
