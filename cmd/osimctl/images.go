@@ -66,6 +66,7 @@ their base name. Progress shows on stderr when it is a terminal.
 	fs.Var(&others, "file", "other file ROLE=FILE (repeatable; role kernel, initrd, nbp or other)")
 	fs.StringVar(&spec.Cmdline, "cmdline", "", "kernel command line template")
 	fs.Var(params, "param", "default parameter k=v (repeatable)")
+	paramsFile := fs.String("parameters", "", "typed parameters: a JSON file with a list of {name, type, default, required, secret, description}")
 	fs.Var(&procs, "procedure", "script when:name=FILE, when is pre or post (repeatable)")
 	chunk := fs.Int("chunk", 8<<20, "upload chunk size in bytes")
 	df := diskFlags(fs)
@@ -86,6 +87,13 @@ their base name. Progress shows on stderr when it is a terminal.
 	}
 	if len(params) > 0 {
 		spec.Defaults = params
+	}
+	if *paramsFile != "" {
+		ps, err := readParameters(*paramsFile)
+		if err != nil {
+			return usagef(name, "--parameters: %v", err)
+		}
+		spec.Parameters = ps
 	}
 	var files []localFile
 	add := func(role, arch, path string) {
@@ -267,13 +275,15 @@ func (p *progressReader) finish(ok bool) {
 func mib(n int64) string { return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20)) }
 
 func (a *app) showImage(i api.Image) error {
+	i = api.RedactImage(i) // the manager masks them too; never print one
 	if a.json() {
 		return a.printJSON(i)
 	}
 	a.fields([][2]string{
 		{"id", i.ID}, {"name", i.Name}, {"version", i.Version}, {"kind", i.Kind}, {"arch", i.Arch},
 		{"format", imageFormat(i)}, {"install", installSummary(i.Install)},
-		{"cmdline", i.Cmdline}, {"defaults", formatKV(i.Defaults)}, {"revision", fmt.Sprint(i.Revision)},
+		{"cmdline", i.Cmdline}, {"defaults", formatKV(i.Defaults)},
+		{"parameters", formatParams(i.Parameters)}, {"revision", fmt.Sprint(i.Revision)},
 		{"created", fmtTime(i.Created)},
 	})
 	fmt.Fprintln(a.stdout)

@@ -33,6 +33,7 @@ func (a *app) printOrders(os []api.Order) error {
 }
 
 func (a *app) showOrder(o api.Order) error {
+	o = api.RedactOrder(o) // the manager masks them too; never print one
 	if a.json() {
 		return a.printJSON(o)
 	}

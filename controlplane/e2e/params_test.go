@@ -50,7 +50,7 @@ func TestFirstBootReportAndSecretsInProcess(t *testing.T) {
 	df := uploadFile(t, c, "disk.raw.zst", api.RoleDisk, []byte(strings.Repeat("disk ", 4000)))
 	df.Compression, df.RawSize = api.CompressionZstd, 1<<30
 	disk := must(c.CreateImage(ctx, api.ImageSpec{Name: "debian-disk", Version: "12", Kind: api.KindOS, Format: api.FormatDisk,
-		Files: []api.ImageFile{df},
+		Files:      []api.ImageFile{df},
 		Parameters: []api.Parameter{{Name: "root_password", Required: true, Secret: true}, {Name: "swap_mb", Type: api.ParamInt, Default: "512"}},
 		Procedures: []api.Procedure{{Name: "hello", When: api.WhenFirstBoot, Script: "echo hello"}}}))(t)
 	inst := must(c.CreateImage(ctx, api.ImageSpec{Name: "osim-installer", Version: "1", Kind: api.KindBoot, Cmdline: "console=ttyS0",
