@@ -28,10 +28,6 @@ type checker struct {
 type fields map[string]func(n *yaml.Node, key string)
 
 var (
-	// nameRE: image names and versions become file and folder names.
-	nameRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]*$`)
-	// paramRE: parameter names as templates write them ({{param "x"}}).
-	paramRE = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_.-]*$`)
 	// debPkgRE: Debian package names (Policy 5.6.1).
 	debPkgRE = regexp.MustCompile(`^[a-z0-9][a-z0-9+.-]+$`)
 )
@@ -284,8 +280,8 @@ func (c *checker) identity(r *Recipe) {
 		switch {
 		case f.v == "":
 			c.bad(f.key, "required")
-		case !nameRE.MatchString(f.v) || len(f.v) > 64:
-			c.bad(f.key, "%q: letters, digits, '.', '_' and '-' only (at most 64, not starting with a sign)", f.v)
+		case !api.ValidName(f.v):
+			c.bad(f.key, "%q: 1-63 letters, digits, '.', '_' and '-', starting with a letter or digit", f.v)
 		}
 	}
 	if r.Arch == "" {
@@ -305,6 +301,11 @@ func (c *checker) kindRules(r *Recipe) {
 	}
 	if len(r.Image.Procedures) > 0 && r.Kind == KindBoot {
 		c.bad("image.procedures", "a boot image runs no procedures")
+	}
+	for i, p := range r.Image.Procedures {
+		if p.When == api.WhenFirstBoot && !disky && r.Kind != KindDisk {
+			c.bad(fmt.Sprintf("image.procedures[%d].when", i), "firstboot is for disk images (debian, rootfs, disk) only")
+		}
 	}
 	if len(r.Image.Parameters) > 0 && r.Kind == KindBoot {
 		c.bad("image.parameters", "a boot image takes no parameters")
@@ -342,7 +343,7 @@ func (c *checker) debian(n *yaml.Node, key string, d *Debian) {
 }
 
 func (c *checker) rootfs(n *yaml.Node, key string, r *Rootfs) {
-	if !c.mapping(n, key, fields{"dir": c.str(&r.Dir), "tarball": c.str(&r.Tarball), "kernel": c.str(&r.Kernel), "initrd": c.str(&r.Initrd)}) {
+	if !c.mapping(n, key, fields{"dir": c.str(&r.Dir), "tarball": c.str(&r.Tarball), "kernel": c.str(&r.Kernel), "initrd": c.str(&r.Initrd), "cmdline": c.str(&r.Cmdline)}) {
 		return
 	}
 	switch {
@@ -357,6 +358,12 @@ func (c *checker) rootfs(n *yaml.Node, key string, r *Rootfs) {
 			c.bad(key+".tarball", "%q: want a .tar, .tar.gz, .tgz or .tar.zst", r.Tarball)
 		}
 		c.file(key+".tarball", r.Tarball)
+	}
+	if r.Cmdline == "" {
+		r.Cmdline = DefaultRootfsCmdline
+	}
+	if strings.ContainsAny(r.Cmdline, "\n\r") || len(r.Cmdline) > 2048 {
+		c.bad(key+".cmdline", "one line of at most 2048 bytes")
 	}
 	for _, f := range []struct{ k, v string }{{"kernel", r.Kernel}, {"initrd", r.Initrd}} {
 		if f.v != "" && (!strings.HasPrefix(f.v, "/") || slices.Contains(strings.Split(f.v, "/"), "..")) {
@@ -484,8 +491,8 @@ func (c *checker) parameters(n *yaml.Node, key string, im *Image) {
 		switch {
 		case p.Name == "":
 			c.bad(k+".name", "required")
-		case !paramRE.MatchString(p.Name):
-			c.bad(k+".name", "%q: a letter or '_', then letters, digits, '_', '.' or '-'", p.Name)
+		case !api.ValidName(p.Name):
+			c.bad(k+".name", "%q: 1-63 letters, digits, '.', '_' and '-', starting with a letter or digit", p.Name)
 		case seen[p.Name]:
 			c.bad(k+".name", "%q is given twice", p.Name)
 		}
@@ -540,10 +547,15 @@ func (c *checker) procedures(n *yaml.Node, key string, im *Image) {
 		switch {
 		case p.Name == "":
 			c.bad(k+".name", "required")
+		case !api.ValidName(p.Name):
+			c.bad(k+".name", "%q: 1-63 letters, digits, '.', '_' and '-', starting with a letter or digit", p.Name)
 		case seen[p.Name]:
 			c.bad(k+".name", "%q is given twice", p.Name)
 		}
 		seen[p.Name] = true
+		if len(p.Script) > MaxScript {
+			c.bad(k+".script", "%d bytes, at most %d", len(p.Script), MaxScript)
+		}
 		if p.When == "" {
 			c.bad(k+".when", "required: %s, %s or %s", api.WhenPre, api.WhenPost, api.WhenFirstBoot)
 		}
@@ -578,6 +590,9 @@ func (c *checker) install(n *yaml.Node, key string, s *api.InstallSettings) {
 	c.oneOf(key+".on_failure", s.OnFailure, api.OnFailureWait, api.OnFailurePowerOff)
 	c.oneOf(key+".finish", s.Finish, api.FinishReboot, api.FinishKexec, api.FinishPowerOff)
 }
+
+// MaxScript bounds a procedure's script, as the manager does.
+const MaxScript = 64 << 10
 
 // minRoot is the smallest root partition diskimage makes.
 const minRoot = 32 << 20

@@ -72,13 +72,21 @@ type Debian struct {
 
 // Rootfs is the rootfs kind's section: a directory or a tarball (.tar,
 // .tar.gz, .tgz, .tar.zst). Kernel and Initrd are paths inside the root;
-// empty, the newest /boot/vmlinuz-* and its /boot/initrd.img-*.
+// empty, the newest /boot/vmlinuz-* and its /boot/initrd.img-*. Cmdline
+// is what the disk's boot loader starts the kernel with (the installed
+// system's command line, not the image's template); default
+// DefaultRootfsCmdline.
 type Rootfs struct {
 	Dir     string `json:"dir,omitempty"`
 	Tarball string `json:"tarball,omitempty"`
 	Kernel  string `json:"kernel,omitempty"`
 	Initrd  string `json:"initrd,omitempty"`
+	Cmdline string `json:"cmdline,omitempty"`
 }
+
+// DefaultRootfsCmdline boots a root labelled osimroot (ips/diskimage's
+// default label) with the console on the first serial port too.
+const DefaultRootfsCmdline = "root=LABEL=osimroot ro console=tty0 console=ttyS0,115200"
 
 // Disk is the disk kind's section: an existing whole-disk image.
 type Disk struct {
