@@ -247,3 +247,30 @@ func TestLoadResolvesPathsAgainstTheRecipesFolder(t *testing.T) {
 		t.Errorf("error %v does not name the file", err)
 	}
 }
+
+// TestExampleRecipesHaveNoMistakes: the examples of the docs are valid
+// recipes, but for input files this machine may lack.
+func TestExampleRecipesHaveNoMistakes(t *testing.T) {
+	ex, _ := filepath.Glob("testdata/*.yaml")
+	kinds := map[string]bool{}
+	for _, p := range ex {
+		r, err := Load(p)
+		if err == nil {
+			kinds[r.Kind] = true
+			continue
+		}
+		var e *Error
+		if !errors.As(err, &e) {
+			t.Fatalf("%s: %v", p, err)
+		}
+		for _, m := range e.Mistakes {
+			if !strings.HasSuffix(m, "no such file or directory") {
+				t.Errorf("%s: %s", p, m)
+			}
+		}
+	}
+	if len(ex) != len(Kinds) {
+		t.Errorf("%d examples for %d kinds", len(ex), len(Kinds))
+	}
+	t.Logf("valid here: %v", kinds)
+}
