@@ -25,6 +25,7 @@ import (
 	"osim/controlplane/manager"
 	"osim/controlplane/mdb"
 	"osim/internal/testlab"
+	"osim/ips/debian"
 	"osim/ips/gpt"
 	"osim/ips/internal/iptest"
 	"osim/ips/recipe"
@@ -500,4 +501,69 @@ func TestProgressDrawsABarOnATerminalAndOneLineOtherwise(t *testing.T) {
 	}
 	var nilp *Progress
 	nilp.Step("x", 1).Done(nil) // shows nothing, does not crash
+}
+
+// TestDebianKindAssemblesWhatTheDebianBuilderMade: the debian builder's
+// root, kernel, initrd and command line go into the disk; its package
+// list into the manifest. (The builder itself is ips/debian's; here a
+// stand-in returns the test OS's root.)
+func TestDebianKindAssemblesWhatTheDebianBuilderMade(t *testing.T) {
+	iptest.Tools(t)
+	k := iptest.Kernel(t)
+	ti := t.TempDir()
+	if _, err := testimage.Build(t.Context(), testimage.Options{Out: ti, Kernel: k, Busybox: iptest.File(t, "/bin/busybox", "busybox-static")}); err != nil {
+		t.Fatal(err)
+	}
+	var got debian.Options
+	fake := func(_ context.Context, o debian.Options) (debian.Result, error) {
+		got = o
+		return debian.Result{Root: filepath.Join(ti, "root"), Kernel: k, Initrd: filepath.Join(ti, "initrd.img"),
+			Cmdline: "root=LABEL=osimroot ro", Packages: []string{"base-files=12.4", "busybox=1.35"}}, nil
+	}
+	r := parse(t, t.TempDir(), "kind: debian\nname: deb\nversion: 12\ndebian: {suite: bookworm, packages: [curl], timezone: Europe/Berlin}\nimage: {disk: {size: 128M}}\n")
+	var prog bytes.Buffer
+	res, err := Build(t.Context(), r, Options{Out: t.TempDir(), Debian: fake, Progress: NewProgress(&prog, false)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.Suite != "bookworm" || len(got.Packages) != 1 || got.Timezone != "Europe/Berlin" {
+		t.Errorf("debian options %+v", got)
+	}
+	m := res.Manifest
+	if len(m.Packages) != 2 || m.Files[0].RawSize != 128<<20 || m.Tools["debootstrap"] == "" {
+		t.Errorf("packages %v raw size %d tools %v", m.Packages, m.Files[0].RawSize, m.Tools)
+	}
+	for _, step := range []string{"debootstrap: done", "assemble disk: done", "compress: done"} {
+		if !strings.Contains(prog.String(), step) {
+			t.Errorf("progress lacks %q: %s", step, prog.String())
+		}
+	}
+	failing := func(context.Context, debian.Options) (debian.Result, error) { return debian.Result{}, debian.ErrNotBuilt }
+	if _, err := Build(t.Context(), r, Options{Out: t.TempDir(), Debian: failing}); !errors.Is(err, debian.ErrNotBuilt) {
+		t.Errorf("a failing debian builder: %v", err)
+	}
+}
+
+func TestBootKindIsTheInstallerBootImage(t *testing.T) {
+	dir := t.TempDir()
+	k := iptest.Kernel(t)
+	bb := iptest.File(t, "/bin/busybox", "busybox-static")
+	// busybox (static) stands in for the installer.
+	r := parse(t, dir, "kind: boot\nname: osim-installer\nversion: 1\nboot: {installer: "+bb+", kernel: "+k+", modules: [virtio_blk], compression: zstd}\n")
+	res, err := Build(t.Context(), r, Options{Out: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := res.Manifest
+	if m.Kind != api.KindBoot || m.Format != "" || m.Cmdline == "" || m.KernelRelease == "" || len(m.Files) != 2 {
+		t.Fatalf("manifest %+v", m)
+	}
+	for _, f := range m.Files {
+		if sha, _, err := hashFile(filepath.Join(res.Dir, f.Name)); err != nil || sha != f.SHA256 {
+			t.Errorf("%s: %v", f.Name, err)
+		}
+	}
+	if len(m.Inputs) != 2 {
+		t.Errorf("inputs %+v", m.Inputs)
+	}
 }
