@@ -538,10 +538,9 @@ func TestDebianKindAssemblesWhatTheDebianBuilderMade(t *testing.T) {
 			t.Errorf("progress lacks %q: %s", step, prog.String())
 		}
 	}
-	failing := func(context.Context, debian.Options) (debian.Result, error) {
-		return debian.Result{}, debian.ErrNotBuilt
-	}
-	if _, err := Build(t.Context(), r, Options{Out: t.TempDir(), Debian: failing}); !errors.Is(err, debian.ErrNotBuilt) {
+	errMirror := errors.New("debootstrap: mirror unreachable")
+	failing := func(context.Context, debian.Options) (debian.Result, error) { return debian.Result{}, errMirror }
+	if _, err := Build(t.Context(), r, Options{Out: t.TempDir(), Debian: failing}); !errors.Is(err, errMirror) {
 		t.Errorf("a failing debian builder: %v", err)
 	}
 }
