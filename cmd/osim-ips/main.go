@@ -1,6 +1,6 @@
-// Command osim-ips is the Image Prepare System: it builds the osim
-// installer's boot image (boot-image) and the small test OS disk
-// (test-image), and registers boot images at the manager.
+// Command osim-ips is the Image Prepare System: it builds images from
+// recipes (build), the osim installer's boot image (boot-image) and the
+// small test OS disk (test-image), and registers them at the manager.
 package main
 
 import (
@@ -19,7 +19,9 @@ import (
 
 	"osim/controlplane/api"
 	"osim/ips/bootimage"
+	"osim/ips/build"
 	"osim/ips/initramfs"
+	"osim/ips/recipe"
 	"osim/ips/testimage"
 )
 
@@ -29,6 +31,7 @@ var version = "dev"
 const usage = `osim-ips: the osim Image Prepare System
 
 usage:
+  osim-ips build RECIPE.yaml [--out DIR] [--register --manager URL --token T [--insecure]]
   osim-ips boot-image --out DIR [--installer PATH] [--kernel VMLINUZ] [--modules-dir DIR]
                       [--busybox PATH] [--modules LIST] [--compression gzip|zstd] [--nbps]
                       [--register --manager URL --token T --name N --version V [--insecure]]
@@ -52,6 +55,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	log := slog.New(slog.NewTextHandler(stderr, nil)).With("component", "ips")
 	var err error
 	switch args[0] {
+	case "build":
+		err = buildRecipe(ctx, log, args[1:], stdout, stderr)
 	case "boot-image":
 		err = bootImage(ctx, log, args[1:], stdout, stderr)
 	case "test-image":
@@ -130,6 +135,59 @@ func bootImage(ctx context.Context, log *slog.Logger, args []string, stdout, std
 		log.Info("boot image registered", "image", img.ID, "name", img.Name, "version", img.Version)
 	}
 	return printJSON(stdout, m)
+}
+
+// buildRecipe runs one recipe; the recipe's path may come before or
+// after the flags. Stdout: the output folder, then the image id.
+func buildRecipe(ctx context.Context, log *slog.Logger, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("build", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var out, manager, token string
+	var register, insecure bool
+	fs.StringVar(&out, "out", ".", "where the output folder <name>-<version>-<digest> goes")
+	fs.BoolVar(&register, "register", false, "upload the files and register the image at the manager")
+	fs.StringVar(&manager, "manager", os.Getenv("OSIM_SERVER"), "manager URL (env OSIM_SERVER)")
+	fs.StringVar(&token, "token", os.Getenv("OSIM_TOKEN"), "API token (env OSIM_TOKEN)")
+	fs.BoolVar(&insecure, "insecure", false, "skip TLS verification of the manager")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() == 0 {
+		return usageErr(fs, "the recipe file is required")
+	}
+	path := fs.Arg(0)
+	if err := fs.Parse(fs.Args()[1:]); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return usageErr(fs, "one recipe at a time (extra %q)", fs.Arg(0))
+	}
+	if register && manager == "" {
+		return usageErr(fs, "--register needs --manager (or OSIM_SERVER)")
+	}
+	r, err := recipe.Load(path)
+	if err != nil {
+		return err
+	}
+	prog := build.NewProgress(stderr, false)
+	if f, ok := stderr.(*os.File); ok {
+		prog = build.NewProgress(stderr, build.IsTerminal(f))
+	}
+	res, err := build.Build(ctx, r, build.Options{Out: out, Log: log, Progress: prog})
+	if err != nil {
+		return err
+	}
+	fmt.Fprintln(stdout, res.Dir)
+	if !register {
+		return nil
+	}
+	img, err := build.Register(ctx, api.NewClient(manager, token, insecure), res.Dir, prog)
+	if err != nil {
+		return err
+	}
+	log.Info("image registered", "image", img.ID, "name", img.Name, "version", img.Version, "kind", img.Kind, "format", img.Format)
+	fmt.Fprintln(stdout, img.ID)
+	return nil
 }
 
 func testImage(ctx context.Context, log *slog.Logger, args []string, stdout, stderr io.Writer) error {

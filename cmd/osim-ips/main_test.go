@@ -3,11 +3,17 @@ package main
 import (
 	"bytes"
 	"encoding/json"
+	"log/slog"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
+	"osim/controlplane/api"
+	"osim/controlplane/manager"
+	"osim/controlplane/mdb"
 	"osim/ips/bootimage"
 	"osim/ips/kernel"
 )
@@ -60,4 +66,105 @@ func need(t *testing.T, path, pkg string) string {
 	}
 	t.Skipf("%q not readable (Debian package %s): skipped", path, pkg)
 	return ""
+}
+
+// TestBuildNeverShowsASecretAndRegisters builds a disk recipe with a
+// secret parameter, registers it at a real manager, and looks for the
+// secret's default everywhere: stdout, stderr, every output file and the
+// registered image.
+func TestBuildNeverShowsASecretAndRegisters(t *testing.T) {
+	const secret = "S3cret-NEVER-SHOWN-4711"
+	dir := t.TempDir()
+	disk := make([]byte, 1<<20)
+	disk[510], disk[511] = 0x55, 0xAA // an MBR signature
+	if err := os.WriteFile(filepath.Join(dir, "disk.img"), disk, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	y := "kind: disk\nname: sec\nversion: 1\ndisk: {path: disk.img}\nimage:\n  cmdline: 'x={{param \"user\"}}'\n  parameters:\n" +
+		"    - {name: user, default: admin}\n    - {name: password, secret: true, default: " + secret + ", description: the root password}\n"
+	rp := filepath.Join(dir, "sec.yaml")
+	if err := os.WriteFile(rp, []byte(y), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	c, url, tok := startManager(t)
+	out := t.TempDir()
+	var stdout, stderr bytes.Buffer
+	// The recipe may come before the flags.
+	code := run(t.Context(), []string{"build", rp, "--out", out, "--register", "--manager", url, "--token", tok}, &stdout, &stderr)
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, stderr.String())
+	}
+	lines := strings.Fields(stdout.String())
+	if len(lines) != 2 || !strings.HasPrefix(filepath.Base(lines[0]), "sec-1-") {
+		t.Fatalf("stdout %q: want the folder and the image id", stdout.String())
+	}
+	img, err := c.GetImage(t.Context(), lines[1])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if img.Defaults["user"] != "admin" || img.Format != api.FormatDisk {
+		t.Errorf("registered %+v", img)
+	}
+	registered, _ := json.Marshal(img)
+	for what, b := range map[string][]byte{"stdout": stdout.Bytes(), "stderr": stderr.Bytes(), "registered image": registered} {
+		if bytes.Contains(b, []byte(secret)) {
+			t.Errorf("the secret is in %s", what)
+		}
+	}
+	if !strings.Contains(stderr.String(), "parameter=password") {
+		t.Errorf("the log does not name the secret parameter whose default was dropped: %s", stderr.String())
+	}
+	err = filepath.WalkDir(out, func(p string, d os.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		b, err := os.ReadFile(p)
+		if bytes.Contains(b, []byte(secret)) {
+			t.Errorf("the secret is in %s", p)
+		}
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestBuildNamesEveryRecipeMistake(t *testing.T) {
+	rp := filepath.Join(t.TempDir(), "bad.yaml")
+	os.WriteFile(rp, []byte("kind: disk\nname: a b\nversion: 1\ndisk: {path: nowhere.img, format: vhd}\n"), 0o644)
+	var stdout, stderr bytes.Buffer
+	if code := run(t.Context(), []string{"build", "--out", t.TempDir(), rp}, &stdout, &stderr); code != 1 {
+		t.Fatalf("exit %d", code)
+	}
+	for _, key := range []string{"name: ", "disk.path: ", "disk.format: "} {
+		if !strings.Contains(stderr.String(), "\n  "+key) {
+			t.Errorf("stderr lacks %q:\n%s", key, stderr.String())
+		}
+	}
+	for _, args := range [][]string{{"build"}, {"build", rp, rp}, {"build", rp, "--register"}} {
+		if code := run(t.Context(), args, &stdout, &stderr); code != 2 {
+			t.Errorf("%q: exit %d, want 2", args, code)
+		}
+	}
+}
+
+// startManager runs a real manager on a temporary MDB.
+func startManager(t *testing.T) (*api.Client, string, string) {
+	t.Helper()
+	store, err := mdb.Open(t.TempDir(), mdb.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { store.Close() })
+	srv, err := manager.New(manager.Config{Store: store, Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ts := httptest.NewServer(srv.Handler())
+	t.Cleanup(ts.Close)
+	tok, err := manager.NewToken(t.Context(), store, api.TokenRequest{Role: api.RoleOperator, Name: "ips"}, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return api.NewClient(ts.URL, tok.Secret, false), ts.URL, tok.Secret
 }
