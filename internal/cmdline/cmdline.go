@@ -51,6 +51,9 @@ var (
 //	{{.Token}}      the order's status token
 //	{{.StatusURL}}  where the installer POSTs its progress
 //	{{.BaseURL}}    the boot server's HTTP base (may be empty: relative URLs)
+//	{{.AnswerURL}}  an installer image's answer file for the order,
+//	                <base>/answer/<order>?token=<token> (empty when the
+//	                image has none); a vendor installer fetches it
 //	{{.Params.x}}   the image parameter x (missing: empty)
 //	{{param "x"}}   the same, but a missing parameter fails the render
 type Data struct {
@@ -59,11 +62,12 @@ type Data struct {
 	Token     string
 	StatusURL string
 	BaseURL   string
+	AnswerURL string
 	Params    map[string]string
 }
 
 // fields are Data's field names, for the static check.
-var fields = map[string]bool{"MAC": true, "Order": true, "Token": true, "StatusURL": true, "BaseURL": true, "Params": true}
+var fields = map[string]bool{"MAC": true, "Order": true, "Token": true, "StatusURL": true, "BaseURL": true, "AnswerURL": true, "Params": true}
 
 // funcs are the functions a template may call: the comparisons and
 // lookups, whose output is bounded by their inputs. printf (a width of a
@@ -76,7 +80,8 @@ var funcs = map[string]bool{"param": true, "and": true, "or": true, "not": true,
 func Sample(defaults map[string]string) Data {
 	const base = "http://boot-server-01.site.example.net:8080"
 	return Data{MAC: "52:54:00:12:34:56", Order: "o-0123456789abcdef", Token: strings.Repeat("0f", 16),
-		StatusURL: base + "/status/o-0123456789abcdef", BaseURL: base, Params: defaults}
+		StatusURL: base + "/status/o-0123456789abcdef", BaseURL: base,
+		AnswerURL: base + "/answer/o-0123456789abcdef?token=" + strings.Repeat("0f", 16), Params: defaults}
 }
 
 // Check parses text and renders it against Sample(defaults), with every
@@ -111,7 +116,7 @@ func render(text string, d Data, timeout time.Duration, missing func(string) (st
 			return "", err
 		}
 	}
-	for _, f := range []struct{ name, v string }{{"mac", d.MAC}, {"token", d.Token}, {"status URL", d.StatusURL}, {"base URL", d.BaseURL}} {
+	for _, f := range []struct{ name, v string }{{"mac", d.MAC}, {"token", d.Token}, {"status URL", d.StatusURL}, {"base URL", d.BaseURL}, {"answer URL", d.AnswerURL}} {
 		if err := SafeToken(f.name, f.v); err != nil {
 			return "", err
 		}
@@ -287,11 +292,11 @@ func pipeText(p *parse.PipeNode) string {
 	return strings.Join(cmds, " | ")
 }
 
-// checkField accepts .MAC, .Order, .Token, .StatusURL, .BaseURL, .Params
-// and .Params.<name>.
+// checkField accepts .MAC, .Order, .Token, .StatusURL, .BaseURL,
+// .AnswerURL, .Params and .Params.<name>.
 func checkField(at string, ident []string) error {
 	if !fields[ident[0]] {
-		return fmt.Errorf("%s: field .%s does not exist (want MAC, Order, Token, StatusURL, BaseURL or Params)", at, ident[0])
+		return fmt.Errorf("%s: field .%s does not exist (want MAC, Order, Token, StatusURL, BaseURL, AnswerURL or Params)", at, ident[0])
 	}
 	if ident[0] == "Params" && len(ident) > 2 || ident[0] != "Params" && len(ident) > 1 {
 		return fmt.Errorf("%s: field .%s has no field %q", at, strings.Join(ident[:len(ident)-1], "."), ident[len(ident)-1])
