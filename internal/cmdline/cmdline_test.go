@@ -118,3 +118,20 @@ func TestInstallArgsNameEveryKeyAndRefuseARelativeBase(t *testing.T) {
 		t.Errorf("token with a space: %v", err)
 	}
 }
+
+func TestTheAnswerURLWithItsQueryIsOnePlainArgument(t *testing.T) {
+	const text = "auto=true priority=critical url={{.AnswerURL}} console=ttyS0"
+	if err := Check(text, nil); err != nil {
+		t.Fatal(err)
+	}
+	d := Sample(nil)
+	d.AnswerURL = "http://10.77.0.1:8080/answer/o-1?token=0f0f"
+	got, err := Render(text, d, 0)
+	if err != nil || got != "auto=true priority=critical url=http://10.77.0.1:8080/answer/o-1?token=0f0f console=ttyS0" {
+		t.Fatalf("%q %v", got, err)
+	}
+	d.AnswerURL += " injected=1"
+	if _, err := Render(text, d, 0); !errors.Is(err, ErrUnsafeValue) {
+		t.Fatalf("an answer URL with a space: %v", err)
+	}
+}
