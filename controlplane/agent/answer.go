@@ -32,20 +32,6 @@ func answerFile(img api.Image) (api.ImageFile, bool) {
 	return api.ImageFile{}, false
 }
 
-// cmdlineParams are the parameters an installer image's command line
-// sees when the image has an answer file: those that are plain command
-// line words. The others (a password hash with "$", a key with spaces)
-// belong to the answer file and would otherwise fail every boot script.
-func cmdlineParams(p map[string]string) map[string]string {
-	out := make(map[string]string, len(p))
-	for k, v := range p {
-		if cmdline.SafeToken(k, v) == nil {
-			out[k] = v
-		}
-	}
-	return out
-}
-
 // Answer is the httpboot.Answers: the answer file of a live order whose
 // image is an installer image with an answer template, rendered from the
 // staged template with the target's host name, the image's defaults

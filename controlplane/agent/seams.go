@@ -146,9 +146,8 @@ func (l *localView) Script(_ context.Context, mac net.HardwareAddr) (httpboot.Bo
 	b := httpboot.Boot{Cmdline: img.Cmdline, Order: o.ID, Token: o.Token, Params: map[string]string{}}
 	maps.Copy(b.Params, img.Defaults)
 	maps.Copy(b.Params, o.Params)
-	if _, ok := answerFile(img); ok {
-		b.Answer, b.Params = true, cmdlineParams(b.Params) // answer.go
-	}
+	_, b.Answer = answerFile(img) // answer.go: {{.AnswerURL}}
+
 	for _, f := range img.Files {
 		switch f.Role {
 		case api.RoleKernel:

@@ -135,3 +135,25 @@ func TestTheAnswerURLWithItsQueryIsOnePlainArgument(t *testing.T) {
 		t.Fatalf("an answer URL with a space: %v", err)
 	}
 }
+
+func TestOnlyParametersTheTemplateCanPrintAreChecked(t *testing.T) {
+	// An installer image's answer-file parameter (a crypt hash) never
+	// reaches the command line: it does not fail the render.
+	params := map[string]string{"root_password_hash": "$6$salt$hash", "console": "ttyS0"}
+	if err := Check("console={{.Params.console}} url={{.AnswerURL}}", params); err != nil {
+		t.Fatalf("an unprinted parameter failed the check: %v", err)
+	}
+	for _, text := range []string{
+		"x={{.Params.root_password_hash}}",
+		`x={{param "root_password_hash"}}`,
+		`{{index .Params "root_password_hash"}}`,
+		"{{range .Params}}{{.}}{{end}}",
+		"{{with $}}{{.Params.root_password_hash}}{{end}}",
+		"{{$p := .Params}}{{$p.root_password_hash}}",
+		`{{with .Params}}{{.root_password_hash}}{{end}}`,
+	} {
+		if err := Check(text, params); !errors.Is(err, ErrUnsafeValue) {
+			t.Errorf("%s: %v, want ErrUnsafeValue", text, err)
+		}
+	}
+}
