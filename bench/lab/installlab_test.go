@@ -174,6 +174,8 @@ type guest struct {
 	// installed system's marker (a vendor installer that stops at a
 	// question, answerlab_test.go).
 	stopAt string
+	// memMiB is the guest's memory (0: 768 MiB).
+	memMiB int
 	err    error
 }
 
@@ -237,7 +239,11 @@ func (l *installLab) run(ctx context.Context, g *guest, timeout time.Duration) {
 		g.err = err
 		return
 	}
-	args := []string{"timeout", fmt.Sprint(int(timeout.Seconds())), "qemu-system-x86_64", "-accel", "tcg", "-m", "768",
+	mem := 768
+	if g.memMiB > 0 {
+		mem = g.memMiB
+	}
+	args := []string{"timeout", fmt.Sprint(int(timeout.Seconds())), "qemu-system-x86_64", "-accel", "tcg", "-m", fmt.Sprint(mem),
 		"-display", "none", "-serial", "file:" + g.serial,
 		"-netdev", "tap,id=n0,ifname=" + tap + ",script=no,downscript=no",
 		"-drive", "file=" + g.disk + ",format=raw,if=none,id=d0,cache=unsafe",
