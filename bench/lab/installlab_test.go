@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -163,19 +164,30 @@ type guest struct {
 	disk, serial    string
 	marker          string // the installed system's line, once seen
 	elapsed         time.Duration
-	// milestones: when the serial console first showed each of
-	// guestMilestones, from power-on (0: never).
-	milestones [len(guestMilestones)]time.Duration
-	err        error
+	// watch are the serial console texts timed (nil: guestMilestones);
+	// milestones: when the console first showed each, from power-on
+	// (0: never).
+	watch      []string
+	milestones []time.Duration
+	// stopAt, when set, is the console text that ends the run: QEMU is
+	// stopped once it shows, and run expects it instead of the
+	// installed system's marker (a vendor installer that stops at a
+	// question, answerlab_test.go).
+	stopAt string
+	// memMiB is the guest's memory (0: 768 MiB).
+	memMiB int
+	err    error
 }
 
 // guestMilestones split power-on to the installed system: the installer
 // runs, it reboots, the installed system speaks.
 var guestMilestones = [...]string{"osim-installer: mode install", "osim-installer: rebooting", "OSIM-INSTALLED"}
 
-// watchSerial records when each milestone first appears in g's serial
-// log, polling it until stop is closed.
-func watchSerial(g *guest, start time.Time, stop <-chan struct{}) {
+// watchSerial records when each of g.watch first appears in g's serial
+// log, polling it until stop is closed; it calls stopQEMU once the
+// console shows g.stopAt.
+func watchSerial(g *guest, start time.Time, stop <-chan struct{}, stopQEMU func()) {
+	stopped := false
 	for {
 		var done bool
 		select {
@@ -184,10 +196,14 @@ func watchSerial(g *guest, start time.Time, stop <-chan struct{}) {
 		case <-time.After(250 * time.Millisecond):
 		}
 		b, _ := os.ReadFile(g.serial)
-		for i, m := range guestMilestones {
+		for i, m := range g.watch {
 			if g.milestones[i] == 0 && bytes.Contains(b, []byte(m)) {
 				g.milestones[i] = time.Since(start)
 			}
+		}
+		if g.stopAt != "" && !stopped && bytes.Contains(b, []byte(g.stopAt)) {
+			stopped = true
+			stopQEMU()
 		}
 		if done {
 			return
@@ -195,9 +211,14 @@ func watchSerial(g *guest, start time.Time, stop <-chan struct{}) {
 	}
 }
 
-// run boots g until QEMU exits (the installed system powers off) or the
-// timeout, and records the installed system's marker line.
+// run boots g until QEMU exits (the installed system powers off), the
+// console shows g.stopAt, or the timeout, and records the installed
+// system's marker line.
 func (l *installLab) run(ctx context.Context, g *guest, timeout time.Duration) {
+	if g.watch == nil {
+		g.watch = guestMilestones[:]
+	}
+	g.milestones = make([]time.Duration, len(g.watch))
 	g.disk = filepath.Join(l.dir, g.name+".disk")
 	g.serial = filepath.Join(l.dir, g.name+".serial")
 	if err := os.WriteFile(g.disk, nil, 0o644); err != nil {
@@ -218,7 +239,11 @@ func (l *installLab) run(ctx context.Context, g *guest, timeout time.Duration) {
 		g.err = err
 		return
 	}
-	args := []string{"timeout", fmt.Sprint(int(timeout.Seconds())), "qemu-system-x86_64", "-accel", "tcg", "-m", "768",
+	mem := 768
+	if g.memMiB > 0 {
+		mem = g.memMiB
+	}
+	args := []string{"timeout", fmt.Sprint(int(timeout.Seconds())), "qemu-system-x86_64", "-accel", "tcg", "-m", fmt.Sprint(mem),
 		"-display", "none", "-serial", "file:" + g.serial,
 		"-netdev", "tap,id=n0,ifname=" + tap + ",script=no,downscript=no",
 		"-drive", "file=" + g.disk + ",format=raw,if=none,id=d0,cache=unsafe",
@@ -238,13 +263,28 @@ func (l *installLab) run(ctx context.Context, g *guest, timeout time.Duration) {
 			"-fw_cfg", "name=opt/org.tianocore/IPv6PXESupport,string=no", "-fw_cfg", "name=opt/org.tianocore/IPv6Support,string=no")
 	}
 	start := time.Now()
+	var out bytes.Buffer
+	cmd := l.ns.Command(args...)
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Start(); err != nil {
+		g.err = err
+		return
+	}
 	stop, watched := make(chan struct{}), make(chan struct{})
-	go func() { watchSerial(g, start, stop); close(watched) }()
-	out, err := l.ns.Command(args...).CombinedOutput()
+	// ip netns exec execs timeout(1), which passes SIGTERM on to QEMU.
+	go func() { watchSerial(g, start, stop, func() { cmd.Process.Signal(syscall.SIGTERM) }); close(watched) }()
+	err := cmd.Wait()
 	g.elapsed = time.Since(start)
 	close(stop)
 	<-watched
 	serial, _ := os.ReadFile(g.serial)
+	if g.stopAt != "" {
+		if !bytes.Contains(serial, []byte(g.stopAt)) {
+			g.err = fmt.Errorf("%s: the console did not show %q within %v (qemu: %v %s); serial tail:\n%s",
+				g.name, g.stopAt, timeout, err, bytes.TrimSpace(out.Bytes()), tail(strings.ReplaceAll(string(serial), "\r", ""), 3000))
+		}
+		return
+	}
 	for _, line := range strings.Split(string(serial), "\n") {
 		if i := strings.Index(line, "OSIM-INSTALLED"); i >= 0 {
 			g.marker = strings.TrimSpace(line[i:])
@@ -252,7 +292,7 @@ func (l *installLab) run(ctx context.Context, g *guest, timeout time.Duration) {
 	}
 	if g.marker == "" {
 		g.err = fmt.Errorf("%s: no OSIM-INSTALLED marker within %v (qemu: %v %s); serial tail:\n%s",
-			g.name, timeout, err, bytes.TrimSpace(out), tail(strings.ReplaceAll(string(serial), "\r", ""), 3000))
+			g.name, timeout, err, bytes.TrimSpace(out.Bytes()), tail(strings.ReplaceAll(string(serial), "\r", ""), 3000))
 	}
 }
 

@@ -147,6 +147,8 @@ func (l *localView) Script(_ context.Context, mac net.HardwareAddr) (httpboot.Bo
 	maps.Copy(b.Params, img.Defaults)
 	maps.Copy(b.Params, o.Params)
 	dropSecrets(b.Params, o.SecretParams)
+	_, b.Answer = answerFile(img) // answer.go: {{.AnswerURL}}
+
 	for _, f := range img.Files {
 		switch f.Role {
 		case api.RoleKernel:

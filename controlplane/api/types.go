@@ -138,8 +138,11 @@ type ImageFile struct {
 	Name   string `json:"name"`   // file name as served: [A-Za-z0-9._-]+
 	SHA256 string `json:"sha256"` // 64 lower-case hex digits
 	Size   int64  `json:"size"`
-	Role   string `json:"role"`           // kernel, initrd, nbp, disk, other
+	Role   string `json:"role"`           // kernel, initrd, nbp, disk, answer, other
 	Arch   string `json:"arch,omitempty"` // for nbp files
+	// Flavor is the answer-file flavor of a file of role answer
+	// (FlavorPreseed, FlavorKickstart, FlavorAutoinstall); empty otherwise.
+	Flavor string `json:"flavor,omitempty"`
 	// Compression and RawSize describe a disk file (RoleDisk): "", gzip
 	// or zstd, and its size once decompressed (0: unknown).
 	Compression string `json:"compression,omitempty"`

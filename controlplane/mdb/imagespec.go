@@ -53,6 +53,9 @@ func checkImageSpec(spec *api.ImageSpec) error {
 	if err := checkRoles(spec.Kind, format, roles); err != nil {
 		return err
 	}
+	if n := roles[api.RoleAnswer]; n > 1 {
+		return invalidf("files: %d answer files, an installer image has at most one (its template)", n)
+	}
 	if spec.Install != nil {
 		if format != api.FormatDisk {
 			return invalidf("install: only a disk image (format disk) has install settings")
@@ -120,9 +123,12 @@ func checkFiles(files []api.ImageFile, format string) (map[string]int, error) {
 			if !api.ValidArch(f.Arch) {
 				return nil, invalidf("files[%d] %s: nbp needs an arch, not %q", i, f.Name, f.Arch)
 			}
-		case api.RoleKernel, api.RoleInitrd, api.RoleOther, api.RoleDisk:
+		case api.RoleKernel, api.RoleInitrd, api.RoleOther, api.RoleDisk, api.RoleAnswer:
 		default:
-			return nil, invalidf("files[%d] %s: role %q is not kernel, initrd, nbp, disk or other", i, f.Name, f.Role)
+			return nil, invalidf("files[%d] %s: role %q is not kernel, initrd, nbp, disk, answer or other", i, f.Name, f.Role)
+		}
+		if err := checkAnswerFile(i, *f, format); err != nil {
+			return nil, err
 		}
 		if f.Arch != "" && !api.ValidArch(f.Arch) {
 			return nil, invalidf("files[%d] %s: arch %q is not a known arch", i, f.Name, f.Arch)

@@ -42,6 +42,8 @@ type Config struct {
 	Leases Leases
 	// Plans answers GET /install/{order}; nil: the route answers 404.
 	Plans Plans
+	// Answers renders GET /answer/{order}; nil: the route answers 404.
+	Answers Answers
 	// RenderTimeout bounds one command line render; 0 is
 	// cmdline.RenderTimeout (100 ms). Its size is bounded by
 	// cmdline.MaxRenderedBytes (4 KiB).
@@ -63,6 +65,7 @@ type Config struct {
 //	POST /discover/{mac}      an unknown machine's inventory (discover.go)
 //	GET  /install/{order}     the osim installer's install plan (install.go)
 //	POST /firstboot/{order}   a first-boot procedure's result (firstboot.go)
+//	GET  /answer/{order}      a vendor installer's answer file (answer.go)
 type Handler struct {
 	scripts Scripts
 	files   Files
@@ -78,6 +81,7 @@ type Handler struct {
 	targets       OrderTargets
 	leases        Leases
 	plans         Plans
+	answers       Answers
 	fetches       fetches    // who fetched each order's script first
 	refusals      refusalLog // rate limit of the status refusal lines
 	discoveries   Discoveries
@@ -113,7 +117,7 @@ func New(cfg Config) (*Handler, error) {
 	}
 	h := &Handler{scripts: cfg.Scripts, files: cfg.Files, tokens: cfg.Tokens, sink: cfg.Sink,
 		base: strings.TrimSuffix(cfg.BaseURL, "/"), log: cfg.Logger, metrics: cfg.Metrics, clock: clock.Or(cfg.Clock),
-		renderTimeout: cfg.RenderTimeout, targets: cfg.Targets, leases: cfg.Leases, plans: cfg.Plans,
+		renderTimeout: cfg.RenderTimeout, targets: cfg.Targets, leases: cfg.Leases, plans: cfg.Plans, answers: cfg.Answers,
 		refusals: refusalLog{period: time.Second}, discoveries: cfg.Discoveries,
 		discoverLimit: newDiscoverLimiter(cfg.DiscoverLimits), firstboots: cfg.FirstBoots}
 	if h.targets == nil {
@@ -133,6 +137,7 @@ func New(cfg Config) (*Handler, error) {
 	h.mux.HandleFunc("POST /discover/{mac}", h.serveDiscover)
 	h.mux.HandleFunc("GET /install/{order}", h.serveInstall)
 	h.mux.HandleFunc("POST /firstboot/{order}", h.serveFirstBoot)
+	h.mux.HandleFunc("GET /answer/{order}", h.serveAnswer)
 	return h, nil
 }
 
@@ -168,6 +173,8 @@ func routeOf(p string) string {
 		return "install"
 	case strings.HasPrefix(p, "/firstboot/"):
 		return "firstboot"
+	case strings.HasPrefix(p, "/answer/"):
+		return "answer"
 	}
 	return "other"
 }
@@ -225,8 +232,8 @@ func (h *Handler) serveScript(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	base := h.base
-	if b.Install && base == "" {
-		base = requestBase(r) // osim.url must be absolute
+	if (b.Install || b.Answer) && base == "" {
+		base = requestBase(r) // osim.url and the answer URL must be absolute
 	}
 	script, err := renderScript(b, mac, base, platform, h.renderTimeout)
 	if err != nil {

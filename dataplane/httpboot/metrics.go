@@ -20,6 +20,7 @@ type Metrics struct {
 	statusUnbound prometheus.Counter
 	discover      *prometheus.CounterVec
 	installPlans  *prometheus.CounterVec
+	answers       *prometheus.CounterVec
 
 	// The per-request children, by route (and code), made on first use.
 	requestsBy metrics.Children[routeCode, prometheus.Counter]
@@ -69,9 +70,12 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		installPlans: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: sub,
 			Name: "install_plans_total", Help: "Install plan requests, by outcome (served, refused, unknown_order, conflict, invalid, disabled, error)."},
 			[]string{"outcome"}),
+		answers: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: sub,
+			Name: "answers_total", Help: "Answer file requests of vendor installers, by outcome (served, refused, unknown_order, conflict, invalid, disabled, error)."},
+			[]string{"outcome"}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.requests, m.bytes, m.duration, m.renders, m.statusReports, m.statusRefused, m.statusUnbound, m.discover, m.installPlans)
+		reg.MustRegister(m.requests, m.bytes, m.duration, m.renders, m.statusReports, m.statusRefused, m.statusUnbound, m.discover, m.installPlans, m.answers)
 	}
 	return m
 }

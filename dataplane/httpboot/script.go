@@ -26,6 +26,7 @@ var ErrUnsafeValue = cmdline.ErrUnsafeValue
 //	{{.Token}}      the order's status token
 //	{{.StatusURL}}  where the installer POSTs its progress
 //	{{.BaseURL}}    the boot server's HTTP base (may be empty: relative URLs)
+//	{{.AnswerURL}}  the order's answer file, when the Boot has one (answer.go)
 //	{{.Params.x}}   the image parameter x (missing: empty)
 //	{{param "x"}}   the same, but a missing parameter fails the render
 type CmdlineData = cmdline.Data
@@ -112,12 +113,16 @@ func renderScript(b Boot, mac net.HardwareAddr, base, platform string, timeout t
 	if b.Order != "" {
 		statusURL = strings.TrimSuffix(base, "/") + "/status/" + b.Order
 	}
+	answer, err := answerURL(b, base)
+	if err != nil {
+		return nil, fmt.Errorf("httpboot: target %s: %w", mac, err)
+	}
 	// internal/cmdline bounds the render (cmdline.MaxRenderedBytes, timeout)
 	// and checks every value printed, and the line as a whole, is a plain
 	// iPXE argument: the template cannot add a line or a setting expansion.
 	args, err := cmdline.Render(b.Cmdline, CmdlineData{
 		MAC: mac.String(), Order: b.Order, Token: b.Token, StatusURL: statusURL,
-		BaseURL: base, Params: b.Params,
+		BaseURL: base, AnswerURL: answer, Params: b.Params,
 	}, timeout)
 	if err != nil {
 		return nil, fmt.Errorf("httpboot: target %s: %w", mac, err)

@@ -92,7 +92,10 @@ func TestScriptRefusesValuesThatWouldInjectIPXECommands(t *testing.T) {
 		{"backslash escape", func(b *Boot) { b.Params["console"] = `x\` }},
 		{"comment", func(b *Boot) { b.Params["console"] = "x#" }},
 		{"non-ASCII byte", func(b *Boot) { b.Params["console"] = "x\u2028y" }},
-		{"unused parameter still checked", func(b *Boot) { b.Params["unused"] = "a\nb" }},
+		{"parameter reachable through range checked", func(b *Boot) {
+			b.Params["unused"] = "a\nb"
+			b.Cmdline += "{{range .Params}}{{end}}"
+		}},
 		{"expansion in the template text", func(b *Boot) { b.Cmdline += " ${root-path}" }},
 		{"newline in the token", func(b *Boot) { b.Token = "t\nshell" }},
 		{"newline in the order", func(b *Boot) { b.Order = "o\nshell" }},

@@ -46,6 +46,10 @@ type Boot struct {
 	// osim.mode=install osim.url=<absolute base> osim.order osim.token
 	// osim.mac to the rendered Cmdline (internal/cmdline.InstallArgs).
 	Install bool
+	// Answer: the order's image is a vendor installer with an answer
+	// file, served at GET /answer/<Order>?token=<Token> (answer.go) and
+	// named by {{.AnswerURL}} in Cmdline; the script's URLs are absolute.
+	Answer bool
 }
 
 // Scripts decides what a target boots. It is this package's seam to the

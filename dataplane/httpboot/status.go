@@ -183,6 +183,13 @@ func (h *Handler) authorize(w http.ResponseWriter, r *http.Request, order string
 		w.Header().Set("WWW-Authenticate", `Bearer realm="osim"`)
 		return refusal(http.StatusUnauthorized, "no_token", "httpboot: status for order %q: no bearer token", order)
 	}
+	return h.authorizeToken(r, order, token)
+}
+
+// authorizeToken checks token against the live order's (constant time)
+// and binds it to the order's target's addresses: the checks of
+// authorize, for a token that came another way (answer.go's query).
+func (h *Handler) authorizeToken(r *http.Request, order, token string) *httpError {
 	want, err := h.tokens.Token(r.Context(), order)
 	if errors.Is(err, ErrUnknownOrder) {
 		return refusal(http.StatusNotFound, "unknown_order", "httpboot: status for unknown order %q", order)

@@ -154,7 +154,7 @@ func Build(k *Checked, o Options) (n *Node, err error) {
 	hcfg := httpboot.Config{Scripts: scripts, Files: httpFiles, Tokens: tokens,
 		Sink: sink, BaseURL: w.baseURL, Logger: log, Metrics: httpboot.NewMetrics(n.reg)}
 	if n.agent != nil {
-		hcfg.Targets, hcfg.Plans, hcfg.FirstBoots = n.agent, n.agent, n.agent
+		hcfg.Targets, hcfg.Plans, hcfg.FirstBoots, hcfg.Answers = n.agent, n.agent, n.agent, n.agent
 		if w.discovery.image != "" {
 			hcfg.Discoveries, hcfg.DiscoverLimits = n.agent, w.discovery.limits
 			log.Info("discovery", "image", w.discovery.image, "then", w.discovery.then, "interval", w.discovery.discoverInterval().String())

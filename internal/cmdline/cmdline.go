@@ -51,6 +51,9 @@ var (
 //	{{.Token}}      the order's status token
 //	{{.StatusURL}}  where the installer POSTs its progress
 //	{{.BaseURL}}    the boot server's HTTP base (may be empty: relative URLs)
+//	{{.AnswerURL}}  an installer image's answer file for the order,
+//	                <base>/answer/<order>?token=<token> (empty when the
+//	                image has none); a vendor installer fetches it
 //	{{.Params.x}}   the image parameter x (missing: empty)
 //	{{param "x"}}   the same, but a missing parameter fails the render
 type Data struct {
@@ -59,11 +62,12 @@ type Data struct {
 	Token     string
 	StatusURL string
 	BaseURL   string
+	AnswerURL string
 	Params    map[string]string
 }
 
 // fields are Data's field names, for the static check.
-var fields = map[string]bool{"MAC": true, "Order": true, "Token": true, "StatusURL": true, "BaseURL": true, "Params": true}
+var fields = map[string]bool{"MAC": true, "Order": true, "Token": true, "StatusURL": true, "BaseURL": true, "AnswerURL": true, "Params": true}
 
 // funcs are the functions a template may call: the comparisons and
 // lookups, whose output is bounded by their inputs. printf (a width of a
@@ -76,7 +80,8 @@ var funcs = map[string]bool{"param": true, "and": true, "or": true, "not": true,
 func Sample(defaults map[string]string) Data {
 	const base = "http://boot-server-01.site.example.net:8080"
 	return Data{MAC: "52:54:00:12:34:56", Order: "o-0123456789abcdef", Token: strings.Repeat("0f", 16),
-		StatusURL: base + "/status/o-0123456789abcdef", BaseURL: base, Params: defaults}
+		StatusURL: base + "/status/o-0123456789abcdef", BaseURL: base,
+		AnswerURL: base + "/answer/o-0123456789abcdef?token=" + strings.Repeat("0f", 16), Params: defaults}
 }
 
 // Check parses text and renders it against Sample(defaults), with every
@@ -106,17 +111,12 @@ func Render(text string, d Data, timeout time.Duration) (string, error) {
 }
 
 func render(text string, d Data, timeout time.Duration, missing func(string) (string, error)) (string, error) {
-	for k, v := range d.Params {
-		if err := SafeToken("parameter "+k, v); err != nil {
-			return "", err
-		}
-	}
-	for _, f := range []struct{ name, v string }{{"mac", d.MAC}, {"token", d.Token}, {"status URL", d.StatusURL}, {"base URL", d.BaseURL}} {
+	for _, f := range []struct{ name, v string }{{"mac", d.MAC}, {"token", d.Token}, {"status URL", d.StatusURL}, {"base URL", d.BaseURL}, {"answer URL", d.AnswerURL}} {
 		if err := SafeToken(f.name, f.v); err != nil {
 			return "", err
 		}
 	}
-	t, err := Parse(text, func(k string) (string, error) {
+	t, used, err := parseTemplate(text, func(k string) (string, error) {
 		if v, ok := d.Params[k]; ok {
 			return v, nil
 		}
@@ -124,6 +124,17 @@ func render(text string, d Data, timeout time.Duration, missing func(string) (st
 	})
 	if err != nil {
 		return "", err
+	}
+	// Only the parameters the template can print are checked: an
+	// installer image's answer-file parameters (a password hash with
+	// "$") never reach the command line.
+	for k, v := range d.Params {
+		if !used.all && !used.names[k] {
+			continue
+		}
+		if err := SafeToken("parameter "+k, v); err != nil {
+			return "", err
+		}
 	}
 	out, err := execute(t, d, timeout)
 	if err != nil {
@@ -139,31 +150,46 @@ func render(text string, d Data, timeout time.Duration, missing func(string) (st
 // Parse parses text with param as the "param" function and refuses what
 // could run unbounded or fail every boot (see ErrTemplate).
 func Parse(text string, param func(string) (string, error)) (*template.Template, error) {
+	t, _, err := parseTemplate(text, param)
+	return t, err
+}
+
+// paramUse is which parameters a template can print: names, or all
+// (.Params or $ used whole, param with a computed name).
+type paramUse struct {
+	all   bool
+	names map[string]bool
+}
+
+func parseTemplate(text string, param func(string) (string, error)) (*template.Template, *paramUse, error) {
+	used := &paramUse{names: map[string]bool{}}
 	if len(text) > MaxTemplateBytes {
-		return nil, fmt.Errorf("%w: template of %d bytes, at most %d", ErrTooLarge, len(text), MaxTemplateBytes)
+		return nil, nil, fmt.Errorf("%w: template of %d bytes, at most %d", ErrTooLarge, len(text), MaxTemplateBytes)
 	}
 	t, err := template.New("cmdline").Option("missingkey=zero").Funcs(template.FuncMap{"param": param}).Parse(text)
 	if err != nil {
-		return nil, fmt.Errorf("%w: %w", ErrTemplate, err)
+		return nil, nil, fmt.Errorf("%w: %w", ErrTemplate, err)
 	}
 	if len(t.Templates()) > 1 {
-		return nil, fmt.Errorf("%w: define and block are not allowed", ErrTemplate)
+		return nil, nil, fmt.Errorf("%w: define and block are not allowed", ErrTemplate)
 	}
 	if t.Tree == nil || t.Root == nil {
-		return t, nil
+		return t, used, nil
 	}
-	if err := (&walker{tree: t.Tree}).node(t.Root); err != nil {
-		return nil, fmt.Errorf("%w: %w", ErrTemplate, err)
+	if err := (&walker{tree: t.Tree, used: used}).node(t.Root); err != nil {
+		return nil, nil, fmt.Errorf("%w: %w", ErrTemplate, err)
 	}
-	return t, nil
+	return t, used, nil
 }
 
 // walker checks a parse tree. dotChanged is set inside with and range,
 // where "." is no longer Data and fields cannot be checked statically.
+// used collects the parameters the template can reach.
 type walker struct {
 	tree       *parse.Tree
 	inRange    bool
 	dotChanged bool
+	used       *paramUse
 }
 
 // at names where n is in the template: "cmdline:1:12".
@@ -198,6 +224,7 @@ func (w *walker) node(n parse.Node) error {
 	case *parse.PipeNode:
 		return w.pipe(n)
 	case *parse.CommandNode:
+		w.paramCall(n)
 		for _, a := range n.Args {
 			if err := w.node(a); err != nil {
 				return err
@@ -210,15 +237,52 @@ func (w *walker) node(n parse.Node) error {
 			return fmt.Errorf("%s: function %q is not allowed", w.at(n), n.Ident)
 		}
 	case *parse.FieldNode:
+		w.paramField(n.Ident)
 		if !w.dotChanged {
 			return checkField(w.at(n), n.Ident)
 		}
 	case *parse.VariableNode:
+		if n.Ident[0] == "$" {
+			w.paramField(n.Ident[1:])
+		} else {
+			w.used.all = true // a variable may hold .Params
+		}
 		if n.Ident[0] == "$" && len(n.Ident) > 1 {
 			return checkField(w.at(n), n.Ident[1:])
 		}
+	case *parse.DotNode:
+		w.used.all = true // "." may be Data (at the top, or with $)
 	}
 	return nil
+}
+
+// paramField notes the parameter a field path reaches: .Params.x is x;
+// .Params, or nothing at all (the whole Data through $), is every one.
+func (w *walker) paramField(ident []string) {
+	switch {
+	case len(ident) == 0 || ident[0] == "Params" && len(ident) == 1:
+		w.used.all = true
+	case ident[0] == "Params":
+		w.used.names[ident[1]] = true
+	}
+}
+
+// paramCall notes {{param "x"}}: x, or every parameter when the name is
+// computed.
+func (w *walker) paramCall(n *parse.CommandNode) {
+	if len(n.Args) == 0 {
+		return
+	}
+	if id, ok := n.Args[0].(*parse.IdentifierNode); !ok || id.Ident != "param" {
+		return
+	}
+	if len(n.Args) == 2 {
+		if s, ok := n.Args[1].(*parse.StringNode); ok {
+			w.used.names[s.Text] = true
+			return
+		}
+	}
+	w.used.all = true
 }
 
 func (w *walker) pipe(p *parse.PipeNode) error {
@@ -256,7 +320,8 @@ func (w *walker) rangeNode(n *parse.RangeNode) error {
 	if !rangesOverParams(n.Pipe, w.dotChanged) {
 		return fmt.Errorf("%s: range over %s: only {{range .Params}} is allowed", w.at(n), pipeText(n.Pipe))
 	}
-	inner := walker{tree: w.tree, inRange: true, dotChanged: true}
+	w.used.all = true // the body sees every parameter
+	inner := walker{tree: w.tree, inRange: true, dotChanged: true, used: w.used}
 	if err := inner.node(n.List); err != nil {
 		return err
 	}
@@ -287,11 +352,11 @@ func pipeText(p *parse.PipeNode) string {
 	return strings.Join(cmds, " | ")
 }
 
-// checkField accepts .MAC, .Order, .Token, .StatusURL, .BaseURL, .Params
-// and .Params.<name>.
+// checkField accepts .MAC, .Order, .Token, .StatusURL, .BaseURL,
+// .AnswerURL, .Params and .Params.<name>.
 func checkField(at string, ident []string) error {
 	if !fields[ident[0]] {
-		return fmt.Errorf("%s: field .%s does not exist (want MAC, Order, Token, StatusURL, BaseURL or Params)", at, ident[0])
+		return fmt.Errorf("%s: field .%s does not exist (want MAC, Order, Token, StatusURL, BaseURL, AnswerURL or Params)", at, ident[0])
 	}
 	if ident[0] == "Params" && len(ident) > 2 || ident[0] != "Params" && len(ident) > 1 {
 		return fmt.Errorf("%s: field .%s has no field %q", at, strings.Join(ident[:len(ident)-1], "."), ident[len(ident)-1])

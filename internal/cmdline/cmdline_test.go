@@ -118,3 +118,42 @@ func TestInstallArgsNameEveryKeyAndRefuseARelativeBase(t *testing.T) {
 		t.Errorf("token with a space: %v", err)
 	}
 }
+
+func TestTheAnswerURLWithItsQueryIsOnePlainArgument(t *testing.T) {
+	const text = "auto=true priority=critical url={{.AnswerURL}} console=ttyS0"
+	if err := Check(text, nil); err != nil {
+		t.Fatal(err)
+	}
+	d := Sample(nil)
+	d.AnswerURL = "http://10.77.0.1:8080/answer/o-1?token=0f0f"
+	got, err := Render(text, d, 0)
+	if err != nil || got != "auto=true priority=critical url=http://10.77.0.1:8080/answer/o-1?token=0f0f console=ttyS0" {
+		t.Fatalf("%q %v", got, err)
+	}
+	d.AnswerURL += " injected=1"
+	if _, err := Render(text, d, 0); !errors.Is(err, ErrUnsafeValue) {
+		t.Fatalf("an answer URL with a space: %v", err)
+	}
+}
+
+func TestOnlyParametersTheTemplateCanPrintAreChecked(t *testing.T) {
+	// An installer image's answer-file parameter (a crypt hash) never
+	// reaches the command line: it does not fail the render.
+	params := map[string]string{"root_password_hash": "$6$salt$hash", "console": "ttyS0"}
+	if err := Check("console={{.Params.console}} url={{.AnswerURL}}", params); err != nil {
+		t.Fatalf("an unprinted parameter failed the check: %v", err)
+	}
+	for _, text := range []string{
+		"x={{.Params.root_password_hash}}",
+		`x={{param "root_password_hash"}}`,
+		`{{index .Params "root_password_hash"}}`,
+		"{{range .Params}}{{.}}{{end}}",
+		"{{with $}}{{.Params.root_password_hash}}{{end}}",
+		"{{$p := .Params}}{{$p.root_password_hash}}",
+		`{{with .Params}}{{.root_password_hash}}{{end}}`,
+	} {
+		if err := Check(text, params); !errors.Is(err, ErrUnsafeValue) {
+			t.Errorf("%s: %v, want ErrUnsafeValue", text, err)
+		}
+	}
+}
