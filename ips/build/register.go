@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 
 	"osim/controlplane/api"
+	"osim/ips/recipe"
 )
 
 // Register uploads every file of the output folder dir (as its manifest
@@ -38,10 +39,17 @@ func Spec(m Manifest) api.ImageSpec {
 	return api.ImageSpec{
 		Name: m.Name, Version: m.Version, Kind: m.Kind, Format: m.Format, Install: m.Install,
 		Files: m.Files, Cmdline: m.Cmdline, Defaults: m.Defaults, Procedures: m.Procedures,
-		// With api.ImageSpec.Parameters (the typed parameters), add:
-		// Parameters: apiParameters(m.Parameters), where recipe.Parameter
-		// converts to api.Parameter field for field.
+		Parameters: apiParameters(m.Parameters),
 	}
+}
+
+// apiParameters converts the recipe's typed parameters, field for field.
+func apiParameters(ps []recipe.Parameter) []api.Parameter {
+	var out []api.Parameter
+	for _, p := range ps {
+		out = append(out, api.Parameter(p))
+	}
+	return out
 }
 
 func upload(ctx context.Context, c *api.Client, path string, f api.ImageFile, p *Progress) error {
