@@ -21,7 +21,7 @@ func bzImage(t *testing.T, v string) string {
 }
 
 func TestReleaseComesFromTheBootHeader(t *testing.T) {
-	p := bzImage(t, "6.1.0-57-amd64 (debian-kernel@lists.debian.org) #1 SMP")
+	p := bzImage(t, "6.1.0-57-amd64 (debian-kernel@lists.example) #1 SMP")
 	if r, err := Release(p); err != nil || r != "6.1.0-57-amd64" {
 		t.Errorf("Release = %q, %v", r, err)
 	}
