@@ -59,6 +59,10 @@ func TestDebianInstallerFetchesItsPreseedFromTheBootServer(t *testing.T) {
 	ctx, cancel := context.WithTimeout(t.Context(), 15*time.Minute)
 	defer cancel()
 	l := newInstallLab(t, buildLabBinaries(t))
+	// With no name server from DHCP, d-i asks for one (a critical
+	// question); a site's DHCP names one. Nothing answers on it here:
+	// the mirror is an address, d-i's reverse lookups fail at once.
+	l.dns = labAddr
 	c := l.startManagerAndBootd(ctx)
 	img := l.registerDebianInstaller(ctx, c)
 

@@ -36,6 +36,9 @@ type installLab struct {
 	http  *http.Client // dials inside the namespace
 	mu    sync.Mutex
 	procs []labProc
+	// dns, when set before startManagerAndBootd, is the DHCP pool's name
+	// server (option 6): debian-installer asks for one when DHCP gives none.
+	dns string
 }
 
 // labProc is a started process and the channel closed when Wait returned.
@@ -513,17 +516,21 @@ func (l *installLab) startManagerAndBootd(ctx context.Context) *api.Client {
 	if err := os.WriteFile(joinFile, []byte(join.Secret), 0o600); err != nil {
 		t.Fatal(err)
 	}
+	dns := ""
+	if l.dns != "" {
+		dns = ", dns: [" + l.dns + "]"
+	}
 	cfg := fmt.Sprintf(`address: %s
 metrics_listen: 127.0.0.1:9169
 data_dir: %s
 dhcp:
   mode: full
-  pools: [{network: 10.77.0.0/24, start: 10.77.0.100, end: 10.77.0.200, router: 10.77.0.1, lease_time: 1h}]
+  pools: [{network: 10.77.0.0/24, start: 10.77.0.100, end: 10.77.0.200, router: 10.77.0.1, lease_time: 1h%s}]
 tftp: {root: %s}
 http: {listen: "%s"}
 boot: {arches: [bios, efi-x64], boot_files: {bios: undionly.kpxe, efi-x64: snponly.efi}, unknown: ignore}
 manager: {url: "%s", join_token_file: %s, name: lab-bootd, site: %s}
-`, labAddr, filepath.Join(l.dir, "bootd"), tftpRoot, bootdHTTP, managerURL, joinFile, labSite)
+`, labAddr, filepath.Join(l.dir, "bootd"), dns, tftpRoot, bootdHTTP, managerURL, joinFile, labSite)
 	cfgPath := filepath.Join(l.dir, "bootd.yaml")
 	if err := os.WriteFile(cfgPath, []byte(cfg), 0o644); err != nil {
 		t.Fatal(err)
