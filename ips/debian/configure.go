@@ -13,7 +13,8 @@ import (
 // osimCloudCfg makes cloud-init read the NoCloud seed the osim installer
 // writes (/var/lib/cloud/seed/nocloud/{meta-data,user-data}) and nothing
 // else: no network datasource is probed, so no boot waits on one. Root
-// takes the order's SSH keys (no default user); the network is
+// takes the order's SSH keys (no default user); the host name is the
+// MDB's whole name (an FQDN stays one); the network is
 // systemd-networkd's (below), not cloud-init's.
 const osimCloudCfg = `# osim: the NoCloud seed only (written by the osim installer)
 datasource_list: [ NoCloud, None ]
@@ -24,6 +25,7 @@ ssh_pwauth: false
 ssh_deletekeys: true
 ssh_genkeytypes: [rsa, ecdsa, ed25519]
 preserve_hostname: false
+prefer_fqdn_over_hostname: true
 resize_rootfs: true
 growpart: {mode: auto, devices: ["/"]}
 `
