@@ -181,6 +181,9 @@ func (l *installLab) reimageToSSH(ctx context.Context, g *guest, key string, tim
 		if err == nil {
 			r.ssh = time.Since(start)
 			r.hostname = strings.TrimSpace(string(out))
+			// multi-user comes after cloud-init's last stage, which may
+			// still run when SSH already answers
+			waitSerial(g.serial, debianMarks[3], 5*time.Minute, exited)
 			stop()
 			if err := <-exited; err != nil {
 				r.err = err
@@ -192,6 +195,25 @@ func (l *installLab) reimageToSSH(ctx context.Context, g *guest, key string, tim
 			stop()
 			<-exited
 			return sshResult{err: fmt.Errorf("no SSH login within %v (last: %s)", timeout, last)}
+		}
+	}
+}
+
+// waitSerial polls the serial log (colours stripped) until it holds
+// mark, the limit passes or the guest exits (exited is then left for the
+// caller: a value read here is put back).
+func waitSerial(serial, mark string, limit time.Duration, exited chan error) {
+	deadline := time.Now().Add(limit)
+	for time.Now().Before(deadline) {
+		b, _ := os.ReadFile(serial)
+		if strings.Contains(ansiColour.ReplaceAllString(string(b), ""), mark) {
+			return
+		}
+		select {
+		case err := <-exited:
+			exited <- err
+			return
+		case <-time.After(2 * time.Second):
 		}
 	}
 }
