@@ -2,7 +2,7 @@
 GO      ?= go
 BIN     := bin
 
-.PHONY: all build test test-short vet fmt bench-tftp bench-sync run clean fuzz bench-xdp generate bench-mass bench-mass-smoke bench-mass-image bench-dhcp bench-blobs
+.PHONY: lab-reimage all build test test-short vet fmt bench-tftp bench-sync run clean fuzz bench-xdp generate bench-mass bench-mass-smoke bench-mass-image bench-dhcp bench-blobs
 
 all: build
 
@@ -126,3 +126,12 @@ bench-dhcp:
 	$(GO) build -o $(BIN)/osim-dhcpbench ./bench/cmd/osim-dhcpbench
 	$(GO) build -o $(BIN)/osim-bootd ./cmd/osim-bootd
 	$(BIN)/osim-dhcpbench -bootd $(BIN)/osim-bootd -out $(BIN)/bench-dhcp.md $(BENCH_ARGS)
+
+# Issue 14's proof, as root (about 15-20 min, QEMU under TCG): builds a
+# Debian 12 image with ips/debian (debootstrap from the archive of this
+# machine's apt configuration; packages cached in OSIM_IPS_CACHE, default
+# /var/tmp/osim-ips-cache) and ips/diskimage, registers it, reimages a
+# BIOS and a UEFI guest through osim-manager + osim-bootd with the osim
+# installer, and logs in to each over SSH with the key of the order.
+lab-reimage:
+	OSIM_LAB_FULL=1 flock /tmp/osim-bench.lock $(GO) test -count=1 -timeout 70m -v -run '^TestDebianImageReimagesAndBootsToSSH$$' ./bench/lab

@@ -67,10 +67,10 @@ func TestDebianInstallerFetchesItsPreseedFromTheBootServer(t *testing.T) {
 	img := l.registerDebianInstaller(ctx, c)
 
 	g := &guest{name: "di", arch: "bios", mac: "52:54:00:77:02:01", diskSize: 2 << 30,
-		watch: []string{"Linux version", "Bad archive mirror"},
+		marks: []string{"Linux version", "Bad archive mirror"},
 		// Under about 1 GiB debian-installer 12 enters its low memory
 		// mode and stops to say so, before the preseed is read.
-		stopAt: "Bad archive mirror", memMiB: 1536}
+		stopAt: "Bad archive mirror", mem: 1536}
 	tg, err := c.CreateTarget(ctx, api.TargetSpec{Hostname: "lab-di", MACs: []string{g.mac}, Arch: g.arch, Site: labSite})
 	if err != nil {
 		t.Fatal(err)

@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"sync"
 	"syscall"
@@ -19,6 +20,7 @@ import (
 	"osim/internal/pxeclient"
 	"osim/internal/testlab"
 	"osim/ips/bootimage"
+	"osim/ips/diskimage"
 	"osim/ips/gpt"
 	"osim/ips/testimage"
 )
@@ -164,21 +166,21 @@ func (l *installLab) waitHTTP(ctx context.Context, url, who string) {
 type guest struct {
 	name, arch, mac string
 	diskSize        int64
+	mem             int    // MiB; 0: 768
+	address         string // the target's reserved address, if any
 	disk, serial    string
 	marker          string // the installed system's line, once seen
 	elapsed         time.Duration
-	// watch are the serial console texts timed (nil: guestMilestones);
-	// milestones: when the console first showed each, from power-on
-	// (0: never).
-	watch      []string
+	// marks are the serial console's lines to time (default
+	// guestMilestones); milestones: when each first showed, from
+	// power-on (0: never). Read them after boot returned.
+	marks      []string
 	milestones []time.Duration
 	// stopAt, when set, is the console text that ends the run: QEMU is
 	// stopped once it shows, and run expects it instead of the
 	// installed system's marker (a vendor installer that stops at a
 	// question, answerlab_test.go).
 	stopAt string
-	// memMiB is the guest's memory (0: 768 MiB).
-	memMiB int
 	err    error
 }
 
@@ -186,7 +188,9 @@ type guest struct {
 // runs, it reboots, the installed system speaks.
 var guestMilestones = [...]string{"osim-installer: mode install", "osim-installer: rebooting", "OSIM-INSTALLED"}
 
-// watchSerial records when each of g.watch first appears in g's serial
+var ansiColour = regexp.MustCompile("\x1b\\[[0-9;]*m")
+
+// watchSerial records when each of g.marks first appears in g's serial
 // log, polling it until stop is closed; it calls stopQEMU once the
 // console shows g.stopAt.
 func watchSerial(g *guest, start time.Time, stop <-chan struct{}, stopQEMU func()) {
@@ -199,8 +203,9 @@ func watchSerial(g *guest, start time.Time, stop <-chan struct{}, stopQEMU func(
 		case <-time.After(250 * time.Millisecond):
 		}
 		b, _ := os.ReadFile(g.serial)
-		for i, m := range g.watch {
-			if g.milestones[i] == 0 && bytes.Contains(b, []byte(m)) {
+		text := ansiColour.ReplaceAllString(string(b), "") // systemd colours unit names
+		for i, m := range g.marks {
+			if g.milestones[i] == 0 && strings.Contains(text, m) {
 				g.milestones[i] = time.Since(start)
 			}
 		}
@@ -218,33 +223,61 @@ func watchSerial(g *guest, start time.Time, stop <-chan struct{}, stopQEMU func(
 // console shows g.stopAt, or the timeout, and records the installed
 // system's marker line.
 func (l *installLab) run(ctx context.Context, g *guest, timeout time.Duration) {
-	if g.watch == nil {
-		g.watch = guestMilestones[:]
+	out, err := l.boot(ctx, g, timeout)
+	if g.err != nil {
+		return
 	}
-	g.milestones = make([]time.Duration, len(g.watch))
+	serial, _ := os.ReadFile(g.serial)
+	if g.stopAt != "" {
+		if !bytes.Contains(serial, []byte(g.stopAt)) {
+			g.err = fmt.Errorf("%s: the console did not show %q within %v (qemu: %v %s); serial tail:\n%s",
+				g.name, g.stopAt, timeout, err, bytes.TrimSpace(out), tail(strings.ReplaceAll(string(serial), "\r", ""), 3000))
+		}
+		return
+	}
+	for _, line := range strings.Split(string(serial), "\n") {
+		if i := strings.Index(line, "OSIM-INSTALLED"); i >= 0 {
+			g.marker = strings.TrimSpace(line[i:])
+		}
+	}
+	if g.marker == "" {
+		g.err = fmt.Errorf("%s: no OSIM-INSTALLED marker within %v (qemu: %v %s); serial tail:\n%s",
+			g.name, timeout, err, bytes.TrimSpace(out), tail(strings.ReplaceAll(string(serial), "\r", ""), 3000))
+	}
+}
+
+// boot runs g's QEMU (an empty sparse disk of g.diskSize, the boot order
+// network then disk) until it exits, the timeout passes or ctx is
+// cancelled (QEMU is then stopped), timing g.marks on its serial
+// console. It answers QEMU's output and exit; setup failures go to g.err.
+func (l *installLab) boot(ctx context.Context, g *guest, timeout time.Duration) ([]byte, error) {
+	if g.marks == nil {
+		g.marks = guestMilestones[:]
+	}
+	g.milestones = make([]time.Duration, len(g.marks))
+	mem := g.mem
+	if mem == 0 {
+		mem = 768
+	}
 	g.disk = filepath.Join(l.dir, g.name+".disk")
 	g.serial = filepath.Join(l.dir, g.name+".serial")
 	if err := os.WriteFile(g.disk, nil, 0o644); err != nil {
 		g.err = err
-		return
+		return nil, err
 	}
 	if err := os.Truncate(g.disk, g.diskSize); err != nil {
 		g.err = err
-		return
+		return nil, err
 	}
 	tap := "tap-" + g.name
 	if err := testlab.IP(ctx, "-n", l.ns.Name, "tuntap", "add", "dev", tap, "mode", "tap"); err != nil {
 		g.err = err
-		return
+		return nil, err
 	}
 	defer testlab.IP(context.Background(), "-n", l.ns.Name, "link", "del", tap)
 	if err := testlab.IP(ctx, "-n", l.ns.Name, "link", "set", tap, "master", "br0", "up"); err != nil {
 		g.err = err
-		return
-	}
-	mem := 768
-	if g.memMiB > 0 {
-		mem = g.memMiB
+		return nil, err
 	}
 	args := []string{"timeout", fmt.Sprint(int(timeout.Seconds())), "qemu-system-x86_64", "-accel", "tcg", "-m", fmt.Sprint(mem),
 		"-display", "none", "-serial", "file:" + g.serial,
@@ -266,37 +299,31 @@ func (l *installLab) run(ctx context.Context, g *guest, timeout time.Duration) {
 			"-fw_cfg", "name=opt/org.tianocore/IPv6PXESupport,string=no", "-fw_cfg", "name=opt/org.tianocore/IPv6Support,string=no")
 	}
 	start := time.Now()
-	var out bytes.Buffer
 	cmd := l.ns.Command(args...)
-	cmd.Stdout, cmd.Stderr = &out, &out
-	if err := cmd.Start(); err != nil {
-		g.err = err
-		return
-	}
+	var buf bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &buf, &buf
 	stop, watched := make(chan struct{}), make(chan struct{})
-	// ip netns exec execs timeout(1), which passes SIGTERM on to QEMU.
-	go func() { watchSerial(g, start, stop, func() { cmd.Process.Signal(syscall.SIGTERM) }); close(watched) }()
-	err := cmd.Wait()
+	err := cmd.Start()
+	if err != nil {
+		close(watched)
+	} else {
+		// ip netns exec execs timeout(1), which passes SIGTERM on to QEMU.
+		go func() { watchSerial(g, start, stop, func() { cmd.Process.Signal(syscall.SIGTERM) }); close(watched) }()
+		exited := make(chan struct{})
+		go func() {
+			select {
+			case <-ctx.Done():
+				cmd.Process.Signal(syscall.SIGTERM)
+			case <-exited:
+			}
+		}()
+		err = cmd.Wait()
+		close(exited)
+	}
 	g.elapsed = time.Since(start)
 	close(stop)
 	<-watched
-	serial, _ := os.ReadFile(g.serial)
-	if g.stopAt != "" {
-		if !bytes.Contains(serial, []byte(g.stopAt)) {
-			g.err = fmt.Errorf("%s: the console did not show %q within %v (qemu: %v %s); serial tail:\n%s",
-				g.name, g.stopAt, timeout, err, bytes.TrimSpace(out.Bytes()), tail(strings.ReplaceAll(string(serial), "\r", ""), 3000))
-		}
-		return
-	}
-	for _, line := range strings.Split(string(serial), "\n") {
-		if i := strings.Index(line, "OSIM-INSTALLED"); i >= 0 {
-			g.marker = strings.TrimSpace(line[i:])
-		}
-	}
-	if g.marker == "" {
-		g.err = fmt.Errorf("%s: no OSIM-INSTALLED marker within %v (qemu: %v %s); serial tail:\n%s",
-			g.name, timeout, err, bytes.TrimSpace(out.Bytes()), tail(strings.ReplaceAll(string(serial), "\r", ""), 3000))
-	}
+	return buf.Bytes(), err
 }
 
 // TestRealFirmwareInstallsADiskImageAndBootsIt is issue 13's proof: a
@@ -332,31 +359,13 @@ func TestRealFirmwareInstallsADiskImageAndBootsIt(t *testing.T) {
 	l := newInstallLab(t, bin)
 	c := l.startManagerAndBootd(ctx)
 
-	bootImg, osImg, rawImage := l.buildAndRegisterImages(ctx, c)
-	if _, err := c.PutSite(ctx, labSite, api.Site{DefaultBootImage: bootImg.ID}); err != nil {
-		t.Fatalf("site default boot image: %v", err)
-	}
+	_, osImg, rawImage := l.buildAndRegisterImages(ctx, c)
 	guests := []*guest{
 		{name: "bios", arch: "bios", mac: "52:54:00:77:01:01", diskSize: 512 << 20},
 		{name: "uefi", arch: "efi-x64", mac: "52:54:00:77:01:02", diskSize: 640 << 20},
 	}
-	for _, g := range guests {
-		if _, err := c.CreateTarget(ctx, api.TargetSpec{Hostname: "lab-" + g.name + ".example.test", MACs: []string{g.mac},
-			Arch: g.arch, Site: labSite, Labels: map[string]string{"lab": "install"}}); err != nil {
-			t.Fatal(err)
-		}
-	}
 	const sshKey = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOsimLabKeyForTheInstallTest osim@lab"
-	orders, err := c.CreateOrders(ctx, api.OrderRequest{Selector: "lab=install", Image: osImg.ID, All: true,
-		Params: map[string]string{"ssh_authorized_keys": sshKey}})
-	if err != nil {
-		t.Fatalf("mass order: %v", err)
-	}
-	ids := make([]string, len(orders))
-	for i, o := range orders {
-		ids[i] = o.ID
-	}
-	waitState(ctx, t, c, ids, api.OrderStaged)
+	orders, ids := orderGuests(ctx, t, c, guests, osImg, map[string]string{"ssh_authorized_keys": sshKey})
 
 	progress := map[string]int{}
 	watchCtx, stopWatch := context.WithCancel(ctx)
@@ -378,7 +387,7 @@ func TestRealFirmwareInstallsADiskImageAndBootsIt(t *testing.T) {
 		t.Logf("%s: power-on to the installed system's marker in %v (installer started at %v, rebooted at %v, marker at %v): %s",
 			g.name, g.elapsed.Round(time.Second), g.milestones[0].Round(time.Second), g.milestones[1].Round(time.Second),
 			g.milestones[2].Round(time.Second), g.marker)
-		want := fmt.Sprintf("hostname=lab-%s.example.test", g.name)
+		want := "hostname=" + guestHostname(g)
 		if !strings.Contains(g.marker, want) || !strings.Contains(g.marker, "AAAAC3NzaC1lZDI1NTE5AAAAIOsimLabKeyForTheInstallTest") {
 			t.Errorf("%s: marker %q lacks %q or the order's SSH key", g.name, g.marker, want)
 		}
@@ -429,6 +438,32 @@ func buildLabBinaries(t *testing.T) string {
 		t.Fatalf("build osim-installer: %v\n%s", err, out)
 	}
 	return bin
+}
+
+// guestHostname is the MDB's hostname of g.
+func guestHostname(g *guest) string { return "lab-" + g.name + ".example.test" }
+
+// orderGuests creates a target per guest (label lab=install) and one
+// mass order of img for them with params, and waits until every order
+// is staged.
+func orderGuests(ctx context.Context, t *testing.T, c *api.Client, guests []*guest, img api.Image, params map[string]string) ([]api.Order, []string) {
+	t.Helper()
+	for _, g := range guests {
+		if _, err := c.CreateTarget(ctx, api.TargetSpec{Hostname: guestHostname(g), MACs: []string{g.mac},
+			Arch: g.arch, Site: labSite, Address: g.address, Labels: map[string]string{"lab": "install"}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	orders, err := c.CreateOrders(ctx, api.OrderRequest{Selector: "lab=install", Image: img.ID, All: true, Params: params})
+	if err != nil {
+		t.Fatalf("mass order: %v", err)
+	}
+	ids := make([]string, len(orders))
+	for i, o := range orders {
+		ids[i] = o.ID
+	}
+	waitState(ctx, t, c, ids, api.OrderStaged)
+	return orders, ids
 }
 
 // waitState waits until every order is in state (or past it).
@@ -558,6 +593,19 @@ manager: {url: "%s", join_token_file: %s, name: lab-bootd, site: %s}
 func (l *installLab) buildAndRegisterImages(ctx context.Context, c *api.Client) (boot, osImg api.Image, raw string) {
 	t := l.t
 	t.Helper()
+	boot = l.buildAndRegisterBootImage(ctx, c)
+	res, err := testimage.Build(ctx, testimage.Options{Out: filepath.Join(l.dir, "os-image")})
+	if err != nil {
+		t.Fatalf("test OS image: %v", err)
+	}
+	return boot, l.registerDiskImage(ctx, c, "osim-test", res.Disk), res.Disk.Raw.Path
+}
+
+// buildAndRegisterBootImage builds the osim installer's boot image and
+// makes it the lab site's default.
+func (l *installLab) buildAndRegisterBootImage(ctx context.Context, c *api.Client) api.Image {
+	t := l.t
+	t.Helper()
 	bootDir := filepath.Join(l.dir, "boot-image")
 	if _, err := bootimage.Build(ctx, bootimage.Options{Out: bootDir, Installer: filepath.Join(l.bin, "osim-installer")}); err != nil {
 		t.Fatalf("boot image: %v", err)
@@ -566,13 +614,20 @@ func (l *installLab) buildAndRegisterImages(ctx context.Context, c *api.Client) 
 	if err != nil {
 		t.Fatal(err)
 	}
-	res, err := testimage.Build(ctx, testimage.Options{Out: filepath.Join(l.dir, "os-image")})
-	if err != nil {
-		t.Fatalf("test OS image: %v", err)
+	if _, err := c.PutSite(ctx, labSite, api.Site{DefaultBootImage: boot.ID}); err != nil {
+		t.Fatalf("site default boot image: %v", err)
 	}
-	z := res.Disk.Compressed
+	return boot
+}
+
+// registerDiskImage uploads a disk image's zstd copy and registers it as
+// an OS image (format disk) that grows its last partition to the disk.
+func (l *installLab) registerDiskImage(ctx context.Context, c *api.Client, name string, d diskimage.Result) api.Image {
+	t := l.t
+	t.Helper()
+	z := d.Compressed
 	if z == nil {
-		t.Fatal("the test OS image has no zstd copy")
+		t.Fatalf("the disk image %s has no zstd copy", name)
 	}
 	f, err := os.Open(z.Path)
 	if err != nil {
@@ -582,14 +637,14 @@ func (l *installLab) buildAndRegisterImages(ctx context.Context, c *api.Client) 
 	if _, err := c.UploadBlob(ctx, z.SHA256, z.Size, f, 4<<20); err != nil {
 		t.Fatalf("upload the disk image: %v", err)
 	}
-	osImg, err = c.CreateImage(ctx, api.ImageSpec{Name: "osim-test", Version: "lab", Kind: api.KindOS, Format: api.FormatDisk,
-		Files: []api.ImageFile{{Name: "osim-test.img.zst", SHA256: z.SHA256, Size: z.Size, Role: api.RoleDisk,
-			Compression: api.CompressionZstd, RawSize: res.Disk.Raw.Size}},
+	img, err := c.CreateImage(ctx, api.ImageSpec{Name: name, Version: "lab", Kind: api.KindOS, Format: api.FormatDisk,
+		Files: []api.ImageFile{{Name: name + ".img.zst", SHA256: z.SHA256, Size: z.Size, Role: api.RoleDisk,
+			Compression: api.CompressionZstd, RawSize: d.Raw.Size}},
 		Install: &api.InstallSettings{GrowLastPartition: true, OnFailure: api.OnFailurePowerOff}})
 	if err != nil {
-		t.Fatalf("register the disk image: %v", err)
+		t.Fatalf("register the disk image %s: %v", name, err)
 	}
-	return boot, osImg, res.Disk.Raw.Path
+	return img
 }
 
 // checkInventory: the facts the installer reported name the disk QEMU

@@ -27,6 +27,10 @@ func inputs(t *testing.T, when time.Time) Spec {
 		"extra":               []byte("hello"),
 		"root/etc/os-release": []byte("ID=osim-test\n"),
 		"root/var/lib/cloud/seed/nocloud/meta-data": []byte("local-hostname: h1\n"),
+		// names a Debian tree holds: systemd's escapes, spaces; their
+		// times must be clamped too (TestSameSpecGivesTheSameImage)
+		`root/usr/lib/systemd/system/system-a\x2db.slice`: []byte("[Unit]\n"),
+		"root/usr/share/doc/with space":                   []byte("x"),
 	}
 	for p, b := range files {
 		os.MkdirAll(filepath.Dir(filepath.Join(d, p)), 0o755)
