@@ -67,10 +67,14 @@ func TestDiskInstallInProcess(t *testing.T) {
 	h = must(httpboot.New(httpboot.Config{Scripts: ag.a, Files: ag.a, Tokens: ag.a, Sink: ag.a, Plans: ag.a, Targets: ag.a,
 		BaseURL: bs.URL, Logger: slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))}))(t)
 
-	script := httpGet(t, bs.URL+"/ipxe/02:e4:00:00:00:01", "", 200)
-	if !strings.Contains(script, "/files/images/"+inst.ID+"/vmlinuz") || !strings.Contains(script, "osim.order="+ord.ID) {
-		t.Fatalf("script does not boot the installer for %s:\n%s", ord.ID, script)
-	}
+	// The manager says staged as soon as the boot server's event lands;
+	// the boot server's own copy learns it on its next sync, so ask
+	// until the script boots the installer (DHCP stays silent meanwhile).
+	var script string
+	waitFor(t, 10*time.Second, "the installer script", func() (bool, string) {
+		script = httpGet(t, bs.URL+"/ipxe/02:e4:00:00:00:01", "", 200)
+		return strings.Contains(script, "/files/images/"+inst.ID+"/vmlinuz") && strings.Contains(script, "osim.order="+ord.ID), script
+	})
 	waitState(api.OrderBooting)
 
 	token := must(store.GetOrder(ctx, ord.ID))(t).Token // the installer reads it from its command line

@@ -98,7 +98,12 @@ func TestFirstBootReportAndSecretsInProcess(t *testing.T) {
 	defer bs.Close()
 	h = must(httpboot.New(httpboot.Config{Scripts: ag, Files: ag, Tokens: ag, Sink: ag, Plans: ag, Targets: ag, FirstBoots: ag,
 		BaseURL: bs.URL, Logger: logger}))(t)
-	httpGet(t, bs.URL+"/ipxe/02:e4:00:00:00:01", "", 200)
+	// The boot server's copy learns "staged" on its next sync: ask until
+	// the script boots the installer (as install_test.go does).
+	waitFor(t, 10*time.Second, "the installer script", func() (bool, string) {
+		script := httpGet(t, bs.URL+"/ipxe/02:e4:00:00:00:01", "", 200)
+		return strings.Contains(script, "osim.order="+ord.ID), script
+	})
 	token := must(store.GetOrder(ctx, ord.ID))(t).Token
 	var plan api.InstallPlan
 	if err := json.Unmarshal([]byte(httpGet(t, bs.URL+"/install/"+ord.ID, token, 200)), &plan); err != nil {
