@@ -25,8 +25,8 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"osim/controlplane/api"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -134,21 +134,11 @@ func runCompare(ctx context.Context, o mass.Options, servers string, rounds int,
 	return 0
 }
 
-// parseSize reads 64MiB, 512KiB, 1GiB or plain bytes.
+// parseSize is api.ParseSize (64MiB, 512K, plain bytes), positive only.
 func parseSize(s string) (int64, error) {
-	mult := int64(1)
-	for _, u := range []struct {
-		suf string
-		m   int64
-	}{{"KiB", 1 << 10}, {"MiB", 1 << 20}, {"GiB", 1 << 30}} {
-		if v, ok := strings.CutSuffix(s, u.suf); ok {
-			s, mult = v, u.m
-			break
-		}
+	n, err := api.ParseSize(s)
+	if err == nil && n <= 0 {
+		err = fmt.Errorf("size %q: want more than 0 bytes", s)
 	}
-	n, err := strconv.ParseInt(s, 10, 64)
-	if err != nil || n <= 0 || n > 1<<40/mult {
-		return 0, fmt.Errorf("size %q: want a positive number with an optional KiB, MiB or GiB suffix", s)
-	}
-	return n * mult, nil
+	return n, err
 }
