@@ -3,17 +3,13 @@ package main
 import (
 	"bytes"
 	"encoding/json"
-	"log/slog"
-	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
 	"osim/controlplane/api"
-	"osim/controlplane/manager"
-	"osim/controlplane/mdb"
+	"osim/internal/mgrtest"
 	"osim/ips/bootimage"
 	"osim/ips/kernel"
 )
@@ -86,7 +82,7 @@ func TestBuildNeverShowsASecretAndRegisters(t *testing.T) {
 	if err := os.WriteFile(rp, []byte(y), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	c, url, tok := startManager(t)
+	c, url, tok := mgrtest.Start(t)
 	out := t.TempDir()
 	var stdout, stderr bytes.Buffer
 	// The recipe may come before the flags.
@@ -146,25 +142,4 @@ func TestBuildNamesEveryRecipeMistake(t *testing.T) {
 			t.Errorf("%q: exit %d, want 2", args, code)
 		}
 	}
-}
-
-// startManager runs a real manager on a temporary MDB.
-func startManager(t *testing.T) (*api.Client, string, string) {
-	t.Helper()
-	store, err := mdb.Open(t.TempDir(), mdb.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { store.Close() })
-	srv, err := manager.New(manager.Config{Store: store, Logger: slog.New(slog.DiscardHandler)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ts := httptest.NewServer(srv.Handler())
-	t.Cleanup(ts.Close)
-	tok, err := manager.NewToken(t.Context(), store, api.TokenRequest{Role: api.RoleOperator, Name: "ips"}, time.Now())
-	if err != nil {
-		t.Fatal(err)
-	}
-	return api.NewClient(ts.URL, tok.Secret, false), ts.URL, tok.Secret
 }

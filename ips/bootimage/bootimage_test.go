@@ -8,8 +8,6 @@ import (
 	"encoding/hex"
 	"errors"
 	"io"
-	"log/slog"
-	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"slices"
@@ -20,8 +18,7 @@ import (
 	"github.com/u-root/u-root/pkg/cpio"
 
 	"osim/controlplane/api"
-	"osim/controlplane/manager"
-	"osim/controlplane/mdb"
+	"osim/internal/mgrtest"
 	"osim/ips/initramfs"
 	"osim/ips/internal/iptest"
 	"osim/ips/kernel"
@@ -215,22 +212,7 @@ func TestRegisterUploadsEveryFileAndCreatesABootImage(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	store, err := mdb.Open(t.TempDir(), mdb.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer store.Close()
-	srv, err := manager.New(manager.Config{Store: store, Logger: slog.New(slog.DiscardHandler)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ts := httptest.NewServer(srv.Handler())
-	defer ts.Close()
-	tok, err := manager.NewToken(t.Context(), store, api.TokenRequest{Role: api.RoleOperator, Name: "ips"}, time.Now())
-	if err != nil {
-		t.Fatal(err)
-	}
-	c := api.NewClient(ts.URL, tok.Secret, false)
+	c, _, _ := mgrtest.Start(t)
 	img, err := Register(t.Context(), c, o.Out, "osim-installer", "1")
 	if err != nil {
 		t.Fatal(err)

@@ -11,7 +11,6 @@ import (
 	"io"
 	"io/fs"
 	"log/slog"
-	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -22,8 +21,7 @@ import (
 	"github.com/klauspost/compress/zstd"
 
 	"osim/controlplane/api"
-	"osim/controlplane/manager"
-	"osim/controlplane/mdb"
+	"osim/internal/mgrtest"
 	"osim/internal/testlab"
 	"osim/ips/debian"
 	"osim/ips/gpt"
@@ -417,28 +415,6 @@ func TestRootfsTarballBecomesADiskThatBootsUnderBIOSAndUEFI(t *testing.T) {
 	}
 }
 
-// manager starts a real manager on a temporary MDB and returns a client
-// with an operator token.
-func managerClient(t *testing.T) *api.Client {
-	t.Helper()
-	store, err := mdb.Open(t.TempDir(), mdb.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { store.Close() })
-	srv, err := manager.New(manager.Config{Store: store, Logger: slog.New(slog.DiscardHandler)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ts := httptest.NewServer(srv.Handler())
-	t.Cleanup(ts.Close)
-	tok, err := manager.NewToken(context.Background(), store, api.TokenRequest{Role: api.RoleOperator, Name: "ips"}, time.Now())
-	if err != nil {
-		t.Fatal(err)
-	}
-	return api.NewClient(ts.URL, tok.Secret, false)
-}
-
 func TestRegisterUploadsTheFilesAndCreatesTheImage(t *testing.T) {
 	dir := t.TempDir()
 	qcow2(t, dir)
@@ -446,7 +422,7 @@ func TestRegisterUploadsTheFilesAndCreatesTheImage(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c := managerClient(t)
+	c, _, _ := mgrtest.Start(t)
 	var prog bytes.Buffer
 	img, err := Register(t.Context(), c, res.Dir, NewProgress(&prog, false))
 	if err != nil {
