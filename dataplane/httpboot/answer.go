@@ -87,7 +87,7 @@ func (h *Handler) serveAnswer(w http.ResponseWriter, r *http.Request) {
 		err = fmt.Errorf("%d bytes, over %d", len(body), maxAnswerBytes)
 	}
 	if err != nil {
-		code, outcome := answerError(err)
+		code, outcome := backendError(err, ErrNoAnswer, ErrBadAnswerInput)
 		h.metrics.answers.WithLabelValues(outcome).Inc()
 		h.log.Warn("answer not served", "order", order, "client", r.RemoteAddr, "outcome", outcome, "err", err)
 		http.Error(w, fmt.Sprintf("httpboot: answer for order %q: %v", order, err), code)
@@ -101,16 +101,4 @@ func (h *Handler) serveAnswer(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Content-Type", ctype)
 	w.Header().Set("Content-Length", strconv.Itoa(len(body)))
 	w.Write(body)
-}
-
-func answerError(err error) (code int, outcome string) {
-	switch {
-	case errors.Is(err, ErrUnknownOrder):
-		return http.StatusNotFound, "unknown_order"
-	case errors.Is(err, ErrNoAnswer):
-		return http.StatusConflict, "conflict"
-	case errors.Is(err, ErrBadAnswerInput):
-		return http.StatusUnprocessableEntity, "invalid"
-	}
-	return http.StatusServiceUnavailable, "error"
 }

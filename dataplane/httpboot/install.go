@@ -63,7 +63,7 @@ func (h *Handler) serveInstall(w http.ResponseWriter, r *http.Request) {
 	}
 	plan, err := h.plans.Plan(r.Context(), order, h.absoluteBase(r))
 	if err != nil {
-		code, outcome := planError(err)
+		code, outcome := backendError(err, ErrNoPlan, ErrBadPlanInput)
 		h.metrics.installPlans.WithLabelValues(outcome).Inc()
 		h.log.Warn("install plan not served", "order", order, "client", r.RemoteAddr, "outcome", outcome, "err", err)
 		http.Error(w, fmt.Sprintf("httpboot: install plan for order %q: %v", order, err), code)
@@ -86,13 +86,17 @@ func (h *Handler) serveInstall(w http.ResponseWriter, r *http.Request) {
 	w.Write(body)
 }
 
-func planError(err error) (code int, outcome string) {
+// backendError maps what a per-order backend (Plans, Answers) answered
+// to a code and an outcome label: unknown order 404, conflict (the order
+// has nothing of that kind now) 409, invalid (its data cannot render) 422,
+// anything else 503.
+func backendError(err, conflict, invalid error) (code int, outcome string) {
 	switch {
 	case errors.Is(err, ErrUnknownOrder):
 		return http.StatusNotFound, "unknown_order"
-	case errors.Is(err, ErrNoPlan):
+	case errors.Is(err, conflict):
 		return http.StatusConflict, "conflict"
-	case errors.Is(err, ErrBadPlanInput):
+	case errors.Is(err, invalid):
 		return http.StatusUnprocessableEntity, "invalid"
 	}
 	return http.StatusServiceUnavailable, "error"
