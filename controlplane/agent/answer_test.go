@@ -23,17 +23,23 @@ const secretHash = "$6$pepper$0123456789abcdefSECRET"
 // kernel command line names the answer URL) and a staged order o-di for
 // t-di, whose fixed address is addr.
 func (e *env) answerWorld(addr string) api.Image {
-	tmpl, err := answer.Example(answer.Preseed)
+	return e.installerWorld(addr, answer.Preseed, "auto=true priority=critical url={{.AnswerURL}} console=ttyS0",
+		map[string]string{"mirror_host": "10.0.0.1:8080", "root_password_hash": secretHash})
+}
+
+// installerWorld is answerWorld for any flavor, command line and defaults.
+func (e *env) installerWorld(addr, flavor, cmdline string, defaults map[string]string) api.Image {
+	tmpl, err := answer.Example(flavor)
 	if err != nil {
 		e.t.Fatal(err)
 	}
 	kernel, initrd := []byte("d-i kernel "+strings.Repeat("k", 1000)), []byte("d-i initrd "+strings.Repeat("i", 1000))
 	af := blobFileOf("answer.tmpl", api.RoleAnswer, "", []byte(tmpl))
-	af.Flavor = api.FlavorPreseed
-	img := api.Image{ID: "img-di", Name: "debian-installer", Version: "12", Kind: api.KindOS, Format: api.FormatInstaller,
+	af.Flavor = flavor
+	img := api.Image{ID: "img-di", Name: "vendor-installer", Version: "12", Kind: api.KindOS, Format: api.FormatInstaller,
 		Files:    []api.ImageFile{blobFileOf("linux", api.RoleKernel, "", kernel), blobFileOf("initrd.gz", api.RoleInitrd, "", initrd), af},
-		Cmdline:  "auto=true priority=critical url={{.AnswerURL}} console=ttyS0",
-		Defaults: map[string]string{"mirror_host": "10.0.0.1:8080", "root_password_hash": secretHash}}
+		Cmdline:  cmdline,
+		Defaults: defaults}
 	e.fm.set(func(f *fakeManager) {
 		for _, d := range [][]byte{kernel, initrd, []byte(tmpl)} {
 			s := sha256.Sum256(d)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -48,13 +49,27 @@ func answerURL(b Boot, base string) (string, error) {
 	return strings.TrimSuffix(base, "/") + "/answer/" + b.Order + "?token=" + url.QueryEscape(b.Token), nil
 }
 
-// serveAnswer answers GET /answer/{order}?token=TOKEN: the order's token
-// (constant time) bound to its target's addresses as for POST /status,
-// then the rendered answer file, never cached. Neither the token nor the
-// body is logged.
+// seedParts are the files cloud-init's NoCloud datasource reads from a
+// seed URL ("ds=nocloud;s=URL"): it appends each name to the URL, so
+// "s={{.AnswerURL}}&part=" turns them into ?part=NAME of this route.
+// user-data is the answer file itself (Ubuntu's autoinstall is
+// cloud-config); meta-data names the instance so cloud-init runs once per
+// order; vendor-data is empty. An empty part is the answer file.
+var seedParts = map[string]bool{"": true, "user-data": true, "meta-data": true, "vendor-data": true}
+
+// serveAnswer answers GET /answer/{order}?token=TOKEN[&part=NAME]: the
+// order's token (constant time) bound to its target's addresses as for
+// POST /status, then the rendered answer file (or a NoCloud seed part,
+// see seedParts), never cached. Neither the token nor the body is logged.
 func (h *Handler) serveAnswer(w http.ResponseWriter, r *http.Request) {
 	order := r.PathValue("order")
 	w.Header().Set("Cache-Control", "no-store")
+	part := r.URL.Query().Get("part")
+	if !seedParts[part] {
+		h.metrics.answers.WithLabelValues("refused").Inc()
+		http.Error(w, fmt.Sprintf("httpboot: answer for order %q: no part %q (want user-data, meta-data or vendor-data)", order, part), http.StatusNotFound)
+		return
+	}
 	if h.answers == nil {
 		h.metrics.answers.WithLabelValues("disabled").Inc()
 		http.Error(w, "httpboot: this boot server serves no answer files", http.StatusNotFound)
@@ -82,6 +97,18 @@ func (h *Handler) serveAnswer(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, strings.Replace(herr.msg, "status for", "answer for", 1), herr.code)
 		return
 	}
+	if part == "meta-data" || part == "vendor-data" {
+		body := ""
+		if part == "meta-data" {
+			body = "instance-id: " + order + "\n"
+		}
+		h.metrics.answers.WithLabelValues("served").Inc()
+		h.log.Info("answer", "order", order, "client", r.RemoteAddr, "part", part, "bytes", len(body))
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		w.Header().Set("Content-Length", strconv.Itoa(len(body)))
+		io.WriteString(w, body)
+		return
+	}
 	ctype, body, err := h.answers.Answer(r.Context(), order, h.absoluteBase(r))
 	if err == nil && len(body) > maxAnswerBytes {
 		err = fmt.Errorf("%d bytes, over %d", len(body), maxAnswerBytes)
@@ -97,7 +124,7 @@ func (h *Handler) serveAnswer(w http.ResponseWriter, r *http.Request) {
 		ctype = "text/plain; charset=utf-8"
 	}
 	h.metrics.answers.WithLabelValues("served").Inc()
-	h.log.Info("answer", "order", order, "client", r.RemoteAddr, "bytes", len(body))
+	h.log.Info("answer", "order", order, "client", r.RemoteAddr, "part", part, "bytes", len(body))
 	w.Header().Set("Content-Type", ctype)
 	w.Header().Set("Content-Length", strconv.Itoa(len(body)))
 	w.Write(body)

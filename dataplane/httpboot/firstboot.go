@@ -63,21 +63,36 @@ func (h *Handler) serveFirstBoot(w http.ResponseWriter, r *http.Request) {
 	}
 	rep, err := parseFirstBoot(w, r, order)
 	if err != nil {
+		h.metrics.firstboots.WithLabelValues("refused").Inc()
 		h.log.Warn("first-boot report refused", "order", order, "client", r.RemoteAddr, "err", err)
 		http.Error(w, err.Error(), http.StatusBadRequest)
 		return
 	}
 	if code, reason := h.firstBootAuth(r, order); code != 0 {
+		outcome := "refused"
+		switch code {
+		case http.StatusGone:
+			outcome = "gone"
+		case http.StatusServiceUnavailable:
+			outcome = "error"
+		}
+		h.metrics.firstboots.WithLabelValues(outcome).Inc()
 		h.log.Warn("first-boot report refused", "order", order, "client", r.RemoteAddr, "reason", reason, "code", code)
 		http.Error(w, fmt.Sprintf("httpboot: first-boot report for order %q: %s", order, reason), code)
 		return
 	}
 	rep.Client, rep.Time = clientAddr(r.RemoteAddr).String(), h.clock.Now()
 	if err := h.firstboots.FirstBootReport(r.Context(), rep); err != nil {
+		h.metrics.firstboots.WithLabelValues("error").Inc()
 		h.log.Warn("first-boot report not recorded", "order", order, "procedure", rep.Procedure, "err", err)
 		http.Error(w, fmt.Sprintf("httpboot: first-boot report for order %q: %v", order, err), http.StatusServiceUnavailable)
 		return
 	}
+	outcome := "succeeded"
+	if rep.ExitCode != 0 {
+		outcome = "failed"
+	}
+	h.metrics.firstboots.WithLabelValues(outcome).Inc()
 	h.log.Info("first-boot report", "order", order, "procedure", rep.Procedure, "exit_code", rep.ExitCode, "client", rep.Client)
 	w.WriteHeader(http.StatusNoContent)
 }

@@ -10,6 +10,8 @@ import (
 	"strings"
 	"testing"
 	"unicode/utf8"
+
+	"github.com/prometheus/client_golang/prometheus/testutil"
 )
 
 type fakeFirstBoots struct{ reports []FirstBootReport }
@@ -81,6 +83,14 @@ func TestFirstBootReportsNeedTheOrderTokenWithinItsWindowAndAWellFormedBody(t *t
 	}
 	if strings.Contains(logs.String(), "tok-done") {
 		t.Errorf("the token is in the log:\n%s", logs.String())
+	}
+	if got := post("/firstboot/o-done?procedure=motd&exit_code=0", "tok-done", ""); got != http.StatusNoContent {
+		t.Fatalf("good report: %d", got)
+	}
+	for outcome, want := range map[string]float64{"refused": 8, "gone": 1, "failed": 1, "succeeded": 1, "error": 0} {
+		if n := testutil.ToFloat64(h.metrics.firstboots.WithLabelValues(outcome)); n != want {
+			t.Errorf("osim_httpboot_firstboot_reports_total{outcome=%q} = %v, want %v", outcome, n, want)
+		}
 	}
 }
 

@@ -65,7 +65,7 @@ type Config struct {
 //	POST /discover/{mac}      an unknown machine's inventory (discover.go)
 //	GET  /install/{order}     the osim installer's install plan (install.go)
 //	POST /firstboot/{order}   a first-boot procedure's result (firstboot.go)
-//	GET  /answer/{order}      a vendor installer's answer file (answer.go)
+//	GET  /answer/{order}      a vendor installer's answer file, or a NoCloud seed part (answer.go)
 type Handler struct {
 	scripts Scripts
 	files   Files

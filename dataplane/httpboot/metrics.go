@@ -21,6 +21,7 @@ type Metrics struct {
 	discover      *prometheus.CounterVec
 	installPlans  *prometheus.CounterVec
 	answers       *prometheus.CounterVec
+	firstboots    *prometheus.CounterVec
 
 	// The per-request children, by route (and code), made on first use.
 	requestsBy metrics.Children[routeCode, prometheus.Counter]
@@ -73,9 +74,12 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		answers: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: sub,
 			Name: "answers_total", Help: "Answer file requests of vendor installers, by outcome (served, refused, unknown_order, conflict, invalid, disabled, error)."},
 			[]string{"outcome"}),
+		firstboots: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: sub,
+			Name: "firstboot_reports_total", Help: "First-boot procedure reports, by outcome (succeeded and failed: recorded with exit code 0 or not; refused, gone: after the report window, error: not recorded)."},
+			[]string{"outcome"}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.requests, m.bytes, m.duration, m.renders, m.statusReports, m.statusRefused, m.statusUnbound, m.discover, m.installPlans, m.answers)
+		reg.MustRegister(m.requests, m.bytes, m.duration, m.renders, m.statusReports, m.statusRefused, m.statusUnbound, m.discover, m.installPlans, m.answers, m.firstboots)
 	}
 	return m
 }

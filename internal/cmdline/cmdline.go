@@ -39,8 +39,8 @@ var (
 	ErrTooSlow = errors.New("command line render took too long")
 	// ErrUnsafeValue: a value that would end up in the iPXE script could
 	// change its meaning (a newline starts a new command, "${" expands a
-	// setting, "||" or "&&" or ";" chain another command, whitespace adds
-	// an argument).
+	// setting, "||" or "&&" or a lone ";" chain another command,
+	// whitespace adds an argument).
 	ErrUnsafeValue = errors.New("unsafe value for an iPXE script")
 )
 
@@ -409,13 +409,20 @@ func (w *cappedWriter) Write(p []byte) (int, error) {
 // SafeToken refuses a value that would not stay one plain argument of an
 // iPXE command: control and non-ASCII bytes (a newline starts a new
 // command), whitespace (a new argument), quotes and backslashes (iPXE's
-// quoting), "$" (setting expansion "${...}"), "#", ";", and "&&" or "||"
-// (iPXE ends a command at a "&&", "||" or ";" argument). A lone "&" or "|"
-// stays: URLs with query strings need it.
+// quoting), "$" (setting expansion "${...}"), "#", "&&" or "||", and a
+// value that is only ";" (iPXE ends a command at a "&&", "||" or ";"
+// argument). A lone "&" or "|" stays: URLs with query strings need it.
+// A ";" inside a word stays too: iPXE passes "ds=nocloud;s=URL" (cloud-init's
+// NoCloud seed, Ubuntu's autoinstall) through as one argument (tried with
+// Debian's ipxe.lkrn: "echo a;b" prints "a;b", "echo a ; echo b" runs two
+// commands).
 func SafeToken(what, v string) error {
+	if v == ";" {
+		return fmt.Errorf("%w: %s %q: a lone \";\" ends the iPXE command", ErrUnsafeValue, what, v)
+	}
 	for i := 0; i < len(v); i++ {
 		c := v[i]
-		if c < 0x21 || c >= 0x7f || strings.IndexByte("\"'\\$;#`", c) >= 0 {
+		if c < 0x21 || c >= 0x7f || strings.IndexByte("\"'\\$#`", c) >= 0 {
 			return fmt.Errorf("%w: %s %q: byte %q at %d", ErrUnsafeValue, what, v, c, i)
 		}
 	}

@@ -157,3 +157,26 @@ func TestOnlyParametersTheTemplateCanPrintAreChecked(t *testing.T) {
 		}
 	}
 }
+
+// Ubuntu's autoinstall (cloud-init's NoCloud seed) is named on the command
+// line as "ds=nocloud;s=URL": a ";" inside a word is one iPXE argument, a
+// lone ";" would start another command.
+func TestASemicolonInsideAWordPassesButALoneOneDoesNot(t *testing.T) {
+	const text = "autoinstall ds=nocloud;s={{.AnswerURL}}&part= x={{.Params.p}}"
+	d := Sample(map[string]string{"p": "a;b"})
+	d.AnswerURL = "http://10.77.0.1:8080/answer/o-1?token=0f0f"
+	got, err := Render(text, d, 0)
+	if err != nil || got != "autoinstall ds=nocloud;s=http://10.77.0.1:8080/answer/o-1?token=0f0f&part= x=a;b" {
+		t.Fatalf("%q %v", got, err)
+	}
+	for _, c := range []struct{ text, p string }{
+		{"x {{.Params.p}} reboot", ";"},
+		{"x ; reboot", ""},
+		{"x={{.Params.p}}", ";"},
+	} {
+		d.Params = map[string]string{"p": c.p}
+		if _, err := Render(c.text, d, 0); !errors.Is(err, ErrUnsafeValue) {
+			t.Errorf("%q with p=%q: %v, want ErrUnsafeValue", c.text, c.p, err)
+		}
+	}
+}
