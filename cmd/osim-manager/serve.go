@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"osim/controlplane/api"
+	"osim/controlplane/console"
 	"osim/controlplane/manager"
 	"osim/controlplane/mdb"
 	"osim/internal/diskspace"
@@ -81,6 +82,7 @@ type serveOpts struct {
 	maxImage, reserve                    int64
 	evCount                              int
 	share                                float64
+	ui                                   bool
 	log                                  *slog.Logger
 	certs                                *certReloader // nil: plain HTTP
 }
@@ -91,6 +93,7 @@ func parseServe(args []string) (o serveOpts, code int) {
 	fs := flag.NewFlagSet("osim-manager serve", flag.ContinueOnError)
 	fs.StringVar(&o.listen, "listen", "127.0.0.1:8080", "serve the API on this TCP address")
 	fs.StringVar(&o.dataDir, "data-dir", "", "the MDB's directory (Badger database and blobs)")
+	fs.BoolVar(&o.ui, "ui", true, "serve the web console under /ui/ on the API's listener (sign in with a viewer, operator or admin token)")
 	fs.StringVar(&o.metricsL, "metrics-listen", "", "serve Prometheus /metrics on this TCP address (empty: not served)")
 	tlsCert := fs.String("tls-cert", "", "TLS certificate (PEM); with --tls-key serve HTTPS")
 	tlsKey := fs.String("tls-key", "", "TLS private key (PEM)")
@@ -174,8 +177,17 @@ func (o serveOpts) serve() int {
 		}
 		log.Info("metrics serving", "url", "http://"+a.String()+"/metrics")
 	}
-	return o.serveAPI(ctx, srv.Handler())
+	h := srv.Handler()
+	if o.ui {
+		ui, err := console.New(console.Config{API: h, Tokens: db, HashSecret: manager.HashSecret, Logger: log.With("component", "console")})
+		if err != nil {
+			return failed("%v", err)
+		}
+		h = console.Mount(h, ui)
+	}
+	return o.serveAPI(ctx, h)
 }
+
 
 // closeStore closes the MDB unless the disk is too full for Badger's
 // close-time flush (through mmap: on a full disk, a SIGBUS); the synced

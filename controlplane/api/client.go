@@ -432,6 +432,10 @@ type EventFilter struct {
 	// Wait makes the call a long-poll: it returns as soon as an event
 	// past after exists, or empty after Wait.
 	Wait time.Duration
+	// Newest lists the newest Limit matching events (oldest first among
+	// them) and never waits; the list's Last is then the manager's last
+	// event, where a tail continues.
+	Newest bool
 }
 
 // ListEvents returns events with Seq > after.
@@ -451,6 +455,9 @@ func (c *Client) ListEvents(ctx context.Context, after uint64, f EventFilter) (E
 	}
 	if f.Wait > 0 {
 		q.Set("wait", f.Wait.String())
+	}
+	if f.Newest {
+		q.Set("newest", "1")
 	}
 	var out EventList
 	err := c.Do(ctx, http.MethodGet, "/events", q, nil, &out)

@@ -28,6 +28,9 @@ type Target struct {
 	Facts    map[string]string `json:"facts,omitempty"` // inventory reported by the target
 	// CurrentOrder is the target's live (not done/failed/cancelled) order, if any.
 	CurrentOrder string `json:"current_order,omitempty"`
+	// LastOrder is the target's newest order, live or ended (empty: none
+	// since this field was added).
+	LastOrder string `json:"last_order,omitempty"`
 	// State is "" for a normal target, TargetDiscovered for one a boot
 	// server registered by itself (discovery.go): no orders until accepted.
 	State string `json:"state,omitempty"`
@@ -271,6 +274,10 @@ type Order struct {
 	Revision uint64    `json:"revision"`
 	Created  time.Time `json:"created"`
 	Updated  time.Time `json:"updated"`
+
+	// Batch is the request id of the OrderRequest that made the order
+	// (OrderList.RequestID): GET /orders?batch= lists one mass reimage.
+	Batch string `json:"batch,omitempty"`
 
 	// SecretParams name the Params that are secret (by its images'
 	// parameters when the order was made): the API masks their values.

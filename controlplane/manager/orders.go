@@ -138,7 +138,7 @@ func (s *Server) listOrders(w http.ResponseWriter, r *http.Request, _ *principal
 		return
 	}
 	qv := r.URL.Query()
-	q := mdb.OrderQuery{Page: pg, State: api.OrderState(qv.Get("state")), Target: qv.Get("target"), Site: qv.Get("site")}
+	q := mdb.OrderQuery{Page: pg, State: api.OrderState(qv.Get("state")), Target: qv.Get("target"), Site: qv.Get("site"), Batch: qv.Get("batch")}
 	if q.State != "" && !q.State.Valid() {
 		states := make([]string, len(api.OrderStates))
 		for i, st := range api.OrderStates {

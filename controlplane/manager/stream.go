@@ -31,6 +31,22 @@ func (s *Server) listEvents(w http.ResponseWriter, r *http.Request, _ *principal
 	}
 	qv := r.URL.Query()
 	q := mdb.EventQuery{After: after, Limit: limit, Order: qv.Get("order"), Target: qv.Get("target"), Type: qv.Get("type")}
+	switch qv.Get("newest") {
+	case "", "0", "false":
+	case "1", "true":
+		// The newest matching events, no waiting: where a tail starts.
+		// Last is the store's last seq read before the listing, so an
+		// event written meanwhile is after it, not skipped.
+		q.Newest, wait = true, 0
+		if after, err = s.store.LastEventSeq(r.Context()); err != nil {
+			s.fail(w, r, err)
+			return
+		}
+		after = max(after, q.After)
+	default:
+		s.fail(w, r, errorf(http.StatusBadRequest, "query newest: %q is not 1 or 0", qv.Get("newest")))
+		return
+	}
 	evs, err := s.store.ListEvents(r.Context(), q)
 	if err == nil && len(evs) == 0 && wait > 0 {
 		ctx, cancel := clock.WithTimeout(r.Context(), s.cfg.Clock, wait)

@@ -274,7 +274,7 @@ func (w *wtx) batchOrder(rid string, b orderBatch, it batchItem) (api.Order, err
 	}
 	o := api.Order{ID: it[1], Target: t.ID, Site: t.Site, MACs: t.MACs, Arch: t.Arch,
 		Image: b.Image, BootImage: b.bootFor(t.Site), Params: maps.Clone(b.Params),
-		State: api.OrderPending, Attempt: 1, Token: tok, Created: w.now,
+		State: api.OrderPending, Attempt: 1, Token: tok, Created: w.now, Batch: rid,
 		History: []api.Transition{{To: api.OrderPending, At: w.now}}}
 	if o.SecretParams, err = orderSecrets(w.txn, o.Image, o.BootImage); err != nil {
 		return api.Order{}, err
@@ -286,7 +286,7 @@ func (w *wtx) batchOrder(rid string, b orderBatch, it batchItem) (api.Order, err
 	if err := w.set(k(pOrderTgt, t.ID, "/", o.ID), nil); err != nil {
 		return api.Order{}, err
 	}
-	t.CurrentOrder = o.ID
+	t.CurrentOrder, t.LastOrder = o.ID, o.ID
 	t.BootLoop = time.Time{} // an order ends a boot loop episode
 	return o, w.putTarget(&t)
 }

@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/dgraph-io/badger/v4"
@@ -229,6 +230,9 @@ func (d *DB) AppendEvent(ctx context.Context, e api.Event) (api.Event, error) {
 // ListEvents lists events oldest first.
 func (d *DB) ListEvents(ctx context.Context, q EventQuery) (out []api.Event, err error) {
 	limit := limitOf(q.Limit, 100, 1000)
+	if q.Newest {
+		return d.newestEvents(ctx, q, limit)
+	}
 	err = d.view(ctx, func(txn *badger.Txn) error {
 		after := ""
 		if q.After > 0 {
@@ -249,6 +253,44 @@ func (d *DB) ListEvents(ctx context.Context, q EventQuery) (out []api.Event, err
 			return len(out) < limit, nil
 		})
 	})
+	return out, err
+}
+
+// newestEvents is ListEvents with q.Newest: a backward scan from the
+// last event, so a page showing one target's latest events does not read
+// the whole history.
+func (d *DB) newestEvents(ctx context.Context, q EventQuery, limit int) (out []api.Event, err error) {
+	err = d.view(ctx, func(txn *badger.Txn) error {
+		opts := badger.DefaultIteratorOptions
+		opts.Reverse = true
+		opts.Prefix = []byte(pEvent)
+		it := txn.NewIterator(opts)
+		defer it.Close()
+		seek := append([]byte(pEvent), 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff)
+		for it.Seek(seek); it.Valid() && len(out) < limit; it.Next() {
+			if err := ctx.Err(); err != nil {
+				return err
+			}
+			item := it.Item()
+			key := item.Key()
+			if len(key) != len(pEvent)+8 {
+				continue
+			}
+			if binary.BigEndian.Uint64(key[len(pEvent):]) <= q.After {
+				break
+			}
+			var e api.Event
+			if err := item.Value(func(v []byte) error { return json.Unmarshal(v, &e) }); err != nil {
+				return err
+			}
+			if (q.Order != "" && e.Order != q.Order) || (q.Target != "" && e.Target != q.Target) || (q.Type != "" && e.Type != q.Type) {
+				continue
+			}
+			out = append(out, e)
+		}
+		return nil
+	})
+	slices.Reverse(out)
 	return out, err
 }
 

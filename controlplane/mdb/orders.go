@@ -336,7 +336,8 @@ func (d *DB) ListOrders(ctx context.Context, q OrderQuery) (out []api.Order, nex
 	}
 	err = d.view(ctx, func(txn *badger.Txn) error {
 		visit := func(o api.Order) bool {
-			if (q.State != "" && o.State != q.State) || (q.Site != "" && o.Site != q.Site) || (q.Target != "" && o.Target != q.Target) {
+			if (q.State != "" && o.State != q.State) || (q.Site != "" && o.Site != q.Site) || (q.Target != "" && o.Target != q.Target) ||
+				(q.Batch != "" && o.Batch != q.Batch) {
 				return true
 			}
 			if len(out) == limit {

@@ -56,6 +56,7 @@ type OrderQuery struct {
 	State  api.OrderState
 	Target string
 	Site   string
+	Batch  string // the request id that made the orders (api.Order.Batch)
 }
 
 // EventQuery filters events: Seq > After, oldest first, at most Limit
@@ -66,6 +67,9 @@ type EventQuery struct {
 	Order  string
 	Target string
 	Type   string
+	// Newest lists the newest Limit matching events past After (still
+	// oldest first among them) instead of the oldest.
+	Newest bool
 }
 
 // Token is a stored token: the hash of its secret, never the secret.

@@ -1,0 +1,709 @@
+package console
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"net/url"
+	"slices"
+	"sort"
+	"strconv"
+	"strings"
+
+	"osim/controlplane/api"
+)
+
+// Paging of the targets page.
+const (
+	defaultPageSize = 100
+	maxPageSize     = 1000
+	// apiPage is how many rows one in-process API call lists.
+	apiPage = 1000
+)
+
+// overview: orders by state, boot servers by health, discovered machines,
+// recent failures and boot loops.
+func (c *Console) overview(w http.ResponseWriter, r *http.Request, s *session) {
+	ctx := r.Context()
+	cl := c.client(s)
+	counts := map[api.OrderState]int{}
+	var failed []api.Order
+	after := ""
+	for {
+		l, err := cl.ListOrders(ctx, "", "", "", after, apiPage)
+		if err != nil {
+			c.failed(w, r, s, err)
+			return
+		}
+		for _, o := range l.Orders {
+			counts[o.State]++
+			if o.State == api.OrderFailed {
+				failed = append(failed, o)
+			}
+		}
+		if after = l.Next; after == "" {
+			break
+		}
+	}
+	sort.Slice(failed, func(i, j int) bool { return failed[i].Updated.After(failed[j].Updated) })
+	failed = failed[:min(len(failed), 10)]
+	bss, err := cl.ListBootServers(ctx)
+	if err != nil {
+		c.failed(w, r, s, err)
+		return
+	}
+	health := map[string]int{}
+	for _, b := range bss {
+		health[b.Health]++
+	}
+	targets, err := c.allTargets(ctx, cl)
+	if err != nil {
+		c.failed(w, r, s, err)
+		return
+	}
+	var discovered, loops []api.Target
+	for _, t := range targets {
+		if t.State == api.TargetDiscovered {
+			discovered = append(discovered, t)
+		}
+		if !t.BootLoop.IsZero() {
+			loops = append(loops, t)
+		}
+	}
+	hosts := map[string]string{}
+	for _, t := range targets {
+		hosts[t.ID] = t.Hostname
+	}
+	var states []stateCount
+	total := 0
+	for _, st := range api.OrderStates {
+		states = append(states, stateCount{State: string(st), N: counts[st]})
+		total += counts[st]
+	}
+	c.render(w, r, "overview", s, map[string]any{"Title": "Overview", "States": states, "Total": total,
+		"BootServers": bss, "Health": health, "Discovered": discovered, "Loops": loops, "Failed": failed,
+		"Hosts": hosts, "Targets": len(targets)})
+}
+
+type stateCount struct {
+	State string
+	N     int
+}
+
+// allTargets lists every target through the API.
+func (c *Console) allTargets(ctx context.Context, cl *api.Client) ([]api.Target, error) {
+	var out []api.Target
+	after := ""
+	for {
+		l, err := cl.ListTargets(ctx, "", "", after, apiPage)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, l.Targets...)
+		if after = l.Next; after == "" {
+			return out, nil
+		}
+	}
+}
+
+// targetFilter is the targets page's query.
+type targetFilter struct {
+	State, Site, Label, Arch, Q string
+	After                       string
+	Limit                       int
+}
+
+func (f targetFilter) query(after string) string {
+	v := url.Values{}
+	for k, s := range map[string]string{"state": f.State, "site": f.Site, "label": f.Label, "arch": f.Arch, "q": f.Q} {
+		if s != "" {
+			v.Set(k, s)
+		}
+	}
+	if after != "" {
+		v.Set("after", after)
+	}
+	if f.Limit != defaultPageSize {
+		v.Set("limit", strconv.Itoa(f.Limit))
+	}
+	return v.Encode()
+}
+
+// targetRow is one line of the targets table.
+type targetRow struct {
+	api.Target
+	Order *api.Order // the newest order, if any
+}
+
+// targets lists targets with filters, paged server-side: site and label go
+// to the API; state, arch and free text are applied here over the whole
+// list (so the page's counts are exact).
+func (c *Console) targets(w http.ResponseWriter, r *http.Request, s *session) {
+	ctx := r.Context()
+	q := r.URL.Query()
+	f := targetFilter{State: q.Get("state"), Site: q.Get("site"), Label: q.Get("label"), Arch: q.Get("arch"),
+		Q: strings.TrimSpace(q.Get("q")), After: q.Get("after"), Limit: defaultPageSize}
+	if n, err := strconv.Atoi(q.Get("limit")); err == nil && n > 0 {
+		f.Limit = min(n, maxPageSize)
+	}
+	cl := c.client(s)
+	var all []api.Target
+	after := ""
+	for {
+		l, err := cl.ListTargets(ctx, f.Label, f.Site, after, apiPage)
+		if err != nil {
+			c.failed(w, r, s, err)
+			return
+		}
+		all = append(all, l.Targets...)
+		if after = l.Next; after == "" {
+			break
+		}
+	}
+	// The newest order of each target, only where a state filter needs
+	// them all; otherwise only for the rows shown.
+	var inState map[string]bool
+	if f.State != "" && f.State != "none" && f.State != api.TargetDiscovered {
+		inState = map[string]bool{}
+		after := ""
+		for {
+			l, err := cl.ListOrders(ctx, api.OrderState(f.State), "", f.Site, after, apiPage)
+			if err != nil {
+				c.failed(w, r, s, err)
+				return
+			}
+			for _, o := range l.Orders {
+				inState[o.ID] = true
+			}
+			if after = l.Next; after == "" {
+				break
+			}
+		}
+	}
+	needle := strings.ToLower(f.Q)
+	match := func(t api.Target) bool {
+		if f.Arch != "" && t.Arch != f.Arch {
+			return false
+		}
+		switch {
+		case f.State == api.TargetDiscovered:
+			if t.State != api.TargetDiscovered {
+				return false
+			}
+		case f.State == "none":
+			if t.LastOrder != "" || t.CurrentOrder != "" {
+				return false
+			}
+		case inState != nil:
+			if !inState[lastOrder(t)] {
+				return false
+			}
+		}
+		if needle == "" {
+			return true
+		}
+		if strings.Contains(strings.ToLower(t.Hostname), needle) || strings.Contains(t.ID, needle) {
+			return true
+		}
+		for _, m := range t.MACs {
+			if strings.Contains(m, strings.ReplaceAll(needle, "-", ":")) {
+				return true
+			}
+		}
+		return false
+	}
+	matched := all[:0:0]
+	for _, t := range all {
+		if match(t) {
+			matched = append(matched, t)
+		}
+	}
+	start := 0
+	if f.After != "" {
+		start = sort.Search(len(matched), func(i int) bool { return matched[i].ID > f.After })
+	}
+	end := min(start+f.Limit, len(matched))
+	rows := make([]targetRow, 0, end-start)
+	for _, t := range matched[start:end] {
+		row := targetRow{Target: t}
+		if id := lastOrder(t); id != "" {
+			if o, err := cl.GetOrder(ctx, id); err == nil {
+				row.Order = &o
+			}
+		}
+		rows = append(rows, row)
+	}
+	next := ""
+	if end < len(matched) {
+		next = f.query(matched[end-1].ID)
+	}
+	sites, arches := map[string]bool{}, map[string]bool{}
+	for _, t := range all {
+		sites[t.Site], arches[t.Arch] = true, true
+	}
+	c.render(w, r, "targets", s, map[string]any{"Title": "Targets", "Rows": rows, "Filter": f, "Matched": len(matched),
+		"Total": len(all), "From": start + 1, "To": end, "Next": next, "Sites": keys(sites), "Arches": keys(arches),
+		"States": append([]string{"none", api.TargetDiscovered}, stateNames()...)})
+}
+
+func lastOrder(t api.Target) string {
+	if t.CurrentOrder != "" {
+		return t.CurrentOrder
+	}
+	return t.LastOrder
+}
+
+func stateNames() []string {
+	out := make([]string, 0, len(api.OrderStates))
+	for _, s := range api.OrderStates {
+		out = append(out, string(s))
+	}
+	return out
+}
+
+func keys(m map[string]bool) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		if k != "" {
+			out = append(out, k)
+		}
+	}
+	sort.Strings(out)
+	return out
+}
+
+// targetsAction runs one action on the selected targets: reimage goes to
+// the reimage form with them; cancel and retry act on their newest
+// orders; label sets (k=v) or removes (k=) one label.
+func (c *Console) targetsAction(w http.ResponseWriter, r *http.Request, s *session) {
+	ctx := r.Context()
+	ids := r.PostForm["id"]
+	if len(ids) == 0 {
+		c.refuse(w, r, http.StatusBadRequest, fmt.Errorf("console: select at least one target"))
+		return
+	}
+	action := r.PostForm.Get("action")
+	if action == "reimage" {
+		http.Redirect(w, r, "/ui/reimage?"+url.Values{"targets": {strings.Join(ids, ",")}}.Encode(), http.StatusSeeOther)
+		return
+	}
+	cl := c.client(s)
+	var done, skipped int
+	var errs []string
+	for _, id := range ids {
+		t, err := cl.GetTarget(ctx, id)
+		if err != nil {
+			errs = append(errs, id+": "+errMsg(err))
+			continue
+		}
+		switch action {
+		case "cancel", "retry":
+			oid := lastOrder(t)
+			if oid == "" {
+				skipped++
+				continue
+			}
+			if action == "cancel" {
+				_, err = cl.CancelOrder(ctx, oid)
+			} else {
+				_, err = cl.RetryOrder(ctx, oid)
+			}
+		case "label":
+			k, v, ok := strings.Cut(r.PostForm.Get("label"), "=")
+			if !ok || k == "" {
+				c.refuse(w, r, http.StatusBadRequest, fmt.Errorf("console: label %q: want key=value (key= removes it)", r.PostForm.Get("label")))
+				return
+			}
+			labels := map[string]string{}
+			for lk, lv := range t.Labels {
+				labels[lk] = lv
+			}
+			if v == "" {
+				delete(labels, k)
+			} else {
+				labels[k] = v
+			}
+			_, err = cl.UpdateTarget(ctx, t.ID, api.TargetPatch{Labels: &labels})
+		default:
+			c.refuse(w, r, http.StatusBadRequest, fmt.Errorf("console: unknown action %q", action))
+			return
+		}
+		if err != nil {
+			if code, _ := apiError(err); code == http.StatusForbidden || code == http.StatusUnauthorized {
+				c.failed(w, r, s, err)
+				return
+			}
+			errs = append(errs, t.Hostname+": "+errMsg(err))
+			continue
+		}
+		done++
+	}
+	msg := fmt.Sprintf("%s: %d done", action, done)
+	if skipped > 0 {
+		msg += fmt.Sprintf(", %d without an order", skipped)
+	}
+	if len(errs) > 0 {
+		msg += fmt.Sprintf(", %d refused (%s)", len(errs), strings.Join(errs[:min(len(errs), 5)], "; "))
+	}
+	back := r.PostForm.Get("back")
+	if !strings.HasPrefix(back, "/ui/targets") {
+		back = "/ui/targets"
+	}
+	http.Redirect(w, r, withFlash(back, msg), http.StatusSeeOther)
+}
+
+func withFlash(path, msg string) string {
+	sep := "?"
+	if strings.Contains(path, "?") {
+		sep = "&"
+	}
+	return path + sep + "flash=" + url.QueryEscape(msg)
+}
+
+func errMsg(err error) string {
+	_, m := apiError(err)
+	return m
+}
+
+// target: facts, order history, the live event timeline.
+func (c *Console) target(w http.ResponseWriter, r *http.Request, s *session) {
+	ctx := r.Context()
+	cl := c.client(s)
+	t, err := cl.GetTarget(ctx, r.PathValue("id"))
+	if err != nil {
+		c.failed(w, r, s, err)
+		return
+	}
+	var orders []api.Order
+	after := ""
+	for {
+		l, err := cl.ListOrders(ctx, "", t.ID, "", after, apiPage)
+		if err != nil {
+			c.failed(w, r, s, err)
+			return
+		}
+		orders = append(orders, l.Orders...)
+		if after = l.Next; after == "" {
+			break
+		}
+	}
+	sort.Slice(orders, func(i, j int) bool { return orders[i].Created.After(orders[j].Created) })
+	evs, err := c.lastEvents(ctx, cl, api.EventFilter{Target: t.ID}, 200)
+	if err != nil {
+		c.failed(w, r, s, err)
+		return
+	}
+	c.render(w, r, "target", s, map[string]any{"Title": "Target " + t.Hostname, "T": t, "Orders": orders, "Events": evs})
+}
+
+// lastEvents returns the newest n (at most 1000) events the filter
+// matches, newest first.
+func (c *Console) lastEvents(ctx context.Context, cl *api.Client, f api.EventFilter, n int) ([]api.Event, error) {
+	f.Limit, f.Newest = n, true
+	l, err := cl.ListEvents(ctx, 0, f)
+	if err != nil {
+		return nil, err
+	}
+	slices.Reverse(l.Events)
+	return l.Events, nil
+}
+
+// reimageForm: by selector or selection, image and boot image, parameters.
+func (c *Console) reimageForm(w http.ResponseWriter, r *http.Request, s *session) {
+	c.reimagePage(w, r, s, reimageInput{Targets: r.URL.Query().Get("targets"), Selector: r.URL.Query().Get("selector")}, nil, "")
+}
+
+type reimageInput struct {
+	Targets, Selector, Image, BootImage, Params string
+	All                                         bool
+}
+
+func (in reimageInput) request() (api.OrderRequest, error) {
+	req := api.OrderRequest{Image: in.Image, BootImage: in.BootImage, All: in.All}
+	if in.Targets != "" {
+		for _, id := range strings.FieldsFunc(in.Targets, func(r rune) bool { return r == ',' || r == ' ' || r == '\n' || r == '\r' }) {
+			req.Targets = append(req.Targets, id)
+		}
+	} else {
+		req.Selector = in.Selector
+	}
+	for _, line := range strings.Split(in.Params, "\n") {
+		line = strings.TrimSpace(line)
+		if line == "" {
+			continue
+		}
+		k, v, ok := strings.Cut(line, "=")
+		if !ok {
+			return req, fmt.Errorf("parameter line %q: want name=value", line)
+		}
+		if req.Params == nil {
+			req.Params = map[string]string{}
+		}
+		req.Params[strings.TrimSpace(k)] = v
+	}
+	return req, nil
+}
+
+func (c *Console) reimagePage(w http.ResponseWriter, r *http.Request, s *session, in reimageInput, plan *api.OrderPlan, errText string) {
+	imgs, err := c.client(s).ListImages(r.Context())
+	if err != nil {
+		c.failed(w, r, s, err)
+		return
+	}
+	var osImgs, bootImgs []api.Image
+	for _, im := range imgs {
+		if im.Kind == api.KindBoot {
+			bootImgs = append(bootImgs, im)
+		} else {
+			osImgs = append(osImgs, im)
+		}
+	}
+	if errText != "" {
+		w.WriteHeader(http.StatusUnprocessableEntity)
+	}
+	c.render(w, r, "reimage", s, map[string]any{"Title": "Reimage", "In": in, "OS": osImgs, "Boot": bootImgs,
+		"Plan": plan, "Error": errText})
+}
+
+// reimage plans (dry run) or creates the orders; creation needs the plan's
+// confirmation and goes to the batch's live progress.
+func (c *Console) reimage(w http.ResponseWriter, r *http.Request, s *session) {
+	f := r.PostForm
+	in := reimageInput{Targets: strings.TrimSpace(f.Get("targets")), Selector: strings.TrimSpace(f.Get("selector")),
+		Image: f.Get("image"), BootImage: f.Get("boot_image"), Params: f.Get("params"), All: f.Get("all") == "on"}
+	req, err := in.request()
+	if err != nil {
+		c.reimagePage(w, r, s, in, nil, err.Error())
+		return
+	}
+	cl := c.client(s)
+	if f.Get("confirm") != "yes" {
+		req.DryRun = true
+		plan, err := cl.PlanOrders(r.Context(), req)
+		if err != nil {
+			if code, _ := apiError(err); code == http.StatusForbidden {
+				c.failed(w, r, s, err)
+				return
+			}
+			c.reimagePage(w, r, s, in, nil, errMsg(err))
+			return
+		}
+		c.reimagePage(w, r, s, in, &plan, "")
+		return
+	}
+	l, err := cl.PlaceOrders(r.Context(), req)
+	if err != nil {
+		if code, _ := apiError(err); code == http.StatusForbidden {
+			c.failed(w, r, s, err)
+			return
+		}
+		c.reimagePage(w, r, s, in, nil, errMsg(err))
+		return
+	}
+	msg := fmt.Sprintf("%d orders created", len(l.Orders))
+	if len(l.Warnings) > 0 {
+		msg += "; " + strings.Join(l.Warnings, "; ")
+	}
+	http.Redirect(w, r, withFlash("/ui/batches/"+url.PathEscape(l.RequestID), msg), http.StatusSeeOther)
+}
+
+// batch: the live progress of one order request.
+func (c *Console) batch(w http.ResponseWriter, r *http.Request, s *session) {
+	orders, err := c.batchOrders(r.Context(), c.client(s), r.PathValue("id"))
+	if err != nil {
+		c.failed(w, r, s, err)
+		return
+	}
+	counts := map[api.OrderState]int{}
+	var failed []api.Order
+	for _, o := range orders {
+		counts[o.State]++
+		if o.State == api.OrderFailed {
+			failed = append(failed, o)
+		}
+	}
+	var states []stateCount
+	for _, st := range api.OrderStates {
+		if counts[st] > 0 {
+			states = append(states, stateCount{State: string(st), N: counts[st]})
+		}
+	}
+	ended := counts[api.OrderDone] + counts[api.OrderFailed] + counts[api.OrderCancelled]
+	c.render(w, r, "batch", s, map[string]any{"Title": "Reimage " + r.PathValue("id"), "ID": r.PathValue("id"),
+		"Orders": orders, "States": states, "Total": len(orders), "Done": counts[api.OrderDone], "Ended": ended,
+		"Failed": failed, "Live": len(orders) - ended})
+}
+
+func (c *Console) batchOrders(ctx context.Context, cl *api.Client, id string) ([]api.Order, error) {
+	var out []api.Order
+	after := ""
+	for {
+		q := url.Values{"batch": {id}, "limit": {strconv.Itoa(apiPage)}}
+		if after != "" {
+			q.Set("after", after)
+		}
+		var l api.OrderList
+		if err := cl.Do(ctx, http.MethodGet, "/orders", q, nil, &l); err != nil {
+			return nil, err
+		}
+		out = append(out, l.Orders...)
+		if after = l.Next; after == "" {
+			break
+		}
+	}
+	if len(out) == 0 {
+		return nil, &api.Error{Code: http.StatusNotFound, Message: fmt.Sprintf("no orders of request %q", id)}
+	}
+	return out, nil
+}
+
+// batchAction cancels every live order of a batch, or retries its failed
+// ones.
+func (c *Console) batchAction(action string) func(http.ResponseWriter, *http.Request, *session) {
+	return func(w http.ResponseWriter, r *http.Request, s *session) {
+		ctx := r.Context()
+		cl := c.client(s)
+		id := r.PathValue("id")
+		orders, err := c.batchOrders(ctx, cl, id)
+		if err != nil {
+			c.failed(w, r, s, err)
+			return
+		}
+		n := 0
+		for _, o := range orders {
+			switch {
+			case action == "cancel" && o.State.Live():
+				_, err = cl.CancelOrder(ctx, o.ID)
+			case action == "retry" && o.State == api.OrderFailed:
+				_, err = cl.RetryOrder(ctx, o.ID)
+			default:
+				continue
+			}
+			if err != nil {
+				c.failed(w, r, s, err)
+				return
+			}
+			n++
+		}
+		http.Redirect(w, r, withFlash("/ui/batches/"+url.PathEscape(id), fmt.Sprintf("%s: %d orders", action, n)), http.StatusSeeOther)
+	}
+}
+
+// orderAction cancels or retries one order, back to its target.
+func (c *Console) orderAction(action string) func(http.ResponseWriter, *http.Request, *session) {
+	return func(w http.ResponseWriter, r *http.Request, s *session) {
+		cl := c.client(s)
+		var o api.Order
+		var err error
+		if action == "cancel" {
+			o, err = cl.CancelOrder(r.Context(), r.PathValue("id"))
+		} else {
+			o, err = cl.RetryOrder(r.Context(), r.PathValue("id"))
+		}
+		if err != nil {
+			c.failed(w, r, s, err)
+			return
+		}
+		http.Redirect(w, r, withFlash("/ui/targets/"+url.PathEscape(o.Target), fmt.Sprintf("order %s: %s (%s)", o.ID, action, o.State)), http.StatusSeeOther)
+	}
+}
+
+func (c *Console) acceptTarget(w http.ResponseWriter, r *http.Request, s *session) {
+	id := r.PathValue("id")
+	body := api.AcceptRequest{Hostname: strings.TrimSpace(r.PostForm.Get("hostname"))}
+	var t api.Target
+	if err := c.client(s).Do(r.Context(), http.MethodPost, "/targets/"+url.PathEscape(id)+"/accept", nil, body, &t); err != nil {
+		c.failed(w, r, s, err)
+		return
+	}
+	http.Redirect(w, r, withFlash("/ui/targets/"+url.PathEscape(t.ID), "accepted as "+t.Hostname), http.StatusSeeOther)
+}
+
+func (c *Console) images(w http.ResponseWriter, r *http.Request, s *session) {
+	imgs, err := c.client(s).ListImages(r.Context())
+	if err != nil {
+		c.failed(w, r, s, err)
+		return
+	}
+	c.render(w, r, "images", s, map[string]any{"Title": "Images", "Images": imgs})
+}
+
+func (c *Console) image(w http.ResponseWriter, r *http.Request, s *session) {
+	im, err := c.client(s).GetImage(r.Context(), r.PathValue("id"))
+	if err != nil {
+		c.failed(w, r, s, err)
+		return
+	}
+	c.render(w, r, "image", s, map[string]any{"Title": "Image " + im.Name + " " + im.Version, "I": im})
+}
+
+func (c *Console) bootServers(w http.ResponseWriter, r *http.Request, s *session) {
+	cl := c.client(s)
+	bss, err := cl.ListBootServers(r.Context())
+	if err != nil {
+		c.failed(w, r, s, err)
+		return
+	}
+	var rev struct {
+		Revision uint64 `json:"revision"`
+	}
+	// The MDB's revision, for each boot server's lag: the sync call's
+	// answer has it, but only boot servers may sync; the order list does
+	// not. Lag is shown against the highest revision any boot server has.
+	for _, b := range bss {
+		rev.Revision = max(rev.Revision, b.SyncedRevision)
+	}
+	c.render(w, r, "bootservers", s, map[string]any{"Title": "Boot servers", "BootServers": bss, "Head": rev.Revision,
+		"Now": c.now()})
+}
+
+func (c *Console) events(w http.ResponseWriter, r *http.Request, s *session) {
+	q := r.URL.Query()
+	f := api.EventFilter{Type: q.Get("type"), Target: q.Get("target"), Order: q.Get("order")}
+	evs, err := c.lastEvents(r.Context(), c.client(s), f, 200)
+	if err != nil {
+		c.failed(w, r, s, err)
+		return
+	}
+	c.render(w, r, "events", s, map[string]any{"Title": "Events", "Events": evs, "F": f})
+}
+
+func (c *Console) tokens(w http.ResponseWriter, r *http.Request, s *session) {
+	toks, err := c.client(s).ListTokens(r.Context())
+	if err != nil {
+		c.failed(w, r, s, err)
+		return
+	}
+	c.render(w, r, "tokens", s, map[string]any{"Title": "Tokens", "Tokens": toks, "Roles": []string{api.RoleViewer, api.RoleOperator, api.RoleAdmin, api.RoleJoin}})
+}
+
+// createToken shows the new secret once, on the answer page itself (never
+// in a redirect URL or a flash).
+func (c *Console) createToken(w http.ResponseWriter, r *http.Request, s *session) {
+	f := r.PostForm
+	req := api.TokenRequest{Role: f.Get("role"), Name: strings.TrimSpace(f.Get("name")), Site: strings.TrimSpace(f.Get("site"))}
+	info, err := c.client(s).CreateToken(r.Context(), req)
+	if err != nil {
+		c.failed(w, r, s, err)
+		return
+	}
+	toks, err := c.client(s).ListTokens(r.Context())
+	if err != nil {
+		c.failed(w, r, s, err)
+		return
+	}
+	c.render(w, r, "tokens", s, map[string]any{"Title": "Tokens", "Tokens": toks, "New": info,
+		"Roles": []string{api.RoleViewer, api.RoleOperator, api.RoleAdmin, api.RoleJoin}})
+}
+
+func (c *Console) revokeToken(w http.ResponseWriter, r *http.Request, s *session) {
+	id := r.PathValue("id")
+	if err := c.client(s).DeleteToken(r.Context(), id); err != nil {
+		c.failed(w, r, s, err)
+		return
+	}
+	c.sessions.dropToken(id)
+	http.Redirect(w, r, withFlash("/ui/tokens", "token "+id+" revoked"), http.StatusSeeOther)
+}
+
+
