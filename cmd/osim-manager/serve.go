@@ -188,7 +188,6 @@ func (o serveOpts) serve() int {
 	return o.serveAPI(ctx, h)
 }
 
-
 // closeStore closes the MDB unless the disk is too full for Badger's
 // close-time flush (through mmap: on a full disk, a SIGBUS); the synced
 // write-ahead log then holds every acknowledged write.

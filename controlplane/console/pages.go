@@ -705,5 +705,3 @@ func (c *Console) revokeToken(w http.ResponseWriter, r *http.Request, s *session
 	c.sessions.dropToken(id)
 	http.Redirect(w, r, withFlash("/ui/tokens", "token "+id+" revoked"), http.StatusSeeOther)
 }
-
-
