@@ -10,6 +10,7 @@ import (
 	"strings"
 
 	"osim/controlplane/api"
+	"osim/controlplane/bootplan"
 	"osim/controlplane/lifecycle"
 	"osim/dataplane/httpboot"
 	"osim/internal/cmdline"
@@ -17,20 +18,6 @@ import (
 )
 
 var _ httpboot.Answers = (*Agent)(nil)
-
-// answerFile is img's answer-file template, if it has one (mdb allows
-// one, on installer-format images).
-func answerFile(img api.Image) (api.ImageFile, bool) {
-	if img.Format == api.FormatDisk {
-		return api.ImageFile{}, false
-	}
-	for _, f := range img.Files {
-		if f.Role == api.RoleAnswer {
-			return f, true
-		}
-	}
-	return api.ImageFile{}, false
-}
 
 // Answer is the httpboot.Answers: the answer file of a live order whose
 // image is an installer image with an answer template, rendered from the
@@ -52,7 +39,7 @@ func (l *localView) Answer(_ context.Context, order, base string) (string, []byt
 	if !haveImg {
 		return "", nil, fmt.Errorf("agent: order %s: image %q is not in the local view", o.ID, o.Image)
 	}
-	f, ok := answerFile(img)
+	f, ok := bootplan.AnswerFile(img)
 	if !ok {
 		return "", nil, fmt.Errorf("%w: order %s: image %s (format %q) has no answer file", httpboot.ErrNoAnswer, o.ID, img.ID, img.Format)
 	}

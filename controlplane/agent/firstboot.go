@@ -110,12 +110,3 @@ func (l *localView) FirstBootReport(_ context.Context, r httpboot.FirstBootRepor
 		Data: map[string]string{"procedure": r.Procedure, "exit_code": strconv.Itoa(r.ExitCode),
 			"output_tail": r.OutputTail, "client": r.Client}})
 }
-
-// dropSecrets removes the order's secret parameters from what a kernel
-// command line is rendered with: a secret never goes on one (the manager
-// refuses a template naming one), and a render error would print it.
-func dropSecrets(params map[string]string, secrets []string) {
-	for _, k := range secrets {
-		delete(params, k)
-	}
-}

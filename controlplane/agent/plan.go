@@ -16,47 +16,6 @@ import (
 
 var _ httpboot.Plans = (*Agent)(nil)
 
-// diskScript is the Script of a disk-format order: the order's boot image
-// boots the osim installer (its kernel and initrds, its command line
-// template, then the osim.* keys httpboot appends), which fetches the
-// order's plan from /install/<order>.
-func (l *localView) diskScript(t api.Target, o api.Order, img api.Image, mac string) (httpboot.Boot, error) {
-	l.mu.RLock()
-	boot, ok := l.v.images[o.BootImage]
-	l.mu.RUnlock()
-	if o.BootImage == "" || !ok {
-		return httpboot.Boot{}, fmt.Errorf("agent: order %s of %s: disk image %s needs a boot image, and %q is not in the local view", o.ID, mac, img.ID, o.BootImage)
-	}
-	// The installer's command line sees the boot image's parameters, an
-	// order overriding those only: the disk image's parameters (SSH keys,
-	// anything with a space) go into the plan, not onto an iPXE line.
-	b := httpboot.Boot{Cmdline: boot.Cmdline, Order: o.ID, Token: o.Token, Install: true, Params: maps.Clone(boot.Defaults)}
-	if b.Params == nil {
-		b.Params = map[string]string{}
-	}
-	for k := range b.Params {
-		if v, ok := o.Params[k]; ok {
-			b.Params[k] = v
-		}
-	}
-	dropSecrets(b.Params, o.SecretParams)
-	for _, f := range boot.Files {
-		switch f.Role {
-		case api.RoleKernel:
-			if b.Kernel == "" {
-				b.Kernel = fileName(boot.ID, f.Name)
-			}
-		case api.RoleInitrd:
-			b.Initrds = append(b.Initrds, fileName(boot.ID, f.Name))
-		}
-	}
-	if b.Kernel == "" {
-		return httpboot.Boot{}, fmt.Errorf("agent: order %s of %s: boot image %s has no kernel file", o.ID, mac, boot.ID)
-	}
-	l.scriptFetched(t, o, mac)
-	return b, nil
-}
-
 // scriptFetched reports the first fetch of an order attempt's script:
 // what moves the order to booting at the manager.
 func (l *localView) scriptFetched(t api.Target, o api.Order, mac string) {

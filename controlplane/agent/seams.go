@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"osim/controlplane/api"
+	"osim/controlplane/bootplan"
 	"osim/controlplane/lifecycle"
 	"osim/dataplane/dhcp"
 	"osim/dataplane/httpboot"
@@ -47,7 +48,7 @@ func (l *localView) lookupLocked(mac string) (t api.Target, o api.Order, known, 
 }
 
 // fileName is how a staged image file is named to TFTP and HTTP clients.
-func fileName(image, name string) string { return "images/" + image + "/" + name }
+func fileName(image, name string) string { return bootplan.FileName(image, name) }
 
 // Lookup is the dhcp.Backend: staged, booting or installing orders boot
 // their installer; pending orders stay silent until staged; known targets
@@ -140,38 +141,20 @@ func (l *localView) Script(_ context.Context, mac net.HardwareAddr) (httpboot.Bo
 	if !haveImg {
 		return httpboot.Boot{}, fmt.Errorf("agent: order %s of %s: image %q is not in the local view", o.ID, m, o.Image)
 	}
-	if img.Format == api.FormatDisk {
-		return l.diskScript(t, o, img, m)
+	b, err := bootplan.For(o, img, l.image)
+	if err != nil {
+		return httpboot.Boot{}, fmt.Errorf("agent: order %s of %s: %w", o.ID, m, err)
 	}
-	b := httpboot.Boot{Cmdline: img.Cmdline, Order: o.ID, Token: o.Token, Params: map[string]string{}}
-	maps.Copy(b.Params, img.Defaults)
-	maps.Copy(b.Params, o.Params)
-	dropSecrets(b.Params, o.SecretParams)
-	_, b.Answer = answerFile(img) // answer.go: {{.AnswerURL}}
-
-	for _, f := range img.Files {
-		switch f.Role {
-		case api.RoleKernel:
-			if b.Kernel == "" {
-				b.Kernel = fileName(img.ID, f.Name)
-			}
-		case api.RoleInitrd:
-			b.Initrds = append(b.Initrds, fileName(img.ID, f.Name))
-		}
-	}
-	if b.Kernel == "" {
-		return httpboot.Boot{}, fmt.Errorf("agent: order %s of %s: image %s has no kernel file", o.ID, m, img.ID)
-	}
-	// Per order attempt: the first fetch of each is what moves it to
-	// booting at the manager.
-	if !l.seen.pass(fmt.Sprintf("script/%s/%s/%d", m, o.ID, o.Attempt), false, l.clock.Now()) {
-		return b, nil
-	}
-	if err := l.q.Emit(api.Event{Type: api.EventFileServed, Target: t.ID, MAC: m, Order: o.ID,
-		Data: map[string]string{"file": "ipxe/" + m}}); err != nil {
-		l.log.Warn("file.served not buffered", "mac", m, "order", o.ID, "err", err)
-	}
+	l.scriptFetched(t, o, m)
 	return b, nil
+}
+
+// image looks an image up in the view.
+func (l *localView) image(id string) (api.Image, bool) {
+	l.mu.RLock()
+	defer l.mu.RUnlock()
+	img, ok := l.v.images[id]
+	return img, ok
 }
 
 // stagedFile finds images/<id>/<name> in the view: its blob path, or

@@ -393,7 +393,9 @@ func (c *Console) target(w http.ResponseWriter, r *http.Request, s *session) {
 		c.failed(w, r, s, err)
 		return
 	}
-	c.render(w, r, "target", s, map[string]any{"Title": "Target " + t.Hostname, "T": t, "Orders": orders, "Events": evs})
+	script, why := bootScript(ctx, cl, t)
+	c.render(w, r, "target", s, map[string]any{"Title": "Target " + t.Hostname, "T": t, "Orders": orders, "Events": evs,
+		"Script": script, "ScriptWhy": why})
 }
 
 // lastEvents returns the newest n (at most 1000) events the filter
@@ -488,6 +490,7 @@ func (c *Console) reimage(w http.ResponseWriter, r *http.Request, s *session) {
 			c.reimagePage(w, r, s, in, nil, errMsg(err))
 			return
 		}
+		sort.Slice(plan.Targets, func(i, j int) bool { return plan.Targets[i].Hostname < plan.Targets[j].Hostname })
 		c.reimagePage(w, r, s, in, &plan, "")
 		return
 	}
@@ -509,10 +512,20 @@ func (c *Console) reimage(w http.ResponseWriter, r *http.Request, s *session) {
 
 // batch: the live progress of one order request.
 func (c *Console) batch(w http.ResponseWriter, r *http.Request, s *session) {
-	orders, err := c.batchOrders(r.Context(), c.client(s), r.PathValue("id"))
+	cl := c.client(s)
+	orders, err := c.batchOrders(r.Context(), cl, r.PathValue("id"))
 	if err != nil {
 		c.failed(w, r, s, err)
 		return
+	}
+	targets, err := c.allTargets(r.Context(), cl)
+	if err != nil {
+		c.failed(w, r, s, err)
+		return
+	}
+	hosts := make(map[string]string, len(targets))
+	for _, t := range targets {
+		hosts[t.ID] = t.Hostname
 	}
 	counts := map[api.OrderState]int{}
 	var failed []api.Order
@@ -531,7 +544,7 @@ func (c *Console) batch(w http.ResponseWriter, r *http.Request, s *session) {
 	ended := counts[api.OrderDone] + counts[api.OrderFailed] + counts[api.OrderCancelled]
 	c.render(w, r, "batch", s, map[string]any{"Title": "Reimage " + r.PathValue("id"), "ID": r.PathValue("id"),
 		"Orders": orders, "States": states, "Total": len(orders), "Done": counts[api.OrderDone], "Ended": ended,
-		"Failed": failed, "Live": len(orders) - ended})
+		"Failed": failed, "Live": len(orders) - ended, "Hosts": hosts})
 }
 
 func (c *Console) batchOrders(ctx context.Context, cl *api.Client, id string) ([]api.Order, error) {

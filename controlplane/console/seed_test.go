@@ -45,7 +45,7 @@ func seedImage(t testing.TB, e *env) api.Image {
 		files = append(files, api.ImageFile{Name: f.name, SHA256: sum, Size: int64(len(data)), Role: f.role})
 	}
 	img, err := e.admin.CreateImage(t.Context(), api.ImageSpec{Name: "debian", Version: "12", Kind: api.KindOS,
-		Format: api.FormatInstaller, Files: files, Cmdline: "console=ttyS0",
+		Format: api.FormatInstaller, Files: files, Cmdline: "console=ttyS0 status={{.StatusURL}} token={{.Token}}",
 		Parameters: []api.Parameter{{Name: "root_password_hash", Type: "string", Secret: true, Default: "$6$x$secretdefault"},
 			{Name: "locale", Type: "string", Default: "en_US.UTF-8", Description: "the system locale"}}})
 	if err != nil {

@@ -229,7 +229,10 @@ func (t inProcess) RoundTrip(r *http.Request) (*http.Response, error) {
 	r.RequestURI = r.URL.RequestURI()
 	r.RemoteAddr = "127.0.0.1:0" // the console, in process
 	t.h.ServeHTTP(rec, r)
+	if err := r.Context().Err(); err != nil {
+		return nil, err // the caller went away (a page left, a stream closed)
+	}
 	resp := rec.Result()
 	resp.Request = r
-	return resp, r.Context().Err()
+	return resp, nil
 }

@@ -40,15 +40,25 @@ func siteJoinToken(t *testing.T, store manager.Store, site string) string {
 
 func startAgent(t *testing.T, dir, url, join, name, site string) *runningAgent {
 	t.Helper()
+	return startAgentWith(t, dir, url, join, name, site, nil)
+}
+
+// startAgentWith is startAgent with tweak applied to the agent's Config.
+func startAgentWith(t *testing.T, dir, url, join, name, site string, tweak func(*agent.Config)) *runningAgent {
+	t.Helper()
 	db, err := badger.Open(badger.DefaultOptions(filepath.Join(dir, "db")).WithLogger(nil))
 	if err != nil {
 		t.Fatal(err)
 	}
 	reg := prometheus.NewRegistry()
-	a, err := agent.New(agent.Config{DB: db, BlobDir: filepath.Join(dir, "blobs"), Client: api.NewClient(url, "", false),
+	cfg := agent.Config{DB: db, BlobDir: filepath.Join(dir, "blobs"), Client: api.NewClient(url, "", false),
 		JoinToken: join, Name: name, Site: site, Registry: reg,
 		SyncWait: 500 * time.Millisecond, HeartbeatInterval: 200 * time.Millisecond,
-		BackoffMin: 10 * time.Millisecond, BackoffMax: 200 * time.Millisecond})
+		BackoffMin: 10 * time.Millisecond, BackoffMax: 200 * time.Millisecond}
+	if tweak != nil {
+		tweak(&cfg)
+	}
+	a, err := agent.New(cfg)
 	if err != nil {
 		db.Close()
 		t.Fatal(err)

@@ -177,3 +177,10 @@ func initrdName(s string) string {
 	}
 	return path.Base(s)
 }
+
+// RenderScript renders the iPXE script a boot server answers with for b
+// at mac, by the same rules as GET /ipxe/{mac}, for showing it elsewhere:
+// the manager's console renders a target's script (its token masked).
+func RenderScript(b Boot, mac net.HardwareAddr, base, platform string) ([]byte, error) {
+	return renderScript(b, mac, base, platform, 0)
+}

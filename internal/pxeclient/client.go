@@ -181,6 +181,19 @@ func Boot(ctx context.Context, cfg Config) (*Result, error) {
 	return c.res, &PhaseError{Stage: fw.Name, Phase: PhaseDiscover, Err: errors.New("boot loop: too many stages")}
 }
 
+// BootScript plays a target whose firmware has already chainloaded iPXE
+// and got scriptURL as its boot file: from the GET of the script on, as
+// Boot does after an HTTP boot file (kernel, initrds, and the installer
+// when cfg.Install is set). For tests that need no DHCP (no namespaces):
+// the console's browser test plays its targets with it.
+func BootScript(ctx context.Context, cfg Config, scriptURL string) (*Result, error) {
+	if cfg.Do == nil {
+		cfg.Do = func(f func() error) error { return f() }
+	}
+	c := &client{cfg: cfg, res: &Result{}}
+	return c.res, c.httpStage(ctx, &cfg.Firmware, scriptURL)
+}
+
 func isHTTP(s string) bool {
 	return strings.HasPrefix(s, "http://") || strings.HasPrefix(s, "https://")
 }
