@@ -2,7 +2,7 @@
 GO      ?= go
 BIN     := bin
 
-.PHONY: lab-reimage all build test test-short vet fmt bench-tftp bench-sync run clean fuzz bench-xdp generate bench-mass bench-mass-smoke bench-mass-image bench-dhcp bench-blobs
+.PHONY: bench-console console-screenshots lab-reimage all build test test-short vet fmt bench-tftp bench-sync run clean fuzz bench-xdp generate bench-mass bench-mass-smoke bench-mass-image bench-dhcp bench-blobs
 
 all: build
 
@@ -44,6 +44,16 @@ run: build
 
 clean:
 	rm -rf $(BIN)
+
+# The console's pages against a real manager with 10,000 targets (5,000
+# with a live order), the API's own listing as the peer (issue 15).
+bench-console:
+	$(GO) test -run '^$$' -bench ConsolePages -benchtime 20x ./controlplane/console/
+
+# Rewrite docs/console/*.png from the browser test (Debian's Chromium).
+console-screenshots:
+	mkdir -p docs/console
+	OSIM_CONSOLE_SCREENSHOTS=$(CURDIR)/docs/console $(GO) test -count=1 -run TestConsoleInARealBrowser ./controlplane/e2e/
 
 # Control plane scale: 100,000 targets + 100,000 orders synced to a fresh
 # boot server (osim-manager and osim-bootd as processes on loopback).

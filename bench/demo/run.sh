@@ -125,6 +125,7 @@ fi
 cat <<MSG
 
 The manager stays up until Ctrl-C (everything is removed then):
+  Console: $url/ui/  (sign in with the admin token below)
   export OSIM_SERVER=$url OSIM_TOKEN=$admin
   $bin/osimctl targets list
   $bin/osimctl orders list

@@ -21,7 +21,7 @@ import (
 // env is a real manager on a real MDB with the console mounted beside its
 // API, one token per role, a site with a few targets and an image.
 type env struct {
-	t       *testing.T
+	t       testing.TB
 	store   *mdb.DB
 	ui      *Console
 	ts      *httptest.Server
@@ -31,7 +31,7 @@ type env struct {
 	admin   *api.Client
 }
 
-func newEnv(t *testing.T) *env {
+func newEnv(t testing.TB) *env {
 	t.Helper()
 	store, err := mdb.Open(t.TempDir(), mdb.Options{Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {

@@ -510,29 +510,49 @@ func (c *Console) reimage(w http.ResponseWriter, r *http.Request, s *session) {
 	http.Redirect(w, r, withFlash("/ui/batches/"+url.PathEscape(l.RequestID), msg), http.StatusSeeOther)
 }
 
-// batch: the live progress of one order request.
+// maxFailuresShown bounds the failures a batch page lists (with their
+// targets' hostnames); the full list is ?all=1.
+const maxFailuresShown = 100
+
+// batch: the live progress of one order request: counts per state, a bar,
+// the failures with their reasons. ?all=1 lists every order (not live: a
+// mass reimage's thousands of rows are not re-sent every few seconds).
 func (c *Console) batch(w http.ResponseWriter, r *http.Request, s *session) {
+	ctx := r.Context()
 	cl := c.client(s)
-	orders, err := c.batchOrders(r.Context(), cl, r.PathValue("id"))
+	orders, err := c.batchOrders(ctx, cl, r.PathValue("id"))
 	if err != nil {
 		c.failed(w, r, s, err)
 		return
 	}
-	targets, err := c.allTargets(r.Context(), cl)
-	if err != nil {
-		c.failed(w, r, s, err)
-		return
-	}
-	hosts := make(map[string]string, len(targets))
-	for _, t := range targets {
-		hosts[t.ID] = t.Hostname
-	}
+	all := r.URL.Query().Get("all") == "1"
 	counts := map[api.OrderState]int{}
 	var failed []api.Order
 	for _, o := range orders {
 		counts[o.State]++
 		if o.State == api.OrderFailed {
 			failed = append(failed, o)
+		}
+	}
+	nFailed := len(failed)
+	if !all {
+		failed = failed[:min(len(failed), maxFailuresShown)]
+	}
+	hosts := map[string]string{}
+	if all {
+		targets, err := c.allTargets(ctx, cl)
+		if err != nil {
+			c.failed(w, r, s, err)
+			return
+		}
+		for _, t := range targets {
+			hosts[t.ID] = t.Hostname
+		}
+	} else {
+		for _, o := range failed {
+			if t, err := cl.GetTarget(ctx, o.Target); err == nil {
+				hosts[t.ID] = t.Hostname
+			}
 		}
 	}
 	var states []stateCount
@@ -542,9 +562,13 @@ func (c *Console) batch(w http.ResponseWriter, r *http.Request, s *session) {
 		}
 	}
 	ended := counts[api.OrderDone] + counts[api.OrderFailed] + counts[api.OrderCancelled]
-	c.render(w, r, "batch", s, map[string]any{"Title": "Reimage " + r.PathValue("id"), "ID": r.PathValue("id"),
-		"Orders": orders, "States": states, "Total": len(orders), "Done": counts[api.OrderDone], "Ended": ended,
-		"Failed": failed, "Live": len(orders) - ended, "Hosts": hosts})
+	data := map[string]any{"Title": "Reimage " + r.PathValue("id"), "ID": r.PathValue("id"),
+		"States": states, "Total": len(orders), "Done": counts[api.OrderDone], "Ended": ended,
+		"Failed": failed, "NFailed": nFailed, "Live": len(orders) - ended, "Hosts": hosts, "All": all}
+	if all {
+		data["Orders"] = orders
+	}
+	c.render(w, r, "batch", s, data)
 }
 
 func (c *Console) batchOrders(ctx context.Context, cl *api.Client, id string) ([]api.Order, error) {

@@ -266,7 +266,7 @@ func TestHostileValuesAreEscapedAndNoPageLeaksATokenOrASecret(t *testing.T) {
 		b.signIn(role)
 		pages := []string{"/ui/overview", "/ui/targets", "/ui/targets?q=node", "/ui/targets?state=failed",
 			"/ui/targets/" + tg.ID, "/ui/targets/" + tg.ID + "?fragment=1", "/ui/batches/" + l.RequestID,
-			"/ui/batches/" + l.RequestID + "?fragment=1", "/ui/events", "/ui/events?fragment=1", "/ui/images",
+			"/ui/batches/" + l.RequestID + "?fragment=1", "/ui/batches/" + l.RequestID + "?all=1", "/ui/events", "/ui/events?fragment=1", "/ui/images",
 			"/ui/images/" + img.ID, "/ui/bootservers", "/ui/reimage?targets=" + tg.ID}
 		if role == api.RoleAdmin {
 			pages = append(pages, "/ui/tokens")

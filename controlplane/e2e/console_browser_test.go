@@ -17,6 +17,8 @@ import (
 	"testing"
 	"time"
 
+	cdplog "github.com/chromedp/cdproto/log"
+	"github.com/chromedp/cdproto/runtime"
 	"github.com/chromedp/chromedp"
 
 	"osim/controlplane/agent"
@@ -132,7 +134,10 @@ func (w *consoleWorld) play(ctx context.Context, hostnames ...string) {
 			for ctx.Err() == nil {
 				// A script without an installer (no order, or done) is a
 				// local boot: the machine "runs" and PXE boots later.
-				pxeclient.BootScript(ctx, cfg, w.bootURL+"/ipxe/"+tg.MACs[0])
+				res, err := pxeclient.BootScript(ctx, cfg, w.bootURL+"/ipxe/"+tg.MACs[0])
+				if os.Getenv("OSIM_DEBUG_PLAY") != "" && (res.Installed != "" || (err != nil && !strings.Contains(err.Error(), "no kernel"))) {
+					w.t.Logf("%s %s: installed=%q err=%v", time.Now().Format("15:04:05.000"), name, res.Installed, err)
+				}
 				select {
 				case <-ctx.Done():
 				case <-time.After(300 * time.Millisecond):
@@ -140,6 +145,13 @@ func (w *consoleWorld) play(ctx context.Context, hostnames ...string) {
 			}
 		}()
 	}
+}
+
+func exceptionText(d *runtime.ExceptionDetails) string {
+	if d.Exception != nil {
+		return d.Exception.Description
+	}
+	return ""
 }
 
 type nopWriteCloser struct{ io.Writer }
@@ -166,8 +178,31 @@ func newBrowser(t *testing.T, ctx context.Context) context.Context {
 		chromedp.Flag("disable-component-update", true), chromedp.Flag("disable-sync", true),
 		chromedp.UserDataDir(t.TempDir()), chromedp.WindowSize(1280, 900))
 	actx, cancelA := chromedp.NewExecAllocator(ctx, opts...)
-	bctx, cancelB := chromedp.NewContext(actx)
-	t.Cleanup(func() { cancelB(); cancelA() })
+	// Script errors and CSP violations in any page fail the test: the
+	// console's pages run no inline code and htmx is set up without eval.
+	var mu sync.Mutex
+	var problems []string
+	bctx, cancelB := chromedp.NewContext(actx, chromedp.WithListener(func(ev any) {
+		mu.Lock()
+		defer mu.Unlock()
+		switch ev := ev.(type) {
+		case *runtime.EventExceptionThrown:
+			problems = append(problems, "script exception: "+ev.ExceptionDetails.Text+" "+exceptionText(ev.ExceptionDetails))
+		case *cdplog.EventEntryAdded:
+			if ev.Entry.Source != cdplog.EntrySourceNetwork && (ev.Entry.Level == cdplog.EntryLevelError || strings.Contains(ev.Entry.Text, "Content Security Policy")) {
+				problems = append(problems, fmt.Sprintf("console %s/%s: %s (%s)", ev.Entry.Source, ev.Entry.Level, ev.Entry.Text, ev.Entry.URL))
+			}
+		}
+	}))
+	t.Cleanup(func() {
+		cancelB()
+		cancelA()
+		mu.Lock()
+		defer mu.Unlock()
+		for _, p := range problems {
+			t.Errorf("browser: %s", p)
+		}
+	})
 	if err := chromedp.Do(bctx); err != nil {
 		t.Fatalf("starting %s: %v", chromium, err)
 	}
@@ -184,8 +219,30 @@ func run(t *testing.T, bctx context.Context, what string, steps ...step) {
 	if err := chromedp.Do(ctx, steps...); err != nil {
 		loc, _ := chromedp.Run(bctx, chromedp.Location())
 		body, _ := chromedp.Run(bctx, chromedp.Evaluate[string](`document.body ? document.body.innerText : ""`))
-		t.Fatalf("%s: %v\nat %s:\n%s", what, err, loc, body)
+		t.Fatalf("%s: %v\nat %s:\n%s\n%s", what, err, loc, body, diagnose())
 	}
+}
+
+// diagnose says where every order is, for a failed step (set by the test).
+var diagnose = func() string { return "" }
+
+// orders lists every order with its history, for diagnose.
+func (w *consoleWorld) orders() string {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	l, err := w.admin.ListOrders(ctx, "", "", "", "", 1000)
+	if err != nil {
+		return "orders: " + err.Error()
+	}
+	var b strings.Builder
+	for _, o := range l.Orders {
+		fmt.Fprintf(&b, "order %s target %s attempt %d %s %q:", o.ID, o.Target, o.Attempt, o.State, o.Message)
+		for _, h := range o.History {
+			fmt.Fprintf(&b, " %s@%s", h.To, h.At.Format("15:04:05.000"))
+		}
+		b.WriteString("\n")
+	}
+	return b.String()
 }
 
 // eval evaluates a JavaScript expression in the page.
@@ -297,6 +354,8 @@ func TestConsoleInARealBrowser(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()
 	w := newConsoleWorld(t, ctx)
+	diagnose = w.orders
+	t.Cleanup(func() { diagnose = func() string { return "" } })
 	w.failOnce.Store("web-03", true)
 	rack1 := []string{"web-01", "web-02", "web-03", "web-04", "web-05", "web-06"}
 	w.play(ctx, rack1...)
@@ -325,7 +384,7 @@ func TestConsoleInARealBrowser(t *testing.T) {
 
 	// An operator reimages rack r1 by selector: the dry run lists exactly
 	// its six machines, nothing exists before the confirmation.
-	run(t, b, "dry run", w.signIn(api.RoleOperator), screenshot(t, "overview"),
+	run(t, b, "dry run", w.signIn(api.RoleOperator),
 		chromedp.Navigate(w.url+"/ui/targets"), chromedp.WaitVisible(chromedp.CSS(`tr[data-target]`)), screenshot(t, "targets"),
 		chromedp.Navigate(w.url+"/ui/reimage"), chromedp.WaitVisible(chromedp.CSS(`select[name=image]`)),
 		chromedp.SendKeys(chromedp.CSS(`input[name=selector]`), "rack=r1"),
@@ -400,7 +459,8 @@ func TestConsoleInARealBrowser(t *testing.T) {
 	if acc.State != "" || acc.Hostname != "db-01" || acc.Facts["dmi.product"] != "PowerEdge R650" {
 		t.Fatalf("accepted target %+v", acc)
 	}
-	run(t, b, "pages", chromedp.Navigate(w.url+"/ui/images"), chromedp.WaitVisible(chromedp.CSS("main table")), screenshot(t, "images"),
+	run(t, b, "pages", chromedp.Navigate(w.url+"/ui/overview"), waitText("#live", "bs-a1"), screenshot(t, "overview"),
+		chromedp.Navigate(w.url+"/ui/images"), chromedp.WaitVisible(chromedp.CSS("main table")), screenshot(t, "images"),
 		chromedp.Navigate(w.url+"/ui/images/"+w.disk.ID), chromedp.WaitVisible(chromedp.CSS("main table")), screenshot(t, "image"),
 		chromedp.Navigate(w.url+"/ui/bootservers"), waitText("#live", "bs-a1"), screenshot(t, "bootservers"),
 		chromedp.Navigate(w.url+"/ui/events"), waitText("#live", "install.status"), screenshot(t, "events"),

@@ -23,19 +23,30 @@
     return u.pathname + u.search;
   }
 
-  var refreshing = false;
-  // refresh swaps each live part for the server's fresh render. A table
-  // where the user has ticked rows waits (the ticks would be lost).
+  // refresh swaps each live part for the server's fresh render. One
+  // refresh runs at a time; a change that arrives meanwhile runs one more
+  // after it, so the last change is never lost. A table where the user
+  // has ticked rows waits (the ticks would be lost).
+  var inflight = false, again = false, started = 0;
   function refresh() {
-    if (refreshing || !window.htmx) return;
-    document.querySelectorAll("[data-live]").forEach(function (el) {
-      if (el.hasAttribute("data-live-unless-checked") && el.querySelector("input[type=checkbox]:checked")) return;
-      refreshing = true;
-      htmx.ajax("GET", fragmentURL(), { target: "#" + el.id, swap: "outerHTML" }).then(function () {
-        refreshing = false;
-      }, function () {
-        refreshing = false;
-      });
+    if (!window.htmx) return;
+    if (inflight && Date.now() - started < 15000) {
+      again = true;
+      return;
+    }
+    var parts = Array.prototype.filter.call(document.querySelectorAll("[data-live]"), function (el) {
+      return !(el.hasAttribute("data-live-unless-checked") && el.querySelector("input[type=checkbox]:checked"));
+    });
+    if (!parts.length) return;
+    inflight = true;
+    again = false;
+    started = Date.now();
+    var url = fragmentURL();
+    Promise.allSettled(parts.map(function (el) {
+      return htmx.ajax("GET", url, { target: "#" + el.id, swap: "outerHTML" });
+    })).then(function () {
+      inflight = false;
+      if (again) refresh();
     });
   }
 
@@ -55,7 +66,12 @@
       return;
     }
     var es = new EventSource(url);
-    es.addEventListener("open", function () { status("live updates: on"); });
+    // On (re)connect, refresh once: changes made between the page's
+    // render and the stream's start would otherwise be missed.
+    es.addEventListener("open", function () {
+      status("live updates: on");
+      refresh();
+    });
     es.addEventListener("error", function () { status("live updates: reconnecting"); });
     es.addEventListener("gone", function () {
       es.close();
