@@ -62,6 +62,10 @@ type Config struct {
 	Clock    clock.Clock
 	Logger   *slog.Logger
 	Registry prometheus.Registerer
+	// Stats is where the heartbeat reads the boot server's service
+	// counters (api.BootServerStatNames; the process's registry); nil:
+	// the heartbeat carries none.
+	Stats prometheus.Gatherer
 	// SyncWait is the long-poll wait (default 25s); SyncLimit the changes
 	// asked per request (0: the manager's default).
 	SyncWait  time.Duration
@@ -277,7 +281,8 @@ func (a *Agent) heartbeatLoop(ctx context.Context) {
 	defer t.Stop()
 	for {
 		_, err := a.cfg.Client.Heartbeat(ctx, api.Heartbeat{SyncedRevision: a.Revision(), Version: a.cfg.Version,
-			PendingEvents: int(a.m.pendingValue()), BootArches: a.bootArches()})
+			PendingEvents: int(a.m.pendingValue()), BootArches: a.bootArches(),
+			Stats: a.stats(), StagedImages: a.stagedImages()})
 		if err != nil && ctx.Err() == nil {
 			a.m.reachable.Set(0)
 			a.log.Debug("heartbeat failed", "err", err)

@@ -36,6 +36,8 @@ type fakeManager struct {
 	reject     string // event type answered 422 (the whole batch)
 	registers  int
 	heartbeats int
+	// lastHeartbeat is the body of the last heartbeat.
+	lastHeartbeat api.Heartbeat
 	taken      int // registrations answered 409 (name taken) before one succeeds
 	syncSince  []uint64
 	syncLimits []int
@@ -57,8 +59,14 @@ func newFakeManager(t *testing.T) *fakeManager {
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST /api/v1/bootservers/register", f.register)
 	mux.HandleFunc("POST /api/v1/bootservers/heartbeat", f.auth(func(w http.ResponseWriter, r *http.Request) {
+		var hb api.Heartbeat
+		if err := json.NewDecoder(r.Body).Decode(&hb); err != nil {
+			http.Error(w, err.Error(), 400)
+			return
+		}
 		f.mu.Lock()
 		f.heartbeats++
+		f.lastHeartbeat = hb
 		f.mu.Unlock()
 		writeJSON(w, 200, api.BootServer{ID: "bs-1"})
 	}))

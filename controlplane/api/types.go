@@ -82,9 +82,14 @@ type BootServer struct {
 	SyncedRevision uint64    `json:"synced_revision"`
 	// Health is computed by the manager from LastHeartbeat: healthy, stale
 	// (no heartbeat for 3 intervals) or down (none for 10).
-	Health   string    `json:"health"`
-	Revision uint64    `json:"revision"`
-	Created  time.Time `json:"created"`
+	Health string `json:"health"`
+	// Stats and StagedImages are what its last heartbeat said
+	// (Heartbeat.Stats, Heartbeat.StagedImages), at StatsAt.
+	Stats        map[string]float64 `json:"stats,omitempty"`
+	StatsAt      time.Time          `json:"stats_at,omitzero"`
+	StagedImages []string           `json:"staged_images,omitempty"`
+	Revision     uint64             `json:"revision"`
+	Created      time.Time          `json:"created"`
 }
 
 // Boot server health values.
@@ -120,6 +125,48 @@ type Heartbeat struct {
 	PendingEvents int `json:"pending_events"`
 	// BootArches: the arches it has a default boot file for (nil: unchanged).
 	BootArches []string `json:"boot_arches,omitempty"`
+	// Stats are the boot server's service counters and gauges, each the
+	// sum of one of its metric families (BootServerStatNames; nil:
+	// unchanged): what the console shows without scraping it.
+	Stats map[string]float64 `json:"stats,omitempty"`
+	// StagedImages are the images whose every file the boot server holds
+	// (null: unchanged, an older boot server; [] none).
+	StagedImages []string `json:"staged_images"`
+}
+
+// Limits of a heartbeat's Stats and StagedImages.
+const (
+	MaxHeartbeatStats = 64
+	MaxStagedImages   = 10000
+	maxStatNameLength = 100
+)
+
+// BootServerStatNames are the metric families a boot server sums into its
+// heartbeat's Stats (counters since its start, gauges now).
+var BootServerStatNames = []string{
+	"osim_dhcp_packets_total",
+	"osim_tftp_transfers_completed_total",
+	"osim_tftp_transfers_failed_total",
+	"osim_tftp_bytes_sent_total",
+	"osim_httpboot_requests_total",
+	"osim_httpboot_response_bytes_total",
+	"osim_xdp_packets_total",
+	"osim_disk_free_bytes",
+	"osim_agent_blobs_staged_total",
+}
+
+// ValidStatName reports whether n may name a heartbeat stat: a metric
+// name of lower-case letters, digits and underscores.
+func ValidStatName(n string) bool {
+	if n == "" || len(n) > maxStatNameLength {
+		return false
+	}
+	for _, c := range n {
+		if (c < 'a' || c > 'z') && (c < '0' || c > '9') && c != '_' {
+			return false
+		}
+	}
+	return true
 }
 
 // Image kinds.

@@ -657,21 +657,49 @@ func (c *Console) acceptTarget(w http.ResponseWriter, r *http.Request, s *sessio
 }
 
 func (c *Console) images(w http.ResponseWriter, r *http.Request, s *session) {
-	imgs, err := c.client(s).ListImages(r.Context())
+	cl := c.client(s)
+	imgs, err := cl.ListImages(r.Context())
 	if err != nil {
 		c.failed(w, r, s, err)
 		return
 	}
-	c.render(w, r, "images", s, map[string]any{"Title": "Images", "Images": imgs})
+	staged, err := stagedOn(r.Context(), cl)
+	if err != nil {
+		c.failed(w, r, s, err)
+		return
+	}
+	c.render(w, r, "images", s, map[string]any{"Title": "Images", "Images": imgs, "Staged": staged})
+}
+
+// stagedOn maps an image id to the names of the boot servers whose last
+// heartbeat said they hold all of it.
+func stagedOn(ctx context.Context, cl *api.Client) (map[string][]string, error) {
+	bss, err := cl.ListBootServers(ctx)
+	if err != nil {
+		return nil, err
+	}
+	out := map[string][]string{}
+	for _, b := range bss {
+		for _, id := range b.StagedImages {
+			out[id] = append(out[id], b.Name)
+		}
+	}
+	return out, nil
 }
 
 func (c *Console) image(w http.ResponseWriter, r *http.Request, s *session) {
-	im, err := c.client(s).GetImage(r.Context(), r.PathValue("id"))
+	cl := c.client(s)
+	im, err := cl.GetImage(r.Context(), r.PathValue("id"))
 	if err != nil {
 		c.failed(w, r, s, err)
 		return
 	}
-	c.render(w, r, "image", s, map[string]any{"Title": "Image " + im.Name + " " + im.Version, "I": im})
+	staged, err := stagedOn(r.Context(), cl)
+	if err != nil {
+		c.failed(w, r, s, err)
+		return
+	}
+	c.render(w, r, "image", s, map[string]any{"Title": "Image " + im.Name + " " + im.Version, "I": im, "StagedOn": staged[im.ID]})
 }
 
 func (c *Console) bootServers(w http.ResponseWriter, r *http.Request, s *session) {

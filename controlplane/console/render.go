@@ -44,19 +44,20 @@ var funcs = template.FuncMap{
 		}
 		return n * 100 / total
 	},
-	"bytes": func(n int64) string {
-		const unit = 1024
-		if n < unit {
-			return fmt.Sprintf("%d B", n)
-		}
-		div, exp := int64(unit), 0
-		for m := n / unit; m >= unit; m /= unit {
-			div *= unit
-			exp++
-		}
-		return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
-	},
+	"bytes": humanBytes,
 	"add": func(a, b int) int { return a + b },
+	// stat shows one of a boot server's heartbeat stats: a count, or
+	// bytes with a unit when the name says bytes; "–" when not reported.
+	"stat": func(m map[string]float64, name string) string {
+		v, ok := m[name]
+		if !ok {
+			return "–"
+		}
+		if strings.Contains(name, "bytes") {
+			return humanBytes(int64(v))
+		}
+		return fmt.Sprintf("%.0f", v)
+	},
 	"secretParam": func(o api.Order, k string) bool {
 		for _, s := range o.SecretParams {
 			if s == k {
@@ -65,6 +66,19 @@ var funcs = template.FuncMap{
 		}
 		return false
 	},
+}
+
+func humanBytes(n int64) string {
+	const unit = 1024
+	if n < unit {
+		return fmt.Sprintf("%d B", n)
+	}
+	div, exp := int64(unit), 0
+	for m := n / unit; m >= unit; m /= unit {
+		div *= unit
+		exp++
+	}
+	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
 }
 
 func labelString(m map[string]string) string {

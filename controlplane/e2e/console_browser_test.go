@@ -461,8 +461,14 @@ func TestConsoleInARealBrowser(t *testing.T) {
 	}
 	run(t, b, "pages", chromedp.Navigate(w.url+"/ui/overview"), waitText("#live", "bs-a1"), screenshot(t, "overview"),
 		chromedp.Navigate(w.url+"/ui/images"), chromedp.WaitVisible(chromedp.CSS("main table")), screenshot(t, "images"),
-		chromedp.Navigate(w.url+"/ui/images/"+w.disk.ID), chromedp.WaitVisible(chromedp.CSS("main table")), screenshot(t, "image"),
-		chromedp.Navigate(w.url+"/ui/bootservers"), waitText("#live", "bs-a1"), screenshot(t, "bootservers"),
+		chromedp.Navigate(w.url+"/ui/images/"+w.disk.ID), waitText("#staged-on", "bs-a1"), screenshot(t, "image"),
+		chromedp.Navigate(w.url+"/ui/bootservers"), waitText("#live", "bs-a1"), screenshot(t, "bootservers"))
+	// The boot server's heartbeat brought its counters: three blobs
+	// staged (the disk image and the installer's kernel and initrd).
+	if got := eval[string](t, b, `document.querySelector("#bootserver-stats tbody tr td:nth-child(8)").textContent`); got != "3" {
+		t.Errorf("blobs staged as the boot servers page shows it: %q, want 3", got)
+	}
+	run(t, b, "events",
 		chromedp.Navigate(w.url+"/ui/events"), waitText("#live", "install.status"), screenshot(t, "events"),
 		signOut)
 

@@ -52,7 +52,7 @@ func startAgentWith(t *testing.T, dir, url, join, name, site string, tweak func(
 	}
 	reg := prometheus.NewRegistry()
 	cfg := agent.Config{DB: db, BlobDir: filepath.Join(dir, "blobs"), Client: api.NewClient(url, "", false),
-		JoinToken: join, Name: name, Site: site, Registry: reg,
+		JoinToken: join, Name: name, Site: site, Registry: reg, Stats: reg,
 		SyncWait: 500 * time.Millisecond, HeartbeatInterval: 200 * time.Millisecond,
 		BackoffMin: 10 * time.Millisecond, BackoffMax: 200 * time.Millisecond}
 	if tweak != nil {

@@ -13,6 +13,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -181,6 +182,25 @@ func TestProcessSyncTwoSites(t *testing.T) {
 		t.Fatal(err)
 	}
 	quiesce(t, 30*time.Second, m, a, b)
+	// Each osim-bootd's heartbeat carries its service counters and the
+	// images it holds whole (the console shows them).
+	waitFor(t, 30*time.Second, "boot server stats in heartbeats", func() (bool, string) {
+		bss, err := m.admin.ListBootServers(ctx)
+		if err != nil {
+			return false, err.Error()
+		}
+		var got []string
+		ok := len(bss) == 2
+		for _, bs := range bss {
+			// Counter vectors with no sample yet (no DHCP packet here) are
+			// not gathered; plain counters and gauges always are.
+			_, tftp := bs.Stats["osim_tftp_bytes_sent_total"]
+			ok = ok && bs.Stats["osim_disk_free_bytes"] > 0 && bs.Stats["osim_agent_blobs_staged_total"] == 1 && tftp &&
+				slices.Contains(bs.StagedImages, img.ID)
+			got = append(got, fmt.Sprintf("%s: %v staged %v", bs.Name, bs.Stats, bs.StagedImages))
+		}
+		return ok, strings.Join(got, "; ")
+	})
 	stopAndCompare(t, m, a, b)
 }
 

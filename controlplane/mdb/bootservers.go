@@ -4,6 +4,8 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"maps"
+	"math"
 	"net/netip"
 	"slices"
 	"time"
@@ -180,6 +182,30 @@ func validRegister(req api.RegisterRequest) error {
 	return validBootArches(req.BootArches)
 }
 
+// validHeartbeatStats bounds a heartbeat's stats and staged images.
+func validHeartbeatStats(hb api.Heartbeat) error {
+	if len(hb.Stats) > api.MaxHeartbeatStats {
+		return fmt.Errorf("%w: stats: %d, at most %d", ErrInvalid, len(hb.Stats), api.MaxHeartbeatStats)
+	}
+	for k, v := range hb.Stats {
+		if !api.ValidStatName(k) {
+			return fmt.Errorf("%w: stats: %q is not a metric name", ErrInvalid, k)
+		}
+		if math.IsNaN(v) || math.IsInf(v, 0) {
+			return fmt.Errorf("%w: stats: %s is %v", ErrInvalid, k, v)
+		}
+	}
+	if len(hb.StagedImages) > api.MaxStagedImages {
+		return fmt.Errorf("%w: staged_images: %d, at most %d", ErrInvalid, len(hb.StagedImages), api.MaxStagedImages)
+	}
+	for i, id := range hb.StagedImages {
+		if !api.ValidName(id) {
+			return fmt.Errorf("%w: staged_images[%d]: %q is not an image id", ErrInvalid, i, id)
+		}
+	}
+	return nil
+}
+
 func validBootArches(arches []string) error {
 	for i, a := range arches {
 		if !api.ValidArch(a) {
@@ -294,6 +320,9 @@ func (d *DB) Heartbeat(ctx context.Context, id string, hb api.Heartbeat, at time
 	if err := validBootArches(hb.BootArches); err != nil {
 		return b, err
 	}
+	if err := validHeartbeatStats(hb); err != nil {
+		return b, err
+	}
 	err = d.update(ctx, func(w *wtx) error {
 		if b, err = getBootServer(w.txn, id); err != nil {
 			return err
@@ -305,6 +334,12 @@ func (d *DB) Heartbeat(ctx context.Context, id string, hb api.Heartbeat, at time
 		}
 		if hb.BootArches != nil {
 			b.BootArches = slices.Clone(hb.BootArches)
+		}
+		if hb.Stats != nil {
+			b.Stats, b.StatsAt = maps.Clone(hb.Stats), at.UTC()
+		}
+		if hb.StagedImages != nil {
+			b.StagedImages = slices.Sorted(slices.Values(hb.StagedImages))
 		}
 		return w.setJSON(k(pBS, id), b)
 	})

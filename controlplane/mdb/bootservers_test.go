@@ -2,6 +2,8 @@ package mdb
 
 import (
 	"context"
+	"fmt"
+	"math"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -172,5 +174,43 @@ func TestNewOnCallersDatabase(t *testing.T) {
 	})
 	if err != nil {
 		t.Fatal(err)
+	}
+}
+
+func TestHeartbeatStatsAndStagedImagesAreKeptAndChecked(t *testing.T) {
+	d, _ := openTest(t)
+	ctx := context.Background()
+	bs := must[api.BootServer](t)(d.RegisterBootServer(ctx, api.RegisterRequest{Name: "bs1", Site: "lyon"}, "",
+		Token{Hash: shaOf([]byte("s")), TokenInfo: api.TokenInfo{Role: api.RoleAdmin}}))
+	at := time.Date(2026, 5, 5, 5, 5, 5, 0, time.UTC)
+	stats := map[string]float64{"osim_dhcp_packets_total": 12, "osim_disk_free_bytes": 1 << 30}
+	hb := must[api.BootServer](t)(d.Heartbeat(ctx, bs.ID, api.Heartbeat{Stats: stats, StagedImages: []string{"img-b", "img-a"}}, at))
+	if hb.Stats["osim_disk_free_bytes"] != 1<<30 || !hb.StatsAt.Equal(at) || strings.Join(hb.StagedImages, ",") != "img-a,img-b" {
+		t.Fatalf("heartbeat %+v", hb)
+	}
+	// An older boot server sends neither: both stay as they were.
+	hb = must[api.BootServer](t)(d.Heartbeat(ctx, bs.ID, api.Heartbeat{SyncedRevision: 2}, at.Add(time.Second)))
+	if len(hb.Stats) != 2 || len(hb.StagedImages) != 2 || !hb.StatsAt.Equal(at) {
+		t.Fatalf("a heartbeat without stats changed them: %+v", hb)
+	}
+	// An empty list means none staged now.
+	hb = must[api.BootServer](t)(d.Heartbeat(ctx, bs.ID, api.Heartbeat{StagedImages: []string{}}, at))
+	if len(hb.StagedImages) != 0 {
+		t.Fatalf("staged images %v, want none", hb.StagedImages)
+	}
+	many := map[string]float64{}
+	for i := range api.MaxHeartbeatStats + 1 {
+		many[fmt.Sprintf("m_%d", i)] = 1
+	}
+	for _, bad := range []api.Heartbeat{
+		{Stats: map[string]float64{"Bad-Name": 1}},
+		{Stats: map[string]float64{"x": math.NaN()}},
+		{Stats: map[string]float64{"x": math.Inf(1)}},
+		{Stats: many},
+		{StagedImages: []string{"img a"}},
+		{StagedImages: make([]string, api.MaxStagedImages+1)},
+	} {
+		_, err := d.Heartbeat(ctx, bs.ID, bad, at)
+		wantErr(t, err, ErrInvalid)
 	}
 }

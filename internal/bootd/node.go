@@ -127,7 +127,7 @@ func Build(k *Checked, o Options) (n *Node, err error) {
 			JoinToken: w.joinToken, Name: w.manager.Name, Site: w.manager.Site,
 			Addresses:        []string{w.addr.String()},
 			DefaultBootFiles: w.bootFiles, Unknown: w.unknown, Fallback: folder, FallbackFiles: hfiles,
-			Logger: log, Registry: n.reg, Space: n.disk,
+			Logger: log, Registry: n.reg, Stats: n.reg, Space: n.disk,
 			DiscoveryImage: w.discovery.image, DiscoverThen: w.discovery.then, BootLoop: w.discovery.loop})
 		if err != nil {
 			return n, fmt.Errorf("agent: %w", err)
