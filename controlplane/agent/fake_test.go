@@ -38,14 +38,14 @@ type fakeManager struct {
 	heartbeats int
 	// lastHeartbeat is the body of the last heartbeat.
 	lastHeartbeat api.Heartbeat
-	taken      int // registrations answered 409 (name taken) before one succeeds
-	syncSince  []uint64
-	syncLimits []int
-	events     map[uint64]api.Event
-	received   int // events received (duplicates included)
-	blobs      map[string][]byte
-	corrupt    map[string]bool
-	ranges     []string
+	taken         int // registrations answered 409 (name taken) before one succeeds
+	syncSince     []uint64
+	syncLimits    []int
+	events        map[uint64]api.Event
+	received      int // events received (duplicates included)
+	blobs         map[string][]byte
+	corrupt       map[string]bool
+	ranges        []string
 }
 
 const (

@@ -45,7 +45,7 @@ var funcs = template.FuncMap{
 		return n * 100 / total
 	},
 	"bytes": humanBytes,
-	"add": func(a, b int) int { return a + b },
+	"add":   func(a, b int) int { return a + b },
 	// stat shows one of a boot server's heartbeat stats: a count, or
 	// bytes with a unit when the name says bytes; "–" when not reported.
 	"stat": func(m map[string]float64, name string) string {
