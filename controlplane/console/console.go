@@ -55,12 +55,15 @@ type Config struct {
 	// LiveInterval is the shortest time between two live updates a page
 	// gets (default 2s): a burst of events is one refresh.
 	LiveInterval time.Duration
+	// MaxUpload bounds one image registration's upload (default 64 GiB).
+	MaxUpload int64
 }
 
 // Defaults of Config.
 const (
 	DefaultSessionTTL   = 8 * time.Hour
 	DefaultLiveInterval = 2 * time.Second
+	DefaultMaxUpload    = 64 << 30
 	// Prefix is where the console is served.
 	Prefix = "/ui/"
 )
@@ -89,6 +92,9 @@ func New(cfg Config) (*Console, error) {
 	}
 	if cfg.LiveInterval <= 0 {
 		cfg.LiveInterval = DefaultLiveInterval
+	}
+	if cfg.MaxUpload <= 0 {
+		cfg.MaxUpload = DefaultMaxUpload
 	}
 	c := &Console{cfg: cfg, log: cfg.Logger, now: cfg.Clock.Now, mux: http.NewServeMux()}
 	c.sessions = newSessions(cfg.SessionTTL, c.now)
@@ -132,6 +138,8 @@ func (c *Console) routes() {
 	c.page("POST /ui/batches/{id}/cancel", c.batchAction("cancel"))
 	c.page("POST /ui/batches/{id}/retry", c.batchAction("retry"))
 	c.page("POST /ui/tokens", c.createToken)
+	// Multipart: its CSRF token is the form's first part (register.go).
+	c.mux.HandleFunc("POST /ui/images/register", c.registerImage)
 	c.page("POST /ui/tokens/{id}/revoke", c.revokeToken)
 
 	c.mux.HandleFunc("GET /ui/stream", c.withSession(c.stream))

@@ -1,7 +1,9 @@
 package e2e
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -29,6 +31,7 @@ import (
 	"osim/dataplane/dhcp"
 	"osim/dataplane/httpboot"
 	"osim/internal/pxeclient"
+	"osim/ips/build"
 )
 
 // chromium is Debian's Chromium (.ci/run installs the chromium package).
@@ -152,6 +155,27 @@ func exceptionText(d *runtime.ExceptionDetails) string {
 		return d.Exception.Description
 	}
 	return ""
+}
+
+// ipsOutput writes an osim-ips build output folder: manifest.json (the
+// real ips/build.Manifest) and its two files.
+func ipsOutput(t *testing.T) string {
+	t.Helper()
+	dir := t.TempDir()
+	m := build.Manifest{Tool: "osim-ips", Name: "ips-built", Version: "1.0", Kind: api.KindOS, Format: api.FormatInstaller,
+		Cmdline: "console=ttyS0", Digest: "test"}
+	for _, f := range []struct{ name, role string }{{"vmlinuz", api.RoleKernel}, {"initrd.img", api.RoleInitrd}} {
+		data := bytes.Repeat([]byte(f.name+" "), 50000)
+		if err := os.WriteFile(filepath.Join(dir, f.name), data, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		m.Files = append(m.Files, api.ImageFile{Name: f.name, SHA256: sha256Hex(data), Size: int64(len(data)), Role: f.role})
+	}
+	b, _ := json.Marshal(m)
+	if err := os.WriteFile(filepath.Join(dir, "manifest.json"), b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return dir
 }
 
 type nopWriteCloser struct{ io.Writer }
@@ -458,6 +482,20 @@ func TestConsoleInARealBrowser(t *testing.T) {
 	acc := must(w.admin.GetTarget(ctx, "02:c0:00:00:01:01"))(t)
 	if acc.State != "" || acc.Hostname != "db-01" || acc.Facts["dmi.product"] != "PowerEdge R650" {
 		t.Fatalf("accepted target %+v", acc)
+	}
+	// Register an osim-ips build output through the images page: the
+	// browser uploads its manifest.json and files (multipart).
+	dir := ipsOutput(t)
+	run(t, b, "register an osim-ips build", chromedp.Navigate(w.url+"/ui/images"),
+		chromedp.SetUploadFiles(chromedp.CSS(`input[name=manifest]`), []string{filepath.Join(dir, "manifest.json")}),
+		chromedp.SetUploadFiles(chromedp.CSS(`input[name=files]`), []string{filepath.Join(dir, "vmlinuz"), filepath.Join(dir, "initrd.img")}),
+		clickAndLoad(`#register-form button`), waitText(".flash", "registered ips-built 1.0"))
+	var registered bool
+	for _, im := range must(w.admin.ListImages(ctx))(t) {
+		registered = registered || (im.Name == "ips-built" && len(im.Files) == 2)
+	}
+	if !registered {
+		t.Fatal("the uploaded osim-ips build is not registered")
 	}
 	run(t, b, "pages", chromedp.Navigate(w.url+"/ui/overview"), waitText("#live", "bs-a1"), screenshot(t, "overview"),
 		chromedp.Navigate(w.url+"/ui/images"), chromedp.WaitVisible(chromedp.CSS("main table")), screenshot(t, "images"),
