@@ -464,6 +464,18 @@ func (c *Client) ListEvents(ctx context.Context, after uint64, f EventFilter) (E
 	return out, err
 }
 
+// Revision answers the MDB's revision once it passes after, or after
+// wait (0: at once).
+func (c *Client) Revision(ctx context.Context, after uint64, wait time.Duration) (uint64, error) {
+	q := url.Values{"after": {strconv.FormatUint(after, 10)}}
+	if wait > 0 {
+		q.Set("wait", wait.String())
+	}
+	var out RevisionInfo
+	err := c.Do(ctx, http.MethodGet, "/revision", q, nil, &out)
+	return out.Revision, err
+}
+
 // UploadEvents sends a boot server's buffered events.
 func (c *Client) UploadEvents(ctx context.Context, b EventBatch) (EventAck, error) {
 	var out EventAck

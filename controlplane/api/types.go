@@ -461,6 +461,11 @@ type EventAck struct {
 	LastSeq    uint64 `json:"last_seq"`
 }
 
+// RevisionInfo answers GET /revision: the MDB's revision.
+type RevisionInfo struct {
+	Revision uint64 `json:"revision"`
+}
+
 // EventList is a page of events, oldest first.
 type EventList struct {
 	Events []Event `json:"events"`

@@ -53,6 +53,11 @@ func (c *Console) overview(w http.ResponseWriter, r *http.Request, s *session) {
 		return
 	}
 	health := map[string]int{}
+	rev, err := cl.Revision(ctx, 0, 0)
+	if err != nil {
+		c.failed(w, r, s, err)
+		return
+	}
 	for _, b := range bss {
 		health[b.Health]++
 	}
@@ -82,7 +87,7 @@ func (c *Console) overview(w http.ResponseWriter, r *http.Request, s *session) {
 	}
 	c.render(w, r, "overview", s, map[string]any{"Title": "Overview", "States": states, "Total": total,
 		"BootServers": bss, "Health": health, "Discovered": discovered, "Loops": loops, "Failed": failed,
-		"Hosts": hosts, "Targets": len(targets)})
+		"Hosts": hosts, "Targets": len(targets), "Revision": rev})
 }
 
 type stateCount struct {
@@ -709,16 +714,15 @@ func (c *Console) bootServers(w http.ResponseWriter, r *http.Request, s *session
 		c.failed(w, r, s, err)
 		return
 	}
-	var rev struct {
-		Revision uint64 `json:"revision"`
+	// Lag is against the MDB's revision: a boot server at it has every
+	// change (a site without changes lately stays behind by the other
+	// sites' changes only until its next sync answers).
+	head, err := cl.Revision(r.Context(), 0, 0)
+	if err != nil {
+		c.failed(w, r, s, err)
+		return
 	}
-	// The MDB's revision, for each boot server's lag: the sync call's
-	// answer has it, but only boot servers may sync; the order list does
-	// not. Lag is shown against the highest revision any boot server has.
-	for _, b := range bss {
-		rev.Revision = max(rev.Revision, b.SyncedRevision)
-	}
-	c.render(w, r, "bootservers", s, map[string]any{"Title": "Boot servers", "BootServers": bss, "Head": rev.Revision,
+	c.render(w, r, "bootservers", s, map[string]any{"Title": "Boot servers", "BootServers": bss, "Head": head,
 		"Now": c.now()})
 }
 

@@ -1,6 +1,7 @@
 package console
 
 import (
+	"context"
 	"fmt"
 	"net/http"
 	"sort"
@@ -10,86 +11,191 @@ import (
 	"osim/controlplane/api"
 )
 
-// Live updates. A page opens one EventSource on /ui/stream; the console
-// long-polls the manager's event stream (GET /api/v1/events?wait=, the
-// change feed boot servers' events and every order transition land in)
-// with the session's token and sends one "change" message per
-// LiveInterval at most, naming the event types seen. console.js turns a
-// message into htmx refreshes of the page's live parts, so a burst of
-// thousands of events is one refresh, and no page polls.
+// Live updates. A page opens one EventSource on /ui/stream. The console
+// follows two long-polls with the session's token: the MDB's revision
+// (GET /api/v1/revision: every change to targets, images, orders, the
+// change stream boot servers sync from) and the event list (GET
+// /api/v1/events?wait=: DHCP, TFTP, HTTP and installer events, which
+// change no record). It sends one "change" message per LiveInterval at
+// most, naming what moved; console.js turns it into htmx refreshes of the
+// page's live parts. A burst of thousands of changes is one refresh, and
+// no page polls.
 const (
-	streamPoll      = 25 * time.Second // one long-poll of the event list
+	streamPoll      = 25 * time.Second // one long-poll
 	streamKeepalive = 15 * time.Second // a comment line keeps proxies from closing the stream
+	// streamRecheck is how often an open stream checks that its session
+	// and token still stand (a token revoked through the API or osimctl
+	// ends its streams within this).
+	streamRecheck = 5 * time.Second
 )
+
+// streamSignal is what one of the long-polls saw: kinds that moved, or
+// the error that ended it.
+type streamSignal struct {
+	kinds []string
+	err   error
+}
 
 func (c *Console) stream(w http.ResponseWriter, r *http.Request, s *session) {
 	rc := http.NewResponseController(w)
-	w.Header().Set("Content-Type", "text/event-stream")
-	w.Header().Set("X-Accel-Buffering", "no")
-	ctx := r.Context()
+	ctx, cancel := context.WithCancel(r.Context())
+	defer cancel()
 	cl := c.client(s)
-	// Start at the newest event: the page was rendered just now.
+	// Start where the manager is now: the page was rendered just now
+	// (and console.js refreshes once when the stream opens).
 	head, err := cl.ListEvents(ctx, 0, api.EventFilter{Limit: 1, Newest: true})
+	var rev uint64
+	if err == nil {
+		rev, err = cl.Revision(ctx, 0, 0)
+	}
 	if err != nil {
 		code, msg := apiError(err)
 		http.Error(w, fmt.Sprintf("console: stream: %d %s", code, msg), code)
 		return
 	}
-	after := head.Last
-	fmt.Fprintf(w, "retry: 5000\n: osim console stream from event %d\n\n", after)
-	if err := rc.Flush(); err != nil {
+	w.Header().Set("Content-Type", "text/event-stream")
+	w.Header().Set("X-Accel-Buffering", "no")
+	fmt.Fprintf(w, "retry: 5000\n: osim console stream from event %d, revision %d\n\n", head.Last, rev)
+	if rc.Flush() != nil {
 		return
 	}
-	lastSent := time.Time{}
-	for ctx.Err() == nil {
-		l, err := cl.ListEvents(ctx, after, api.EventFilter{Limit: 1000, Wait: streamPoll})
-		if err != nil {
-			if ctx.Err() != nil {
+	sig := make(chan streamSignal, 16)
+	send := func(v streamSignal) bool {
+		select {
+		case sig <- v:
+			return true
+		case <-ctx.Done():
+			return false
+		}
+	}
+	go func() { // events
+		after := head.Last
+		for ctx.Err() == nil {
+			l, err := cl.ListEvents(ctx, after, api.EventFilter{Limit: 1000, Wait: streamPoll})
+			if err != nil {
+				send(streamSignal{err: err})
 				return
 			}
-			code, msg := apiError(err)
-			fmt.Fprintf(w, "event: gone\ndata: %d %s\n\n", code, strings.Join(strings.Fields(msg), " "))
-			rc.Flush()
-			return
+			if len(l.Events) == 0 {
+				continue
+			}
+			kinds := map[string]bool{}
+			for _, e := range l.Events {
+				kinds[e.Type] = true
+			}
+			after = l.Last
+			if !send(streamSignal{kinds: sorted(kinds)}) {
+				return
+			}
 		}
-		if len(l.Events) == 0 {
+	}()
+	go func() { // the MDB's revision
+		after := rev
+		for ctx.Err() == nil {
+			n, err := cl.Revision(ctx, after, streamPoll)
+			if err != nil {
+				send(streamSignal{err: err})
+				return
+			}
+			if n > after {
+				after = n
+				if !send(streamSignal{kinds: []string{"revision"}}) {
+					return
+				}
+			}
+		}
+	}()
+	keep := time.NewTicker(streamKeepalive)
+	defer keep.Stop()
+	recheck := time.NewTicker(streamRecheck)
+	defer recheck.Stop()
+	lastSent := time.Time{}
+	for {
+		var first streamSignal
+		select {
+		case <-ctx.Done():
+			return
+		case <-keep.C:
 			if _, err := fmt.Fprint(w, ": keepalive\n\n"); err != nil || rc.Flush() != nil {
 				return
 			}
 			continue
+		case <-recheck.C:
+			if !c.sessionStands(ctx, s) {
+				c.streamGone(w, rc, &api.Error{Code: http.StatusUnauthorized, Message: "the session ended or its token was revoked"})
+				return
+			}
+			continue
+		case first = <-sig:
 		}
-		types := map[string]bool{}
-		for _, e := range l.Events {
-			types[e.Type] = true
-			after = e.Seq
+		if first.err != nil {
+			c.streamGone(w, rc, first.err)
+			return
+		}
+		kinds := map[string]bool{}
+		for _, k := range first.kinds {
+			kinds[k] = true
 		}
 		// Coalesce: wait out the rest of the interval, taking in what
-		// arrives meanwhile (without waiting on the manager).
+		// arrives meanwhile.
 		if wait := c.cfg.LiveInterval - c.now().Sub(lastSent); wait > 0 {
-			select {
-			case <-ctx.Done():
-				return
-			case <-time.After(wait):
-			}
-			if more, err := cl.ListEvents(ctx, after, api.EventFilter{Limit: 1000}); err == nil {
-				for _, e := range more.Events {
-					types[e.Type] = true
-					after = e.Seq
+			timer := time.NewTimer(wait)
+		collect:
+			for {
+				select {
+				case <-ctx.Done():
+					timer.Stop()
+					return
+				case v := <-sig:
+					if v.err != nil {
+						timer.Stop()
+						c.streamGone(w, rc, v.err)
+						return
+					}
+					for _, k := range v.kinds {
+						kinds[k] = true
+					}
+				case <-timer.C:
+					break collect
 				}
 			}
 		}
-		if _, err := fmt.Fprintf(w, "event: change\nid: %d\ndata: %s\n\n", after, typeList(types)); err != nil || rc.Flush() != nil {
+		if _, err := fmt.Fprintf(w, "event: change\ndata: %s\n\n", strings.Join(sorted(kinds), " ")); err != nil || rc.Flush() != nil {
 			return
 		}
 		lastSent = c.now()
 	}
 }
 
-func typeList(m map[string]bool) string {
+// sessionStands reports whether s is still a live session of an existing
+// token.
+func (c *Console) sessionStands(ctx context.Context, s *session) bool {
+	c.sessions.mu.Lock()
+	live := c.sessions.m[s.id] == s && c.now().Before(s.expires)
+	c.sessions.mu.Unlock()
+	if !live {
+		return false
+	}
+	_, err := c.cfg.Tokens.TokenByHash(ctx, c.cfg.HashSecret(s.secret))
+	return err == nil
+}
+
+// streamGone tells the page the stream ended for good (a revoked token,
+// say): it stops reconnecting.
+func (c *Console) streamGone(w http.ResponseWriter, rc *http.ResponseController, err error) {
+	code, msg := apiError(err)
+	if code == 499 {
+		return
+	}
+	fmt.Fprintf(w, "event: gone\ndata: %d %s\n\n", code, strings.Join(strings.Fields(msg), " "))
+	rc.Flush()
+}
+
+func sorted(m map[string]bool) []string {
 	out := make([]string, 0, len(m))
 	for k := range m {
 		out = append(out, k)
 	}
 	sort.Strings(out)
-	return strings.Join(out, " ")
+	return out
 }

@@ -200,7 +200,9 @@ func newBrowser(t *testing.T, ctx context.Context) context.Context {
 		chromedp.ExecPath(chromium), chromedp.Headless, chromedp.NoSandbox, chromedp.DisableGPU,
 		chromedp.NoFirstRun, chromedp.Flag("disable-background-networking", true),
 		chromedp.Flag("disable-component-update", true), chromedp.Flag("disable-sync", true),
-		chromedp.UserDataDir(t.TempDir()), chromedp.WindowSize(1280, 900))
+		chromedp.UserDataDir(t.TempDir()), chromedp.WindowSize(1280, 900),
+		// A zone far from UTC: the pages must show the browser's.
+		chromedp.Env("TZ=Asia/Tokyo"))
 	actx, cancelA := chromedp.NewExecAllocator(ctx, opts...)
 	// Script errors and CSP violations in any page fail the test: the
 	// console's pages run no inline code and htmx is set up without eval.
@@ -409,7 +411,29 @@ func TestConsoleInARealBrowser(t *testing.T) {
 	// An operator reimages rack r1 by selector: the dry run lists exactly
 	// its six machines, nothing exists before the confirmation.
 	run(t, b, "dry run", w.signIn(api.RoleOperator),
-		chromedp.Navigate(w.url+"/ui/targets"), chromedp.WaitVisible(chromedp.CSS(`tr[data-target]`)), screenshot(t, "targets"),
+		chromedp.Navigate(w.url+"/ui/targets"), chromedp.WaitVisible(chromedp.CSS(`tr[data-target]`)), screenshot(t, "targets"))
+	// Times: the browser's zone (Tokyo, UTC+9) in the text, UTC on hover.
+	shown := eval[string](t, b, `document.querySelector("time").textContent`)
+	title := eval[string](t, b, `document.querySelector("time").title`)
+	iso := eval[string](t, b, `document.querySelector("time").getAttribute("datetime")`)
+	if !strings.HasSuffix(title, " UTC") || shown == title {
+		t.Errorf("time shown %q, title %q: want the local time shown and UTC on hover", shown, title)
+	}
+	// Chromium's default locale here is en-US: toLocaleString() is
+	// "M/D/YYYY, h:mm:ss AM".
+	if at, err := time.Parse(time.RFC3339, iso); err != nil || shown != at.In(time.FixedZone("JST", 9*3600)).Format("1/2/2006, 3:04:05 PM") {
+		t.Errorf("time shown %q for %s: not Tokyo's local time", shown, iso)
+	}
+	// Keyboard: the first Tab reaches the skip link, and every row's
+	// checkbox is in the tab order.
+	run(t, b, "keyboard", chromedp.KeyEvent("\t"))
+	if cls := eval[string](t, b, `document.activeElement.className`); cls != "skip" {
+		t.Errorf("the first Tab focuses %q, want the skip link", cls)
+	}
+	if n := eval[int](t, b, `Array.from(document.querySelectorAll('tr[data-target] input[type=checkbox]')).filter(e => e.tabIndex < 0).length`); n != 0 {
+		t.Errorf("%d row checkboxes are out of the tab order", n)
+	}
+	run(t, b, "reimage form",
 		chromedp.Navigate(w.url+"/ui/reimage"), chromedp.WaitVisible(chromedp.CSS(`select[name=image]`)),
 		chromedp.SendKeys(chromedp.CSS(`input[name=selector]`), "rack=r1"),
 		chromedp.SetValue(chromedp.CSS(`select[name=image]`), w.disk.ID),

@@ -223,6 +223,7 @@ func (s *Server) routeTable() []route {
 		{"POST", p + "/events", bootServers, s.uploadEvents},
 
 		{"GET", p + "/sync", bootServers, s.sync},
+		{"GET", p + "/revision", viewers, s.revision},
 
 		{"POST", p + "/tokens", admins, s.createToken},
 		{"GET", p + "/tokens", admins, s.listTokens},

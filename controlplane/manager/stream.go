@@ -67,6 +67,37 @@ func (s *Server) listEvents(w http.ResponseWriter, r *http.Request, _ *principal
 	writeJSON(w, http.StatusOK, out)
 }
 
+// revision answers GET /revision?after=N&wait=D: the MDB's revision, the
+// counter every change to targets, images, orders and boot servers' view
+// moves (the change stream boot servers sync from), once it passes after
+// or the wait ends. The console's live pages follow it.
+func (s *Server) revision(w http.ResponseWriter, r *http.Request, _ *principal) {
+	after, _, err := queryUint(r, "after")
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	wait, err := queryWait(r, s.cfg.SyncWaitMax)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	rev, err := s.store.Revision(r.Context())
+	if err == nil && rev <= after && wait > 0 {
+		// The wait ends by a change or by its timeout; either way the
+		// answer is the revision now.
+		ctx, cancel := clock.WithTimeout(r.Context(), s.cfg.Clock, wait)
+		s.store.WaitRevision(ctx, after)
+		cancel()
+		rev, err = s.store.Revision(r.Context())
+	}
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, api.RevisionInfo{Revision: rev})
+}
+
 // waitEvents waits for events matching q until ctx ends (then: none, no
 // error). Other events wake it too; it skips past them.
 func (s *Server) waitEvents(ctx context.Context, q mdb.EventQuery) ([]api.Event, error) {

@@ -1,6 +1,8 @@
 package manager
 
 import (
+	"encoding/json"
+	"fmt"
 	"testing"
 	"time"
 
@@ -343,5 +345,38 @@ func TestSyncLongPollMovesPastOtherSitesWithinTheirLag(t *testing.T) {
 		}
 	case <-time.After(10 * time.Second):
 		t.Fatalf("long-poll still waiting %v after another site's change", otherSitesLag)
+	}
+}
+
+func TestRevisionLongPollAnswersAtTheNextChangeOrAfterTheWait(t *testing.T) {
+	e := newEnv(t)
+	got := e.as(api.RoleViewer, "GET", "/api/v1/revision", "")
+	var info api.RevisionInfo
+	if got.code != 200 || json.Unmarshal([]byte(got.body), &info) != nil || info.Revision == 0 {
+		t.Fatalf("revision: %d %s", got.code, got.body)
+	}
+	done := make(chan api.RevisionInfo, 1)
+	go func() {
+		g := e.as(api.RoleViewer, "GET", fmt.Sprintf("/api/v1/revision?after=%d&wait=30s", info.Revision), "")
+		var out api.RevisionInfo
+		json.Unmarshal([]byte(g.body), &out)
+		done <- out
+	}()
+	select {
+	case <-done:
+		t.Fatal("the long-poll answered before any change")
+	case <-time.After(100 * time.Millisecond):
+	}
+	e.as(api.RoleOperator, "POST", "/api/v1/targets", `{"hostname":"n1","macs":["52:54:00:00:00:71"],"arch":"bios","site":"s1"}`)
+	select {
+	case out := <-done:
+		if out.Revision <= info.Revision {
+			t.Fatalf("revision after a change: %d, want past %d", out.Revision, info.Revision)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the long-poll did not answer the change")
+	}
+	if g := e.as(api.RoleViewer, "GET", "/api/v1/revision?after=x", ""); g.code != 400 {
+		t.Errorf("after=x: %d", g.code)
 	}
 }
