@@ -464,6 +464,25 @@ func (c *Client) ListEvents(ctx context.Context, after uint64, f EventFilter) (E
 	return out, err
 }
 
+// OrderCounts answers how many orders are in each state.
+func (c *Client) OrderCounts(ctx context.Context) (map[OrderState]int, error) {
+	var out map[OrderState]int
+	err := c.Do(ctx, http.MethodGet, "/orders/counts", nil, nil, &out)
+	return out, err
+}
+
+// FindTargets lists one page of the targets f matches (after, limit as
+// in ListTargets).
+func (c *Client) FindTargets(ctx context.Context, f TargetFilter, after string, limit int) (TargetList, error) {
+	q := f.Query()
+	for k, v := range pageQuery(after, limit) {
+		q[k] = v
+	}
+	var out TargetList
+	err := c.Do(ctx, http.MethodGet, "/targets", q, nil, &out)
+	return out, err
+}
+
 // Revision answers the MDB's revision once it passes after, or after
 // wait (0: at once).
 func (c *Client) Revision(ctx context.Context, after uint64, wait time.Duration) (uint64, error) {

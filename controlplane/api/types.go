@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"net/url"
 	"regexp"
 	"slices"
 	"strings"
@@ -398,6 +399,43 @@ type SiteShare struct {
 type TargetList struct {
 	Targets []Target `json:"targets"`
 	Next    string   `json:"next,omitempty"`
+	// Total and Before answer ?count=1: every match, and the matches
+	// before this page.
+	Total  *int `json:"total,omitempty"`
+	Before *int `json:"before,omitempty"`
+}
+
+// TargetFilter is a person's target listing (GET /targets): every field
+// optional.
+type TargetFilter struct {
+	Selector, Site string
+	// State "discovered" lists discovered machines.
+	State string
+	// Text: hostname, id or MAC contains it; Arch: one of Arches.
+	Text, Arch string
+	// OrderState: the newest order's state, or "none".
+	OrderState string
+	BootLoop   bool
+	// Count asks for Total and Before.
+	Count bool
+}
+
+// Query is f as GET /targets parameters.
+func (f TargetFilter) Query() url.Values {
+	q := url.Values{}
+	for k, v := range map[string]string{"selector": f.Selector, "site": f.Site, "state": f.State, "q": f.Text,
+		"arch": f.Arch, "order_state": f.OrderState} {
+		if v != "" {
+			q.Set(k, v)
+		}
+	}
+	if f.BootLoop {
+		q.Set("boot_loop", "1")
+	}
+	if f.Count {
+		q.Set("count", "1")
+	}
+	return q
 }
 
 // ImageList is a page of images (GET /api/v1/images).

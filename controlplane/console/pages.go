@@ -21,63 +21,65 @@ const (
 	apiPage = 1000
 )
 
+// maxListed bounds the discovered machines and boot loops the overview
+// lists (their counts are exact).
+const maxListed = 100
+
 // overview: orders by state, boot servers by health, discovered machines,
 // recent failures and boot loops.
 func (c *Console) overview(w http.ResponseWriter, r *http.Request, s *session) {
 	ctx := r.Context()
 	cl := c.client(s)
-	counts := map[api.OrderState]int{}
+	counts, err := cl.OrderCounts(ctx)
+	if err != nil {
+		c.failed(w, r, s, err)
+		return
+	}
+	// The failed orders (a few, or the mass reimage went badly: all are
+	// read, the newest ten shown).
 	var failed []api.Order
-	after := ""
-	for {
-		l, err := cl.ListOrders(ctx, "", "", "", after, apiPage)
+	for after := ""; ; {
+		l, err := cl.ListOrders(ctx, api.OrderFailed, "", "", after, apiPage)
 		if err != nil {
 			c.failed(w, r, s, err)
 			return
 		}
-		for _, o := range l.Orders {
-			counts[o.State]++
-			if o.State == api.OrderFailed {
-				failed = append(failed, o)
-			}
-		}
+		failed = append(failed, l.Orders...)
 		if after = l.Next; after == "" {
 			break
 		}
 	}
 	sort.Slice(failed, func(i, j int) bool { return failed[i].Updated.After(failed[j].Updated) })
 	failed = failed[:min(len(failed), 10)]
+	hosts := map[string]string{}
+	for _, o := range failed {
+		if t, err := cl.GetTarget(ctx, o.Target); err == nil {
+			hosts[t.ID] = t.Hostname
+		}
+	}
 	bss, err := cl.ListBootServers(ctx)
 	if err != nil {
 		c.failed(w, r, s, err)
 		return
 	}
 	health := map[string]int{}
+	for _, b := range bss {
+		health[b.Health]++
+	}
 	rev, err := cl.Revision(ctx, 0, 0)
 	if err != nil {
 		c.failed(w, r, s, err)
 		return
 	}
-	for _, b := range bss {
-		health[b.Health]++
-	}
-	targets, err := c.allTargets(ctx, cl)
+	discovered, err := cl.FindTargets(ctx, api.TargetFilter{State: api.TargetDiscovered, Count: true}, "", maxListed)
 	if err != nil {
 		c.failed(w, r, s, err)
 		return
 	}
-	var discovered, loops []api.Target
-	for _, t := range targets {
-		if t.State == api.TargetDiscovered {
-			discovered = append(discovered, t)
-		}
-		if !t.BootLoop.IsZero() {
-			loops = append(loops, t)
-		}
-	}
-	hosts := map[string]string{}
-	for _, t := range targets {
-		hosts[t.ID] = t.Hostname
+	loops, err := cl.FindTargets(ctx, api.TargetFilter{BootLoop: true, Count: true}, "", maxListed)
+	if err != nil {
+		c.failed(w, r, s, err)
+		return
 	}
 	var states []stateCount
 	total := 0
@@ -86,8 +88,15 @@ func (c *Console) overview(w http.ResponseWriter, r *http.Request, s *session) {
 		total += counts[st]
 	}
 	c.render(w, r, "overview", s, map[string]any{"Title": "Overview", "States": states, "Total": total,
-		"BootServers": bss, "Health": health, "Discovered": discovered, "Loops": loops, "Failed": failed,
-		"Hosts": hosts, "Targets": len(targets), "Revision": rev})
+		"BootServers": bss, "Health": health, "Discovered": discovered.Targets, "NDiscovered": deref(discovered.Total),
+		"Loops": loops.Targets, "NLoops": deref(loops.Total), "Failed": failed, "Hosts": hosts, "Revision": rev})
+}
+
+func deref(p *int) int {
+	if p == nil {
+		return 0
+	}
+	return *p
 }
 
 type stateCount struct {
@@ -140,9 +149,8 @@ type targetRow struct {
 	Order *api.Order // the newest order, if any
 }
 
-// targets lists targets with filters, paged server-side: site and label go
-// to the API; state, arch and free text are applied here over the whole
-// list (so the page's counts are exact).
+// targets lists targets with filters, paged and counted by the manager
+// (GET /targets with q, arch, order_state, count): only the page crosses.
 func (c *Console) targets(w http.ResponseWriter, r *http.Request, s *session) {
 	ctx := r.Context()
 	q := r.URL.Query()
@@ -151,85 +159,28 @@ func (c *Console) targets(w http.ResponseWriter, r *http.Request, s *session) {
 	if n, err := strconv.Atoi(q.Get("limit")); err == nil && n > 0 {
 		f.Limit = min(n, maxPageSize)
 	}
+	filter := api.TargetFilter{Selector: f.Label, Site: f.Site, Text: f.Q, Arch: f.Arch, Count: true}
+	if f.State == api.TargetDiscovered {
+		filter.State = f.State
+	} else {
+		filter.OrderState = f.State
+	}
 	cl := c.client(s)
-	var all []api.Target
-	after := ""
-	for {
-		l, err := cl.ListTargets(ctx, f.Label, f.Site, after, apiPage)
-		if err != nil {
-			c.failed(w, r, s, err)
+	l, err := cl.FindTargets(ctx, filter, f.After, f.Limit)
+	if err != nil {
+		if code, _ := apiError(err); code == http.StatusBadRequest {
+			// A filter the manager refuses (a selector typo): say so on
+			// the page, with the form to fix it.
+			w.WriteHeader(code)
+			c.render(w, r, "targets", s, map[string]any{"Title": "Targets", "Filter": f, "Error": errMsg(err),
+				"States": targetStates(), "Arches": api.Arches})
 			return
 		}
-		all = append(all, l.Targets...)
-		if after = l.Next; after == "" {
-			break
-		}
+		c.failed(w, r, s, err)
+		return
 	}
-	// The newest order of each target, only where a state filter needs
-	// them all; otherwise only for the rows shown.
-	var inState map[string]bool
-	if f.State != "" && f.State != "none" && f.State != api.TargetDiscovered {
-		inState = map[string]bool{}
-		after := ""
-		for {
-			l, err := cl.ListOrders(ctx, api.OrderState(f.State), "", f.Site, after, apiPage)
-			if err != nil {
-				c.failed(w, r, s, err)
-				return
-			}
-			for _, o := range l.Orders {
-				inState[o.ID] = true
-			}
-			if after = l.Next; after == "" {
-				break
-			}
-		}
-	}
-	needle := strings.ToLower(f.Q)
-	match := func(t api.Target) bool {
-		if f.Arch != "" && t.Arch != f.Arch {
-			return false
-		}
-		switch {
-		case f.State == api.TargetDiscovered:
-			if t.State != api.TargetDiscovered {
-				return false
-			}
-		case f.State == "none":
-			if t.LastOrder != "" || t.CurrentOrder != "" {
-				return false
-			}
-		case inState != nil:
-			if !inState[lastOrder(t)] {
-				return false
-			}
-		}
-		if needle == "" {
-			return true
-		}
-		if strings.Contains(strings.ToLower(t.Hostname), needle) || strings.Contains(t.ID, needle) {
-			return true
-		}
-		for _, m := range t.MACs {
-			if strings.Contains(m, strings.ReplaceAll(needle, "-", ":")) {
-				return true
-			}
-		}
-		return false
-	}
-	matched := all[:0:0]
-	for _, t := range all {
-		if match(t) {
-			matched = append(matched, t)
-		}
-	}
-	start := 0
-	if f.After != "" {
-		start = sort.Search(len(matched), func(i int) bool { return matched[i].ID > f.After })
-	}
-	end := min(start+f.Limit, len(matched))
-	rows := make([]targetRow, 0, end-start)
-	for _, t := range matched[start:end] {
+	rows := make([]targetRow, 0, len(l.Targets))
+	for _, t := range l.Targets {
 		row := targetRow{Target: t}
 		if id := lastOrder(t); id != "" {
 			if o, err := cl.GetOrder(ctx, id); err == nil {
@@ -239,17 +190,42 @@ func (c *Console) targets(w http.ResponseWriter, r *http.Request, s *session) {
 		rows = append(rows, row)
 	}
 	next := ""
-	if end < len(matched) {
-		next = f.query(matched[end-1].ID)
+	if l.Next != "" {
+		next = f.query(l.Next)
 	}
-	sites, arches := map[string]bool{}, map[string]bool{}
-	for _, t := range all {
-		sites[t.Site], arches[t.Arch] = true, true
+	siteNames, err := knownSites(ctx, cl)
+	if err != nil {
+		c.failed(w, r, s, err)
+		return
 	}
-	c.render(w, r, "targets", s, map[string]any{"Title": "Targets", "Rows": rows, "Filter": f, "Matched": len(matched),
-		"Total": len(all), "From": start + 1, "To": end, "Next": next, "Sites": keys(sites), "Arches": keys(arches),
-		"States": append([]string{"none", api.TargetDiscovered}, stateNames()...)})
+	before := deref(l.Before)
+	c.render(w, r, "targets", s, map[string]any{"Title": "Targets", "Rows": rows, "Filter": f, "Matched": deref(l.Total),
+		"From": before + 1, "To": before + len(rows), "Next": next, "Sites": siteNames, "Arches": api.Arches,
+		"States": targetStates()})
 }
+
+// knownSites are the sites with settings or a boot server: suggestions
+// for the site filter (a target's site may be neither yet).
+func knownSites(ctx context.Context, cl *api.Client) ([]string, error) {
+	var sl api.SiteList
+	if err := cl.Do(ctx, http.MethodGet, "/sites", nil, nil, &sl); err != nil {
+		return nil, err
+	}
+	bss, err := cl.ListBootServers(ctx)
+	if err != nil {
+		return nil, err
+	}
+	seen := map[string]bool{}
+	for _, st := range sl.Sites {
+		seen[st.Name] = true
+	}
+	for _, b := range bss {
+		seen[b.Site] = true
+	}
+	return keys(seen), nil
+}
+
+func targetStates() []string { return append([]string{"none", api.TargetDiscovered}, stateNames()...) }
 
 func lastOrder(t api.Target) string {
 	if t.CurrentOrder != "" {

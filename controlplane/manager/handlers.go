@@ -32,20 +32,36 @@ func (s *Server) listTargets(w http.ResponseWriter, r *http.Request, _ *principa
 		s.fail(w, r, err)
 		return
 	}
-	q := mdb.TargetQuery{Page: pg, Site: r.URL.Query().Get("site"), State: r.URL.Query().Get("state")}
-	if q.Selector, err = api.ParseSelector(r.URL.Query().Get("selector")); err != nil {
+	qv := r.URL.Query()
+	q := mdb.TargetQuery{Page: pg, Site: qv.Get("site"), State: qv.Get("state"), Text: qv.Get("q"), Arch: qv.Get("arch"),
+		OrderState: qv.Get("order_state")}
+	if q.Selector, err = api.ParseSelector(qv.Get("selector")); err != nil {
 		s.fail(w, r, errorf(http.StatusBadRequest, "query %v", err))
 		return
 	}
-	ts, next, err := s.store.ListTargets(r.Context(), q)
+	for name, dst := range map[string]*bool{"boot_loop": &q.BootLoop, "count": &q.Count} {
+		switch qv.Get(name) {
+		case "", "0", "false":
+		case "1", "true":
+			*dst = true
+		default:
+			s.fail(w, r, errorf(http.StatusBadRequest, "query %s: %q is not 1 or 0", name, qv.Get(name)))
+			return
+		}
+	}
+	p, err := s.store.ListTargetsPage(r.Context(), q)
 	if err != nil {
 		s.fail(w, r, err)
 		return
 	}
-	if ts == nil {
-		ts = []api.Target{}
+	out := api.TargetList{Targets: p.Targets, Next: p.Next}
+	if out.Targets == nil {
+		out.Targets = []api.Target{}
 	}
-	writeJSON(w, http.StatusOK, api.TargetList{Targets: ts, Next: next})
+	if q.Count {
+		out.Total, out.Before = &p.Total, &p.Before
+	}
+	writeJSON(w, http.StatusOK, out)
 }
 
 // resolveTarget finds {id}: a target id, or any of its MACs in any form

@@ -131,6 +131,21 @@ func (s *Server) createOrders(w http.ResponseWriter, r *http.Request, p *princip
 	writeJSON(w, http.StatusCreated, out)
 }
 
+// orderCounts answers GET /orders/counts: how many orders are in each
+// state (every state named, zeros too), from the store's counters.
+func (s *Server) orderCounts(w http.ResponseWriter, r *http.Request, _ *principal) {
+	n, err := s.store.CountOrders(r.Context())
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	out := make(map[api.OrderState]int, len(api.OrderStates))
+	for _, st := range api.OrderStates {
+		out[st] = n[st]
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
 func (s *Server) listOrders(w http.ResponseWriter, r *http.Request, _ *principal) {
 	pg, err := page(r)
 	if err != nil {

@@ -212,6 +212,7 @@ func (s *Server) routeTable() []route {
 		{"POST", p + "/orders", writers, s.createOrders},
 		{"GET", p + "/orders", viewers, s.listOrders},
 		{"GET", p + "/orders/{id}", viewers, s.getOrder},
+		{"GET", p + "/orders/counts", viewers, s.orderCounts},
 		{"POST", p + "/orders/{id}/cancel", writers, s.cancelOrder},
 		{"POST", p + "/orders/{id}/retry", writers, s.retryOrder},
 

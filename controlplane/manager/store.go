@@ -30,6 +30,8 @@ type Store interface {
 	GetTarget(ctx context.Context, id string) (api.Target, error)
 	TargetByMAC(ctx context.Context, mac string) (api.Target, error)
 	ListTargets(ctx context.Context, q mdb.TargetQuery) (targets []api.Target, next string, err error)
+	// ListTargetsPage is ListTargets with a person's filters and counts.
+	ListTargetsPage(ctx context.Context, q mdb.TargetQuery) (mdb.TargetPage, error)
 	UpdateTarget(ctx context.Context, id string, p api.TargetPatch) (api.Target, error)
 	// SetFacts merges inventory facts into a target.
 	SetFacts(ctx context.Context, id string, facts map[string]string) (api.Target, error)

@@ -123,3 +123,64 @@ func TestCreateManyTargetsPaging(t *testing.T) {
 	}
 	_ = http.StatusOK
 }
+
+// A person's listing: free text, arch and order state filtered in the
+// manager, with counts; order counts per state without a listing.
+func TestFindTargetsFiltersAndCountsAndOrderCounts(t *testing.T) {
+	e := newEnv(t)
+	ctx := t.Context()
+	op := e.client(api.RoleOperator)
+	var ids []string
+	for i := range 6 {
+		arch := "bios"
+		if i%2 == 1 {
+			arch = "efi-x64"
+		}
+		tg, err := op.CreateTarget(ctx, api.TargetSpec{Hostname: fmt.Sprintf("db-%d", i), MACs: []string{fmt.Sprintf("52:54:00:cc:00:%02x", i)}, Arch: arch, Site: "s1"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, tg.ID)
+	}
+	_, img := e.seed("s9", 0, nil, 9)
+	if _, err := op.CreateOrders(ctx, api.OrderRequest{Targets: []string{ids[1], ids[3]}, Image: img.ID}); err != nil {
+		t.Fatal(err)
+	}
+	viewer := e.client(api.RoleViewer)
+	for _, c := range []struct {
+		f     api.TargetFilter
+		total int
+	}{
+		{api.TargetFilter{Text: "DB-"}, 6},
+		{api.TargetFilter{Text: "cc-00-03"}, 1},
+		{api.TargetFilter{Arch: "efi-x64"}, 3},
+		{api.TargetFilter{OrderState: "pending"}, 2},
+		{api.TargetFilter{OrderState: "none", Arch: "bios"}, 3},
+	} {
+		c.f.Count = true
+		l, err := viewer.FindTargets(ctx, c.f, "", 2)
+		if err != nil || l.Total == nil || *l.Total != c.total || len(l.Targets) != min(2, c.total) {
+			t.Errorf("%+v: %+v %v, want total %d", c.f, l, err, c.total)
+		}
+	}
+	l, err := viewer.FindTargets(ctx, api.TargetFilter{Text: "db-", Count: true}, "", 4)
+	if err != nil || l.Next == "" {
+		t.Fatalf("page 1: %+v %v", l, err)
+	}
+	l2, err := viewer.FindTargets(ctx, api.TargetFilter{Text: "db-", Count: true}, l.Next, 4)
+	if err != nil || len(l2.Targets) != 2 || *l2.Before != 4 || *l2.Total != 6 {
+		t.Fatalf("page 2: %+v %v", l2, err)
+	}
+	if l, _ := viewer.FindTargets(ctx, api.TargetFilter{}, "", 0); l.Total != nil {
+		t.Errorf("total without count=1: %v", *l.Total)
+	}
+	for _, q := range []string{"arch=sparc", "order_state=nearly", "count=yes", "boot_loop=2"} {
+		if got := e.as(api.RoleViewer, "GET", "/api/v1/targets?"+q, ""); got.code != http.StatusBadRequest {
+			t.Errorf("%s: %d, want 400", q, got.code)
+		}
+	}
+	counts, err := viewer.OrderCounts(ctx)
+	if err != nil || counts[api.OrderPending] != 2 || len(counts) != len(api.OrderStates) {
+		t.Fatalf("order counts %v %v", counts, err)
+	}
+}

@@ -48,6 +48,29 @@ type TargetQuery struct {
 	// StateSet with State "" lists only normal targets.
 	State    string
 	StateSet bool
+	// Text keeps targets whose hostname, id or one of whose MACs
+	// contains it (case-insensitive; "-" in a MAC reads as ":").
+	Text string
+	// Arch keeps targets of this arch.
+	Arch string
+	// OrderState keeps targets whose newest order (CurrentOrder, else
+	// LastOrder) is in this state; OrderNone keeps those without one.
+	OrderState string
+	// BootLoop keeps targets in a boot loop (BootLoop set).
+	BootLoop bool
+	// Count makes ListTargetsPage count every match past the page too.
+	Count bool
+}
+
+// OrderNone is TargetQuery.OrderState for targets without an order.
+const OrderNone = "none"
+
+// TargetPage is one page of a target listing.
+type TargetPage struct {
+	Targets []api.Target
+	Next    string // the after of the next page; "" at the end
+	Total   int    // every match, when the query asked to Count
+	Before  int    // with Count: the matches before the page (at or before After)
 }
 
 // OrderQuery filters an order listing.

@@ -3,9 +3,11 @@ package mdb
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"maps"
 	"slices"
+	"strings"
 
 	"github.com/dgraph-io/badger/v4"
 
@@ -177,45 +179,105 @@ func (d *DB) TargetByMAC(ctx context.Context, mac string) (t api.Target, err err
 }
 
 // ListTargets lists targets by id, filtered by site and selector.
-func (d *DB) ListTargets(ctx context.Context, q TargetQuery) (out []api.Target, next string, err error) {
+func (d *DB) ListTargets(ctx context.Context, q TargetQuery) ([]api.Target, string, error) {
+	p, err := d.ListTargetsPage(ctx, q)
+	return p.Targets, p.Next, err
+}
+
+// ListTargetsPage is ListTargets with the filters of a person's listing
+// (Text, Arch, OrderState, BootLoop) and, with Count, the number of every
+// match (the scan then goes on past the page).
+func (d *DB) ListTargetsPage(ctx context.Context, q TargetQuery) (p TargetPage, err error) {
 	limit := limitOf(q.Limit, 100, 1000)
 	if q.Site != "" && !api.ValidName(q.Site) {
-		return nil, "", fmt.Errorf("%w: site: %q is not a valid site name", ErrInvalid, q.Site)
+		return p, fmt.Errorf("%w: site: %q is not a valid site name", ErrInvalid, q.Site)
 	}
 	if !api.ValidTargetState(q.State) {
-		return nil, "", fmt.Errorf("%w: state: %q is not a target state (want %q or none)", ErrInvalid, q.State, api.TargetDiscovered)
+		return p, fmt.Errorf("%w: state: %q is not a target state (want %q or none)", ErrInvalid, q.State, api.TargetDiscovered)
 	}
+	if q.Arch != "" && !api.ValidArch(q.Arch) {
+		return p, fmt.Errorf("%w: arch: %q is not one of %v", ErrInvalid, q.Arch, api.Arches)
+	}
+	if q.OrderState != "" && q.OrderState != OrderNone && !api.OrderState(q.OrderState).Valid() {
+		return p, fmt.Errorf("%w: order_state: %q is not an order state or %q", ErrInvalid, q.OrderState, OrderNone)
+	}
+	text := strings.ToLower(q.Text)
+	macText := strings.ReplaceAll(text, "-", ":")
 	err = d.view(ctx, func(txn *badger.Txn) error {
-		visit := func(t api.Target) bool {
-			if !q.Selector.Matches(t.Labels) || (q.StateSet || q.State != "") && t.State != q.State {
-				return true
+		match := func(t api.Target) (bool, error) {
+			if !q.Selector.Matches(t.Labels) || (q.StateSet || q.State != "") && t.State != q.State ||
+				q.Arch != "" && t.Arch != q.Arch || q.BootLoop && t.BootLoop.IsZero() {
+				return false, nil
 			}
-			if len(out) == limit {
-				next = out[len(out)-1].ID
-				return false
+			if text != "" && !strings.Contains(strings.ToLower(t.Hostname), text) && !strings.Contains(t.ID, text) &&
+				!slices.ContainsFunc(t.MACs, func(m string) bool { return strings.Contains(m, macText) }) {
+				return false, nil
 			}
-			out = append(out, t)
-			return true
-		}
-		if q.Site != "" {
-			p := k(pSiteTgt, q.Site, "/")
-			return scan(txn, string(p), q.After, false, func(key []byte, _ *badger.Item) (bool, error) {
-				t, err := getTarget(txn, string(key[len(p):]))
+			if q.OrderState != "" {
+				id := t.CurrentOrder
+				if id == "" {
+					id = t.LastOrder
+				}
+				if id == "" || q.OrderState == OrderNone {
+					return (id == "") == (q.OrderState == OrderNone), nil
+				}
+				o, err := getOrder(txn, id)
+				if errors.Is(err, ErrNotFound) {
+					return false, nil
+				}
 				if err != nil {
 					return false, err
 				}
-				return visit(t), nil
+				return string(o.State) == q.OrderState, nil
+			}
+			return true, nil
+		}
+		visit := func(t api.Target) (bool, error) {
+			ok, err := match(t)
+			if err != nil || !ok {
+				return err == nil, err
+			}
+			p.Total++
+			if t.ID <= q.After {
+				p.Before++ // counting from the start: a match before the page
+				return true, nil
+			}
+			switch {
+			case len(p.Targets) < limit:
+				p.Targets = append(p.Targets, t)
+			case p.Next == "":
+				p.Next = p.Targets[len(p.Targets)-1].ID
+				return q.Count, nil
+			}
+			return true, nil
+		}
+		// Counting scans from the start, the page still begins past After.
+		from := q.After
+		if q.Count {
+			from = ""
+		}
+		if q.Site != "" {
+			pre := k(pSiteTgt, q.Site, "/")
+			return scan(txn, string(pre), from, false, func(key []byte, _ *badger.Item) (bool, error) {
+				t, err := getTarget(txn, string(key[len(pre):]))
+				if err != nil {
+					return false, err
+				}
+				return visit(t)
 			})
 		}
-		return scan(txn, pTarget, q.After, true, func(_ []byte, item *badger.Item) (bool, error) {
+		return scan(txn, pTarget, from, true, func(_ []byte, item *badger.Item) (bool, error) {
 			var t api.Target
 			if err := item.Value(func(b []byte) error { return json.Unmarshal(b, &t) }); err != nil {
 				return false, err
 			}
-			return visit(t), nil
+			return visit(t)
 		})
 	})
-	return out, next, err
+	if !q.Count {
+		p.Total, p.Before = 0, 0
+	}
+	return p, err
 }
 
 // UpdateTarget applies a patch; moving the target to another site logs a

@@ -196,3 +196,64 @@ func TestListTargetsPageDefaults(t *testing.T) {
 	}
 	_ = fmt.Sprint()
 }
+
+func TestListTargetsPageFiltersByTextArchOrderStateAndCounts(t *testing.T) {
+	d, _ := openTest(t)
+	ctx := context.Background()
+	var specs []api.TargetSpec
+	for i := range 30 {
+		arch := "bios"
+		if i%3 == 0 {
+			arch = "efi-x64"
+		}
+		specs = append(specs, api.TargetSpec{Hostname: fmt.Sprintf("web-%02d", i), MACs: []string{fmt.Sprintf("52:54:00:aa:00:%02x", i)},
+			Arch: arch, Site: "paris"})
+	}
+	ts := must[[]api.Target](t)(d.CreateTargets(ctx, specs))
+	img := osImage(t, d, "deb")
+	var ids []string
+	for _, tg := range ts[:10] {
+		ids = append(ids, tg.ID)
+	}
+	res := must[OrderResult](t)(d.PlaceOrders(ctx, api.OrderRequest{Targets: ids, Image: img.ID}, OrderOptions{}))
+	must[api.Order](t)(d.Transition(ctx, res.Orders[0].ID, api.OrderCancelled, "test"))
+
+	count := func(q TargetQuery) (int, []api.Target) {
+		t.Helper()
+		q.Count = true
+		p := must[TargetPage](t)(d.ListTargetsPage(ctx, q))
+		return p.Total, p.Targets
+	}
+	for _, c := range []struct {
+		name string
+		q    TargetQuery
+		want int
+	}{
+		{"all", TargetQuery{}, 30},
+		{"text in hostname", TargetQuery{Text: "WEB-1"}, 10},
+		{"text in a MAC, dashes", TargetQuery{Text: "AA-00-1D"}, 1},
+		{"text in a MAC", TargetQuery{Text: "aa:00:0a"}, 1},
+		{"arch", TargetQuery{Arch: "efi-x64"}, 10},
+		{"pending orders", TargetQuery{OrderState: "pending"}, 9},
+		{"cancelled (ended: the last order)", TargetQuery{OrderState: "cancelled"}, 1},
+		{"no order", TargetQuery{OrderState: OrderNone}, 20},
+		{"arch and order", TargetQuery{Arch: "efi-x64", OrderState: "pending"}, 3},
+		{"boot loop", TargetQuery{BootLoop: true}, 0},
+	} {
+		if n, _ := count(c.q); n != c.want {
+			t.Errorf("%s: %d, want %d", c.name, n, c.want)
+		}
+	}
+	// Paging with a count: the page starts past After, Total and Before
+	// count everything.
+	p1 := must[TargetPage](t)(d.ListTargetsPage(ctx, TargetQuery{Page: Page{Limit: 12}, Count: true}))
+	p2 := must[TargetPage](t)(d.ListTargetsPage(ctx, TargetQuery{Page: Page{Limit: 12, After: p1.Next}, Count: true}))
+	if len(p1.Targets) != 12 || p1.Total != 30 || p1.Before != 0 || len(p2.Targets) != 12 || p2.Total != 30 || p2.Before != 12 ||
+		p2.Targets[0].ID <= p1.Next {
+		t.Errorf("pages: %d/%d/%d then %d/%d/%d", len(p1.Targets), p1.Total, p1.Before, len(p2.Targets), p2.Total, p2.Before)
+	}
+	for _, bad := range []TargetQuery{{Arch: "sparc"}, {OrderState: "done-ish"}} {
+		_, err := d.ListTargetsPage(ctx, bad)
+		wantErr(t, err, ErrInvalid)
+	}
+}
