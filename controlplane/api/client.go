@@ -175,14 +175,14 @@ func (c *Client) DeleteTarget(ctx context.Context, id string) error {
 // the same fields as headers; this uses GET .../status).
 func (c *Client) BlobStatus(ctx context.Context, sha string) (BlobStatus, error) {
 	var s BlobStatus
-	err := c.Do(ctx, http.MethodGet, "/blobs/"+sha+"/status", nil, nil, &s)
+	err := c.Do(ctx, http.MethodGet, "/blobs/"+url.PathEscape(sha)+"/status", nil, nil, &s)
 	return s, err
 }
 
 // UploadBlobChunk sends data as bytes [offset, offset+len(data)) of the
 // blob sha of total size size (PUT with Content-Range).
 func (c *Client) UploadBlobChunk(ctx context.Context, sha string, size, offset int64, data []byte) (BlobStatus, error) {
-	req, err := c.newRequest(ctx, http.MethodPut, "/blobs/"+sha, nil, bytes.NewReader(data))
+	req, err := c.newRequest(ctx, http.MethodPut, "/blobs/"+url.PathEscape(sha), nil, bytes.NewReader(data))
 	if err != nil {
 		return BlobStatus{}, err
 	}
@@ -279,7 +279,7 @@ func (c *Client) uploadFrom(ctx context.Context, sha string, size int64, r io.Re
 
 // DownloadBlob streams a blob from offset (resuming a download) into w.
 func (c *Client) DownloadBlob(ctx context.Context, sha string, offset int64, w io.Writer) (int64, error) {
-	req, err := c.newRequest(ctx, http.MethodGet, "/blobs/"+sha, nil, nil)
+	req, err := c.newRequest(ctx, http.MethodGet, "/blobs/"+url.PathEscape(sha), nil, nil)
 	if err != nil {
 		return 0, err
 	}

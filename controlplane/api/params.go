@@ -41,6 +41,15 @@ type Parameter struct {
 // declares.
 var ReservedParams = []string{"disk.serial", "disk.path", "disk.min_size", "disk.max_size", "ssh_authorized_keys"}
 
+// quote is v for an error message, or "(secret)" for a secret parameter:
+// an error answer must not carry a secret back.
+func (p Parameter) quote(v string) string {
+	if p.Secret {
+		return "(secret)"
+	}
+	return strconv.Quote(v)
+}
+
 // CheckValue checks v against the parameter's type; the error names it.
 func (p Parameter) CheckValue(v string) error {
 	switch p.Type {
@@ -48,11 +57,11 @@ func (p Parameter) CheckValue(v string) error {
 		return nil
 	case ParamInt:
 		if _, err := strconv.ParseInt(v, 10, 64); err != nil {
-			return fmt.Errorf("parameter %s: %q is not an int", p.Name, v)
+			return fmt.Errorf("parameter %s: %s is not an int", p.Name, p.quote(v))
 		}
 	case ParamBool:
 		if v != "true" && v != "false" {
-			return fmt.Errorf("parameter %s: %q is not a bool (true or false)", p.Name, v)
+			return fmt.Errorf("parameter %s: %s is not a bool (true or false)", p.Name, p.quote(v))
 		}
 	default:
 		return fmt.Errorf("parameter %s: type %q is not %v", p.Name, p.Type, ParamTypes)

@@ -181,7 +181,13 @@ func (c *Console) withSession(h func(w http.ResponseWriter, r *http.Request, s *
 	return func(w http.ResponseWriter, r *http.Request) {
 		s := c.sessions.fromRequest(r)
 		if s != nil {
-			if _, err := c.cfg.Tokens.TokenByHash(r.Context(), c.cfg.HashSecret(s.secret)); err != nil {
+			ok, err := c.tokenStands(r.Context(), s)
+			if err != nil {
+				c.log.Error("console: token lookup", "err", err)
+				http.Error(w, "console: the token store is unavailable; try again", http.StatusServiceUnavailable)
+				return
+			}
+			if !ok {
 				c.sessions.drop(s.id)
 				s = nil
 			}
@@ -199,6 +205,7 @@ func (c *Console) withSession(h func(w http.ResponseWriter, r *http.Request, s *
 				c.refuse(w, r, http.StatusForbidden, err)
 				return
 			}
+			r.Body = http.MaxBytesReader(w, r.Body, maxFormBytes)
 			if err := r.ParseForm(); err != nil {
 				c.refuse(w, r, http.StatusBadRequest, fmt.Errorf("console: form: %v", err))
 				return

@@ -9,6 +9,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"time"
 
 	"osim/controlplane/api"
 )
@@ -35,22 +36,20 @@ func (c *Console) overview(w http.ResponseWriter, r *http.Request, s *session) {
 		c.failed(w, r, s, err)
 		return
 	}
-	// The failed orders (a few, or the mass reimage went badly: all are
-	// read, the newest ten shown).
-	var failed []api.Order
-	for after := ""; ; {
-		l, err := cl.ListOrders(ctx, api.OrderFailed, "", "", after, apiPage)
-		if err != nil {
-			c.failed(w, r, s, err)
-			return
-		}
-		failed = append(failed, l.Orders...)
-		if after = l.Next; after == "" {
-			break
+	// Recent failures: the newest transitions to failed among the last
+	// 1,000 order transitions (a backward read of the event log, however
+	// many orders there are).
+	evs, err := cl.ListEvents(ctx, 0, api.EventFilter{Type: api.EventOrderState, Limit: 1000, Newest: true})
+	if err != nil {
+		c.failed(w, r, s, err)
+		return
+	}
+	var failed []failure
+	for i := len(evs.Events) - 1; i >= 0 && len(failed) < 10; i-- {
+		if e := evs.Events[i]; e.Data["to"] == string(api.OrderFailed) {
+			failed = append(failed, failure{ID: e.Order, Target: e.Target, Message: e.Message, Updated: e.Time})
 		}
 	}
-	sort.Slice(failed, func(i, j int) bool { return failed[i].Updated.After(failed[j].Updated) })
-	failed = failed[:min(len(failed), 10)]
 	hosts := map[string]string{}
 	for _, o := range failed {
 		if t, err := cl.GetTarget(ctx, o.Target); err == nil {
@@ -90,6 +89,12 @@ func (c *Console) overview(w http.ResponseWriter, r *http.Request, s *session) {
 	c.render(w, r, "overview", s, map[string]any{"Title": "Overview", "States": states, "Total": total,
 		"BootServers": bss, "Health": health, "Discovered": discovered.Targets, "NDiscovered": deref(discovered.Total),
 		"Loops": loops.Targets, "NLoops": deref(loops.Total), "Failed": failed, "Hosts": hosts, "Revision": rev})
+}
+
+// failure is one recent failure on the overview.
+type failure struct {
+	ID, Target, Message string
+	Updated             time.Time
 }
 
 func deref(p *int) int {
@@ -191,7 +196,9 @@ func (c *Console) targets(w http.ResponseWriter, r *http.Request, s *session) {
 	}
 	next := ""
 	if l.Next != "" {
-		next = f.query(l.Next)
+		// The whole URL: in an href, html/template escapes a substituted
+		// query string as one value.
+		next = "/ui/targets?" + f.query(l.Next)
 	}
 	siteNames, err := knownSites(ctx, cl)
 	if err != nil {
@@ -330,15 +337,14 @@ func (c *Console) targetsAction(w http.ResponseWriter, r *http.Request, s *sessi
 	if !strings.HasPrefix(back, "/ui/targets") {
 		back = "/ui/targets"
 	}
-	http.Redirect(w, r, withFlash(back, msg), http.StatusSeeOther)
+	c.redirectFlash(w, r, s, back, msg)
 }
 
-func withFlash(path, msg string) string {
-	sep := "?"
-	if strings.Contains(path, "?") {
-		sep = "&"
-	}
-	return path + sep + "flash=" + url.QueryEscape(msg)
+// redirectFlash sends the browser to path (a GET after a POST) with msg
+// shown once there.
+func (c *Console) redirectFlash(w http.ResponseWriter, r *http.Request, s *session, path, msg string) {
+	c.sessions.setFlash(s, msg)
+	http.Redirect(w, r, path, http.StatusSeeOther)
 }
 
 func errMsg(err error) string {
@@ -488,7 +494,7 @@ func (c *Console) reimage(w http.ResponseWriter, r *http.Request, s *session) {
 	if len(l.Warnings) > 0 {
 		msg += "; " + strings.Join(l.Warnings, "; ")
 	}
-	http.Redirect(w, r, withFlash("/ui/batches/"+url.PathEscape(l.RequestID), msg), http.StatusSeeOther)
+	c.redirectFlash(w, r, s, "/ui/batches/"+url.PathEscape(l.RequestID), msg)
 }
 
 // maxFailuresShown bounds the failures a batch page lists (with their
@@ -603,7 +609,7 @@ func (c *Console) batchAction(action string) func(http.ResponseWriter, *http.Req
 			}
 			n++
 		}
-		http.Redirect(w, r, withFlash("/ui/batches/"+url.PathEscape(id), fmt.Sprintf("%s: %d orders", action, n)), http.StatusSeeOther)
+		c.redirectFlash(w, r, s, "/ui/batches/"+url.PathEscape(id), fmt.Sprintf("%s: %d orders", action, n))
 	}
 }
 
@@ -622,7 +628,7 @@ func (c *Console) orderAction(action string) func(http.ResponseWriter, *http.Req
 			c.failed(w, r, s, err)
 			return
 		}
-		http.Redirect(w, r, withFlash("/ui/targets/"+url.PathEscape(o.Target), fmt.Sprintf("order %s: %s (%s)", o.ID, action, o.State)), http.StatusSeeOther)
+		c.redirectFlash(w, r, s, "/ui/targets/"+url.PathEscape(o.Target), fmt.Sprintf("order %s: %s (%s)", o.ID, action, o.State))
 	}
 }
 
@@ -634,7 +640,7 @@ func (c *Console) acceptTarget(w http.ResponseWriter, r *http.Request, s *sessio
 		c.failed(w, r, s, err)
 		return
 	}
-	http.Redirect(w, r, withFlash("/ui/targets/"+url.PathEscape(t.ID), "accepted as "+t.Hostname), http.StatusSeeOther)
+	c.redirectFlash(w, r, s, "/ui/targets/"+url.PathEscape(t.ID), "accepted as "+t.Hostname)
 }
 
 func (c *Console) images(w http.ResponseWriter, r *http.Request, s *session) {
@@ -748,5 +754,5 @@ func (c *Console) revokeToken(w http.ResponseWriter, r *http.Request, s *session
 		return
 	}
 	c.sessions.dropToken(id)
-	http.Redirect(w, r, withFlash("/ui/tokens", "token "+id+" revoked"), http.StatusSeeOther)
+	c.redirectFlash(w, r, s, "/ui/tokens", "token "+id+" revoked")
 }

@@ -59,7 +59,12 @@ func (m ipsManifest) spec() api.ImageSpec {
 func (c *Console) registerImage(w http.ResponseWriter, r *http.Request) {
 	s := c.sessions.fromRequest(r)
 	if s != nil {
-		if _, err := c.cfg.Tokens.TokenByHash(r.Context(), c.cfg.HashSecret(s.secret)); err != nil {
+		ok, err := c.tokenStands(r.Context(), s)
+		if err != nil {
+			http.Error(w, "console: the token store is unavailable; try again", http.StatusServiceUnavailable)
+			return
+		}
+		if !ok {
 			c.sessions.drop(s.id)
 			s = nil
 		}
@@ -106,7 +111,7 @@ func (c *Console) registerImage(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	c.log.Info("console: image registered", "image", img.ID, "name", img.Name, "version", img.Version, "token", s.tokenID)
-	http.Redirect(w, r, withFlash("/ui/images/"+url.PathEscape(img.ID), "registered "+img.Name+" "+img.Version), http.StatusSeeOther)
+	c.redirectFlash(w, r, s, "/ui/images/"+url.PathEscape(img.ID), "registered "+img.Name+" "+img.Version)
 }
 
 // receiveBuild reads the manifest part, streams each file part into its
@@ -131,7 +136,10 @@ func (c *Console) receiveBuild(ctx context.Context, cl *api.Client, mr *multipar
 		return api.Image{}, fmt.Errorf("register: %s is not an osim-ips manifest (tool %q, name %q, %d files)", p.FileName(), m.Tool, m.Name, len(m.Files))
 	}
 	byName := map[string]api.ImageFile{}
-	for _, f := range m.Files {
+	for i, f := range m.Files {
+		if !api.ValidSHA256(f.SHA256) || f.Size < 0 || f.Name == "" || path.Base(f.Name) != f.Name {
+			return api.Image{}, fmt.Errorf("register: the manifest's files[%d] (%q): want a plain file name, a size and a sha256 of 64 hex digits", i, f.Name)
+		}
 		byName[f.Name] = f
 	}
 	for {

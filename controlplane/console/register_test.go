@@ -102,6 +102,24 @@ func TestRegisteringAnIPSBuildOutputUploadsChecksAndRegisters(t *testing.T) {
 			t.Errorf("%s: %d, want 422 saying %q:\n%s", c.name, a.code, c.want, a.body)
 		}
 	}
+	// A manifest whose sha256 is not 64 hex digits (it would be pasted
+	// into an API path) or whose file name is a path.
+	var m map[string]any
+	json.Unmarshal(manifest, &m)
+	for _, bad := range []func(f map[string]any){
+		func(f map[string]any) { f["sha256"] = f["sha256"].(string) + "#" },
+		func(f map[string]any) { f["sha256"] = "abc" },
+		func(f map[string]any) { f["name"] = "../vmlinuz" },
+	} {
+		var mm map[string]any
+		json.Unmarshal(manifest, &mm)
+		bad(mm["files"].([]any)[0].(map[string]any))
+		raw, _ := json.Marshal(mm)
+		ct, body := registerForm(t, csrf, raw, files, []string{"vmlinuz", "initrd.img"})
+		if a := op.postMultipart("/ui/images/register", ct, body); a.code != http.StatusUnprocessableEntity || !strings.Contains(a.body, "files[0]") {
+			t.Errorf("bad manifest file %v: %d", mm["files"].([]any)[0], a.code)
+		}
+	}
 	if imgs, _ := e.admin.ListImages(t.Context()); len(imgs) != 0 {
 		t.Fatalf("a refused registration registered %d images", len(imgs))
 	}

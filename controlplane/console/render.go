@@ -6,6 +6,7 @@ import (
 	"html/template"
 	"io/fs"
 	"net/http"
+	"net/url"
 	"sort"
 	"strings"
 	"time"
@@ -28,8 +29,11 @@ var funcs = template.FuncMap{
 		t = t.UTC()
 		return map[string]string{"ISO": t.Format(time.RFC3339), "UTC": t.Format("2006-01-02 15:04:05 UTC")}
 	},
-	"join":   strings.Join,
-	"labels": labelString,
+	"join": strings.Join,
+	// pathEscape makes an id one path segment of a link: an id a boot
+	// server named cannot point the link at another page.
+	"pathEscape": url.PathEscape,
+	"labels":     labelString,
 	"sorted": func(m map[string]string) [][2]string {
 		out := make([][2]string, 0, len(m))
 		for k, v := range m {
@@ -136,7 +140,7 @@ func viewOf(s *session) *sessionView {
 // render executes page into a buffer first, so a template error is a 500
 // and never half a page. ?fragment=1 renders only the page's "live" block.
 func (c *Console) render(w http.ResponseWriter, r *http.Request, page string, s *session, data any) {
-	v := view{Page: page, Session: viewOf(s), Data: data, Flash: r.URL.Query().Get("flash")}
+	v := view{Page: page, Session: viewOf(s), Data: data}
 	if m, ok := data.(map[string]any); ok {
 		if e, ok := m["Error"].(string); ok {
 			v.Error = e
@@ -148,6 +152,8 @@ func (c *Console) render(w http.ResponseWriter, r *http.Request, page string, s 
 	name := "layout"
 	if r.URL.Query().Get("fragment") != "" && c.pages[page].Lookup("live") != nil {
 		name = "live"
+	} else {
+		v.Flash = c.sessions.takeFlash(s) // a whole page shows it, once
 	}
 	var b bytes.Buffer
 	if err := c.pages[page].ExecuteTemplate(&b, name, v); err != nil {

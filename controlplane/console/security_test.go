@@ -1,13 +1,18 @@
 package console
 
 import (
+	"context"
+	"errors"
+	"html"
 	"net/http"
 	"net/url"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
 
 	"osim/controlplane/api"
+	"osim/controlplane/mdb"
 )
 
 func TestSignInSetsAStrictHttpOnlySessionCookieAndBadTokensAreRefused(t *testing.T) {
@@ -23,7 +28,7 @@ func TestSignInSetsAStrictHttpOnlySessionCookieAndBadTokensAreRefused(t *testing
 	if err != nil {
 		t.Fatal(err)
 	}
-	if a := b.post("/ui/signin", url.Values{"token": {join.Secret}}, nil); a.code != http.StatusUnauthorized || !strings.Contains(a.body, "cannot sign in") {
+	if a := b.post("/ui/signin", url.Values{"token": {join.Secret}}, nil); a.code != http.StatusUnauthorized || !strings.Contains(a.body, "Only viewer, operator and admin tokens") || strings.Contains(a.body, "join") {
 		t.Errorf("join token: %d", a.code)
 	}
 	a := b.signIn(api.RoleViewer)
@@ -298,6 +303,108 @@ func TestHostileValuesAreEscapedAndNoPageLeaksATokenOrASecret(t *testing.T) {
 		}
 		if !sawEscaped {
 			t.Errorf("%s: the hostile value was on no page at all (escaped): the test shows nothing", role)
+		}
+	}
+}
+
+// A message the console shows comes from the server's own redirect, never
+// from a link: ?flash= is ignored. Paging follows the Next link with its
+// filters intact.
+func TestFlashIsServerSideAndPagingKeepsTheFilters(t *testing.T) {
+	e := newEnv(t)
+	seedTargets(t, e, 25)
+	b := e.browser()
+	b.signIn(api.RoleOperator)
+	if a := b.get("/ui/targets?flash=paste+your+admin+token+here"); strings.Contains(a.body, "paste your admin token") {
+		t.Error("a ?flash= from the URL reached the page")
+	}
+	a := b.get("/ui/targets?label=rack%3Dr1&limit=5")
+	m := regexp.MustCompile(`href="([^"]*)" rel="next"`).FindStringSubmatch(a.body)
+	if m == nil || !strings.Contains(a.body, "1–5 of 13 matching") {
+		t.Fatalf("page 1 of rack=r1: no next link or wrong counts:\n%s", a.body)
+	}
+	next := html.UnescapeString(m[1])
+	p2 := b.get(next)
+	if p2.code != 200 || !strings.Contains(p2.body, "6–10 of 13 matching") {
+		t.Fatalf("next page %s: %d, want 6–10 of the same 13", next, p2.code)
+	}
+	if strings.Contains(p2.body, "rack=r2") {
+		t.Error("page 2 lost the label filter")
+	}
+}
+
+// One token signing in again and again keeps at most
+// maxSessionsPerToken sessions: others' sessions stay.
+func TestOneTokenCannotPushOtherSessionsOut(t *testing.T) {
+	e := newEnv(t)
+	admin := e.browser()
+	admin.signIn(api.RoleAdmin)
+	var last *browser
+	for range maxSessionsPerToken + 5 {
+		last = e.browser()
+		last.signIn(api.RoleViewer)
+	}
+	e.ui.sessions.mu.Lock()
+	n := 0
+	for _, s := range e.ui.sessions.m {
+		if s.tokenID == e.ids[api.RoleViewer] {
+			n++
+		}
+	}
+	e.ui.sessions.mu.Unlock()
+	if n != maxSessionsPerToken {
+		t.Errorf("the viewer token holds %d sessions, want %d", n, maxSessionsPerToken)
+	}
+	if a := admin.get("/ui/tokens"); a.code != 200 {
+		t.Errorf("the admin's session was pushed out: %d", a.code)
+	}
+	if a := last.get("/ui/overview"); a.code != 200 {
+		t.Errorf("the newest viewer session: %d", a.code)
+	}
+}
+
+// failingTokens is a token store that is down (a hand-written stand-in
+// for mdb.DB's TokenByHash failing).
+type failingTokens struct{ Tokens }
+
+func (failingTokens) TokenByHash(context.Context, string) (mdb.Token, error) {
+	return mdb.Token{}, errors.New("badger: closed")
+}
+
+// A store error is a 503 that keeps the session; only a token that is
+// gone ends it.
+func TestATokenStoreErrorDoesNotSignAnyoneOut(t *testing.T) {
+	e := newEnv(t)
+	b := e.browser()
+	b.signIn(api.RoleOperator)
+	good := e.ui.cfg.Tokens
+	e.ui.cfg.Tokens = failingTokens{good}
+	if a := b.get("/ui/overview"); a.code != http.StatusServiceUnavailable {
+		t.Errorf("store down: %d, want 503", a.code)
+	}
+	e.ui.cfg.Tokens = good
+	if a := b.get("/ui/overview"); a.code != 200 {
+		t.Errorf("after the store came back: %d, want the session still there", a.code)
+	}
+}
+
+// Links built from ids a boot server can name (an event's target) stay
+// one path segment; an event type with a newline never reaches the SSE
+// data line as it is.
+func TestIDsInLinksArePathEscapedAndEventKindsAreSafe(t *testing.T) {
+	e := newEnv(t)
+	if _, err := e.store.AppendEvent(t.Context(), api.Event{Type: api.EventDHCPSeen, Target: "../tokens?x=1"}); err != nil {
+		t.Fatal(err)
+	}
+	b := e.browser()
+	b.signIn(api.RoleViewer)
+	a := b.get("/ui/events")
+	if strings.Contains(a.body, `href="/ui/targets/../tokens`) || !strings.Contains(a.body, `href="/ui/targets/..%2Ftokens%3Fx=1"`) {
+		t.Errorf("an event's target id is not one escaped path segment:\n%s", a.body)
+	}
+	for k, want := range map[string]bool{"install.status": true, "order.state": true, "a\nevent: gone": false, "": false, "X": false} {
+		if safeKind(k) != want {
+			t.Errorf("safeKind(%q) = %v", k, !want)
 		}
 	}
 }

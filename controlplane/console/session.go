@@ -1,12 +1,15 @@
 package console
 
 import (
+	"bytes"
+	"context"
 	"crypto/rand"
 	"crypto/subtle"
 	"encoding/hex"
 	"errors"
+	"fmt"
+	"io"
 	"net/http"
-	"net/http/httptest"
 	"net/url"
 	"slices"
 	"strings"
@@ -14,6 +17,7 @@ import (
 	"time"
 
 	"osim/controlplane/api"
+	"osim/controlplane/mdb"
 )
 
 // CookieName is the session cookie. It holds only a random session id;
@@ -21,8 +25,13 @@ import (
 const CookieName = "osim_session"
 
 // maxSessions bounds the sessions kept (the oldest goes first): a script
-// signing in in a loop cannot grow the manager's memory.
-const maxSessions = 10000
+// signing in in a loop cannot grow the manager's memory. One token keeps
+// at most maxSessionsPerToken (its own oldest goes first), so one token
+// signing in in a loop cannot push everyone else's sessions out.
+const (
+	maxSessions         = 10000
+	maxSessionsPerToken = 20
+)
 
 // session is one signed-in browser.
 type session struct {
@@ -34,6 +43,7 @@ type session struct {
 	csrf    string
 	created time.Time
 	expires time.Time
+	flash   string // shown once on the next page (under sessions.mu)
 }
 
 func (s *session) csrfOK(v string) bool {
@@ -65,29 +75,66 @@ func randomHex(n int) string {
 }
 
 // create makes a new session (a fresh id, never one the browser offered:
-// no session fixation).
-func (ss *sessions) create(secret, tokenID, role, name string) *session {
+// no session fixation), ending at the TTL or at the token's own expiry.
+func (ss *sessions) create(secret, tokenID, role, name string, tokenExpires time.Time) *session {
 	now := ss.now()
 	s := &session{id: randomHex(32), secret: secret, tokenID: tokenID, role: role, name: name,
 		csrf: randomHex(32), created: now, expires: now.Add(ss.ttl)}
+	if !tokenExpires.IsZero() && tokenExpires.Before(s.expires) {
+		s.expires = tokenExpires
+	}
 	ss.mu.Lock()
 	defer ss.mu.Unlock()
+	var mine []*session
 	for id, o := range ss.m {
 		if !now.Before(o.expires) {
 			delete(ss.m, id)
+		} else if o.tokenID == tokenID {
+			mine = append(mine, o)
 		}
 	}
+	if len(mine) >= maxSessionsPerToken {
+		ss.dropOldestLocked(mine)
+	}
 	if len(ss.m) >= maxSessions {
-		var oldest *session
+		all := make([]*session, 0, len(ss.m))
 		for _, o := range ss.m {
-			if oldest == nil || o.created.Before(oldest.created) {
-				oldest = o
-			}
+			all = append(all, o)
 		}
-		delete(ss.m, oldest.id)
+		ss.dropOldestLocked(all)
 	}
 	ss.m[s.id] = s
 	return s
+}
+
+func (ss *sessions) dropOldestLocked(of []*session) {
+	var oldest *session
+	for _, o := range of {
+		if oldest == nil || o.created.Before(oldest.created) {
+			oldest = o
+		}
+	}
+	delete(ss.m, oldest.id)
+}
+
+// setFlash keeps msg for the session's next page; takeFlash reads it once.
+// A message never travels in a URL (a crafted link cannot put words in
+// the console's mouth).
+func (ss *sessions) setFlash(s *session, msg string) {
+	ss.mu.Lock()
+	defer ss.mu.Unlock()
+	s.flash = msg
+}
+
+func (ss *sessions) takeFlash(s *session) string {
+	if s == nil {
+		return ""
+	}
+	ss.mu.Lock()
+	defer ss.mu.Unlock()
+	msg := s.flash
+	s.flash = ""
+	return msg
 }
 
 func (ss *sessions) fromRequest(r *http.Request) *session {
@@ -125,6 +172,20 @@ func (ss *sessions) dropToken(tokenID string) {
 	}
 }
 
+// maxFormBytes bounds a form post (a selection of thousands of target ids
+// fits; image uploads are multipart and bounded by MaxUpload).
+const maxFormBytes = 1 << 20
+
+// tokenStands reports whether s's token still exists. Only "not found"
+// ends the session; a store error is an error (503), not a sign-out.
+func (c *Console) tokenStands(ctx context.Context, s *session) (bool, error) {
+	_, err := c.cfg.Tokens.TokenByHash(ctx, c.cfg.HashSecret(s.secret))
+	if errors.Is(err, mdb.ErrNotFound) {
+		return false, nil
+	}
+	return err == nil, err
+}
+
 func setCookie(w http.ResponseWriter, r *http.Request, value string, expires time.Time) {
 	ck := &http.Cookie{Name: CookieName, Value: value, Path: "/ui/", HttpOnly: true,
 		SameSite: http.SameSiteStrictMode, Secure: r.TLS != nil}
@@ -150,7 +211,7 @@ func (c *Console) signIn(w http.ResponseWriter, r *http.Request) {
 		c.refuse(w, r, http.StatusForbidden, err)
 		return
 	}
-	r.Body = http.MaxBytesReader(w, r.Body, 16<<10)
+	r.Body = http.MaxBytesReader(w, r.Body, maxFormBytes)
 	if err := r.ParseForm(); err != nil {
 		c.refuse(w, r, http.StatusBadRequest, errors.New("console: sign-in form unreadable"))
 		return
@@ -172,13 +233,17 @@ func (c *Console) signIn(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if !slices.Contains(consoleRoles, tok.Role) {
-		fail("A " + tok.Role + " token cannot sign in to the console; use a viewer, operator or admin token.")
+		fail("Only viewer, operator and admin tokens sign in to the console.")
+		return
+	}
+	if !tok.Expires.IsZero() && !c.now().Before(tok.Expires) {
+		fail("That token has expired.")
 		return
 	}
 	if old := c.sessions.fromRequest(r); old != nil {
 		c.sessions.drop(old.id)
 	}
-	s := c.sessions.create(secret, tok.ID, tok.Role, tok.Name)
+	s := c.sessions.create(secret, tok.ID, tok.Role, tok.Name, tok.Expires)
 	setCookie(w, r, s.id, s.expires)
 	c.log.Info("console: signed in", "token", tok.ID, "role", tok.Role, "client", r.RemoteAddr)
 	http.Redirect(w, r, next, http.StatusSeeOther)
@@ -190,6 +255,7 @@ func (c *Console) signOut(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if s := c.sessions.fromRequest(r); s != nil {
+		r.Body = http.MaxBytesReader(w, r.Body, maxFormBytes)
 		if r.ParseForm() != nil || !s.csrfOK(r.PostForm.Get("csrf")) {
 			c.refuse(w, r, http.StatusForbidden, errors.New("console: the form's CSRF token does not match this session"))
 			return
@@ -218,21 +284,62 @@ func (c *Console) client(s *session) *api.Client {
 }
 
 // inProcess is an http.RoundTripper that serves a request with a handler,
-// without a socket.
+// without a socket. An answer is held in memory, so it is capped: the
+// console asks for pages, never for blobs.
 type inProcess struct{ h http.Handler }
 
-func (t inProcess) RoundTrip(r *http.Request) (*http.Response, error) {
-	rec := httptest.NewRecorder()
+// maxInProcessAnswer bounds one API answer the console reads.
+const maxInProcessAnswer = 64 << 20
+
+func (t inProcess) RoundTrip(req *http.Request) (*http.Response, error) {
+	r := req.Clone(req.Context()) // a RoundTripper must not change the caller's request
 	if r.Body == nil {
 		r.Body = http.NoBody
 	}
 	r.RequestURI = r.URL.RequestURI()
 	r.RemoteAddr = "127.0.0.1:0" // the console, in process
-	t.h.ServeHTTP(rec, r)
-	if err := r.Context().Err(); err != nil {
+	w := &cappedRecorder{header: http.Header{}, max: maxInProcessAnswer}
+	t.h.ServeHTTP(w, r)
+	if err := req.Context().Err(); err != nil {
 		return nil, err // the caller went away (a page left, a stream closed)
 	}
-	resp := rec.Result()
-	resp.Request = r
-	return resp, nil
+	if w.over {
+		return nil, fmt.Errorf("console: the API's answer to %s %s is over %d bytes", req.Method, req.URL.Path, maxInProcessAnswer)
+	}
+	code := w.code
+	if code == 0 {
+		code = http.StatusOK
+	}
+	return &http.Response{StatusCode: code, Status: fmt.Sprintf("%d %s", code, http.StatusText(code)),
+		Proto: "HTTP/1.1", ProtoMajor: 1, ProtoMinor: 1, Header: w.header,
+		Body: io.NopCloser(bytes.NewReader(w.body.Bytes())), ContentLength: int64(w.body.Len()), Request: req}, nil
+}
+
+// cappedRecorder is an http.ResponseWriter into memory that stops taking
+// bytes past max (the handler then sees a write error).
+type cappedRecorder struct {
+	header http.Header
+	code   int
+	body   bytes.Buffer
+	max    int
+	over   bool
+}
+
+func (w *cappedRecorder) Header() http.Header { return w.header }
+
+func (w *cappedRecorder) WriteHeader(code int) {
+	if w.code == 0 {
+		w.code = code
+	}
+}
+
+func (w *cappedRecorder) Write(p []byte) (int, error) {
+	if w.code == 0 {
+		w.code = http.StatusOK
+	}
+	if w.body.Len()+len(p) > w.max {
+		w.over = true
+		return 0, errors.New("console: answer too large")
+	}
+	return w.body.Write(p)
 }

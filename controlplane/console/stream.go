@@ -81,7 +81,11 @@ func (c *Console) stream(w http.ResponseWriter, r *http.Request, s *session) {
 			}
 			kinds := map[string]bool{}
 			for _, e := range l.Events {
-				kinds[e.Type] = true
+				if safeKind(e.Type) {
+					kinds[e.Type] = true // what a boot server names goes onto the stream's data line
+				} else {
+					kinds["event"] = true
+				}
 			}
 			after = l.Last
 			if !send(streamSignal{kinds: sorted(kinds)}) {
@@ -176,8 +180,8 @@ func (c *Console) sessionStands(ctx context.Context, s *session) bool {
 	if !live {
 		return false
 	}
-	_, err := c.cfg.Tokens.TokenByHash(ctx, c.cfg.HashSecret(s.secret))
-	return err == nil
+	ok, err := c.tokenStands(ctx, s)
+	return ok || err != nil // a store hiccup does not end a stream; a revoked token does
 }
 
 // streamGone tells the page the stream ended for good (a revoked token,
@@ -189,6 +193,19 @@ func (c *Console) streamGone(w http.ResponseWriter, rc *http.ResponseController,
 	}
 	fmt.Fprintf(w, "event: gone\ndata: %d %s\n\n", code, strings.Join(strings.Fields(msg), " "))
 	rc.Flush()
+}
+
+// safeKind: an event type that may go onto an SSE data line as it is.
+func safeKind(k string) bool {
+	if k == "" || len(k) > 64 {
+		return false
+	}
+	for _, c := range k {
+		if (c < 'a' || c > 'z') && (c < '0' || c > '9') && c != '.' && c != '_' && c != '-' {
+			return false
+		}
+	}
+	return true
 }
 
 func sorted(m map[string]bool) []string {

@@ -19,7 +19,6 @@
   function fragmentURL() {
     var u = new URL(window.location.href);
     u.searchParams.set("fragment", "1");
-    u.searchParams.delete("flash");
     return u.pathname + u.search;
   }
 
