@@ -1,7 +1,7 @@
 // Package power controls targets' power through their BMC or hypervisor:
 // on, off, cycle, status, and the next boot from the network once. A
 // Driver is one machine's control; Open picks the driver a target's
-// power spec names (ipmi, manual; libvirt and wol are to come).
+// power spec names (ipmi, wol, manual; libvirt is to come).
 //
 // Drivers run where the BMCs are reachable: on the boot server of the
 // target's site, which sits on the management network, so the manager
@@ -51,12 +51,16 @@ type Spec struct {
 	Address  string // ipmi: host[:port] (623)
 	Username string
 	Password string
+	// MAC and Interface (wol): the target's MAC, and the boot server's
+	// interface on its segment.
+	MAC       string
+	Interface string
 	// Timeout bounds one action (default DefaultTimeout).
 	Timeout time.Duration
 }
 
 // Drivers are the driver names Open knows.
-var Drivers = []string{"ipmi", "manual"}
+var Drivers = []string{"ipmi", "wol", "manual"}
 
 // DefaultTimeout bounds one power action.
 const DefaultTimeout = 30 * time.Second
@@ -71,6 +75,8 @@ var (
 	// ErrSession: no IPMI session: the BMC does not answer, or it
 	// refused the credentials (ipmitool cannot tell which).
 	ErrSession = errors.New("power: no session with the BMC (it does not answer, or it refused the credentials)")
+	// ErrUnsupported: the driver cannot do this (wol: anything but on).
+	ErrUnsupported = errors.New("power: not supported by this driver")
 	// ErrUnreachable: no answer within the action's timeout.
 	ErrUnreachable = errors.New("power: the BMC does not answer")
 )
@@ -83,6 +89,8 @@ func Open(spec Spec) (Driver, error) {
 	switch spec.Driver {
 	case "ipmi":
 		return newIPMI(spec)
+	case "wol":
+		return newWOL(spec)
 	case "manual":
 		return manual{}, nil
 	case "":
