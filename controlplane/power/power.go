@@ -1,7 +1,7 @@
 // Package power controls targets' power through their BMC or hypervisor:
 // on, off, cycle, status, and the next boot from the network once. A
 // Driver is one machine's control; Open picks the driver a target's
-// power spec names (ipmi, wol, manual; libvirt is to come).
+// power spec names (ipmi, libvirt, wol, manual).
 //
 // Drivers run where the BMCs are reachable: on the boot server of the
 // target's site, which sits on the management network, so the manager
@@ -55,12 +55,15 @@ type Spec struct {
 	// interface on its segment.
 	MAC       string
 	Interface string
+	// Domain (libvirt): the domain's name; Address is then the libvirt
+	// connection URI (default qemu:///system).
+	Domain string
 	// Timeout bounds one action (default DefaultTimeout).
 	Timeout time.Duration
 }
 
 // Drivers are the driver names Open knows.
-var Drivers = []string{"ipmi", "wol", "manual"}
+var Drivers = []string{"ipmi", "libvirt", "wol", "manual"}
 
 // DefaultTimeout bounds one power action.
 const DefaultTimeout = 30 * time.Second
@@ -91,6 +94,8 @@ func Open(spec Spec) (Driver, error) {
 		return newIPMI(spec)
 	case "wol":
 		return newWOL(spec)
+	case "libvirt":
+		return newLibvirt(spec)
 	case "manual":
 		return manual{}, nil
 	case "":
