@@ -6,6 +6,8 @@ package main
 import (
 	"fmt"
 	"os"
+
+	"osim/controlplane/secretbox"
 )
 
 const usage = `osim-manager: the osim manager (MDB and API)
@@ -14,6 +16,7 @@ usage:
   osim-manager serve --data-dir DIR [--listen ADDR] [flags]      serve the API
   osim-manager token create --role ROLE [--name N] --data-dir DIR  make a token offline, print its secret
   osim-manager token list --data-dir DIR                          list tokens offline
+  osim-manager credentials-key FILE                               make a key for --credentials-key (mode 600)
   osim-manager help                                               this text
 
 Run "osim-manager serve -h" for the flags of a mode. Flags may also come
@@ -30,6 +33,16 @@ func main() {
 		os.Exit(runServe(os.Args[2:]))
 	case "token", "tokens":
 		os.Exit(runToken(os.Args[2:]))
+	case "credentials-key":
+		if len(os.Args) != 3 {
+			fmt.Fprintln(os.Stderr, "usage: osim-manager credentials-key FILE")
+			os.Exit(2)
+		}
+		if err := secretbox.GenerateKeyFile(os.Args[2]); err != nil {
+			fmt.Fprintf(os.Stderr, "osim-manager credentials-key: %v\n", err)
+			os.Exit(1)
+		}
+		fmt.Printf("wrote %s: give it to osim-manager serve --credentials-key; keep a copy apart from the data dir's backups\n", os.Args[2])
 	case "help", "-h", "--help":
 		fmt.Print(usage)
 	default:

@@ -20,6 +20,7 @@ import (
 	"osim/controlplane/console"
 	"osim/controlplane/manager"
 	"osim/controlplane/mdb"
+	"osim/controlplane/secretbox"
 	"osim/internal/diskspace"
 	"osim/internal/logging"
 	"osim/metrics"
@@ -83,6 +84,7 @@ type serveOpts struct {
 	evCount                              int
 	share                                float64
 	ui                                   bool
+	credKey                              string
 	log                                  *slog.Logger
 	certs                                *certReloader // nil: plain HTTP
 }
@@ -93,6 +95,7 @@ func parseServe(args []string) (o serveOpts, code int) {
 	fs := flag.NewFlagSet("osim-manager serve", flag.ContinueOnError)
 	fs.StringVar(&o.listen, "listen", "127.0.0.1:8080", "serve the API on this TCP address")
 	fs.StringVar(&o.dataDir, "data-dir", "", "the MDB's directory (Badger database and blobs)")
+	fs.StringVar(&o.credKey, "credentials-key", "", "key file sealing BMC passwords at rest (osim-manager credentials-key FILE makes one); without it the manager keeps no credentials")
 	fs.BoolVar(&o.ui, "ui", true, "serve the web console under /ui/ on the API's listener (sign in with a viewer, operator or admin token)")
 	fs.StringVar(&o.metricsL, "metrics-listen", "", "serve Prometheus /metrics on this TCP address (empty: not served)")
 	tlsCert := fs.String("tls-cert", "", "TLS certificate (PEM); with --tls-key serve HTTPS")
@@ -161,8 +164,14 @@ func (o serveOpts) serve() int {
 		}
 	}
 	reg := metrics.NewRegistry()
+	var key *secretbox.Key
+	if o.credKey != "" {
+		if key, err = secretbox.LoadKey(o.credKey); err != nil {
+			return failed("--credentials-key: %v", err)
+		}
+	}
 	srv, err := manager.New(manager.Config{Store: db, Logger: log, Registry: reg, HeartbeatInterval: o.hbEvery,
-		EventMaxAge: o.evAge, EventMaxCount: o.evCount, UploadTTL: o.uploadTTL, MaxOrderShare: o.share})
+		EventMaxAge: o.evAge, EventMaxCount: o.evCount, UploadTTL: o.uploadTTL, MaxOrderShare: o.share, CredentialsKey: key})
 	if err != nil {
 		return failed("%v", err)
 	}

@@ -26,7 +26,9 @@ type Target struct {
 	Site     string            `json:"site"` // the boot servers of this site serve it
 	Address  string            `json:"address,omitempty"`
 	Labels   map[string]string `json:"labels,omitempty"`
-	Facts    map[string]string `json:"facts,omitempty"` // inventory reported by the target
+	// Power is how osim powers it (nil: it does not; an operator reboots it).
+	Power *PowerSpec        `json:"power,omitempty"`
+	Facts map[string]string `json:"facts,omitempty"` // inventory reported by the target
 	// CurrentOrder is the target's live (not done/failed/cancelled) order, if any.
 	CurrentOrder string `json:"current_order,omitempty"`
 	// LastOrder is the target's newest order, live or ended (empty: none
@@ -52,6 +54,7 @@ type TargetSpec struct {
 	Site     string            `json:"site"`
 	Address  string            `json:"address,omitempty"`
 	Labels   map[string]string `json:"labels,omitempty"`
+	Power    *PowerSpec        `json:"power,omitempty"`
 }
 
 // TargetPatch changes some fields of a target; nil fields stay as they are.
@@ -62,6 +65,8 @@ type TargetPatch struct {
 	Site     *string            `json:"site,omitempty"`
 	Address  *string            `json:"address,omitempty"`
 	Labels   *map[string]string `json:"labels,omitempty"`
+	// Power replaces the power spec; one with driver "" removes it.
+	Power *PowerSpec `json:"power,omitempty"`
 }
 
 // Arches are the firmware kinds a target may declare.
@@ -688,6 +693,11 @@ func (s *TargetSpec) Validate() error {
 		a, err := netip.ParseAddr(s.Address)
 		if err != nil || !a.Is4() {
 			return fmt.Errorf("address: %q is not an IPv4 address", s.Address)
+		}
+	}
+	if s.Power != nil {
+		if err := s.Power.Validate(); err != nil {
+			return err
 		}
 	}
 	for k, v := range s.Labels {

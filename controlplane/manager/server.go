@@ -25,6 +25,7 @@ import (
 
 	"osim/controlplane/api"
 	"osim/controlplane/mdb"
+	"osim/controlplane/secretbox"
 	"osim/internal/clock"
 )
 
@@ -62,6 +63,9 @@ type Config struct {
 	// DefaultMaxOrderShare); a selector matching every target always
 	// needs it.
 	MaxOrderShare float64
+	// CredentialsKey seals BMC passwords at rest (nil: the manager keeps
+	// no credentials and refuses them).
+	CredentialsKey *secretbox.Key
 }
 
 // Defaults of Config.
@@ -225,6 +229,11 @@ func (s *Server) routeTable() []route {
 
 		{"GET", p + "/sync", bootServers, s.sync},
 		{"GET", p + "/revision", viewers, s.revision},
+
+		{"POST", p + "/credentials", admins, s.putCredential},
+		{"GET", p + "/credentials", admins, s.listCredentials},
+		{"DELETE", p + "/credentials/{name}", admins, s.deleteCredential},
+		{"GET", p + "/credentials/{name}/secret", bootServers, s.credentialSecret},
 
 		{"POST", p + "/tokens", admins, s.createToken},
 		{"GET", p + "/tokens", admins, s.listTokens},

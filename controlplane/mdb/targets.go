@@ -107,6 +107,9 @@ func (d *DB) createTargets(ctx context.Context, specs []api.TargetSpec, many boo
 			if err := checkHostname(txn, s.Site, s.Hostname, "", name(i)); err != nil {
 				return err
 			}
+			if err := checkPower(txn, s.Power, name(i)); err != nil {
+				return err
+			}
 		}
 		return nil
 	})
@@ -126,7 +129,7 @@ func (d *DB) createTargets(ctx context.Context, specs []api.TargetSpec, many boo
 					return err
 				}
 				t := api.Target{ID: id, Hostname: s.Hostname, MACs: s.MACs, Arch: s.Arch, Site: s.Site,
-					Address: s.Address, Labels: s.Labels, Created: w.now}
+					Address: s.Address, Labels: s.Labels, Power: s.Power, Created: w.now}
 				if err := w.putTarget(&t); err != nil {
 					return err
 				}
@@ -289,7 +292,7 @@ func (d *DB) UpdateTarget(ctx context.Context, id string, p api.TargetPatch) (t 
 			return err
 		}
 		s := api.TargetSpec{Hostname: t.Hostname, MACs: append([]string(nil), t.MACs...), Arch: t.Arch,
-			Site: t.Site, Address: t.Address, Labels: t.Labels}
+			Site: t.Site, Address: t.Address, Labels: t.Labels, Power: t.Power}
 		if p.Hostname != nil {
 			s.Hostname = *p.Hostname
 		}
@@ -308,8 +311,17 @@ func (d *DB) UpdateTarget(ctx context.Context, id string, p api.TargetPatch) (t 
 		if p.Labels != nil {
 			s.Labels = maps.Clone(*p.Labels)
 		}
+		if p.Power != nil {
+			s.Power = p.Power
+			if p.Power.Driver == "" {
+				s.Power = nil
+			}
+		}
 		if err := s.Validate(); err != nil {
 			return fmt.Errorf("%w: target %s: %v", ErrInvalid, id, err)
+		}
+		if err := checkPower(w.txn, s.Power, ""); err != nil {
+			return err
 		}
 		if err := checkMACs(w.txn, s.MACs, id, ""); err != nil {
 			return err
@@ -357,7 +369,7 @@ func (d *DB) UpdateTarget(ctx context.Context, id string, p api.TargetPatch) (t 
 				return err
 			}
 		}
-		t.Hostname, t.MACs, t.Arch, t.Site, t.Address, t.Labels = s.Hostname, s.MACs, s.Arch, s.Site, s.Address, s.Labels
+		t.Hostname, t.MACs, t.Arch, t.Site, t.Address, t.Labels, t.Power = s.Hostname, s.MACs, s.Arch, s.Site, s.Address, s.Labels, s.Power
 		return w.putTarget(&t)
 	})
 	return t, err

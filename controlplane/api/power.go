@@ -1,0 +1,88 @@
+package api
+
+import (
+	"fmt"
+	"net"
+	"slices"
+	"strings"
+	"time"
+)
+
+// PowerDrivers are the power drivers a target may name
+// (controlplane/power implements them).
+var PowerDrivers = []string{"ipmi", "libvirt", "wol", "manual"}
+
+// PowerSpec is how a target's power is controlled. It names its
+// credentials (a Credential's name), never holds them; the boot server of
+// the target's site runs the actions.
+type PowerSpec struct {
+	Driver string `json:"driver"`
+	// Address: ipmi host[:port]; libvirt the connection URI (empty:
+	// qemu:///system).
+	Address string `json:"address,omitempty"`
+	// Credentials names a Credential (ipmi: required).
+	Credentials string `json:"credentials,omitempty"`
+	// Domain (libvirt): the domain's name.
+	Domain string `json:"domain,omitempty"`
+	// Interface (wol): the boot server's interface on the target's
+	// segment; the target's first MAC is woken.
+	Interface string `json:"interface,omitempty"`
+}
+
+// Validate checks the spec for its driver; the error names the field.
+func (p *PowerSpec) Validate() error {
+	if !slices.Contains(PowerDrivers, p.Driver) {
+		return fmt.Errorf("power.driver: %q is not one of %s", p.Driver, strings.Join(PowerDrivers, ", "))
+	}
+	bad := func(field, v string) bool {
+		return strings.HasPrefix(v, "-") || strings.ContainsAny(v, " \t\r\n\x00") || len(v) > 253
+	}
+	for field, v := range map[string]string{"address": p.Address, "domain": p.Domain, "interface": p.Interface} {
+		if bad(field, v) {
+			return fmt.Errorf("power.%s: %q is not a plain value", field, v)
+		}
+	}
+	if p.Credentials != "" && !ValidName(p.Credentials) {
+		return fmt.Errorf("power.credentials: %q is not a credential name", p.Credentials)
+	}
+	switch p.Driver {
+	case "ipmi":
+		if p.Address == "" || p.Credentials == "" {
+			return fmt.Errorf("power: the ipmi driver needs address (the BMC, host[:port]) and credentials")
+		}
+		if host, _, err := net.SplitHostPort(p.Address); err == nil && host == "" {
+			return fmt.Errorf("power.address: %q has no host", p.Address)
+		}
+	case "libvirt":
+		if p.Domain == "" {
+			return fmt.Errorf("power: the libvirt driver needs domain")
+		}
+	case "wol":
+		if p.Interface == "" {
+			return fmt.Errorf("power: the wol driver needs interface (the boot server's, on the target's segment)")
+		}
+	}
+	return nil
+}
+
+// Credential is a BMC login as the API shows it: never its password.
+type Credential struct {
+	Name     string    `json:"name"`
+	Username string    `json:"username"`
+	Created  time.Time `json:"created"`
+}
+
+// CredentialRequest creates or replaces a credential (admin).
+type CredentialRequest struct {
+	Name     string `json:"name"`
+	Username string `json:"username"`
+	Password string `json:"password"`
+}
+
+// CredentialSecret is a credential with its password: only a boot server
+// of a site with a target that names it gets this.
+type CredentialSecret struct {
+	Name     string `json:"name"`
+	Username string `json:"username"`
+	Password string `json:"password"`
+}
