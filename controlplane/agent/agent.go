@@ -62,6 +62,9 @@ type Config struct {
 	Clock    clock.Clock
 	Logger   *slog.Logger
 	Registry prometheus.Registerer
+	// PowerParallel bounds the power actions run at once (default
+	// DefaultPowerParallel).
+	PowerParallel int
 	// Stats is where the heartbeat reads the boot server's service
 	// counters (api.BootServerStatNames; the process's registry); nil:
 	// the heartbeat carries none.
@@ -220,7 +223,7 @@ func (a *Agent) Run(ctx context.Context) error {
 		return err
 	}
 	var wg sync.WaitGroup
-	for _, loop := range []func(context.Context){a.syncLoop, a.heartbeatLoop, a.st.run, a.q.run} {
+	for _, loop := range []func(context.Context){a.syncLoop, a.heartbeatLoop, a.st.run, a.q.run, a.powerLoop} {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()

@@ -464,6 +464,42 @@ func (c *Client) ListEvents(ctx context.Context, after uint64, f EventFilter) (E
 	return out, err
 }
 
+// RequestPower queues a power action on a target.
+func (c *Client) RequestPower(ctx context.Context, target string, r PowerActionRequest) (PowerRequest, error) {
+	var out PowerRequest
+	err := c.Do(ctx, http.MethodPost, "/targets/"+url.PathEscape(target)+"/power", nil, r, &out)
+	return out, err
+}
+
+// GetPowerRequest reads one power request.
+func (c *Client) GetPowerRequest(ctx context.Context, id string) (PowerRequest, error) {
+	var out PowerRequest
+	err := c.Do(ctx, http.MethodGet, "/power/"+url.PathEscape(id), nil, nil, &out)
+	return out, err
+}
+
+// ClaimPower takes the caller's site's pending power requests (boot
+// server), waiting up to wait for one.
+func (c *Client) ClaimPower(ctx context.Context, wait time.Duration) ([]PowerRequest, error) {
+	var out []PowerRequest
+	err := c.Do(ctx, http.MethodGet, "/power/claim", url.Values{"wait": {wait.String()}}, nil, &out)
+	return out, err
+}
+
+// ReportPower reports a held power request's outcome (boot server).
+func (c *Client) ReportPower(ctx context.Context, id string, r PowerResult) (PowerRequest, error) {
+	var out PowerRequest
+	err := c.Do(ctx, http.MethodPost, "/power/"+url.PathEscape(id)+"/result", nil, r, &out)
+	return out, err
+}
+
+// CredentialSecret fetches a credential with its password (boot server).
+func (c *Client) CredentialSecret(ctx context.Context, name string) (CredentialSecret, error) {
+	var out CredentialSecret
+	err := c.Do(ctx, http.MethodGet, "/credentials/"+url.PathEscape(name)+"/secret", nil, nil, &out)
+	return out, err
+}
+
 // OrderCounts answers how many orders are in each state.
 func (c *Client) OrderCounts(ctx context.Context) (map[OrderState]int, error) {
 	var out map[OrderState]int

@@ -86,3 +86,54 @@ type CredentialSecret struct {
 	Username string `json:"username"`
 	Password string `json:"password"`
 }
+
+// Power actions a request may ask for.
+var PowerActions = []string{"on", "off", "cycle"}
+
+// Power request states.
+const (
+	PowerPending = "pending" // waiting for a boot server of the site
+	PowerRunning = "running" // a boot server has it (until its lease ends)
+	PowerDone    = "done"
+	PowerFailed  = "failed"
+)
+
+// PowerActionRequest asks for a power action on a target.
+type PowerActionRequest struct {
+	Action string `json:"action"` // on, off, cycle
+	// NetworkBoot sets the next boot to the network first (once, where
+	// the driver can: ipmi; libvirt: network first for good).
+	NetworkBoot bool `json:"network_boot,omitempty"`
+}
+
+// PowerRequest is one power action, from the API to the boot server of
+// the target's site that runs it.
+type PowerRequest struct {
+	ID          string     `json:"id"`
+	Target      string     `json:"target"`
+	Site        string     `json:"site"`
+	Action      string     `json:"action"`
+	NetworkBoot bool       `json:"network_boot,omitempty"`
+	State       string     `json:"state"`
+	Attempt     int        `json:"attempt"`
+	Message     string     `json:"message,omitempty"`
+	BootServer  string     `json:"boot_server,omitempty"` // the one running it
+	LeaseUntil  time.Time  `json:"lease_until,omitzero"`
+	Power       *PowerSpec `json:"power,omitempty"` // the target's, when made
+	MAC         string     `json:"mac,omitempty"`   // the target's first (wol)
+	By          string     `json:"by,omitempty"`    // the token that asked
+	Created     time.Time  `json:"created"`
+	Updated     time.Time  `json:"updated"`
+}
+
+// PowerResult is what a boot server reports of a power request.
+type PowerResult struct {
+	OK      bool   `json:"ok"`
+	Message string `json:"message,omitempty"`
+	// State is the machine's power after the action as the driver read
+	// it (on, off, unknown).
+	State string `json:"state,omitempty"`
+}
+
+// EventPower is the event of a power request's outcome.
+const EventPower = "power.result"

@@ -195,6 +195,11 @@ func (s *Server) routeTable() []route {
 		{"PATCH", p + "/targets/{id}", writers, s.updateTarget},
 		{"DELETE", p + "/targets/{id}", writers, s.deleteTarget},
 		{"POST", p + "/targets/{id}/accept", writers, s.acceptTarget},
+		{"POST", p + "/targets/{id}/power", writers, s.requestPower},
+		{"GET", p + "/targets/{id}/power", viewers, s.listPower},
+		{"GET", p + "/power/claim", bootServers, s.claimPower},
+		{"GET", p + "/power/{id}", viewers, s.getPower},
+		{"POST", p + "/power/{id}/result", bootServers, s.powerResult},
 
 		{"PUT", p + "/blobs/{sha256}", writers, s.putBlob},
 		{"GET", p + "/blobs/{sha256}/status", blobReaders, s.blobStatus},

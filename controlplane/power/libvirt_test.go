@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"osim/internal/bmclab"
 	"osim/internal/testlab"
 )
 
@@ -19,7 +20,7 @@ import (
 // touches the machine's), and stops them at the end.
 func needLibvirtd(t *testing.T) {
 	t.Helper()
-	needTools(t, "virsh", "libvirtd", "virtlogd", "qemu-system-x86_64")
+	bmclab.NeedTools(t, "virsh", "libvirtd", "virtlogd", "qemu-system-x86_64")
 	if exec.Command("virsh", "-c", "qemu:///system", "version").Run() == nil {
 		return
 	}
