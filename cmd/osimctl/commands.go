@@ -20,6 +20,12 @@ var commands = map[string]map[string]command{
 		"rm":     {"delete a target (by id or MAC)", targetsRm},
 		"import": {"create targets from a CSV or JSON file", targetsImport},
 		"accept": {"make a discovered target a normal one (hostname, labels)", targetsAccept},
+		"power":  {"power a target on, off or cycle it (its site's boot server runs it)", targetsPower},
+	},
+	"credentials": {
+		"create": {"store a BMC login (the password from a file or stdin)", credentialsCreate},
+		"list":   {"list BMC logins (never their passwords)", credentialsList},
+		"rm":     {"delete a BMC login no target names", credentialsRm},
 	},
 	"images": {
 		"register": {"upload an image's files and register it", imagesRegister},

@@ -30,7 +30,9 @@ const usage = `osimctl: drive the osim manager
 usage: osimctl [global flags] COMMAND [flags] [args]
 
 commands:
-  targets add|list|show|rm|import       machines to install
+  targets add|list|show|rm|import|accept|power
+                                        machines to install, and their power
+  credentials create|list|rm            BMC logins for power specs (admin)
   images register|list|show|rm          OS and boot images (uploads their files)
   sites get|set                         a site's default boot image
   bootservers list                      boot servers and their health

@@ -132,6 +132,7 @@ func (c *Console) routes() {
 	// Changes: each a form POST with the session's CSRF token.
 	c.page("POST /ui/targets/action", c.targetsAction)
 	c.page("POST /ui/targets/{id}/accept", c.acceptTarget)
+	c.page("POST /ui/targets/{id}/power", c.powerAction)
 	c.page("POST /ui/reimage", c.reimage)
 	c.page("POST /ui/orders/{id}/cancel", c.orderAction("cancel"))
 	c.page("POST /ui/orders/{id}/retry", c.orderAction("retry"))

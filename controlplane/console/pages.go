@@ -381,8 +381,16 @@ func (c *Console) target(w http.ResponseWriter, r *http.Request, s *session) {
 		return
 	}
 	script, why := bootScript(ctx, cl, t)
+	var powers []api.PowerRequest
+	if t.Power != nil {
+		if err := cl.Do(ctx, http.MethodGet, "/targets/"+url.PathEscape(t.ID)+"/power", nil, nil, &powers); err != nil {
+			c.failed(w, r, s, err)
+			return
+		}
+		powers = powers[:min(len(powers), 5)]
+	}
 	c.render(w, r, "target", s, map[string]any{"Title": "Target " + t.Hostname, "T": t, "Orders": orders, "Events": evs,
-		"Script": script, "ScriptWhy": why})
+		"Script": script, "ScriptWhy": why, "Powers": powers})
 }
 
 // lastEvents returns the newest n (at most 1000) events the filter
@@ -630,6 +638,23 @@ func (c *Console) orderAction(action string) func(http.ResponseWriter, *http.Req
 		}
 		c.redirectFlash(w, r, s, "/ui/targets/"+url.PathEscape(o.Target), fmt.Sprintf("order %s: %s (%s)", o.ID, action, o.State))
 	}
+}
+
+// powerAction queues a power action on the target; its boot server runs
+// it, and the target page shows the outcome live.
+func (c *Console) powerAction(w http.ResponseWriter, r *http.Request, s *session) {
+	id := r.PathValue("id")
+	req := api.PowerActionRequest{Action: r.PostForm.Get("action"), NetworkBoot: r.PostForm.Get("network_boot") == "on"}
+	pr, err := c.client(s).RequestPower(r.Context(), id, req)
+	if err != nil {
+		c.failed(w, r, s, err)
+		return
+	}
+	msg := "power " + pr.Action + " queued for the site's boot server"
+	if pr.NetworkBoot {
+		msg += " (network boot next)"
+	}
+	c.redirectFlash(w, r, s, "/ui/targets/"+url.PathEscape(pr.Target), msg)
 }
 
 func (c *Console) acceptTarget(w http.ResponseWriter, r *http.Request, s *session) {

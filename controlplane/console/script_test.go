@@ -2,6 +2,8 @@ package console
 
 import (
 	"html"
+	"net/http"
+	"net/url"
 	"strings"
 	"testing"
 
@@ -43,5 +45,37 @@ func TestTheTargetPageShowsItsNextBootScriptWithTheTokenMasked(t *testing.T) {
 	}
 	if strings.Contains(a.body, full.Token) {
 		t.Error("the order's real token is on the page")
+	}
+}
+
+// A target with a power spec gets power buttons (operators); a click
+// queues a request the page then lists; a viewer's forged one is refused.
+func TestPowerButtonsQueueARequestForTheBootServer(t *testing.T) {
+	e := newEnv(t)
+	tg, err := e.admin.CreateTarget(t.Context(), api.TargetSpec{Hostname: "vm-1", MACs: []string{"52:54:00:00:0b:01"}, Site: "s1",
+		Power: &api.PowerSpec{Driver: "libvirt", Domain: "vm-1"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	op := e.browser()
+	op.signIn(api.RoleOperator)
+	if a := op.get("/ui/targets/" + tg.ID); !strings.Contains(a.body, `id="power-form"`) || !strings.Contains(a.body, "libvirt") {
+		t.Fatalf("no power form for a target with a power spec")
+	}
+	a := op.post("/ui/targets/"+tg.ID+"/power", url.Values{"csrf": {op.csrf()}, "action": {"cycle"}, "network_boot": {"on"}}, nil)
+	if a.code != http.StatusSeeOther {
+		t.Fatalf("power cycle: %d %s", a.code, a.body)
+	}
+	page := op.get("/ui/targets/" + tg.ID).body
+	if !strings.Contains(page, "power cycle queued") || !strings.Contains(page, `id="power-requests"`) || !strings.Contains(page, "(network boot)") {
+		t.Errorf("the target page does not show the queued request:\n%s", page)
+	}
+	viewer := e.browser()
+	viewer.signIn(api.RoleViewer)
+	if strings.Contains(viewer.get("/ui/targets/"+tg.ID).body, `id="power-form"`) {
+		t.Error("a viewer sees the power form")
+	}
+	if a := viewer.post("/ui/targets/"+tg.ID+"/power", url.Values{"csrf": {viewer.csrf()}, "action": {"off"}}, nil); a.code != http.StatusForbidden {
+		t.Errorf("viewer power off: %d", a.code)
 	}
 }
