@@ -8,6 +8,7 @@ import (
 // past EventMaxAge or EventMaxCount and unfinished uploads idle longer
 // than UploadTTL are deleted. cmd/osim-manager runs it beside the server.
 func (s *Server) Run(ctx context.Context) {
+	go s.runRollouts(ctx)
 	t, tick := s.cfg.Clock.NewTicker(s.cfg.JanitorInterval)
 	defer t.Stop()
 	for {
@@ -37,5 +38,19 @@ func (s *Server) Sweep(ctx context.Context) {
 	s.metrics.uploadsExpired.Add(float64(n))
 	if err != nil && ctx.Err() == nil {
 		s.log.Error("retention: expiring unfinished uploads", "err", err)
+	}
+}
+
+// runRollouts steps the rollouts every RolloutTick until ctx ends.
+func (s *Server) runRollouts(ctx context.Context) {
+	t, tick := s.cfg.Clock.NewTicker(s.cfg.RolloutTick)
+	defer t.Stop()
+	for {
+		s.StepRollouts(ctx)
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick:
+		}
 	}
 }

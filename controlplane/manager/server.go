@@ -63,6 +63,8 @@ type Config struct {
 	// DefaultMaxOrderShare); a selector matching every target always
 	// needs it.
 	MaxOrderShare float64
+	// RolloutTick is how often the rollout engine steps (default 2s).
+	RolloutTick time.Duration
 	// CredentialsKey seals BMC passwords at rest (nil: the manager keeps
 	// no credentials and refuses them).
 	CredentialsKey *secretbox.Key
@@ -102,6 +104,8 @@ type Server struct {
 	routes  []route
 	metrics *serverMetrics
 	orders  *orderMetrics
+
+	rolloutMu sync.Mutex // one rollout step or action at a time
 
 	syncMu     sync.Mutex
 	syncedRevs map[string]uint64 // boot server id → revision it last synced from
@@ -149,6 +153,9 @@ func New(cfg Config) (*Server, error) {
 	}
 	if cfg.JanitorInterval <= 0 {
 		cfg.JanitorInterval = time.Minute
+	}
+	if cfg.RolloutTick <= 0 {
+		cfg.RolloutTick = 2 * time.Second
 	}
 	s := &Server{cfg: cfg, store: cfg.Store, log: cfg.Logger, now: cfg.Clock.Now,
 		mux: http.NewServeMux(), syncedRevs: map[string]uint64{}}
@@ -224,6 +231,13 @@ func (s *Server) routeTable() []route {
 		{"GET", p + "/orders/counts", viewers, s.orderCounts},
 		{"POST", p + "/orders/{id}/cancel", writers, s.cancelOrder},
 		{"POST", p + "/orders/{id}/retry", writers, s.retryOrder},
+
+		{"POST", p + "/rollouts", writers, s.createRollout},
+		{"GET", p + "/rollouts", viewers, s.listRollouts},
+		{"GET", p + "/rollouts/{id}", viewers, s.getRollout},
+		{"POST", p + "/rollouts/{id}/pause", writers, s.rolloutAction("pause")},
+		{"POST", p + "/rollouts/{id}/resume", writers, s.rolloutAction("resume")},
+		{"POST", p + "/rollouts/{id}/abort", writers, s.rolloutAction("abort")},
 
 		{"GET", p + "/sites", viewers, s.listSites},
 		{"GET", p + "/sites/{site}", viewers, s.getSite},
