@@ -37,6 +37,7 @@ commands:
   sites get|set                         a site's default boot image
   bootservers list                      boot servers and their health
   orders create|list|show|watch|cancel|retry
+  rollouts create|list|show|pause|resume|abort   reimages in waves (also "orders rollout …")
   events tail                           the event log (--follow to stream)
   tokens create|list|rm                 API tokens (admin)
   help [COMMAND]                        this text, or a command's

@@ -1,6 +1,11 @@
 package main
 
 import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
 	"log/slog"
 	"net/http/httptest"
 	"os"
@@ -13,6 +18,7 @@ import (
 	"osim/controlplane/manager"
 	"osim/controlplane/mdb"
 	"osim/controlplane/secretbox"
+	"osim/internal/mgrtest"
 )
 
 // Against a real manager (with a credentials key): a BMC login stored
@@ -67,5 +73,48 @@ func TestCredentialsAndPowerAgainstARealManager(t *testing.T) {
 	}
 	if _, errOut, code := runCmd(t, append(base, "credentials", "rm", "rack1")...); code == 0 || !strings.Contains(errOut, "n1") {
 		t.Errorf("rm while named: exit %d %s", code, errOut)
+	}
+}
+
+// A rollout through osimctl against a real manager: created by selector
+// in waves of 2, shown, paused, aborted.
+func TestRolloutCommandsAgainstARealManager(t *testing.T) {
+	clearEnv(t)
+	c, url, token := mgrtest.Start(t)
+	ctx := t.Context()
+	for i := range 4 {
+		if _, err := c.CreateTarget(ctx, api.TargetSpec{Hostname: fmt.Sprintf("r-%d", i), MACs: []string{fmt.Sprintf("52:54:00:00:0d:%02x", i)},
+			Site: "s1", Labels: map[string]string{"role": "web"}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	data := []byte("kernel")
+	sum := sha256.Sum256(data)
+	sha := hex.EncodeToString(sum[:])
+	if _, err := c.UploadBlob(ctx, sha, int64(len(data)), bytes.NewReader(data), 0); err != nil {
+		t.Fatal(err)
+	}
+	img, err := c.CreateImage(ctx, api.ImageSpec{Name: "deb", Version: "1", Kind: api.KindOS, Files: []api.ImageFile{{Name: "vmlinuz", SHA256: sha, Size: int64(len(data)), Role: api.RoleKernel}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	base := []string{"--server", url, "--token", token}
+	out, errOut, code := runCmd(t, append(base, "orders", "rollout", "create", "--selector", "role=web", "--all", "--image", img.ID, "--wave-size", "2", "--manual", "-o", "json")...)
+	var ro api.Rollout
+	if code != 0 || json.Unmarshal([]byte(out), &ro) != nil || len(ro.Waves) != 2 || ro.Waves[0].State != api.WaveRunning {
+		t.Fatalf("create: exit %d %s %s", code, out, errOut)
+	}
+	out, _, code = runCmd(t, append(base, "rollouts", "show", ro.ID)...)
+	if code != 0 || !strings.Contains(out, "WAVE") || !strings.Contains(out, "running") {
+		t.Fatalf("show: %s", out)
+	}
+	if out, _, code = runCmd(t, append(base, "rollouts", "pause", ro.ID)...); code != 0 || !strings.Contains(out, "paused") {
+		t.Fatalf("pause: %s", out)
+	}
+	if out, _, code = runCmd(t, append(base, "orders", "rollout", "abort", ro.ID, "--cancel-running")...); code != 0 || !strings.Contains(out, "aborted") {
+		t.Fatalf("abort: %s", out)
+	}
+	if out, _, code = runCmd(t, append(base, "rollouts", "list")...); code != 0 || !strings.Contains(out, ro.ID) {
+		t.Fatalf("list: %s", out)
 	}
 }
