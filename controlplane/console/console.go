@@ -128,6 +128,11 @@ func (c *Console) routes() {
 	c.page("GET /ui/bootservers", c.bootServers)
 	c.page("GET /ui/events", c.events)
 	c.page("GET /ui/tokens", c.tokens)
+	c.page("GET /ui/rollouts", c.rolloutsPage)
+	c.page("GET /ui/rollouts/{id}", c.rolloutPage)
+	c.page("POST /ui/rollouts/{id}/pause", c.rolloutAction("pause"))
+	c.page("POST /ui/rollouts/{id}/resume", c.rolloutAction("resume"))
+	c.page("POST /ui/rollouts/{id}/abort", c.rolloutAction("abort"))
 
 	// Changes: each a form POST with the session's CSRF token.
 	c.page("POST /ui/targets/action", c.targetsAction)

@@ -489,6 +489,24 @@ func (c *Console) reimage(w http.ResponseWriter, r *http.Request, s *session) {
 		c.reimagePage(w, r, s, in, &plan, "")
 		return
 	}
+	policy, waves, err := rolloutPolicy(f)
+	if err != nil {
+		c.reimagePage(w, r, s, in, nil, err.Error())
+		return
+	}
+	if waves {
+		var ro api.Rollout
+		if err := cl.Do(r.Context(), http.MethodPost, "/rollouts", nil, api.RolloutRequest{Orders: req, Policy: policy}, &ro); err != nil {
+			if code, _ := apiError(err); code == http.StatusForbidden {
+				c.failed(w, r, s, err)
+				return
+			}
+			c.reimagePage(w, r, s, in, nil, errMsg(err))
+			return
+		}
+		c.redirectFlash(w, r, s, "/ui/rollouts/"+url.PathEscape(ro.ID), fmt.Sprintf("rollout of %d waves started", len(ro.Waves)))
+		return
+	}
 	l, err := cl.PlaceOrders(r.Context(), req)
 	if err != nil {
 		if code, _ := apiError(err); code == http.StatusForbidden {

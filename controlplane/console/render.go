@@ -17,7 +17,7 @@ import (
 // pageNames are the templates/*.html files that are whole pages; each is
 // parsed with layout.html and parts.html.
 var pageNames = []string{"signin", "overview", "targets", "target", "reimage", "batch", "images", "image",
-	"bootservers", "events", "tokens", "error"}
+	"bootservers", "events", "tokens", "error", "rollouts", "rollout"}
 
 var funcs = template.FuncMap{
 	// when renders a time for the <time> element: UTC text, RFC 3339 for

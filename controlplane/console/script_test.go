@@ -79,3 +79,41 @@ func TestPowerButtonsQueueARequestForTheBootServer(t *testing.T) {
 		t.Errorf("viewer power off: %d", a.code)
 	}
 }
+
+// The reimage form's "in waves" starts a rollout; its page shows the
+// waves and pauses and aborts it.
+func TestReimageInWavesStartsARolloutThePageDrives(t *testing.T) {
+	e := newEnv(t)
+	ts := seedTargets(t, e, 4)
+	img := seedImage(t, e)
+	op := e.browser()
+	op.signIn(api.RoleOperator)
+	csrf := op.csrf()
+	ids := []string{}
+	for _, tg := range ts {
+		ids = append(ids, tg.ID)
+	}
+	a := op.post("/ui/reimage", url.Values{"csrf": {csrf}, "targets": {strings.Join(ids, ",")}, "image": {img.ID}, "confirm": {"yes"},
+		"waves": {"on"}, "wave_size": {"2"}, "failure_budget": {"1"}, "manual": {"on"}}, nil)
+	if a.code != http.StatusSeeOther || !strings.HasPrefix(a.header.Get("Location"), "/ui/rollouts/ro-") {
+		t.Fatalf("rollout: %d %s %s", a.code, a.header.Get("Location"), a.body)
+	}
+	page := op.get(a.header.Get("Location")).body
+	if !strings.Contains(page, "rollout of 2 waves started") || !strings.Contains(page, `id="waves"`) || !strings.Contains(page, "stop after 1 failures") {
+		t.Fatalf("rollout page:\n%s", page)
+	}
+	id := strings.TrimPrefix(a.header.Get("Location"), "/ui/rollouts/")
+	if a := op.post("/ui/rollouts/"+id+"/pause", url.Values{"csrf": {csrf}}, nil); a.code != http.StatusSeeOther {
+		t.Fatalf("pause: %d", a.code)
+	}
+	if a := op.post("/ui/rollouts/"+id+"/abort", url.Values{"csrf": {csrf}, "cancel_running": {"on"}}, nil); a.code != http.StatusSeeOther {
+		t.Fatalf("abort: %d", a.code)
+	}
+	if page := op.get("/ui/rollouts").body; !strings.Contains(page, id) || !strings.Contains(page, "aborted") {
+		t.Fatalf("rollouts list:\n%s", page)
+	}
+	if a := op.post("/ui/reimage", url.Values{"csrf": {csrf}, "targets": {ids[0]}, "image": {img.ID}, "confirm": {"yes"},
+		"waves": {"on"}, "wave_size": {"x"}}, nil); a.code != http.StatusUnprocessableEntity || !strings.Contains(a.body, "wave size") {
+		t.Errorf("a bad wave size: %d", a.code)
+	}
+}
