@@ -19,12 +19,18 @@ type credentialStore interface {
 	CredentialUsedInSite(ctx context.Context, name, site string) (bool, error)
 }
 
-func (s *Server) credentials(w http.ResponseWriter, r *http.Request) (credentialStore, bool) {
-	cs, ok := s.store.(credentialStore)
+// storePart is the store as the optional part T (credentials, the power
+// queue, rollouts), or a 501 saying what this store lacks.
+func storePart[T any](s *Server, w http.ResponseWriter, r *http.Request, what string) (T, bool) {
+	part, ok := s.store.(T)
 	if !ok {
-		s.fail(w, r, errorf(http.StatusNotImplemented, "this store keeps no credentials"))
+		s.fail(w, r, errorf(http.StatusNotImplemented, "this store keeps no %s", what))
 	}
-	return cs, ok
+	return part, ok
+}
+
+func (s *Server) credentials(w http.ResponseWriter, r *http.Request) (credentialStore, bool) {
+	return storePart[credentialStore](s, w, r, "credentials")
 }
 
 // putCredential answers POST /credentials (admin): the password is sealed

@@ -28,11 +28,7 @@ const (
 )
 
 func (s *Server) powerQueue(w http.ResponseWriter, r *http.Request) (powerStore, bool) {
-	ps, ok := s.store.(powerStore)
-	if !ok {
-		s.fail(w, r, errorf(http.StatusNotImplemented, "this store queues no power actions"))
-	}
-	return ps, ok
+	return storePart[powerStore](s, w, r, "power queue")
 }
 
 // requestPower answers POST /targets/{id}/power: 202 with the queued

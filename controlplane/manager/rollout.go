@@ -32,11 +32,7 @@ type rolloutStore interface {
 const DefaultWaveSize = 10
 
 func (s *Server) rollouts(w http.ResponseWriter, r *http.Request) (rolloutStore, bool) {
-	rs, ok := s.store.(rolloutStore)
-	if !ok {
-		s.fail(w, r, errorf(http.StatusNotImplemented, "this store keeps no rollouts"))
-	}
-	return rs, ok
+	return storePart[rolloutStore](s, w, r, "rollouts")
 }
 
 // createRollout answers POST /rollouts: the targets are resolved now (a
