@@ -3,6 +3,7 @@ package mdb
 import (
 	"context"
 	"testing"
+	"time"
 
 	"osim/controlplane/api"
 )
@@ -47,4 +48,40 @@ func TestCredentialsAreNamedByPowerSpecsAndGuardedWhileInUse(t *testing.T) {
 	wantErr(t, d.DeleteCredential(ctx, "rack1"), ErrNotFound)
 	_, err = d.PutCredential(ctx, Credential{Credential: api.Credential{Name: "bad name", Username: "a"}, Sealed: []byte("x")})
 	wantErr(t, err, ErrInvalid)
+}
+
+// A power request's result is an event on the target and on its live
+// order; a lease that runs out gives the request to the next claim.
+func TestPowerRequestsAreLeasedAndTheirResultIsOnTheTargetAndItsOrder(t *testing.T) {
+	d, _ := openTest(t)
+	ctx := context.Background()
+	tg := must[api.Target](t)(d.CreateTarget(ctx, api.TargetSpec{Hostname: "vm1", MACs: []string{"52:54:00:00:0e:01"}, Site: "paris",
+		Power: &api.PowerSpec{Driver: "libvirt", Domain: "vm1"}}))
+	img := osImage(t, d, "deb")
+	res := must[OrderResult](t)(d.PlaceOrders(ctx, api.OrderRequest{Target: tg.ID, Image: img.ID}, OrderOptions{}))
+	pr := must[api.PowerRequest](t)(d.CreatePowerRequest(ctx, tg.ID, api.PowerActionRequest{Action: "cycle", NetworkBoot: true}, "tok-x"))
+	if pending, _, _ := d.PowerPending(ctx, "paris"); !pending {
+		t.Fatal("not pending")
+	}
+	got := must[[]api.PowerRequest](t)(d.ClaimPower(ctx, "bs-1", "paris", time.Minute, 16))
+	if len(got) != 1 || got[0].ID != pr.ID || got[0].Attempt != 1 {
+		t.Fatalf("claim %+v", got)
+	}
+	if again := must[[]api.PowerRequest](t)(d.ClaimPower(ctx, "bs-2", "paris", time.Minute, 16)); len(again) != 0 {
+		t.Fatalf("a leased request was claimed again: %+v", again)
+	}
+	if _, err := d.FinishPower(ctx, "bs-2", pr.ID, api.PowerResult{OK: true}); err == nil {
+		t.Fatal("another boot server finished the request")
+	}
+	done := must[api.PowerRequest](t)(d.FinishPower(ctx, "bs-1", pr.ID, api.PowerResult{OK: false, Message: "virsh: domain not found"}))
+	if done.State != api.PowerFailed {
+		t.Fatalf("finished %+v", done)
+	}
+	evs := must[[]api.Event](t)(d.ListEvents(ctx, EventQuery{Type: api.EventPower}))
+	if len(evs) != 1 || evs[0].Target != tg.ID || evs[0].Order != res.Orders[0].ID || evs[0].Message != "virsh: domain not found" {
+		t.Fatalf("power events %+v", evs)
+	}
+	if pending, _, _ := d.PowerPending(ctx, "paris"); pending {
+		t.Fatal("a finished request is still queued")
+	}
 }

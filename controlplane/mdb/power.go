@@ -204,6 +204,12 @@ func (w *wtx) finishPower(p *api.PowerRequest, machine string) error {
 	if p.NetworkBoot {
 		data["network_boot"] = "true"
 	}
-	_, err := w.putEvent(api.Event{Type: api.EventPower, Target: p.Target, Phase: p.State, Message: p.Message, Data: data})
+	// On the target's timeline, and on its live order's (a rollout's
+	// power cycle that failed shows where the order is watched).
+	ev := api.Event{Type: api.EventPower, Target: p.Target, Phase: p.State, Message: p.Message, Data: data}
+	if t, err := getTarget(w.txn, p.Target); err == nil {
+		ev.Order = t.CurrentOrder
+	}
+	_, err := w.putEvent(ev)
 	return err
 }
