@@ -122,7 +122,8 @@ func (a *app) showRollout(ro api.Rollout) error {
 		return a.printJSON(ro)
 	}
 	a.fields([][2]string{{"id", ro.ID}, {"state", ro.State}, {"reason", ro.Reason},
-		{"wave", fmt.Sprintf("%d of %d", min(ro.Current+1, len(ro.Waves)), len(ro.Waves))}, {"failures", strconv.Itoa(ro.Failures)}})
+		{"wave", fmt.Sprintf("%d of %d", min(ro.Current+1, len(ro.Waves)), len(ro.Waves))}, {"failures", strconv.Itoa(ro.Failures)},
+		{"eta", etaText(ro.ETA)}})
 	var rows [][]string
 	for i, w := range ro.Waves {
 		rows = append(rows, []string{strconv.Itoa(i + 1), w.Label, strconv.Itoa(len(w.Targets)), w.State,
@@ -153,4 +154,11 @@ func init() {
 	c := commands["orders"]["rollout"]
 	c.run = ordersRollout
 	commands["orders"]["rollout"] = c
+}
+
+func etaText(t time.Time) string {
+	if t.IsZero() {
+		return ""
+	}
+	return t.UTC().Format(time.RFC3339)
 }

@@ -110,7 +110,10 @@ type Rollout struct {
 	Failures int           `json:"failures"` // failed orders of the ended waves
 	// NextWave is when the next wave may start (after Pause).
 	NextWave time.Time `json:"next_wave,omitzero"`
-	By       string    `json:"by,omitempty"`
-	Created  time.Time `json:"created"`
-	Updated  time.Time `json:"updated"`
+	// ETA is when the last wave should end, from the ended waves' mean
+	// length and the pauses (zero until a wave has ended).
+	ETA     time.Time `json:"eta,omitzero"`
+	By      string    `json:"by,omitempty"`
+	Created time.Time `json:"created"`
+	Updated time.Time `json:"updated"`
 }

@@ -283,6 +283,7 @@ func (s *Server) watchWave(ctx context.Context, rs rolloutStore, ro *api.Rollout
 				ro.NextWave = now.Add(d)
 			}
 		}
+		ro.ETA = rolloutETA(ro, now)
 		s.log.Info("rollout wave ended", "rollout", ro.ID, "wave", ro.Current, "done", done, "failed", failed, "other", other, "state", ro.State)
 	}
 	if ro.State == api.RolloutStopped {
@@ -290,6 +291,25 @@ func (s *Server) watchWave(ctx context.Context, rs rolloutStore, ro *api.Rollout
 	}
 	_, err := rs.PutRollout(ctx, *ro)
 	return err
+}
+
+// rolloutETA is when the rollout's last wave should end: each wave still
+// to run as long as the ended waves were on average, plus the pauses.
+func rolloutETA(ro *api.Rollout, now time.Time) time.Time {
+	var sum time.Duration
+	n := 0
+	for _, w := range ro.Waves {
+		if w.State == api.WaveEnded && !w.Started.IsZero() {
+			sum += w.Ended.Sub(w.Started)
+			n++
+		}
+	}
+	left := len(ro.Waves) - ro.Current
+	if n == 0 || ro.State != api.RolloutRunning {
+		return time.Time{}
+	}
+	pause, _ := time.ParseDuration(ro.Policy.Pause)
+	return now.Add(time.Duration(left) * (sum/time.Duration(n) + pause))
 }
 
 func (s *Server) listRollouts(w http.ResponseWriter, r *http.Request, _ *principal) {

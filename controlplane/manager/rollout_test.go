@@ -77,6 +77,11 @@ func TestRolloutRunsWavesInOrderAndTheBudgetStopsIt(t *testing.T) {
 	if ro.Waves[0].State != api.WaveEnded || ro.Failures != 1 || ro.Current != 1 || ro.Waves[1].State != api.WaveWaiting {
 		t.Fatalf("after wave 1: %+v", ro)
 	}
+	// Wave 1 took no time on the test's clock: two waves left, each a
+	// 5-minute pause and nothing more.
+	if want := e.clock.Now().Add(10 * time.Minute); !ro.ETA.Equal(want) {
+		t.Errorf("ETA %v, want %v", ro.ETA, want)
+	}
 	// The pause: wave 2 waits 5 minutes.
 	e.srv.StepRollouts(ctx)
 	if ro = e.rollout(ro.ID); ro.Waves[1].State != api.WaveWaiting {
