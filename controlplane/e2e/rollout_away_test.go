@@ -1,0 +1,56 @@
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"osim/controlplane/api"
+)
+
+// TestRolloutWaveWaitsForItsBootServer: a rollout's wave starts while no
+// boot server of the site runs: its power cycles wait in the queue (the
+// wave is running, nothing is lost or failed); when the boot server comes
+// back it claims and runs them, and their outcome (here a failure: the
+// libvirt domain does not exist) is on the target and on the wave's order.
+func TestRolloutWaveWaitsForItsBootServer(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	store, hs, c := inProcessManager(t)
+	img := uploadImage(t, c, "deb", []byte(strings.Repeat("vmlinuz ", 500)))
+	tg := must(c.CreateTarget(ctx, api.TargetSpec{Hostname: "vm-away", MACs: []string{"02:0c:00:00:00:01"}, Site: "A",
+		Power: &api.PowerSpec{Driver: "libvirt", Domain: "osim-no-such-domain"}}))(t)
+	var ro api.Rollout
+	if err := c.Do(ctx, "POST", "/rollouts", nil, api.RolloutRequest{Orders: api.OrderRequest{Targets: []string{tg.ID}, Image: img.ID},
+		Policy: api.RolloutPolicy{WaveSize: 1}}, &ro); err != nil {
+		t.Fatal(err)
+	}
+	if ro.Waves[0].State != api.WaveRunning {
+		t.Fatalf("wave 1: %+v", ro.Waves[0])
+	}
+	var reqs []api.PowerRequest
+	if err := c.Do(ctx, "GET", "/targets/"+tg.ID+"/power", nil, nil, &reqs); err != nil || len(reqs) != 1 || reqs[0].Action != "cycle" || !reqs[0].NetworkBoot {
+		t.Fatalf("the wave's power request: %v %+v", err, reqs)
+	}
+	time.Sleep(500 * time.Millisecond)
+	if pr := must(c.GetPowerRequest(ctx, reqs[0].ID))(t); pr.State != api.PowerPending {
+		t.Fatalf("without a boot server the request is %s, want pending", pr.State)
+	}
+	// The site's boot server comes (back).
+	startAgent(t, t.TempDir(), hs.URL, siteJoinToken(t, store, "A"), "bs-a", "A")
+	var pr api.PowerRequest
+	waitFor(t, 60*time.Second, "the boot server to run the power request", func() (bool, string) {
+		pr = must(c.GetPowerRequest(ctx, reqs[0].ID))(t)
+		return pr.State == api.PowerFailed || pr.State == api.PowerDone, fmt.Sprintf("%s %s", pr.State, pr.Message)
+	})
+	if pr.State != api.PowerFailed || pr.BootServer == "" || !strings.Contains(pr.Message, "osim-no-such-domain") {
+		t.Fatalf("power request %+v: want failed by the boot server, naming the domain", pr)
+	}
+	orders := must(c.ListOrders(ctx, "", tg.ID, "", "", 10))(t)
+	evs := must(c.ListEvents(ctx, 0, api.EventFilter{Order: orders.Orders[0].ID, Type: api.EventPower}))(t)
+	if len(evs.Events) != 1 || evs.Events[0].Phase != api.PowerFailed {
+		t.Fatalf("the power failure on the wave's order: %+v", evs.Events)
+	}
+}
