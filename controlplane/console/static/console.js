@@ -27,8 +27,23 @@
   // after it, so the last change is never lost. A table where the user
   // has ticked rows waits (the ticks would be lost).
   var inflight = false, again = false, started = 0;
+  // The user is acting on the page (a button pressed, a key typed, a
+  // form field focused): a swap now could take the button from under the
+  // click. Refreshes wait until a moment after.
+  var busyUntil = 0, deferred = null;
+  function busy() {
+    var a = document.activeElement;
+    return Date.now() < busyUntil || (a && a.form && a.closest && a.closest("[data-live]"));
+  }
+  ["pointerdown", "keydown"].forEach(function (ev) {
+    document.addEventListener(ev, function () { busyUntil = Date.now() + 1500; }, true);
+  });
   function refresh() {
     if (!window.htmx) return;
+    if (busy()) {
+      if (!deferred) deferred = setTimeout(function () { deferred = null; refresh(); }, 1600);
+      return;
+    }
     if (inflight && Date.now() - started < 15000) {
       again = true;
       return;
