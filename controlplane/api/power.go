@@ -34,11 +34,8 @@ func (p *PowerSpec) Validate() error {
 	if !slices.Contains(PowerDrivers, p.Driver) {
 		return fmt.Errorf("power.driver: %q is not one of %s", p.Driver, strings.Join(PowerDrivers, ", "))
 	}
-	bad := func(field, v string) bool {
-		return strings.HasPrefix(v, "-") || strings.ContainsAny(v, " \t\r\n\x00") || len(v) > 253
-	}
 	for field, v := range map[string]string{"address": p.Address, "domain": p.Domain, "interface": p.Interface} {
-		if bad(field, v) {
+		if strings.HasPrefix(v, "-") || strings.ContainsAny(v, " \t\r\n\x00") || len(v) > 253 {
 			return fmt.Errorf("power.%s: %q is not a plain value", field, v)
 		}
 	}

@@ -1,9 +1,7 @@
 package console
 
 import (
-	"fmt"
 	"net/http"
-	"strings"
 	"testing"
 	"time"
 
@@ -55,6 +53,4 @@ func BenchmarkConsolePages(b *testing.B) {
 			b.ReportMetric(float64(time.Since(start).Milliseconds())/float64(b.N), "ms/page")
 		})
 	}
-	_ = fmt.Sprint
-	_ = strings.TrimSpace
 }

@@ -19,6 +19,7 @@ import (
 	"io/fs"
 	"log/slog"
 	"net/http"
+	"net/url"
 	"strings"
 	"time"
 
@@ -200,7 +201,7 @@ func (c *Console) withSession(h func(w http.ResponseWriter, r *http.Request, s *
 		}
 		if s == nil {
 			if r.Method == http.MethodGet && r.URL.Query().Get("fragment") == "" && r.URL.Path != "/ui/stream" {
-				http.Redirect(w, r, "/ui/signin?next="+urlQueryEscape(r.URL.RequestURI()), http.StatusSeeOther)
+				http.Redirect(w, r, "/ui/signin?next="+url.QueryEscape(r.URL.RequestURI()), http.StatusSeeOther)
 				return
 			}
 			http.Error(w, "console: not signed in (or the session expired, or its token was revoked)", http.StatusUnauthorized)

@@ -478,11 +478,7 @@ func (c *Console) reimage(w http.ResponseWriter, r *http.Request, s *session) {
 		req.DryRun = true
 		plan, err := cl.PlanOrders(r.Context(), req)
 		if err != nil {
-			if code, _ := apiError(err); code == http.StatusForbidden {
-				c.failed(w, r, s, err)
-				return
-			}
-			c.reimagePage(w, r, s, in, nil, errMsg(err))
+			c.reimageRefused(w, r, s, in, err)
 			return
 		}
 		sort.Slice(plan.Targets, func(i, j int) bool { return plan.Targets[i].Hostname < plan.Targets[j].Hostname })
@@ -497,11 +493,7 @@ func (c *Console) reimage(w http.ResponseWriter, r *http.Request, s *session) {
 	if waves {
 		var ro api.Rollout
 		if err := cl.Do(r.Context(), http.MethodPost, "/rollouts", nil, api.RolloutRequest{Orders: req, Policy: policy}, &ro); err != nil {
-			if code, _ := apiError(err); code == http.StatusForbidden {
-				c.failed(w, r, s, err)
-				return
-			}
-			c.reimagePage(w, r, s, in, nil, errMsg(err))
+			c.reimageRefused(w, r, s, in, err)
 			return
 		}
 		c.redirectFlash(w, r, s, "/ui/rollouts/"+url.PathEscape(ro.ID), fmt.Sprintf("rollout of %d waves started", len(ro.Waves)))
@@ -509,11 +501,7 @@ func (c *Console) reimage(w http.ResponseWriter, r *http.Request, s *session) {
 	}
 	l, err := cl.PlaceOrders(r.Context(), req)
 	if err != nil {
-		if code, _ := apiError(err); code == http.StatusForbidden {
-			c.failed(w, r, s, err)
-			return
-		}
-		c.reimagePage(w, r, s, in, nil, errMsg(err))
+		c.reimageRefused(w, r, s, in, err)
 		return
 	}
 	msg := fmt.Sprintf("%d orders created", len(l.Orders))
@@ -521,6 +509,16 @@ func (c *Console) reimage(w http.ResponseWriter, r *http.Request, s *session) {
 		msg += "; " + strings.Join(l.Warnings, "; ")
 	}
 	c.redirectFlash(w, r, s, "/ui/batches/"+url.PathEscape(l.RequestID), msg)
+}
+
+// reimageRefused answers a refused plan or order: the role's 403 as an
+// error page, anything else on the form, with what the API said.
+func (c *Console) reimageRefused(w http.ResponseWriter, r *http.Request, s *session, in reimageInput, err error) {
+	if code, _ := apiError(err); code == http.StatusForbidden {
+		c.failed(w, r, s, err)
+		return
+	}
+	c.reimagePage(w, r, s, in, nil, errMsg(err))
 }
 
 // maxFailuresShown bounds the failures a batch page lists (with their

@@ -62,14 +62,6 @@ var funcs = template.FuncMap{
 		}
 		return fmt.Sprintf("%.0f", v)
 	},
-	"secretParam": func(o api.Order, k string) bool {
-		for _, s := range o.SecretParams {
-			if s == k {
-				return true
-			}
-		}
-		return false
-	},
 }
 
 func humanBytes(n int64) string {

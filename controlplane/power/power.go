@@ -12,7 +12,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"slices"
 	"strings"
 	"time"
 )
@@ -98,13 +97,8 @@ func Open(spec Spec) (Driver, error) {
 		return newLibvirt(spec)
 	case "manual":
 		return manual{}, nil
-	case "":
-		return nil, fmt.Errorf("%w: no driver (want one of %s)", ErrSpec, strings.Join(Drivers, ", "))
 	}
-	if !slices.Contains(Drivers, spec.Driver) {
-		return nil, fmt.Errorf("%w: driver %q is not one of %s", ErrSpec, spec.Driver, strings.Join(Drivers, ", "))
-	}
-	return nil, fmt.Errorf("%w: driver %q", ErrSpec, spec.Driver)
+	return nil, fmt.Errorf("%w: driver %q is not one of %s", ErrSpec, spec.Driver, strings.Join(Drivers, ", "))
 }
 
 // manual is the operator: osim cannot act and waits.
