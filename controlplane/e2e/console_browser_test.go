@@ -313,7 +313,17 @@ func clickAndLoad(sel string) step {
 		if _, err := mark(ctx, tg); err != nil {
 			return err
 		}
-		if _, err := click(ctx, tg); err != nil {
+		// A live refresh may replace the node between finding and
+		// clicking it (a person's pointerdown holds refreshes back; the
+		// driver's lookup comes first): find it again.
+		var err error
+		for range 5 {
+			if _, err = click(ctx, tg); err == nil || !strings.Contains(err.Error(), "Could not find node") {
+				break
+			}
+			time.Sleep(200 * time.Millisecond)
+		}
+		if err != nil {
 			return err
 		}
 		deadline := time.Now().Add(30 * time.Second)
