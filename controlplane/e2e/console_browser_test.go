@@ -304,26 +304,33 @@ func waitText(sel, want string) step {
 	})
 }
 
+// clickFresh clicks sel. A live refresh may replace the node between the
+// driver's lookup and its click (a person's pointerdown holds refreshes
+// back; the driver's lookup comes before it): find it again.
+func clickFresh(sel string) step {
+	click := chromedp.Click(chromedp.CSS(sel))
+	return chromedp.Func(func(ctx context.Context, tg *chromedp.Target) error {
+		var err error
+		for range 10 {
+			if _, err = click(ctx, tg); err == nil || !strings.Contains(err.Error(), "Could not find node") {
+				return err
+			}
+			time.Sleep(200 * time.Millisecond)
+		}
+		return fmt.Errorf("clicking %s: %w", sel, err)
+	})
+}
+
 // clickAndLoad clicks sel and waits for the page it loads: a mark set on
 // the old page must be gone (a WaitVisible alone could see the old page).
 func clickAndLoad(sel string) step {
 	mark := chromedp.Evaluate[bool](`window.osimOldPage = true`)
-	click := chromedp.Click(chromedp.CSS(sel))
+	click := clickFresh(sel)
 	return chromedp.Func(func(ctx context.Context, tg *chromedp.Target) error {
 		if _, err := mark(ctx, tg); err != nil {
 			return err
 		}
-		// A live refresh may replace the node between finding and
-		// clicking it (a person's pointerdown holds refreshes back; the
-		// driver's lookup comes first): find it again.
-		var err error
-		for range 5 {
-			if _, err = click(ctx, tg); err == nil || !strings.Contains(err.Error(), "Could not find node") {
-				break
-			}
-			time.Sleep(200 * time.Millisecond)
-		}
-		if err != nil {
+		if _, err := click(ctx, tg); err != nil {
 			return err
 		}
 		deadline := time.Now().Add(30 * time.Second)
@@ -354,7 +361,7 @@ func (w *consoleWorld) signInAs(name, role string) step {
 }
 
 var signOut = chromedp.Steps(
-	chromedp.Click(chromedp.CSS(`form.who button`)),
+	clickFresh(`form.who button`),
 	chromedp.WaitVisible(chromedp.ID("token")),
 )
 
@@ -460,7 +467,7 @@ func TestConsoleInARealBrowser(t *testing.T) {
 	// "all" (the manager's guard against ordering a whole site by a
 	// mistyped selector); tick it and plan again.
 	run(t, b, "the guard", waitText(".plan .error", "more than 50%"),
-		chromedp.Click(chromedp.CSS(`input[name=all]`)), clickAndLoad(`button[name=confirm][value=""]`),
+		clickFresh(`input[name=all]`), clickAndLoad(`button[name=confirm][value=""]`),
 		chromedp.WaitVisible(chromedp.ID("plan")))
 	if n := eval[int](t, b, `document.querySelectorAll('.plan .error').length`); n != 0 {
 		t.Fatal("the plan still needs all after ticking it")
@@ -488,7 +495,7 @@ func TestConsoleInARealBrowser(t *testing.T) {
 	row := `tr[data-target="` + web07.ID + `"]`
 	run(t, b, "select and reimage web-07",
 		chromedp.Navigate(w.url+"/ui/targets?label=rack%3Dr2"), chromedp.WaitVisible(chromedp.CSS(row)),
-		chromedp.Click(chromedp.CSS(row+` input[type=checkbox]`)),
+		clickFresh(row+` input[type=checkbox]`),
 		clickAndLoad(`button[value=reimage]`), chromedp.WaitVisible(chromedp.CSS(`select[name=image]`)),
 		chromedp.SetValue(chromedp.CSS(`select[name=image]`), w.disk.ID),
 		clickAndLoad("#dry-run"), chromedp.WaitVisible(chromedp.ID("plan")),
@@ -511,7 +518,7 @@ func TestConsoleInARealBrowser(t *testing.T) {
 		t.Fatalf("discover: %d", resp.StatusCode)
 	}
 	run(t, b, "accept the discovered machine", waitText("#h-disc", "waiting (1)"),
-		chromedp.Click(chromedp.CSS(`#live ul li a[href^="/ui/targets/"]`)),
+		clickFresh(`#live ul li a[href^="/ui/targets/"]`),
 		chromedp.WaitVisible(chromedp.CSS(`form[action$="/accept"] input[name=hostname]`)),
 		chromedp.SetValue(chromedp.CSS(`form[action$="/accept"] input[name=hostname]`), "db-01"),
 		clickAndLoad(`form[action$="/accept"] button`), waitText(".flash", "accepted as db-01"))
