@@ -10,6 +10,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -99,14 +100,18 @@ func TestRolloutCommandsAgainstARealManager(t *testing.T) {
 		t.Fatal(err)
 	}
 	base := []string{"--server", url, "--token", token}
-	out, errOut, code := runCmd(t, append(base, "orders", "rollout", "create", "--selector", "role=web", "--all", "--image", img.ID, "--wave-size", "2", "--manual", "-o", "json")...)
+	out, errOut, code := runCmd(t, append(base, "orders", "rollout", "create", "--selector", "role=web", "--all", "--image", img.ID, "--wave-size", "2", "--manual", "--max-per-site", "1", "-o", "json")...)
 	var ro api.Rollout
-	if code != 0 || json.Unmarshal([]byte(out), &ro) != nil || len(ro.Waves) != 2 || ro.Waves[0].State != api.WaveRunning {
+	if code != 0 || json.Unmarshal([]byte(out), &ro) != nil || len(ro.Waves) != 2 || ro.Waves[0].State != api.WaveRunning ||
+		ro.Policy.MaxInFlightPerSite != 1 || len(ro.Waves[0].Admitted) != 1 {
 		t.Fatalf("create: exit %d %s %s", code, out, errOut)
 	}
 	out, _, code = runCmd(t, append(base, "rollouts", "show", ro.ID)...)
-	if code != 0 || !strings.Contains(out, "WAVE") || !strings.Contains(out, "running") {
+	if code != 0 || !strings.Contains(out, "WAVE") || !strings.Contains(out, "running") || !regexp.MustCompile(`IN FLIGHT.*\n\S+\s+1\s+0\s+1\s+1\s+site`).MatchString(out) {
 		t.Fatalf("show: %s", out)
+	}
+	if _, errOut, code = runCmd(t, append(base, "orders", "rollout", "create", "--selector", "role=web", "--image", img.ID, "--window", "22:00")...); code != 2 || !strings.Contains(errOut, "--window") {
+		t.Fatalf("a window without an end: exit %d %s", code, errOut)
 	}
 	if out, _, code = runCmd(t, append(base, "rollouts", "pause", ro.ID)...); code != 0 || !strings.Contains(out, "paused") {
 		t.Fatalf("pause: %s", out)

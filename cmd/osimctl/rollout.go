@@ -13,9 +13,12 @@ import (
 func rolloutCreate(a *app, args []string) error {
 	const help = "usage: osimctl orders rollout create (--selector SEL | --targets ID,ID) --image ID [--all]\n" +
 		"        [--wave-size N | --wave-percent P | --wave-by LABEL] [--failure-budget N] [--wave-failure-percent P]\n" +
-		"        [--pause 5m] [--manual] [--param k=v ...]\n\n" +
-		"Reimages in waves: each wave's orders are made when it starts, its machines power-cycled with network\n" +
-		"boot next where they have a power spec (--manual: you reboot them); no new wave after the failure budget.\n"
+		"        [--pause 5m] [--manual] [--max-per-site N] [--max-per-boot-server N] [--window 22:00-06:00[/ZONE]]\n" +
+		"        [--param k=v ...]\n\n" +
+		"Reimages in waves: a wave's targets get their orders as room in flight allows (the caps, and what the\n" +
+		"site's boot servers' egress sustains when they report a ceiling), each machine power-cycled with network\n" +
+		"boot next where it has a power spec (--manual: you reboot them); nothing new starts outside the window\n" +
+		"or after the failure budget.\n"
 	fs := a.flags("orders.rollout.create", help)
 	var req api.RolloutRequest
 	params := kvFlag{}
@@ -33,6 +36,9 @@ func rolloutCreate(a *app, args []string) error {
 	fs.IntVar(&req.Policy.WaveFailurePercent, "wave-failure-percent", 0, "stop when a wave fails this share or more")
 	fs.StringVar(&req.Policy.Pause, "pause", "", "wait between waves (5m)")
 	manual := fs.Bool("manual", false, "do not power-cycle: the operator reboots each wave's machines")
+	fs.IntVar(&req.Policy.MaxInFlightPerSite, "max-per-site", 0, "orders in flight per site at most")
+	fs.IntVar(&req.Policy.MaxInFlightPerBootServer, "max-per-boot-server", 0, "orders in flight per healthy boot server of a site at most")
+	window := fs.String("window", "", "daily window HH:MM-HH:MM, optionally /ZONE (22:00-06:00/Europe/Berlin)")
 	if _, err := a.parse(fs, args, 0, 0); err != nil {
 		return err
 	}
@@ -48,6 +54,13 @@ func rolloutCreate(a *app, args []string) error {
 	}
 	if *manual {
 		req.Policy.Start = "manual"
+	}
+	if *window != "" {
+		w, err := api.ParseWindow(*window)
+		if err != nil {
+			return usagef("osimctl orders rollout create", "--window: %v", err)
+		}
+		req.Policy.Window = w
 	}
 	if err := req.Policy.Validate(); err != nil {
 		return usagef("osimctl orders rollout create", "%v", err)
@@ -123,7 +136,23 @@ func (a *app) showRollout(ro api.Rollout) error {
 	}
 	a.fields([][2]string{{"id", ro.ID}, {"state", ro.State}, {"reason", ro.Reason},
 		{"wave", fmt.Sprintf("%d of %d", min(ro.Current+1, len(ro.Waves)), len(ro.Waves))}, {"failures", strconv.Itoa(ro.Failures)},
-		{"eta", etaText(ro.ETA)}})
+		{"eta", etaText(ro.ETA)}, {"holding", ro.Holding}})
+	if ro.Policy.Window != nil {
+		a.fields([][2]string{{"window", ro.Policy.Window.String()}})
+	}
+	if len(ro.Admission) > 0 {
+		var rows [][]string
+		for _, s := range ro.Admission {
+			egress := "-"
+			if s.Ceiling > 0 {
+				egress = fmt.Sprintf("%s of %s", rateText(s.Egress), rateText(s.Ceiling))
+			}
+			rows = append(rows, []string{s.Site, strconv.Itoa(s.InFlight), strconv.Itoa(s.Active), strconv.Itoa(s.Waiting),
+				limitText(s.Limit), s.LimitBy, strconv.Itoa(s.BootServers), egress})
+		}
+		fmt.Fprintln(a.stdout)
+		a.table([]string{"SITE", "IN FLIGHT", "ACTIVE", "WAITING", "LIMIT", "BY", "BOOT SERVERS", "EGRESS"}, rows)
+	}
 	var rows [][]string
 	for i, w := range ro.Waves {
 		rows = append(rows, []string{strconv.Itoa(i + 1), w.Label, strconv.Itoa(len(w.Targets)), w.State,
@@ -133,6 +162,16 @@ func (a *app) showRollout(ro api.Rollout) error {
 	a.table([]string{"WAVE", "LABEL", "TARGETS", "STATE", "DONE", "FAILED", "OTHER", "BATCH"}, rows)
 	return nil
 }
+
+func limitText(n int) string {
+	if n < 0 {
+		return "-"
+	}
+	return strconv.Itoa(n)
+}
+
+// rateText is bytes/s in MB/s.
+func rateText(b float64) string { return fmt.Sprintf("%.0f MB/s", b/1e6) }
 
 // ordersRollout is "orders rollout VERB": the rollouts noun's verbs.
 func ordersRollout(a *app, args []string) error {

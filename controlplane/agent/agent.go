@@ -73,6 +73,9 @@ type Config struct {
 	// asked per request (0: the manager's default).
 	SyncWait  time.Duration
 	SyncLimit int
+	// EgressCeiling is the bytes/s the boot server should deliver at
+	// most, told to the manager in every heartbeat (0: not set).
+	EgressCeiling float64
 	// HeartbeatInterval defaults to 10s.
 	HeartbeatInterval time.Duration
 	// UploadBatch is the most events per upload (default 500).
@@ -285,7 +288,7 @@ func (a *Agent) heartbeatLoop(ctx context.Context) {
 	for {
 		_, err := a.cfg.Client.Heartbeat(ctx, api.Heartbeat{SyncedRevision: a.Revision(), Version: a.cfg.Version,
 			PendingEvents: int(a.m.pendingValue()), BootArches: a.bootArches(),
-			Stats: a.stats(), StagedImages: a.stagedImages()})
+			Stats: a.stats(), StagedImages: a.stagedImages(), EgressCeiling: a.cfg.EgressCeiling})
 		if err != nil && ctx.Err() == nil {
 			a.m.reachable.Set(0)
 			a.log.Debug("heartbeat failed", "err", err)

@@ -1,6 +1,7 @@
 package api
 
 import (
+	"strings"
 	"fmt"
 	"time"
 )
@@ -27,6 +28,95 @@ type RolloutPolicy struct {
 	// network boot next where it has a power spec; "manual" leaves the
 	// reboots to the operator.
 	Start string `json:"start,omitempty"`
+	// MaxInFlightPerSite and MaxInFlightPerBootServer cap the wave's
+	// orders started and not ended, per site and per healthy boot server
+	// of the site (0: no cap); a wave's other targets wait their turn.
+	// Independently, a site whose boot servers report an egress ceiling
+	// gets no more in flight than that egress sustains (see Admission).
+	MaxInFlightPerSite       int `json:"max_in_flight_per_site,omitempty"`
+	MaxInFlightPerBootServer int `json:"max_in_flight_per_boot_server,omitempty"`
+	// Window, when set, is when orders may start: outside it no wave and
+	// no order starts (running installs go on).
+	Window *RolloutWindow `json:"window,omitempty"`
+}
+
+// RolloutWindow is a daily time window, "HH:MM" to "HH:MM" in Zone (an
+// IANA zone name, default UTC); an End before Start crosses midnight.
+type RolloutWindow struct {
+	Start string `json:"start"`
+	End   string `json:"end"`
+	Zone  string `json:"zone,omitempty"`
+}
+
+// ParseWindow reads a window as "HH:MM-HH:MM" with an optional "/ZONE"
+// (22:00-06:00/Europe/Berlin), as osimctl and the console take it.
+func ParseWindow(s string) (*RolloutWindow, error) {
+	span, zone, _ := strings.Cut(strings.TrimSpace(s), "/")
+	start, end, ok := strings.Cut(span, "-")
+	if !ok {
+		return nil, fmt.Errorf("%q is not HH:MM-HH:MM[/ZONE]", s)
+	}
+	w := &RolloutWindow{Start: start, End: end, Zone: zone}
+	return w, w.Validate()
+}
+
+// clock parses "HH:MM" into minutes since midnight.
+func clock(s string) (int, bool) {
+	t, err := time.Parse("15:04", s)
+	if err != nil || len(s) != 5 {
+		return 0, false
+	}
+	return t.Hour()*60 + t.Minute(), true
+}
+
+// Validate checks w; the error names the field.
+func (w *RolloutWindow) Validate() error {
+	a, ok := clock(w.Start)
+	if !ok {
+		return fmt.Errorf("policy.window.start: %q is not HH:MM", w.Start)
+	}
+	b, ok := clock(w.End)
+	if !ok {
+		return fmt.Errorf("policy.window.end: %q is not HH:MM", w.End)
+	}
+	if a == b {
+		return fmt.Errorf("policy.window: start and end are both %s (leave the window out for always)", w.Start)
+	}
+	if _, err := time.LoadLocation(w.Zone); err != nil {
+		return fmt.Errorf("policy.window.zone: %q is not a time zone: %v", w.Zone, err)
+	}
+	return nil
+}
+
+// Open reports whether t is inside w, and when w next opens (t itself
+// when open). w must be valid.
+func (w *RolloutWindow) Open(t time.Time) (bool, time.Time) {
+	loc, _ := time.LoadLocation(w.Zone)
+	a, _ := clock(w.Start)
+	b, _ := clock(w.End)
+	lt := t.In(loc)
+	m := lt.Hour()*60 + lt.Minute()
+	in := a <= m && m < b
+	if a > b { // crosses midnight
+		in = m >= a || m < b
+	}
+	if in {
+		return true, t
+	}
+	next := time.Date(lt.Year(), lt.Month(), lt.Day(), a/60, a%60, 0, 0, loc)
+	if !next.After(lt) {
+		next = time.Date(lt.Year(), lt.Month(), lt.Day()+1, a/60, a%60, 0, 0, loc)
+	}
+	return false, next
+}
+
+// String is "22:00-06:00 Europe/Berlin".
+func (w *RolloutWindow) String() string {
+	z := w.Zone
+	if z == "" {
+		z = "UTC"
+	}
+	return w.Start + "-" + w.End + " " + z
 }
 
 // Validate checks p; the error names the field.
@@ -52,6 +142,15 @@ func (p *RolloutPolicy) Validate() error {
 		return fmt.Errorf("policy.wave_failure_percent: %d is not 0..100", p.WaveFailurePercent)
 	case p.Start != "" && p.Start != "power" && p.Start != "manual":
 		return fmt.Errorf("policy.start: %q is not power or manual", p.Start)
+	case p.MaxInFlightPerSite < 0:
+		return fmt.Errorf("policy.max_in_flight_per_site: %d is negative", p.MaxInFlightPerSite)
+	case p.MaxInFlightPerBootServer < 0:
+		return fmt.Errorf("policy.max_in_flight_per_boot_server: %d is negative", p.MaxInFlightPerBootServer)
+	}
+	if p.Window != nil {
+		if err := p.Window.Validate(); err != nil {
+			return err
+		}
 	}
 	if p.Pause != "" {
 		if d, err := time.ParseDuration(p.Pause); err != nil || d < 0 {
@@ -96,6 +195,14 @@ type Wave struct {
 	Other   int       `json:"other"` // cancelled, or no order made (the target had another)
 	Started time.Time `json:"started,omitzero"`
 	Ended   time.Time `json:"ended,omitzero"`
+	// Admitted are the targets whose orders were made, in the order they
+	// were admitted; the wave's others wait for room in flight.
+	Admitted []string `json:"admitted,omitempty"`
+	// Admitting is the chunk being admitted (written before its orders,
+	// so a restarted manager makes the same request again) and Chunks
+	// how many chunks were admitted.
+	Admitting []string `json:"admitting,omitempty"`
+	Chunks    int      `json:"chunks,omitempty"`
 }
 
 // Rollout is a reimage in waves.
@@ -112,8 +219,33 @@ type Rollout struct {
 	NextWave time.Time `json:"next_wave,omitzero"`
 	// ETA is when the last wave should end, from the ended waves' mean
 	// length and the pauses (zero until a wave has ended).
-	ETA     time.Time `json:"eta,omitzero"`
-	By      string    `json:"by,omitempty"`
-	Created time.Time `json:"created"`
-	Updated time.Time `json:"updated"`
+	ETA time.Time `json:"eta,omitzero"`
+	// Holding says why a running rollout starts nothing now (outside its
+	// window; every site at its cap): "" when it is not held.
+	Holding string `json:"holding,omitempty"`
+	// Admission is, per site of the running wave, what the last step
+	// saw and allowed.
+	Admission []SiteAdmission `json:"admission,omitempty"`
+	By        string          `json:"by,omitempty"`
+	Created   time.Time       `json:"created"`
+	Updated   time.Time       `json:"updated"`
+}
+
+// SiteAdmission is how many of a site's orders a rollout's wave may have
+// in flight (started, not ended) and why.
+type SiteAdmission struct {
+	Site        string `json:"site"`
+	InFlight    int    `json:"in_flight"`
+	Active      int    `json:"active"`  // booting or installing
+	Waiting     int    `json:"waiting"` // the wave's targets not admitted yet
+	Limit       int    `json:"limit"`   // -1: no limit
+	BootServers int    `json:"boot_servers"`
+	// Egress is the site's healthy boot servers' delivered bytes/s
+	// (HTTP and TFTP, from their last two heartbeats) and Ceiling the sum
+	// of the ceilings they report (0: one reports none; no egress limit).
+	Egress  float64 `json:"egress_bytes_per_second"`
+	Ceiling float64 `json:"egress_ceiling"`
+	// LimitBy names what set Limit: "site", "boot_server", "egress",
+	// "egress probe", "no boot server", or "" (none).
+	LimitBy string `json:"limit_by,omitempty"`
 }

@@ -26,3 +26,27 @@ func ParseSize(s string) (int64, error) {
 	}
 	return n << sh, nil
 }
+
+// ParseRate reads a rate in bytes per second: a size as ParseSize reads
+// it followed by "/s" ("800M/s", "1GiB/s"), or bits per second as network
+// links are sold ("10Gbit/s", "2.5Gbit/s", "100Mbit/s"; powers of 1000).
+func ParseRate(s string) (float64, error) {
+	v, ok := strings.CutSuffix(s, "/s")
+	if !ok {
+		return 0, fmt.Errorf("%q is not a rate (a size per second, \"800M/s\", or bits, \"10Gbit/s\")", s)
+	}
+	for unit, mul := range map[string]float64{"Kbit": 1e3 / 8, "Mbit": 1e6 / 8, "Gbit": 1e9 / 8, "Tbit": 1e12 / 8} {
+		if n, ok := strings.CutSuffix(v, unit); ok {
+			f, err := strconv.ParseFloat(n, 64)
+			if err != nil || f <= 0 || f > 1e6 {
+				return 0, fmt.Errorf("%q is not a rate", s)
+			}
+			return f * mul, nil
+		}
+	}
+	n, err := ParseSize(v)
+	if err != nil || n <= 0 {
+		return 0, fmt.Errorf("%q is not a rate (a size per second, \"800M/s\", or bits, \"10Gbit/s\")", s)
+	}
+	return float64(n), nil
+}

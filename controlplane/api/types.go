@@ -94,8 +94,14 @@ type BootServer struct {
 	Stats        map[string]float64 `json:"stats,omitempty"`
 	StatsAt      time.Time          `json:"stats_at,omitzero"`
 	StagedImages []string           `json:"staged_images,omitempty"`
-	Revision     uint64             `json:"revision"`
-	Created      time.Time          `json:"created"`
+	// Egress is the bytes/s it delivered (HTTP and TFTP) between its
+	// last two heartbeats (0: not known yet); EgressCeiling is the most
+	// it should deliver, from its configuration (0: not set). Rollouts
+	// size their orders in flight by both.
+	Egress        float64   `json:"egress_bytes_per_second,omitempty"`
+	EgressCeiling float64   `json:"egress_ceiling,omitempty"`
+	Revision      uint64    `json:"revision"`
+	Created       time.Time `json:"created"`
 }
 
 // Boot server health values.
@@ -138,6 +144,9 @@ type Heartbeat struct {
 	// StagedImages are the images whose every file the boot server holds
 	// (null: unchanged, an older boot server; [] none).
 	StagedImages []string `json:"staged_images"`
+	// EgressCeiling is the bytes/s the boot server should deliver at
+	// most (its http.egress_ceiling; 0: not set).
+	EgressCeiling float64 `json:"egress_ceiling,omitempty"`
 }
 
 // Limits of a heartbeat's Stats and StagedImages.

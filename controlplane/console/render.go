@@ -49,6 +49,8 @@ var funcs = template.FuncMap{
 		return n * 100 / total
 	},
 	"bytes": humanBytes,
+	// mbps shows a rate in bytes/s as MB/s.
+	"mbps": func(b float64) string { return fmt.Sprintf("%.0f MB/s", b/1e6) },
 	"add":   func(a, b int) int { return a + b },
 	// stat shows one of a boot server's heartbeat stats: a count, or
 	// bytes with a unit when the name says bytes; "–" when not reported.

@@ -75,6 +75,17 @@ func rolloutPolicy(f url.Values) (p api.RolloutPolicy, ok bool, err error) {
 	if p.WaveFailurePercent, err = num("wave_failure_percent"); err != nil {
 		return p, true, err
 	}
+	if p.MaxInFlightPerSite, err = num("max_per_site"); err != nil {
+		return p, true, err
+	}
+	if p.MaxInFlightPerBootServer, err = num("max_per_boot_server"); err != nil {
+		return p, true, err
+	}
+	if v := strings.TrimSpace(f.Get("window")); v != "" {
+		if p.Window, err = api.ParseWindow(v); err != nil {
+			return p, true, fmt.Errorf("window: %v", err)
+		}
+	}
 	p.WaveBy, p.Pause = strings.TrimSpace(f.Get("wave_by")), strings.TrimSpace(f.Get("pause"))
 	if p.WaveBy != "" {
 		p.WaveSize = 0

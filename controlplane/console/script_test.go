@@ -4,8 +4,10 @@ import (
 	"html"
 	"net/http"
 	"net/url"
+	"regexp"
 	"strings"
 	"testing"
+	"time"
 
 	"osim/controlplane/api"
 )
@@ -94,13 +96,25 @@ func TestReimageInWavesStartsARolloutThePageDrives(t *testing.T) {
 		ids = append(ids, tg.ID)
 	}
 	a := op.post("/ui/reimage", url.Values{"csrf": {csrf}, "targets": {strings.Join(ids, ",")}, "image": {img.ID}, "confirm": {"yes"},
-		"waves": {"on"}, "wave_size": {"2"}, "failure_budget": {"1"}, "manual": {"on"}}, nil)
+		"waves": {"on"}, "wave_size": {"2"}, "failure_budget": {"1"}, "manual": {"on"}, "max_per_site": {"1"}, "window": {"00:00-23:59/UTC"}}, nil)
 	if a.code != http.StatusSeeOther || !strings.HasPrefix(a.header.Get("Location"), "/ui/rollouts/ro-") {
 		t.Fatalf("rollout: %d %s %s", a.code, a.header.Get("Location"), a.body)
 	}
 	page := op.get(a.header.Get("Location")).body
-	if !strings.Contains(page, "rollout of 2 waves started") || !strings.Contains(page, `id="waves"`) || !strings.Contains(page, "stop after 1 failures") {
+	if !strings.Contains(page, "rollout of 2 waves started") || !strings.Contains(page, `id="waves"`) || !strings.Contains(page, "stop after 1 failures") ||
+		!strings.Contains(page, "at most 1 in flight per site, only 00:00-23:59 UTC") {
 		t.Fatalf("rollout page:\n%s", page)
+	}
+	// Inside the window (the manager runs on real time: all day but the
+	// last minute) the wave has started, one of its two in flight (the
+	// site's cap), the other waiting: the page says so.
+	if time.Now().UTC().Format("15:04") != "23:59" && (!strings.Contains(page, `id="admission"`) || !strings.Contains(page, "Holding: waiting for room in flight: site") ||
+		!regexp.MustCompile(`<td class="num">1</td><td class="num">0</td><td class="num">1</td><td class="num">1</td><td>site</td>`).MatchString(page)) {
+		t.Fatalf("rollout page without its admission:\n%s", page)
+	}
+	if a := op.post("/ui/reimage", url.Values{"csrf": {csrf}, "targets": {ids[0]}, "image": {img.ID}, "confirm": {"yes"},
+		"waves": {"on"}, "window": {"22:00"}}, nil); a.code != http.StatusUnprocessableEntity || !strings.Contains(a.body, "window: ") {
+		t.Errorf("a window without an end: %d", a.code)
 	}
 	id := strings.TrimPrefix(a.header.Get("Location"), "/ui/rollouts/")
 	if a := op.post("/ui/rollouts/"+id+"/pause", url.Values{"csrf": {csrf}}, nil); a.code != http.StatusSeeOther {

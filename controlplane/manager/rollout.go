@@ -175,8 +175,9 @@ func (s *Server) StepRollouts(ctx context.Context) {
 	}
 }
 
-// stepRollout starts the current wave when it is due, or reads its
-// orders and ends it when they all ended.
+// stepRollout starts the current wave when it is due, admits its
+// targets as room in flight allows, and ends it when every admitted
+// order ended.
 func (s *Server) stepRollout(ctx context.Context, rs rolloutStore, id string) error {
 	s.rolloutMu.Lock()
 	defer s.rolloutMu.Unlock()
@@ -191,58 +192,75 @@ func (s *Server) stepRollout(ctx context.Context, rs rolloutStore, id string) er
 	}
 	w := &ro.Waves[ro.Current]
 	now := s.now()
-	switch w.State {
-	case api.WaveWaiting:
+	if w.State == api.WaveWaiting {
 		if now.Before(ro.NextWave) {
 			return nil
 		}
-		return s.startWave(ctx, rs, &ro, w, now)
-	case api.WaveRunning:
-		return s.watchWave(ctx, rs, &ro, w, now)
+		if open, next := windowOpen(ro.Policy, now); !open {
+			return s.hold(ctx, rs, &ro, fmt.Sprintf("outside its window %s; it opens %s", ro.Policy.Window, next.UTC().Format(time.RFC3339)))
+		}
+		w.Batch, w.State, w.Started = ro.ID+"-w"+strconv.Itoa(ro.Current+1), api.WaveRunning, now
+		s.log.Info("rollout wave started", "rollout", ro.ID, "wave", ro.Current+1, "label", w.Label, "targets", len(w.Targets))
 	}
-	return nil
+	return s.watchWave(ctx, rs, &ro, w, now)
 }
 
-func (s *Server) startWave(ctx context.Context, rs rolloutStore, ro *api.Rollout, w *api.Wave, now time.Time) error {
-	req := ro.Orders
-	req.Target, req.Selector, req.Targets = "", "", w.Targets
-	req.RequestID = ro.ID + "-w" + strconv.Itoa(ro.Current+1)
-	res, err := s.store.PlaceOrders(ctx, req, mdb.OrderOptions{})
-	if err != nil {
-		// All or nothing: a target of the wave has another live order,
-		// or the image went away. The operator decides.
-		ro.State, ro.Reason = api.RolloutPaused, fmt.Sprintf("wave %d could not start: %v", ro.Current+1, err)
-		s.log.Warn("rollout paused", "rollout", ro.ID, "reason", ro.Reason)
-		_, perr := rs.PutRollout(ctx, *ro)
-		return perr
+// hold records why a running rollout starts nothing now.
+func (s *Server) hold(ctx context.Context, rs rolloutStore, ro *api.Rollout, why string) error {
+	if ro.Holding == why {
+		return nil
 	}
-	w.Batch, w.State, w.Started = res.RequestID, api.WaveRunning, now
-	powered := 0
-	if ps, ok := s.store.(powerStore); ok && ro.Policy.Start != "manual" {
-		for _, o := range res.Orders {
-			if _, err := ps.CreatePowerRequest(ctx, o.Target, api.PowerActionRequest{Action: "cycle", NetworkBoot: true}, "rollout "+ro.ID); err == nil {
-				powered++
-			}
-		}
-	}
-	s.log.Info("rollout wave started", "rollout", ro.ID, "wave", ro.Current+1, "label", w.Label, "orders", len(res.Orders), "power_cycled", powered)
-	_, err = rs.PutRollout(ctx, *ro)
+	ro.Holding = why
+	_, err := rs.PutRollout(ctx, *ro)
 	return err
 }
 
-func (s *Server) watchWave(ctx context.Context, rs rolloutStore, ro *api.Rollout, w *api.Wave, now time.Time) error {
+func windowOpen(p api.RolloutPolicy, now time.Time) (bool, time.Time) {
+	if p.Window == nil {
+		return true, now
+	}
+	return p.Window.Open(now)
+}
+
+// waveOrders lists the orders of a wave's batch.
+func (s *Server) waveOrders(ctx context.Context, batch string) ([]api.Order, error) {
 	var orders []api.Order
 	for after := ""; ; {
-		l, next, err := s.store.ListOrders(ctx, mdb.OrderQuery{Page: mdb.Page{After: after, Limit: 1000}, Batch: w.Batch})
+		l, next, err := s.store.ListOrders(ctx, mdb.OrderQuery{Page: mdb.Page{After: after, Limit: 1000}, Batch: batch})
 		if err != nil {
-			return err
+			return nil, err
 		}
 		orders = append(orders, l...)
 		if after = next; after == "" {
-			break
+			return orders, nil
 		}
 	}
-	done, failed, other, live := 0, 0, len(w.Targets)-len(orders), 0
+}
+
+func (s *Server) watchWave(ctx context.Context, rs rolloutStore, ro *api.Rollout, w *api.Wave, now time.Time) error {
+	if len(w.Admitting) > 0 {
+		// A chunk was being admitted when the manager stopped (or its
+		// orders could not be made): the same request again.
+		if err := s.placeChunk(ctx, rs, ro, w, w.Admitting); err != nil || ro.State != api.RolloutRunning {
+			return err
+		}
+	}
+	orders, err := s.waveOrders(ctx, w.Batch)
+	if err != nil {
+		return err
+	}
+	if ro.State == api.RolloutRunning {
+		admitted, err := s.admit(ctx, rs, ro, w, orders, now)
+		if err != nil || ro.State != api.RolloutRunning {
+			return err
+		}
+		if admitted > 0 {
+			if orders, err = s.waveOrders(ctx, w.Batch); err != nil {
+				return err
+			}
+		}
+	}
+	done, failed, other, live := 0, 0, len(w.Admitted)-len(orders), 0
 	for _, o := range orders {
 		switch o.State {
 		case api.OrderDone:
@@ -255,23 +273,25 @@ func (s *Server) watchWave(ctx context.Context, rs rolloutStore, ro *api.Rollout
 			live++
 		}
 	}
+	waiting := len(w.Targets) - len(w.Admitted)
 	changed := w.Done != done || w.Failed != failed || w.Other != other
 	w.Done, w.Failed, w.Other = done, failed, other
 	p := ro.Policy
 	if p.FailureBudget > 0 && ro.Failures+failed >= p.FailureBudget {
-		// Spent mid-wave: the wave's installs run on, no new wave starts.
+		// Spent mid-wave: the wave's installs run on, nothing new starts.
 		ro.State, ro.Reason = api.RolloutStopped, fmt.Sprintf("failure budget spent: %d failed, budget %d", ro.Failures+failed, p.FailureBudget)
 	}
-	if live > 0 && ro.State == api.RolloutRunning {
+	if (live > 0 || waiting > 0) && ro.State == api.RolloutRunning {
 		if changed {
 			_, err := rs.PutRollout(ctx, *ro)
 			return err
 		}
 		return nil
 	}
-	if live == 0 {
+	if live == 0 && waiting == 0 {
 		w.State, w.Ended = api.WaveEnded, now
 		ro.Failures += failed
+		ro.Admission = nil
 		if ro.State == api.RolloutRunning && p.WaveFailurePercent > 0 && len(w.Targets) > 0 && failed*100 >= p.WaveFailurePercent*len(w.Targets) {
 			ro.State, ro.Reason = api.RolloutStopped, fmt.Sprintf("wave %d: %d of %d failed, limit %d%%", ro.Current+1, failed, len(w.Targets), p.WaveFailurePercent)
 		}
@@ -289,7 +309,7 @@ func (s *Server) watchWave(ctx context.Context, rs rolloutStore, ro *api.Rollout
 	if ro.State == api.RolloutStopped {
 		s.log.Warn("rollout stopped", "rollout", ro.ID, "reason", ro.Reason)
 	}
-	_, err := rs.PutRollout(ctx, *ro)
+	_, err = rs.PutRollout(ctx, *ro)
 	return err
 }
 

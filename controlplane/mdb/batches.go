@@ -44,6 +44,10 @@ type OrderOptions struct {
 	// selector may order without req.All; a selector matching every
 	// target always needs All. 0 turns the guard off.
 	MaxShare float64
+	// Batch is the batch the orders join (api.Order.Batch; default the
+	// request id): a rollout admits a wave's targets in several requests,
+	// each idempotent by its own id, into the wave's one batch.
+	Batch string
 }
 
 // OrderResult is what PlaceOrders wrote (or replayed) or, for a dry run,
@@ -68,6 +72,16 @@ type orderBatch struct {
 	// SiteBoot is, per site, the default boot image a disk image's
 	// orders got when the request named none.
 	SiteBoot map[string]string `json:"site_boot,omitempty"`
+	// Batch is OrderOptions.Batch ("": the request id).
+	Batch string `json:"batch,omitempty"`
+}
+
+// batchOf is the api.Order.Batch of the batch written by request rid.
+func (b orderBatch) batchOf(rid string) string {
+	if b.Batch != "" {
+		return b.Batch
+	}
+	return rid
 }
 
 // bootFor is the boot image of an order of this batch for a target of site.
@@ -173,9 +187,9 @@ func (d *DB) batchOrders(items []batchItem) (orders []api.Order, live bool, err 
 
 // writeBatchLocked writes the batch record and the first chunk in one
 // transaction, then the other chunks. Run under d.mu.
-func (d *DB) writeBatchLocked(rid, hash string, req api.OrderRequest, targets []api.Target, siteBoot map[string]string) ([]api.Order, error) {
+func (d *DB) writeBatchLocked(rid, hash string, req api.OrderRequest, targets []api.Target, siteBoot map[string]string, batch string) ([]api.Order, error) {
 	b := orderBatch{Hash: hash, Derived: req.RequestID == "", Created: d.opts.Clock.Now().UTC(), Count: len(targets),
-		Image: req.Image, BootImage: req.BootImage, Params: req.Params}
+		Image: req.Image, BootImage: req.BootImage, Params: req.Params, Batch: batch}
 	if len(siteBoot) > 0 {
 		b.SiteBoot = siteBoot
 	}
@@ -274,7 +288,7 @@ func (w *wtx) batchOrder(rid string, b orderBatch, it batchItem) (api.Order, err
 	}
 	o := api.Order{ID: it[1], Target: t.ID, Site: t.Site, MACs: t.MACs, Arch: t.Arch,
 		Image: b.Image, BootImage: b.bootFor(t.Site), Params: maps.Clone(b.Params),
-		State: api.OrderPending, Attempt: 1, Token: tok, Created: w.now, Batch: rid,
+		State: api.OrderPending, Attempt: 1, Token: tok, Created: w.now, Batch: b.batchOf(rid),
 		History: []api.Transition{{To: api.OrderPending, At: w.now}}}
 	if o.SecretParams, err = orderSecrets(w.txn, o.Image, o.BootImage); err != nil {
 		return api.Order{}, err

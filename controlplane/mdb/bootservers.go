@@ -195,6 +195,9 @@ func validHeartbeatStats(hb api.Heartbeat) error {
 			return fmt.Errorf("%w: stats: %s is %v", ErrInvalid, k, v)
 		}
 	}
+	if c := hb.EgressCeiling; math.IsNaN(c) || math.IsInf(c, 0) || c < 0 {
+		return fmt.Errorf("%w: egress_ceiling: %v is not a rate", ErrInvalid, c)
+	}
 	if len(hb.StagedImages) > api.MaxStagedImages {
 		return fmt.Errorf("%w: staged_images: %d, at most %d", ErrInvalid, len(hb.StagedImages), api.MaxStagedImages)
 	}
@@ -204,6 +207,27 @@ func validHeartbeatStats(hb api.Heartbeat) error {
 		}
 	}
 	return nil
+}
+
+// egressStats are the counters of what a boot server delivers.
+var egressStats = []string{"osim_httpboot_response_bytes_total", "osim_tftp_bytes_sent_total"}
+
+// egressRate is the bytes/s delivered between two heartbeats' stats; 0
+// when it cannot be told (no earlier stats, a restart reset the counters,
+// or the heartbeats are too far apart to say anything about now).
+func egressRate(prev map[string]float64, prevAt time.Time, now map[string]float64, at time.Time) float64 {
+	dt := at.Sub(prevAt).Seconds()
+	if prev == nil || prevAt.IsZero() || dt <= 0 || dt > 300 {
+		return 0
+	}
+	var d float64
+	for _, k := range egressStats {
+		if now[k] < prev[k] {
+			return 0
+		}
+		d += now[k] - prev[k]
+	}
+	return d / dt
 }
 
 func validBootArches(arches []string) error {
@@ -336,8 +360,10 @@ func (d *DB) Heartbeat(ctx context.Context, id string, hb api.Heartbeat, at time
 			b.BootArches = slices.Clone(hb.BootArches)
 		}
 		if hb.Stats != nil {
+			b.Egress = egressRate(b.Stats, b.StatsAt, hb.Stats, at)
 			b.Stats, b.StatsAt = maps.Clone(hb.Stats), at.UTC()
 		}
+		b.EgressCeiling = hb.EgressCeiling
 		if hb.StagedImages != nil {
 			b.StagedImages = slices.Sorted(slices.Values(hb.StagedImages))
 		}

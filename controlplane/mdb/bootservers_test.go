@@ -209,8 +209,38 @@ func TestHeartbeatStatsAndStagedImagesAreKeptAndChecked(t *testing.T) {
 		{Stats: many},
 		{StagedImages: []string{"img a"}},
 		{StagedImages: make([]string, api.MaxStagedImages+1)},
+		{EgressCeiling: -1},
+		{EgressCeiling: math.NaN()},
 	} {
 		_, err := d.Heartbeat(ctx, bs.ID, bad, at)
 		wantErr(t, err, ErrInvalid)
+	}
+}
+
+// Egress is the bytes/s delivered (HTTP and TFTP) between the last two
+// heartbeats with stats; a counter that went back (a restart) or a long
+// gap tells nothing.
+func TestHeartbeatEgressRate(t *testing.T) {
+	d, _ := openTest(t)
+	ctx := context.Background()
+	bs := must[api.BootServer](t)(d.RegisterBootServer(ctx, api.RegisterRequest{Name: "bs1", Site: "lyon"}, "",
+		Token{Hash: shaOf([]byte("s")), TokenInfo: api.TokenInfo{Role: api.RoleAdmin}}))
+	at := time.Date(2026, 5, 5, 5, 5, 5, 0, time.UTC)
+	beat := func(http, tftp float64, at time.Time) api.BootServer {
+		t.Helper()
+		return must[api.BootServer](t)(d.Heartbeat(ctx, bs.ID, api.Heartbeat{EgressCeiling: 1.25e9,
+			Stats: map[string]float64{"osim_httpboot_response_bytes_total": http, "osim_tftp_bytes_sent_total": tftp}}, at))
+	}
+	if hb := beat(1e9, 1e6, at); hb.Egress != 0 || hb.EgressCeiling != 1.25e9 {
+		t.Fatalf("first heartbeat: egress %v ceiling %v, want 0 and 1.25e9", hb.Egress, hb.EgressCeiling)
+	}
+	if hb := beat(1e9+500e6, 1e6+100e6, at.Add(10*time.Second)); hb.Egress != 60e6 {
+		t.Fatalf("egress %v, want 60e6 (600 MB in 10 s)", hb.Egress)
+	}
+	if hb := beat(5e6, 0, at.Add(20*time.Second)); hb.Egress != 0 {
+		t.Fatalf("after a restart: egress %v, want 0", hb.Egress)
+	}
+	if hb := beat(5e9, 0, at.Add(20*time.Minute)); hb.Egress != 0 {
+		t.Fatalf("after a 20-minute gap: egress %v, want 0", hb.Egress)
 	}
 }

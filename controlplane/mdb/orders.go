@@ -133,7 +133,7 @@ func (d *DB) PlaceOrders(ctx context.Context, req api.OrderRequest, opts OrderOp
 	}
 	// Once the batch record is committed the batch is finished whatever
 	// the client does: a hang-up must not leave part of it.
-	orders, err := d.writeBatchLocked(rid, hash, req, targets, siteBoot)
+	orders, err := d.writeBatchLocked(rid, hash, req, targets, siteBoot, opts.Batch)
 	return OrderResult{Orders: orders, RequestID: rid}, err
 }
 

@@ -5,48 +5,17 @@ import (
 	"os/exec"
 	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
-	"osim/internal/bmclab"
-	"osim/internal/testlab"
+	"osim/internal/virtlab"
 )
 
-// needLibvirtd makes sure a system libvirtd answers: one that runs is
-// used (the test's domain has a name of its own and is removed at the
-// end); otherwise the test starts libvirtd and virtlogd itself, inside a
-// network namespace of its own (so no network libvirt might start
-// touches the machine's), and stops them at the end.
+// needLibvirtd makes sure a libvirtd answers (virtlab.Start): the test's
+// domain has a name of its own and is removed at the end.
 func needLibvirtd(t *testing.T) {
 	t.Helper()
-	bmclab.NeedTools(t, "virsh", "libvirtd", "virtlogd", "qemu-system-x86_64")
-	if exec.Command("virsh", "-c", "qemu:///system", "version").Run() == nil {
-		return
-	}
-	testlab.RequireRoot(t, "the libvirt driver's test starts libvirtd")
-	ns := testlab.NewTestNS(t, "osimvirt", "libvirtd's own namespace")
-	var daemons []*exec.Cmd
-	for _, argv := range [][]string{{"virtlogd"}, {"libvirtd", "--timeout", "0"}} {
-		cmd := ns.Command(argv...)
-		cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-		if err := cmd.Start(); err != nil {
-			t.Fatalf("starting %s: %v", argv[0], err)
-		}
-		daemons = append(daemons, cmd)
-	}
-	t.Cleanup(func() {
-		for _, d := range daemons {
-			syscall.Kill(-d.Process.Pid, syscall.SIGTERM)
-			d.Wait()
-		}
-	})
-	for i := 0; exec.Command("virsh", "-c", "qemu:///system", "version").Run() != nil; i++ {
-		if i == 100 {
-			t.Fatal("libvirtd started but does not answer")
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+	virtlab.Start(t, nil)
 }
 
 // TestLibvirtDriverPowersARealDomain drives a QEMU/TCG domain of a real

@@ -43,6 +43,8 @@ type wiring struct {
 	joinToken string
 	bootFiles map[dhcp.Arch]string
 	unknown   dhcp.Action
+	// egressCeiling is http.egress_ceiling in bytes/s (0: unset).
+	egressCeiling float64
 	// xdp is set when the config has an xdp section.
 	xdp      *xdp.Config
 	xdpIface string
@@ -116,6 +118,11 @@ func (c *Config) checkKeys() (*wiring, []string) {
 		}
 		if ap, err := netip.ParseAddrPort(l.v); err != nil || !ap.Addr().Is4() {
 			bad(l.key, "%q is not IPv4:port", l.v)
+		}
+	}
+	if c.HTTP.EgressCeiling != "" {
+		if w.egressCeiling, err = api.ParseRate(c.HTTP.EgressCeiling); err != nil {
+			bad("http.egress_ceiling", "%v", err)
 		}
 	}
 	if c.MetricsListen != "" && !validListen(c.MetricsListen) {

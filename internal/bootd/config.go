@@ -96,6 +96,11 @@ type HTTPSection struct {
 	// reports per second from all machines together (default 100).
 	DiscoverInterval time.Duration `yaml:"discover_interval,omitempty"`
 	DiscoverRate     float64       `yaml:"discover_rate,omitempty"`
+	// EgressCeiling is the most this boot server should deliver (HTTP
+	// and TFTP together), e.g. "1GiB/s" or "10Gbit/s": the manager's
+	// rollouts start no more installs than it sustains (see
+	// docs/rollouts.md for how to measure it). Unset: no such limit.
+	EgressCeiling string `yaml:"egress_ceiling,omitempty"`
 }
 
 // BootSection is the site's boot policy: which NBP per arch, what unknown

@@ -108,6 +108,7 @@ func TestManagerConfigNamesEachMistake(t *testing.T) {
 		{"short loop window", base + mgr + "boot: {loop_window: 30s}\n", "boot.loop_window: 30s"},
 		{"negative loop boots", base + mgr + "boot: {loop_boots: -1}\n", "boot.loop_boots: -1"},
 		{"negative discover rate", strings.Replace(base, "http: {files: "+dir+"}", "http: {files: "+dir+", discover_rate: -1}", 1) + mgr, "http.discover_rate"},
+		{"egress ceiling without a unit", strings.Replace(base, "http: {files: "+dir+"}", "http: {files: "+dir+", egress_ceiling: 1000}", 1) + mgr, `http.egress_ceiling: "1000" is not a rate`},
 	}
 	wantConfigErrors(t, cases)
 }

@@ -128,7 +128,8 @@ func Build(k *Checked, o Options) (n *Node, err error) {
 			Addresses:        []string{w.addr.String()},
 			DefaultBootFiles: w.bootFiles, Unknown: w.unknown, Fallback: folder, FallbackFiles: hfiles,
 			Logger: log, Registry: n.reg, Stats: n.reg, Space: n.disk,
-			DiscoveryImage: w.discovery.image, DiscoverThen: w.discovery.then, BootLoop: w.discovery.loop})
+			DiscoveryImage: w.discovery.image, DiscoverThen: w.discovery.then, BootLoop: w.discovery.loop,
+			EgressCeiling: w.egressCeiling})
 		if err != nil {
 			return n, fmt.Errorf("agent: %w", err)
 		}
