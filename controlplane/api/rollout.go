@@ -1,8 +1,8 @@
 package api
 
 import (
-	"strings"
 	"fmt"
+	"strings"
 	"time"
 )
 

@@ -51,7 +51,7 @@ var funcs = template.FuncMap{
 	"bytes": humanBytes,
 	// mbps shows a rate in bytes/s as MB/s.
 	"mbps": func(b float64) string { return fmt.Sprintf("%.0f MB/s", b/1e6) },
-	"add":   func(a, b int) int { return a + b },
+	"add":  func(a, b int) int { return a + b },
 	// stat shows one of a boot server's heartbeat stats: a count, or
 	// bytes with a unit when the name says bytes; "–" when not reported.
 	"stat": func(m map[string]float64, name string) string {
