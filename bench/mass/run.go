@@ -18,6 +18,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"osim/bench/internal/lab"
 	"osim/bench/internal/procstat"
 	"osim/controlplane/api"
 	"osim/dataplane/dhcp"
@@ -122,71 +123,13 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 	rep := &Report{Mode: "full", Targets: o.N, UEFI: o.UEFI, Spread: o.Spread.Seconds(),
 		NBPBytes: o.NBP, KernelBytes: o.Kernel, InitrdBytes: o.Initrd, Started: t0.UTC().Format(time.RFC3339)}
 
-	// The manager, an admin token for us and a join token for the boot server.
-	mgrDir, bsDir := filepath.Join(lab.Dir, "manager"), filepath.Join(lab.Dir, "bootd")
-	tftpRoot := filepath.Join(bsDir, "tftp")
-	if err := os.MkdirAll(tftpRoot, 0o755); err != nil {
-		return nil, err
-	}
-	mgrBin, bsBin := filepath.Join(o.Bin, "osim-manager"), filepath.Join(o.Bin, "osim-bootd")
-	admin, err := exec.CommandContext(ctx, mgrBin, "token", "create", "--role", "admin", "--name", "bench-admin", "--data-dir", mgrDir).Output()
-	if err != nil {
-		return nil, fmt.Errorf("mass: admin token: %w", err)
-	}
-	mgr, err := lab.Start("osim-manager", mgrBin, "serve", "--listen", "127.0.0.1:8080", "--data-dir", mgrDir,
-		"--heartbeat-interval", "2s", "--log-level", "warn")
+	w, err := startServers(ctx, o, lab, nil)
 	if err != nil {
 		return nil, err
 	}
-	if err := lab.WaitHTTP(ctx, mgr, "http://127.0.0.1:8080/healthz"); err != nil {
-		return nil, err
-	}
-	c := api.NewClient("http://127.0.0.1:8080", strings.TrimSpace(string(admin)), false)
-	c.HTTP = lab.HTTP()
-	// A join token is bound to a site (and here to the one boot server).
-	join, err := c.CreateToken(ctx, api.TokenRequest{Role: api.RoleJoin, Site: "bench", Name: "bench-bootd"})
-	if err != nil {
-		return nil, fmt.Errorf("mass: join token: %w", err)
-	}
-	joinFile := filepath.Join(lab.Dir, "join.token")
-	if err := os.WriteFile(joinFile, []byte(join.Secret), 0o600); err != nil {
-		return nil, err
-	}
-	if err := writeNBPs(tftpRoot, o.NBP); err != nil {
-		return nil, err
-	}
-	cfg := bootd.Config{
-		Address:       serverAddr,
-		MetricsListen: "127.0.0.1:9169",
-		DataDir:       filepath.Join(bsDir, "data"),
-		DHCP:          bootd.DHCPSection{Mode: "full", Pools: []dhcp.PoolConfig{{Network: "10.78.0.0/16", Start: poolFirst, End: poolLast, LeaseTime: "1h"}}},
-		TFTP:          bootd.TFTPSection{Root: tftpRoot},
-		HTTP:          bootd.HTTPSection{Listen: serverAddr + ":8080"},
-		Boot:          bootd.BootSection{BootFiles: map[string]string{"bios": "undionly.kpxe", "efi-x64": "snponly.efi"}, Unknown: "ignore"},
-		Manager:       &bootd.ManagerSection{URL: "http://127.0.0.1:8080", JoinTokenFile: joinFile, Name: "bench-bootd", Site: "bench"},
-	}
-	cfgPath := filepath.Join(lab.Dir, "bootd.yaml")
-	if err := cfg.WriteFile(cfgPath); err != nil {
-		return nil, err
-	}
-	bs, err := lab.Start("osim-bootd", bsBin, "serve", "--config", cfgPath)
-	if err != nil {
-		return nil, err
-	}
-	metricsURL := "http://127.0.0.1:9169/metrics"
-	if err := lab.WaitHTTP(ctx, bs, metricsURL); err != nil {
-		return nil, err
-	}
-
-	rng := rand.NewChaCha8([32]byte{'o', 's', 'i', 'm', 'k'}) // kernel and initrd bytes
-	var img, bootImg api.Image
+	c, mgr, bs, metricsURL, img, bootImg := w.c, w.mgr, w.bs, w.metricsURL, w.img, w.bootImg
 	if o.ImageSize > 0 {
 		rep.Mode += "+image"
-		if img, bootImg, err = registerDiskImages(ctx, c, o); err != nil {
-			return nil, err
-		}
-	} else if img, err = registerImage(ctx, c, rng, o.Kernel, o.Initrd); err != nil {
-		return nil, err
 	}
 	ts := makeTargets(o.N, o.UEFI)
 	if err := registerTargets(ctx, c, ts); err != nil {
@@ -292,6 +235,90 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 	}
 	rep.TotalSeconds = time.Since(t0).Seconds()
 	return rep, nil
+}
+
+// servers is a lab's manager and osim-bootd, an admin client, and the
+// images registered for the run.
+type servers struct {
+	c            *api.Client
+	mgr, bs      *lab.Proc
+	metricsURL   string // osim-bootd's, inside the server namespace
+	img, bootImg api.Image
+}
+
+// startServers starts the manager and osim-bootd (full DHCP, manager
+// mode; tune, when set, adjusts its configuration) in the lab's server
+// namespace and registers the run's images.
+func startServers(ctx context.Context, o Options, l *Lab, tune func(*bootd.Config)) (w servers, err error) {
+	// The manager, an admin token for us and a join token for the boot server.
+	mgrDir, bsDir := filepath.Join(l.Dir, "manager"), filepath.Join(l.Dir, "bootd")
+	tftpRoot := filepath.Join(bsDir, "tftp")
+	if err := os.MkdirAll(tftpRoot, 0o755); err != nil {
+		return w, err
+	}
+	mgrBin, bsBin := filepath.Join(o.Bin, "osim-manager"), filepath.Join(o.Bin, "osim-bootd")
+	admin, err := exec.CommandContext(ctx, mgrBin, "token", "create", "--role", "admin", "--name", "bench-admin", "--data-dir", mgrDir).Output()
+	if err != nil {
+		return w, fmt.Errorf("mass: admin token: %w", err)
+	}
+	w.mgr, err = l.Start("osim-manager", mgrBin, "serve", "--listen", "127.0.0.1:8080", "--data-dir", mgrDir,
+		"--heartbeat-interval", "2s", "--log-level", "warn")
+	if err != nil {
+		return w, err
+	}
+	if err := l.WaitHTTP(ctx, w.mgr, "http://127.0.0.1:8080/healthz"); err != nil {
+		return w, err
+	}
+	c := api.NewClient("http://127.0.0.1:8080", strings.TrimSpace(string(admin)), false)
+	c.HTTP = l.HTTP()
+	w.c = c
+	// A join token is bound to a site (and here to the one boot server).
+	join, err := c.CreateToken(ctx, api.TokenRequest{Role: api.RoleJoin, Site: "bench", Name: "bench-bootd"})
+	if err != nil {
+		return w, fmt.Errorf("mass: join token: %w", err)
+	}
+	joinFile := filepath.Join(l.Dir, "join.token")
+	if err := os.WriteFile(joinFile, []byte(join.Secret), 0o600); err != nil {
+		return w, err
+	}
+	if err := writeNBPs(tftpRoot, o.NBP); err != nil {
+		return w, err
+	}
+	cfg := bootd.Config{
+		Address:       serverAddr,
+		MetricsListen: "127.0.0.1:9169",
+		DataDir:       filepath.Join(bsDir, "data"),
+		DHCP:          bootd.DHCPSection{Mode: "full", Pools: []dhcp.PoolConfig{{Network: "10.78.0.0/16", Start: poolFirst, End: poolLast, LeaseTime: "1h"}}},
+		TFTP:          bootd.TFTPSection{Root: tftpRoot},
+		HTTP:          bootd.HTTPSection{Listen: serverAddr + ":8080"},
+		Boot:          bootd.BootSection{BootFiles: map[string]string{"bios": "undionly.kpxe", "efi-x64": "snponly.efi"}, Unknown: "ignore"},
+		Manager:       &bootd.ManagerSection{URL: "http://127.0.0.1:8080", JoinTokenFile: joinFile, Name: "bench-bootd", Site: "bench"},
+	}
+	if tune != nil {
+		tune(&cfg)
+	}
+	cfgPath := filepath.Join(l.Dir, "bootd.yaml")
+	if err := cfg.WriteFile(cfgPath); err != nil {
+		return w, err
+	}
+	w.bs, err = l.Start("osim-bootd", bsBin, "serve", "--config", cfgPath)
+	if err != nil {
+		return w, err
+	}
+	w.metricsURL = "http://127.0.0.1:9169/metrics"
+	if err := l.WaitHTTP(ctx, w.bs, w.metricsURL); err != nil {
+		return w, err
+	}
+
+	rng := rand.NewChaCha8([32]byte{'o', 's', 'i', 'm', 'k'}) // kernel and initrd bytes
+	if o.ImageSize > 0 {
+		if w.img, w.bootImg, err = registerDiskImages(ctx, c, o); err != nil {
+			return w, err
+		}
+	} else if w.img, err = registerImage(ctx, c, rng, o.Kernel, o.Initrd); err != nil {
+		return w, err
+	}
+	return w, nil
 }
 
 func registerImage(ctx context.Context, c *api.Client, rng *rand.ChaCha8, kernelN, initrdN int) (api.Image, error) {

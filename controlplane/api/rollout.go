@@ -203,6 +203,9 @@ type Wave struct {
 	// how many chunks were admitted.
 	Admitting []string `json:"admitting,omitempty"`
 	Chunks    int      `json:"chunks,omitempty"`
+	// Powered are the orders whose start (power action) was asked, once
+	// each was staged.
+	Powered []string `json:"powered,omitempty"`
 }
 
 // Rollout is a reimage in waves.

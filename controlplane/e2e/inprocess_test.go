@@ -111,14 +111,27 @@ func waitConverged(t *testing.T, store *mdb.DB, ra *runningAgent, site string) {
 // returns its store, its server and an admin client.
 func inProcessManager(t *testing.T) (*mdb.DB, *httptest.Server, *api.Client) {
 	t.Helper()
+	return inProcessManagerWith(t, false)
+}
+
+// inProcessManagerWith is inProcessManager; with run, the manager's
+// background work (janitor, rollout engine every 200 ms) runs too.
+func inProcessManagerWith(t *testing.T, run bool) (*mdb.DB, *httptest.Server, *api.Client) {
+	t.Helper()
 	store, err := mdb.Open(t.TempDir(), mdb.Options{Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { store.Close() })
-	srv, err := manager.New(manager.Config{Store: store, Logger: slog.New(slog.DiscardHandler)})
+	srv, err := manager.New(manager.Config{Store: store, Logger: slog.New(slog.DiscardHandler), RolloutTick: 200 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
+	}
+	if run {
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan struct{})
+		go func() { srv.Run(ctx); close(done) }()
+		t.Cleanup(func() { cancel(); <-done })
 	}
 	hs := httptest.NewServer(srv.Handler())
 	t.Cleanup(hs.Close)

@@ -201,10 +201,9 @@ func limitText(n int) string {
 }
 
 // placeChunk makes the orders of ids (one request, idempotent by its id,
-// into the wave's batch) and power-cycles their machines. The chunk is
-// written to the rollout first: a manager killed in between makes the
-// same request again on its next step, and a power cycle already asked
-// for an order is not asked again.
+// into the wave's batch). The chunk is written to the rollout first: a
+// manager killed in between makes the same request again on its next
+// step.
 func (s *Server) placeChunk(ctx context.Context, rs rolloutStore, ro *api.Rollout, w *api.Wave, ids []string) error {
 	if len(w.Admitting) == 0 {
 		w.Admitting, w.Chunks = ids, w.Chunks+1
@@ -225,22 +224,60 @@ func (s *Server) placeChunk(ctx context.Context, rs rolloutStore, ro *api.Rollou
 		return perr
 	}
 	w.Admitted, w.Admitting = append(w.Admitted, w.Admitting...), nil
-	powered := 0
-	if ps, ok := s.store.(powerStore); ok && ro.Policy.Start != "manual" {
-		for _, o := range res.Orders {
-			by := "rollout " + ro.ID + " order " + o.ID
-			if asked, err := powerAsked(ctx, ps, o.Target, by); err != nil || asked {
-				continue
-			}
-			if _, err := ps.CreatePowerRequest(ctx, o.Target, api.PowerActionRequest{Action: "cycle", NetworkBoot: true}, by); err == nil {
-				powered++
-			}
-		}
-	}
-	s.log.Info("rollout admitted", "rollout", ro.ID, "wave", ro.Current+1, "orders", len(res.Orders), "power_cycled", powered,
+	s.log.Info("rollout admitted", "rollout", ro.ID, "wave", ro.Current+1, "orders", len(res.Orders),
 		"admitted", len(w.Admitted), "of", len(w.Targets))
 	_, err = rs.PutRollout(ctx, *ro)
 	return err
+}
+
+// powerStaged asks the power action that starts each of the wave's
+// orders once it is staged (its boot server holds the image and knows the
+// order: a machine powered before that would boot its disk): a cycle with
+// network boot next, or "on" for wake-on-LAN, which cannot cycle. Orders
+// of targets without a power spec, or powered by hand, wait for the
+// operator. It answers whether the wave changed.
+func (s *Server) powerStaged(ctx context.Context, ro *api.Rollout, w *api.Wave, orders []api.Order) bool {
+	ps, ok := s.store.(powerStore)
+	if !ok || ro.Policy.Start == "manual" {
+		return false
+	}
+	done := make(map[string]bool, len(w.Powered))
+	for _, id := range w.Powered {
+		done[id] = true
+	}
+	changed := false
+	for _, o := range orders {
+		if o.State != api.OrderStaged || done[o.ID] {
+			continue
+		}
+		t, err := s.store.GetTarget(ctx, o.Target)
+		if err != nil {
+			continue
+		}
+		req := api.PowerActionRequest{Action: "cycle", NetworkBoot: true}
+		switch {
+		case t.Power == nil || t.Power.Driver == "manual":
+			req.Action = ""
+		case t.Power.Driver == "wol":
+			req = api.PowerActionRequest{Action: "on"}
+		}
+		if req.Action != "" {
+			by := "rollout " + ro.ID + " order " + o.ID
+			asked, err := powerAsked(ctx, ps, o.Target, by)
+			if err != nil {
+				continue // the next step tries again
+			}
+			if !asked {
+				if _, err := ps.CreatePowerRequest(ctx, o.Target, req, by); err != nil {
+					s.log.Warn("rollout: power request", "rollout", ro.ID, "order", o.ID, "err", err)
+					continue
+				}
+			}
+		}
+		w.Powered = append(w.Powered, o.ID)
+		changed = true
+	}
+	return changed
 }
 
 // powerAsked reports whether target has a power request by by.

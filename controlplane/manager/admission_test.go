@@ -252,8 +252,9 @@ func TestRolloutWaitsForItsWindow(t *testing.T) {
 }
 
 // A manager stopped while admitting a chunk makes the same request again:
-// whether it stopped before or after the orders were written, every target
-// gets one order and one power cycle.
+// whether it stopped before or after the orders were written (or after it
+// asked a power cycle), every target gets one order, and one power cycle
+// once its order is staged.
 func TestRolloutChunkSurvivesAStopMidAdmission(t *testing.T) {
 	for _, written := range []bool{false, true} {
 		t.Run(fmt.Sprintf("orders written %v", written), func(t *testing.T) {
@@ -296,13 +297,78 @@ func TestRolloutChunkSurvivesAStopMidAdmission(t *testing.T) {
 			if len(orders) != 2 || len(ro.Waves[0].Admitted) != 2 || len(ro.Waves[0].Admitting) != 0 {
 				t.Fatalf("%d orders, admitted %v, admitting %v; want 2, 2, none", len(orders), ro.Waves[0].Admitted, ro.Waves[0].Admitting)
 			}
-			var prs []api.PowerRequest
-			if got := e.as(api.RoleViewer, "GET", "/api/v1/targets/"+next+"/power", ""); got.code != 200 || json.Unmarshal(got.body, &prs) != nil {
-				t.Fatalf("power requests: %d %s", got.code, got.body)
+			powerOf := func() []api.PowerRequest {
+				var prs []api.PowerRequest
+				if got := e.as(api.RoleViewer, "GET", "/api/v1/targets/"+next+"/power", ""); got.code != 200 || json.Unmarshal(got.body, &prs) != nil {
+					t.Fatalf("power requests: %d %s", got.code, got.body)
+				}
+				return prs
 			}
-			if len(prs) != 1 || prs[0].Action != "cycle" || !prs[0].NetworkBoot {
-				t.Fatalf("power requests of the chunk's target: %+v, want one cycle", prs)
+			// No power cycle before the order is staged: the machine would
+			// boot its disk.
+			if prs := powerOf(); len(prs) != 0 {
+				t.Fatalf("power requests of a pending order: %+v", prs)
+			}
+			var o api.Order
+			for _, x := range orders {
+				if x.Target == next {
+					o = x
+				}
+			}
+			e.toState(o.ID, api.OrderStaged)
+			if written { // the manager stopped right after asking, too
+				if _, err := e.store.CreatePowerRequest(ctx, next, api.PowerActionRequest{Action: "cycle", NetworkBoot: true},
+					"rollout "+ro.ID+" order "+o.ID); err != nil {
+					t.Fatal(err)
+				}
+			}
+			e.srv.StepRollouts(ctx)
+			e.srv.StepRollouts(ctx)
+			if prs := powerOf(); len(prs) != 1 || prs[0].Action != "cycle" || !prs[0].NetworkBoot {
+				t.Fatalf("power requests of the chunk's staged target: %+v, want one cycle with network boot", prs)
+			}
+			if ro = e.rollout(ro.ID); !slices.Contains(ro.Waves[0].Powered, o.ID) {
+				t.Fatalf("powered %v lacks %s", ro.Waves[0].Powered, o.ID)
 			}
 		})
+	}
+}
+
+// Each staged order's machine is started as its driver can: wake-on-LAN
+// cannot cycle, so its machine gets "on"; a machine powered by hand gets
+// nothing (the operator reboots it); one with a BMC a cycle with network
+// boot next.
+func TestRolloutStartsEachMachineAsItsDriverCan(t *testing.T) {
+	e := newEnv(t)
+	ctx := t.Context()
+	ts, img := e.seed("s1", 3, map[string]string{"lab": "x"}, 1)
+	specs := []api.PowerSpec{{Driver: "wol", Interface: "eth1"}, {Driver: "manual"}, {Driver: "libvirt", Domain: "vm-3"}}
+	for i, tg := range ts {
+		if _, err := e.client(api.RoleOperator).UpdateTarget(ctx, tg.ID, api.TargetPatch{Power: &specs[i]}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ro := e.createRollout(api.RolloutRequest{Orders: api.OrderRequest{Selector: "lab=x", Image: img.ID, All: true},
+		Policy: api.RolloutPolicy{WaveSize: 3}})
+	for _, o := range e.waveOrders(ro, 0) {
+		e.toState(o.ID, api.OrderStaged)
+	}
+	e.srv.StepRollouts(ctx)
+	want := []string{"on false", "", "cycle true"}
+	for i, tg := range ts {
+		var prs []api.PowerRequest
+		if got := e.as(api.RoleViewer, "GET", "/api/v1/targets/"+tg.ID+"/power", ""); got.code != 200 || json.Unmarshal(got.body, &prs) != nil {
+			t.Fatalf("power requests: %d %s", got.code, got.body)
+		}
+		got := ""
+		if len(prs) == 1 {
+			got = fmt.Sprint(prs[0].Action, " ", prs[0].NetworkBoot)
+		}
+		if got != want[i] || len(prs) > 1 {
+			t.Errorf("%s (%s): power requests %+v, want %q", tg.Hostname, specs[i].Driver, prs, want[i])
+		}
+	}
+	if ro = e.rollout(ro.ID); len(ro.Waves[0].Powered) != 3 {
+		t.Errorf("powered %v, want all three orders", ro.Waves[0].Powered)
 	}
 }

@@ -260,6 +260,7 @@ func (s *Server) watchWave(ctx context.Context, rs rolloutStore, ro *api.Rollout
 			}
 		}
 	}
+	powered := s.powerStaged(ctx, ro, w, orders)
 	done, failed, other, live := 0, 0, len(w.Admitted)-len(orders), 0
 	for _, o := range orders {
 		switch o.State {
@@ -274,7 +275,7 @@ func (s *Server) watchWave(ctx context.Context, rs rolloutStore, ro *api.Rollout
 		}
 	}
 	waiting := len(w.Targets) - len(w.Admitted)
-	changed := w.Done != done || w.Failed != failed || w.Other != other
+	changed := powered || w.Done != done || w.Failed != failed || w.Other != other
 	w.Done, w.Failed, w.Other = done, failed, other
 	p := ro.Policy
 	if p.FailureBudget > 0 && ro.Failures+failed >= p.FailureBudget {
