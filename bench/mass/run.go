@@ -132,7 +132,7 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 		rep.Mode += "+image"
 	}
 	ts := makeTargets(o.N, o.UEFI)
-	if err := registerTargets(ctx, c, ts); err != nil {
+	if err := registerTargets(ctx, c, ts, nil); err != nil {
 		return nil, err
 	}
 	orders, err := c.CreateOrders(ctx, api.OrderRequest{Selector: "bench=mass", Image: img.ID, BootImage: bootImg.ID, All: true})
@@ -345,7 +345,9 @@ func registerImage(ctx context.Context, c *api.Client, rng *rand.ChaCha8, kernel
 	return img, nil
 }
 
-func registerTargets(ctx context.Context, c *api.Client, ts []*target) error {
+// registerTargets makes a target per simulated machine (label
+// bench=mass), with power, when set, as its power spec.
+func registerTargets(ctx context.Context, c *api.Client, ts []*target, power *api.PowerSpec) error {
 	var wg sync.WaitGroup
 	var mu sync.Mutex
 	var first error
@@ -361,7 +363,7 @@ func registerTargets(ctx context.Context, c *api.Client, ts []*target) error {
 				}
 				t := ts[i]
 				_, err := c.CreateTarget(ctx, api.TargetSpec{Hostname: fmt.Sprintf("bench-%04d", i), MACs: []string{t.mac.String()},
-					Arch: t.arch(), Site: "bench", Labels: map[string]string{"bench": "mass"}})
+					Arch: t.arch(), Site: "bench", Labels: map[string]string{"bench": "mass"}, Power: power})
 				if err != nil {
 					mu.Lock()
 					if first == nil {

@@ -56,6 +56,15 @@ func run() int {
 	servers := flag.String("servers", "", "with -compare: comma-separated subset of osim-bootd,dnsmasq,dnsmasq-tftp-max")
 	profile := flag.String("profile", "", "with -compare: osim-bootd writes a CPU profile of each round to FILE.<round>")
 	selfProfile := flag.String("self-profile", "", "write a CPU profile of osim-bench itself (the simulated targets) to this file")
+	rollout := flag.Bool("rollout", false, "rollout mode: osim starts the targets itself, wave by wave (wake-on-LAN from the boot server), through a rollout with a failure budget; image mode (default -image-size 16MiB)")
+	var ro mass.RolloutOptions
+	flag.IntVar(&ro.WaveSize, "wave-size", 250, "with -rollout: targets per wave")
+	flag.Float64Var(&ro.FailRate, "fail-rate", 0.02, "with -rollout: share of targets whose disk fails mid-write")
+	flag.IntVar(&ro.FailureBudget, "failure-budget", 0, "with -rollout: stop the rollout after this many failed orders (0: none)")
+	flag.IntVar(&ro.WaveFailurePercent, "wave-failure-percent", 0, "with -rollout: stop when a wave fails this share or more")
+	flag.IntVar(&ro.MaxPerBootServer, "max-per-boot-server", 0, "with -rollout: orders in flight per boot server at most (0: no cap)")
+	flag.StringVar(&ro.EgressCeiling, "egress-ceiling", "", "with -rollout: osim-bootd's http.egress_ceiling (e.g. 300M/s; empty: none)")
+	flag.Uint64Var(&ro.Seed, "seed", 1, "with -rollout: picks the targets with a failing disk")
 	flag.Parse()
 	if *imageSize != "" {
 		n, err := parseSize(*imageSize)
@@ -81,6 +90,14 @@ func run() int {
 	if *compare {
 		return runCompare(ctx, o, *servers, *rounds, *jsonOut, *profile)
 	}
+	if *rollout {
+		timeoutSet := false
+		flag.Visit(func(f *flag.Flag) { timeoutSet = timeoutSet || f.Name == "timeout" })
+		if !timeoutSet {
+			o.Timeout = 20 * time.Minute // waves one after the other
+		}
+		return runRollout(ctx, o, ro, *jsonOut)
+	}
 	status := 0
 	rep, err := mass.Run(ctx, o)
 	if errors.Is(err, mass.ErrImageRefused) {
@@ -103,6 +120,28 @@ func run() int {
 		}
 	}
 	return status
+}
+
+func runRollout(ctx context.Context, o mass.Options, ro mass.RolloutOptions, jsonOut string) int {
+	rep, err := mass.RunRollout(ctx, o, ro)
+	if rep != nil {
+		rep.Print(os.Stdout)
+		if jsonOut != "" {
+			b, _ := json.MarshalIndent(rep, "", "  ")
+			if err := os.WriteFile(jsonOut, append(b, '\n'), 0o644); err != nil {
+				fmt.Fprintf(os.Stderr, "osim-bench: %v\n", err)
+				return 1
+			}
+		}
+	}
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "osim-bench: %v\n", err)
+		return 1
+	}
+	if len(rep.Notes) > 0 {
+		return 1 // a machine failed without an injected failure
+	}
+	return 0
 }
 
 func runCompare(ctx context.Context, o mass.Options, servers string, rounds int, jsonOut, profile string) int {
