@@ -218,6 +218,9 @@ type Rollout struct {
 	Waves    []Wave        `json:"waves"`
 	Current  int           `json:"current"`  // the wave running or next
 	Failures int           `json:"failures"` // failed orders of the ended waves
+	// Forgiven are the failures an operator accepted by resuming a
+	// stopped rollout: the budget counts the failures after them.
+	Forgiven int `json:"forgiven,omitempty"`
 	// NextWave is when the next wave may start (after Pause).
 	NextWave time.Time `json:"next_wave,omitzero"`
 	// ETA is when the last wave should end, from the ended waves' mean

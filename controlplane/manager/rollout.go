@@ -278,9 +278,12 @@ func (s *Server) watchWave(ctx context.Context, rs rolloutStore, ro *api.Rollout
 	changed := powered || w.Done != done || w.Failed != failed || w.Other != other
 	w.Done, w.Failed, w.Other = done, failed, other
 	p := ro.Policy
-	if p.FailureBudget > 0 && ro.Failures+failed >= p.FailureBudget {
+	if p.FailureBudget > 0 && ro.Failures+failed-ro.Forgiven >= p.FailureBudget {
 		// Spent mid-wave: the wave's installs run on, nothing new starts.
-		ro.State, ro.Reason = api.RolloutStopped, fmt.Sprintf("failure budget spent: %d failed, budget %d", ro.Failures+failed, p.FailureBudget)
+		ro.State, ro.Reason = api.RolloutStopped, fmt.Sprintf("failure budget spent: %d failed, budget %d", ro.Failures+failed-ro.Forgiven, p.FailureBudget)
+		if ro.Forgiven > 0 {
+			ro.Reason += fmt.Sprintf(" (after the %d accepted at a resume)", ro.Forgiven)
+		}
 	}
 	if (live > 0 || waiting > 0) && ro.State == api.RolloutRunning {
 		if changed {
@@ -386,6 +389,14 @@ func (s *Server) rolloutAction(action string) func(http.ResponseWriter, *http.Re
 		case action == "pause":
 			ro.State, ro.Reason = api.RolloutPaused, "paused by "+p.ID
 		case action == "resume":
+			if ro.State == api.RolloutStopped {
+				// The operator accepts the failures so far: the budget
+				// counts anew from here.
+				ro.Forgiven = ro.Failures
+				if ro.Current < len(ro.Waves) && ro.Waves[ro.Current].State == api.WaveRunning {
+					ro.Forgiven += ro.Waves[ro.Current].Failed
+				}
+			}
 			ro.State, ro.Reason = api.RolloutRunning, ""
 		case action == "abort":
 			ro.State, ro.Reason = api.RolloutAborted, "aborted by "+p.ID

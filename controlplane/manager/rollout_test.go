@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"log/slog"
 	"net/http"
+	"strings"
 	"testing"
 	"time"
 
@@ -113,6 +114,29 @@ func TestRolloutRunsWavesInOrderAndTheBudgetStopsIt(t *testing.T) {
 	}
 	if n, _ := e.store.CountOrders(ctx); n[api.OrderPending]+n[api.OrderDone]+n[api.OrderFailed] != 6 {
 		t.Fatalf("orders %v: wave 3's were made", n)
+	}
+	// The operator resumes: the two failures are accepted, the budget
+	// counts anew, wave 3 starts and one failure in it does not stop it.
+	e.finish(w2[2].ID, api.OrderDone)
+	if got := e.as(api.RoleOperator, "POST", "/api/v1/rollouts/"+ro.ID+"/resume", ""); got.code != 200 {
+		t.Fatalf("resume after the budget stop: %d %s", got.code, got.body)
+	}
+	srv2.StepRollouts(ctx) // wave 2 ends; wave 3 after the pause
+	e.clock.Step(5 * time.Minute)
+	srv2.StepRollouts(ctx)
+	if ro = e.rollout(ro.ID); ro.State != api.RolloutRunning || ro.Forgiven != 2 || ro.Waves[2].State != api.WaveRunning {
+		t.Fatalf("resumed: %s forgiven %d, wave 3 %s", ro.State, ro.Forgiven, ro.Waves[2].State)
+	}
+	w3 := e.waveOrders(ro, 2)
+	e.finish(w3[0].ID, api.OrderFailed)
+	srv2.StepRollouts(ctx)
+	if ro = e.rollout(ro.ID); ro.State != api.RolloutRunning {
+		t.Fatalf("one failure after the resume stopped it: %s %s", ro.State, ro.Reason)
+	}
+	e.finish(w3[1].ID, api.OrderFailed)
+	srv2.StepRollouts(ctx)
+	if ro = e.rollout(ro.ID); ro.State != api.RolloutStopped || !strings.Contains(ro.Reason, "2 failed, budget 2 (after the 2 accepted at a resume)") {
+		t.Fatalf("two failures after the resume: %s %q", ro.State, ro.Reason)
 	}
 }
 

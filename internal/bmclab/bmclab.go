@@ -13,6 +13,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"osim/internal/testlab"
 )
 
 // Lab is a BMC for tests: OpenIPMI's ipmi_sim (Debian's openipmi) on a
@@ -34,8 +36,10 @@ const User, Password = "osim", "s3cret-bmc-pw"
 
 // chassisScript is ipmi_sim's chassis control program (its protocol:
 // "<dev> get power boot" prints "power:1"/"boot:pxe"; "<dev> set power 1|0",
-// "set reset 1", "set boot pxe|default|none"). The machine is a QEMU
-// process: TCG, no disk, no NIC (its power is what matters here).
+// "set reset 1", "set boot pxe|default|none"). The machine is a QEMU/TCG
+// process with the arguments in machine.args (by default no disk, no NIC:
+// its power is what matters); "bootdev pxe" starts it with -boot once=n,
+// which SeaBIOS honours for that boot only.
 const chassisScript = `#!/bin/sh
 dir=%[1]q
 dev=$1; op=$2; shift 2
@@ -44,8 +48,8 @@ start() {
 	boot=c
 	if [ "$(cat "$dir/bootnext" 2>/dev/null)" = pxe ]; then boot=once=n; echo default > "$dir/bootnext"; fi
 	echo "$boot" >> "$dir/boots.log"
-	qemu-system-x86_64 -accel tcg -m 32 -nodefaults -no-user-config -display none -boot "$boot" \
-		-serial "file:$dir/serial.log" -pidfile "$dir/qemu.pid" -daemonize
+	# shellcheck disable=SC2046
+	qemu-system-x86_64 -accel tcg $(cat "$dir/machine.args") -boot "$boot" -pidfile "$dir/qemu.pid" -daemonize
 }
 stop() {
 	alive && kill "$(cat "$dir/qemu.pid")"
@@ -97,14 +101,44 @@ func FreeUDPPort(t *testing.T) int {
 	return c.LocalAddr().(*net.UDPAddr).Port
 }
 
+// Options shape a Lab.
+type Options struct {
+	// NS runs ipmi_sim, and so the guest, inside a test's network
+	// namespace (its BMC answers on that namespace's loopback); nil: here.
+	NS *testlab.NS
+	// Machine is the guest's QEMU arguments after -accel tcg, words
+	// without spaces (disk, NIC, firmware, serial); nil: a 32 MiB machine
+	// with no devices and its serial console in Dir/serial.log.
+	Machine []string
+}
+
 // Start runs ipmi_sim for t (stopped, with its guest, when t ends).
-func Start(t *testing.T) *Lab {
+func Start(t *testing.T) *Lab { return StartWith(t, Options{}) }
+
+// StartWith is Start as o says.
+func StartWith(t *testing.T, o Options) *Lab {
 	t.Helper()
 	NeedTools(t, "ipmi_sim", "ipmitool", "qemu-system-x86_64")
 	l := &Lab{t: t, Dir: t.TempDir(), Port: FreeUDPPort(t)}
 	script := filepath.Join(l.Dir, "chassis.sh")
 	if err := os.WriteFile(script, []byte(fmt.Sprintf(chassisScript, l.Dir)), 0o755); err != nil {
 		t.Fatal(err)
+	}
+	machine := o.Machine
+	if machine == nil {
+		machine = []string{"-m", "32", "-nodefaults", "-no-user-config", "-display", "none", "-serial", "file:" + filepath.Join(l.Dir, "serial.log")}
+	}
+	for _, w := range machine {
+		if strings.ContainsAny(w, " \t\n") {
+			t.Fatalf("bmclab: machine argument %q has a space", w)
+		}
+	}
+	if err := os.WriteFile(filepath.Join(l.Dir, "machine.args"), []byte(strings.Join(machine, " ")), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	command := exec.Command
+	if o.NS != nil {
+		command = func(name string, arg ...string) *exec.Cmd { return o.NS.Command(append([]string{name}, arg...)...) }
 	}
 	conf := fmt.Sprintf(`name "osimtest"
 set_working_mc 0x20
@@ -129,7 +163,7 @@ set_working_mc 0x20
 	}
 	os.Mkdir(filepath.Join(l.Dir, "state"), 0o755)
 	log, _ := os.Create(filepath.Join(l.Dir, "ipmi_sim.log"))
-	l.sim = exec.Command("ipmi_sim", "-c", "lan.conf", "-f", "bmc.emu", "-s", filepath.Join(l.Dir, "state"), "-n")
+	l.sim = command("ipmi_sim", "-c", "lan.conf", "-f", "bmc.emu", "-s", filepath.Join(l.Dir, "state"), "-n")
 	l.sim.Dir, l.sim.Stdout, l.sim.Stderr = l.Dir, log, log
 	l.sim.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if err := l.sim.Start(); err != nil {
@@ -143,7 +177,7 @@ set_working_mc 0x20
 	})
 	// ipmi_sim answers once its LAN channel is up.
 	for i := 0; ; i++ {
-		cmd := exec.Command("ipmitool", "-I", "lanplus", "-C", "3", "-H", "127.0.0.1", "-p", strconv.Itoa(l.Port),
+		cmd := command("ipmitool", "-I", "lanplus", "-C", "3", "-H", "127.0.0.1", "-p", strconv.Itoa(l.Port),
 			"-U", User, "-P", Password, "chassis", "power", "status")
 		if cmd.Run() == nil {
 			break
