@@ -85,3 +85,48 @@ func TestPowerRequestsAreLeasedAndTheirResultIsOnTheTargetAndItsOrder(t *testing
 		t.Fatal("a finished request is still queued")
 	}
 }
+
+// A target's requests are listed from its own index, newest first; the
+// retention deletes finished requests last updated before its cut-off,
+// never a pending one, and the queue goes on.
+func TestPowerRequestsByTargetAndTheirRetention(t *testing.T) {
+	d, _ := openTest(t)
+	ctx := context.Background()
+	var ts []api.Target
+	for i, name := range []string{"vm1", "vm2"} {
+		ts = append(ts, must[api.Target](t)(d.CreateTarget(ctx, api.TargetSpec{Hostname: name, MACs: []string{mac(0xe10 + i)}, Site: "paris",
+			Power: &api.PowerSpec{Driver: "libvirt", Domain: name}})))
+	}
+	var ids []string
+	for _, a := range []string{"on", "off", "cycle"} {
+		ids = append(ids, must[api.PowerRequest](t)(d.CreatePowerRequest(ctx, ts[0].ID, api.PowerActionRequest{Action: a}, "tok-x")).ID)
+	}
+	must[api.PowerRequest](t)(d.CreatePowerRequest(ctx, ts[1].ID, api.PowerActionRequest{Action: "on"}, "tok-x"))
+	l := must[[]api.PowerRequest](t)(d.ListPowerRequests(ctx, ts[0].ID))
+	if len(l) != 3 || l[0].Target != ts[0].ID || l[2].Target != ts[0].ID {
+		t.Fatalf("vm1's requests: %+v", l)
+	}
+	claimed := must[[]api.PowerRequest](t)(d.ClaimPower(ctx, "bs1", "paris", time.Minute, 2))
+	for _, p := range claimed {
+		must[api.PowerRequest](t)(d.FinishPower(ctx, "bs1", p.ID, api.PowerResult{OK: true}))
+	}
+	n := must[int](t)(d.DropPowerRequests(ctx, d.opts.Clock.Now().Add(time.Second)))
+	if n != 2 {
+		t.Fatalf("dropped %d, want the 2 finished", n)
+	}
+	left := len(must[[]api.PowerRequest](t)(d.ListPowerRequests(ctx, ts[0].ID))) + len(must[[]api.PowerRequest](t)(d.ListPowerRequests(ctx, ts[1].ID)))
+	if left != 2 {
+		t.Fatalf("%d requests left, want the 2 pending", left)
+	}
+	for _, id := range ids {
+		if p, err := d.GetPowerRequest(ctx, id); err == nil && p.State != api.PowerPending {
+			t.Errorf("kept %s, which is %s", id, p.State)
+		}
+	}
+	if again := must[[]api.PowerRequest](t)(d.ClaimPower(ctx, "bs1", "paris", time.Minute, 5)); len(again) != 2 {
+		t.Fatalf("the queue after the retention: %d claimed, want 2", len(again))
+	}
+	if n := must[int](t)(d.DropPowerRequests(ctx, d.opts.Clock.Now().Add(time.Second))); n != 0 {
+		t.Fatalf("dropped %d running requests", n)
+	}
+}

@@ -18,8 +18,9 @@ import (
 // the result; a lease that runs out (the boot server died) puts the
 // request back for another claim.
 const (
-	pPower  = "mdb/pw/"  // + id → PowerRequest JSON
-	pPowerQ = "mdb/pwq/" // + site/id → "" while pending or running
+	pPower    = "mdb/pw/"  // + id → PowerRequest JSON
+	pPowerQ   = "mdb/pwq/" // + site/id → "" while pending or running
+	pPowerTgt = "mdb/pwt/" // + target/id → "": a target's requests
 )
 
 // MaxPowerAttempts bounds the claims of one request.
@@ -50,6 +51,9 @@ func (d *DB) CreatePowerRequest(ctx context.Context, id string, req api.PowerAct
 		if err := w.setJSON(k(pPower, pid), p); err != nil {
 			return err
 		}
+		if err := w.set(k(pPowerTgt, t.ID, "/", pid), nil); err != nil {
+			return err
+		}
 		return w.set(k(pPowerQ, t.Site, "/", pid), nil)
 	})
 	return p, err
@@ -70,19 +74,55 @@ func (d *DB) GetPowerRequest(ctx context.Context, id string) (p api.PowerRequest
 // ListPowerRequests lists a target's requests, newest first (at most 100).
 func (d *DB) ListPowerRequests(ctx context.Context, target string) (out []api.PowerRequest, err error) {
 	err = d.view(ctx, func(txn *badger.Txn) error {
+		pre := k(pPowerTgt, target, "/")
+		return scan(txn, string(pre), "", false, func(key []byte, _ *badger.Item) (bool, error) {
+			var p api.PowerRequest
+			ok, err := badgerkv.GetJSON(txn, k(pPower, string(key[len(pre):])), &p)
+			if ok {
+				out = append(out, p)
+			}
+			return err == nil, err
+		})
+	})
+	slices.SortFunc(out, func(a, b api.PowerRequest) int { return b.Created.Compare(a.Created) })
+	return out[:min(len(out), 100)], err
+}
+
+// DropPowerRequests deletes the finished requests (done or failed) last
+// updated before before; their events stay on the targets' timelines.
+func (d *DB) DropPowerRequests(ctx context.Context, before time.Time) (n int, err error) {
+	var old []api.PowerRequest
+	err = d.view(ctx, func(txn *badger.Txn) error {
 		return scan(txn, pPower, "", true, func(_ []byte, item *badger.Item) (bool, error) {
 			var p api.PowerRequest
 			if err := item.Value(func(b []byte) error { return json.Unmarshal(b, &p) }); err != nil {
 				return false, err
 			}
-			if p.Target == target {
-				out = append(out, p)
+			if (p.State == api.PowerDone || p.State == api.PowerFailed) && p.Updated.Before(before) {
+				old = append(old, p)
 			}
 			return true, nil
 		})
 	})
-	slices.SortFunc(out, func(a, b api.PowerRequest) int { return b.Created.Compare(a.Created) })
-	return out[:min(len(out), 100)], err
+	for len(old) > 0 && err == nil {
+		chunk := old[:min(len(old), 1000)]
+		old = old[len(chunk):]
+		err = d.update(ctx, func(w *wtx) error {
+			for _, p := range chunk {
+				if err := w.del(k(pPower, p.ID)); err != nil {
+					return err
+				}
+				if err := w.del(k(pPowerTgt, p.Target, "/", p.ID)); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+		if err == nil {
+			n += len(chunk)
+		}
+	}
+	return n, err
 }
 
 // ClaimPower gives boot server bs (of site) up to max requests of its
