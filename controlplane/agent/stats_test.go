@@ -21,7 +21,7 @@ func TestTheHeartbeatSumsTheServiceMetricsAndListsStagedImages(t *testing.T) {
 	other.Add(3)
 	reg.MustRegister(dhcp, free, other)
 
-	e := newEnv(t, func(c *Config) { c.Stats = reg })
+	e := newEnv(t, func(c *Config) { c.Stats, c.EgressCeiling = reg, 1.25e9 })
 	e.register()
 	e.world()
 	e.sync()
@@ -43,10 +43,10 @@ func TestTheHeartbeatSumsTheServiceMetricsAndListsStagedImages(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	go e.a.heartbeatLoop(ctx)
-	waitFor(t, "a heartbeat with stats", func() bool {
+	waitFor(t, "a heartbeat with stats and the egress ceiling", func() bool {
 		e.fm.mu.Lock()
 		defer e.fm.mu.Unlock()
 		hb := e.fm.lastHeartbeat
-		return hb.Stats["osim_dhcp_packets_total"] == 15 && slices.Contains(hb.StagedImages, "img-os")
+		return hb.Stats["osim_dhcp_packets_total"] == 15 && slices.Contains(hb.StagedImages, "img-os") && hb.EgressCeiling == 1.25e9
 	})
 }
