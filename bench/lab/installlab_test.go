@@ -41,6 +41,9 @@ type installLab struct {
 	// dns, when set before startManagerAndBootd, is the DHCP pool's name
 	// server (option 6): debian-installer asks for one when DHCP gives none.
 	dns string
+	// managerArgs, when set before startManagerAndBootd, go to
+	// osim-manager serve.
+	managerArgs []string
 }
 
 // labProc is a started process and the channel closed when Wait returned.
@@ -255,10 +258,6 @@ func (l *installLab) boot(ctx context.Context, g *guest, timeout time.Duration) 
 		g.marks = guestMilestones[:]
 	}
 	g.milestones = make([]time.Duration, len(g.marks))
-	mem := g.mem
-	if mem == 0 {
-		mem = 768
-	}
 	g.disk = filepath.Join(l.dir, g.name+".disk")
 	g.serial = filepath.Join(l.dir, g.name+".serial")
 	if err := os.WriteFile(g.disk, nil, 0o644); err != nil {
@@ -279,25 +278,7 @@ func (l *installLab) boot(ctx context.Context, g *guest, timeout time.Duration) 
 		g.err = err
 		return nil, err
 	}
-	args := []string{"timeout", fmt.Sprint(int(timeout.Seconds())), "qemu-system-x86_64", "-accel", "tcg", "-m", fmt.Sprint(mem),
-		"-display", "none", "-serial", "file:" + g.serial,
-		"-netdev", "tap,id=n0,ifname=" + tap + ",script=no,downscript=no",
-		"-drive", "file=" + g.disk + ",format=raw,if=none,id=d0,cache=unsafe",
-		"-device", "virtio-blk-pci,drive=d0,bootindex=2,serial=OSIMLAB-" + strings.ToUpper(g.name),
-		// TCG's CPU has no RDRAND: without an entropy source the kernel's
-		// pool may take minutes to seed, and getrandom (DHCP's xid) waits.
-		"-device", "virtio-rng-pci"}
-	switch g.arch {
-	case "bios":
-		args = append(args, "-device", "e1000,netdev=n0,mac="+g.mac+",romfile=/usr/lib/ipxe/qemu/pxe-e1000.rom,bootindex=1")
-	default:
-		// PXE over IPv4 only, as datacenter firmware is usually set: a
-		// done target gets no PXE offer (local boot) and OVMF moves on;
-		// with IPv6 on it first waits out PXE and HTTP boot over IPv6
-		// (about four minutes under TCG) before it tries the disk.
-		args = append(args, "-bios", "/usr/share/ovmf/OVMF.fd", "-device", "virtio-net-pci,netdev=n0,mac="+g.mac+",romfile=,bootindex=1",
-			"-fw_cfg", "name=opt/org.tianocore/IPv6PXESupport,string=no", "-fw_cfg", "name=opt/org.tianocore/IPv6Support,string=no")
-	}
+	args := append([]string{"timeout", fmt.Sprint(int(timeout.Seconds())), "qemu-system-x86_64", "-accel", "tcg"}, qemuMachine(g, tap, true)...)
 	start := time.Now()
 	cmd := l.ns.Command(args...)
 	var buf bytes.Buffer
@@ -324,6 +305,41 @@ func (l *installLab) boot(ctx context.Context, g *guest, timeout time.Duration) 
 	close(stop)
 	<-watched
 	return buf.Bytes(), err
+}
+
+// qemuMachine is g's QEMU arguments after -accel tcg: its memory, serial
+// console to g.serial, its disk g.disk on virtio, an entropy source, and
+// its NIC on tap (BIOS: e1000 with iPXE's PXE ROM; UEFI: OVMF, virtio-net,
+// PXE over IPv4 only). With netFirst the NIC boots first, then the disk;
+// without, the boot order is QEMU's -boot (the BMC lab's bootdev).
+func qemuMachine(g *guest, tap string, netFirst bool) []string {
+	mem := g.mem
+	if mem == 0 {
+		mem = 768
+	}
+	nicBoot, diskBoot := "", ""
+	if netFirst {
+		nicBoot, diskBoot = ",bootindex=1", ",bootindex=2"
+	}
+	args := []string{"-m", fmt.Sprint(mem), "-display", "none", "-serial", "file:" + g.serial,
+		"-netdev", "tap,id=n0,ifname=" + tap + ",script=no,downscript=no",
+		"-drive", "file=" + g.disk + ",format=raw,if=none,id=d0,cache=unsafe",
+		"-device", "virtio-blk-pci,drive=d0" + diskBoot + ",serial=OSIMLAB-" + strings.ToUpper(g.name),
+		// TCG's CPU has no RDRAND: without an entropy source the kernel's
+		// pool may take minutes to seed, and getrandom (DHCP's xid) waits.
+		"-device", "virtio-rng-pci"}
+	switch g.arch {
+	case "bios":
+		args = append(args, "-device", "e1000,netdev=n0,mac="+g.mac+",romfile=/usr/lib/ipxe/qemu/pxe-e1000.rom"+nicBoot)
+	default:
+		// PXE over IPv4 only, as datacenter firmware is usually set: a
+		// done target gets no PXE offer (local boot) and OVMF moves on;
+		// with IPv6 on it first waits out PXE and HTTP boot over IPv6
+		// (about four minutes under TCG) before it tries the disk.
+		args = append(args, "-bios", "/usr/share/ovmf/OVMF.fd", "-device", "virtio-net-pci,netdev=n0,mac="+g.mac+",romfile="+nicBoot,
+			"-fw_cfg", "name=opt/org.tianocore/IPv6PXESupport,string=no", "-fw_cfg", "name=opt/org.tianocore/IPv6Support,string=no")
+	}
+	return args
 }
 
 // TestRealFirmwareInstallsADiskImageAndBootsIt is issue 13's proof: a
@@ -525,8 +541,8 @@ func (l *installLab) startManagerAndBootd(ctx context.Context) *api.Client {
 	if err != nil {
 		t.Fatalf("admin token: %v", err)
 	}
-	l.start("osim-manager", filepath.Join(l.bin, "osim-manager"), "serve", "--listen", "127.0.0.1:9000",
-		"--data-dir", mgrDir, "--log-level", "info")
+	l.start("osim-manager", append([]string{filepath.Join(l.bin, "osim-manager"), "serve", "--listen", "127.0.0.1:9000",
+		"--data-dir", mgrDir, "--log-level", "info"}, l.managerArgs...)...)
 	l.waitHTTP(ctx, managerURL+"/healthz", "osim-manager")
 	c := api.NewClient(managerURL, strings.TrimSpace(string(admin)), false)
 	c.HTTP = l.http

@@ -16,7 +16,8 @@ import (
 // running, nothing is lost or failed. When the boot server comes back it
 // stages the order, the manager asks the cycle, the boot server runs it,
 // and its outcome (here a failure: the libvirt domain does not exist) is
-// on the target and on the wave's order.
+// on the target and on the wave's order, which then fails: a machine that
+// cannot be started does not hold the wave forever.
 func TestRolloutWaveWaitsForItsBootServer(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
@@ -59,5 +60,20 @@ func TestRolloutWaveWaitsForItsBootServer(t *testing.T) {
 	evs := must(c.ListEvents(ctx, 0, api.EventFilter{Order: orders.Orders[0].ID, Type: api.EventPower}))(t)
 	if len(evs.Events) != 1 || evs.Events[0].Phase != api.PowerFailed {
 		t.Fatalf("the power failure on the wave's order: %+v", evs.Events)
+	}
+	// The machine cannot be started: its order fails (the wave does not
+	// wait for it forever) and the one-wave rollout ends.
+	waitFor(t, 30*time.Second, "the rollout to end", func() (bool, string) {
+		if err := c.Do(ctx, "GET", "/rollouts/"+ro.ID, nil, nil, &ro); err != nil {
+			return false, err.Error()
+		}
+		return ro.State == api.RolloutDone, fmt.Sprintf("%s %+v", ro.State, ro.Waves)
+	})
+	o := must(c.GetOrder(ctx, orders.Orders[0].ID))(t)
+	if o.State != api.OrderFailed || !strings.Contains(o.Message, "starting the machine failed") || !strings.Contains(o.Message, "osim-no-such-domain") {
+		t.Fatalf("order %s %q: want failed, saying the machine could not be started", o.State, o.Message)
+	}
+	if ro.Waves[0].Failed != 1 || ro.Failures != 1 {
+		t.Fatalf("wave %+v, failures %d", ro.Waves[0], ro.Failures)
 	}
 }

@@ -247,7 +247,19 @@ func (s *Server) powerStaged(ctx context.Context, ro *api.Rollout, w *api.Wave, 
 	}
 	changed := false
 	for _, o := range orders {
-		if o.State != api.OrderStaged || done[o.ID] {
+		if o.State != api.OrderStaged {
+			continue
+		}
+		if done[o.ID] {
+			// A start that failed for good (the boot server's retries and
+			// the queue's claims spent) fails the order: its machine never
+			// boots, and the wave must not wait for it.
+			if msg, failed := powerFailed(ctx, ps, o.Target, "rollout "+ro.ID+" order "+o.ID); failed {
+				if _, err := s.store.Transition(ctx, o.ID, api.OrderFailed, "rollout: starting the machine failed: "+msg); err == nil {
+					s.log.Warn("rollout: order failed, its machine could not be started", "rollout", ro.ID, "order", o.ID, "reason", msg)
+					changed = true
+				}
+			}
 			continue
 		}
 		t, err := s.store.GetTarget(ctx, o.Target)
@@ -278,6 +290,21 @@ func (s *Server) powerStaged(ctx context.Context, ro *api.Rollout, w *api.Wave, 
 		changed = true
 	}
 	return changed
+}
+
+// powerFailed reports whether target's power request by by failed, and
+// its message.
+func powerFailed(ctx context.Context, ps powerStore, target, by string) (string, bool) {
+	l, err := ps.ListPowerRequests(ctx, target)
+	if err != nil {
+		return "", false
+	}
+	for _, pr := range l {
+		if pr.By == by && pr.State == api.PowerFailed {
+			return pr.Message, true
+		}
+	}
+	return "", false
 }
 
 // powerAsked reports whether target has a power request by by.
