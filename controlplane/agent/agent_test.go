@@ -580,14 +580,15 @@ func TestEventsBufferedWhileTheManagerIsDownArriveExactlyOnce(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	// While the manager is down the heartbeat's ticker, the sync's and
-	// the uploader's backoffs wait on the clock (the stager has nothing
-	// to stage): three timers. Each step is a retry of every loop.
+	// While the manager is down the heartbeat's ticker, the sync's, the
+	// uploader's and the power claims' backoffs wait on the clock (the
+	// stager has nothing to stage): four timers. Each step is a retry of
+	// every loop; a step before all four wait would leave one behind.
 	for range 5 {
-		e.waitPending(3)
+		e.waitPending(4)
 		e.clock.Step(e.a.cfg.BackoffMax)
 	}
-	e.waitPending(3)
+	e.waitPending(4)
 	if n := len(e.fm.eventsOf("")); n != 0 {
 		t.Fatalf("manager down but got %d events", n)
 	}
