@@ -287,6 +287,7 @@ func defineDomain(t *testing.T, g *guest, name string) {
 	}
 	xml := fmt.Sprintf(`<domain type='qemu'><name>%s</name><memory unit='MiB'>768</memory><vcpu>1</vcpu>
 <os><type arch='x86_64' machine='pc'>hvm</type>%s<boot dev='hd'/></os>
+<features><acpi/><apic/></features>
 <sysinfo type='fwcfg'><entry name='opt/org.tianocore/IPv6PXESupport'>no</entry><entry name='opt/org.tianocore/IPv6Support'>no</entry></sysinfo>
 <devices><emulator>/usr/bin/qemu-system-x86_64</emulator>
 <disk type='file' device='disk'><driver name='qemu' type='raw' cache='unsafe'/><source file='%s'/><target dev='vda' bus='virtio'/><serial>OSIMLAB-%s</serial></disk>
