@@ -342,102 +342,6 @@ func qemuMachine(g *guest, tap string, netFirst bool) []string {
 	return args
 }
 
-// TestRealFirmwareInstallsADiskImageAndBootsIt is issue 13's proof: a
-// manager and osim-bootd (full DHCP, manager mode) in a namespace, a BIOS
-// guest (SeaBIOS + iPXE ROM on e1000) and a UEFI guest (OVMF on
-// virtio-net), each with an empty virtio disk and the boot order network
-// then disk, one mass order for both. Each guest PXE boots the osim
-// installer (a boot image osim-ips builds from Debian's kernel), which
-// reports its inventory, writes the test OS image (built here by osim-ips:
-// a GPT disk booting under BIOS and UEFI) and reboots; the next PXE boot
-// gets the local-disk answer and the guest boots its disk into the
-// installed system, which prints its hostname from the MDB and the SSH
-// key from the order's parameters and powers off.
-func TestRealFirmwareInstallsADiskImageAndBootsIt(t *testing.T) {
-	if testing.Short() {
-		t.Skip("installs and boots two QEMU guests (several minutes)")
-	}
-	needLab(t)
-	for _, tool := range [][2]string{{"mkfs.vfat", "dosfstools"}, {"mcopy", "mtools"}, {"syslinux", "syslinux"}, {"mke2fs", "e2fsprogs"}} {
-		testlab.RequireTool(t, tool[0], tool[1])
-	}
-	for _, f := range []string{"/usr/lib/SYSLINUX/gptmbr.bin", "/usr/lib/systemd/boot/efi/systemd-bootx64.efi"} {
-		if _, err := os.Stat(f); err != nil {
-			if os.Getenv("CI") == "true" {
-				t.Fatalf("lab needs %s (apt-get install syslinux-common systemd-boot-efi)", f)
-			}
-			t.Skipf("lab needs %s (apt-get install syslinux-common systemd-boot-efi)", f)
-		}
-	}
-	ctx, cancel := context.WithTimeout(t.Context(), 15*time.Minute)
-	defer cancel()
-	bin := buildLabBinaries(t)
-	l := newInstallLab(t, bin)
-	c := l.startManagerAndBootd(ctx)
-
-	_, osImg, rawImage := l.buildAndRegisterImages(ctx, c)
-	guests := []*guest{
-		{name: "bios", arch: "bios", mac: "52:54:00:77:01:01", diskSize: 512 << 20},
-		{name: "uefi", arch: "efi-x64", mac: "52:54:00:77:01:02", diskSize: 640 << 20},
-	}
-	const sshKey = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOsimLabKeyForTheInstallTest osim@lab"
-	orders, ids := orderGuests(ctx, t, c, guests, osImg, map[string]string{"ssh_authorized_keys": sshKey})
-
-	progress := map[string]int{}
-	watchCtx, stopWatch := context.WithCancel(ctx)
-	watched := make(chan error, 1)
-	go func() { watched <- watchProgress(watchCtx, c, ids, progress) }()
-	var wg sync.WaitGroup
-	for _, g := range guests {
-		wg.Add(1)
-		go func() { defer wg.Done(); l.run(ctx, g, 10*time.Minute) }()
-	}
-	wg.Wait()
-	stopWatch()
-	<-watched
-	for _, g := range guests {
-		if g.err != nil {
-			t.Errorf("%v\nosim-bootd log tail:\n%s", g.err, l.logTail("osim-bootd", 2000))
-			continue
-		}
-		t.Logf("%s: power-on to the installed system's marker in %v (installer started at %v, rebooted at %v, marker at %v): %s",
-			g.name, g.elapsed.Round(time.Second), g.milestones[0].Round(time.Second), g.milestones[1].Round(time.Second),
-			g.milestones[2].Round(time.Second), g.marker)
-		want := "hostname=" + guestHostname(g)
-		if !strings.Contains(g.marker, want) || !strings.Contains(g.marker, "AAAAC3NzaC1lZDI1NTE5AAAAIOsimLabKeyForTheInstallTest") {
-			t.Errorf("%s: marker %q lacks %q or the order's SSH key", g.name, g.marker, want)
-		}
-	}
-	if t.Failed() {
-		return
-	}
-	for i, o := range orders {
-		got, err := c.GetOrder(ctx, o.ID)
-		if err != nil {
-			t.Fatal(err)
-		}
-		var path []api.OrderState
-		for _, h := range got.History {
-			path = append(path, h.To)
-		}
-		want := []api.OrderState{api.OrderPending, api.OrderStaged, api.OrderBooting, api.OrderInstalling, api.OrderDone}
-		if fmt.Sprint(path) != fmt.Sprint(want) {
-			t.Errorf("order %d (%s): states %v, want %v", i, got.ID, path, want)
-		}
-		if progress[o.ID] == 0 {
-			t.Errorf("order %s: no installing progress seen through the API", o.ID)
-		}
-	}
-	for _, g := range guests {
-		tg, err := c.GetTarget(ctx, g.mac)
-		if err != nil {
-			t.Fatal(err)
-		}
-		checkInventory(t, g, tg.Facts)
-		checkDiskHoldsImage(t, g, rawImage)
-	}
-}
-
 func buildLabBinaries(t *testing.T) string {
 	t.Helper()
 	repo, _ := filepath.Abs("../..")
@@ -506,26 +410,6 @@ func waitState(ctx context.Context, t *testing.T, c *api.Client, ids []string, s
 			t.Fatalf("orders not %s within 2 minutes", state)
 		}
 		time.Sleep(250 * time.Millisecond)
-	}
-}
-
-// watchProgress records each order's highest installing progress.
-func watchProgress(ctx context.Context, c *api.Client, ids []string, progress map[string]int) error {
-	for {
-		for _, id := range ids {
-			o, err := c.GetOrder(ctx, id)
-			if err != nil {
-				return err
-			}
-			if o.State == api.OrderInstalling && o.Progress > progress[id] {
-				progress[id] = o.Progress
-			}
-		}
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-time.After(250 * time.Millisecond):
-		}
 	}
 }
 

@@ -129,6 +129,22 @@ func TestRolloutReimagesRealMachinesInWaves(t *testing.T) {
 	if len(ro.Waves) != 2 || ro.Waves[0].Label != "wave=1" {
 		t.Fatalf("waves %+v", ro.Waves)
 	}
+	// The installing progress each order reports, as the API shows it.
+	progress := map[string]int{}
+	watchCtx, stopWatch := context.WithCancel(ctx)
+	watched := make(chan struct{})
+	go func() {
+		defer close(watched)
+		for watchCtx.Err() == nil {
+			for _, g := range guests {
+				l, err := c.ListOrders(watchCtx, "", g.target.ID, "", "", 1)
+				if err == nil && len(l.Orders) == 1 && l.Orders[0].State == api.OrderInstalling {
+					progress[g.name] = max(progress[g.name], l.Orders[0].Progress)
+				}
+			}
+			time.Sleep(250 * time.Millisecond)
+		}
+	}()
 	get := func() api.Rollout {
 		t.Helper()
 		var r api.Rollout
@@ -160,6 +176,8 @@ func TestRolloutReimagesRealMachinesInWaves(t *testing.T) {
 	}
 	ro = waitRollout(t, get, 2*time.Minute, "done", func(r api.Rollout) bool { return r.State == api.RolloutDone })
 	t.Logf("%v: rollout done", time.Since(start).Round(time.Second))
+	stopWatch()
+	<-watched
 	if w := ro.Waves; w[0].Done != 1 || w[0].Failed != 1 || w[1].Done != 2 || w[1].Failed != 0 || ro.Forgiven != 1 {
 		t.Errorf("waves %+v, forgiven %d; want 1 done + 1 failed, then 2 done", w, ro.Forgiven)
 	}
@@ -199,6 +217,9 @@ func TestRolloutReimagesRealMachinesInWaves(t *testing.T) {
 		want2 := "hostname=" + guestHostname(&g.guest)
 		if !strings.Contains(g.marker, want2) || !strings.Contains(g.marker, "AAAAC3NzaC1lZDI1NTE5AAAAIOsimLabKeyForTheInstallTest") {
 			t.Errorf("%s: marker %q lacks %q or the order's SSH key", g.name, g.marker, want2)
+		}
+		if progress[g.name] == 0 {
+			t.Errorf("%s: no installing progress seen through the API", g.name)
 		}
 		tg, err := c.GetTarget(ctx, g.target.ID)
 		if err != nil {
