@@ -2,7 +2,7 @@
 GO      ?= go
 BIN     := bin
 
-.PHONY: bench-console console-screenshots lab-reimage all build test test-short vet fmt bench-tftp bench-sync run clean fuzz bench-xdp generate bench-mass bench-mass-smoke bench-mass-image bench-dhcp bench-blobs
+.PHONY: bench-rollout bench-console console-screenshots lab-reimage lab-vagrant all build test test-short vet fmt bench-tftp bench-sync run clean fuzz bench-xdp generate bench-mass bench-mass-smoke bench-mass-image bench-dhcp bench-blobs
 
 all: build
 
@@ -17,7 +17,7 @@ vet:
 	@test -z "$$(gofmt -l .)" || { echo "gofmt needed:"; gofmt -l .; exit 1; }
 
 test: vet
-	$(GO) test -race -count=1 -timeout 15m ./...
+	$(GO) test -race -count=1 -timeout 30m ./...
 
 # Quick loop for development: no race detector, skips the slow interop cases.
 test-short:
@@ -114,6 +114,19 @@ bench-mass-smoke: build
 	$(BIN)/osim-bench -compare -n 200 -timeout 60s $(BENCH_ARGS) || s=1; \
 	exit $$s
 
+# A rollout of simulated targets (issue 16), as root: ROLLOUT_N targets
+# (default 2000) registered with the wol power driver, a rollout in waves
+# of 250 with a failure budget of 25; osim wakes each machine (a magic
+# frame from osim-bootd on the segment) once its order is staged, 2 % of
+# the machines have a disk that fails mid-write. Run twice, without and
+# with an egress ceiling on the boot server (ROLLOUT_CEILING, 300M/s):
+# total time, time per wave, where the budget stopped it, egress.
+ROLLOUT_N ?= 2000
+ROLLOUT_CEILING ?= 300M/s
+bench-rollout: build
+	flock /tmp/osim-bench.lock $(BIN)/osim-bench -rollout -n $(ROLLOUT_N) -wave-size 250 -fail-rate 0.02 -failure-budget 25 -image-size 16MiB -json $(BIN)/bench-rollout.json $(BENCH_ARGS)
+	flock /tmp/osim-bench.lock $(BIN)/osim-bench -rollout -n $(ROLLOUT_N) -wave-size 250 -fail-rate 0.02 -failure-budget 25 -image-size 16MiB -egress-ceiling $(ROLLOUT_CEILING) -json $(BIN)/bench-rollout-ceiling.json $(BENCH_ARGS)
+
 # HTTP delivery of image blobs (issue 13), as root: the real osim-bootd
 # (a manager-fed boot server serving its agent's staged blob at
 # /files/images/<id>/<name>) against Debian's nginx (its own prefix, pid
@@ -145,3 +158,10 @@ bench-dhcp:
 # installer, and logs in to each over SSH with the key of the order.
 lab-reimage:
 	OSIM_LAB_FULL=1 flock /tmp/osim-bench.lock $(GO) test -count=1 -timeout 70m -v -run '^TestDebianImageReimagesAndBootsToSSH$$' ./bench/lab
+
+# The Vagrant lab (issue 16), as root with libvirtd running: vagrant up
+# makes the Vagrantfile's box-less PXE VMs (OSIM_LAB_N, OSIM_LAB_MEMORY,
+# OSIM_LAB_FIRMWARE=bios|uefi), a manager and osim-bootd reimage them
+# through a rollout that powers them with virsh; README "Lab with Vagrant".
+lab-vagrant: build
+	flock /tmp/osim-bench.lock bash bench/lab/vagrant-lab.sh up
