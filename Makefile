@@ -8,9 +8,11 @@ all: build
 
 # osim-installer is the init of the boot image: static (no cgo), so the
 # initramfs needs no ld.so; osim-ips takes it from next to itself.
+# -buildvcs=auto stamps the commit into each binary (--version,
+# osim_build_info) where a checkout is, whatever GOFLAGS says.
 build:
-	$(GO) build -o $(BIN)/ ./cmd/... ./bench/cmd/...
-	CGO_ENABLED=0 $(GO) build -o $(BIN)/ ./cmd/osim-installer
+	$(GO) build -buildvcs=auto -o $(BIN)/ ./cmd/... ./bench/cmd/...
+	CGO_ENABLED=0 $(GO) build -buildvcs=auto -o $(BIN)/ ./cmd/osim-installer
 
 vet:
 	$(GO) vet ./...

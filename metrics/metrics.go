@@ -14,19 +14,25 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"osim/internal/buildinfo"
 )
 
 // Namespace prefixes every metric of the project: osim_<subsystem>_<name>_<unit>.
 const Namespace = "osim"
 
 // NewRegistry returns the process's registry with the Go runtime and process
-// collectors already registered. Subsystems register their own collectors on it.
+// collectors and osim_build_info already registered. Subsystems register
+// their own collectors on it.
 func NewRegistry() *prometheus.Registry {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 	)
+	if err := buildinfo.Register(reg); err != nil {
+		panic(err) // a fresh registry: only a programming error gets here
+	}
 	return reg
 }
 

@@ -2,6 +2,7 @@ package metrics
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
@@ -9,6 +10,8 @@ import (
 	"testing"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"osim/internal/buildinfo"
 )
 
 func TestServeExposesRegistryAndHealth(t *testing.T) {
@@ -35,7 +38,9 @@ func TestServeExposesRegistryAndHealth(t *testing.T) {
 		return string(b)
 	}
 	body := get("/metrics")
-	for _, want := range []string{"osim_test_things_total 3", "go_goroutines", "process_cpu_seconds_total"} {
+	bi := buildinfo.Get()
+	build := fmt.Sprintf(`osim_build_info{commit=%q,goversion=%q,version=%q} 1`, bi.Commit, bi.GoVersion, bi.Version)
+	for _, want := range []string{"osim_test_things_total 3", "go_goroutines", "process_cpu_seconds_total", build} {
 		if !strings.Contains(body, want) {
 			t.Errorf("/metrics lacks %q", want)
 		}

@@ -5,6 +5,8 @@ package main
 import (
 	"fmt"
 	"os"
+
+	"osim/internal/buildinfo"
 )
 
 const usage = `osim-bootd: the osim boot server
@@ -12,6 +14,7 @@ const usage = `osim-bootd: the osim boot server
 usage:
   osim-bootd serve --config FILE [flags]                    DHCP (proxy or full), TFTP and HTTP boot together
   osim-bootd tftp --root DIR [--listen ADDR:PORT] [flags]   serve a folder over TFTP
+  osim-bootd version                                        which build this is
   osim-bootd help                                           this text
 
 Run "osim-bootd tftp -h" for the flags of a mode.
@@ -27,6 +30,8 @@ func main() {
 		os.Exit(runServe(os.Args[2:]))
 	case "tftp":
 		os.Exit(runTFTP(os.Args[2:]))
+	case "version", "--version", "-version":
+		fmt.Printf("%s %s\n", "osim-bootd", buildinfo.Get())
 	case "help", "-h", "--help":
 		fmt.Print(usage)
 	default:

@@ -62,6 +62,9 @@ func (f *serveFlags) overrides(c *bootd.Config) {
 // config (internal/bootd), flags overriding it.
 func runServe(args []string) int {
 	f, err := parseServeFlags(args)
+	if errors.Is(err, flag.ErrHelp) {
+		return 0 // -h: the usage was the answer
+	}
 	if err != nil {
 		return 2
 	}

@@ -40,6 +40,9 @@ func runTFTP(args []string) int {
 		logLevel     = fs.String("log-level", "info", "debug, info, warn or error")
 	)
 	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
 		return 2
 	}
 	log, err := logging.New(*logLevel)

@@ -18,6 +18,7 @@ import (
 	"syscall"
 
 	"osim/controlplane/api"
+	"osim/internal/buildinfo"
 	"osim/ips/bootimage"
 	"osim/ips/build"
 	"osim/ips/initramfs"
@@ -61,8 +62,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		err = bootImage(ctx, log, args[1:], stdout, stderr)
 	case "test-image":
 		err = testImage(ctx, log, args[1:], stdout, stderr)
-	case "version":
-		fmt.Fprintln(stdout, version)
+	case "version", "--version", "-version":
+		// The build; the tool version the manifests record is version.
+		fmt.Fprintf(stdout, "osim-ips %s (manifests record tool version %q)\n", buildinfo.Get(), version)
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)
 	default:

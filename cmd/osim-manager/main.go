@@ -6,6 +6,9 @@ package main
 import (
 	"fmt"
 	"os"
+	"strings"
+
+	"osim/internal/buildinfo"
 
 	"osim/controlplane/secretbox"
 )
@@ -17,6 +20,7 @@ usage:
   osim-manager token create --role ROLE [--name N] --data-dir DIR  make a token offline, print its secret
   osim-manager token list --data-dir DIR                          list tokens offline
   osim-manager credentials-key FILE                               make a key for --credentials-key (mode 600)
+  osim-manager version                                            which build this is
   osim-manager help                                               this text
 
 Run "osim-manager serve -h" for the flags of a mode. Flags may also come
@@ -34,6 +38,10 @@ func main() {
 	case "token", "tokens":
 		os.Exit(runToken(os.Args[2:]))
 	case "credentials-key":
+		if len(os.Args) == 3 && strings.HasPrefix(os.Args[2], "-") { // -h, not a file name
+			fmt.Println("usage: osim-manager credentials-key FILE    (writes a new key, mode 600; refuses an existing FILE)")
+			return
+		}
 		if len(os.Args) != 3 {
 			fmt.Fprintln(os.Stderr, "usage: osim-manager credentials-key FILE")
 			os.Exit(2)
@@ -43,6 +51,8 @@ func main() {
 			os.Exit(1)
 		}
 		fmt.Printf("wrote %s: give it to osim-manager serve --credentials-key; keep a copy apart from the data dir's backups\n", os.Args[2])
+	case "version", "--version", "-version":
+		fmt.Printf("%s %s\n", "osim-manager", buildinfo.Get())
 	case "help", "-h", "--help":
 		fmt.Print(usage)
 	default:

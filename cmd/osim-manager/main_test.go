@@ -20,7 +20,7 @@ import (
 func buildManager(t *testing.T) string {
 	t.Helper()
 	bin := filepath.Join(t.TempDir(), "osim-manager")
-	out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput()
+	out, err := exec.Command("go", "build", "-buildvcs=auto", "-o", bin, ".").CombinedOutput()
 	if err != nil {
 		t.Fatalf("go build: %v\n%s", err, out)
 	}
@@ -197,5 +197,47 @@ func TestOfflineJoinTokenIsBoundToASite(t *testing.T) {
 	out, err = exec.Command(bin, "token", "list", "--data-dir", data).Output()
 	if err != nil || !strings.Contains(string(out), "fra1") || !strings.Contains(string(out), "0/3") {
 		t.Fatalf("token list: %v\n%s", err, out)
+	}
+}
+
+// --version names the build: the commit it was built from, when built
+// from a checkout.
+func TestVersionNamesTheCommit(t *testing.T) {
+	bin := buildManager(t)
+	for _, arg := range []string{"version", "--version"} {
+		out, err := exec.Command(bin, arg).CombinedOutput()
+		if err != nil || !strings.HasPrefix(string(out), "osim-manager ") || !strings.Contains(string(out), "go1.") {
+			t.Fatalf("%s: %v %q", arg, err, out)
+		}
+		head, gerr := exec.Command("git", "rev-parse", "--short=12", "HEAD").Output()
+		if gerr != nil {
+			t.Logf("not a git checkout (%v): the commit is not checked", gerr)
+			continue
+		}
+		if want := "commit " + strings.TrimSpace(string(head)); !strings.Contains(string(out), want) {
+			t.Errorf("%s: %q lacks %q", arg, out, want)
+		}
+	}
+}
+
+// Every mode answers -h/--help with its usage and exit 0, and creates
+// nothing (credentials-key --help is not a file name).
+func TestEveryModeAnswersHelp(t *testing.T) {
+	bin := buildManager(t)
+	dir := t.TempDir()
+	for _, args := range [][]string{{"help"}, {"--help"}, {"serve", "-h"}, {"serve", "--help"}, {"token", "--help"}, {"token", "help"},
+		{"token", "create", "--help"}, {"token", "list", "-h"}, {"credentials-key", "--help"}} {
+		cmd := exec.Command(bin, args...)
+		cmd.Dir = dir
+		out, err := cmd.CombinedOutput()
+		if err != nil || !strings.Contains(strings.ToLower(string(out)), "usage") {
+			t.Errorf("%v: %v\n%s", args, err, out)
+		}
+	}
+	if entries, _ := os.ReadDir(dir); len(entries) != 0 {
+		t.Errorf("help made files: %v", entries)
+	}
+	if out, err := exec.Command(bin, "token", "frobnicate").CombinedOutput(); err == nil || !strings.Contains(string(out), "unknown command") {
+		t.Errorf("token frobnicate: %v %s", err, out)
 	}
 }

@@ -111,6 +111,9 @@ func parseServe(args []string) (o serveOpts, code int) {
 	fs.Float64Var(&o.share, "max-order-share", manager.DefaultMaxOrderShare, "an order by selector covering more than this share of a site's targets needs \"all\": true")
 	fs.Int64Var(&o.reserve, "disk-reserve", 0, "bytes kept free in the data dir: writes are refused (507) below it (0: Badger's memtables and a blob chunk, see README)")
 	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return o, 0 // -h: the usage was the answer
+		}
 		return o, 2
 	}
 	fail := func(format string, a ...any) (serveOpts, int) {

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -20,11 +21,17 @@ const lockHint = `; to make a token while it runs, use "osimctl tokens create --
 // runToken makes or lists tokens directly on the data dir (the manager
 // must not be running: the MDB is opened exclusively).
 func runToken(args []string) int {
+	const usage = "usage: osim-manager token create --role ROLE [--name N] [--site S --uses N --ttl D] --data-dir DIR\n       osim-manager token list --data-dir DIR\n"
 	if len(args) < 1 {
-		fmt.Fprint(os.Stderr, "usage: osim-manager token create --role ROLE [--name N] [--site S --uses N --ttl D] --data-dir DIR\n       osim-manager token list --data-dir DIR\n")
+		fmt.Fprint(os.Stderr, usage)
 		return 2
 	}
 	sub := args[0]
+	switch sub {
+	case "-h", "--help", "-help", "help":
+		fmt.Print(usage)
+		return 0
+	}
 	fs := flag.NewFlagSet("osim-manager token "+sub, flag.ContinueOnError)
 	dataDir := fs.String("data-dir", "", "the MDB's directory")
 	role := fs.String("role", "", "create: one of "+strings.Join(api.Roles, ", ")+" (not boot-server)")
@@ -33,6 +40,9 @@ func runToken(args []string) int {
 	uses := fs.Int("uses", 0, "create, role join: how many registrations it allows (default 1)")
 	ttl := fs.String("ttl", "", "create, role join: how long it is valid (default 24h)")
 	if err := fs.Parse(args[1:]); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
 		return 2
 	}
 	if err := envDefaults(fs); err != nil {

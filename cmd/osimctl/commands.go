@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"sort"
 	"strings"
+
+	"osim/internal/buildinfo"
 )
 
 // command is one verb of a noun: what it does and what runs it.
@@ -84,10 +86,15 @@ func nounUsage(noun string) string {
 
 func (a *app) dispatch(args []string) error {
 	g := a.flags("osimctl", usage)
+	showVersion := g.Bool("version", false, "print osimctl's version and exit")
 	if err := g.Parse(args); err != nil {
 		return a.flagError(g, "osimctl", err)
 	}
 	args = g.Args()
+	if *showVersion || (len(args) > 0 && args[0] == "version") {
+		fmt.Fprintf(a.stdout, "osimctl %s\n", buildinfo.Get())
+		return nil
+	}
 	if len(args) == 0 {
 		fmt.Fprint(a.stderr, usage)
 		return usagef("", "no command given")

@@ -601,3 +601,12 @@ func TestTargetsAddAndImport(t *testing.T) {
 		t.Fatalf("exit %d, %d targets, stderr %q; want 2, nothing created", code, len(f.targets), errOut)
 	}
 }
+
+func TestVersion(t *testing.T) {
+	for _, args := range [][]string{{"version"}, {"--version"}} {
+		out, errOut, code := runCmd(t, args...)
+		if code != 0 || !strings.HasPrefix(out, "osimctl ") || !strings.Contains(out, "commit ") || errOut != "" {
+			t.Errorf("%v: exit %d %q %q", args, code, out, errOut)
+		}
+	}
+}

@@ -182,8 +182,8 @@ func TestProcessSyncTwoSites(t *testing.T) {
 		t.Fatal(err)
 	}
 	quiesce(t, 30*time.Second, m, a, b)
-	// Each osim-bootd's heartbeat carries its service counters and the
-	// images it holds whole (the console shows them).
+	// Each osim-bootd's heartbeat carries its service counters, the
+	// images it holds whole (the console shows them) and its version.
 	waitFor(t, 30*time.Second, "boot server stats in heartbeats", func() (bool, string) {
 		bss, err := m.admin.ListBootServers(ctx)
 		if err != nil {
@@ -195,9 +195,10 @@ func TestProcessSyncTwoSites(t *testing.T) {
 			// Counter vectors with no sample yet (no DHCP packet here) are
 			// not gathered; plain counters and gauges always are.
 			_, tftp := bs.Stats["osim_tftp_bytes_sent_total"]
+			// Its version too (the build's, from internal/buildinfo).
 			ok = ok && bs.Stats["osim_disk_free_bytes"] > 0 && bs.Stats["osim_agent_blobs_staged_total"] == 1 && tftp &&
-				slices.Contains(bs.StagedImages, img.ID)
-			got = append(got, fmt.Sprintf("%s: %v staged %v", bs.Name, bs.Stats, bs.StagedImages))
+				slices.Contains(bs.StagedImages, img.ID) && bs.Version != ""
+			got = append(got, fmt.Sprintf("%s %s: %v staged %v", bs.Name, bs.Version, bs.Stats, bs.StagedImages))
 		}
 		return ok, strings.Join(got, "; ")
 	})

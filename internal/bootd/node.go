@@ -26,6 +26,7 @@ import (
 	"osim/dataplane/httpboot"
 	"osim/dataplane/tftp"
 	"osim/dataplane/xdp"
+	"osim/internal/buildinfo"
 	"osim/internal/diskspace"
 	"osim/metrics"
 )
@@ -129,7 +130,7 @@ func Build(k *Checked, o Options) (n *Node, err error) {
 			DefaultBootFiles: w.bootFiles, Unknown: w.unknown, Fallback: folder, FallbackFiles: hfiles,
 			Logger: log, Registry: n.reg, Stats: n.reg, Space: n.disk,
 			DiscoveryImage: w.discovery.image, DiscoverThen: w.discovery.then, BootLoop: w.discovery.loop,
-			EgressCeiling: w.egressCeiling})
+			EgressCeiling: w.egressCeiling, Version: buildinfo.Get().Short()})
 		if err != nil {
 			return n, fmt.Errorf("agent: %w", err)
 		}
