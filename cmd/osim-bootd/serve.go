@@ -22,7 +22,7 @@ import (
 type serveFlags struct {
 	config, address, mode, tftpRoot, files, metricsListen string
 	grace                                                 time.Duration
-	logLevel, cpuProfile                                  string
+	logLevel, logFormat, cpuProfile                       string
 	levelSet, check                                       bool
 	memLimit                                              int
 }
@@ -38,6 +38,7 @@ func parseServeFlags(args []string) (*serveFlags, error) {
 	fs.StringVar(&f.metricsListen, "metrics-listen", "", "override: serve Prometheus /metrics on this TCP address")
 	fs.DurationVar(&f.grace, "grace", 5*time.Second, "on SIGINT/SIGTERM, how long running transfers may finish")
 	fs.StringVar(&f.logLevel, "log-level", "info", "debug, info, warn or error")
+	fs.StringVar(&f.logFormat, "log-format", "text", "text (key=value) or json, one line per event on stderr")
 	fs.BoolVar(&f.check, "check", false, "check the config, print what would run, and exit")
 	fs.StringVar(&f.cpuProfile, "cpu-profile", "", "write a Go CPU profile (go tool pprof) of the whole run to this file, finished at exit")
 	fs.IntVar(&f.memLimit, "memory-limit-mib", 320, "soft limit of the Go heap in MiB (runtime/debug.SetMemoryLimit): the GC works harder near it instead of doubling the heap; 0: none. GOMEMLIMIT, when set, wins")
@@ -69,7 +70,7 @@ func runServe(args []string) int {
 		return 2
 	}
 	tuneRuntime(f.memLimit)
-	log, level, err := logging.NewLeveled(f.logLevel)
+	log, level, err := logging.NewLeveled(f.logLevel, f.logFormat)
 	if err != nil {
 		return fail(err, 2)
 	}

@@ -38,6 +38,7 @@ func runTFTP(args []string) int {
 		grace        = fs.Duration("grace", 5*time.Second, "on SIGINT/SIGTERM, how long running transfers may finish")
 		spin         = fs.Duration("lockstep-spin", 50*time.Microsecond, "busy-poll this long for the next ACK of a lockstep transfer before sleeping, while few transfers run (negative: never)")
 		logLevel     = fs.String("log-level", "info", "debug, info, warn or error")
+		logFormat    = fs.String("log-format", "text", "text (key=value) or json, one line per event on stderr")
 	)
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -45,7 +46,7 @@ func runTFTP(args []string) int {
 		}
 		return 2
 	}
-	log, err := logging.New(*logLevel)
+	log, err := logging.New(*logLevel, *logFormat)
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "osim-bootd tftp: %v\n", err)
 		return 2

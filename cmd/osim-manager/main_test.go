@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"context"
+	"encoding/json"
 	"io"
 	"net/http"
 	"os"
@@ -84,23 +85,53 @@ func TestServeBootstrapsAnAdminAndShutsDownOnSIGTERM(t *testing.T) {
 	}
 
 	// A second start with the same file keeps the existing admin token.
-	cmd2 := exec.Command(bin, "serve", "--listen", "127.0.0.1:0", "--data-dir", data, "--bootstrap-token-file", tokFile)
-	stdout2, _ := cmd2.StdoutPipe()
-	cmd2.Stderr = testLog{t}
-	if err := cmd2.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer cmd2.Process.Kill() //nolint:errcheck // if the test fails before SIGINT
-	if _, err := bufio.NewReader(stdout2).ReadString('\n'); err != nil {
-		t.Fatal(err)
-	}
+	cmd2, _ := startServe(t, bin, "--listen", "127.0.0.1:0", "--data-dir", data, "--bootstrap-token-file", tokFile)
 	again, _ := os.ReadFile(tokFile)
 	if string(again) != string(secret) {
 		t.Fatal("a restart replaced the bootstrap token")
 	}
-	_ = cmd2.Process.Signal(os.Interrupt)
-	if err := cmd2.Wait(); err != nil {
-		t.Fatalf("second serve: %v", err)
+	stopServe(t, cmd2)
+}
+
+// --log-format json: every line on stderr is one JSON object with the
+// same keys as the text lines.
+func TestServeLogsJSON(t *testing.T) {
+	bin := buildManager(t)
+	cmd := exec.Command(bin, "serve", "--listen", "127.0.0.1:0", "--data-dir", t.TempDir(), "--log-format", "json",
+		"--bootstrap-token-file", filepath.Join(t.TempDir(), "tok"))
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer cmd.Process.Kill() //nolint:errcheck // stopped below unless the test failed
+	sc := bufio.NewScanner(stderr)
+	var url string
+	for url == "" && sc.Scan() {
+		var ev map[string]any
+		if err := json.Unmarshal(sc.Bytes(), &ev); err != nil {
+			t.Fatalf("a log line that is not JSON: %q: %v", sc.Text(), err)
+		}
+		if ev["level"] == nil || ev["time"] == nil {
+			t.Fatalf("a log line without level or time: %q", sc.Text())
+		}
+		if ev["msg"] == "serving" {
+			url, _ = ev["url"].(string)
+		}
+	}
+	if !strings.HasPrefix(url, "http://127.0.0.1:") {
+		t.Fatalf("no serving line with its url (%q)", url)
+	}
+	_ = cmd.Process.Signal(syscall.SIGTERM)
+	for sc.Scan() {
+		if !json.Valid(sc.Bytes()) {
+			t.Errorf("a log line that is not JSON: %q", sc.Text())
+		}
+	}
+	if err := cmd.Wait(); err != nil {
+		t.Fatalf("serve: %v", err)
 	}
 }
 
@@ -127,38 +158,57 @@ func (l testLog) Write(b []byte) (int, error) {
 }
 
 // startServe runs `osim-manager serve args...` and returns it with the base
-// URL (http or https, without /api/v1) from the line it prints first. The
-// process is killed when the test ends, if it still runs.
+// URL (http or https, without /api/v1) from its "serving" log line. The
+// process is killed when the test ends, if it still runs; what it wrote to
+// stdout (nothing, the manager only logs) fails the test.
 func startServe(t *testing.T, bin string, args ...string) (*exec.Cmd, string) {
 	t.Helper()
 	cmd := exec.Command(bin, append([]string{"serve"}, args...)...)
-	stdout, err := cmd.StdoutPipe()
+	stderr, err := cmd.StderrPipe()
 	if err != nil {
 		t.Fatal(err)
 	}
-	cmd.Stderr = testLog{t}
+	// A file, not a pipe: no copying goroutine, and readable at the end.
+	stdout, err := os.Create(filepath.Join(t.TempDir(), "stdout"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd.Stdout = stdout
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { cmd.Process.Kill() }) //nolint:errcheck // already gone when the test stopped it
-	first := make(chan string, 1)
-	go func() {
-		sc := bufio.NewScanner(stdout)
-		if sc.Scan() {
-			first <- sc.Text()
+	logged := make(chan struct{})
+	t.Cleanup(func() {
+		cmd.Process.Kill() //nolint:errcheck // already gone when the test stopped it
+		select {           // its last lines are logged before the test ends
+		case <-logged:
+		case <-time.After(5 * time.Second):
 		}
-		io.Copy(io.Discard, stdout) //nolint:errcheck // keep the pipe drained
+		stdout.Close()
+		if b, _ := os.ReadFile(stdout.Name()); len(b) > 0 {
+			t.Errorf("osim-manager serve wrote to stdout: %q", b)
+		}
+	})
+	serving := make(chan string, 1)
+	go func() {
+		defer close(logged)
+		sc := bufio.NewScanner(stderr)
+		for sc.Scan() {
+			l := sc.Text()
+			t.Log(l)
+			if strings.Contains(l, "msg=serving ") {
+				if _, rest, ok := strings.Cut(l, " url="); ok {
+					u, _, _ := strings.Cut(rest, " ")
+					serving <- u
+				}
+			}
+		}
 	}()
 	select {
-	case l := <-first:
-		// "osim-manager serving http://127.0.0.1:PORT/api/v1/"
-		i := strings.Index(l, "http")
-		if i < 0 {
-			t.Fatalf("first line %q has no URL", l)
-		}
-		return cmd, strings.TrimSuffix(strings.TrimSuffix(l[i:], "/"), api.Prefix)
+	case u := <-serving:
+		return cmd, u
 	case <-time.After(30 * time.Second):
-		t.Fatal("serve printed no URL in 30s")
+		t.Fatal("serve logged no serving line in 30s")
 	}
 	return nil, ""
 }

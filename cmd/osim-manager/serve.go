@@ -21,6 +21,7 @@ import (
 	"osim/controlplane/manager"
 	"osim/controlplane/mdb"
 	"osim/controlplane/secretbox"
+	"osim/internal/buildinfo"
 	"osim/internal/diskspace"
 	"osim/internal/logging"
 	"osim/metrics"
@@ -102,6 +103,7 @@ func parseServe(args []string) (o serveOpts, code int) {
 	tlsKey := fs.String("tls-key", "", "TLS private key (PEM)")
 	fs.StringVar(&o.bootstrap, "bootstrap-token-file", "", "if the MDB has no admin token, make one and write its secret to this file (0600)")
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
+	logFormat := fs.String("log-format", "text", "text (key=value) or json, one line per event on stderr")
 	fs.DurationVar(&o.hbEvery, "heartbeat-interval", 10*time.Second, "expected boot server heartbeat interval: stale after 3, down after 10 missed")
 	fs.DurationVar(&o.grace, "grace", 5*time.Second, "on SIGINT/SIGTERM, how long running requests may finish")
 	fs.Int64Var(&o.maxImage, "max-image-size", mdb.DefaultMaxBlobSize, "largest blob (image file) an upload may announce, in bytes")
@@ -127,7 +129,7 @@ func parseServe(args []string) (o serveOpts, code int) {
 		return fail("unexpected arguments %q", fs.Args())
 	}
 	var err error
-	if o.log, err = logging.New(*logLevel); err != nil {
+	if o.log, err = logging.New(*logLevel, *logFormat); err != nil {
 		return fail("%v", err)
 	}
 	if (*tlsCert == "") != (*tlsKey == "") {
@@ -235,8 +237,9 @@ func (o serveOpts) serveAPI(ctx context.Context, h http.Handler) int {
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
 	url := scheme + "://" + ln.Addr().String()
-	fmt.Printf("osim-manager serving %s%s/\n", url, api.Prefix)
-	log.Info("serving", "url", url, "data_dir", o.dataDir)
+	// Logs only: stdout stays empty, so a unit's journal or a log
+	// shipper sees one stream of one format.
+	log.Info("serving", "url", url, "api", url+api.Prefix+"/", "data_dir", o.dataDir, "version", buildinfo.Get().Short())
 	errc := make(chan error, 1)
 	go func() { errc <- hs.Serve(ln) }()
 	select {

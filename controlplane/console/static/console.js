@@ -74,6 +74,16 @@
     document.body.addEventListener("htmx:afterSwap", function (e) {
       localTimes(document);
     });
+    // A refresh already on its way when the user pressed a button must
+    // not land under the click either: its swap is dropped and the
+    // refresh runs again once the user is done.
+    document.body.addEventListener("htmx:beforeSwap", function (e) {
+      var t = e.detail.target;
+      if (busy() && t && t.hasAttribute && t.hasAttribute("data-live")) {
+        e.detail.shouldSwap = false;
+        if (!deferred) deferred = setTimeout(function () { deferred = null; refresh(); }, 1600);
+      }
+    });
     var url = document.body.dataset.liveStream;
     if (!url || !document.querySelector("[data-live]") || !window.EventSource) {
       status("");
