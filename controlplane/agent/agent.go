@@ -76,7 +76,9 @@ type Config struct {
 	// EgressCeiling is the bytes/s the boot server should deliver at
 	// most, told to the manager in every heartbeat (0: not set).
 	EgressCeiling float64
-	// HeartbeatInterval defaults to 10s.
+	// HeartbeatInterval is how often the agent heartbeats. Unset, it is
+	// 10 s until the manager's answer names its interval
+	// (manager_heartbeat_interval_seconds), which it then follows.
 	HeartbeatInterval time.Duration
 	// UploadBatch is the most events per upload (default 500).
 	UploadBatch int
@@ -116,6 +118,9 @@ type Agent struct {
 
 	id        atomic.Value // boot server id (string)
 	syncLimit int          // reduced after a sync answer too large for one txn; sync goroutine only
+	// followManager: no interval configured, so the heartbeat takes the
+	// manager's.
+	followManager bool
 }
 
 type credential struct {
@@ -139,6 +144,7 @@ func New(cfg Config) (*Agent, error) {
 	if cfg.SyncWait == 0 {
 		cfg.SyncWait = 25 * time.Second
 	}
+	followManager := cfg.HeartbeatInterval == 0
 	if cfg.HeartbeatInterval == 0 {
 		cfg.HeartbeatInterval = 10 * time.Second
 	}
@@ -162,7 +168,7 @@ func New(cfg Config) (*Agent, error) {
 			return nil, fmt.Errorf("agent: blob dir: %w", err)
 		}
 	}
-	a := &Agent{cfg: cfg, db: cfg.DB, log: cfg.Logger.With("component", "agent"), space: guard{cfg.Space}}
+	a := &Agent{cfg: cfg, db: cfg.DB, log: cfg.Logger.With("component", "agent"), space: guard{cfg.Space}, followManager: followManager}
 	a.id.Store("")
 	var cred credential
 	var found bool
@@ -283,17 +289,28 @@ func (a *Agent) register(ctx context.Context) error {
 }
 
 func (a *Agent) heartbeatLoop(ctx context.Context) {
-	t, tick := a.cfg.Clock.NewTicker(a.cfg.HeartbeatInterval)
-	defer t.Stop()
+	every := a.cfg.HeartbeatInterval
+	t, tick := a.cfg.Clock.NewTicker(every)
+	defer func() { t.Stop() }()
 	for {
-		_, err := a.cfg.Client.Heartbeat(ctx, api.Heartbeat{SyncedRevision: a.Revision(), Version: a.cfg.Version,
+		bs, err := a.cfg.Client.Heartbeat(ctx, api.Heartbeat{SyncedRevision: a.Revision(), Version: a.cfg.Version,
 			PendingEvents: int(a.m.pendingValue()), BootArches: a.bootArches(),
-			Stats: a.stats(), StagedImages: a.stagedImages(), EgressCeiling: a.cfg.EgressCeiling})
+			Stats: a.stats(), StagedImages: a.stagedImages(), EgressCeiling: a.cfg.EgressCeiling,
+			IntervalSeconds: every.Seconds()})
 		if err != nil && ctx.Err() == nil {
 			a.m.reachable.Set(0)
 			a.log.Debug("heartbeat failed", "err", err)
 		} else if err == nil {
 			a.m.reachable.Set(1)
+			// The manager expects another interval: follow it (1 s to
+			// 1 h), unless one was configured here.
+			if d := time.Duration(bs.ManagerHeartbeatInterval * float64(time.Second)); a.followManager && d != every &&
+				d >= time.Second && d <= time.Hour {
+				a.log.Info("heartbeat interval: the manager's", "interval", d, "was", every)
+				t.Stop()
+				every = d
+				t, tick = a.cfg.Clock.NewTicker(every)
+			}
 		}
 		select {
 		case <-ctx.Done():

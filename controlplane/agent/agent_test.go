@@ -306,6 +306,48 @@ func TestHeartbeatsOncePerIntervalOfTheClock(t *testing.T) {
 	}
 }
 
+// With no interval configured the agent heartbeats every 10 s until the
+// manager's answer names its own interval, and then follows it; it says in
+// each heartbeat which interval it keeps. One configured stays.
+func TestHeartbeatFollowsTheManagersIntervalUnlessConfigured(t *testing.T) {
+	for _, configured := range []time.Duration{0, 30 * time.Second} {
+		e := newEnv(t, func(c *Config) { c.HeartbeatInterval = configured })
+		e.register()
+		e.fm.set(func(f *fakeManager) { f.managerInterval = 2 })
+		last := func() (int, float64) {
+			e.fm.mu.Lock()
+			defer e.fm.mu.Unlock()
+			return e.fm.heartbeats, e.fm.lastHeartbeat.IntervalSeconds
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan struct{})
+		go func() { defer close(done); e.a.heartbeatLoop(ctx) }()
+		waitFor(t, "the first heartbeat", func() bool { n, _ := last(); return n == 1 })
+		want := 10.0
+		if configured > 0 {
+			want = configured.Seconds()
+		}
+		if _, every := last(); every != want {
+			t.Errorf("configured %v: the first heartbeat says %v s, want %v", configured, every, want)
+		}
+		e.waitPending(1)
+		e.clock.Step(2 * time.Second)
+		if configured == 0 {
+			waitFor(t, "a heartbeat 2 s later", func() bool { n, _ := last(); return n == 2 })
+			if _, every := last(); every != 2 {
+				t.Errorf("following the manager: the heartbeat says %v s, want 2", every)
+			}
+		} else {
+			time.Sleep(50 * time.Millisecond)
+			if n, _ := last(); n != 1 {
+				t.Errorf("configured %v: a heartbeat after 2 s (%d)", configured, n)
+			}
+		}
+		cancel()
+		<-done
+	}
+}
+
 func TestIncrementalChangesApplyAndRestartResumesFromN(t *testing.T) {
 	e := newEnv(t, nil)
 	e.register()

@@ -36,8 +36,10 @@ type fakeManager struct {
 	reject     string // event type answered 422 (the whole batch)
 	registers  int
 	heartbeats int
-	// lastHeartbeat is the body of the last heartbeat.
-	lastHeartbeat api.Heartbeat
+	// lastHeartbeat is the body of the last heartbeat; managerInterval
+	// what the answers announce as the manager's interval (0: none).
+	lastHeartbeat   api.Heartbeat
+	managerInterval float64
 	taken         int // registrations answered 409 (name taken) before one succeeds
 	syncSince     []uint64
 	syncLimits    []int
@@ -67,8 +69,9 @@ func newFakeManager(t *testing.T) *fakeManager {
 		f.mu.Lock()
 		f.heartbeats++
 		f.lastHeartbeat = hb
+		every := f.managerInterval
 		f.mu.Unlock()
-		writeJSON(w, 200, api.BootServer{ID: "bs-1"})
+		writeJSON(w, 200, api.BootServer{ID: "bs-1", ManagerHeartbeatInterval: every})
 	}))
 	mux.HandleFunc("GET /api/v1/sync", f.auth(f.sync))
 	mux.HandleFunc("POST /api/v1/events", f.auth(f.upload))

@@ -100,6 +100,13 @@ type BootServer struct {
 	// size their orders in flight by both.
 	Egress        float64   `json:"egress_bytes_per_second,omitempty"`
 	EgressCeiling float64   `json:"egress_ceiling,omitempty"`
+	// HeartbeatInterval is the interval (seconds) its last heartbeat said
+	// it keeps: its health is judged by it (stale after 3 missed, down
+	// after 10); 0: the manager's. ManagerHeartbeatInterval is the
+	// manager's (--heartbeat-interval), which a boot server with no
+	// interval of its own configured follows.
+	HeartbeatInterval        float64 `json:"heartbeat_interval_seconds,omitempty"`
+	ManagerHeartbeatInterval float64 `json:"manager_heartbeat_interval_seconds,omitempty"`
 	Revision      uint64    `json:"revision"`
 	Created       time.Time `json:"created"`
 }
@@ -147,6 +154,9 @@ type Heartbeat struct {
 	// EgressCeiling is the bytes/s the boot server should deliver at
 	// most (its http.egress_ceiling; 0: not set).
 	EgressCeiling float64 `json:"egress_ceiling,omitempty"`
+	// IntervalSeconds is how often the boot server heartbeats (0: an
+	// older one that does not say; the manager's interval applies).
+	IntervalSeconds float64 `json:"interval_seconds,omitempty"`
 }
 
 // Limits of a heartbeat's Stats and StagedImages.

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/http"
 	"strings"
+	"time"
 
 	"osim/controlplane/api"
 	"osim/controlplane/mdb"
@@ -182,10 +183,16 @@ func (s *Server) health(bs api.BootServer) string {
 		last = bs.Created
 	}
 	age := s.now().Sub(last)
+	// By the interval the boot server said it keeps: one that beats
+	// every 30 s is not stale after 3 of the manager's 2 s.
+	every := s.cfg.HeartbeatInterval
+	if bs.HeartbeatInterval > 0 {
+		every = time.Duration(bs.HeartbeatInterval * float64(time.Second))
+	}
 	switch {
-	case age >= downAfterBeats*s.cfg.HeartbeatInterval:
+	case age >= downAfterBeats*every:
 		return api.HealthDown
-	case age >= staleAfterBeats*s.cfg.HeartbeatInterval:
+	case age >= staleAfterBeats*every:
 		return api.HealthStale
 	}
 	return api.HealthHealthy
@@ -193,6 +200,7 @@ func (s *Server) health(bs api.BootServer) string {
 
 func (s *Server) withHealth(bs api.BootServer) api.BootServer {
 	bs.Health = s.health(bs)
+	bs.ManagerHeartbeatInterval = s.cfg.HeartbeatInterval.Seconds()
 	return bs
 }
 

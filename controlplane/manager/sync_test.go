@@ -195,6 +195,33 @@ func TestSyncSinceOlderThanTheLogAnswersASnapshot(t *testing.T) {
 	}
 }
 
+// A boot server's health is judged by the interval it says it keeps, not
+// the manager's: one beating every 30 s is healthy 60 s after its last
+// heartbeat where the manager's 10 s would call it stale; each answer
+// names the manager's interval for boot servers that follow it.
+func TestHealthByTheBootServersOwnInterval(t *testing.T) {
+	e := newEnv(t)
+	ctx := t.Context()
+	bs := e.client(api.RoleBootServer)
+	got, err := bs.Heartbeat(ctx, api.Heartbeat{IntervalSeconds: 30})
+	if err != nil || got.HeartbeatInterval != 30 || got.ManagerHeartbeatInterval != 10 {
+		t.Fatalf("heartbeat: %+v %v", got, err)
+	}
+	viewer := e.client(api.RoleViewer)
+	for _, c := range []struct {
+		after time.Duration
+		want  string
+	}{{60 * time.Second, api.HealthHealthy}, {30 * time.Second, api.HealthStale}, {210 * time.Second, api.HealthDown}} {
+		e.clock.Step(c.after)
+		if l, err := viewer.ListBootServers(ctx); err != nil || len(l) != 1 || l[0].Health != c.want {
+			t.Fatalf("after +%v: %+v %v, want %s", c.after, l, err, c.want)
+		}
+	}
+	for _, bad := range []string{`{"interval_seconds":0.5}`, `{"interval_seconds":7200}`, `{"interval_seconds":-3}`} {
+		wantError(t, e.as(api.RoleBootServer, "POST", "/api/v1/bootservers/heartbeat", bad), 400, "interval_seconds")
+	}
+}
+
 func TestHeartbeatHealthAndDelete(t *testing.T) {
 	e := newEnv(t)
 	ctx := t.Context()

@@ -198,6 +198,9 @@ func validHeartbeatStats(hb api.Heartbeat) error {
 	if c := hb.EgressCeiling; math.IsNaN(c) || math.IsInf(c, 0) || c < 0 {
 		return fmt.Errorf("%w: egress_ceiling: %v is not a rate", ErrInvalid, c)
 	}
+	if i := hb.IntervalSeconds; math.IsNaN(i) || i != 0 && (i < 1 || i > 3600) {
+		return fmt.Errorf("%w: interval_seconds: %v is not 1..3600", ErrInvalid, i)
+	}
 	if len(hb.StagedImages) > api.MaxStagedImages {
 		return fmt.Errorf("%w: staged_images: %d, at most %d", ErrInvalid, len(hb.StagedImages), api.MaxStagedImages)
 	}
@@ -364,6 +367,7 @@ func (d *DB) Heartbeat(ctx context.Context, id string, hb api.Heartbeat, at time
 			b.Stats, b.StatsAt = maps.Clone(hb.Stats), at.UTC()
 		}
 		b.EgressCeiling = hb.EgressCeiling
+		b.HeartbeatInterval = hb.IntervalSeconds
 		if hb.StagedImages != nil {
 			b.StagedImages = slices.Sorted(slices.Values(hb.StagedImages))
 		}

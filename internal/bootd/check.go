@@ -11,6 +11,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 
 	"osim/controlplane/api"
 	"osim/dataplane/dhcp"
@@ -264,6 +265,9 @@ func (c *Config) checkManager(w *wiring, bad func(key, format string, args ...an
 	}
 	if !api.ValidName(m.Site) {
 		bad("manager.site", "%q: want 1-63 of A-Z a-z 0-9 . _ -", m.Site)
+	}
+	if d := m.HeartbeatInterval; d != 0 && (d < time.Second || d > time.Hour) {
+		bad("manager.heartbeat_interval", "%v: want 1s to 1h (unset: the manager's)", d)
 	}
 	if c.DataDir == "" {
 		bad("data_dir", "manager mode keeps the synced MDB, the event buffer and the blobs there: required")

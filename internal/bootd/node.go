@@ -130,7 +130,7 @@ func Build(k *Checked, o Options) (n *Node, err error) {
 			DefaultBootFiles: w.bootFiles, Unknown: w.unknown, Fallback: folder, FallbackFiles: hfiles,
 			Logger: log, Registry: n.reg, Stats: n.reg, Space: n.disk,
 			DiscoveryImage: w.discovery.image, DiscoverThen: w.discovery.then, BootLoop: w.discovery.loop,
-			EgressCeiling: w.egressCeiling, Version: buildinfo.Get().Short()})
+			EgressCeiling: w.egressCeiling, Version: buildinfo.Get().Short(), HeartbeatInterval: w.manager.HeartbeatInterval})
 		if err != nil {
 			return n, fmt.Errorf("agent: %w", err)
 		}
