@@ -40,14 +40,14 @@ type fakeManager struct {
 	// what the answers announce as the manager's interval (0: none).
 	lastHeartbeat   api.Heartbeat
 	managerInterval float64
-	taken         int // registrations answered 409 (name taken) before one succeeds
-	syncSince     []uint64
-	syncLimits    []int
-	events        map[uint64]api.Event
-	received      int // events received (duplicates included)
-	blobs         map[string][]byte
-	corrupt       map[string]bool
-	ranges        []string
+	taken           int // registrations answered 409 (name taken) before one succeeds
+	syncSince       []uint64
+	syncLimits      []int
+	events          map[uint64]api.Event
+	received        int // events received (duplicates included)
+	blobs           map[string][]byte
+	corrupt         map[string]bool
+	ranges          []string
 }
 
 const (

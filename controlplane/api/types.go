@@ -98,17 +98,17 @@ type BootServer struct {
 	// last two heartbeats (0: not known yet); EgressCeiling is the most
 	// it should deliver, from its configuration (0: not set). Rollouts
 	// size their orders in flight by both.
-	Egress        float64   `json:"egress_bytes_per_second,omitempty"`
-	EgressCeiling float64   `json:"egress_ceiling,omitempty"`
+	Egress        float64 `json:"egress_bytes_per_second,omitempty"`
+	EgressCeiling float64 `json:"egress_ceiling,omitempty"`
 	// HeartbeatInterval is the interval (seconds) its last heartbeat said
 	// it keeps: its health is judged by it (stale after 3 missed, down
 	// after 10); 0: the manager's. ManagerHeartbeatInterval is the
 	// manager's (--heartbeat-interval), which a boot server with no
 	// interval of its own configured follows.
-	HeartbeatInterval        float64 `json:"heartbeat_interval_seconds,omitempty"`
-	ManagerHeartbeatInterval float64 `json:"manager_heartbeat_interval_seconds,omitempty"`
-	Revision      uint64    `json:"revision"`
-	Created       time.Time `json:"created"`
+	HeartbeatInterval        float64   `json:"heartbeat_interval_seconds,omitempty"`
+	ManagerHeartbeatInterval float64   `json:"manager_heartbeat_interval_seconds,omitempty"`
+	Revision                 uint64    `json:"revision"`
+	Created                  time.Time `json:"created"`
 }
 
 // Boot server health values.
