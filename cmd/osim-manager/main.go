@@ -19,6 +19,8 @@ usage:
   osim-manager serve --data-dir DIR [--listen ADDR] [flags]      serve the API
   osim-manager token create --role ROLE [--name N] --data-dir DIR  make a token offline, print its secret
   osim-manager token list --data-dir DIR                          list tokens offline
+  osim-manager backup --to FILE [--server URL --token-file F]       back up a running manager (or --data-dir DIR, a stopped one)
+  osim-manager restore --from FILE --data-dir DIR                 restore a backup into an empty data dir
   osim-manager credentials-key FILE                               make a key for --credentials-key (mode 600)
   osim-manager version                                            which build this is
   osim-manager help                                               this text
@@ -37,6 +39,10 @@ func main() {
 		os.Exit(runServe(os.Args[2:]))
 	case "token", "tokens":
 		os.Exit(runToken(os.Args[2:]))
+	case "backup":
+		os.Exit(runBackup(os.Args[2:]))
+	case "restore":
+		os.Exit(runRestore(os.Args[2:]))
 	case "credentials-key":
 		if len(os.Args) == 3 && strings.HasPrefix(os.Args[2], "-") { // -h, not a file name
 			fmt.Println("usage: osim-manager credentials-key FILE    (writes a new key, mode 600; refuses an existing FILE)")

@@ -2,8 +2,12 @@ package main
 
 import (
 	"bufio"
+	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"os"
@@ -289,5 +293,103 @@ func TestEveryModeAnswersHelp(t *testing.T) {
 	}
 	if out, err := exec.Command(bin, "token", "frobnicate").CombinedOutput(); err == nil || !strings.Contains(string(out), "unknown command") {
 		t.Errorf("token frobnicate: %v %s", err, out)
+	}
+}
+
+// A running manager is backed up through its API while targets are being
+// written; the backup restores into an empty dir, a manager serves it
+// with the same tokens, targets, image and blob; a cut-short backup and an
+// occupied dir are refused; a stopped manager's dir backs up offline.
+func TestBackupOfARunningManagerRestoresAndServes(t *testing.T) {
+	bin := buildManager(t)
+	dir := t.TempDir()
+	tokFile := filepath.Join(dir, "admin.token")
+	cmd, base := startServe(t, bin, "--listen", "127.0.0.1:0", "--data-dir", filepath.Join(dir, "data"), "--bootstrap-token-file", tokFile)
+	secret, _ := os.ReadFile(tokFile)
+	c := api.NewClient(base, strings.TrimSpace(string(secret)), false)
+	ctx := context.Background()
+	blob := []byte(strings.Repeat("osim backup blob ", 4096))
+	sum := sha256.Sum256(blob)
+	sha := hex.EncodeToString(sum[:])
+	if _, err := c.UploadBlob(ctx, sha, int64(len(blob)), bytes.NewReader(blob), 1<<16); err != nil {
+		t.Fatal(err)
+	}
+	img, err := c.CreateImage(ctx, api.ImageSpec{Name: "deb", Version: "1", Kind: api.KindOS,
+		Files: []api.ImageFile{{Name: "vmlinuz", SHA256: sha, Size: int64(len(blob)), Role: api.RoleKernel}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	stop := make(chan struct{})
+	loaded := make(chan int)
+	go func() { // the write load
+		n := 0
+		for {
+			select {
+			case <-stop:
+				loaded <- n
+				return
+			default:
+			}
+			if _, err := c.CreateTarget(ctx, api.TargetSpec{Hostname: fmt.Sprintf("n%d", n), MACs: []string{fmt.Sprintf("52:54:00:00:%02x:%02x", n/256, n%256)},
+				Arch: "bios", Site: "lab"}); err != nil {
+				t.Errorf("the load: %v", err)
+				loaded <- n
+				return
+			}
+			n++
+		}
+	}()
+	time.Sleep(300 * time.Millisecond)
+	file := filepath.Join(dir, "manager.backup")
+	if out, err := exec.Command(bin, "backup", "--to", file, "--server", base, "--token-file", tokFile).CombinedOutput(); err != nil {
+		t.Fatalf("backup: %v\n%s", err, out)
+	}
+	close(stop)
+	written := <-loaded
+	if out, err := exec.Command(bin, "backup", "--to", file, "--server", base, "--token-file", tokFile).CombinedOutput(); err == nil || !strings.Contains(string(out), "exists") {
+		t.Errorf("a backup over an existing file: %v %s", err, out)
+	}
+	stopServe(t, cmd)
+
+	restored := filepath.Join(dir, "restored")
+	if out, err := exec.Command(bin, "restore", "--from", file, "--data-dir", restored).CombinedOutput(); err != nil || !strings.Contains(string(out), "1 blobs") {
+		t.Fatalf("restore: %v\n%s", err, out)
+	}
+	cmd2, base2 := startServe(t, bin, "--listen", "127.0.0.1:0", "--data-dir", restored)
+	c2 := api.NewClient(base2, strings.TrimSpace(string(secret)), false)
+	l, err := c2.ListTargets(ctx, "", "", "", 1000)
+	if err != nil {
+		t.Fatalf("the restored manager with the old admin token: %v", err)
+	}
+	t.Logf("restored %d of the %d targets the load wrote", len(l.Targets), written)
+	if n := len(l.Targets); n == 0 || n > written {
+		t.Errorf("restored %d targets of %d written (some, taken while the load ran)", n, written)
+	}
+	var got bytes.Buffer
+	if _, err := c2.DownloadBlob(ctx, sha, 0, &got); err != nil || !bytes.Equal(got.Bytes(), blob) {
+		t.Errorf("the restored blob: %v, %d bytes", err, got.Len())
+	}
+	if im, err := c2.GetImage(ctx, img.ID); err != nil || im.Name != "deb" {
+		t.Errorf("the restored image: %v %+v", err, im)
+	}
+	stopServe(t, cmd2)
+
+	// A stopped manager's data dir backs up offline.
+	offline := filepath.Join(dir, "offline.backup")
+	if out, err := exec.Command(bin, "backup", "--to", offline, "--data-dir", restored).CombinedOutput(); err != nil {
+		t.Fatalf("offline backup: %v\n%s", err, out)
+	}
+	// Cut short: refused, nothing left behind.
+	b, _ := os.ReadFile(offline)
+	cut := filepath.Join(dir, "cut.backup")
+	os.WriteFile(cut, b[:len(b)-100], 0o600)
+	if out, err := exec.Command(bin, "restore", "--from", cut, "--data-dir", filepath.Join(dir, "r2")).CombinedOutput(); err == nil || !strings.Contains(string(out), "not a whole osim backup") {
+		t.Errorf("restore of a cut-short backup: %v %s", err, out)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "r2")); err == nil {
+		t.Error("a refused restore left its data dir")
+	}
+	if out, err := exec.Command(bin, "restore", "--from", offline, "--data-dir", restored).CombinedOutput(); err == nil || !strings.Contains(string(out), "not empty") {
+		t.Errorf("restore into an occupied dir: %v %s", err, out)
 	}
 }

@@ -49,7 +49,7 @@ func envDefaults(fs *flag.FlagSet) error {
 
 // openStore opens the MDB in dir and explains a lock held by another process.
 func openStore(dir string, log *slog.Logger, hint string) (*mdb.DB, error) {
-	return openStoreWith(dir, mdb.Options{Logger: log}, hint)
+	return openStoreWith(dir, mdb.Options{Logger: log, Version: buildinfo.Get().Short()}, hint)
 }
 
 func openStoreWith(dir string, opts mdb.Options, hint string) (*mdb.DB, error) {
@@ -155,7 +155,7 @@ func (o serveOpts) serve() int {
 	if err != nil {
 		return failed("%v", err)
 	}
-	db, err := openStoreWith(o.dataDir, mdb.Options{Logger: log, Space: guard, MaxBlobSize: o.maxImage}, "; stop it first")
+	db, err := openStoreWith(o.dataDir, mdb.Options{Logger: log, Space: guard, MaxBlobSize: o.maxImage, Version: buildinfo.Get().Short()}, "; stop it first")
 	if err != nil {
 		return failed("%v", err)
 	}

@@ -249,6 +249,7 @@ func (s *Server) routeTable() []route {
 		{"GET", p + "/sync", bootServers, s.sync},
 		{"GET", p + "/revision", viewers, s.revision},
 
+		{"GET", p + "/backup", admins, s.backup},
 		{"POST", p + "/credentials", admins, s.putCredential},
 		{"GET", p + "/credentials", admins, s.listCredentials},
 		{"DELETE", p + "/credentials/{name}", admins, s.deleteCredential},

@@ -38,6 +38,9 @@ type Options struct {
 	// complete blobs, BlobDir/partial/<sha> for uploads in progress.
 	// Open defaults it to <dir>/blobs; New requires it.
 	BlobDir string
+	// Version is the osim build writing the store (a backup's header
+	// names it).
+	Version string
 	// MaxBlobSize caps the size an upload may announce (default
 	// DefaultMaxBlobSize).
 	MaxBlobSize int64
@@ -89,6 +92,10 @@ type DB struct {
 
 	blobMu    sync.Mutex
 	blobLocks map[string]*blobLock // only while someone holds or writes it
+	// backups running, and the blob files whose removal waits for them
+	// (under blobMu).
+	backups          int
+	deferredRemovals []string
 
 	countMu     sync.Mutex
 	orderCounts map[api.OrderState]int // orders per state, as committed

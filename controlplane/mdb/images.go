@@ -550,18 +550,30 @@ func (d *DB) DeleteImage(ctx context.Context, id string) error {
 	}
 	// Still under d.mu: no CreateImage can start using these blobs.
 	for _, f := range im.Files {
-		if used[f.SHA256] {
-			continue
+		if !used[f.SHA256] {
+			d.removeBlob(f.SHA256)
 		}
-		unlock := d.blobLock(f.SHA256)
-		if _, ok, _ := d.uploadSize(f.SHA256); !ok {
-			if err := os.Remove(d.blobPath(f.SHA256)); err != nil && !errors.Is(err, fs.ErrNotExist) {
-				d.log.Warn("remove unused blob", "sha256", f.SHA256, "err", err)
-			}
-		}
-		unlock()
 	}
 	return nil
+}
+
+// removeBlob removes an unused blob's file (under d.mu), or, while a
+// backup runs, leaves it to the backup's end.
+func (d *DB) removeBlob(sha string) {
+	d.blobMu.Lock()
+	if d.backups > 0 {
+		d.deferredRemovals = append(d.deferredRemovals, sha)
+		d.blobMu.Unlock()
+		return
+	}
+	d.blobMu.Unlock()
+	unlock := d.blobLock(sha)
+	defer unlock()
+	if _, ok, _ := d.uploadSize(sha); !ok {
+		if err := os.Remove(d.blobPath(sha)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			d.log.Warn("remove unused blob", "sha256", sha, "err", err)
+		}
+	}
 }
 
 func cutLast(s string) (before, after string, ok bool) {
