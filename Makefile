@@ -2,7 +2,7 @@
 GO      ?= go
 BIN     := bin
 
-.PHONY: bench-rollout bench-console console-screenshots lab-reimage lab-vagrant all build test test-short vet fmt bench-tftp bench-sync run clean fuzz bench-xdp generate bench-mass bench-mass-smoke bench-mass-image bench-dhcp bench-blobs
+.PHONY: deps bench-rollout bench-console console-screenshots lab-reimage lab-vagrant all build test test-short vet fmt bench-tftp bench-sync run clean fuzz bench-xdp generate bench-mass bench-mass-smoke bench-mass-image bench-dhcp bench-blobs
 
 all: build
 
@@ -18,7 +18,12 @@ vet:
 	$(GO) vet ./...
 	@test -z "$$(gofmt -l .)" || { echo "gofmt needed:"; gofmt -l .; exit 1; }
 
-test: vet
+# The Debian packages the tests and the demo need, installed when missing
+# (scripts/packages.sh: under a second when all are there).
+deps:
+	@bash scripts/packages.sh
+
+test: deps vet
 	$(GO) test -race -count=1 -timeout 30m ./...
 
 # Quick loop for development: no race detector, skips the slow interop cases.
@@ -41,7 +46,7 @@ bench-tftp:
 
 # Until the manager exists: osim-bootd serve (DHCP proxy on high ports, TFTP,
 # HTTP boot) on loopback with a demo target; prints what to try.
-run: build
+run: deps build
 	bash bench/demo/run.sh
 
 clean:
