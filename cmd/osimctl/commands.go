@@ -18,7 +18,8 @@ var commands = map[string]map[string]command{
 	"targets": {
 		"add":    {"register a target", targetsAdd},
 		"list":   {"list targets", targetsList},
-		"show":   {"show one target (by id or MAC)", targetsShow},
+		"show":   {"show one target (by id, MAC or hostname)", targetsShow},
+		"update": {"change a target's hostname, site, arch, address, labels or power", targetsUpdate},
 		"rm":     {"delete a target (by id or MAC)", targetsRm},
 		"import": {"create targets from a CSV or JSON file", targetsImport},
 		"accept": {"make a discovered target a normal one (hostname, labels)", targetsAccept},
@@ -41,6 +42,8 @@ var commands = map[string]map[string]command{
 	},
 	"bootservers": {
 		"list": {"list boot servers with health and sync state", bootserversList},
+		"show": {"show one boot server (by name or id): health, versions, counters", bootserversShow},
+		"rm":   {"delete a boot server and its tokens (by name or id)", bootserversRm},
 	},
 	"orders": {
 		"create":  {"create installation orders", ordersCreate},

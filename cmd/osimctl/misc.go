@@ -3,7 +3,11 @@ package main
 import (
 	"encoding/json"
 	"fmt"
+	"net/http"
+	"net/url"
+	"sort"
 	"strconv"
+	"strings"
 
 	"osim/controlplane/api"
 )
@@ -211,6 +215,79 @@ func tokensRm(a *app, args []string) error {
 	}
 	if !a.json() {
 		fmt.Fprintf(a.stdout, "revoked token %s\n", pos[0])
+	}
+	return nil
+}
+
+// bootServer finds a boot server by id or name.
+func (a *app) bootServer(ref string) (api.BootServer, error) {
+	bss, err := a.client.ListBootServers(a.ctx)
+	if err != nil {
+		return api.BootServer{}, err
+	}
+	for _, b := range bss {
+		if b.ID == ref || b.Name == ref {
+			return b, nil
+		}
+	}
+	return api.BootServer{}, fmt.Errorf("no boot server has the id or name %q", ref)
+}
+
+func bootserversShow(a *app, args []string) error {
+	fs := a.flags("bootservers.show", "usage: osimctl bootservers show NAME|ID\n")
+	pos, err := a.parse(fs, args, 1, 1)
+	if err != nil {
+		return err
+	}
+	b, err := a.bootServer(pos[0])
+	if err != nil {
+		return err
+	}
+	if a.json() {
+		return a.printJSON(b)
+	}
+	egress := "-"
+	if b.EgressCeiling > 0 || b.Egress > 0 {
+		egress = fmt.Sprintf("%.0f MB/s", b.Egress/1e6)
+		if b.EgressCeiling > 0 {
+			egress += fmt.Sprintf(" of %.0f MB/s", b.EgressCeiling/1e6)
+		}
+	}
+	a.fields([][2]string{{"id", b.ID}, {"name", b.Name}, {"site", b.Site}, {"health", b.Health},
+		{"heartbeat", age(a.now(), b.LastHeartbeat)}, {"interval", fmt.Sprintf("%gs (the manager's %gs)", b.HeartbeatInterval, b.ManagerHeartbeatInterval)},
+		{"version", dash(b.Version)}, {"synced", fmt.Sprint(b.SyncedRevision)}, {"addresses", dash(strings.Join(b.Addresses, " "))},
+		{"boot arches", dash(strings.Join(b.BootArches, " "))}, {"staged images", strconv.Itoa(len(b.StagedImages))}, {"egress", egress}})
+	if len(b.Stats) > 0 {
+		names := make([]string, 0, len(b.Stats))
+		for n := range b.Stats {
+			names = append(names, n)
+		}
+		sort.Strings(names)
+		rows := make([][]string, 0, len(names))
+		for _, n := range names {
+			rows = append(rows, []string{n, strconv.FormatFloat(b.Stats[n], 'f', -1, 64)})
+		}
+		fmt.Fprintln(a.stdout)
+		a.table([]string{"STAT", "VALUE"}, rows)
+	}
+	return nil
+}
+
+func bootserversRm(a *app, args []string) error {
+	fs := a.flags("bootservers.rm", "usage: osimctl bootservers rm NAME|ID\n\nDeletes the boot server and its tokens: a replaced appliance's old record.\n")
+	pos, err := a.parse(fs, args, 1, 1)
+	if err != nil {
+		return err
+	}
+	b, err := a.bootServer(pos[0])
+	if err != nil {
+		return err
+	}
+	if err := a.client.Do(a.ctx, http.MethodDelete, "/bootservers/"+url.PathEscape(b.ID), nil, nil, nil); err != nil {
+		return err
+	}
+	if !a.json() {
+		fmt.Fprintf(a.stdout, "deleted boot server %s (%s)\n", b.Name, b.ID)
 	}
 	return nil
 }

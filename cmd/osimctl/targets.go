@@ -4,8 +4,11 @@ import (
 	"encoding/csv"
 	"encoding/json"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
+	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -111,12 +114,12 @@ func targetsList(a *app, args []string) error {
 }
 
 func targetsShow(a *app, args []string) error {
-	fs := a.flags("targets.show", "usage: osimctl targets show ID|MAC\n")
+	fs := a.flags("targets.show", "usage: osimctl targets show ID|MAC|HOSTNAME\n")
 	pos, err := a.parse(fs, args, 1, 1)
 	if err != nil {
 		return err
 	}
-	t, err := a.client.GetTarget(a.ctx, pos[0])
+	t, err := a.target(pos[0])
 	if err != nil {
 		return err
 	}
@@ -271,3 +274,103 @@ func readTargetsCSV(r io.Reader) ([]api.TargetSpec, error) {
 		specs = append(specs, s)
 	}
 }
+
+// target finds a target by id, MAC or hostname (the manager answers ids
+// and MACs itself; a hostname is looked up).
+func (a *app) target(ref string) (api.Target, error) {
+	t, err := a.client.GetTarget(a.ctx, ref)
+	if err == nil || !api.IsStatus(err, http.StatusNotFound) || !api.ValidHostname(ref) {
+		return t, err
+	}
+	var l api.TargetList
+	if lerr := a.client.Do(a.ctx, http.MethodGet, "/targets", url.Values{"q": {ref}, "limit": {"1000"}}, nil, &l); lerr != nil {
+		return t, lerr
+	}
+	for _, c := range l.Targets {
+		if strings.EqualFold(c.Hostname, ref) {
+			return c, nil
+		}
+	}
+	return t, fmt.Errorf("no target has the id, MAC or hostname %q", ref)
+}
+
+func targetsUpdate(a *app, args []string) error {
+	const name = "osimctl targets update"
+	fs := a.flags("targets.update", "usage: osimctl targets update ID|MAC|HOSTNAME [--hostname H] [--site S] [--arch A] [--address IP]\n"+
+		"        [--label k=v ...] [--unlabel k ...] [--power-driver ipmi|libvirt|wol|manual|none --power-address A\n"+
+		"         --power-credentials NAME --power-domain D --power-interface IF]\n\n"+
+		"Changes only what is given; --label adds or replaces a label, --unlabel removes one;\n"+
+		"--power-driver none removes the power spec.\n")
+	hostname := fs.String("hostname", "", "new host name")
+	site := fs.String("site", "", "new site")
+	arch := fs.String("arch", "", "new firmware arch ("+strings.Join(api.Arches, ", ")+")")
+	address := fs.String("address", "", "new reserved address")
+	labels := kvFlag{}
+	fs.Var(labels, "label", "k=v: add or replace a label (repeatable)")
+	var unlabel multiFlag
+	fs.Var(&unlabel, "unlabel", "k: remove a label (repeatable)")
+	var power api.PowerSpec
+	fs.StringVar(&power.Driver, "power-driver", "", "the power driver; none removes the power spec")
+	fs.StringVar(&power.Address, "power-address", "", "ipmi: BMC host[:port]; libvirt: connection URI")
+	fs.StringVar(&power.Credentials, "power-credentials", "", "ipmi: the credential's name")
+	fs.StringVar(&power.Domain, "power-domain", "", "libvirt: the domain")
+	fs.StringVar(&power.Interface, "power-interface", "", "wol: the boot server's interface on the target's segment")
+	pos, err := a.parse(fs, args, 1, 1)
+	if err != nil {
+		return err
+	}
+	t, err := a.target(pos[0])
+	if err != nil {
+		return err
+	}
+	var p api.TargetPatch
+	set := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	if set["hostname"] {
+		p.Hostname = hostname
+	}
+	if set["site"] {
+		p.Site = site
+	}
+	if set["arch"] {
+		p.Arch = arch
+	}
+	if set["address"] {
+		p.Address = address
+	}
+	if len(labels) > 0 || len(unlabel) > 0 {
+		l := map[string]string{}
+		for k, v := range t.Labels {
+			l[k] = v
+		}
+		for k, v := range labels {
+			l[k] = v
+		}
+		for _, k := range unlabel {
+			delete(l, k)
+		}
+		p.Labels = &l
+	}
+	if set["power-driver"] {
+		if power.Driver == "none" {
+			power = api.PowerSpec{}
+		}
+		p.Power = &power
+	} else if set["power-address"] || set["power-credentials"] || set["power-domain"] || set["power-interface"] {
+		return usagef(name, "the --power-* flags go with --power-driver")
+	}
+	if p == (api.TargetPatch{}) {
+		return usagef(name, "nothing to change: give a flag")
+	}
+	t, err = a.client.UpdateTarget(a.ctx, t.ID, p)
+	if err != nil {
+		return err
+	}
+	return a.showTarget(t)
+}
+
+// multiFlag is a repeatable string flag.
+type multiFlag []string
+
+func (m *multiFlag) String() string     { return strings.Join(*m, ",") }
+func (m *multiFlag) Set(s string) error { *m = append(*m, s); return nil }

@@ -17,6 +17,12 @@ import (
 // client with an operator token, the manager's URL and the token.
 func Start(t testing.TB) (c *api.Client, url, token string) {
 	t.Helper()
+	return StartAs(t, api.RoleOperator)
+}
+
+// StartAs is Start with a token of role.
+func StartAs(t testing.TB, role string) (c *api.Client, url, token string) {
+	t.Helper()
 	store, err := mdb.Open(t.TempDir(), mdb.Options{})
 	if err != nil {
 		t.Fatal(err)
@@ -28,7 +34,7 @@ func Start(t testing.TB) (c *api.Client, url, token string) {
 	}
 	ts := httptest.NewServer(srv.Handler())
 	t.Cleanup(ts.Close)
-	tok, err := manager.NewToken(t.Context(), store, api.TokenRequest{Role: api.RoleOperator, Name: "ips"}, time.Now())
+	tok, err := manager.NewToken(t.Context(), store, api.TokenRequest{Role: role, Name: "test-" + role}, time.Now())
 	if err != nil {
 		t.Fatal(err)
 	}
