@@ -37,11 +37,12 @@ func bootserversList(a *app, args []string) error {
 }
 
 func eventsTail(a *app, args []string) error {
-	const help = `usage: osimctl events tail [--follow] [--order O] [--target T] [--type TY] [--after N]
+	const help = `usage: osimctl events tail [--follow] [--limit N] [--order O] [--target T] [--type TY] [--after N]
 
-Prints the events after N (default 0: all), oldest first. With --follow, keeps waiting for new
-ones (long-poll) until interrupted. With -o json: the event list as the API returns it, or,
-with --follow, one event object per line.
+Prints the events after N (default 0: all), oldest first; --limit N prints only the newest N
+(with --follow, then goes on from there). With --follow, keeps waiting for new ones (long-poll)
+until interrupted. Columns are aligned (with --follow, to the widest ids osim makes). With
+-o json: the event list as the API returns it, or, with --follow, one event object per line.
 `
 	fs := a.flags("events.tail", help)
 	follow := fs.Bool("follow", false, "keep printing new events")
@@ -51,19 +52,40 @@ with --follow, one event object per line.
 	fs.StringVar(&f.Target, "target", "", "only this target's events")
 	fs.StringVar(&f.Type, "type", "", "only events of this type (e.g. order.state, install.status)")
 	after := fs.Uint64("after", 0, "start after this sequence number")
+	limit := fs.Int("limit", 0, "only the newest N events (1..1000; 0: all)")
 	if _, err := a.parse(fs, args, 0, 0); err != nil {
 		return err
 	}
-	f.Limit = 1000
-	var all api.EventList
-	all.Last = *after
-	tw := !a.json()
-	if tw {
-		fmt.Fprintf(a.stdout, "%-8s %-19s %-15s %-12s %-12s %-17s %s\n", "SEQ", "TIME", "TYPE", "ORDER", "TARGET", "MAC", "DETAIL")
+	if *limit < 0 || *limit > 1000 {
+		return usagef("osimctl events tail", "--limit %d: want 1..1000 (0: all)", *limit)
 	}
+	header := []string{"SEQ", "TIME", "TYPE", "ORDER", "TARGET", "MAC", "DETAIL"}
+	row := func(e api.Event) []string {
+		// Installer messages and facts come from the network: table and
+		// line both print them printable.
+		return []string{strconv.FormatUint(e.Seq, 10), fmtTime(e.Time), e.Type, dash(e.Order), dash(e.Target), dash(e.MAC), eventDetail(e)}
+	}
+	// With --follow rows come one at a time: fixed widths, those of the
+	// ids osim makes (o-/t- and 12 hex digits) and of a MAC.
+	line := func(e api.Event) {
+		r := row(e)
+		fmt.Fprintf(a.stdout, "%-8s %-20s %-16s %-14s %-14s %-17s %s\n", printable(r[0]), printable(r[1]), printable(r[2]),
+			printable(r[3]), printable(r[4]), printable(r[5]), printable(r[6]))
+	}
+	var all api.EventList
+	var rows [][]string
+	all.Last = *after
 	cur := *after
+	if *limit > 0 {
+		f.Limit, f.Newest = *limit, true
+	} else {
+		f.Limit = 1000
+	}
+	if *follow && !a.json() {
+		fmt.Fprintf(a.stdout, "%-8s %-20s %-16s %-14s %-14s %-17s %s\n", "SEQ", "TIME", "TYPE", "ORDER", "TARGET", "MAC", "DETAIL")
+	}
 	for {
-		if *follow {
+		if *follow && !f.Newest {
 			f.Wait = a.longPoll()
 		}
 		l, err := a.client.ListEvents(a.ctx, cur, f)
@@ -80,16 +102,23 @@ with --follow, one event object per line.
 				fmt.Fprintln(a.stdout, string(b))
 			case a.json():
 				all.Events = append(all.Events, e)
+			case *follow:
+				line(e)
 			default:
-				// Installer messages and facts come from the network: printable.
-				fmt.Fprintf(a.stdout, "%-8d %-19s %-15s %-12s %-12s %-17s %s\n", e.Seq, fmtTime(e.Time), printable(e.Type),
-					printable(dash(e.Order)), printable(dash(e.Target)), printable(dash(e.MAC)), printable(eventDetail(e)))
+				rows = append(rows, row(e))
 			}
 		}
 		if l.Last > cur {
 			cur = l.Last
 		}
 		all.Last = cur
+		if f.Newest { // the newest N once; a follow goes on after them
+			f.Newest, f.Limit = false, 1000
+			if !*follow {
+				break
+			}
+			continue
+		}
 		if !*follow && len(l.Events) == 0 {
 			break
 		}
@@ -100,6 +129,7 @@ with --follow, one event object per line.
 		}
 		return a.printJSON(all)
 	}
+	a.table(header, rows)
 	return nil
 }
 

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -240,12 +241,129 @@ func ordersShow(a *app, args []string) error {
 	return orderByID(a, args, "show", func(id string) (api.Order, error) { return a.client.GetOrder(a.ctx, id) })
 }
 
-func ordersCancel(a *app, args []string) error {
-	return orderByID(a, args, "cancel", func(id string) (api.Order, error) { return a.client.CancelOrder(a.ctx, id) })
+func ordersCancel(a *app, args []string) error { return ordersAct(a, args, "cancel") }
+
+func ordersRetry(a *app, args []string) error { return ordersAct(a, args, "retry") }
+
+// ordersAct cancels or retries orders named by id, by the targets of a
+// selector (their live order to cancel, their last to retry), or, to
+// retry, every failed order (of a site, of a selector's targets).
+func ordersAct(a *app, args []string, verb string) error {
+	name := "osimctl orders " + verb
+	help := fmt.Sprintf("usage: osimctl orders %[1]s ID [ID ...]\n       osimctl orders %[1]s --selector SEL [--site S]\n", verb)
+	if verb == "retry" {
+		help += "       osimctl orders retry --failed [--selector SEL] [--site S]\n"
+	}
+	help += "\nEach order's outcome is one row; the exit code is 1 when any failed.\n"
+	fs := a.flags("orders."+verb, help)
+	sel := fs.String("selector", "", "the orders of the targets it matches (cancel: their live one; retry: their last)")
+	site := fs.String("site", "", "only orders of this site")
+	failed := false
+	if verb == "retry" {
+		fs.BoolVar(&failed, "failed", false, "every failed order")
+	}
+	ids, err := a.parse(fs, args, 0, -1)
+	if err != nil {
+		return err
+	}
+	if len(ids) > 0 && (*sel != "" || failed) || len(ids) == 0 && *sel == "" && !failed {
+		return usagef(name, "give order ids, or --selector%s", map[bool]string{true: " or --failed", false: ""}[verb == "retry"])
+	}
+	act := a.client.CancelOrder
+	if verb == "retry" {
+		act = a.client.RetryOrder
+	}
+	if len(ids) == 1 {
+		o, err := act(a.ctx, ids[0])
+		if err != nil {
+			return err
+		}
+		return a.showOrder(o)
+	}
+	if len(ids) == 0 {
+		if ids, err = a.selectOrders(*sel, *site, verb, failed); err != nil {
+			return err
+		}
+		if len(ids) == 0 {
+			return fmt.Errorf("no order to %s", verb)
+		}
+	}
+	var rows [][]string
+	var done []api.Order
+	bad := 0
+	for _, id := range ids {
+		o, err := act(a.ctx, id)
+		if err != nil {
+			bad++
+			rows = append(rows, []string{id, "-", "-", err.Error()})
+			continue
+		}
+		done = append(done, o)
+		rows = append(rows, []string{o.ID, o.Target, string(o.State), verb})
+	}
+	if a.json() {
+		if err := a.printJSON(api.OrderList{Orders: done}); err != nil {
+			return err
+		}
+	} else {
+		a.table([]string{"ORDER", "TARGET", "STATE", "RESULT"}, rows)
+	}
+	if bad > 0 {
+		fmt.Fprintf(a.stderr, "%d of %d orders not %s\n", bad, len(ids), map[string]string{"cancel": "cancelled", "retry": "retried"}[verb])
+		return exitCode(1)
+	}
+	return nil
 }
 
-func ordersRetry(a *app, args []string) error {
-	return orderByID(a, args, "retry", func(id string) (api.Order, error) { return a.client.RetryOrder(a.ctx, id) })
+// selectOrders finds the orders a selector's targets (cancel: their live
+// order; retry: their last) or --failed name.
+func (a *app) selectOrders(sel, site, verb string, failed bool) ([]string, error) {
+	var targets map[string]api.Target
+	if sel != "" {
+		if _, err := api.ParseSelector(sel); err != nil {
+			return nil, usagef("osimctl orders "+verb, "--selector: %v", err)
+		}
+		targets = map[string]api.Target{}
+		for after := ""; ; {
+			page, err := a.client.ListTargets(a.ctx, sel, site, after, 1000)
+			if err != nil {
+				return nil, err
+			}
+			for _, t := range page.Targets {
+				targets[t.ID] = t
+			}
+			if after = page.Next; after == "" {
+				break
+			}
+		}
+	}
+	var ids []string
+	if failed {
+		for after := ""; ; {
+			page, err := a.client.ListOrders(a.ctx, api.OrderFailed, "", site, after, 1000)
+			if err != nil {
+				return nil, err
+			}
+			for _, o := range page.Orders {
+				if _, ok := targets[o.Target]; targets == nil || ok {
+					ids = append(ids, o.ID)
+				}
+			}
+			if after = page.Next; after == "" {
+				return ids, nil
+			}
+		}
+	}
+	for _, t := range targets {
+		switch {
+		case verb == "cancel" && t.CurrentOrder != "":
+			ids = append(ids, t.CurrentOrder)
+		case verb == "retry" && t.CurrentOrder == "" && t.LastOrder != "":
+			ids = append(ids, t.LastOrder)
+		}
+	}
+	slices.Sort(ids)
+	return ids, nil
 }
 
 // watcher follows a set of orders until each is final.

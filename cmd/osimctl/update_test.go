@@ -1,7 +1,11 @@
 package main
 
 import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
+	"fmt"
 	"strings"
 	"testing"
 
@@ -89,5 +93,120 @@ func TestBootserversShowAndRm(t *testing.T) {
 	}
 	if _, errOut, code = runCmd(t, append(base, "bootservers", "show", "bs-old")...); code == 0 || !strings.Contains(errOut, "bs-old") {
 		t.Errorf("show after rm: exit %d %s", code, errOut)
+	}
+}
+
+// events tail --limit N prints the newest N, in aligned columns (the
+// widest ids osim makes, o-/t- and 12 hex digits, included).
+func TestEventsTailLimitAndColumns(t *testing.T) {
+	clearEnv(t)
+	c, url, token := mgrtest.Start(t)
+	ctx := t.Context()
+	var ids []string
+	for i := range 3 {
+		tg, err := c.CreateTarget(ctx, api.TargetSpec{Hostname: fmt.Sprintf("ev-%d", i), MACs: []string{fmt.Sprintf("52:54:00:00:0f:%02x", i)}, Site: "s1"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, tg.ID)
+	}
+	data := []byte("kernel")
+	sum := sha256.Sum256(data)
+	sha := hex.EncodeToString(sum[:])
+	if _, err := c.UploadBlob(ctx, sha, int64(len(data)), bytes.NewReader(data), 0); err != nil {
+		t.Fatal(err)
+	}
+	img, err := c.CreateImage(ctx, api.ImageSpec{Name: "deb", Version: "1", Kind: api.KindOS, Files: []api.ImageFile{{Name: "vmlinuz", SHA256: sha, Size: int64(len(data)), Role: api.RoleKernel}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, id := range ids {
+		o, err := c.CreateOrders(ctx, api.OrderRequest{Target: id, Image: img.ID})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := c.CancelOrder(ctx, o[0].ID); err != nil {
+			t.Fatal(err)
+		}
+	}
+	base := []string{"--server", url, "--token", token, "events", "tail"}
+	all, errOut, code := runCmd(t, base...)
+	lines := strings.Split(strings.TrimRight(all, "\n"), "\n")
+	if code != 0 || len(lines) < 4 {
+		t.Fatalf("tail: exit %d %s\n%s", code, errOut, all)
+	}
+	col := strings.Index(lines[0], "TARGET")
+	for _, l := range lines[1:] {
+		if len(l) <= col || l[col-1] != ' ' || l[col] == ' ' {
+			t.Errorf("column TARGET (at %d) not aligned in %q", col, l)
+		}
+	}
+	out, _, code := runCmd(t, append(base, "--limit", "2")...)
+	got := strings.Split(strings.TrimRight(out, "\n"), "\n")
+	if code != 0 || len(got) != 3 || got[2] != lines[len(lines)-1] || got[1] != lines[len(lines)-2] {
+		t.Fatalf("--limit 2: exit %d\n%s\nwant the last two of\n%s", code, out, all)
+	}
+	if _, errOut, code = runCmd(t, append(base, "--limit", "5000")...); code != 2 || !strings.Contains(errOut, "--limit") {
+		t.Errorf("--limit 5000: exit %d %s", code, errOut)
+	}
+}
+
+// orders cancel and retry by several ids and by selector, against a real
+// manager; one that fails is a row, and the exit code says so.
+func TestOrdersCancelAndRetryInBulk(t *testing.T) {
+	clearEnv(t)
+	c, url, token := mgrtest.Start(t)
+	ctx := t.Context()
+	data := []byte("kernel")
+	sum := sha256.Sum256(data)
+	sha := hex.EncodeToString(sum[:])
+	if _, err := c.UploadBlob(ctx, sha, int64(len(data)), bytes.NewReader(data), 0); err != nil {
+		t.Fatal(err)
+	}
+	img, err := c.CreateImage(ctx, api.ImageSpec{Name: "deb", Version: "1", Kind: api.KindOS, Files: []api.ImageFile{{Name: "vmlinuz", SHA256: sha, Size: int64(len(data)), Role: api.RoleKernel}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 4 {
+		rack := "r1"
+		if i == 3 {
+			rack = "r2"
+		}
+		if _, err := c.CreateTarget(ctx, api.TargetSpec{Hostname: fmt.Sprintf("b-%d", i), MACs: []string{fmt.Sprintf("52:54:00:00:1f:%02x", i)},
+			Site: "s1", Labels: map[string]string{"rack": rack}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	orders, err := c.CreateOrders(ctx, api.OrderRequest{Selector: "rack", Image: img.ID, All: true})
+	if err != nil || len(orders) != 4 {
+		t.Fatalf("orders: %v %d", err, len(orders))
+	}
+	base := []string{"--server", url, "--token", token, "orders"}
+	out, errOut, code := runCmd(t, append(base, "cancel", "--selector", "rack=r1")...)
+	if code != 0 || strings.Count(out, "cancelled") != 3 {
+		t.Fatalf("cancel by selector: exit %d %s\n%s", code, errOut, out)
+	}
+	out, errOut, code = runCmd(t, append(base, "retry", "--selector", "rack=r1")...)
+	if code != 0 || strings.Count(out, "pending") != 3 {
+		t.Fatalf("retry by selector: exit %d %s\n%s", code, errOut, out)
+	}
+	var r2 string
+	for _, o := range orders {
+		if tg, _ := c.GetTarget(ctx, o.Target); tg.Labels["rack"] == "r2" {
+			r2 = o.ID
+		}
+	}
+	out, errOut, code = runCmd(t, append(base, "cancel", r2, "o-000000000000")...)
+	if code != 1 || !strings.Contains(out, r2) || !strings.Contains(out, "o-000000000000") || !strings.Contains(errOut, "1 of 2 orders not cancelled") {
+		t.Fatalf("cancel of one good, one unknown id: exit %d %s\n%s", code, errOut, out)
+	}
+	if _, errOut, code = runCmd(t, append(base, "retry", "--failed")...); code != 1 || !strings.Contains(errOut, "no order to retry") {
+		t.Errorf("retry --failed with none failed: exit %d %s", code, errOut)
+	}
+	if _, errOut, code = runCmd(t, append(base, "cancel")...); code != 2 || !strings.Contains(errOut, "give order ids") {
+		t.Errorf("cancel with nothing: exit %d %s", code, errOut)
+	}
+	if _, errOut, code = runCmd(t, append(base, "cancel", "--failed")...); code != 2 {
+		t.Errorf("cancel --failed: exit %d %s", code, errOut)
 	}
 }
