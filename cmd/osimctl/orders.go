@@ -370,7 +370,25 @@ func (a *app) selectOrders(sel, site, verb string, failed bool) ([]string, error
 type watcher struct {
 	a      *app
 	orders map[string]api.Order
-	ids    []string // in the order given
+	ids    []string          // in the order given
+	hosts  map[string]string // target id → hostname, looked up once
+}
+
+// host names a target by its hostname (its id when it has none or the
+// lookup fails).
+func (w *watcher) host(target string) string {
+	if h, ok := w.hosts[target]; ok {
+		return h
+	}
+	if w.hosts == nil {
+		w.hosts = map[string]string{}
+	}
+	h := target
+	if t, err := w.a.client.GetTarget(w.a.ctx, target); err == nil && t.Hostname != "" {
+		h = t.Hostname
+	}
+	w.hosts[target] = h
+	return h
 }
 
 func ordersWatch(a *app, args []string) error {
@@ -604,7 +622,7 @@ func (w *watcher) printOrder(o api.Order, prev *api.Order) {
 	}
 	ts := a.now().Local().Format(time.TimeOnly)
 	if prev == nil {
-		fmt.Fprintf(a.stdout, "%s %s %s %s (attempt %d)%s\n", ts, o.ID, o.Target, o.State, o.Attempt, msg(o.Message))
+		fmt.Fprintf(a.stdout, "%s %s %s %s (attempt %d)%s\n", ts, o.ID, w.host(o.Target), o.State, o.Attempt, msg(o.Message))
 		return
 	}
 	// Every transition since the last look, in order.
@@ -614,16 +632,16 @@ func (w *watcher) printOrder(o api.Order, prev *api.Order) {
 	}
 	printed := false
 	for _, t := range o.History[start:] {
-		fmt.Fprintf(a.stdout, "%s %s %s %s -> %s%s\n", ts, o.ID, o.Target, t.From, t.To, msg(t.Reason))
+		fmt.Fprintf(a.stdout, "%s %s %s %s -> %s%s\n", ts, o.ID, w.host(o.Target), t.From, t.To, msg(t.Reason))
 		printed = true
 	}
 	if !printed && o.State != prev.State {
-		fmt.Fprintf(a.stdout, "%s %s %s %s -> %s%s\n", ts, o.ID, o.Target, prev.State, o.State, msg(o.Message))
+		fmt.Fprintf(a.stdout, "%s %s %s %s -> %s%s\n", ts, o.ID, w.host(o.Target), prev.State, o.State, msg(o.Message))
 		printed = true
 	}
 	if !printed || o.Progress != prev.Progress {
 		if o.State == api.OrderInstalling {
-			fmt.Fprintf(a.stdout, "%s %s %s installing %d%%%s\n", ts, o.ID, o.Target, o.Progress, msg(o.Message))
+			fmt.Fprintf(a.stdout, "%s %s %s installing %d%%%s\n", ts, o.ID, w.host(o.Target), o.Progress, msg(o.Message))
 		}
 	}
 }

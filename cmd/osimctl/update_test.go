@@ -200,6 +200,10 @@ func TestOrdersCancelAndRetryInBulk(t *testing.T) {
 	if code != 1 || !strings.Contains(out, r2) || !strings.Contains(out, "o-000000000000") || !strings.Contains(errOut, "1 of 2 orders not cancelled") {
 		t.Fatalf("cancel of one good, one unknown id: exit %d %s\n%s", code, errOut, out)
 	}
+	// orders watch names the target by its hostname.
+	if out, errOut, code = runCmd(t, append(base, "watch", r2)...); code != 3 || !strings.Contains(out, "b-3") { // 3: final, not done
+		t.Errorf("watch of a cancelled order: exit %d %s\n%s", code, errOut, out)
+	}
 	if _, errOut, code = runCmd(t, append(base, "retry", "--failed")...); code != 1 || !strings.Contains(errOut, "no order to retry") {
 		t.Errorf("retry --failed with none failed: exit %d %s", code, errOut)
 	}
