@@ -20,6 +20,7 @@ type app struct {
 	stdout, stderr io.Writer
 
 	server, token, tokenFile string
+	caFile                   string
 	insecure                 bool
 	output                   string
 	timeout                  time.Duration
@@ -40,13 +41,14 @@ func (a *app) flags(name, help string) *flag.FlagSet {
 	fs.StringVar(&a.token, "token", a.token, "API token (env OSIM_TOKEN)")
 	fs.StringVar(&a.tokenFile, "token-file", a.tokenFile, "file holding the API token")
 	fs.BoolVar(&a.insecure, "insecure", a.insecure, "skip TLS certificate verification")
+	fs.StringVar(&a.caFile, "ca-file", a.caFile, "trust the CA certificates (PEM) in this file for the manager (env OSIM_CA_FILE)")
 	fs.StringVar(&a.output, "o", a.output, "output: table or json")
 	fs.DurationVar(&a.timeout, "timeout", a.timeout, "limit of each HTTP request")
 	a.help = help
 	return fs
 }
 
-var globalFlags = map[string]bool{"server": true, "token": true, "token-file": true, "insecure": true, "o": true, "timeout": true}
+var globalFlags = map[string]bool{"server": true, "token": true, "token-file": true, "insecure": true, "ca-file": true, "o": true, "timeout": true}
 
 func (a *app) printHelp(fs *flag.FlagSet) {
 	fmt.Fprint(a.stdout, a.help)
@@ -68,7 +70,7 @@ func (a *app) printHelp(fs *flag.FlagSet) {
 		tw.Flush()
 	}
 	if fs.Name() != "osimctl" {
-		fmt.Fprint(a.stdout, "\nGlobal flags (--server, --token, --token-file, --insecure, -o, --timeout): see \"osimctl help\".\n")
+		fmt.Fprint(a.stdout, "\nGlobal flags (--server, --token, --token-file, --insecure, --ca-file, -o, --timeout): see \"osimctl help\".\n")
 	}
 }
 
@@ -136,7 +138,10 @@ func (a *app) connect() error {
 	if !strings.HasPrefix(a.server, "http://") && !strings.HasPrefix(a.server, "https://") {
 		return usagef("osimctl", "--server %q: want http:// or https:// URL", a.server)
 	}
-	c := api.NewClient(a.server, token, a.insecure)
+	c, err := api.NewClientCA(a.server, token, a.caFile, a.insecure)
+	if err != nil {
+		return usagef("osimctl", "--ca-file: %v", err)
+	}
 	hc := &http.Client{Timeout: a.timeout}
 	if c.HTTP != nil {
 		hc.Transport = c.HTTP.Transport

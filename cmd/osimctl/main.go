@@ -47,6 +47,7 @@ global flags (also accepted after the command):
   --token T          API token (env OSIM_TOKEN)
   --token-file FILE  read the token from FILE (wins over OSIM_TOKEN, not over --token)
   --insecure         skip TLS certificate verification
+  --ca-file FILE     trust the CA certificates (PEM) in FILE for the manager (env OSIM_CA_FILE)
   -o table|json      output format (default table; json prints the API objects)
   --timeout D        limit of each HTTP request (default 60s)
 
@@ -90,6 +91,7 @@ func (e exitCode) Error() string { return fmt.Sprintf("exit %d", int(e)) }
 func runContext(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	a := &app{ctx: ctx, stdout: stdout, stderr: stderr, now: time.Now}
 	a.server = os.Getenv("OSIM_SERVER")
+	a.caFile = os.Getenv("OSIM_CA_FILE")
 	if a.server == "" {
 		a.server = defaultServer
 	}

@@ -178,6 +178,7 @@ func runCmd(t *testing.T, args ...string) (stdout, stderr string, code int) {
 func clearEnv(t *testing.T) {
 	t.Setenv("OSIM_SERVER", "")
 	t.Setenv("OSIM_TOKEN", "")
+	t.Setenv("OSIM_CA_FILE", "")
 }
 
 func TestTargetsListPrintsTableAndJSON(t *testing.T) {

@@ -6,6 +6,8 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -212,5 +214,31 @@ func TestOrdersCancelAndRetryInBulk(t *testing.T) {
 	}
 	if _, errOut, code = runCmd(t, append(base, "cancel", "--failed")...); code != 2 {
 		t.Errorf("cancel --failed: exit %d %s", code, errOut)
+	}
+}
+
+// --ca-file: a manager behind a private CA is trusted with its CA's
+// certificate, and refused without it.
+func TestCAFile(t *testing.T) {
+	clearEnv(t)
+	_, url, token, ca := mgrtest.StartTLS(t)
+	caFile := filepath.Join(t.TempDir(), "ca.pem")
+	if err := os.WriteFile(caFile, ca, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	base := []string{"--server", url, "--token", token}
+	if out, errOut, code := runCmd(t, append(base, "--ca-file", caFile, "targets", "list")...); code != 0 {
+		t.Fatalf("with the CA: exit %d %s %s", code, out, errOut)
+	}
+	t.Setenv("OSIM_CA_FILE", caFile)
+	if out, errOut, code := runCmd(t, append(base, "targets", "list")...); code != 0 {
+		t.Fatalf("with OSIM_CA_FILE: exit %d %s %s", code, out, errOut)
+	}
+	t.Setenv("OSIM_CA_FILE", "")
+	if _, errOut, code := runCmd(t, append(base, "targets", "list")...); code == 0 || !strings.Contains(errOut, "certificate") {
+		t.Errorf("without the CA: exit %d %s", code, errOut)
+	}
+	if _, errOut, code := runCmd(t, append(base, "--ca-file", filepath.Join(t.TempDir(), "none.pem"), "targets", "list")...); code != 2 || !strings.Contains(errOut, "--ca-file") {
+		t.Errorf("a missing CA file: exit %d %s", code, errOut)
 	}
 }

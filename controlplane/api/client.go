@@ -4,12 +4,14 @@ import (
 	"bytes"
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"net/http"
 	"net/url"
+	"os"
 	"strconv"
 	"strings"
 	"time"
@@ -33,6 +35,27 @@ func NewClient(base, token string, insecure bool) *Client {
 		c.HTTP = &http.Client{Transport: tr}
 	}
 	return c
+}
+
+// NewClientCA is NewClient trusting the CA certificates (PEM) in caFile
+// for the manager's TLS certificate: a manager behind a private CA.
+func NewClientCA(base, token, caFile string, insecure bool) (*Client, error) {
+	c := NewClient(base, token, insecure)
+	if caFile == "" || insecure {
+		return c, nil
+	}
+	pem, err := os.ReadFile(caFile)
+	if err != nil {
+		return nil, fmt.Errorf("CA file: %w", err)
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(pem) {
+		return nil, fmt.Errorf("CA file %s: no PEM certificate in it", caFile)
+	}
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	tr.TLSClientConfig = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
+	c.HTTP = &http.Client{Transport: tr}
+	return c, nil
 }
 
 func (c *Client) httpClient() *http.Client {

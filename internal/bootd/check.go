@@ -40,10 +40,11 @@ type wiring struct {
 	scripts    httpboot.StaticScripts
 	tokens     httpboot.StaticTokens
 	// manager mode (manager set): the agent answers instead of the file.
-	manager   *ManagerSection
-	joinToken string
-	bootFiles map[dhcp.Arch]string
-	unknown   dhcp.Action
+	manager       *ManagerSection
+	managerClient *api.Client // manager.url with ca_file or insecure_tls
+	joinToken     string
+	bootFiles     map[dhcp.Arch]string
+	unknown       dhcp.Action
 	// egressCeiling is http.egress_ceiling in bytes/s (0: unset).
 	egressCeiling float64
 	// xdp is set when the config has an xdp section.
@@ -265,6 +266,10 @@ func (c *Config) checkManager(w *wiring, bad func(key, format string, args ...an
 	}
 	if !api.ValidName(m.Site) {
 		bad("manager.site", "%q: want 1-63 of A-Z a-z 0-9 . _ -", m.Site)
+	}
+	var err error
+	if w.managerClient, err = api.NewClientCA(m.URL, "", m.CAFile, m.InsecureTLS); err != nil {
+		bad("manager.ca_file", "%v", err)
 	}
 	if d := m.HeartbeatInterval; d != 0 && (d < time.Second || d > time.Hour) {
 		bad("manager.heartbeat_interval", "%v: want 1s to 1h (unset: the manager's)", d)

@@ -61,6 +61,9 @@ type ManagerSection struct {
 	Name          string `yaml:"name,omitempty"`            // this boot server's name
 	Site          string `yaml:"site,omitempty"`            // the site whose targets it serves
 	InsecureTLS   bool   `yaml:"insecure_tls,omitempty"`    // skip TLS verification (labs)
+	// CAFile holds the CA certificates (PEM) the manager's certificate is
+	// checked against: a manager behind a private CA.
+	CAFile string `yaml:"ca_file,omitempty"`
 	// HeartbeatInterval is how often it heartbeats (1s..1h); unset, it
 	// follows the manager's --heartbeat-interval (10 s until told).
 	HeartbeatInterval time.Duration `yaml:"heartbeat_interval,omitempty"`

@@ -101,6 +101,7 @@ func TestManagerConfigNamesEachMistake(t *testing.T) {
 		{"missing token file", base + "manager: {url: 'https://m', join_token_file: /nonexistent/t, name: bs1, site: lab}\n", "manager.join_token_file"},
 		{"bad name", base + "manager: {url: 'https://m', join_token: j, name: 'a b', site: lab}\n", `manager.name: "a b"`},
 		{"no site", base + "manager: {url: 'https://m', join_token: j, name: bs1}\n", `manager.site: ""`},
+		{"missing CA file", base + "manager: {url: 'https://m', join_token: j, name: bs1, site: lab, ca_file: /nonexistent/ca.pem}\n", "manager.ca_file"},
 		{"heartbeat too often", base + "manager: {url: 'https://m', join_token: j, name: bs1, site: lab, heartbeat_interval: 500ms}\n", "manager.heartbeat_interval: 500ms"},
 		{"unknown key", base + "manager: {url: 'https://m', token: j, name: bs1, site: lab}\n", "field token not found"},
 		{"discovery image without discovery", base + mgr + "boot: {unknown: ignore, discovery_image: img-1}\n", `boot.discovery_image: set, but boot.unknown is "ignore"`},

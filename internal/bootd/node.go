@@ -21,7 +21,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"osim/controlplane/agent"
-	"osim/controlplane/api"
 	"osim/dataplane/dhcp"
 	"osim/dataplane/httpboot"
 	"osim/dataplane/tftp"
@@ -124,7 +123,7 @@ func Build(k *Checked, o Options) (n *Node, err error) {
 	)
 	if w.manager != nil {
 		n.agent, err = agent.New(agent.Config{DB: db, BlobDir: filepath.Join(w.dataDir, "blobs"),
-			Client:    api.NewClient(w.manager.URL, "", w.manager.InsecureTLS),
+			Client:    w.managerClient,
 			JoinToken: w.joinToken, Name: w.manager.Name, Site: w.manager.Site,
 			Addresses:        []string{w.addr.String()},
 			DefaultBootFiles: w.bootFiles, Unknown: w.unknown, Fallback: folder, FallbackFiles: hfiles,

@@ -3,6 +3,7 @@
 package mgrtest
 
 import (
+	"encoding/pem"
 	"log/slog"
 	"net/http/httptest"
 	"testing"
@@ -23,6 +24,19 @@ func Start(t testing.TB) (c *api.Client, url, token string) {
 // StartAs is Start with a token of role.
 func StartAs(t testing.TB, role string) (c *api.Client, url, token string) {
 	t.Helper()
+	c, url, token, _ = start(t, role, false)
+	return c, url, token
+}
+
+// StartTLS is Start serving HTTPS with a certificate of its own CA, which
+// it answers as PEM; the client given trusts it.
+func StartTLS(t testing.TB) (c *api.Client, url, token string, caPEM []byte) {
+	t.Helper()
+	return start(t, api.RoleOperator, true)
+}
+
+func start(t testing.TB, role string, tls bool) (c *api.Client, url, token string, caPEM []byte) {
+	t.Helper()
 	store, err := mdb.Open(t.TempDir(), mdb.Options{})
 	if err != nil {
 		t.Fatal(err)
@@ -32,11 +46,21 @@ func StartAs(t testing.TB, role string) (c *api.Client, url, token string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ts := httptest.NewServer(srv.Handler())
+	ts := httptest.NewUnstartedServer(srv.Handler())
+	if tls {
+		ts.StartTLS()
+		caPEM = pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: ts.Certificate().Raw})
+	} else {
+		ts.Start()
+	}
 	t.Cleanup(ts.Close)
 	tok, err := manager.NewToken(t.Context(), store, api.TokenRequest{Role: role, Name: "test-" + role}, time.Now())
 	if err != nil {
 		t.Fatal(err)
 	}
-	return api.NewClient(ts.URL, tok.Secret, false), ts.URL, tok.Secret
+	c = api.NewClient(ts.URL, tok.Secret, false)
+	if tls {
+		c.HTTP = ts.Client()
+	}
+	return c, ts.URL, tok.Secret, caPEM
 }
