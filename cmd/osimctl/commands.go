@@ -94,6 +94,9 @@ func (a *app) dispatch(args []string) error {
 		return a.flagError(g, "osimctl", err)
 	}
 	args = g.Args()
+	if len(args) > 0 && args[0] == "completion" {
+		return completion(a, args[1:])
+	}
 	if *showVersion || (len(args) > 0 && args[0] == "version") {
 		fmt.Fprintf(a.stdout, "osimctl %s\n", buildinfo.Get())
 		return nil

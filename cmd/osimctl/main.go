@@ -41,6 +41,8 @@ commands:
   events tail                           the event log (--follow to stream)
   tokens create|list|rm                 API tokens (admin)
   help [COMMAND]                        this text, or a command's
+  completion bash|zsh                   a shell completion script (source <(osimctl completion bash))
+  version                               which build this is
 
 global flags (also accepted after the command):
   --server URL       manager URL (env OSIM_SERVER, default ` + defaultServer + `)
