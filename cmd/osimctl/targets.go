@@ -11,6 +11,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 
 	"osim/controlplane/api"
@@ -151,68 +152,158 @@ func targetsRm(a *app, args []string) error {
 var importCSVHeader = []string{"hostname", "macs", "arch", "site", "address", "labels"}
 
 func targetsImport(a *app, args []string) error {
-	const help = `usage: osimctl targets import FILE.csv|FILE.json
+	const name = "osimctl targets import"
+	const help = `usage: osimctl targets import FILE.csv|FILE.json [--dry-run] [--skip-existing | --upsert]
 
 CSV: a header row with columns hostname, macs, site and optionally arch, address, labels;
 macs and labels separate items with ';' (52:54:00:00:00:01;52:54:00:00:00:02, rack=r1;env=lab).
 JSON: an array of target specs as the API takes them ({"hostname":..,"macs":[..],"site":..}).
-Every row is checked before any is created; then each is created, and failures are reported
-per row (exit 1 if any).
+Every entry is checked before anything is written, a MAC that two entries share and a host
+name two entries give in one site included. An entry whose MAC a target has already is an
+error, unless --skip-existing (left as it is) or --upsert (updated to the entry: hostname,
+site, arch, address, labels). --dry-run says what each entry would do and writes nothing.
+Then each is written, and failures are reported per entry (exit 1 if any).
 `
 	fs := a.flags("targets.import", help)
+	dry := fs.Bool("dry-run", false, "say what each entry would do; write nothing")
+	skip := fs.Bool("skip-existing", false, "leave targets that exist (by MAC) as they are")
+	upsert := fs.Bool("upsert", false, "update targets that exist (by MAC) to the entry")
 	pos, err := a.parse(fs, args, 1, 1)
 	if err != nil {
 		return err
 	}
+	if *skip && *upsert {
+		return usagef(name, "--skip-existing and --upsert exclude each other")
+	}
 	f, err := os.Open(pos[0])
 	if err != nil {
-		return usagef("osimctl targets import", "%v", err)
+		return usagef(name, "%v", err)
 	}
 	defer f.Close()
 	var specs []api.TargetSpec
 	switch strings.ToLower(filepath.Ext(pos[0])) {
 	case ".json":
 		if err := json.NewDecoder(f).Decode(&specs); err != nil {
-			return usagef("osimctl targets import", "%s: %v", pos[0], err)
+			return usagef(name, "%s: %v", pos[0], err)
 		}
 	case ".csv":
 		if specs, err = readTargetsCSV(f); err != nil {
-			return usagef("osimctl targets import", "%s: %v", pos[0], err)
+			return usagef(name, "%s: %v", pos[0], err)
 		}
 	default:
-		return usagef("osimctl targets import", "%s: want a .csv or .json file", pos[0])
+		return usagef(name, "%s: want a .csv or .json file", pos[0])
 	}
-	var bad []string
-	for i := range specs {
-		if err := specs[i].Validate(); err != nil {
-			bad = append(bad, fmt.Sprintf("%s: entry %d (%s): %v", pos[0], i+1, specs[i].Hostname, err))
+	if bad := checkImport(pos[0], specs); len(bad) > 0 {
+		return usagef(name, "nothing imported:\n  %s", strings.Join(bad, "\n  "))
+	}
+	// What exists already, by the entries' MACs.
+	existing := make([]*api.Target, len(specs))
+	for i, sp := range specs {
+		for _, m := range sp.MACs {
+			t, err := a.client.GetTarget(a.ctx, m)
+			if err == nil {
+				existing[i] = &t
+				break
+			}
+			if !api.IsStatus(err, http.StatusNotFound) {
+				return err
+			}
 		}
 	}
-	if len(bad) > 0 {
-		return usagef("osimctl targets import", "nothing imported:\n  %s", strings.Join(bad, "\n  "))
-	}
-	var created []api.Target
-	failed := 0
-	for i, s := range specs {
-		t, err := a.client.CreateTarget(a.ctx, s)
-		if err != nil {
+	var written []api.Target
+	var plan [][]string
+	failed, skipped, updated := 0, 0, 0
+	for i, sp := range specs {
+		ex := existing[i]
+		switch {
+		case ex != nil && *skip:
+			skipped++
+			plan = append(plan, []string{strconv.Itoa(i + 1), sp.Hostname, "skip (exists)", ex.ID})
+			continue
+		case ex != nil && !*upsert:
 			failed++
-			fmt.Fprintf(a.stderr, "osimctl: entry %d (%s): %v\n", i+1, s.Hostname, err)
+			plan = append(plan, []string{strconv.Itoa(i + 1), sp.Hostname, "error: a target has its MAC", ex.ID})
+			if !*dry {
+				fmt.Fprintf(a.stderr, "osimctl: entry %d (%s): target %s (%s) has its MAC (--skip-existing or --upsert)\n", i+1, sp.Hostname, ex.ID, ex.Hostname)
+			}
+			continue
+		case *dry && ex != nil:
+			plan = append(plan, []string{strconv.Itoa(i + 1), sp.Hostname, "update", ex.ID})
+			continue
+		case *dry:
+			plan = append(plan, []string{strconv.Itoa(i + 1), sp.Hostname, "create", "-"})
 			continue
 		}
-		created = append(created, t)
+		var t api.Target
+		if ex != nil {
+			labels, macs := sp.Labels, sp.MACs
+			if labels == nil {
+				labels = map[string]string{}
+			}
+			t, err = a.client.UpdateTarget(a.ctx, ex.ID, api.TargetPatch{Hostname: &sp.Hostname, Site: &sp.Site, Arch: &sp.Arch,
+				Address: &sp.Address, Labels: &labels, MACs: &macs})
+			updated++
+		} else {
+			t, err = a.client.CreateTarget(a.ctx, sp)
+		}
+		if err != nil {
+			failed++
+			fmt.Fprintf(a.stderr, "osimctl: entry %d (%s): %v\n", i+1, sp.Hostname, err)
+			continue
+		}
+		written = append(written, t)
+	}
+	if *dry {
+		if a.json() {
+			return a.printJSON(plan)
+		}
+		a.table([]string{"ENTRY", "HOSTNAME", "WOULD", "TARGET"}, plan)
+		if failed > 0 {
+			return fmt.Errorf("targets import: %d of %d entries would fail", failed, len(specs))
+		}
+		return nil
 	}
 	if a.json() {
-		if err := a.printJSON(api.TargetList{Targets: append([]api.Target{}, created...)}); err != nil {
+		if err := a.printJSON(api.TargetList{Targets: append([]api.Target{}, written...)}); err != nil {
 			return err
 		}
 	} else {
-		a.table(targetHeader, targetRows(created))
+		a.table(targetHeader, targetRows(written))
+	}
+	if skipped+updated > 0 {
+		fmt.Fprintf(a.stderr, "%d created, %d updated, %d skipped (existing)\n", len(written)-updated, updated, skipped)
 	}
 	if failed > 0 {
 		return fmt.Errorf("targets import: %d of %d entries failed", failed, len(specs))
 	}
 	return nil
+}
+
+// checkImport checks every entry, and what two entries of one file may
+// not share: a MAC, or a host name in one site.
+func checkImport(file string, specs []api.TargetSpec) []string {
+	var bad []string
+	macAt, hostAt := map[string]int{}, map[string]int{}
+	for i := range specs {
+		sp := &specs[i]
+		if err := sp.Validate(); err != nil {
+			bad = append(bad, fmt.Sprintf("%s: entry %d (%s): %v", file, i+1, sp.Hostname, err))
+			continue
+		}
+		for _, m := range sp.MACs {
+			c, _ := api.CanonicalMAC(m)
+			if j, ok := macAt[c]; ok {
+				bad = append(bad, fmt.Sprintf("%s: entry %d (%s): MAC %s is entry %d's too", file, i+1, sp.Hostname, c, j))
+			}
+			macAt[c] = i + 1
+		}
+		key := strings.ToLower(sp.Site + "/" + sp.Hostname)
+		if j, ok := hostAt[key]; ok {
+			bad = append(bad, fmt.Sprintf("%s: entry %d: host name %s in site %s is entry %d's too", file, i+1, sp.Hostname, sp.Site, j))
+		}
+		hostAt[key] = i + 1
+	}
+	return bad
 }
 
 func readTargetsCSV(r io.Reader) ([]api.TargetSpec, error) {

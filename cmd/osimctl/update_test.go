@@ -242,3 +242,61 @@ func TestCAFile(t *testing.T) {
 		t.Errorf("a missing CA file: exit %d %s", code, errOut)
 	}
 }
+
+// targets import against a real manager: a MAC two entries share is
+// caught before anything is written; --dry-run writes nothing; an existing
+// target is an error, skipped with --skip-existing, updated with --upsert.
+func TestTargetsImportExistingAndDuplicates(t *testing.T) {
+	clearEnv(t)
+	c, url, token := mgrtest.Start(t)
+	ctx := t.Context()
+	if _, err := c.CreateTarget(ctx, api.TargetSpec{Hostname: "old-1", MACs: []string{"52:54:00:00:2f:01"}, Site: "s1",
+		Labels: map[string]string{"rack": "r0"}}); err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	write := func(name, body string) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, []byte(body), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	base := []string{"--server", url, "--token", token, "targets", "import"}
+	dup := write("dup.csv", "hostname,macs,site\nn-1,52:54:00:00:2f:11,s1\nn-2,52-54-00-00-2F-11,s1\nn-1,52:54:00:00:2f:12,s1\n")
+	_, errOut, code := runCmd(t, append(base, dup)...)
+	if code != 2 || !strings.Contains(errOut, "MAC 52:54:00:00:2f:11 is entry 1's too") || !strings.Contains(errOut, "host name n-1 in site s1 is entry 1's too") {
+		t.Fatalf("duplicates: exit %d %s", code, errOut)
+	}
+	if l, _ := c.ListTargets(ctx, "", "", "", 100); len(l.Targets) != 1 {
+		t.Fatalf("a refused import wrote %d targets", len(l.Targets)-1)
+	}
+	file := write("nodes.csv", "hostname,macs,site,labels\nold-1-renamed,52:54:00:00:2f:01,s1,rack=r1\nnew-2,52:54:00:00:2f:02,s1,rack=r1\n")
+	out, errOut, code := runCmd(t, append(base, file, "--dry-run", "--upsert")...)
+	if code != 0 || !strings.Contains(out, "update") || !strings.Contains(out, "create") {
+		t.Fatalf("dry run: exit %d %s\n%s", code, errOut, out)
+	}
+	if out, _, code = runCmd(t, append(base, file, "--dry-run")...); code != 1 || !strings.Contains(out, "error: a target has its MAC") {
+		t.Fatalf("dry run without --upsert: exit %d\n%s", code, out)
+	}
+	if l, _ := c.ListTargets(ctx, "", "", "", 100); len(l.Targets) != 1 {
+		t.Fatal("a dry run wrote targets")
+	}
+	// Without a flag the existing entry fails and the new one is made.
+	if _, errOut, code = runCmd(t, append(base, file)...); code != 1 || !strings.Contains(errOut, "has its MAC") {
+		t.Fatalf("existing without a flag: exit %d %s", code, errOut)
+	}
+	if _, errOut, code = runCmd(t, append(base, file, "--skip-existing")...); code != 0 || !strings.Contains(errOut, "0 created, 0 updated, 2 skipped") {
+		t.Fatalf("--skip-existing: exit %d %s", code, errOut)
+	}
+	if _, errOut, code = runCmd(t, append(base, file, "--upsert")...); code != 0 || !strings.Contains(errOut, "0 created, 2 updated") {
+		t.Fatalf("--upsert: exit %d %s", code, errOut)
+	}
+	got, err := c.GetTarget(ctx, "52:54:00:00:2f:01")
+	if err != nil || got.Hostname != "old-1-renamed" || got.Labels["rack"] != "r1" {
+		t.Fatalf("after --upsert: %v %+v", err, got)
+	}
+	if _, errOut, code = runCmd(t, append(base, file, "--upsert", "--skip-existing")...); code != 2 {
+		t.Errorf("both flags: exit %d %s", code, errOut)
+	}
+}
