@@ -2,12 +2,18 @@
 GO      ?= go
 BIN     := bin
 
-.PHONY: deps bench-rollout bench-console console-screenshots lab-reimage lab-vagrant all build test test-short vet fmt bench-tftp bench-sync run clean fuzz bench-xdp generate bench-mass bench-mass-smoke bench-mass-image bench-dhcp bench-blobs
+.PHONY: man deps bench-rollout bench-console console-screenshots lab-reimage lab-vagrant all build test test-short vet fmt bench-tftp bench-sync run clean fuzz bench-xdp generate bench-mass bench-mass-smoke bench-mass-image bench-dhcp bench-blobs
 
 all: build
 
 # osim-installer is the init of the boot image: static (no cgo), so the
 # initramfs needs no ld.so; osim-ips takes it from next to itself.
+# Man pages from the same help text -h prints: bin/man/<command>.1
+# (man -l bin/man/osimctl.1).
+man: build
+	mkdir -p $(BIN)/man
+	for c in osim-manager osim-bootd osimctl osim-ips; do $(BIN)/$$c man > $(BIN)/man/$$c.1 || exit 1; done
+
 # -buildvcs=auto stamps the commit into each binary (--version,
 # osim_build_info) where a checkout is, whatever GOFLAGS says.
 build:

@@ -40,7 +40,8 @@ packages=(tftp-hpa atftp curl iproute2 tftpd-hpa dnsmasq-base
 	qemu-utils debootstrap debian-installer-12-netboot-amd64 openssh-client
 	python3 python3-requests python3-yaml python3-configobj python3-jinja2 python3-jsonpatch
 	python3-jsonschema python3-oauthlib python3-netifaces
-	chromium openipmi ipmitool libvirt-daemon-system libvirt-clients libvirt-daemon-driver-qemu vagrant vagrant-libvirt)
+	chromium openipmi ipmitool libvirt-daemon-system libvirt-clients libvirt-daemon-driver-qemu vagrant vagrant-libvirt
+	groff-base)
 
 missing=()
 installed="$(dpkg-query -W -f='${Package} ${Status}\n' "${packages[@]}" 2>/dev/null | awk '$4 == "installed" {print $1}' || true)"

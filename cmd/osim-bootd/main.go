@@ -7,6 +7,7 @@ import (
 	"os"
 
 	"osim/internal/buildinfo"
+	"osim/internal/manpage"
 )
 
 const usage = `osim-bootd: the osim boot server
@@ -30,6 +31,9 @@ func main() {
 		os.Exit(runServe(os.Args[2:]))
 	case "tftp":
 		os.Exit(runTFTP(os.Args[2:]))
+	case "man":
+		os.Stdout.Write(manpage.Render(manpage.Page{Name: "osim-bootd", Summary: "the osim boot server: DHCP, TFTP and HTTP boot",
+			Version: buildinfo.Get().Short(), Sections: []manpage.Section{{Title: "usage", Text: usage}}}))
 	case "version", "--version", "-version":
 		fmt.Printf("%s %s\n", "osim-bootd", buildinfo.Get())
 	case "help", "-h", "--help":

@@ -11,6 +11,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"osim/internal/manpage"
 )
 
 func TestTFTPModeRejectsBadFlags(t *testing.T) {
@@ -155,4 +157,16 @@ func startServe(t *testing.T, bin, dir, cfg string) (*exec.Cmd, *logBuffer) {
 	cfgPath := filepath.Join(dir, "serve.yaml")
 	os.WriteFile(cfgPath, []byte(cfg), 0o644)
 	return startLogged(t, bin, "serve", "--config", cfgPath)
+}
+
+// osim-bootd man: its usage as a man page groff formats without a
+// warning.
+func TestManPage(t *testing.T) {
+	out, err := exec.Command(buildBootd(t), "man").Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if text := manpage.Check(t, out); !strings.Contains(text, "osim-bootd serve --config FILE") {
+		t.Errorf("the page lacks the usage:\n%s", text)
+	}
 }

@@ -19,6 +19,7 @@ import (
 
 	"osim/controlplane/api"
 	"osim/internal/buildinfo"
+	"osim/internal/manpage"
 	"osim/ips/bootimage"
 	"osim/ips/build"
 	"osim/ips/initramfs"
@@ -62,6 +63,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		err = bootImage(ctx, log, args[1:], stdout, stderr)
 	case "test-image":
 		err = testImage(ctx, log, args[1:], stdout, stderr)
+	case "man":
+		stdout.Write(manpage.Render(manpage.Page{Name: "osim-ips", Summary: "the osim Image Prepare System: builds and registers images",
+			Version: buildinfo.Get().Short(), Sections: []manpage.Section{{Title: "usage", Text: usage}}}))
 	case "version", "--version", "-version":
 		// The build; the tool version the manifests record is version.
 		fmt.Fprintf(stdout, "osim-ips %s (manifests record tool version %q)\n", buildinfo.Get(), version)

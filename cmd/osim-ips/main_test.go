@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"osim/controlplane/api"
+	"osim/internal/manpage"
 	"osim/internal/mgrtest"
 	"osim/ips/bootimage"
 	"osim/ips/kernel"
@@ -141,5 +142,16 @@ func TestBuildNamesEveryRecipeMistake(t *testing.T) {
 		if code := run(t.Context(), args, &stdout, &stderr); code != 2 {
 			t.Errorf("%q: exit %d, want 2", args, code)
 		}
+	}
+}
+
+// osim-ips man: its usage as a man page groff formats without a warning.
+func TestManPage(t *testing.T) {
+	var out, errb bytes.Buffer
+	if code := run(t.Context(), []string{"man"}, &out, &errb); code != 0 {
+		t.Fatalf("exit %d %s", code, errb.String())
+	}
+	if text := manpage.Check(t, out.Bytes()); !strings.Contains(text, "osim-ips build RECIPE.yaml") {
+		t.Errorf("the page lacks the usage:\n%s", text)
 	}
 }

@@ -11,6 +11,7 @@ import (
 	"osim/internal/buildinfo"
 
 	"osim/controlplane/secretbox"
+	"osim/internal/manpage"
 )
 
 const usage = `osim-manager: the osim manager (MDB and API)
@@ -57,6 +58,9 @@ func main() {
 			os.Exit(1)
 		}
 		fmt.Printf("wrote %s: give it to osim-manager serve --credentials-key; keep a copy apart from the data dir's backups\n", os.Args[2])
+	case "man":
+		os.Stdout.Write(manpage.Render(manpage.Page{Name: "osim-manager", Summary: "the osim manager: the MDB and its HTTP API",
+			Version: buildinfo.Get().Short(), Sections: []manpage.Section{{Title: "usage", Text: usage}}}))
 	case "version", "--version", "-version":
 		fmt.Printf("%s %s\n", "osim-manager", buildinfo.Get())
 	case "help", "-h", "--help":

@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"osim/controlplane/api"
+	"osim/internal/manpage"
 )
 
 // buildManager compiles the command once per test binary run.
@@ -391,5 +392,17 @@ func TestBackupOfARunningManagerRestoresAndServes(t *testing.T) {
 	}
 	if out, err := exec.Command(bin, "restore", "--from", offline, "--data-dir", restored).CombinedOutput(); err == nil || !strings.Contains(string(out), "not empty") {
 		t.Errorf("restore into an occupied dir: %v %s", err, out)
+	}
+}
+
+// osim-manager man: its usage as a man page groff formats without a
+// warning.
+func TestManPage(t *testing.T) {
+	out, err := exec.Command(buildManager(t), "man").Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if text := manpage.Check(t, out); !strings.Contains(text, "osim-manager backup --to FILE") {
+		t.Errorf("the page lacks the usage:\n%s", text)
 	}
 }

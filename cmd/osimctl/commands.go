@@ -97,6 +97,9 @@ func (a *app) dispatch(args []string) error {
 	if len(args) > 0 && args[0] == "completion" {
 		return completion(a, args[1:])
 	}
+	if len(args) > 0 && args[0] == "man" {
+		return manPage(a)
+	}
 	if *showVersion || (len(args) > 0 && args[0] == "version") {
 		fmt.Fprintf(a.stdout, "osimctl %s\n", buildinfo.Get())
 		return nil

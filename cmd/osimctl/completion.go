@@ -4,6 +4,9 @@ import (
 	"fmt"
 	"sort"
 	"strings"
+
+	"osim/internal/buildinfo"
+	"osim/internal/manpage"
 )
 
 // completion prints a shell completion script for bash or zsh, made
@@ -62,4 +65,20 @@ _osimctl() {
 	}
 	fmt.Fprint(a.stdout, script+"complete -F _osimctl osimctl\n")
 	return nil
+}
+
+// manPage prints osimctl's man page: the usage, then every command's.
+func manPage(a *app) error {
+	nouns := make([]string, 0, len(commands))
+	for n := range commands {
+		nouns = append(nouns, n)
+	}
+	sort.Strings(nouns)
+	secs := []manpage.Section{{Title: "usage", Text: usage}}
+	for _, n := range nouns {
+		secs = append(secs, manpage.Section{Title: "osimctl " + n, Text: nounUsage(n)})
+	}
+	_, err := a.stdout.Write(manpage.Render(manpage.Page{Name: "osimctl", Summary: "drive the osim manager from the command line",
+		Version: buildinfo.Get().Short(), Sections: secs}))
+	return err
 }

@@ -6,6 +6,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"osim/internal/manpage"
 )
 
 // The bash completion, run by a real bash: nouns, verbs after a noun and
@@ -42,5 +44,20 @@ func TestCompletionInBash(t *testing.T) {
 	}
 	if _, _, code := runCmd(t, "completion", "fish"); code != 2 {
 		t.Errorf("fish: exit %d, want 2", code)
+	}
+}
+
+// osimctl man: the usage and every command's, as a man page groff
+// formats without a warning.
+func TestManPage(t *testing.T) {
+	out, errOut, code := runCmd(t, "man")
+	if code != 0 {
+		t.Fatalf("exit %d %s", code, errOut)
+	}
+	text := manpage.Check(t, []byte(out))
+	for _, want := range []string{"usage: osimctl [global flags] COMMAND", "OSIMCTL ROLLOUTS", "usage: osimctl targets VERB"} {
+		if !strings.Contains(text, want) {
+			t.Errorf("the page lacks %q", want)
+		}
 	}
 }

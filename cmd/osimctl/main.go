@@ -30,12 +30,12 @@ const usage = `osimctl: drive the osim manager
 usage: osimctl [global flags] COMMAND [flags] [args]
 
 commands:
-  targets add|list|show|rm|import|accept|power
+  targets add|list|show|update|rm|import|accept|power
                                         machines to install, and their power
   credentials create|list|rm            BMC logins for power specs (admin)
   images register|list|show|rm          OS and boot images (uploads their files)
   sites get|set                         a site's default boot image
-  bootservers list                      boot servers and their health
+  bootservers list|show|rm              boot servers and their health
   orders create|list|show|watch|cancel|retry
   rollouts create|list|show|pause|resume|abort   reimages in waves (also "orders rollout …")
   events tail                           the event log (--follow to stream)
