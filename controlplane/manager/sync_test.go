@@ -217,7 +217,15 @@ func TestHealthByTheBootServersOwnInterval(t *testing.T) {
 			t.Fatalf("after +%v: %+v %v, want %s", c.after, l, err, c.want)
 		}
 	}
-	for _, bad := range []string{`{"interval_seconds":0.5}`, `{"interval_seconds":7200}`, `{"interval_seconds":-3}`} {
+	// A test's agent beats every 200 ms: accepted, judged by it.
+	if got, err := bs.Heartbeat(ctx, api.Heartbeat{IntervalSeconds: 0.2}); err != nil || got.HeartbeatInterval != 0.2 || got.Health != api.HealthHealthy {
+		t.Fatalf("a 200 ms heartbeat: %+v %v", got, err)
+	}
+	e.clock.Step(time.Second)
+	if l, _ := viewer.ListBootServers(ctx); len(l) != 1 || l[0].Health != api.HealthStale {
+		t.Fatalf("1 s after a 200 ms heartbeat: %+v, want stale", l)
+	}
+	for _, bad := range []string{`{"interval_seconds":7200}`, `{"interval_seconds":-3}`} {
 		wantError(t, e.as(api.RoleBootServer, "POST", "/api/v1/bootservers/heartbeat", bad), 400, "interval_seconds")
 	}
 }

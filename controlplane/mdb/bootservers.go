@@ -198,8 +198,10 @@ func validHeartbeatStats(hb api.Heartbeat) error {
 	if c := hb.EgressCeiling; math.IsNaN(c) || math.IsInf(c, 0) || c < 0 {
 		return fmt.Errorf("%w: egress_ceiling: %v is not a rate", ErrInvalid, c)
 	}
-	if i := hb.IntervalSeconds; math.IsNaN(i) || i != 0 && (i < 1 || i > 3600) {
-		return fmt.Errorf("%w: interval_seconds: %v is not 1..3600", ErrInvalid, i)
+	// Any positive interval up to an hour (tests beat every 200 ms; a
+	// boot server's configuration asks 1 s at least).
+	if i := hb.IntervalSeconds; math.IsNaN(i) || i < 0 || i > 3600 {
+		return fmt.Errorf("%w: interval_seconds: %v is not 0..3600", ErrInvalid, i)
 	}
 	if len(hb.StagedImages) > api.MaxStagedImages {
 		return fmt.Errorf("%w: staged_images: %d, at most %d", ErrInvalid, len(hb.StagedImages), api.MaxStagedImages)
