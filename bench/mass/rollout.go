@@ -1,6 +1,7 @@
 package mass
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -100,17 +101,12 @@ func RunRollout(ctx context.Context, o Options, r RolloutOptions) (*RolloutRepor
 	if r.WaveSize <= 0 {
 		r.WaveSize = 250
 	}
-	if o.N > MaxTargets {
-		return nil, fmt.Errorf("mass: at most %d targets (the pool)", MaxTargets)
-	}
-	ctx, cancel := context.WithTimeout(ctx, o.Timeout)
-	defer cancel()
 	t0 := time.Now()
-	lab, err := NewLab(ctx)
+	ctx, lab, done, err := openLab(ctx, o)
 	if err != nil {
 		return nil, err
 	}
-	defer lab.Close()
+	defer done()
 	rep := &RolloutReport{Mode: "rollout", Started: t0.UTC().Format(time.RFC3339), Targets: o.N, ImageBytes: o.ImageSize,
 		WaveSize: r.WaveSize, FailRate: r.FailRate, FailureBudget: r.FailureBudget, EgressCeiling: r.EgressCeiling}
 	w, err := startServers(ctx, o, lab, func(c *bootd.Config) { c.HTTP.EgressCeiling = r.EgressCeiling })
@@ -148,8 +144,11 @@ func RunRollout(ctx context.Context, o Options, r RolloutOptions) (*RolloutRepor
 	var woken, ended atomic.Int64
 	started := make([]atomic.Bool, len(ts))
 	wake := func(mac net.HardwareAddr) {
-		i := int(mac[4])<<8 | int(mac[5])
-		if len(mac) != 6 || i >= len(ts) || !bytesEqual(mac, ts[i].mac) || !started[i].CompareAndSwap(false, true) {
+		if len(mac) != 6 {
+			return
+		}
+		i := int(mac[4])<<8 | int(mac[5]) // macOf's numbering
+		if i >= len(ts) || !bytes.Equal(mac, ts[i].mac) || !started[i].CompareAndSwap(false, true) {
 			return
 		}
 		woken.Add(1)
@@ -270,8 +269,6 @@ func RunRollout(ctx context.Context, o Options, r RolloutOptions) (*RolloutRepor
 	rep.TotalSeconds = time.Since(t0).Seconds()
 	return rep, nil
 }
-
-func bytesEqual(a, b net.HardwareAddr) bool { return a.String() == b.String() }
 
 // failingDisk is a simulated disk that breaks after left bytes: the
 // installer's write fails as a real I/O error would make it.

@@ -109,17 +109,12 @@ func makeTargets(n int, uefi float64) []*target {
 // starts in a fresh lab.
 func Run(ctx context.Context, o Options) (*Report, error) {
 	o.defaults()
-	if o.N > MaxTargets {
-		return nil, fmt.Errorf("mass: at most %d targets (the pool)", MaxTargets)
-	}
-	ctx, cancel := context.WithTimeout(ctx, o.Timeout)
-	defer cancel()
 	t0 := time.Now()
-	lab, err := NewLab(ctx)
+	ctx, lab, done, err := openLab(ctx, o)
 	if err != nil {
 		return nil, err
 	}
-	defer lab.Close()
+	defer done()
 	rep := &Report{Mode: "full", Targets: o.N, UEFI: o.UEFI, Spread: o.Spread.Seconds(),
 		NBPBytes: o.NBP, KernelBytes: o.Kernel, InitrdBytes: o.Initrd, Started: t0.UTC().Format(time.RFC3339)}
 
@@ -235,6 +230,21 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 	}
 	rep.TotalSeconds = time.Since(t0).Seconds()
 	return rep, nil
+}
+
+// openLab checks o's size against the pool and builds a fresh lab under
+// o.Timeout; done closes the lab and ends the timeout.
+func openLab(ctx context.Context, o Options) (context.Context, *Lab, func(), error) {
+	if o.N > MaxTargets {
+		return ctx, nil, nil, fmt.Errorf("mass: at most %d targets (the pool)", MaxTargets)
+	}
+	ctx, cancel := context.WithTimeout(ctx, o.Timeout)
+	lab, err := NewLab(ctx)
+	if err != nil {
+		cancel()
+		return ctx, nil, nil, err
+	}
+	return ctx, lab, func() { lab.Close(); cancel() }, nil
 }
 
 // servers is a lab's manager and osim-bootd, an admin client, and the
