@@ -1,8 +1,11 @@
 package peers
 
 import (
+	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -18,6 +21,19 @@ func startSleep(t *testing.T) *exec.Cmd {
 	}
 	// Killed at the end; exited() is the one place that waits for it.
 	t.Cleanup(func() { cmd.Process.Kill() })
+	// Start returns once exec has begun, but the kernel fills the new
+	// image's arguments a moment later: until then /proc/PID/cmdline is
+	// empty and reapStale rightly sees another command (CI caught it).
+	want := strings.Join(cmd.Args, "\x00")
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(5 * time.Millisecond) {
+		b, _ := os.ReadFile("/proc/" + strconv.Itoa(cmd.Process.Pid) + "/cmdline")
+		if strings.TrimRight(string(b), "\x00") == want {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("sleep's cmdline is %q, want %q", b, want)
+		}
+	}
 	return cmd
 }
 
