@@ -20,6 +20,7 @@ import (
 
 	"osim/controlplane/api"
 	"osim/internal/badgerkv"
+	"osim/internal/storeformat"
 )
 
 // A backup is the whole store as one read transaction saw it, and the
@@ -311,6 +312,11 @@ func Restore(dir string, r io.Reader) (info BackupInfo, err error) {
 			val, err := field(64 << 20)
 			if err != nil {
 				return info, err
+			}
+			// A newer release's store is refused here, not at the first start.
+			if string(key) == string(keyFormat) && len(val) == 8 && binary.BigEndian.Uint64(val) > Layout.Current {
+				return info, fmt.Errorf("mdb: restore: %w: the backup's MDB is in format %d, this build reads formats 1 to %d: restore it with the release that wrote it (%s)",
+					storeformat.ErrTooNew, binary.BigEndian.Uint64(val), Layout.Current, info.Version)
 			}
 			if err := wb.Set(key, val); err != nil {
 				return info, err

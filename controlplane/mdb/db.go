@@ -20,6 +20,7 @@ import (
 	"osim/controlplane/api"
 	"osim/internal/badgerkv"
 	"osim/internal/clock"
+	"osim/internal/storeformat"
 )
 
 // Options tune a DB. The zero value is usable with Open.
@@ -98,7 +99,8 @@ type DB struct {
 	deferredRemovals []string
 
 	countMu     sync.Mutex
-	orderCounts map[api.OrderState]int // orders per state, as committed
+	orderCounts map[api.OrderState]int    // orders per state, as committed
+	ordersEnded map[api.OrderState]uint64 // orders that entered each final state since Open
 
 	discovered atomic.Uint64 // targets registered by discovery since Open (discovered.go)
 }
@@ -126,6 +128,12 @@ func Open(dir string, opts Options) (*DB, error) {
 	d.ownDB = true
 	return d, nil
 }
+
+// Layout is the MDB's on-disk format: the keys below and their encodings.
+// A change that an older build would misread raises Current and adds the
+// migration from the format before (see internal/storeformat and
+// docs/production.md, "Upgrades").
+var Layout = storeformat.Layout{Name: "MDB", Key: keyFormat, Current: 1}
 
 // BadgerOptions are the options Open uses for a database in dir: synced
 // writes (a committed revision survives a crash) and quiet logs. A
@@ -163,6 +171,9 @@ func New(bdb *badger.DB, opts Options) (*DB, error) {
 		if err := os.MkdirAll(filepath.Join(opts.BlobDir, sub), 0o755); err != nil {
 			return nil, fmt.Errorf("mdb: blob dir: %w", err)
 		}
+	}
+	if _, err := Layout.Open(bdb); err != nil {
+		return nil, fmt.Errorf("mdb: %w", err)
 	}
 	d := &DB{db: bdb, opts: opts, log: opts.Logger.With("component", "mdb"), blobDir: opts.BlobDir,
 		notify: make(chan struct{}), blobLocks: map[string]*blobLock{}}
@@ -220,6 +231,7 @@ func (BadgerLogger) Debugf(string, ...any) {}
 
 // Keys. Every key starts with "mdb/".
 var (
+	keyFormat = []byte("mdb/meta/format") // Layout's
 	keyRev    = []byte("mdb/meta/rev")
 	keyEvSeq  = []byte("mdb/meta/evseq")
 	keyLogMin = []byte("mdb/meta/logmin")
@@ -293,8 +305,10 @@ type wtx struct {
 	// of the same object in one transaction replaces the first.
 	changes []logEntry
 	pos     map[string]int
-	// orderDelta is how this transaction changes the orders per state.
+	// orderDelta is how this transaction changes the orders per state,
+	// ended how many orders it moved into each final state.
 	orderDelta map[api.OrderState]int
+	ended      map[api.OrderState]uint64
 	// discovered counts the targets discovery registered in this transaction.
 	discovered uint64
 }
@@ -309,6 +323,12 @@ func (w *wtx) countOrder(from, to api.OrderState) {
 		w.orderDelta[from]--
 	}
 	w.orderDelta[to]++
+	if to.Final() {
+		if w.ended == nil {
+			w.ended = map[api.OrderState]uint64{}
+		}
+		w.ended[to]++
+	}
 }
 
 type logEntry struct {
@@ -444,6 +464,12 @@ func (w *wtx) commit() error {
 		w.d.countMu.Lock()
 		for st, n := range w.orderDelta {
 			w.d.orderCounts[st] += n
+		}
+		for st, n := range w.ended {
+			if w.d.ordersEnded == nil {
+				w.d.ordersEnded = map[api.OrderState]uint64{}
+			}
+			w.d.ordersEnded[st] += n
 		}
 		w.d.countMu.Unlock()
 	}

@@ -9,11 +9,18 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"osim/internal/diskspace"
+	"osim/internal/storeformat"
 )
 
 // blobChunk is what a staging download may still write after its space
 // was checked: the reserve covers it.
 const blobChunk = 64 << 20
+
+// DataDirLayout is the format of the boot server's Badger: the agent's
+// keys (controlplane/agent/codec.go), full DHCP's leases and this key. A
+// change an older build would misread raises Current and adds the
+// migration from the format before (internal/storeformat).
+var DataDirLayout = storeformat.Layout{Name: "boot server data dir", Key: []byte("bootd/format"), Current: 1}
 
 // openDataDir opens the boot server's Badger in dir behind a disk guard:
 // a start without room for Badger to open and flush exits with one line;
@@ -41,6 +48,10 @@ func openDataDir(dir string, full bool, log *slog.Logger, reg prometheus.Registe
 	db, err := badger.Open(bo)
 	if err != nil {
 		return nil, nil, nil, fmt.Errorf("open data_dir %q: %w", dir, err)
+	}
+	if _, err := DataDirLayout.Open(db); err != nil {
+		db.Close()
+		return nil, nil, nil, fmt.Errorf("data_dir %q: %w", dir, err)
 	}
 	if err := reg.Register(g); err != nil {
 		db.Close()
