@@ -2,7 +2,7 @@
 GO      ?= go
 BIN     := bin
 
-.PHONY: man deps bench-rollout bench-console console-screenshots lab-reimage lab-vagrant all build test test-short vet fmt bench-tftp bench-sync run clean fuzz bench-xdp generate bench-mass bench-mass-smoke bench-mass-image bench-dhcp bench-blobs
+.PHONY: package man deps bench-rollout bench-console console-screenshots lab-reimage lab-vagrant all build test test-short vet fmt bench-tftp bench-sync run clean fuzz bench-xdp generate bench-mass bench-mass-smoke bench-mass-image bench-dhcp bench-blobs
 
 all: build
 
@@ -13,6 +13,11 @@ all: build
 man: build
 	mkdir -p $(BIN)/man
 	for c in osim-manager osim-bootd osimctl osim-ips; do $(BIN)/$$c man > $(BIN)/man/$$c.1 || exit 1; done
+
+# Debian packages of osim-manager, osim-bootd, osimctl and osim-ips in
+# bin/pkg/ (nfpm; hardened systemd units; deploy/debian/).
+package:
+	bash scripts/package.sh bin/pkg
 
 # -buildvcs=auto stamps the commit into each binary (--version,
 # osim_build_info) where a checkout is, whatever GOFLAGS says.

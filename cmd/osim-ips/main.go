@@ -227,13 +227,24 @@ func testImage(ctx context.Context, log *slog.Logger, args []string, stdout, std
 	return printJSON(stdout, res)
 }
 
-// defaultInstaller is osim-installer next to this binary.
+// packagedInstaller is where the osim-ips Debian package puts the
+// installer: it is an initramfs's /init, not a command for $PATH.
+const packagedInstaller = "/usr/lib/osim/osim-installer"
+
+// defaultInstaller is osim-installer next to this binary (a build tree's
+// bin/), else the packaged one.
 func defaultInstaller() string {
 	exe, err := os.Executable()
 	if err != nil {
 		return "osim-installer"
 	}
-	return filepath.Join(filepath.Dir(exe), "osim-installer")
+	next := filepath.Join(filepath.Dir(exe), "osim-installer")
+	if _, err := os.Stat(next); err != nil {
+		if _, err := os.Stat(packagedInstaller); err == nil {
+			return packagedInstaller
+		}
+	}
+	return next
 }
 
 func splitList(s string) []string {
