@@ -32,7 +32,11 @@ fi
 # (cloud-init itself is unpacked below, not installed); Chromium for the
 # console's browser test; OpenIPMI's ipmi_sim and ipmitool for the power
 # drivers' test against a real BMC; libvirt for the libvirt driver's test
-# (it starts libvirtd itself when none runs).
+# (it starts libvirtd itself when none runs); Node.js to run redocly, the
+# OpenAPI linter (installed below; npm comes with it or is added there);
+# promtool, from Debian's prometheus package, to check and unit-test the
+# alert rules in deploy/prometheus (the server it comes with never runs:
+# see below).
 packages=(tftp-hpa atftp curl iproute2 tftpd-hpa dnsmasq-base
 	qemu-system-x86 ipxe-qemu ipxe ovmf linux-image-amd64 busybox-static cpio ethtool
 	clang llvm libbpf-dev e2fsprogs mount kea-admin
@@ -41,7 +45,7 @@ packages=(tftp-hpa atftp curl iproute2 tftpd-hpa dnsmasq-base
 	python3 python3-requests python3-yaml python3-configobj python3-jinja2 python3-jsonpatch
 	python3-jsonschema python3-oauthlib python3-netifaces
 	chromium openipmi ipmitool libvirt-daemon-system libvirt-clients libvirt-daemon-driver-qemu vagrant vagrant-libvirt
-	groff-base)
+	groff-base nodejs prometheus)
 
 missing=()
 installed="$(dpkg-query -W -f='${Package} ${Status}\n' "${packages[@]}" 2>/dev/null | awk '$4 == "installed" {print $1}' || true)"
@@ -83,16 +87,27 @@ if [ "${#missing[@]}" -gt 0 ]; then
 fi
 
 # Whatever installed them, no TFTP or DHCP daemon may run as a service: the
-# tests and the benchmark start their own peers on their own ports. Keep the
-# packaged services from starting at boot...
+# tests and the benchmark start their own peers on their own ports. Nor may
+# Prometheus (only its promtool is wanted) or the node exporter it
+# recommends, should something have installed it. Keep the packaged
+# services from starting at boot...
+services=(tftpd-hpa atftpd dnsmasq prometheus prometheus-node-exporter)
 if command -v systemctl >/dev/null 2>&1 && [ -d /run/systemd/system ]; then
-	for svc in tftpd-hpa atftpd dnsmasq; do
+	for svc in "${services[@]}"; do
 		$SUDO systemctl disable --now "$svc" >/dev/null 2>&1 || true
 	done
 elif command -v update-rc.d >/dev/null 2>&1; then
-	for svc in tftpd-hpa atftpd dnsmasq; do
+	for svc in "${services[@]}"; do
 		if [ -e "/etc/init.d/$svc" ]; then
 			$SUDO update-rc.d "$svc" disable >/dev/null 2>&1 || true
+		fi
+	done
+	# Without systemd, a running Prometheus is stopped by its init script,
+	# which stops the process of its pid file only.
+	for svc in prometheus prometheus-node-exporter; do
+		if [ -x "/etc/init.d/$svc" ] && $SUDO "/etc/init.d/$svc" status >/dev/null 2>&1; then
+			echo "packages: stopping service $svc"
+			$SUDO "/etc/init.d/$svc" stop >/dev/null 2>&1 || true
 		fi
 	done
 fi
@@ -125,6 +140,26 @@ if [ ! -d "$cloudinit_dir/usr/lib/python3/dist-packages/cloudinit" ]; then
 	$SUDO dpkg-deb -x "$tmp"/cloud-init_*.deb "$cloudinit_dir"
 	rm -rf "$tmp"
 	echo "packages: unpacked cloud-init into $cloudinit_dir"
+fi
+
+# redocly lints the manager's OpenAPI document (controlplane/manager/
+# openapi_lint_test.go): this version, in this prefix, installed when the
+# prefix holds another or none. npm is part of NodeSource's Node.js build
+# (which conflicts with Debian's npm package) and Debian's npm package
+# otherwise. redocly 2.x needs Node.js 20.19 or later (Debian 12's own is
+# 18: there the lint test fails, saying so).
+redocly_version=2.77.0
+redocly_dir=/opt/osim-test/redocly
+if ! grep -qs "\"version\": \"$redocly_version\"" "$redocly_dir/node_modules/@redocly/cli/package.json"; then
+	if ! command -v npm >/dev/null 2>&1; then
+		echo "packages: installing npm"
+		$SUDO apt-get update >/dev/null
+		$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends npm
+	fi
+	echo "packages: installing @redocly/cli@$redocly_version into $redocly_dir"
+	$SUDO mkdir -p "$redocly_dir"
+	$SUDO npm install --prefix "$redocly_dir" --no-audit --no-fund --no-update-notifier --loglevel=error \
+		"@redocly/cli@$redocly_version" >/dev/null
 fi
 
 # libvirt's packaged "default" network (a bridge with its own DHCP) must

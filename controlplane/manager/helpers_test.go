@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -15,8 +16,25 @@ import (
 
 	"osim/controlplane/api"
 	"osim/controlplane/mdb"
+	"osim/internal/apicheck"
 	"osim/internal/clock"
 )
+
+// docCheck holds the manager's answers in the tests to openapi.json,
+// parsed once for the package.
+var docCheck = sync.OnceValues(func() (*apicheck.Checker, error) { return apicheck.New(openAPIDoc) })
+
+// checkedHandler is h with every answer checked against openapi.json:
+// a status the operation does not list, or a body its schema refuses,
+// fails t.
+func checkedHandler(t *testing.T, h http.Handler) http.Handler {
+	t.Helper()
+	c, err := docCheck()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c.Handler(t, h)
+}
 
 // env is a manager on a real MDB in a temporary directory, with one token
 // per role and one registered boot server (site s1).
@@ -47,7 +65,7 @@ func newEnv(t *testing.T) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ts := httptest.NewServer(srv.Handler())
+	ts := httptest.NewServer(checkedHandler(t, srv.Handler()))
 	t.Cleanup(func() {
 		ts.Close()
 		store.Close()

@@ -90,13 +90,25 @@ var (
 		"The MDB's current revision.", nil, nil)
 	descSyncLag = prometheus.NewDesc(prometheus.BuildFQName(metrics.Namespace, subsystem, "sync_lag_revisions"),
 		"Current revision minus the one the boot server last synced from or reported.", []string{"boot_server"}, nil)
+	descOrdersEnded = prometheus.NewDesc(prometheus.BuildFQName(metrics.Namespace, subsystem, "orders_ended_total"),
+		"Orders that entered a final state (done, failed, cancelled) since the manager started; a retried order counts again when it ends again.", []string{"state"}, nil)
+	descRollouts = prometheus.NewDesc(prometheus.BuildFQName(metrics.Namespace, subsystem, "rollouts"),
+		"Rollouts by state.", []string{"state"}, nil)
+	descRolloutTargets = prometheus.NewDesc(prometheus.BuildFQName(metrics.Namespace, subsystem, "rollout_targets"),
+		"Targets of each rollout not yet done or aborted, by where they stand: done, failed, other (cancelled, or no order made) or remaining.", []string{"rollout", "state"}, nil)
 )
+
+// rolloutStates are the values of osim_manager_rollouts' state label.
+var rolloutStates = []string{api.RolloutRunning, api.RolloutPaused, api.RolloutStopped, api.RolloutAborted, api.RolloutDone}
 
 func (c *storeCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- descOrders
 	ch <- descBootServers
 	ch <- descRevision
 	ch <- descSyncLag
+	ch <- descOrdersEnded
+	ch <- descRollouts
+	ch <- descRolloutTargets
 }
 
 func (c *storeCollector) Collect(ch chan<- prometheus.Metric) {
@@ -115,6 +127,16 @@ func (c *storeCollector) Collect(ch chan<- prometheus.Metric) {
 		for _, st := range api.OrderStates {
 			ch <- prometheus.MustNewConstMetric(descOrders, prometheus.GaugeValue, float64(counts[st]), string(st))
 		}
+	}
+	if e, ok := s.store.(interface {
+		OrdersEnded() map[api.OrderState]uint64
+	}); ok {
+		for st, n := range e.OrdersEnded() {
+			ch <- prometheus.MustNewConstMetric(descOrdersEnded, prometheus.CounterValue, float64(n), string(st))
+		}
+	}
+	if rs, ok := s.store.(rolloutStore); ok {
+		collectRollouts(ctx, rs, ch)
 	}
 	bss, err := s.store.ListBootServers(ctx)
 	if err != nil {
@@ -135,5 +157,38 @@ func (c *storeCollector) Collect(ch chan<- prometheus.Metric) {
 	}
 	for h, n := range health {
 		ch <- prometheus.MustNewConstMetric(descBootServers, prometheus.GaugeValue, float64(n), h)
+	}
+}
+
+// collectRollouts reports the rollouts per state and, for each not done
+// or aborted, its targets per outcome (from its waves' counts, which the
+// engine keeps up to date while a wave runs): the progress of a rollout
+// is its targets not remaining over all of them.
+func collectRollouts(ctx context.Context, rs rolloutStore, ch chan<- prometheus.Metric) {
+	l, err := rs.ListRollouts(ctx)
+	if err != nil {
+		ch <- prometheus.NewInvalidMetric(descRollouts, err)
+		return
+	}
+	byState := map[string]int{}
+	for _, ro := range l {
+		byState[ro.State]++
+		if ro.State == api.RolloutDone || ro.State == api.RolloutAborted {
+			continue
+		}
+		var total, done, failed, other int
+		for _, w := range ro.Waves {
+			total += len(w.Targets)
+			done, failed, other = done+w.Done, failed+w.Failed, other+w.Other
+		}
+		for _, v := range []struct {
+			state string
+			n     int
+		}{{"done", done}, {"failed", failed}, {"other", other}, {"remaining", max(0, total-done-failed-other)}} {
+			ch <- prometheus.MustNewConstMetric(descRolloutTargets, prometheus.GaugeValue, float64(v.n), ro.ID, v.state)
+		}
+	}
+	for _, st := range rolloutStates {
+		ch <- prometheus.MustNewConstMetric(descRollouts, prometheus.GaugeValue, float64(byState[st]), st)
 	}
 }

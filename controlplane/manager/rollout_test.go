@@ -193,3 +193,64 @@ func TestRolloutPauseResumeAbort(t *testing.T) {
 		t.Errorf("two wave rules: %d", got.code)
 	}
 }
+
+// TestMetricsFollowARolloutAndTheOrdersEnding checks what the dashboards'
+// rollout progress and the order-failure alert read: the rollouts per
+// state, a live rollout's targets per outcome (gone once it is done),
+// and the orders ended per final state.
+func TestMetricsFollowARolloutAndTheOrdersEnding(t *testing.T) {
+	e := newEnv(t)
+	ctx := t.Context()
+	_, img := e.seed("s1", 2, map[string]string{"rack": "r1"}, 1)
+	e.seed("s1", 2, map[string]string{"rack": "r2"}, 2)
+	body, _ := json.Marshal(api.RolloutRequest{Orders: api.OrderRequest{Selector: "rack", Image: img.ID, All: true},
+		Policy: api.RolloutPolicy{WaveBy: "rack"}})
+	got := e.as(api.RoleOperator, "POST", "/api/v1/rollouts", string(body))
+	var ro api.Rollout
+	if got.code != http.StatusCreated || json.Unmarshal(got.body, &ro) != nil {
+		t.Fatalf("create: %d %s", got.code, got.body)
+	}
+	check := func(step string, want map[string]float64) {
+		t.Helper()
+		for series, v := range want {
+			name, label, _ := strings.Cut(series, ":")
+			var labels map[string]string
+			switch name {
+			case "osim_manager_rollout_targets":
+				labels = map[string]string{"rollout": ro.ID, "state": label}
+			default:
+				labels = map[string]string{"state": label}
+			}
+			if got := testCounter(t, e, name, labels); got != v {
+				t.Errorf("%s: %s%v = %v, want %v", step, name, labels, got, v)
+			}
+		}
+	}
+	check("started", map[string]float64{
+		"osim_manager_rollouts:running": 1, "osim_manager_rollouts:done": 0,
+		"osim_manager_rollout_targets:remaining": 4, "osim_manager_rollout_targets:done": 0,
+		"osim_manager_orders_ended_total:done": 0, "osim_manager_orders_ended_total:failed": 0,
+	})
+	w1 := e.waveOrders(ro, 0)
+	e.finish(w1[0].ID, api.OrderDone)
+	e.finish(w1[1].ID, api.OrderFailed)
+	e.srv.StepRollouts(ctx) // wave 1 ends, wave 2 starts
+	check("wave 1 ended", map[string]float64{
+		"osim_manager_rollouts:running":     1,
+		"osim_manager_rollout_targets:done": 1, "osim_manager_rollout_targets:failed": 1, "osim_manager_rollout_targets:remaining": 2,
+		"osim_manager_orders_ended_total:done": 1, "osim_manager_orders_ended_total:failed": 1, "osim_manager_orders_ended_total:cancelled": 0,
+	})
+	e.srv.StepRollouts(ctx)
+	for _, o := range e.waveOrders(e.rollout(ro.ID), 1) {
+		e.finish(o.ID, api.OrderDone)
+	}
+	e.srv.StepRollouts(ctx)
+	if ro = e.rollout(ro.ID); ro.State != api.RolloutDone {
+		t.Fatalf("rollout %s after both waves, want done", ro.State)
+	}
+	check("done", map[string]float64{
+		"osim_manager_rollouts:running": 0, "osim_manager_rollouts:done": 1,
+		"osim_manager_rollout_targets:done":    -1, // not reported once done
+		"osim_manager_orders_ended_total:done": 3, "osim_manager_orders_ended_total:failed": 1,
+	})
+}

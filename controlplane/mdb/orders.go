@@ -435,6 +435,21 @@ func (d *DB) CountOrders(ctx context.Context) (map[api.OrderState]int, error) {
 	return out, nil
 }
 
+// OrdersEnded returns how many orders entered each final state (done,
+// failed, cancelled; none missing) since Open: counters, where
+// CountOrders is what stands now (a retry takes an order out of failed).
+func (d *DB) OrdersEnded() map[api.OrderState]uint64 {
+	d.countMu.Lock()
+	defer d.countMu.Unlock()
+	out := map[api.OrderState]uint64{}
+	for _, st := range api.OrderStates {
+		if st.Final() {
+			out[st] = d.ordersEnded[st]
+		}
+	}
+	return out
+}
+
 // scanOrderCounts counts orders per state by reading them all (at open).
 func (d *DB) scanOrderCounts() (map[api.OrderState]int, error) {
 	out := map[api.OrderState]int{}

@@ -3,6 +3,7 @@ package mdb
 import (
 	"context"
 	"fmt"
+	"maps"
 	"strings"
 	"testing"
 
@@ -287,4 +288,49 @@ func TestCountOrdersKeptByCommitsMatchesAScan(t *testing.T) {
 	}
 	defer d2.Close()
 	check("reopened", d2, want)
+}
+
+// TestOrdersEndedCountsEveryEntryIntoAFinalState checks the counters
+// behind osim_manager_orders_ended_total: an order that fails, is retried
+// and fails again counts twice, though CountOrders then holds it once;
+// a refused transition counts nothing; a reopened store starts at zero.
+func TestOrdersEndedCountsEveryEntryIntoAFinalState(t *testing.T) {
+	ctx := context.Background()
+	d, dir := openTest(t)
+	ts := mustTargets(t, d, "paris", 0, 3)
+	im := osImage(t, d, "debian")
+	made := must[[]api.Order](t)(d.CreateOrders(ctx, api.OrderRequest{Targets: []string{ts[0].ID, ts[1].ID, ts[2].ID}, Image: im.ID}))
+	check := func(step string, d *DB, done, failed, cancelled uint64) {
+		t.Helper()
+		want := map[api.OrderState]uint64{api.OrderDone: done, api.OrderFailed: failed, api.OrderCancelled: cancelled}
+		if got := d.OrdersEnded(); !maps.Equal(got, want) {
+			t.Fatalf("%s: OrdersEnded %v, want %v", step, got, want)
+		}
+	}
+	check("created", d, 0, 0, 0)
+	ev := []api.Event{
+		{OriginSeq: 1, Type: api.EventOrderStaged, Order: made[0].ID},
+		{OriginSeq: 2, Type: api.EventInstallStatus, Order: made[0].ID, Phase: "installing"},
+		{OriginSeq: 3, Type: api.EventInstallStatus, Order: made[0].ID, Phase: "done"},
+	}
+	must[api.EventAck](t)(d.IngestEvents(ctx, "bs-1", "paris", ev))
+	check("done by events", d, 1, 0, 0)
+	must[api.Order](t)(d.Transition(ctx, made[1].ID, api.OrderFailed, "disk"))
+	must[api.Order](t)(d.Retry(ctx, made[1].ID))
+	must[api.Order](t)(d.Transition(ctx, made[1].ID, api.OrderFailed, "disk again"))
+	must[api.Order](t)(d.Transition(ctx, made[2].ID, api.OrderCancelled, "operator"))
+	if _, err := d.Transition(ctx, made[2].ID, api.OrderFailed, ""); err == nil {
+		t.Fatal("cancelled → failed accepted")
+	}
+	check("failed twice, cancelled once", d, 1, 2, 1)
+	if n := must[map[api.OrderState]int](t)(d.CountOrders(ctx)); n[api.OrderFailed] != 1 {
+		t.Fatalf("CountOrders %v: want 1 failed", n)
+	}
+	d.Close()
+	d2, err := Open(dir, Options{Logger: quietLogger()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d2.Close()
+	check("reopened", d2, 0, 0, 0)
 }

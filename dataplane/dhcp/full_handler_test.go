@@ -18,7 +18,7 @@ func newFullHandler(t *testing.T, b Backend, clk *clock.Fake, pools ...Pool) (*H
 	t.Helper()
 	h, reg := newTestHandler(b)
 	f := newFull(t, clk, pools...)
-	f.Metrics = NewLeaseMetrics(reg, f.Leases, clk)
+	f.Metrics = NewLeaseMetrics(reg, f.Pools, f.Leases, clk)
 	h.Mode, h.Full = ModeFull, f
 	return h, reg
 }

@@ -330,6 +330,19 @@ func (s *BadgerLeases) CountActive(now time.Time) int {
 	return n
 }
 
+// eachActive calls fn with the address of every lease that holds it at
+// now (Lease.Active), under the view's lock: fn must be quick.
+func (s *BadgerLeases) eachActive(now time.Time, fn func(netip.Addr)) {
+	t := now.UnixNano()
+	s.memMu.RLock()
+	defer s.memMu.RUnlock()
+	for ip, ml := range s.mem.byIP {
+		if ml.state != LeaseReleased && t < ml.expires {
+			fn(netip.AddrFrom4(ip))
+		}
+	}
+}
+
 // memLeaseTx reads the committed leases; it refuses writes.
 type memLeaseTx struct{ m leaseTable }
 

@@ -10,8 +10,9 @@ import (
 	"osim/metrics"
 )
 
-// LeaseMetrics are full mode's collectors. The active-leases gauge reads
-// the store at scrape time, so it is right after a restart too.
+// LeaseMetrics are full mode's collectors. The active-leases gauge and
+// the pools' usage read the store at scrape time, so they are right after
+// a restart too.
 type LeaseMetrics struct {
 	allocations *prometheus.CounterVec
 	naks        *prometheus.CounterVec
@@ -37,9 +38,9 @@ type poolCounter struct {
 }
 
 // NewLeaseMetrics creates the collectors and registers them on reg (nil:
-// not registered). leases and clk feed osim_dhcp_leases_active (clk nil:
-// the system clock).
-func NewLeaseMetrics(reg prometheus.Registerer, leases LeaseStore, clk clock.Clock) *LeaseMetrics {
+// not registered). leases and clk feed osim_dhcp_leases_active and, per
+// pool, osim_dhcp_pool_addresses_held (clk nil: the system clock).
+func NewLeaseMetrics(reg prometheus.Registerer, pools []Pool, leases LeaseStore, clk clock.Clock) *LeaseMetrics {
 	const ns, sub = metrics.Namespace, "dhcp"
 	counter := func(name, help string) *prometheus.CounterVec {
 		return prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: name, Help: help}, []string{"pool"})
@@ -62,9 +63,72 @@ func NewLeaseMetrics(reg prometheus.Registerer, leases LeaseStore, clk clock.Clo
 			return float64(n)
 		})
 	if reg != nil {
-		reg.MustRegister(m.allocations, m.naks, m.declines, m.releases, m.exhausted, m.refused, active)
+		reg.MustRegister(m.allocations, m.naks, m.declines, m.releases, m.exhausted, m.refused, active,
+			&poolCollector{pools: pools, leases: leases, clk: clk})
 	}
 	return m
+}
+
+var (
+	descPoolAddresses = prometheus.NewDesc(prometheus.BuildFQName(metrics.Namespace, "dhcp", "pool_addresses"),
+		"Addresses in the pool's range (start to end).", []string{"pool"}, nil)
+	descPoolHeld = prometheus.NewDesc(prometheus.BuildFQName(metrics.Namespace, "dhcp", "pool_addresses_held"),
+		"Addresses of the pool's range a lease holds now (offered, bound or declined, unexpired): what no new client can get.", []string{"pool"}, nil)
+)
+
+// poolCollector reports each pool's size and the addresses held in it,
+// read from the store at scrape time: held over size is how near the
+// pool is to exhaustion.
+type poolCollector struct {
+	pools  []Pool
+	leases LeaseStore
+	clk    clock.Clock
+}
+
+func (c *poolCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- descPoolAddresses
+	ch <- descPoolHeld
+}
+
+func (c *poolCollector) Collect(ch chan<- prometheus.Metric) {
+	held, err := HeldAddresses(c.leases, c.pools, c.clk.Now())
+	for i, p := range c.pools {
+		pool := p.Network.String()
+		ch <- prometheus.MustNewConstMetric(descPoolAddresses, prometheus.GaugeValue, float64(p.Size()), pool)
+		if err != nil {
+			ch <- prometheus.NewInvalidMetric(descPoolHeld, err)
+			continue
+		}
+		ch <- prometheus.MustNewConstMetric(descPoolHeld, prometheus.GaugeValue, float64(held[i]), pool)
+	}
+}
+
+// HeldAddresses counts, for each of pools, the addresses of its range
+// that a lease holds at now (Lease.Active: offered, bound or declined,
+// not expired), the ones a DISCOVER cannot be given.
+func HeldAddresses(s LeaseStore, pools []Pool, now time.Time) ([]int, error) {
+	held := make([]int, len(pools))
+	count := func(ip netip.Addr) {
+		for i, p := range pools {
+			if p.InRange(ip) {
+				held[i]++
+				return
+			}
+		}
+	}
+	if b, ok := s.(*BadgerLeases); ok {
+		b.eachActive(now, count) // no Lease built per record
+		return held, nil
+	}
+	err := s.View(func(tx LeaseTx) error {
+		return tx.Each(func(l Lease) error {
+			if l.Active(now) {
+				count(l.IP)
+			}
+			return nil
+		})
+	})
+	return held, err
 }
 
 // ActiveLeases counts bound, unexpired leases at now.

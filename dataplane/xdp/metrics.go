@@ -12,6 +12,9 @@ var (
 		"1 for the mode the classifier runs in: driver, generic, userspace (XDP did not attach) or loaded.", []string{"mode"}, nil)
 	descPolicy = prometheus.NewDesc("osim_xdp_policy_macs",
 		"MACs on the allow and deny lists.", []string{"list"}, nil)
+	descAttached = prometheus.NewDesc("osim_xdp_attached",
+		"1 while the XDP program is attached to the interface it was asked for; 0 when it did not attach (the userspace classifier stands in) or was detached since.",
+		[]string{"interface"}, nil)
 )
 
 // Describe implements prometheus.Collector.
@@ -20,11 +23,19 @@ func (p *Program) Describe(ch chan<- *prometheus.Desc) {
 	ch <- descBytes
 	ch <- descMode
 	ch <- descPolicy
+	ch <- descAttached
 }
 
 // Collect implements prometheus.Collector: the per-CPU counters summed.
 func (p *Program) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(descMode, prometheus.GaugeValue, 1, p.mode)
+	if p.iface != "" { // only a Program that was to attach
+		attached := 0.0
+		if p.Attached() {
+			attached = 1
+		}
+		ch <- prometheus.MustNewConstMetric(descAttached, prometheus.GaugeValue, attached, p.iface)
+	}
 	allow, deny := p.policySizes()
 	ch <- prometheus.MustNewConstMetric(descPolicy, prometheus.GaugeValue, float64(allow), "allow")
 	ch <- prometheus.MustNewConstMetric(descPolicy, prometheus.GaugeValue, float64(deny), "deny")

@@ -28,9 +28,10 @@ const (
 // Either way the DHCP service can use it as its dhcp.Guard and the
 // metrics registry as a prometheus.Collector.
 type Program struct {
-	mode string
-	log  *slog.Logger
-	cfg  Config
+	mode  string
+	iface string // the interface Attach was asked for ("": Userspace, Load)
+	log   *slog.Logger
+	cfg   Config
 
 	// BPF (nil in userspace mode)
 	objs  *bpf.XdpObjects
@@ -100,7 +101,11 @@ func Attach(ifname string, cfg Config, log *slog.Logger) (*Program, error) {
 	fallback := func(why error) (*Program, error) {
 		log.Warn("not attached, the userspace classifier guards the DHCP service instead",
 			"interface", ifname, "err", why)
-		return Userspace(cfg, log)
+		p, err := Userspace(cfg, log)
+		if p != nil {
+			p.iface = ifname
+		}
+		return p, err
 	}
 	ifc, err := net.InterfaceByName(ifname)
 	if err != nil {
@@ -121,7 +126,7 @@ func Attach(ifname string, cfg Config, log *slog.Logger) (*Program, error) {
 			errs = append(errs, fmt.Errorf("%s mode: %w", m.name, err))
 			continue
 		}
-		p.lnk, p.mode = l, m.name
+		p.lnk, p.mode, p.iface = l, m.name, ifname
 		log.Info("attached", "interface", ifname, "mode", m.name)
 		return p, nil
 	}
@@ -131,6 +136,22 @@ func Attach(ifname string, cfg Config, log *slog.Logger) (*Program, error) {
 
 // Mode is ModeDriver, ModeGeneric, ModeUserspace or ModeLoaded.
 func (p *Program) Mode() string { return p.mode }
+
+// Attached reports whether the program is on the interface Attach was
+// asked for: false when it fell back to userspace, and false once the
+// kernel detached the link since (the interface went away, `bpftool link
+// detach`): the link then names no interface.
+func (p *Program) Attached() bool {
+	if p.lnk == nil {
+		return false
+	}
+	info, err := p.lnk.Info()
+	if err != nil {
+		return false
+	}
+	x := info.XDP()
+	return x != nil && x.Ifindex != 0
+}
 
 // Close detaches the program and frees its maps.
 func (p *Program) Close() error {

@@ -41,6 +41,10 @@ type Options struct {
 	// the command line's changes, applied again to what it reads.
 	Path      string
 	Overrides func(*Config)
+	// Registry receives every collector and is what metrics_listen
+	// serves (nil: a new metrics.NewRegistry); a test passes its own to
+	// read every family the node declares.
+	Registry *prometheus.Registry
 }
 
 // Node is a built boot server: its sockets bound, its database open.
@@ -76,7 +80,11 @@ func (e ConfigError) Unwrap() error { return e.Err }
 // before Run. On error, what it opened is closed.
 func Build(k *Checked, o Options) (n *Node, err error) {
 	w, cfg, log := k.w, k.cfg, o.Log
-	n = &Node{w: w, log: log, reg: metrics.NewRegistry(), metricsListen: cfg.MetricsListen}
+	reg := o.Registry
+	if reg == nil {
+		reg = metrics.NewRegistry()
+	}
+	n = &Node{w: w, log: log, reg: reg, metricsListen: cfg.MetricsListen}
 	defer func() {
 		if err != nil {
 			n.close()
@@ -179,7 +187,7 @@ func Build(k *Checked, o Options) (n *Node, err error) {
 		Metrics: dhcp.NewMetrics(n.reg), Log: log}
 	if w.dhcpMode == "full" {
 		dh.Mode = dhcp.ModeFull
-		dh.Full = &dhcp.Full{Pools: w.pools, Leases: leases, Metrics: dhcp.NewLeaseMetrics(n.reg, leases, nil)}
+		dh.Full = &dhcp.Full{Pools: w.pools, Leases: leases, Metrics: dhcp.NewLeaseMetrics(n.reg, w.pools, leases, nil)}
 	}
 	scfg := dhcp.ServerConfig{DHCPAddr: w.dhcpListen, BootAddr: w.bootListen}
 	if w.xdp != nil {

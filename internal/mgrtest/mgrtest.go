@@ -1,18 +1,27 @@
 // Package mgrtest runs a real manager on a temporary MDB for tests outside
 // controlplane (osim-ips, its builders) that talk to it over its API.
+// Every answer is held to the manager's OpenAPI document (internal/apicheck):
+// one it does not allow fails the test.
 package mgrtest
 
 import (
 	"encoding/pem"
 	"log/slog"
 	"net/http/httptest"
+	"sync"
 	"testing"
 	"time"
 
 	"osim/controlplane/api"
 	"osim/controlplane/manager"
 	"osim/controlplane/mdb"
+	"osim/internal/apicheck"
 )
+
+// docCheck is the manager's OpenAPI document, parsed once.
+var docCheck = sync.OnceValues(func() (*apicheck.Checker, error) {
+	return apicheck.New(manager.OpenAPIDocument())
+})
 
 // Start runs a real manager on a temporary MDB for t and answers a
 // client with an operator token, the manager's URL and the token.
@@ -46,7 +55,11 @@ func start(t testing.TB, role string, tls bool) (c *api.Client, url, token strin
 	if err != nil {
 		t.Fatal(err)
 	}
-	ts := httptest.NewUnstartedServer(srv.Handler())
+	check, err := docCheck()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ts := httptest.NewUnstartedServer(check.Handler(t, srv.Handler()))
 	if tls {
 		ts.StartTLS()
 		caPEM = pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: ts.Certificate().Raw})
