@@ -36,7 +36,9 @@ fi
 # OpenAPI linter (installed below; npm comes with it or is added there);
 # promtool, from Debian's prometheus package, to check and unit-test the
 # alert rules in deploy/prometheus (the server it comes with never runs:
-# see below).
+# see below); systemd for systemd-analyze and systemd-sysusers, which
+# the packaging test (deploy/debian) runs on the .debs it installs into a
+# tree.
 packages=(tftp-hpa atftp curl iproute2 tftpd-hpa dnsmasq-base
 	qemu-system-x86 ipxe-qemu ipxe ovmf linux-image-amd64 busybox-static cpio ethtool
 	clang llvm libbpf-dev e2fsprogs mount kea-admin
@@ -45,7 +47,7 @@ packages=(tftp-hpa atftp curl iproute2 tftpd-hpa dnsmasq-base
 	python3 python3-requests python3-yaml python3-configobj python3-jinja2 python3-jsonpatch
 	python3-jsonschema python3-oauthlib python3-netifaces
 	chromium openipmi ipmitool libvirt-daemon-system libvirt-clients libvirt-daemon-driver-qemu vagrant vagrant-libvirt
-	groff-base nodejs prometheus)
+	groff-base nodejs prometheus systemd)
 
 missing=()
 installed="$(dpkg-query -W -f='${Package} ${Status}\n' "${packages[@]}" 2>/dev/null | awk '$4 == "installed" {print $1}' || true)"

@@ -1,15 +1,11 @@
 package mdb
 
 import (
-	"bufio"
 	"context"
-	"crypto/sha256"
 	"encoding/binary"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"hash"
 	"io"
 	"log/slog"
 	"os"
@@ -19,12 +15,13 @@ import (
 	"github.com/dgraph-io/badger/v4"
 
 	"osim/controlplane/api"
+	"osim/internal/backupstream"
 	"osim/internal/badgerkv"
 	"osim/internal/storeformat"
 )
 
 // A backup is the whole store as one read transaction saw it, and the
-// blob files its images name, in one stream:
+// blob files its images name, in one internal/backupstream stream:
 //
 //	"OSIM-BACKUP\x01"
 //	'H' len JSON(BackupInfo)                      the header
@@ -43,10 +40,13 @@ import (
 // BackupFormat is the stream's version; Restore refuses others.
 const BackupFormat = 1
 
-var backupMagic = []byte("OSIM-BACKUP\x01")
+var backupMagic = backupstream.Magic
 
 // BackupInfo describes a backup: the header's fields, and the end's counts.
 type BackupInfo struct {
+	// Kind is empty in the MDB's backups; a boot server's data dir
+	// backup (internal/bootd) names itself, and Restore refuses it.
+	Kind     string    `json:"kind,omitempty"`
 	Format   int       `json:"format"`
 	Created  time.Time `json:"created"`
 	Revision uint64    `json:"revision"`
@@ -55,30 +55,6 @@ type BackupInfo struct {
 	Keys      int    `json:"keys,omitempty"`
 	Blobs     int    `json:"blobs,omitempty"`
 	BlobBytes int64  `json:"blob_bytes,omitempty"`
-}
-
-// backupWriter frames records and hashes everything it writes.
-type backupWriter struct {
-	w   *bufio.Writer
-	sum hash.Hash
-	buf [binary.MaxVarintLen64]byte
-}
-
-func (b *backupWriter) write(p []byte) error {
-	b.sum.Write(p)
-	_, err := b.w.Write(p)
-	return err
-}
-
-func (b *backupWriter) uvarint(n uint64) error {
-	return b.write(b.buf[:binary.PutUvarint(b.buf[:], n)])
-}
-
-func (b *backupWriter) field(p []byte) error {
-	if err := b.uvarint(uint64(len(p))); err != nil {
-		return err
-	}
-	return b.write(p)
 }
 
 // Backup writes the store and its blobs to w (see the comment above).
@@ -93,15 +69,9 @@ func (d *DB) Backup(ctx context.Context, w io.Writer) (BackupInfo, error) {
 		return info, fmt.Errorf("mdb: backup: %w", err)
 	}
 	info.Revision = rev
-	bw := &backupWriter{w: bufio.NewWriterSize(w, 1<<20), sum: sha256.New()}
 	head, _ := json.Marshal(info)
-	if err := bw.write(backupMagic); err != nil {
-		return info, err
-	}
-	if err := bw.write([]byte{'H'}); err != nil {
-		return info, err
-	}
-	if err := bw.field(head); err != nil {
+	bw, err := backupstream.NewWriter(w, head)
+	if err != nil {
 		return info, err
 	}
 	blobs := map[string]int64{}
@@ -126,15 +96,7 @@ func (d *DB) Backup(ctx context.Context, w io.Writer) (BackupInfo, error) {
 				}
 			}
 		}
-		if err := bw.write([]byte{'K'}); err != nil {
-			it.Close()
-			return info, err
-		}
-		if err := bw.field(key); err != nil {
-			it.Close()
-			return info, err
-		}
-		if err := bw.field(val); err != nil {
+		if err := bw.Record('K', key, val); err != nil {
 			it.Close()
 			return info, err
 		}
@@ -150,19 +112,10 @@ func (d *DB) Backup(ctx context.Context, w io.Writer) (BackupInfo, error) {
 		info.BlobBytes += n
 	}
 	end, _ := json.Marshal(info)
-	if err := bw.write([]byte{'E'}); err != nil {
-		return info, err
-	}
-	if err := bw.field(end); err != nil {
-		return info, err
-	}
-	if _, err := bw.w.Write(bw.sum.Sum(nil)); err != nil {
-		return info, err
-	}
-	return info, bw.w.Flush()
+	return info, bw.End(end)
 }
 
-func (d *DB) backupBlob(bw *backupWriter, sha string) (int64, error) {
+func (d *DB) backupBlob(bw *backupstream.Writer, sha string) (int64, error) {
 	f, err := os.Open(d.blobPath(sha))
 	if err != nil {
 		return 0, fmt.Errorf("mdb: backup: blob %s an image names: %w", sha, err)
@@ -172,29 +125,10 @@ func (d *DB) backupBlob(bw *backupWriter, sha string) (int64, error) {
 	if err != nil {
 		return 0, err
 	}
-	if err := bw.write([]byte{'B'}); err != nil {
-		return 0, err
+	if err := bw.Blob(sha, fi.Size(), f); err != nil {
+		return 0, fmt.Errorf("mdb: %w", err)
 	}
-	if err := bw.write([]byte(sha)); err != nil {
-		return 0, err
-	}
-	if err := bw.uvarint(uint64(fi.Size())); err != nil {
-		return 0, err
-	}
-	n, err := io.Copy(writerFunc(bw.write), io.LimitReader(f, fi.Size()))
-	if err == nil && n != fi.Size() {
-		err = fmt.Errorf("blob %s: %d of %d bytes read", sha, n, fi.Size())
-	}
-	return n, err
-}
-
-type writerFunc func([]byte) error
-
-func (f writerFunc) Write(p []byte) (int, error) {
-	if err := f(p); err != nil {
-		return 0, err
-	}
-	return len(p), nil
+	return fi.Size(), nil
 }
 
 // backupBegin defers blob file removals until every running backup ends.
@@ -267,51 +201,37 @@ func Restore(dir string, r io.Reader) (info BackupInfo, err error) {
 			err = cerr
 		}
 	}()
-	raw := bufio.NewReaderSize(r, 1<<20)
-	br := &hashReader{r: raw, h: sha256.New()}
 	bad := func(format string, a ...any) error {
-		return fmt.Errorf("mdb: restore: not a whole osim backup: "+format, a...)
+		return fmt.Errorf("mdb: restore: %w: "+format, append([]any{backupstream.ErrIncomplete}, a...)...)
 	}
-	magic := make([]byte, len(backupMagic))
-	if _, err := io.ReadFull(br, magic); err != nil || string(magic) != string(backupMagic) {
-		return info, bad("no osim backup header (format %d expected)", BackupFormat)
+	br, head, err := backupstream.NewReader(r, 1<<20)
+	if err != nil {
+		return info, fmt.Errorf("mdb: restore: %w (format %d expected)", err, BackupFormat)
 	}
-	field := func(max uint64) ([]byte, error) {
-		n, err := binary.ReadUvarint(br)
-		if err != nil || n > max {
-			return nil, bad("a field of %d bytes (%v)", n, err)
-		}
-		b := make([]byte, n)
-		if _, err = io.ReadFull(br, b); err != nil {
-			return nil, bad("it ends inside a record (%v)", err)
-		}
-		return b, nil
+	if err := json.Unmarshal(head, &info); err != nil || info.Format != BackupFormat {
+		return info, bad("format %d, this osim reads %d (%v)", info.Format, BackupFormat, err)
+	}
+	if info.Kind != "" {
+		return info, fmt.Errorf("mdb: restore: a backup of a %s, not of the manager's MDB", info.Kind)
 	}
 	wb := bdb.NewWriteBatch()
 	defer wb.Cancel()
+	blobDir := filepath.Join(dir, "blobs")
 	var counted BackupInfo
 	for {
-		typ, err := br.ReadByte()
+		typ, err := br.Next()
 		if err != nil {
-			return info, bad("it ends before its end record (%v)", err)
+			return info, fmt.Errorf("mdb: restore: %w", err)
 		}
 		switch typ {
-		case 'H':
-			b, err := field(1 << 20)
-			if err != nil {
-				return info, err
-			}
-			if err := json.Unmarshal(b, &info); err != nil || info.Format != BackupFormat {
-				return info, bad("format %d, this osim reads %d (%v)", info.Format, BackupFormat, err)
-			}
 		case 'K':
-			key, err := field(1 << 16)
+			key, err := br.Field(1 << 16)
 			if err != nil {
-				return info, err
+				return info, fmt.Errorf("mdb: restore: %w", err)
 			}
-			val, err := field(64 << 20)
+			val, err := br.Field(64 << 20)
 			if err != nil {
-				return info, err
+				return info, fmt.Errorf("mdb: restore: %w", err)
 			}
 			// A newer release's store is refused here, not at the first start.
 			if string(key) == string(keyFormat) && len(val) == 8 && binary.BigEndian.Uint64(val) > Layout.Current {
@@ -322,31 +242,21 @@ func Restore(dir string, r io.Reader) (info BackupInfo, err error) {
 				return info, err
 			}
 			counted.Keys++
-		case 'B':
-			n, err := restoreBlob(br, filepath.Join(dir, "blobs"))
-			if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
-				return info, bad("it ends inside a blob")
-			}
+		case backupstream.TypeBlob:
+			_, n, err := br.Blob(func(sha string) string { return filepath.Join(blobDir, "sha256", sha[:2], sha) })
 			if err != nil {
-				return info, err
+				return info, fmt.Errorf("mdb: restore: %w", err)
 			}
 			counted.Blobs++
 			counted.BlobBytes += n
-		case 'E':
-			b, err := field(1 << 20)
+		case backupstream.TypeEnd:
+			b, err := br.End(1 << 20)
 			if err != nil {
-				return info, err
+				return info, fmt.Errorf("mdb: restore: %w", err)
 			}
 			var end BackupInfo
 			if err := json.Unmarshal(b, &end); err != nil {
 				return info, bad("its end record: %v", err)
-			}
-			want, got := br.h.Sum(nil), make([]byte, sha256.Size)
-			if _, err := io.ReadFull(raw, got); err != nil {
-				return info, bad("no checksum (%v)", err)
-			}
-			if string(want) != string(got) {
-				return info, bad("its checksum does not match its content")
 			}
 			if end.Keys != counted.Keys || end.Blobs != counted.Blobs || end.BlobBytes != counted.BlobBytes {
 				return info, bad("its end counts %d keys and %d blobs, the stream held %d and %d", end.Keys, end.Blobs, counted.Keys, counted.Blobs)
@@ -361,95 +271,13 @@ func Restore(dir string, r io.Reader) (info BackupInfo, err error) {
 	}
 }
 
-// hashReader hashes every byte read through it: the checksum covers
-// exactly what was consumed, not what the buffer read ahead.
-type hashReader struct {
-	r *bufio.Reader
-	h hash.Hash
-}
-
-func (h *hashReader) Read(p []byte) (int, error) {
-	n, err := h.r.Read(p)
-	h.h.Write(p[:n])
-	return n, err
-}
-
-func (h *hashReader) ReadByte() (byte, error) {
-	c, err := h.r.ReadByte()
-	if err == nil {
-		h.h.Write([]byte{c})
-	}
-	return c, err
-}
-
-// restoreBlob reads one blob record (after its type) into
-// blobDir/sha256/ab/<sha>, checking its digest.
-func restoreBlob(br *hashReader, blobDir string) (int64, error) {
-	name := make([]byte, 64)
-	if _, err := io.ReadFull(br, name); err != nil {
-		return 0, err
-	}
-	sha := string(name)
-	if _, err := hex.DecodeString(sha); err != nil {
-		return 0, fmt.Errorf("mdb: restore: a blob named %q", sha)
-	}
-	size, err := binary.ReadUvarint(br)
-	if err != nil {
-		return 0, err
-	}
-	path := filepath.Join(blobDir, "sha256", sha[:2], sha)
-	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
-		return 0, err
-	}
-	f, err := os.CreateTemp(filepath.Dir(path), ".restore-*")
-	if err != nil {
-		return 0, err
-	}
-	defer os.Remove(f.Name())
-	h := sha256.New()
-	n, err := io.Copy(io.MultiWriter(f, h), io.LimitReader(br, int64(size)))
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
-		return 0, err
-	}
-	if uint64(n) != size || hex.EncodeToString(h.Sum(nil)) != sha {
-		return 0, fmt.Errorf("mdb: restore: blob %s: its %d bytes do not match its digest", sha, n)
-	}
-	return n, os.Rename(f.Name(), path)
-}
-
 // CheckBackup reads a whole backup file and reports whether its checksum
 // matches its content: a backup cut short or altered is refused without
 // restoring it.
 func CheckBackup(path string) (size int64, err error) {
-	f, err := os.Open(path)
+	size, err = backupstream.Check(path)
 	if err != nil {
-		return 0, err
+		return size, fmt.Errorf("mdb: %w", err)
 	}
-	defer f.Close()
-	fi, err := f.Stat()
-	if err != nil {
-		return 0, err
-	}
-	if fi.Size() < int64(len(backupMagic)+sha256.Size) {
-		return fi.Size(), fmt.Errorf("mdb: %s is not a whole osim backup (%d bytes)", path, fi.Size())
-	}
-	h := sha256.New()
-	magic := make([]byte, len(backupMagic))
-	if _, err := io.ReadFull(io.TeeReader(f, h), magic); err != nil || string(magic) != string(backupMagic) {
-		return fi.Size(), fmt.Errorf("mdb: %s is not an osim backup", path)
-	}
-	if _, err := io.CopyN(h, f, fi.Size()-int64(len(magic))-sha256.Size); err != nil {
-		return fi.Size(), err
-	}
-	want := make([]byte, sha256.Size)
-	if _, err := io.ReadFull(f, want); err != nil {
-		return fi.Size(), err
-	}
-	if string(h.Sum(nil)) != string(want) {
-		return fi.Size(), fmt.Errorf("mdb: %s is not a whole osim backup: its checksum does not match (cut short or altered)", path)
-	}
-	return fi.Size(), nil
+	return size, nil
 }
