@@ -2,7 +2,6 @@ package mdb
 
 import (
 	"context"
-	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -17,7 +16,6 @@ import (
 	"osim/controlplane/api"
 	"osim/internal/backupstream"
 	"osim/internal/badgerkv"
-	"osim/internal/storeformat"
 )
 
 // A backup is the whole store as one read transaction saw it, and the
@@ -96,7 +94,7 @@ func (d *DB) Backup(ctx context.Context, w io.Writer) (BackupInfo, error) {
 				}
 			}
 		}
-		if err := bw.Record('K', key, val); err != nil {
+		if err := bw.Record(backupstream.TypeKey, key, val); err != nil {
 			it.Close()
 			return info, err
 		}
@@ -224,19 +222,14 @@ func Restore(dir string, r io.Reader) (info BackupInfo, err error) {
 			return info, fmt.Errorf("mdb: restore: %w", err)
 		}
 		switch typ {
-		case 'K':
-			key, err := br.Field(1 << 16)
-			if err != nil {
-				return info, fmt.Errorf("mdb: restore: %w", err)
-			}
-			val, err := br.Field(64 << 20)
+		case backupstream.TypeKey:
+			key, val, err := br.KeyValue()
 			if err != nil {
 				return info, fmt.Errorf("mdb: restore: %w", err)
 			}
 			// A newer release's store is refused here, not at the first start.
-			if string(key) == string(keyFormat) && len(val) == 8 && binary.BigEndian.Uint64(val) > Layout.Current {
-				return info, fmt.Errorf("mdb: restore: %w: the backup's MDB is in format %d, this build reads formats 1 to %d: restore it with the release that wrote it (%s)",
-					storeformat.ErrTooNew, binary.BigEndian.Uint64(val), Layout.Current, info.Version)
+			if err := Layout.CheckKey(key, val, info.Version); err != nil {
+				return info, fmt.Errorf("mdb: restore: %w", err)
 			}
 			if err := wb.Set(key, val); err != nil {
 				return info, err

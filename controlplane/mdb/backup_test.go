@@ -13,24 +13,14 @@ import (
 	"testing"
 
 	"github.com/dgraph-io/badger/v4"
+
+	"osim/internal/badgerkv"
 )
 
 // allKeys is every key and value of a Badger database.
 func allKeys(t *testing.T, db *badger.DB) map[string]string {
 	t.Helper()
-	out := map[string]string{}
-	err := db.View(func(txn *badger.Txn) error {
-		it := txn.NewIterator(badger.DefaultIteratorOptions)
-		defer it.Close()
-		for it.Rewind(); it.Valid(); it.Next() {
-			v, err := it.Item().ValueCopy(nil)
-			if err != nil {
-				return err
-			}
-			out[string(it.Item().Key())] = string(v)
-		}
-		return nil
-	})
+	out, err := badgerkv.All(db)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,8 +1,6 @@
 package mdb
 
 import (
-	"archive/tar"
-	"compress/gzip"
 	"context"
 	"encoding/json"
 	"errors"
@@ -17,6 +15,7 @@ import (
 
 	"osim/controlplane/api"
 	"osim/internal/badgerkv"
+	"osim/internal/dirtar"
 	"osim/internal/storeformat"
 )
 
@@ -128,7 +127,7 @@ func TestWriteFormatFixture(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(dir, "manifest.json"), manifest, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	if err := writeTarGz(formatFixture, dir); err != nil {
+	if err := dirtar.Write(formatFixture, dir); err != nil {
 		t.Fatal(err)
 	}
 	st, _ := os.Stat(formatFixture)
@@ -139,7 +138,7 @@ func TestWriteFormatFixture(t *testing.T) {
 // lists exactly what its writer listed, and then takes writes.
 func TestOpensAStoreWrittenByAnEarlierRelease(t *testing.T) {
 	dir := t.TempDir()
-	if err := readTarGz(formatFixture, dir); err != nil {
+	if err := dirtar.Read(formatFixture, dir); err != nil {
 		t.Fatal(err)
 	}
 	var want storeManifest
@@ -176,7 +175,7 @@ func TestOpensAStoreWrittenByAnEarlierRelease(t *testing.T) {
 // A store from a newer release is refused, and left as it was.
 func TestRefusesAStoreWrittenByANewerRelease(t *testing.T) {
 	dir := t.TempDir()
-	if err := readTarGz(formatFixture, dir); err != nil {
+	if err := dirtar.Read(formatFixture, dir); err != nil {
 		t.Fatal(err)
 	}
 	bdb, err := badger.Open(BadgerOptions(filepath.Join(dir, "db"), quietLogger()))
@@ -192,84 +191,4 @@ func TestRefusesAStoreWrittenByANewerRelease(t *testing.T) {
 		t.Fatalf("Open of a newer store: %v, want ErrTooNew", err)
 	}
 	t.Log(err)
-}
-
-func writeTarGz(path, dir string) error {
-	f, err := os.Create(path)
-	if err != nil {
-		return err
-	}
-	defer f.Close()
-	zw, _ := gzip.NewWriterLevel(f, gzip.BestCompression)
-	tw := tar.NewWriter(zw)
-	err = filepath.Walk(dir, func(p string, fi os.FileInfo, err error) error {
-		if err != nil || p == dir {
-			return err
-		}
-		rel, _ := filepath.Rel(dir, p)
-		h, err := tar.FileInfoHeader(fi, "")
-		if err != nil {
-			return err
-		}
-		h.Name, h.ModTime, h.Uid, h.Gid, h.Uname, h.Gname = rel, fi.ModTime().Truncate(1e9), 0, 0, "", ""
-		if err := tw.WriteHeader(h); err != nil || !fi.Mode().IsRegular() {
-			return err
-		}
-		src, err := os.Open(p)
-		if err != nil {
-			return err
-		}
-		defer src.Close()
-		_, err = io.Copy(tw, src)
-		return err
-	})
-	if err != nil {
-		return err
-	}
-	if err := tw.Close(); err != nil {
-		return err
-	}
-	return zw.Close()
-}
-
-func readTarGz(path, dir string) error {
-	f, err := os.Open(path)
-	if err != nil {
-		return err
-	}
-	defer f.Close()
-	zr, err := gzip.NewReader(f)
-	if err != nil {
-		return err
-	}
-	tr := tar.NewReader(zr)
-	for {
-		h, err := tr.Next()
-		if err == io.EOF {
-			return nil
-		}
-		if err != nil {
-			return err
-		}
-		p := filepath.Join(dir, filepath.Clean("/"+h.Name))
-		switch h.Typeflag {
-		case tar.TypeDir:
-			if err := os.MkdirAll(p, 0o755); err != nil {
-				return err
-			}
-		case tar.TypeReg:
-			if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
-				return err
-			}
-			out, err := os.OpenFile(p, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, os.FileMode(h.Mode)&0o777)
-			if err != nil {
-				return err
-			}
-			_, err = io.Copy(out, tr)
-			out.Close()
-			if err != nil {
-				return err
-			}
-		}
-	}
 }

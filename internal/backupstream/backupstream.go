@@ -33,8 +33,16 @@ var Magic = []byte("OSIM-BACKUP\x01")
 // Record types this package frames itself.
 const (
 	TypeHeader = 'H'
+	TypeKey    = 'K' // a store's key and value (KeyValue)
 	TypeBlob   = 'B'
 	TypeEnd    = 'E'
+)
+
+// Limits of a key record's fields: Badger's own key limit, and a value
+// far above any the stores write.
+const (
+	MaxKey   = 1 << 16
+	MaxValue = 64 << 20
 )
 
 // ErrIncomplete: the stream is not a whole backup (cut short, altered,
@@ -204,6 +212,17 @@ func (r *Reader) Field(max uint64) ([]byte, error) {
 		return nil, fmt.Errorf("%w: it ends inside a record (%v)", ErrIncomplete, err)
 	}
 	return b, nil
+}
+
+// KeyValue reads a key record's two fields (after its type).
+func (r *Reader) KeyValue() (key, val []byte, err error) {
+	if key, err = r.Field(MaxKey); err != nil {
+		return nil, nil, err
+	}
+	if val, err = r.Field(MaxValue); err != nil {
+		return nil, nil, err
+	}
+	return key, val, nil
 }
 
 // Blob reads a blob record (after its type) into the file path(sha)

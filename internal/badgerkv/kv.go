@@ -135,3 +135,22 @@ func DeleteKeys(db *badger.DB, prefix []byte, keep func(k []byte) bool) (int, er
 	}
 	return len(keys), nil
 }
+
+// All is every key of db with its value, as strings: for comparing two
+// stores whole (a backup and its restore) and for dumps.
+func All(db *badger.DB) (map[string]string, error) {
+	out := map[string]string{}
+	err := db.View(func(txn *badger.Txn) error {
+		it := txn.NewIterator(badger.DefaultIteratorOptions)
+		defer it.Close()
+		for it.Rewind(); it.Valid(); it.Next() {
+			v, err := it.Item().ValueCopy(nil)
+			if err != nil {
+				return err
+			}
+			out[string(it.Item().Key())] = string(v)
+		}
+		return nil
+	})
+	return out, err
+}

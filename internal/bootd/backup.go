@@ -2,7 +2,6 @@ package bootd
 
 import (
 	"context"
-	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -19,7 +18,6 @@ import (
 	"osim/internal/badgerkv"
 	"osim/internal/buildinfo"
 	"osim/internal/clock"
-	"osim/internal/storeformat"
 )
 
 // A boot server's backup is its data dir, offline (the boot server
@@ -179,7 +177,7 @@ func backupKeys(ctx context.Context, txn *badger.Txn, bw *backupstream.Writer) (
 		if err != nil {
 			return n, fmt.Errorf("backup: %w", err)
 		}
-		if err := bw.Record('K', item.Key(), val); err != nil {
+		if err := bw.Record(backupstream.TypeKey, item.Key(), val); err != nil {
 			return n, err
 		}
 		n++
@@ -241,7 +239,7 @@ func Restore(dir string, r io.Reader) (info BackupInfo, err error) {
 	case info.Format != BackupFormat:
 		return info, fmt.Errorf("restore: a boot server backup in format %d, this osim reads %d: restore it with the release that wrote it (%s)", info.Format, BackupFormat, info.Version)
 	}
-	if err := tooNew(info.DataDirFormat, info.Version); err != nil {
+	if err := DataDirLayout.TooNew(info.DataDirFormat, info.Version); err != nil {
 		return info, err
 	}
 	if err := os.MkdirAll(dir, 0o700); err != nil {
@@ -279,19 +277,13 @@ func Restore(dir string, r io.Reader) (info BackupInfo, err error) {
 			return info, fmt.Errorf("restore: %w", err)
 		}
 		switch typ {
-		case 'K':
-			key, err := br.Field(1 << 16)
+		case backupstream.TypeKey:
+			key, val, err := br.KeyValue()
 			if err != nil {
 				return info, fmt.Errorf("restore: %w", err)
 			}
-			val, err := br.Field(64 << 20)
-			if err != nil {
+			if err := DataDirLayout.CheckKey(key, val, info.Version); err != nil {
 				return info, fmt.Errorf("restore: %w", err)
-			}
-			if string(key) == string(DataDirLayout.Key) && len(val) == 8 {
-				if err := tooNew(binary.BigEndian.Uint64(val), info.Version); err != nil {
-					return info, err
-				}
 			}
 			if err := wb.Set(key, val); err != nil {
 				return info, fmt.Errorf("restore: %w", err)
@@ -325,16 +317,4 @@ func Restore(dir string, r io.Reader) (info BackupInfo, err error) {
 			return info, fmt.Errorf("restore: %w: an unknown record %q", backupstream.ErrIncomplete, typ)
 		}
 	}
-}
-
-// tooNew refuses a data dir format this build does not read.
-func tooNew(format uint64, version string) error {
-	if format <= DataDirLayout.Current {
-		return nil
-	}
-	if version == "" {
-		version = "an unknown version"
-	}
-	return fmt.Errorf("restore: %w: the backup's data dir is in format %d, this build reads formats 1 to %d: restore it with the release that wrote it (%s) or a newer one",
-		storeformat.ErrTooNew, format, DataDirLayout.Current, version)
 }

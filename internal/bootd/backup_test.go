@@ -245,19 +245,7 @@ func dataDirKeys(t *testing.T, dataDir string) map[string]string {
 		t.Fatal(err)
 	}
 	defer db.Close()
-	out := map[string]string{}
-	err = db.View(func(txn *badger.Txn) error {
-		it := txn.NewIterator(badger.DefaultIteratorOptions)
-		defer it.Close()
-		for it.Rewind(); it.Valid(); it.Next() {
-			v, err := it.Item().ValueCopy(nil)
-			if err != nil {
-				return err
-			}
-			out[string(it.Item().Key())] = string(v)
-		}
-		return nil
-	})
+	out, err := badgerkv.All(db)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,8 +1,6 @@
 package bootd
 
 import (
-	"archive/tar"
-	"compress/gzip"
 	"context"
 	"encoding/json"
 	"io"
@@ -12,7 +10,6 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
-	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -24,6 +21,7 @@ import (
 	"osim/controlplane/api"
 	"osim/dataplane/dhcp"
 	"osim/internal/badgerkv"
+	"osim/internal/dirtar"
 	"osim/internal/diskspace"
 )
 
@@ -125,7 +123,7 @@ func TestWriteDataDirFixture(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(dir, "manifest.json"), b, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	if err := writeTarGz(dataDirFixture, dir); err != nil {
+	if err := dirtar.Write(dataDirFixture, dir); err != nil {
 		t.Fatal(err)
 	}
 	st, _ := os.Stat(dataDirFixture)
@@ -141,7 +139,7 @@ func TestWriteDataDirFixture(t *testing.T) {
 func TestOpensADataDirWrittenByAnEarlierRelease(t *testing.T) {
 	ctx := context.Background()
 	dir := filepath.Join(t.TempDir(), "data")
-	if err := readTarGz(dataDirFixture, dir); err != nil {
+	if err := dirtar.Read(dataDirFixture, dir); err != nil {
 		t.Fatal(err)
 	}
 	var want dataDirManifest
@@ -322,90 +320,4 @@ func gauge(t *testing.T, reg prometheus.Gatherer, name string) float64 {
 		}
 	}
 	return 0
-}
-
-// writeTarGz packs dir into a gzip'd tarball at path: modes and names,
-// no owners, times to the second.
-func writeTarGz(path, dir string) error {
-	f, err := os.Create(path)
-	if err != nil {
-		return err
-	}
-	defer f.Close()
-	zw, _ := gzip.NewWriterLevel(f, gzip.BestCompression)
-	tw := tar.NewWriter(zw)
-	err = filepath.Walk(dir, func(p string, fi os.FileInfo, err error) error {
-		if err != nil || p == dir {
-			return err
-		}
-		rel, _ := filepath.Rel(dir, p)
-		h, err := tar.FileInfoHeader(fi, "")
-		if err != nil {
-			return err
-		}
-		h.Name, h.ModTime, h.Uid, h.Gid, h.Uname, h.Gname = rel, fi.ModTime().Truncate(time.Second), 0, 0, "", ""
-		if err := tw.WriteHeader(h); err != nil || !fi.Mode().IsRegular() {
-			return err
-		}
-		src, err := os.Open(p)
-		if err != nil {
-			return err
-		}
-		defer src.Close()
-		_, err = io.Copy(tw, src)
-		return err
-	})
-	if err != nil {
-		return err
-	}
-	if err := tw.Close(); err != nil {
-		return err
-	}
-	return zw.Close()
-}
-
-// readTarGz unpacks a writeTarGz tarball into dir.
-func readTarGz(path, dir string) error {
-	f, err := os.Open(path)
-	if err != nil {
-		return err
-	}
-	defer f.Close()
-	zr, err := gzip.NewReader(f)
-	if err != nil {
-		return err
-	}
-	tr := tar.NewReader(zr)
-	for {
-		h, err := tr.Next()
-		if err == io.EOF {
-			return nil
-		}
-		if err != nil {
-			return err
-		}
-		p := filepath.Join(dir, filepath.Clean("/"+h.Name))
-		if !strings.HasPrefix(p, filepath.Clean(dir)+string(filepath.Separator)) {
-			continue
-		}
-		switch h.Typeflag {
-		case tar.TypeDir:
-			if err := os.MkdirAll(p, 0o755); err != nil {
-				return err
-			}
-		case tar.TypeReg:
-			if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
-				return err
-			}
-			out, err := os.OpenFile(p, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, os.FileMode(h.Mode)&0o777)
-			if err != nil {
-				return err
-			}
-			_, err = io.Copy(out, tr)
-			out.Close()
-			if err != nil {
-				return err
-			}
-		}
-	}
 }

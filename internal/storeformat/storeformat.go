@@ -5,6 +5,7 @@
 package storeformat
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
 
@@ -74,4 +75,26 @@ func (l Layout) Open(db *badger.DB) (found uint64, err error) {
 		}
 	}
 	return found, nil
+}
+
+// TooNew refuses a store in a format newer than this build's, naming the
+// release that wrote it (a backup's header says which).
+func (l Layout) TooNew(format uint64, writer string) error {
+	if format <= l.Current {
+		return nil
+	}
+	if writer == "" {
+		writer = "an unknown version"
+	}
+	return fmt.Errorf("%w: the backup's %s is in format %d, this build reads formats 1 to %d: restore it with the release that wrote it (%s) or a newer one",
+		ErrTooNew, l.Name, format, l.Current, writer)
+}
+
+// CheckKey is TooNew for one key of a store being restored: the format
+// key with a newer format is refused, any other key passes.
+func (l Layout) CheckKey(key, val []byte, writer string) error {
+	if string(key) != string(l.Key) || len(val) != 8 {
+		return nil
+	}
+	return l.TooNew(binary.BigEndian.Uint64(val), writer)
 }
