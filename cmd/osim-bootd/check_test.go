@@ -1,11 +1,8 @@
 package main
 
 import (
-	"bytes"
-	"errors"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -18,19 +15,10 @@ import (
 func runCheck(t *testing.T, bin, dir, cfg string) (int, string) {
 	t.Helper()
 	p := filepath.Join(dir, "check.yaml")
-	os.WriteFile(p, []byte(cfg), 0o644)
-	var stderr bytes.Buffer
-	cmd := exec.Command(bin, "serve", "--check", "--config", p)
-	cmd.Stderr = &stderr
-	err := cmd.Run()
-	var ee *exec.ExitError
-	if errors.As(err, &ee) {
-		return ee.ExitCode(), stderr.String()
-	}
-	if err != nil {
+	if err := os.WriteFile(p, []byte(cfg), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	return 0, stderr.String()
+	return run(t, bin, "serve", "--check", "--config", p)
 }
 
 func TestCheckReportsEverythingServeWouldRefuseAtOnceEachByItsKey(t *testing.T) {
