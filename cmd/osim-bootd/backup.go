@@ -5,8 +5,8 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"os"
-	"path/filepath"
 	"time"
 
 	"osim/internal/backupstream"
@@ -49,29 +49,14 @@ func runBackup(args []string) int {
 	return 0
 }
 
-// backupTo writes the backup beside to and renames it there once whole
-// and its checksum read back.
-func backupTo(dataDir, to string) (bootd.BackupInfo, int64, error) {
-	tmp, err := os.CreateTemp(filepath.Dir(to), ".osim-bootd-backup-*")
-	if err != nil {
-		return bootd.BackupInfo{}, 0, err
-	}
-	defer os.Remove(tmp.Name()) // after the rename: nothing
-	info, err := bootd.Backup(context.Background(), dataDir, tmp, bootd.BackupOptions{})
-	if err == nil {
-		err = tmp.Sync()
-	}
-	if cerr := tmp.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
-		return info, 0, err
-	}
-	size, err := backupstream.Check(tmp.Name())
-	if err != nil {
-		return info, size, err
-	}
-	return info, size, os.Rename(tmp.Name(), to)
+// backupTo writes the backup to a new file (backupstream.WriteFile: never
+// over an existing one, nothing left on failure).
+func backupTo(dataDir, to string) (info bootd.BackupInfo, size int64, err error) {
+	size, err = backupstream.WriteFile(to, func(w io.Writer) error {
+		info, err = bootd.Backup(context.Background(), dataDir, w, bootd.BackupOptions{})
+		return err
+	})
+	return info, size, err
 }
 
 // runRestore writes a backup into a new or empty data dir.

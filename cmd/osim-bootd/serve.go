@@ -74,6 +74,7 @@ func runServe(args []string) int {
 	if err != nil {
 		return fail(err, 2)
 	}
+	dropAmbientCaps(log)
 	// Installed before anything runs: SIGHUP's default would end the process.
 	hupCtx, hupStop := context.WithCancel(context.Background())
 	defer hupStop()

@@ -9,12 +9,12 @@ import (
 	"log/slog"
 	"net/http"
 	"os"
-	"path/filepath"
 	"strings"
 	"time"
 
 	"osim/controlplane/api"
 	"osim/controlplane/mdb"
+	"osim/internal/backupstream"
 )
 
 // runBackup writes a backup of a running manager (through its API, as an
@@ -25,6 +25,7 @@ func runBackup(args []string) int {
 	server := fs.String("server", "http://127.0.0.1:8080", "online: the running manager's URL")
 	tokenFile := fs.String("token-file", "", "online: a file holding an admin token (default: $OSIM_TOKEN)")
 	insecure := fs.Bool("insecure", false, "online: skip TLS verification (labs)")
+	caFile := fs.String("ca-file", os.Getenv("OSIM_CA_FILE"), "online: trust the CA certificates (PEM) in this file for the manager (env OSIM_CA_FILE)")
 	dataDir := fs.String("data-dir", "", "offline: back up this data dir (no manager may run on it)")
 	fs.Usage = func() {
 		fmt.Fprint(fs.Output(), "usage: osim-manager backup --to FILE [--server URL --token-file F]   a running manager\n"+
@@ -44,43 +45,24 @@ func runBackup(args []string) int {
 	if *to == "" || fs.NArg() > 0 {
 		return fail(2, "--to FILE is required, and nothing else")
 	}
-	if _, err := os.Stat(*to); err == nil {
+	if _, err := os.Lstat(*to); err == nil {
 		return fail(2, "%s exists: give a new file", *to)
 	}
-	// Written beside the target and renamed once whole and checked.
-	tmp, err := os.CreateTemp(filepath.Dir(*to), ".osim-backup-*")
-	if err != nil {
-		return fail(1, "%v", err)
-	}
-	defer os.Remove(tmp.Name())
 	start := time.Now()
-	var werr error
-	if *dataDir != "" {
-		werr = backupOffline(*dataDir, tmp)
-	} else {
-		werr = backupOnline(*server, *tokenFile, *insecure, tmp)
-	}
-	if werr == nil {
-		werr = tmp.Sync()
-	}
-	if cerr := tmp.Close(); werr == nil {
-		werr = cerr
-	}
-	if werr != nil {
-		return fail(1, "%v", werr)
-	}
-	size, err := mdb.CheckBackup(tmp.Name())
+	size, err := backupstream.WriteFile(*to, func(w io.Writer) error {
+		if *dataDir != "" {
+			return backupOffline(*dataDir, w)
+		}
+		return backupOnline(*server, *tokenFile, *caFile, *insecure, w)
+	})
 	if err != nil {
-		return fail(1, "%v", err)
-	}
-	if err := os.Rename(tmp.Name(), *to); err != nil {
 		return fail(1, "%v", err)
 	}
 	fmt.Fprintf(os.Stderr, "osim-manager backup: wrote %s (%d bytes, checksum verified) in %v\n", *to, size, time.Since(start).Round(time.Millisecond))
 	return 0
 }
 
-func backupOnline(server, tokenFile string, insecure bool, w io.Writer) error {
+func backupOnline(server, tokenFile, caFile string, insecure bool, w io.Writer) error {
 	token := os.Getenv("OSIM_TOKEN")
 	if tokenFile != "" {
 		b, err := os.ReadFile(tokenFile)
@@ -92,7 +74,10 @@ func backupOnline(server, tokenFile string, insecure bool, w io.Writer) error {
 	if token == "" {
 		return errors.New("an admin token is needed: --token-file F or $OSIM_TOKEN")
 	}
-	c := api.NewClient(server, token, insecure)
+	c, err := api.NewClientCA(server, token, caFile, insecure)
+	if err != nil {
+		return err
+	}
 	req, err := http.NewRequestWithContext(context.Background(), http.MethodGet, c.BaseURL+api.Prefix+"/backup", nil)
 	if err != nil {
 		return err

@@ -3,7 +3,6 @@ package mdb
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -37,8 +36,6 @@ import (
 
 // BackupFormat is the stream's version; Restore refuses others.
 const BackupFormat = 1
-
-var backupMagic = backupstream.Magic
 
 // BackupInfo describes a backup: the header's fields, and the end's counts.
 type BackupInfo struct {
@@ -180,14 +177,13 @@ func (d *DB) backupEnd() {
 // format, one that is truncated or altered, and a blob whose content does
 // not match its digest; what it wrote is then removed.
 func Restore(dir string, r io.Reader) (info BackupInfo, err error) {
-	if entries, err := os.ReadDir(dir); err == nil && len(entries) > 0 {
-		return info, fmt.Errorf("mdb: restore: %s is not empty", dir)
-	} else if err != nil && !errors.Is(err, os.ErrNotExist) {
-		return info, err
+	undo, err := backupstream.TargetDir(dir)
+	if err != nil {
+		return info, fmt.Errorf("mdb: restore: %w", err)
 	}
 	defer func() {
 		if err != nil {
-			os.RemoveAll(dir)
+			undo()
 		}
 	}()
 	bdb, err := badger.Open(BadgerOptions(filepath.Join(dir, "db"), slog.New(slog.DiscardHandler)))
@@ -262,15 +258,4 @@ func Restore(dir string, r io.Reader) (info BackupInfo, err error) {
 			return info, bad("an unknown record %q", typ)
 		}
 	}
-}
-
-// CheckBackup reads a whole backup file and reports whether its checksum
-// matches its content: a backup cut short or altered is refused without
-// restoring it.
-func CheckBackup(path string) (size int64, err error) {
-	size, err = backupstream.Check(path)
-	if err != nil {
-		return size, fmt.Errorf("mdb: %w", err)
-	}
-	return size, nil
 }

@@ -14,6 +14,7 @@ import (
 
 	"github.com/dgraph-io/badger/v4"
 
+	"osim/internal/backupstream"
 	"osim/internal/badgerkv"
 )
 
@@ -158,7 +159,7 @@ func TestRestoreRefusesABrokenBackup(t *testing.T) {
 		"truncated":      {whole[:len(whole)-40], "not a whole osim backup"},
 		"a byte flipped": {flip, "not a whole osim backup"},
 		"not a backup":   {[]byte("hello"), "no osim backup header"},
-		"another format": {append(append(append([]byte{}, backupMagic...), 'H', byte(len(head))), head...), "format 99"},
+		"another format": {append(append(append([]byte{}, backupstream.Magic...), 'H', byte(len(head))), head...), "format 99"},
 	} {
 		dir := filepath.Join(t.TempDir(), "r")
 		_, err := Restore(dir, bytes.NewReader(c.data))

@@ -172,12 +172,16 @@ func New(bdb *badger.DB, opts Options) (*DB, error) {
 			return nil, fmt.Errorf("mdb: blob dir: %w", err)
 		}
 	}
-	if _, err := Layout.Open(bdb); err != nil {
+	found, err := Layout.Open(bdb)
+	if err != nil {
 		return nil, fmt.Errorf("mdb: %w", err)
+	}
+	if msg := Layout.Describe(found); msg != "" {
+		opts.Logger.Info(msg, "component", "mdb")
 	}
 	d := &DB{db: bdb, opts: opts, log: opts.Logger.With("component", "mdb"), blobDir: opts.BlobDir,
 		notify: make(chan struct{}), blobLocks: map[string]*blobLock{}}
-	err := bdb.View(func(txn *badger.Txn) error {
+	err = bdb.View(func(txn *badger.Txn) error {
 		for _, m := range []struct {
 			key []byte
 			set func(uint64)

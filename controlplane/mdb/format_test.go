@@ -185,10 +185,22 @@ func TestRefusesAStoreWrittenByANewerRelease(t *testing.T) {
 	if err := bdb.Update(func(txn *badger.Txn) error { return txn.Set(keyFormat, badgerkv.U64(Layout.Current+1)) }); err != nil {
 		t.Fatal(err)
 	}
+	before, err := badgerkv.All(bdb)
+	if err != nil {
+		t.Fatal(err)
+	}
 	bdb.Close()
 	_, err = Open(dir, Options{Logger: quietLogger()})
 	if !errors.Is(err, storeformat.ErrTooNew) || !strings.Contains(err.Error(), "newer") {
 		t.Fatalf("Open of a newer store: %v, want ErrTooNew", err)
 	}
 	t.Log(err)
+	bdb, err = badger.Open(BadgerOptions(filepath.Join(dir, "db"), quietLogger()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer bdb.Close()
+	if after, err := badgerkv.All(bdb); err != nil || !reflect.DeepEqual(after, before) {
+		t.Errorf("the refused store changed: %d keys before, %d after (%v)", len(before), len(after), err)
+	}
 }

@@ -23,6 +23,7 @@ import (
 	"fmt"
 	"hash"
 	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
 )
@@ -326,4 +327,76 @@ func Check(path string) (size int64, err error) {
 		return fi.Size(), fmt.Errorf("%s is %w: its checksum does not match (cut short or altered)", path, ErrIncomplete)
 	}
 	return fi.Size(), nil
+}
+
+// ErrExists: WriteFile's path exists; a backup is never replaced.
+var ErrExists = errors.New("exists: give a new file")
+
+// WriteFile writes a backup to path through write: into a temporary file
+// beside it, synced, its checksum read back, then linked into place. The
+// link fails if path appeared meanwhile, so an existing file is never
+// replaced, and a failed backup leaves nothing at path. It answers the
+// file's size.
+func WriteFile(path string, write func(io.Writer) error) (int64, error) {
+	if _, err := os.Lstat(path); err == nil {
+		return 0, fmt.Errorf("%s %w", path, ErrExists)
+	}
+	tmp, err := os.CreateTemp(filepath.Dir(path), ".osim-backup-*")
+	if err != nil {
+		return 0, err
+	}
+	defer os.Remove(tmp.Name()) // after the link, the name only
+	err = write(tmp)
+	if err == nil {
+		err = tmp.Sync()
+	}
+	if cerr := tmp.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return 0, err
+	}
+	size, err := Check(tmp.Name())
+	if err != nil {
+		return size, err
+	}
+	if err := os.Link(tmp.Name(), path); err != nil {
+		if errors.Is(err, fs.ErrExist) {
+			return size, fmt.Errorf("%s %w", path, ErrExists)
+		}
+		return size, err
+	}
+	if d, err := os.Open(filepath.Dir(path)); err == nil { // the new name survives a crash
+		d.Sync()
+		d.Close()
+	}
+	return size, nil
+}
+
+// TargetDir readies dir for a restore: it must not exist or be empty,
+// and is made (0700) when missing. undo removes what the restore wrote,
+// and dir itself only if TargetDir made it: an existing empty dir (a
+// mount point, a unit's StateDirectory) stays.
+func TargetDir(dir string) (undo func(), err error) {
+	entries, err := os.ReadDir(dir)
+	existed := err == nil
+	switch {
+	case existed && len(entries) > 0:
+		return nil, fmt.Errorf("%s is not empty: restore into a new or empty dir", dir)
+	case err != nil && !errors.Is(err, fs.ErrNotExist):
+		return nil, err
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, err
+	}
+	return func() {
+		if !existed {
+			os.RemoveAll(dir)
+			return
+		}
+		ents, _ := os.ReadDir(dir)
+		for _, e := range ents {
+			os.RemoveAll(filepath.Join(dir, e.Name()))
+		}
+	}, nil
 }

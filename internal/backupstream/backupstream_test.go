@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -141,5 +142,82 @@ func TestWriterRefusesABlobThatIsNotItsName(t *testing.T) {
 	}
 	if err := w.Blob(shaOf([]byte("right")), 5, strings.NewReader("rig")); err == nil || !strings.Contains(err.Error(), "3 of 5 bytes") {
 		t.Errorf("a short blob: %v", err)
+	}
+}
+
+func TestWriteFileNeverReplacesAFileAndLeavesNothingOnFailure(t *testing.T) {
+	dir := t.TempDir()
+	good := sample(t)
+	path := filepath.Join(dir, "b.osimbak")
+	size, err := WriteFile(path, func(w io.Writer) error { _, err := w.Write(good); return err })
+	if err != nil || size != int64(len(good)) {
+		t.Fatalf("WriteFile: %d bytes, %v", size, err)
+	}
+	if st, _ := os.Stat(path); st == nil || st.Mode().Perm() != 0o600 {
+		t.Errorf("the backup's mode: %v, want 0600 (it holds credentials)", st)
+	}
+	// An existing file is refused and kept.
+	if _, err := WriteFile(path, func(w io.Writer) error { _, err := w.Write(good); return err }); !errors.Is(err, ErrExists) {
+		t.Errorf("over an existing file: %v, want ErrExists", err)
+	}
+	// One appearing while the backup is written is not replaced either.
+	raced := filepath.Join(dir, "raced.osimbak")
+	_, err = WriteFile(raced, func(w io.Writer) error {
+		if err := os.WriteFile(raced, []byte("someone else's"), 0o644); err != nil {
+			return err
+		}
+		_, err := w.Write(good)
+		return err
+	})
+	if b, _ := os.ReadFile(raced); !errors.Is(err, ErrExists) || string(b) != "someone else's" {
+		t.Errorf("a file made meanwhile: %v, content %q", err, b)
+	}
+	// A failed or cut backup leaves no file and no temporary.
+	for name, write := range map[string]func(io.Writer) error{
+		"failed": func(w io.Writer) error { w.Write(good[:10]); return errors.New("the manager went away") },
+		"cut":    func(w io.Writer) error { _, err := w.Write(good[:len(good)-1]); return err },
+	} {
+		p := filepath.Join(dir, name+".osimbak")
+		if _, err := WriteFile(p, write); err == nil {
+			t.Errorf("%s: no error", name)
+		}
+		if _, err := os.Stat(p); !os.IsNotExist(err) {
+			t.Errorf("%s: a file was left at %s", name, p)
+		}
+	}
+	ents, _ := os.ReadDir(dir)
+	if len(ents) != 2 {
+		t.Errorf("left in the dir: %v, want the two backups only", ents)
+	}
+}
+
+func TestTargetDirUndoKeepsADirItDidNotMake(t *testing.T) {
+	parent := t.TempDir()
+	existing := filepath.Join(parent, "mountpoint")
+	if err := os.Mkdir(existing, 0o750); err != nil {
+		t.Fatal(err)
+	}
+	missing := filepath.Join(parent, "new")
+	for _, dir := range []string{existing, missing} {
+		undo, err := TargetDir(dir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, "half"), []byte("x"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		undo()
+	}
+	if ents, err := os.ReadDir(existing); err != nil || len(ents) != 0 {
+		t.Errorf("an existing dir after undo: %v, %v; want it kept, empty", ents, err)
+	}
+	if _, err := os.Stat(missing); !os.IsNotExist(err) {
+		t.Errorf("a dir TargetDir made is still there after undo: %v", err)
+	}
+	if err := os.WriteFile(filepath.Join(existing, "data"), nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := TargetDir(existing); err == nil {
+		t.Error("a non-empty dir was accepted")
 	}
 }

@@ -152,12 +152,22 @@ func Backup(ctx context.Context, dir string, w io.Writer, o BackupOptions) (info
 // leaves a log Badger must replay first, which read-only refuses: such a
 // dir is opened read-write, as a start would open it. The larger
 // memtables of full DHCP mode hold either mode's log.
+//
+// Only the dir's owner may replay it: files root wrote into an
+// osim-bootd-owned dir would keep the boot server from opening it.
 func openForBackup(dir string) (*badger.DB, error) {
 	db, err := badger.Open(bootdBadgerOptions(dir, true).WithReadOnly(true))
-	if err != nil && strings.Contains(err.Error(), badger.ErrTruncateNeeded.Error()) {
-		db, err = badger.Open(bootdBadgerOptions(dir, true))
+	if err == nil || !strings.Contains(err.Error(), badger.ErrTruncateNeeded.Error()) {
+		return db, err
 	}
-	return db, err
+	st, serr := os.Stat(dir)
+	if serr != nil {
+		return nil, serr
+	}
+	if sys, ok := st.Sys().(*syscall.Stat_t); ok && int(sys.Uid) != os.Geteuid() {
+		return nil, fmt.Errorf("%s was not closed cleanly: its log must be replayed by its owner (uid %d) first, so run the backup as that user (runuser -u osim-bootd -- osim-bootd backup ...), or start and stop osim-bootd once", dir, sys.Uid)
+	}
+	return badger.Open(bootdBadgerOptions(dir, true))
 }
 
 // backupKeys writes every key txn sees as a 'K' record.
@@ -217,12 +227,8 @@ func locked(dir string) bool {
 // cut short or altered and a blob whose content does not match its name;
 // what it wrote is then removed (dir is left as it was).
 func Restore(dir string, r io.Reader) (info BackupInfo, err error) {
-	entries, err := os.ReadDir(dir)
-	existed := err == nil
-	if existed && len(entries) > 0 {
+	if entries, err := os.ReadDir(dir); err == nil && len(entries) > 0 {
 		return info, fmt.Errorf("restore: %s is not empty: restore into a new or empty data dir", dir)
-	} else if err != nil && !errors.Is(err, os.ErrNotExist) {
-		return info, fmt.Errorf("restore: %w", err)
 	}
 	br, head, err := backupstream.NewReader(r, 1<<20)
 	if err != nil {
@@ -242,20 +248,13 @@ func Restore(dir string, r io.Reader) (info BackupInfo, err error) {
 	if err := DataDirLayout.TooNew(info.DataDirFormat, info.Version); err != nil {
 		return info, err
 	}
-	if err := os.MkdirAll(dir, 0o700); err != nil {
+	undo, err := backupstream.TargetDir(dir)
+	if err != nil {
 		return info, fmt.Errorf("restore: %w", err)
 	}
 	defer func() {
-		if err == nil {
-			return
-		}
-		if !existed {
-			os.RemoveAll(dir)
-			return
-		}
-		ents, _ := os.ReadDir(dir)
-		for _, e := range ents {
-			os.RemoveAll(filepath.Join(dir, e.Name()))
+		if err != nil {
+			undo()
 		}
 	}()
 	db, err := badger.Open(bootdBadgerOptions(dir, false))

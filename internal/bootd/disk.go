@@ -49,9 +49,13 @@ func openDataDir(dir string, full bool, log *slog.Logger, reg prometheus.Registe
 	if err != nil {
 		return nil, nil, nil, fmt.Errorf("open data_dir %q: %w", dir, err)
 	}
-	if _, err := DataDirLayout.Open(db); err != nil {
+	found, err := DataDirLayout.Open(db)
+	if err != nil {
 		db.Close()
 		return nil, nil, nil, fmt.Errorf("data_dir %q: %w", dir, err)
+	}
+	if msg := DataDirLayout.Describe(found); msg != "" {
+		log.Info(msg, "dir", dir)
 	}
 	if err := reg.Register(g); err != nil {
 		db.Close()

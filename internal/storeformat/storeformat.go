@@ -77,6 +77,19 @@ func (l Layout) Open(db *badger.DB) (found uint64, err error) {
 	return found, nil
 }
 
+// Describe says what Open did, for the log: "" when the store was
+// already in the current format.
+func (l Layout) Describe(found uint64) string {
+	switch {
+	case found == l.Current:
+		return ""
+	case found == 0:
+		return fmt.Sprintf("recorded the %s's on-disk format (%d)", l.Name, l.Current)
+	default:
+		return fmt.Sprintf("migrated the %s from format %d to %d", l.Name, found, l.Current)
+	}
+}
+
 // TooNew refuses a store in a format newer than this build's, naming the
 // release that wrote it (a backup's header says which).
 func (l Layout) TooNew(format uint64, writer string) error {
@@ -93,8 +106,11 @@ func (l Layout) TooNew(format uint64, writer string) error {
 // CheckKey is TooNew for one key of a store being restored: the format
 // key with a newer format is refused, any other key passes.
 func (l Layout) CheckKey(key, val []byte, writer string) error {
-	if string(key) != string(l.Key) || len(val) != 8 {
+	if string(key) != string(l.Key) {
 		return nil
+	}
+	if len(val) != 8 {
+		return fmt.Errorf("the backup's %s has a format key of %d bytes, not 8: not a store osim wrote", l.Name, len(val))
 	}
 	return l.TooNew(binary.BigEndian.Uint64(val), writer)
 }

@@ -128,3 +128,28 @@ func TestAMissingMigrationIsAnError(t *testing.T) {
 		t.Fatal("format 1 to 2 without a migration was accepted")
 	}
 }
+
+func TestCheckKeyRefusesANewerOrMalformedFormatKey(t *testing.T) {
+	l := Layout{Name: "test store", Key: key, Current: 2}
+	if err := l.CheckKey([]byte("other"), []byte("anything"), "v1"); err != nil {
+		t.Errorf("another key: %v", err)
+	}
+	if err := l.CheckKey(key, badgerkv.U64(2), "v1"); err != nil {
+		t.Errorf("the current format: %v", err)
+	}
+	if err := l.CheckKey(key, badgerkv.U64(3), "v9"); !errors.Is(err, ErrTooNew) {
+		t.Errorf("a newer format: %v, want ErrTooNew", err)
+	}
+	if err := l.CheckKey(key, []byte{1}, "v1"); err == nil {
+		t.Error("a one-byte format key was accepted")
+	}
+}
+
+func TestDescribeSaysWhatOpenDid(t *testing.T) {
+	l := Layout{Name: "MDB", Key: key, Current: 3}
+	for found, want := range map[uint64]string{3: "", 0: "recorded the MDB's on-disk format (3)", 1: "migrated the MDB from format 1 to 3"} {
+		if got := l.Describe(found); got != want {
+			t.Errorf("Describe(%d) = %q, want %q", found, got, want)
+		}
+	}
+}
