@@ -55,8 +55,9 @@ func dpkg(t *testing.T, root string, args ...string) string {
 	return string(b)
 }
 
-// newTree is an empty root with a dpkg database and the host's systemd
-// units (the targets the units name, for systemd-analyze).
+// newTree is a root with a dpkg database that knows only systemd (what
+// the daemons' packages depend on) and the host's systemd units (the
+// targets the units name, for systemd-analyze).
 func newTree(t *testing.T) string {
 	t.Helper()
 	root := t.TempDir()
@@ -65,10 +66,11 @@ func newTree(t *testing.T) string {
 			t.Fatal(err)
 		}
 	}
-	for _, f := range []string{"var/lib/dpkg/status", "var/lib/dpkg/available"} {
-		if err := os.WriteFile(filepath.Join(root, f), nil, 0o644); err != nil {
-			t.Fatal(err)
-		}
+	if err := os.WriteFile(filepath.Join(root, "var/lib/dpkg/status"), systemdStatus(t), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(root, "var/lib/dpkg/available"), nil, 0o644); err != nil {
+		t.Fatal(err)
 	}
 	// ExecReload's /bin/kill must exist for systemd-analyze verify.
 	if b, err := exec.Command("cp", "-a", "/usr/lib/systemd/system", filepath.Join(root, "usr/lib/systemd/")).CombinedOutput(); err != nil {
@@ -78,6 +80,24 @@ func newTree(t *testing.T) string {
 		t.Fatalf("copy kill: %v\n%s", err, b)
 	}
 	return root
+}
+
+// systemdStatus is a dpkg status stanza saying the host's systemd is
+// installed: it satisfies the daemons' Depends (systemd | systemd-sysusers
+// | ...) in the tree, where the postinst runs the host's systemd-sysusers.
+func systemdStatus(t *testing.T) []byte {
+	t.Helper()
+	out, err := exec.Command("dpkg-query", "-W", "-f=${Version} ${Architecture}", "systemd").Output()
+	f := strings.Fields(string(out))
+	if err != nil || len(f) != 2 {
+		t.Fatalf("dpkg-query -W systemd: %v (%q): the host's systemd package provides systemd-sysusers", err, out)
+	}
+	return []byte("Package: systemd\n" +
+		"Status: install ok installed\n" +
+		"Maintainer: osim package test <root@localhost>\n" +
+		"Architecture: " + f[1] + "\n" +
+		"Version: " + f[0] + "\n" +
+		"Description: the host's systemd, recorded for the tree\n\n")
 }
 
 func needTools(t *testing.T) {
@@ -111,6 +131,15 @@ func TestPackagesInstallIntoAFreshTree(t *testing.T) {
 	status := dpkg(t, root, "-s", "osim-manager")
 	version := field(status, "Version") // upstream-release
 	upstream := version[:max(strings.LastIndex(version, "-"), 0)]
+	// The postinst runs systemd-sysusers: the daemons depend on a package
+	// that has it (the tree's dpkg knows only systemd, so the install
+	// above also proves the field is honoured).
+	for _, p := range []string{"osim-manager", "osim-bootd"} {
+		const want = "systemd | systemd-sysusers | systemd-standalone-sysusers"
+		if d := field(dpkg(t, root, "-s", p), "Depends"); d != want {
+			t.Errorf("%s depends on %q, want %q", p, d, want)
+		}
+	}
 	for _, bin := range []string{"usr/bin/osim-manager", "usr/bin/osim-bootd", "usr/bin/osimctl", "usr/bin/osim-ips"} {
 		out, err := exec.Command(filepath.Join(root, bin), "version").CombinedOutput()
 		if err != nil {
