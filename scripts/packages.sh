@@ -34,11 +34,10 @@ fi
 # drivers' test against a real BMC; libvirt for the libvirt driver's test
 # (it starts libvirtd itself when none runs); Node.js to run redocly, the
 # OpenAPI linter (installed below; npm comes with it or is added there);
-# promtool, from Debian's prometheus package, to check and unit-test the
-# alert rules in deploy/prometheus (the server it comes with never runs:
-# see below); systemd for systemd-analyze and systemd-sysusers, which
-# the packaging test (deploy/debian) runs on the .debs it installs into a
-# tree.
+# systemd for systemd-analyze and systemd-sysusers, which the packaging
+# test (deploy/debian) runs on the .debs it installs into a tree, and
+# shellcheck for its maintainer scripts and scripts/package.sh.
+# (promtool, for the alert rules, is unpacked below, not installed.)
 packages=(tftp-hpa atftp curl iproute2 tftpd-hpa dnsmasq-base
 	qemu-system-x86 ipxe-qemu ipxe ovmf linux-image-amd64 busybox-static cpio ethtool
 	clang llvm libbpf-dev e2fsprogs mount kea-admin
@@ -47,7 +46,7 @@ packages=(tftp-hpa atftp curl iproute2 tftpd-hpa dnsmasq-base
 	python3 python3-requests python3-yaml python3-configobj python3-jinja2 python3-jsonpatch
 	python3-jsonschema python3-oauthlib python3-netifaces
 	chromium openipmi ipmitool libvirt-daemon-system libvirt-clients libvirt-daemon-driver-qemu vagrant vagrant-libvirt
-	groff-base nodejs prometheus systemd)
+	groff-base nodejs systemd shellcheck)
 
 missing=()
 installed="$(dpkg-query -W -f='${Package} ${Status}\n' "${packages[@]}" 2>/dev/null | awk '$4 == "installed" {print $1}' || true)"
@@ -89,27 +88,16 @@ if [ "${#missing[@]}" -gt 0 ]; then
 fi
 
 # Whatever installed them, no TFTP or DHCP daemon may run as a service: the
-# tests and the benchmark start their own peers on their own ports. Nor may
-# Prometheus (only its promtool is wanted) or the node exporter it
-# recommends, should something have installed it. Keep the packaged
-# services from starting at boot...
-services=(tftpd-hpa atftpd dnsmasq prometheus prometheus-node-exporter)
+# tests and the benchmark start their own peers on their own ports. Keep the
+# packaged services from starting at boot...
 if command -v systemctl >/dev/null 2>&1 && [ -d /run/systemd/system ]; then
-	for svc in "${services[@]}"; do
+	for svc in tftpd-hpa atftpd dnsmasq; do
 		$SUDO systemctl disable --now "$svc" >/dev/null 2>&1 || true
 	done
 elif command -v update-rc.d >/dev/null 2>&1; then
-	for svc in "${services[@]}"; do
+	for svc in tftpd-hpa atftpd dnsmasq; do
 		if [ -e "/etc/init.d/$svc" ]; then
 			$SUDO update-rc.d "$svc" disable >/dev/null 2>&1 || true
-		fi
-	done
-	# Without systemd, a running Prometheus is stopped by its init script,
-	# which stops the process of its pid file only.
-	for svc in prometheus prometheus-node-exporter; do
-		if [ -x "/etc/init.d/$svc" ] && $SUDO "/etc/init.d/$svc" status >/dev/null 2>&1; then
-			echo "packages: stopping service $svc"
-			$SUDO "/etc/init.d/$svc" stop >/dev/null 2>&1 || true
 		fi
 	done
 fi
@@ -144,13 +132,30 @@ if [ ! -d "$cloudinit_dir/usr/lib/python3/dist-packages/cloudinit" ]; then
 	echo "packages: unpacked cloud-init into $cloudinit_dir"
 fi
 
+# promtool checks and unit-tests the alert rules and parses the dashboards'
+# queries (deploy/deploy_test.go). Unpacked from Debian's prometheus
+# package, not installed: installed, it is a Prometheus server (and the
+# node exporter it recommends) running as a service on this machine.
+# promtool needs no library but libc, so it runs from the unpacked tree.
+prometheus_dir=/opt/osim-test/prometheus
+if [ ! -x "$prometheus_dir/usr/bin/promtool" ]; then
+	tmp="$(mktemp -d)"
+	(cd "$tmp" && apt-get download prometheus >/dev/null 2>&1) ||
+		{ $SUDO apt-get update >/dev/null && (cd "$tmp" && apt-get download prometheus); }
+	$SUDO mkdir -p "$prometheus_dir"
+	$SUDO dpkg-deb -x "$tmp"/prometheus_*.deb "$prometheus_dir"
+	rm -rf "$tmp"
+	echo "packages: unpacked prometheus (promtool) into $prometheus_dir"
+fi
+
 # redocly lints the manager's OpenAPI document (controlplane/manager/
 # openapi_lint_test.go): this version, in this prefix, installed when the
-# prefix holds another or none. npm is part of NodeSource's Node.js build
-# (which conflicts with Debian's npm package) and Debian's npm package
-# otherwise. redocly 2.x needs Node.js 20.19 or later (Debian 12's own is
-# 18: there the lint test fails, saying so).
-redocly_version=2.77.0
+# prefix holds another or none (replacing it whole). npm is part of
+# NodeSource's Node.js build (which conflicts with Debian's npm package) and
+# Debian's npm package otherwise. redocly 1.x, which runs on Node.js 18.17
+# or later, so on Debian 12's own nodejs (18.19; 2.x needs 20.19): 1.34.20,
+# as 1.34.21 depends on a @redocly/respect-core 1.34.21 never published.
+redocly_version=1.34.20
 redocly_dir=/opt/osim-test/redocly
 if ! grep -qs "\"version\": \"$redocly_version\"" "$redocly_dir/node_modules/@redocly/cli/package.json"; then
 	if ! command -v npm >/dev/null 2>&1; then
@@ -159,6 +164,7 @@ if ! grep -qs "\"version\": \"$redocly_version\"" "$redocly_dir/node_modules/@re
 		$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends npm
 	fi
 	echo "packages: installing @redocly/cli@$redocly_version into $redocly_dir"
+	$SUDO rm -rf "$redocly_dir"
 	$SUDO mkdir -p "$redocly_dir"
 	$SUDO npm install --prefix "$redocly_dir" --no-audit --no-fund --no-update-notifier --loglevel=error \
 		"@redocly/cli@$redocly_version" >/dev/null

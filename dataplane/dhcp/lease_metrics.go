@@ -21,8 +21,8 @@ type LeaseMetrics struct {
 	exhausted   *prometheus.CounterVec
 	refused     *prometheus.CounterVec // by pool and reason
 
-	// Their children by pool, made on first use: a lookup by label
-	// formats the pool's network each time.
+	// Their children by pool, made for every pool by NewLeaseMetrics (a
+	// lookup by label formats the pool's network each time).
 	byPool    metrics.Children[poolCounter, prometheus.Counter]
 	refusedBy metrics.Children[refusal, prometheus.Counter]
 }
@@ -37,9 +37,18 @@ type poolCounter struct {
 	pool netip.Prefix
 }
 
+// refusalReasons are osim_dhcp_refused_total's reasons.
+var refusalReasons = []Outcome{OutcomeRelayNotAllowed, OutcomeUnknownCap}
+
 // NewLeaseMetrics creates the collectors and registers them on reg (nil:
 // not registered). leases and clk feed osim_dhcp_leases_active and, per
 // pool, osim_dhcp_pool_addresses_held (clk nil: the system clock).
+//
+// Every pool's counters are exported from the start, at 0. Made on first
+// use instead, a counter's first sample is already 1 or more, and
+// increase() sees no rise from a series' first sample: a pool that first
+// runs out between two scrapes would never fire OsimDHCPPoolExhausted
+// (increase(osim_dhcp_pool_exhausted_total[10m]) > 0).
 func NewLeaseMetrics(reg prometheus.Registerer, pools []Pool, leases LeaseStore, clk clock.Clock) *LeaseMetrics {
 	const ns, sub = metrics.Namespace, "dhcp"
 	counter := func(name, help string) *prometheus.CounterVec {
@@ -54,6 +63,14 @@ func NewLeaseMetrics(reg prometheus.Registerer, pools []Pool, leases LeaseStore,
 		refused: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: "refused_total",
 			Help: "Requests dropped before any address was allocated, by pool and reason (relay_not_allowed, unknown_cap)."},
 			[]string{"pool", "reason"}),
+	}
+	for _, p := range pools {
+		for _, vec := range []*prometheus.CounterVec{m.allocations, m.naks, m.declines, m.releases, m.exhausted} {
+			m.poolChild(vec, p.Network)
+		}
+		for _, o := range refusalReasons {
+			m.refusedChild(p.Network, o)
+		}
 	}
 	clk = clock.Or(clk)
 	active := prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: ns, Subsystem: sub,
@@ -165,13 +182,22 @@ func (m *LeaseMetrics) count(o Outcome, p Pool) {
 	case OutcomePoolExhausted:
 		c = m.exhausted
 	case OutcomeRelayNotAllowed, OutcomeUnknownCap:
-		m.refusedBy.Get(refusal{p.Network, o}, func() prometheus.Counter {
-			return m.refused.WithLabelValues(p.Network.String(), string(o))
-		}).Inc()
+		m.refusedChild(p.Network, o).Inc()
 		return
 	default:
 		return
 	}
-	k := poolCounter{c, p.Network}
-	m.byPool.Get(k, func() prometheus.Counter { return k.vec.WithLabelValues(k.pool.String()) }).Inc()
+	m.poolChild(c, p.Network).Inc()
+}
+
+// poolChild is vec's child for pool.
+func (m *LeaseMetrics) poolChild(vec *prometheus.CounterVec, pool netip.Prefix) prometheus.Counter {
+	return m.byPool.Get(poolCounter{vec, pool}, func() prometheus.Counter { return vec.WithLabelValues(pool.String()) })
+}
+
+// refusedChild is osim_dhcp_refused_total's child for pool and reason.
+func (m *LeaseMetrics) refusedChild(pool netip.Prefix, reason Outcome) prometheus.Counter {
+	return m.refusedBy.Get(refusal{pool, reason}, func() prometheus.Counter {
+		return m.refused.WithLabelValues(pool.String(), string(reason))
+	})
 }

@@ -2,6 +2,7 @@ package dhcp
 
 import (
 	"context"
+	"fmt"
 	"net"
 	"strconv"
 	"strings"
@@ -68,4 +69,43 @@ osim_dhcp_pool_addresses_held{pool="10.1.0.0/24"} ` + strconv.Itoa(relay) + "\n"
 	check("now", 3, 1)
 	clk.Step(time.Minute) // the offer lapses
 	check("a minute later", 2, 1)
+}
+
+// TestEveryPoolsCountersAreExportedAtZeroBeforeAnyRequest checks that a
+// fresh LeaseMetrics exports, for each configured pool, every per-pool
+// counter (and osim_dhcp_refused_total for each reason) at 0: increase()
+// sees no rise from a series' first sample, so a counter that appeared
+// only on its first Inc would hide the first exhaustion from the
+// OsimDHCPPoolExhausted alert.
+func TestEveryPoolsCountersAreExportedAtZeroBeforeAnyRequest(t *testing.T) {
+	clk := newClock()
+	f := newFull(t, clk, localPool("10.0.0.100", "10.0.0.110"), relayPool)
+	reg := prometheus.NewRegistry()
+	NewLeaseMetrics(reg, f.Pools, f.Leases, clk)
+
+	var want strings.Builder
+	var names []string
+	for _, c := range []struct{ name, help string }{
+		{"osim_dhcp_lease_allocations_total", "Leases bound or extended (DHCPACK with an address), by pool."},
+		{"osim_dhcp_lease_declines_total", "Addresses quarantined after a DHCPDECLINE, by pool."},
+		{"osim_dhcp_lease_naks_total", "DHCPNAKs sent, by pool."},
+		{"osim_dhcp_lease_releases_total", "Addresses freed by a DHCPRELEASE, by pool."},
+		{"osim_dhcp_pool_exhausted_total", "DISCOVERs left unanswered because the pool had no free address, by pool."},
+	} {
+		names = append(names, c.name)
+		fmt.Fprintf(&want, "# HELP %s %s\n# TYPE %s counter\n", c.name, c.help, c.name)
+		for _, p := range f.Pools {
+			fmt.Fprintf(&want, "%s{pool=%q} 0\n", c.name, p.Network)
+		}
+	}
+	names = append(names, "osim_dhcp_refused_total")
+	want.WriteString("# HELP osim_dhcp_refused_total Requests dropped before any address was allocated, by pool and reason (relay_not_allowed, unknown_cap).\n# TYPE osim_dhcp_refused_total counter\n")
+	for _, p := range f.Pools {
+		for _, reason := range []string{"relay_not_allowed", "unknown_cap"} {
+			fmt.Fprintf(&want, "osim_dhcp_refused_total{pool=%q,reason=%q} 0\n", p.Network, reason)
+		}
+	}
+	if err := testutil.GatherAndCompare(reg, strings.NewReader(want.String()), names...); err != nil {
+		t.Error(err)
+	}
 }
