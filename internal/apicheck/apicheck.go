@@ -59,8 +59,29 @@ func New(doc []byte) (*Checker, error) {
 }
 
 // closeSchemas sets additionalProperties: false on every object schema
-// with properties and no additionalProperties of its own.
+// with properties and no additionalProperties of its own, except the
+// members of an allOf: each knows only its own share of the properties,
+// so closed, every member would refuse the others'.
 func closeSchemas(t *openapi3.T) {
+	open := map[*openapi3.Schema]bool{}
+	eachSchema(t, func(s *openapi3.Schema) {
+		for _, m := range s.AllOf {
+			if m != nil && m.Value != nil {
+				open[m.Value] = true
+			}
+		}
+	})
+	eachSchema(t, func(s *openapi3.Schema) {
+		if !open[s] && len(s.Properties) > 0 && s.AdditionalProperties.Has == nil && s.AdditionalProperties.Schema == nil {
+			closed := false
+			s.AdditionalProperties.Has = &closed
+		}
+	})
+}
+
+// eachSchema calls f once on every schema the document's components and
+// responses reach.
+func eachSchema(t *openapi3.T, f func(*openapi3.Schema)) {
 	seen := map[*openapi3.Schema]bool{}
 	var walk func(*openapi3.SchemaRef)
 	walk = func(r *openapi3.SchemaRef) {
@@ -69,10 +90,7 @@ func closeSchemas(t *openapi3.T) {
 		}
 		s := r.Value
 		seen[s] = true
-		if len(s.Properties) > 0 && s.AdditionalProperties.Has == nil && s.AdditionalProperties.Schema == nil {
-			closed := false
-			s.AdditionalProperties.Has = &closed
-		}
+		f(s)
 		for _, p := range s.Properties {
 			walk(p)
 		}
