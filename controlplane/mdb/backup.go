@@ -211,51 +211,22 @@ func Restore(dir string, r io.Reader) (info BackupInfo, err error) {
 	wb := bdb.NewWriteBatch()
 	defer wb.Cancel()
 	blobDir := filepath.Join(dir, "blobs")
-	var counted BackupInfo
-	for {
-		typ, err := br.Next()
-		if err != nil {
-			return info, fmt.Errorf("mdb: restore: %w", err)
+	b, err := br.Restore(func(key, val []byte) error {
+		// A newer release's store is refused here, not at the first start.
+		if err := Layout.CheckKey(key, val, info.Version); err != nil {
+			return err
 		}
-		switch typ {
-		case backupstream.TypeKey:
-			key, val, err := br.KeyValue()
-			if err != nil {
-				return info, fmt.Errorf("mdb: restore: %w", err)
-			}
-			// A newer release's store is refused here, not at the first start.
-			if err := Layout.CheckKey(key, val, info.Version); err != nil {
-				return info, fmt.Errorf("mdb: restore: %w", err)
-			}
-			if err := wb.Set(key, val); err != nil {
-				return info, err
-			}
-			counted.Keys++
-		case backupstream.TypeBlob:
-			_, n, err := br.Blob(func(sha string) string { return filepath.Join(blobDir, "sha256", sha[:2], sha) })
-			if err != nil {
-				return info, fmt.Errorf("mdb: restore: %w", err)
-			}
-			counted.Blobs++
-			counted.BlobBytes += n
-		case backupstream.TypeEnd:
-			b, err := br.End(1 << 20)
-			if err != nil {
-				return info, fmt.Errorf("mdb: restore: %w", err)
-			}
-			var end BackupInfo
-			if err := json.Unmarshal(b, &end); err != nil {
-				return info, bad("its end record: %v", err)
-			}
-			if end.Keys != counted.Keys || end.Blobs != counted.Blobs || end.BlobBytes != counted.BlobBytes {
-				return info, bad("its end counts %d keys and %d blobs, the stream held %d and %d", end.Keys, end.Blobs, counted.Keys, counted.Blobs)
-			}
-			if err := wb.Flush(); err != nil {
-				return info, fmt.Errorf("mdb: restore: %w", err)
-			}
-			return end, nil
-		default:
-			return info, bad("an unknown record %q", typ)
-		}
+		return wb.Set(key, val)
+	}, func(sha string) string { return filepath.Join(blobDir, "sha256", sha[:2], sha) })
+	if err != nil {
+		return info, fmt.Errorf("mdb: restore: %w", err)
 	}
+	var end BackupInfo
+	if err := json.Unmarshal(b, &end); err != nil {
+		return info, bad("its end record: %v", err)
+	}
+	if err := wb.Flush(); err != nil {
+		return info, fmt.Errorf("mdb: restore: %w", err)
+	}
+	return end, nil
 }

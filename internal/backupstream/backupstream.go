@@ -19,6 +19,7 @@ import (
 	"crypto/sha256"
 	"encoding/binary"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"hash"
@@ -399,4 +400,59 @@ func TargetDir(dir string) (undo func(), err error) {
 			os.RemoveAll(filepath.Join(dir, e.Name()))
 		}
 	}, nil
+}
+
+// Counts are what a stream holds, as its end record says (the fields
+// keys, blobs and blob_bytes of the writer's end JSON).
+type Counts struct {
+	Keys      int   `json:"keys,omitempty"`
+	Blobs     int   `json:"blobs,omitempty"`
+	BlobBytes int64 `json:"blob_bytes,omitempty"`
+}
+
+// Restore reads every record after the header: each key record goes to
+// key, each blob into the file blobPath names; then the end record, whose
+// counts must be what was read. It answers the end record's content.
+func (r *Reader) Restore(key func(k, v []byte) error, blobPath func(sha string) string) ([]byte, error) {
+	var counted Counts
+	for {
+		typ, err := r.Next()
+		if err != nil {
+			return nil, err
+		}
+		switch typ {
+		case TypeKey:
+			k, v, err := r.KeyValue()
+			if err != nil {
+				return nil, err
+			}
+			if err := key(k, v); err != nil {
+				return nil, err
+			}
+			counted.Keys++
+		case TypeBlob:
+			_, n, err := r.Blob(blobPath)
+			if err != nil {
+				return nil, err
+			}
+			counted.Blobs++
+			counted.BlobBytes += n
+		case TypeEnd:
+			b, err := r.End(1 << 20)
+			if err != nil {
+				return nil, err
+			}
+			var end Counts
+			if err := json.Unmarshal(b, &end); err != nil {
+				return nil, fmt.Errorf("%w: its end record: %v", ErrIncomplete, err)
+			}
+			if end != counted {
+				return nil, fmt.Errorf("%w: its end counts %d keys and %d blobs, the stream held %d and %d",
+					ErrIncomplete, end.Keys, end.Blobs, counted.Keys, counted.Blobs)
+			}
+			return b, nil
+		default:
+			return nil, fmt.Errorf("%w: an unknown record %q", ErrIncomplete, typ)
+		}
+	}
 }

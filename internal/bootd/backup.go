@@ -269,51 +269,21 @@ func Restore(dir string, r io.Reader) (info BackupInfo, err error) {
 	wb := db.NewWriteBatch()
 	defer wb.Cancel()
 	staged := filepath.Join(dir, "blobs", "sha256")
-	var counted BackupInfo
-	for {
-		typ, err := br.Next()
-		if err != nil {
-			return info, fmt.Errorf("restore: %w", err)
+	b, err := br.Restore(func(key, val []byte) error {
+		if err := DataDirLayout.CheckKey(key, val, info.Version); err != nil {
+			return err
 		}
-		switch typ {
-		case backupstream.TypeKey:
-			key, val, err := br.KeyValue()
-			if err != nil {
-				return info, fmt.Errorf("restore: %w", err)
-			}
-			if err := DataDirLayout.CheckKey(key, val, info.Version); err != nil {
-				return info, fmt.Errorf("restore: %w", err)
-			}
-			if err := wb.Set(key, val); err != nil {
-				return info, fmt.Errorf("restore: %w", err)
-			}
-			counted.Keys++
-		case backupstream.TypeBlob:
-			_, n, err := br.Blob(func(sha string) string { return filepath.Join(staged, sha) })
-			if err != nil {
-				return info, fmt.Errorf("restore: %w", err)
-			}
-			counted.Blobs++
-			counted.BlobBytes += n
-		case backupstream.TypeEnd:
-			b, err := br.End(1 << 20)
-			if err != nil {
-				return info, fmt.Errorf("restore: %w", err)
-			}
-			var end BackupInfo
-			if err := json.Unmarshal(b, &end); err != nil {
-				return info, fmt.Errorf("restore: %w: its end record: %v", backupstream.ErrIncomplete, err)
-			}
-			if end.Keys != counted.Keys || end.Blobs != counted.Blobs || end.BlobBytes != counted.BlobBytes {
-				return info, fmt.Errorf("restore: %w: its end counts %d keys and %d blobs, the stream held %d and %d",
-					backupstream.ErrIncomplete, end.Keys, end.Blobs, counted.Keys, counted.Blobs)
-			}
-			if err := wb.Flush(); err != nil {
-				return info, fmt.Errorf("restore: %w", err)
-			}
-			return end, nil
-		default:
-			return info, fmt.Errorf("restore: %w: an unknown record %q", backupstream.ErrIncomplete, typ)
-		}
+		return wb.Set(key, val)
+	}, func(sha string) string { return filepath.Join(staged, sha) })
+	if err != nil {
+		return info, fmt.Errorf("restore: %w", err)
 	}
+	var end BackupInfo
+	if err := json.Unmarshal(b, &end); err != nil {
+		return info, fmt.Errorf("restore: %w: its end record: %v", backupstream.ErrIncomplete, err)
+	}
+	if err := wb.Flush(); err != nil {
+		return info, fmt.Errorf("restore: %w", err)
+	}
+	return end, nil
 }
