@@ -27,12 +27,11 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"osim/controlplane/api"
-	"osim/controlplane/manager"
-	"osim/controlplane/mdb"
 	"osim/dataplane/dhcp"
 	"osim/dataplane/xdp"
 	"osim/internal/bootd"
 	"osim/internal/diskspace"
+	"osim/internal/mgrtest"
 	"osim/metrics"
 )
 
@@ -899,26 +898,13 @@ func startDaemons(t *testing.T) exports {
 
 	// The manager, wired as `osim-manager serve` wires it: the store, the
 	// server and the data dir's disk guard on one registry.
-	dir := t.TempDir()
-	store, err := mdb.Open(dir, mdb.Options{Logger: log})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { store.Close() })
 	mreg := metrics.NewRegistry()
-	srv, err := manager.New(manager.Config{Store: store, Logger: log, Registry: mreg})
-	if err != nil {
-		t.Fatal(err)
-	}
-	mreg.MustRegister(diskspace.New(dir, 1<<20, diskspace.Options{Logger: log}))
-	hs := httptest.NewServer(srv.Handler())
-	t.Cleanup(hs.Close)
+	mgr := mgrtest.StartManager(t, mgrtest.Options{Registry: mreg})
+	store := mgr.Store
+	mreg.MustRegister(diskspace.New(mgr.Dir, 1<<20, diskspace.Options{Logger: log}))
 	ms := httptest.NewServer(metrics.Handler(mreg))
 	t.Cleanup(ms.Close)
-	join, err := manager.NewToken(ctx, store, api.TokenRequest{Role: api.RoleJoin, Site: "lab"}, time.Now())
-	if err != nil {
-		t.Fatal(err)
-	}
+	join := mgr.Token(t, api.TokenRequest{Role: api.RoleJoin, Site: "lab"})
 	// A stopped rollout, so that osim_manager_rollout_targets shows its
 	// states (done, failed, other, remaining).
 	ro := api.Rollout{State: api.RolloutStopped, Reason: "failure budget spent",
@@ -939,7 +925,7 @@ func startDaemons(t *testing.T) exports {
 			Pools: []dhcp.PoolConfig{{Network: "127.0.0.0/24", Start: "127.0.0.100", End: "127.0.0.200"}}},
 		TFTP:    bootd.TFTPSection{Listen: freeUDP(t), Root: filepath.Join(bdir, "tftp")},
 		HTTP:    bootd.HTTPSection{Listen: freeTCP(t)},
-		Manager: &bootd.ManagerSection{URL: hs.URL, JoinToken: join.Secret, Name: "bs-1", Site: "lab"},
+		Manager: &bootd.ManagerSection{URL: mgr.URL, JoinToken: join, Name: "bs-1", Site: "lab"},
 		XDP:     &bootd.XDPSection{},
 	}
 	k, err := bootd.Check(cfg, false)
@@ -958,7 +944,7 @@ func startDaemons(t *testing.T) exports {
 
 	// Some traffic, so that labelled families have children in the
 	// scrapes: an API call, an HTTP boot request.
-	if _, err := api.NewClient(hs.URL, join.Secret, false).ListImages(ctx); err == nil {
+	if _, err := api.NewClient(mgr.URL, join, false).ListImages(ctx); err == nil {
 		t.Log("a join token listed images") // refused or not, the request is counted
 	}
 	get(t, "http://"+cfg.HTTP.Listen+"/ipxe/52:54:00:00:00:01")

@@ -9,7 +9,6 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"net/http/httptest"
 	"net/netip"
 	"os"
 	"os/exec"
@@ -23,11 +22,11 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"osim/controlplane/api"
-	"osim/controlplane/manager"
 	"osim/controlplane/mdb"
 	"osim/dataplane/dhcp"
 	"osim/internal/backupstream"
 	"osim/internal/badgerkv"
+	"osim/internal/mgrtest"
 	"osim/internal/storeformat"
 )
 
@@ -44,36 +43,21 @@ type testManager struct {
 
 func startTestManager(t *testing.T) *testManager {
 	t.Helper()
-	ctx := context.Background()
-	store, err := mdb.Open(t.TempDir(), mdb.Options{Logger: slog.New(slog.DiscardHandler)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { store.Close() })
-	srv, err := manager.New(manager.Config{Store: store, Logger: slog.New(slog.DiscardHandler)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	m := &testManager{store: store}
-	h := srv.Handler()
-	hs := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if m.holdEvents.Load() && r.Method == http.MethodPost && r.URL.Path == api.Prefix+"/events" {
-			http.Error(w, `{"code":503,"message":"test: events held"}`, http.StatusServiceUnavailable)
-			return
-		}
-		h.ServeHTTP(w, r)
-	}))
-	t.Cleanup(hs.Close)
-	m.url = hs.URL
-	admin, err := manager.CreateToken(ctx, store, api.RoleAdmin, "t", time.Now())
-	if err != nil {
-		t.Fatal(err)
-	}
-	join, err := manager.NewToken(ctx, store, api.TokenRequest{Role: api.RoleJoin, Site: "lab"}, time.Now())
-	if err != nil {
-		t.Fatal(err)
-	}
-	m.admin, m.join = api.NewClient(hs.URL, admin.Secret, false), join.Secret
+	m := &testManager{}
+	mm := mgrtest.StartManager(t, mgrtest.Options{Wrap: func(h http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if m.holdEvents.Load() && r.Method == http.MethodPost && r.URL.Path == api.Prefix+"/events" {
+				w.Header().Set("Content-Type", "application/json")
+				w.WriteHeader(http.StatusServiceUnavailable)
+				w.Write([]byte(`{"code":503,"message":"test: events held"}`))
+				return
+			}
+			h.ServeHTTP(w, r)
+		})
+	}})
+	m.store, m.url = mm.Store, mm.URL
+	m.admin = mm.Client(t, api.RoleAdmin)
+	m.join = mm.Token(t, api.TokenRequest{Role: api.RoleJoin, Site: "lab"})
 	return m
 }
 
