@@ -89,16 +89,7 @@ func TestRolloutCommandsAgainstARealManager(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	data := []byte("kernel")
-	sum := sha256.Sum256(data)
-	sha := hex.EncodeToString(sum[:])
-	if _, err := c.UploadBlob(ctx, sha, int64(len(data)), bytes.NewReader(data), 0); err != nil {
-		t.Fatal(err)
-	}
-	img, err := c.CreateImage(ctx, api.ImageSpec{Name: "deb", Version: "1", Kind: api.KindOS, Files: []api.ImageFile{{Name: "vmlinuz", SHA256: sha, Size: int64(len(data)), Role: api.RoleKernel}}})
-	if err != nil {
-		t.Fatal(err)
-	}
+	img := kernelImage(t, c)
 	base := []string{"--server", url, "--token", token}
 	out, errOut, code := runCmd(t, append(base, "orders", "rollout", "create", "--selector", "role=web", "--all", "--image", img.ID, "--wave-size", "2", "--manual", "--max-per-site", "1", "-o", "json")...)
 	var ro api.Rollout
@@ -122,4 +113,22 @@ func TestRolloutCommandsAgainstARealManager(t *testing.T) {
 	if out, _, code = runCmd(t, append(base, "rollouts", "list")...); code != 0 || !strings.Contains(out, ro.ID) {
 		t.Fatalf("list: %s", out)
 	}
+}
+
+// kernelImage registers a one-file OS image (a kernel) at c: enough to
+// order.
+func kernelImage(t *testing.T, c *api.Client) api.Image {
+	t.Helper()
+	data := []byte("kernel")
+	sum := sha256.Sum256(data)
+	sha := hex.EncodeToString(sum[:])
+	if _, err := c.UploadBlob(t.Context(), sha, int64(len(data)), bytes.NewReader(data), 0); err != nil {
+		t.Fatal(err)
+	}
+	img, err := c.CreateImage(t.Context(), api.ImageSpec{Name: "deb", Version: "1", Kind: api.KindOS,
+		Files: []api.ImageFile{{Name: "vmlinuz", SHA256: sha, Size: int64(len(data)), Role: api.RoleKernel}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return img
 }

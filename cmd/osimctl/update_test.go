@@ -1,9 +1,6 @@
 package main
 
 import (
-	"bytes"
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -112,16 +109,7 @@ func TestEventsTailLimitAndColumns(t *testing.T) {
 		}
 		ids = append(ids, tg.ID)
 	}
-	data := []byte("kernel")
-	sum := sha256.Sum256(data)
-	sha := hex.EncodeToString(sum[:])
-	if _, err := c.UploadBlob(ctx, sha, int64(len(data)), bytes.NewReader(data), 0); err != nil {
-		t.Fatal(err)
-	}
-	img, err := c.CreateImage(ctx, api.ImageSpec{Name: "deb", Version: "1", Kind: api.KindOS, Files: []api.ImageFile{{Name: "vmlinuz", SHA256: sha, Size: int64(len(data)), Role: api.RoleKernel}}})
-	if err != nil {
-		t.Fatal(err)
-	}
+	img := kernelImage(t, c)
 	for _, id := range ids {
 		o, err := c.CreateOrders(ctx, api.OrderRequest{Target: id, Image: img.ID})
 		if err != nil {
@@ -159,16 +147,7 @@ func TestOrdersCancelAndRetryInBulk(t *testing.T) {
 	clearEnv(t)
 	c, url, token := mgrtest.Start(t)
 	ctx := t.Context()
-	data := []byte("kernel")
-	sum := sha256.Sum256(data)
-	sha := hex.EncodeToString(sum[:])
-	if _, err := c.UploadBlob(ctx, sha, int64(len(data)), bytes.NewReader(data), 0); err != nil {
-		t.Fatal(err)
-	}
-	img, err := c.CreateImage(ctx, api.ImageSpec{Name: "deb", Version: "1", Kind: api.KindOS, Files: []api.ImageFile{{Name: "vmlinuz", SHA256: sha, Size: int64(len(data)), Role: api.RoleKernel}}})
-	if err != nil {
-		t.Fatal(err)
-	}
+	img := kernelImage(t, c)
 	for i := range 4 {
 		rack := "r1"
 		if i == 3 {
