@@ -16,19 +16,15 @@ import (
 // needLab skips (fails under CI=true) when the lab cannot run here.
 func needLab(t *testing.T) {
 	t.Helper()
-	skip := t.Skipf
-	if os.Getenv("CI") == "true" {
-		skip = t.Fatalf
-	}
 	testlab.RequireRoot(t, "the QEMU lab: network namespaces, tap devices")
 	for _, f := range []string{"/usr/bin/qemu-system-x86_64", "/usr/share/ovmf/OVMF.fd", "/usr/lib/ipxe/qemu/pxe-e1000.rom",
 		"/usr/lib/ipxe/snponly.efi", "/bin/busybox", "/usr/sbin/dnsmasq", "/usr/sbin/ethtool", "/usr/bin/cpio"} {
 		if _, err := os.Stat(f); err != nil {
-			skip("lab needs %s (apt-get install qemu-system-x86 ipxe-qemu ipxe ovmf linux-image-amd64 busybox-static cpio dnsmasq-base ethtool)", f)
+			testlab.Unavailable(t, "lab needs %s (apt-get install qemu-system-x86 ipxe-qemu ipxe ovmf linux-image-amd64 busybox-static cpio dnsmasq-base ethtool)", f)
 		}
 	}
 	if k, _ := filepath.Glob("/boot/vmlinuz-*"); len(k) == 0 {
-		skip("lab needs a kernel in /boot (apt-get install linux-image-amd64)")
+		testlab.Unavailable(t, "lab needs a kernel in /boot (apt-get install linux-image-amd64)")
 	}
 }
 

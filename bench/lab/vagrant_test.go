@@ -23,18 +23,14 @@ import (
 // provider (Debian's vagrant and vagrant-libvirt).
 func needVagrant(t *testing.T) {
 	t.Helper()
-	skip := t.Skipf
-	if os.Getenv("CI") == "true" {
-		skip = t.Fatalf
-	}
 	if _, err := exec.LookPath("vagrant"); err != nil {
-		skip("the Vagrant lab needs vagrant (apt-get install vagrant vagrant-libvirt)")
+		testlab.Unavailable(t, "the Vagrant lab needs vagrant (apt-get install vagrant vagrant-libvirt)")
 	}
 	cmd := exec.Command("vagrant", "plugin", "list")
 	cmd.Env = vagrantEnv(t.TempDir())
 	out, err := cmd.CombinedOutput()
 	if err != nil || !strings.Contains(string(out), "vagrant-libvirt") {
-		skip("the Vagrant lab needs vagrant's libvirt provider (apt-get install vagrant-libvirt): vagrant plugin list: %v\n%s", err, out)
+		testlab.Unavailable(t, "the Vagrant lab needs vagrant's libvirt provider (apt-get install vagrant-libvirt): vagrant plugin list: %v\n%s", err, out)
 	}
 }
 

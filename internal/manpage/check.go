@@ -2,9 +2,10 @@ package manpage
 
 import (
 	"bytes"
-	"os"
 	"os/exec"
 	"testing"
+
+	"osim/internal/testlab"
 )
 
 // Check formats page with groff (Debian's groff-base) and fails t on any
@@ -12,10 +13,7 @@ import (
 func Check(t testing.TB, page []byte) string {
 	t.Helper()
 	if _, err := exec.LookPath("groff"); err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatal("needs groff (apt-get install groff-base)")
-		}
-		t.Skip("needs groff (apt-get install groff-base)")
+		testlab.Unavailable(t, "needs groff (apt-get install groff-base)")
 	}
 	cmd := exec.Command("groff", "-man", "-Tutf8", "-P-cbou", "-ww", "-rLL=200n") // plain text: no bold by overstriking
 	cmd.Stdin = bytes.NewReader(page)

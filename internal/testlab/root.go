@@ -31,10 +31,7 @@ func NeedRoot(what string) error {
 func RequireRoot(t testing.TB, what string) {
 	t.Helper()
 	if err := NeedRoot(what); err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("%v; CI=true must run it as root", err)
-		}
-		t.Skipf("%v: skipped, run as root to test it", err)
+		Unavailable(t, "%v: run it as root", err)
 	}
 }
 
@@ -47,9 +44,18 @@ func RequireTool(t testing.TB, bin, pkg string) string {
 	if err == nil {
 		return p
 	}
-	if os.Getenv("CI") == "true" {
-		t.Fatalf("CI=true but %s is not installed: apt-get install %s (see .ci/run)", bin, pkg)
-	}
-	t.Skipf("%s not installed (Debian package %s): skipped", bin, pkg)
+	Unavailable(t, "%s is not installed: apt-get install %s (scripts/packages.sh)", bin, pkg)
 	return ""
+}
+
+// Unavailable ends t for want of something this machine lacks (a tool, a
+// file, a kernel feature): under CI=true, which must provide it, t fails;
+// elsewhere it is skipped. The message says what is missing and how to
+// get it.
+func Unavailable(t testing.TB, format string, args ...any) {
+	t.Helper()
+	if os.Getenv("CI") == "true" {
+		t.Fatalf("CI=true, but "+format, args...)
+	}
+	t.Skipf(format+": skipped", args...)
 }
