@@ -256,8 +256,12 @@ func TestOpensADataDirWrittenByAnEarlierRelease(t *testing.T) {
 	}
 }
 
-// fixtureManager answers an agent that registered before: no change since
-// its revision, heartbeats, and event uploads it records.
+// fixtureManager is a hand-written fake of the manager, the last resort
+// the house style allows: the fixture's credential was issued by a
+// manager that no longer exists, so no real one would accept it. It
+// answers an agent that registered before: no change since its revision,
+// heartbeats, and event uploads it records; a registration is refused
+// and noted (the test requires none).
 type fixtureManager struct {
 	rev        uint64
 	mu         sync.Mutex
